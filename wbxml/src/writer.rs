@@ -1,0 +1,224 @@
+//! The streaming encoder: start/end/text/opaque calls in, canonical EAS WBXML bytes out.
+//!
+//! Owns the canonical form every EAS peer expects: the header `03 01 6A 00`, no string table,
+//! SWITCH_PAGE only when the page actually changes, the content bit only on elements that have
+//! content, strings as STR_I. A response of any size is written element by element straight into
+//! the sink, so a Sync with hundreds of items never needs a tree.
+//!
+//! The content bit of a tag depends on what follows it, so a started tag is held back until the
+//! next call says whether the element has content; that is the only buffering the writer does.
+
+use std::io::Write;
+
+use crate::codepage::{CodePage, Tag};
+use crate::error::EncodeError;
+
+/// The header EAS documents carry: WBXML 1.3, public id 1 (unknown), UTF-8, empty string table.
+pub const HEADER: [u8; 4] = [0x03, 0x01, 0x6A, 0x00];
+
+const SWITCH_PAGE: u8 = 0x00;
+const END: u8 = 0x01;
+const STR_I: u8 = 0x03;
+const OPAQUE: u8 = 0xC3;
+const CONTENT_BIT: u8 = 0x40;
+
+/// Streaming WBXML writer over any [`Write`] sink (a `Vec<u8>` in the common case).
+pub struct Writer<W: Write> {
+    out: W,
+    page: CodePage,
+    /// Open elements whose tag byte has been written.
+    open: Vec<Tag>,
+    /// A started element whose tag byte waits for the next call.
+    pending: Option<Tag>,
+    root_done: bool,
+}
+
+impl<W: Write> Writer<W> {
+    /// Writes the header and returns a writer positioned before the root element.
+    pub fn new(mut out: W) -> Result<Self, EncodeError> {
+        out.write_all(&HEADER)?;
+        Ok(Writer {
+            out,
+            page: CodePage::AirSync,
+            open: Vec::with_capacity(16),
+            pending: None,
+            root_done: false,
+        })
+    }
+
+    /// Opens an element; its content (children, text or opaque data) follows until [`end`].
+    ///
+    /// [`end`]: Writer::end
+    pub fn start(&mut self, tag: Tag) -> Result<&mut Self, EncodeError> {
+        self.flush_pending(true)?;
+        if self.root_done && self.open.is_empty() {
+            return Err(EncodeError::SecondRoot);
+        }
+        self.pending = Some(tag);
+        Ok(self)
+    }
+
+    /// Closes the innermost open element. An element closed right after it was started is
+    /// written as an empty tag (`<Tag/>`).
+    pub fn end(&mut self) -> Result<&mut Self, EncodeError> {
+        if let Some(tag) = self.pending.take() {
+            self.write_tag(tag, false)?;
+        } else {
+            self.open.pop().ok_or(EncodeError::UnbalancedEnd)?;
+            self.out.write_all(&[END])?;
+        }
+        if self.open.is_empty() {
+            self.root_done = true;
+        }
+        Ok(self)
+    }
+
+    /// Writes text content. NUL characters cannot be carried by STR_I and are dropped: a phone is
+    /// better served by the text without them than by a failed response.
+    pub fn text(&mut self, text: &str) -> Result<&mut Self, EncodeError> {
+        self.flush_pending(true)?;
+        if self.open.is_empty() {
+            return Err(EncodeError::ContentOutsideElement);
+        }
+        self.out.write_all(&[STR_I])?;
+        for piece in text.as_bytes().split(|&b| b == 0) {
+            self.out.write_all(piece)?;
+        }
+        self.out.write_all(&[0])?;
+        Ok(self)
+    }
+
+    /// Writes opaque (binary) content.
+    pub fn opaque(&mut self, data: &[u8]) -> Result<&mut Self, EncodeError> {
+        self.flush_pending(true)?;
+        if self.open.is_empty() {
+            return Err(EncodeError::ContentOutsideElement);
+        }
+        let len = u32::try_from(data.len()).map_err(|_| EncodeError::OpaqueTooLarge(data.len()))?;
+        self.out.write_all(&[OPAQUE])?;
+        write_mb_u32(&mut self.out, len)?;
+        self.out.write_all(data)?;
+        Ok(self)
+    }
+
+    /// `<tag/>`.
+    pub fn empty(&mut self, tag: Tag) -> Result<&mut Self, EncodeError> {
+        self.start(tag)?.end()
+    }
+
+    /// `<tag>text</tag>`.
+    pub fn text_element(&mut self, tag: Tag, text: &str) -> Result<&mut Self, EncodeError> {
+        self.start(tag)?.text(text)?.end()
+    }
+
+    /// `<tag>` with opaque content.
+    pub fn opaque_element(&mut self, tag: Tag, data: &[u8]) -> Result<&mut Self, EncodeError> {
+        self.start(tag)?.opaque(data)?.end()
+    }
+
+    /// Checks the document is complete and hands back the sink.
+    pub fn finish(mut self) -> Result<W, EncodeError> {
+        let open = self.open.len() + usize::from(self.pending.is_some());
+        if open > 0 || !self.root_done {
+            return Err(EncodeError::Unclosed { open });
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    fn flush_pending(&mut self, has_content: bool) -> Result<(), EncodeError> {
+        if let Some(tag) = self.pending.take() {
+            self.write_tag(tag, has_content)?;
+            self.open.push(tag);
+        }
+        Ok(())
+    }
+
+    fn write_tag(&mut self, tag: Tag, has_content: bool) -> Result<(), EncodeError> {
+        if tag.page() != self.page {
+            self.out.write_all(&[SWITCH_PAGE, tag.page().number()])?;
+            self.page = tag.page();
+        }
+        let byte = tag.token() | if has_content { CONTENT_BIT } else { 0 };
+        self.out.write_all(&[byte])?;
+        Ok(())
+    }
+}
+
+fn write_mb_u32<W: Write>(out: &mut W, mut value: u32) -> std::io::Result<()> {
+    let mut buf = [0u8; 5];
+    let mut i = buf.len() - 1;
+    buf[i] = (value & 0x7F) as u8;
+    value >>= 7;
+    while value > 0 {
+        i -= 1;
+        buf[i] = (value & 0x7F) as u8 | 0x80;
+        value >>= 7;
+    }
+    out.write_all(&buf[i..])
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::tags::{airsync, airsyncbase, email2};
+
+    #[test]
+    fn writes_the_canonical_form() {
+        let mut w = Writer::new(Vec::new()).unwrap();
+        w.start(airsync::Sync).unwrap();
+        w.text_element(airsync::SyncKey, "1").unwrap();
+        w.empty(airsync::GetChanges).unwrap();
+        w.start(airsyncbase::Body).unwrap();
+        w.text_element(airsyncbase::Type, "2").unwrap();
+        w.end().unwrap();
+        w.opaque_element(email2::ConversationId, &[1, 2, 3]).unwrap();
+        w.end().unwrap();
+        let bytes = w.finish().unwrap();
+        assert_eq!(
+            bytes,
+            [
+                0x03, 0x01, 0x6A, 0x00, // header
+                0x45, 0x4B, 0x03, b'1', 0x00, 0x01, 0x13, // Sync, SyncKey "1", GetChanges/
+                0x00, 0x11, 0x4A, 0x46, 0x03, b'2', 0x00, 0x01, 0x01, // page 17, Body>Type "2"
+                0x00, 0x16, 0x49, 0xC3, 0x03, 1, 2, 3, 0x01, // page 22, ConversationId opaque
+                0x01, // </Sync>
+            ]
+        );
+    }
+
+    #[test]
+    fn misuse_is_an_error_not_a_bad_document() {
+        let mut w = Writer::new(Vec::new()).unwrap();
+        assert!(matches!(w.end(), Err(EncodeError::UnbalancedEnd)));
+        assert!(matches!(w.text("x"), Err(EncodeError::ContentOutsideElement)));
+        w.empty(airsync::Sync).unwrap();
+        assert!(matches!(w.start(airsync::Sync), Err(EncodeError::SecondRoot)));
+        let mut w = Writer::new(Vec::new()).unwrap();
+        w.start(airsync::Sync).unwrap();
+        assert!(matches!(w.finish(), Err(EncodeError::Unclosed { open: 1 })));
+        assert!(matches!(
+            Writer::new(Vec::new()).unwrap().finish(),
+            Err(EncodeError::Unclosed { open: 0 })
+        ));
+    }
+
+    #[test]
+    fn nul_is_dropped_from_text() {
+        let mut w = Writer::new(Vec::new()).unwrap();
+        w.text_element(airsync::SyncKey, "a\0b").unwrap();
+        let bytes = w.finish().unwrap();
+        let tree = crate::Element::decode(&bytes).unwrap();
+        assert_eq!(tree.text(), Some("ab"));
+    }
+
+    #[test]
+    fn multi_byte_lengths() {
+        let mut v = Vec::new();
+        write_mb_u32(&mut v, 0).unwrap();
+        write_mb_u32(&mut v, 0x7F).unwrap();
+        write_mb_u32(&mut v, 0x80).unwrap();
+        write_mb_u32(&mut v, u32::MAX).unwrap();
+        assert_eq!(v, [0x00, 0x7F, 0x81, 0x00, 0x8F, 0xFF, 0xFF, 0xFF, 0x7F]);
+    }
+}
