@@ -38,6 +38,19 @@ impl Tag {
             .map(|&(token, _)| Tag { page, token })
     }
 
+    /// The tag called `name` on `page`, also accepting the other spellings in [`ALIASES`].
+    ///
+    /// Used when reading XML written by other tools (libwbxml, older spec revisions); the
+    /// encoder and [`Tag::name`] always use the spec spelling.
+    pub fn from_name_or_alias(page: CodePage, name: &str) -> Option<Tag> {
+        Self::from_name(page, name).or_else(|| {
+            ALIASES
+                .iter()
+                .find(|(p, alias, _)| *p == page && *alias == name)
+                .map(|&(page, _, token)| Tag { page, token })
+        })
+    }
+
     /// The code page this tag lives on.
     pub fn page(self) -> CodePage {
         self.page
@@ -175,7 +188,7 @@ code_pages! {
         0x3A YomiLastName, 0x3B CompressedRTF, 0x3C Picture, 0x3D Alias, 0x3E WeightedRank,
     }
     2 Email email {
-        0x05 Attachment, 0x06 Attachments, 0x07 AttName, 0x08 AttSize, 0x09 AttOid,
+        0x05 Attachment, 0x06 Attachments, 0x07 AttName, 0x08 AttSize, 0x09 Att0Id,
         0x0A AttMethod, 0x0B AttRemoved, 0x0C Body, 0x0D BodySize, 0x0E BodyTruncated,
         0x0F DateReceived, 0x10 DisplayName, 0x11 DisplayTo, 0x12 Importance, 0x13 MessageClass,
         0x14 Subject, 0x15 Read, 0x16 To, 0x17 Cc, 0x18 From, 0x19 ReplyTo, 0x1A AllDayEvent,
@@ -195,7 +208,7 @@ code_pages! {
         0x15 Expiry, 0x16 NotifyGUID, 0x17 DeviceFriendlyName,
     }
     4 Calendar calendar {
-        0x05 TimeZone, 0x06 AllDayEvent, 0x07 Attendees, 0x08 Attendee, 0x09 Email, 0x0A Name,
+        0x05 Timezone, 0x06 AllDayEvent, 0x07 Attendees, 0x08 Attendee, 0x09 Email, 0x0A Name,
         0x0B Body, 0x0C BodyTruncated, 0x0D BusyStatus, 0x0E Categories, 0x0F Category,
         0x10 CompressedRTF, 0x11 DtStamp, 0x12 EndTime, 0x13 Exception, 0x14 Exceptions,
         0x15 Deleted, 0x16 ExceptionStartTime, 0x17 Location, 0x18 MeetingStatus,
@@ -307,7 +320,7 @@ code_pages! {
         0x10 AppliesToExternalUnknown, 0x11 Enabled, 0x12 ReplyMessage, 0x13 BodyType,
         0x14 DevicePassword, 0x15 Password, 0x16 DeviceInformation, 0x17 Model, 0x18 IMEI,
         0x19 FriendlyName, 0x1A OS, 0x1B OSLanguage, 0x1C PhoneNumber, 0x1D UserInformation,
-        0x1E EmailAddresses, 0x1F SmtpAddress, 0x20 UserAgent, 0x21 EnableOutboundSMS,
+        0x1E EmailAddresses, 0x1F SMTPAddress, 0x20 UserAgent, 0x21 EnableOutboundSMS,
         0x22 MobileOperator, 0x23 PrimarySmtpAddress, 0x24 Accounts, 0x25 Account,
         0x26 AccountId, 0x27 AccountName, 0x28 UserDisplayName, 0x29 SendDisabled,
         0x2B RightsManagementInformation,
@@ -324,7 +337,7 @@ code_pages! {
     }
     21 ComposeMail composemail {
         0x05 SendMail, 0x06 SmartForward, 0x07 SmartReply, 0x08 SaveInSentItems,
-        0x09 ReplaceMime, 0x0B Source, 0x0C FolderId, 0x0D ItemId, 0x0E LongId, 0x0F InstanceId,
+        0x09 ReplaceMime, 0x0A Type, 0x0B Source, 0x0C FolderId, 0x0D ItemId, 0x0E LongId, 0x0F InstanceId,
         0x10 Mime, 0x11 ClientId, 0x12 Status, 0x13 AccountId, 0x15 Forwardees, 0x16 Forwardee,
         0x17 ForwardeeName, 0x18 ForwardeeEmail,
     }
@@ -345,7 +358,7 @@ code_pages! {
         0x0D ModifyRecipientsAllowed, 0x0E ExtractAllowed, 0x0F PrintAllowed,
         0x10 ExportAllowed, 0x11 ProgrammaticAccessAllowed, 0x12 Owner, 0x13 ContentExpiryDate,
         0x14 TemplateID, 0x15 TemplateName, 0x16 TemplateDescription, 0x17 ContentOwner,
-        0x18 RemoveRightsManagementProtection,
+        0x18 RemoveRightsManagementDistribution,
     }
     25 Find find {
         0x05 Find, 0x06 SearchId, 0x07 ExecuteSearch, 0x08 MailBoxSearchCriterion, 0x09 Query,
@@ -355,6 +368,94 @@ code_pages! {
         0x21 MaxSize, 0x22 Picture,
     }
 }
+
+/// Other spellings of tags, as `(page, name, token)`: names used by libwbxml 0.11 (`wbxml2xml`),
+/// z-push/grommunio and earlier revisions of MS-ASWBXML. Accepted on input only.
+pub const ALIASES: &[(CodePage, &str, u8)] = &[
+    // libwbxml (and z-push) use short names for the contact address and phone tags.
+    (CodePage::Contacts, "AssistantTelephoneNumber", 0x07),
+    (CodePage::Contacts, "BusinessCity", 0x0D),
+    (CodePage::Contacts, "BusinessCountry", 0x0E),
+    (CodePage::Contacts, "BusinessPostalCode", 0x0F),
+    (CodePage::Contacts, "BusinessState", 0x10),
+    (CodePage::Contacts, "BusinessStreet", 0x11),
+    (CodePage::Contacts, "HomeCity", 0x21),
+    (CodePage::Contacts, "HomeCountry", 0x22),
+    (CodePage::Contacts, "HomePostalCode", 0x23),
+    (CodePage::Contacts, "HomeState", 0x24),
+    (CodePage::Contacts, "HomeStreet", 0x25),
+    (CodePage::Contacts, "OtherCity", 0x2D),
+    (CodePage::Contacts, "OtherCountry", 0x2E),
+    (CodePage::Contacts, "OtherPostalCode", 0x2F),
+    (CodePage::Contacts, "OtherState", 0x30),
+    (CodePage::Contacts, "OtherStreet", 0x31),
+    // libwbxml spells the 2.5 attachment id with a letter O; the spec with a digit zero.
+    (CodePage::Email, "AttOId", 0x09),
+    // Earlier spec revisions and libwbxml prefix recurrence children with `Recurrence_`.
+    (CodePage::Email, "Recurrence_Type", 0x29),
+    (CodePage::Email, "Recurrence_Until", 0x2A),
+    (CodePage::Email, "Recurrence_Occurrences", 0x2B),
+    (CodePage::Email, "Recurrence_Interval", 0x2C),
+    (CodePage::Email, "Recurrence_DayOfWeek", 0x2D),
+    (CodePage::Email, "Recurrence_DayOfMonth", 0x2E),
+    (CodePage::Email, "Recurrence_WeekOfMonth", 0x2F),
+    (CodePage::Email, "Recurrence_MonthOfYear", 0x30),
+    // libwbxml and z-push write `Reply-To`.
+    (CodePage::Email, "Reply-To", 0x19),
+    (CodePage::Email, "DTStamp", 0x1D),
+    // z-push and libwbxml call the flag status `FlagStatus`.
+    (CodePage::Email, "FlagStatus", 0x3B),
+    (CodePage::Calendar, "TimeZone", 0x05),
+    (CodePage::Calendar, "Attendee_Email", 0x09),
+    (CodePage::Calendar, "Attendee_Name", 0x0A),
+    (CodePage::Calendar, "Compressed_RTF", 0x10),
+    (CodePage::Calendar, "DTStamp", 0x11),
+    (CodePage::Calendar, "Exception_Deleted", 0x15),
+    (CodePage::Calendar, "Exception_StartTime", 0x16),
+    (CodePage::Calendar, "Organizer_Email", 0x19),
+    (CodePage::Calendar, "Organizer_Name", 0x1A),
+    (CodePage::Calendar, "Recurrence_Type", 0x1C),
+    (CodePage::Calendar, "Recurrence_Until", 0x1D),
+    (CodePage::Calendar, "Recurrence_Occurrences", 0x1E),
+    (CodePage::Calendar, "Recurrence_Interval", 0x1F),
+    (CodePage::Calendar, "Recurrence_DayOfWeek", 0x20),
+    (CodePage::Calendar, "Recurrence_DayOfMonth", 0x21),
+    (CodePage::Calendar, "Recurrence_WeekOfMonth", 0x22),
+    (CodePage::Calendar, "Recurrence_MonthOfYear", 0x23),
+    (CodePage::Calendar, "Attendee_Status", 0x29),
+    (CodePage::Calendar, "Attendee_Type", 0x2A),
+    (CodePage::Tasks, "UTCDueDate", 0x0D),
+    (CodePage::Tasks, "UTCStartDate", 0x1F),
+    (CodePage::Tasks, "Recurrence_Type", 0x10),
+    (CodePage::Tasks, "Recurrence_Start", 0x11),
+    (CodePage::Tasks, "Recurrence_Until", 0x12),
+    (CodePage::Tasks, "Recurrence_Occurrences", 0x13),
+    (CodePage::Tasks, "Recurrence_Interval", 0x14),
+    (CodePage::Tasks, "Recurrence_DayOfMonth", 0x15),
+    (CodePage::Tasks, "Recurrence_DayOfWeek", 0x16),
+    (CodePage::Tasks, "Recurrence_WeekOfMonth", 0x17),
+    (CodePage::Tasks, "Recurrence_MonthOfYear", 0x18),
+    (CodePage::Tasks, "Recurrence_Regenerate", 0x19),
+    (CodePage::Tasks, "Recurrence_DeadOccur", 0x1A),
+    // The 12.0 name of the token that later revisions call RequireStorageCardEncryption.
+    (CodePage::Provision, "DeviceEncryptionEnabled", 0x10),
+    // MS-ASCMD prose and libwbxml write SmtpAddress; the code page table SMTPAddress.
+    (CodePage::Settings, "SmtpAddress", 0x1F),
+    // libwbxml 0.11 drops the first letters of this name (a typo in its table).
+    (CodePage::Settings, "ihsManagementInformation", 0x2B),
+    // libwbxml: MIME; the spec: Mime.
+    (CodePage::ComposeMail, "MIME", 0x10),
+    // grommunio's names for the Forwardee children.
+    (CodePage::ComposeMail, "Name", 0x17),
+    (CodePage::ComposeMail, "Email", 0x18),
+    // libwbxml's names on the RightsManagement page; MS-ASRM's schema says Protection.
+    (CodePage::RightsManagement, "RMOwner", 0x12),
+    (
+        CodePage::RightsManagement,
+        "RemoveRightsManagementProtection",
+        0x18,
+    ),
+];
 
 impl CodePage {
     /// The namespace URI used by the readable XML form, e.g. `"AirSync:"`.
@@ -415,6 +516,15 @@ mod test {
     }
 
     #[test]
+    fn aliases_name_real_tokens_and_never_shadow_spec_names() {
+        for &(page, alias, token) in ALIASES {
+            assert!(Tag::from_token(page, token).is_some(), "{alias}");
+            assert_eq!(Tag::from_name(page, alias), None, "{alias} is a spec name");
+            assert_eq!(Tag::from_name_or_alias(page, alias).unwrap().token(), token);
+        }
+    }
+
+    #[test]
     fn constants_match_the_table() {
         assert_eq!(tags::airsync::Sync.token(), 0x05);
         assert_eq!(tags::airsyncbase::Body.token(), 0x0A);
@@ -427,8 +537,14 @@ mod test {
 
     #[test]
     fn namespaces_resolve_leniently() {
-        assert_eq!(CodePage::from_namespace("AirSync:"), Some(CodePage::AirSync));
-        assert_eq!(CodePage::from_namespace("airsyncbase"), Some(CodePage::AirSyncBase));
+        assert_eq!(
+            CodePage::from_namespace("AirSync:"),
+            Some(CodePage::AirSync)
+        );
+        assert_eq!(
+            CodePage::from_namespace("airsyncbase"),
+            Some(CodePage::AirSyncBase)
+        );
         assert_eq!(CodePage::from_namespace("POOMMAIL:"), Some(CodePage::Email));
         assert_eq!(CodePage::from_namespace("Nope:"), None);
     }

@@ -60,7 +60,11 @@ pub enum DecodeError {
     TooLarge { size: usize, limit: usize },
     /// One OPAQUE block is larger than the configured limit.
     #[error("opaque data of {len} bytes exceeds the limit of {limit} (byte {offset})")]
-    OpaqueTooLarge { len: u64, limit: usize, offset: usize },
+    OpaqueTooLarge {
+        len: u64,
+        limit: usize,
+        offset: usize,
+    },
     /// An element holds both child elements and text/opaque data, or text and opaque data
     /// together: EAS elements hold one kind of content, so the element tree rejects it.
     #[error("element {tag} mixes child elements, text and opaque data")]

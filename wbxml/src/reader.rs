@@ -233,8 +233,15 @@ impl<'a> Reader<'a> {
                     self.in_element(offset)?;
                     return self.opaque(offset).map(|b| Some(Event::Opaque(b)));
                 }
-                ENTITY | LITERAL | LITERAL_C | LITERAL_A | LITERAL_AC | PI | EXT_I_0..=EXT_I_2
-                | EXT_T_0..=EXT_T_2 | EXT_0..=EXT_2 => {
+                ENTITY
+                | LITERAL
+                | LITERAL_C
+                | LITERAL_A
+                | LITERAL_AC
+                | PI
+                | EXT_I_0..=EXT_I_2
+                | EXT_T_0..=EXT_T_2
+                | EXT_0..=EXT_2 => {
                     return Err(DecodeError::UnsupportedToken { token, offset });
                 }
                 _ if token & ATTRIBUTE_BIT != 0 => {
@@ -310,7 +317,8 @@ impl<'a> Reader<'a> {
     fn inline_string(&mut self) -> Result<&'a str, DecodeError> {
         let start = self.pos;
         let rest = &self.buf[start..];
-        let len = memchr::memchr(0, rest).ok_or(DecodeError::UnterminatedString { offset: start })?;
+        let len =
+            memchr::memchr(0, rest).ok_or(DecodeError::UnterminatedString { offset: start })?;
         self.pos = start + len + 1;
         std::str::from_utf8(&rest[..len]).map_err(|_| DecodeError::InvalidUtf8 { offset: start })
     }
@@ -358,7 +366,9 @@ mod test {
 
     #[test]
     fn reads_the_canonical_header_and_a_small_body() {
-        let doc = [0x03, 0x01, 0x6A, 0x00, 0x45, 0x4B, 0x03, b'1', 0x00, 0x01, 0x13, 0x01];
+        let doc = [
+            0x03, 0x01, 0x6A, 0x00, 0x45, 0x4B, 0x03, b'1', 0x00, 0x01, 0x13, 0x01,
+        ];
         assert_eq!(
             events(&doc).unwrap(),
             vec![
@@ -410,7 +420,10 @@ mod test {
             events(&with(&[0x05, 0x05])),
             Err(DecodeError::TrailingData { .. })
         ));
-        assert!(matches!(events(&with(&[])), Err(DecodeError::NoRootElement)));
+        assert!(matches!(
+            events(&with(&[])),
+            Err(DecodeError::NoRootElement)
+        ));
         assert!(matches!(
             events(&with(&[0x45, 0x03, b'a'])),
             Err(DecodeError::UnterminatedString { .. })
@@ -461,13 +474,18 @@ mod test {
             Err(DecodeError::TooLarge { .. })
         ));
 
-        let opaque = [0x03, 0x01, 0x6A, 0x00, 0x45, 0xC3, 0x05, 1, 2, 3, 4, 5, 0x01];
+        let opaque = [
+            0x03, 0x01, 0x6A, 0x00, 0x45, 0xC3, 0x05, 1, 2, 3, 4, 5, 0x01,
+        ];
         let tight = Limits {
             max_opaque: 4,
             ..Limits::default()
         };
         let mut r = Reader::with_limits(&opaque, tight).unwrap();
         r.next().unwrap();
-        assert!(matches!(r.next(), Err(DecodeError::OpaqueTooLarge { len: 5, .. })));
+        assert!(matches!(
+            r.next(),
+            Err(DecodeError::OpaqueTooLarge { len: 5, .. })
+        ));
     }
 }

@@ -240,7 +240,10 @@ mod test {
         sync.push(Element::with_text(airsync::SyncKey, "0"))
             .push(Element::new(airsync::GetChanges))
             .push(Element::with_text(airsync::Class, ""))
-            .push(Element::with_opaque(email2::ConversationId, vec![0, 1, 255]));
+            .push(Element::with_opaque(
+                email2::ConversationId,
+                vec![0, 1, 255],
+            ));
         let bytes = sync.encode();
         assert_eq!(Element::decode(&bytes).unwrap(), sync);
         assert_eq!(sync.child(airsync::SyncKey).unwrap().text(), Some("0"));
@@ -257,7 +260,9 @@ mod test {
             Element::decode(&doc),
             Err(DecodeError::MixedContent { .. })
         ));
-        let doc = [0x03, 0x01, 0x6A, 0x00, 0x45, 0x03, b'a', 0, 0xC3, 0x00, 0x01];
+        let doc = [
+            0x03, 0x01, 0x6A, 0x00, 0x45, 0x03, b'a', 0, 0xC3, 0x00, 0x01,
+        ];
         assert!(matches!(
             Element::decode(&doc),
             Err(DecodeError::MixedContent { .. })
@@ -266,7 +271,9 @@ mod test {
 
     #[test]
     fn split_strings_join() {
-        let doc = [0x03, 0x01, 0x6A, 0x00, 0x45, 0x03, b'a', 0, 0x03, b'b', 0, 0x01];
+        let doc = [
+            0x03, 0x01, 0x6A, 0x00, 0x45, 0x03, b'a', 0, 0x03, b'b', 0, 0x01,
+        ];
         assert_eq!(Element::decode(&doc).unwrap().text(), Some("ab"));
     }
 }

@@ -172,7 +172,8 @@ mod test {
         w.start(airsyncbase::Body).unwrap();
         w.text_element(airsyncbase::Type, "2").unwrap();
         w.end().unwrap();
-        w.opaque_element(email2::ConversationId, &[1, 2, 3]).unwrap();
+        w.opaque_element(email2::ConversationId, &[1, 2, 3])
+            .unwrap();
         w.end().unwrap();
         let bytes = w.finish().unwrap();
         assert_eq!(
@@ -180,7 +181,8 @@ mod test {
             [
                 0x03, 0x01, 0x6A, 0x00, // header
                 0x45, 0x4B, 0x03, b'1', 0x00, 0x01, 0x13, // Sync, SyncKey "1", GetChanges/
-                0x00, 0x11, 0x4A, 0x46, 0x03, b'2', 0x00, 0x01, 0x01, // page 17, Body>Type "2"
+                0x00, 0x11, 0x4A, 0x46, 0x03, b'2', 0x00, 0x01,
+                0x01, // page 17, Body>Type "2"
                 0x00, 0x16, 0x49, 0xC3, 0x03, 1, 2, 3, 0x01, // page 22, ConversationId opaque
                 0x01, // </Sync>
             ]
@@ -191,9 +193,15 @@ mod test {
     fn misuse_is_an_error_not_a_bad_document() {
         let mut w = Writer::new(Vec::new()).unwrap();
         assert!(matches!(w.end(), Err(EncodeError::UnbalancedEnd)));
-        assert!(matches!(w.text("x"), Err(EncodeError::ContentOutsideElement)));
+        assert!(matches!(
+            w.text("x"),
+            Err(EncodeError::ContentOutsideElement)
+        ));
         w.empty(airsync::Sync).unwrap();
-        assert!(matches!(w.start(airsync::Sync), Err(EncodeError::SecondRoot)));
+        assert!(matches!(
+            w.start(airsync::Sync),
+            Err(EncodeError::SecondRoot)
+        ));
         let mut w = Writer::new(Vec::new()).unwrap();
         w.start(airsync::Sync).unwrap();
         assert!(matches!(w.finish(), Err(EncodeError::Unclosed { open: 1 })));

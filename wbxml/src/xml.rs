@@ -42,7 +42,11 @@ pub fn to_xml(root: &Element) -> String {
     out.push_str(&root_page.namespace());
     out.push('"');
     for page in pages.into_iter().filter(|&p| p != root_page) {
-        out.push_str(&format!(" xmlns:{}=\"{}\"", page.prefix(), page.namespace()));
+        out.push_str(&format!(
+            " xmlns:{}=\"{}\"",
+            page.prefix(),
+            page.namespace()
+        ));
     }
     write_rest(root, root_page, 0, &mut out);
     out
@@ -180,11 +184,7 @@ pub fn from_xml(xml: &str) -> Result<Element, XmlError> {
     root.ok_or(XmlError::BadDocument)
 }
 
-fn attach(
-    stack: &mut [Building],
-    root: &mut Option<Element>,
-    e: Element,
-) -> Result<(), XmlError> {
+fn attach(stack: &mut [Building], root: &mut Option<Element>, e: Element) -> Result<(), XmlError> {
     match stack.last_mut() {
         Some(parent) => {
             if !parent.text.trim().is_empty() {
@@ -224,11 +224,12 @@ impl Building {
                 });
             }
         };
-        let page = CodePage::from_namespace(&namespace).ok_or_else(|| XmlError::UnknownNamespace {
-            name: name.clone(),
-            namespace: namespace.clone(),
-        })?;
-        let tag = Tag::from_name(page, &local).ok_or_else(|| XmlError::UnknownTag {
+        let page =
+            CodePage::from_namespace(&namespace).ok_or_else(|| XmlError::UnknownNamespace {
+                name: name.clone(),
+                namespace: namespace.clone(),
+            })?;
+        let tag = Tag::from_name_or_alias(page, &local).ok_or_else(|| XmlError::UnknownTag {
             namespace: page.namespace(),
             name: local.clone(),
         })?;

@@ -1,0 +1,88 @@
+//! Property tests: random element trees over the real code pages survive both encodings, and no
+//! byte string can make the decoder panic.
+
+use eas_wbxml::{CodePage, Element, Limits, Tag};
+use proptest::prelude::*;
+
+fn any_tag() -> impl Strategy<Value = Tag> {
+    let all: Vec<Tag> = CodePage::ALL
+        .iter()
+        .flat_map(|&p| p.entries().iter().map(move |&(t, _)| (p, t)))
+        .map(|(p, t)| Tag::from_token(p, t).unwrap())
+        .collect();
+    proptest::sample::select(all)
+}
+
+/// Text that both WBXML (no NUL) and XML 1.0 (no other C0 controls but tab, LF, CR) can carry.
+fn any_text() -> impl Strategy<Value = String> {
+    "[\\t\\n\\r\\x20-\\u{D7FF}\\u{E000}-\\u{FFFD}\\u{10000}-\\u{10FFFF}]{0,40}"
+}
+
+fn any_element() -> impl Strategy<Value = Element> {
+    let leaf = prop_oneof![
+        any_tag().prop_map(Element::new),
+        (any_tag(), any_text()).prop_map(|(t, s)| Element::with_text(t, s)),
+        (any_tag(), proptest::collection::vec(any::<u8>(), 0..64))
+            .prop_map(|(t, b)| Element::with_opaque(t, b)),
+    ];
+    leaf.prop_recursive(6, 64, 8, |inner| {
+        (any_tag(), proptest::collection::vec(inner, 1..8))
+            .prop_map(|(t, children)| Element::with_children(t, children))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn wbxml_round_trip(tree in any_element()) {
+        let bytes = tree.encode();
+        let back = Element::decode(&bytes).unwrap();
+        prop_assert_eq!(&back, &tree);
+        // Canonical: re-encoding the decoded tree gives the same bytes.
+        prop_assert_eq!(back.encode(), bytes);
+    }
+
+    #[test]
+    fn xml_round_trip(tree in any_element()) {
+        let xml = eas_wbxml::to_xml(&tree);
+        let back = eas_wbxml::from_xml(&xml).unwrap();
+        prop_assert_eq!(&back, &tree);
+        prop_assert_eq!(eas_wbxml::to_xml(&back), xml);
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = Element::decode(&bytes);
+    }
+
+    #[test]
+    fn random_bodies_behind_a_valid_header_never_panic(
+        body in proptest::collection::vec(any::<u8>(), 0..512)
+    ) {
+        let doc = [&eas_wbxml::HEADER[..], &body].concat();
+        let limits = Limits { max_depth: 8, max_opaque: 64, max_document: 1024 };
+        if let Ok(tree) = Element::decode_with(&doc, limits) {
+            // Whatever decodes must re-encode to something that decodes to the same tree.
+            prop_assert_eq!(Element::decode(&tree.encode()).unwrap(), tree);
+        }
+    }
+
+    #[test]
+    fn mutated_documents_never_panic(
+        tree in any_element(),
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+    ) {
+        let mut bytes = tree.encode();
+        for (at, value) in flips {
+            let i = at % bytes.len();
+            bytes[i] = value;
+        }
+        let _ = Element::decode(&bytes);
+    }
+
+    #[test]
+    fn random_text_never_panics_the_xml_reader(s in "\\PC{0,200}") {
+        let _ = eas_wbxml::from_xml(&s);
+    }
+}
