@@ -62,18 +62,26 @@ fn collect_pages(e: &Element, pages: &mut Vec<CodePage>) {
     }
 }
 
-fn qualified(tag: Tag, root_page: CodePage) -> String {
-    if tag.page() == root_page {
-        tag.name().to_owned()
-    } else {
-        format!("{}:{}", tag.page().prefix(), tag.name())
+fn push_qualified(tag: Tag, root_page: CodePage, out: &mut String) {
+    if tag.page() != root_page {
+        for c in tag.page().name().chars() {
+            out.push(c.to_ascii_lowercase());
+        }
+        out.push(':');
+    }
+    out.push_str(tag.name());
+}
+
+fn indent(depth: usize, out: &mut String) {
+    for _ in 0..depth {
+        out.push_str("  ");
     }
 }
 
 fn write_element(e: &Element, root_page: CodePage, depth: usize, out: &mut String) {
-    out.push_str(&"  ".repeat(depth));
+    indent(depth, out);
     out.push('<');
-    out.push_str(&qualified(e.tag, root_page));
+    push_qualified(e.tag, root_page, out);
     write_rest(e, root_page, depth, out);
 }
 
@@ -86,7 +94,7 @@ fn write_rest(e: &Element, root_page: CodePage, depth: usize, out: &mut String) 
             for c in children {
                 write_element(c, root_page, depth + 1, out);
             }
-            out.push_str(&"  ".repeat(depth));
+            indent(depth, out);
             close(e.tag, root_page, out);
         }
         Content::Text(s) => {
@@ -96,7 +104,7 @@ fn write_rest(e: &Element, root_page: CodePage, depth: usize, out: &mut String) 
         }
         Content::Opaque(b) => {
             out.push_str(" opaque=\"base64\">");
-            out.push_str(&BASE64.encode(b));
+            BASE64.encode_string(b, out);
             close(e.tag, root_page, out);
         }
     }
@@ -104,22 +112,27 @@ fn write_rest(e: &Element, root_page: CodePage, depth: usize, out: &mut String) 
 
 fn close(tag: Tag, root_page: CodePage, out: &mut String) {
     out.push_str("</");
-    out.push_str(&qualified(tag, root_page));
+    push_qualified(tag, root_page, out);
     out.push_str(">\n");
 }
 
-/// Escapes what XML requires in element content; `\r` is written as a character reference
-/// because XML parsers would otherwise fold it into `\n`.
+/// Escapes what XML requires in element content. Control characters (other than tab and newline)
+/// are written as character references: `\r` because parsers would fold it into `\n`, the rest
+/// because a raw control character is not allowed in an XML document at all.
 fn escape_into(s: &str, out: &mut String) {
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
+    let special = |c: char| matches!(c, '&' | '<' | '>') || (c < ' ' && c != '\t' && c != '\n');
+    let mut rest = s;
+    while let Some(i) = rest.find(special) {
+        out.push_str(&rest[..i]);
+        match rest.as_bytes()[i] {
+            b'&' => out.push_str("&amp;"),
+            b'<' => out.push_str("&lt;"),
+            b'>' => out.push_str("&gt;"),
+            control => out.push_str(&format!("&#{control};")),
         }
+        rest = &rest[i + 1..];
     }
+    out.push_str(rest);
 }
 
 /// Parses the readable XML form into a tree.

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The one command that runs every check of the project: installs the system packages the tests
+# need when they are missing, then formatting, lints and the whole test suite.
+# `.ci/run` calls exactly this. Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use, as "command package" pairs. Tests never skip when one is
+# missing; they fail and name the package, so install them here first.
+required=(
+  "wbxml2xml libwbxml2-utils"
+)
+missing=()
+for pair in "${required[@]}"; do
+  set -- $pair
+  command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "== installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
