@@ -3,7 +3,7 @@
 //! Owns the behaviour of `eas-gateway wbxml decode|encode`. It reads and writes whole byte
 //! buffers; the binary does the file and terminal handling.
 
-use eas_wbxml::{DecodeError, Element, Limits, XmlError};
+use eas_wbxml::{DecodeError, Limits, XmlError};
 
 /// Why a conversion failed; each variant prints as one line for the CLI.
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +33,7 @@ impl From<XmlError> for ToolError {
 
 /// WBXML bytes → readable XML.
 pub fn decode(wbxml: &[u8], limits: Limits) -> Result<String, ToolError> {
-    let tree = Element::decode_with(wbxml, limits)?;
-    Ok(eas_wbxml::to_xml(&tree))
+    Ok(eas_wbxml::xml::wbxml_to_xml(wbxml, limits)?)
 }
 
 /// Readable XML → canonical WBXML bytes.

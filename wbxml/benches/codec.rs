@@ -2,7 +2,7 @@
 //! per second. Run with `cargo bench -p eas-wbxml`; figures go in `docs/benchmarks.md`.
 
 use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
-use eas_wbxml::{Element, Reader, Writer};
+use eas_wbxml::{Element, Limits, Reader, Writer};
 
 mod sync_sample;
 
@@ -32,7 +32,12 @@ fn codec(c: &mut Criterion) {
             w.finish().unwrap()
         })
     });
-    g.bench_function("to-xml", |b| b.iter(|| eas_wbxml::to_xml(black_box(&tree))));
+    g.bench_function("tree-to-xml", |b| {
+        b.iter(|| eas_wbxml::to_xml(black_box(&tree)))
+    });
+    g.bench_function("wbxml-to-xml", |b| {
+        b.iter(|| eas_wbxml::xml::wbxml_to_xml(black_box(&bytes), Limits::default()).unwrap())
+    });
     g.finish();
 }
 

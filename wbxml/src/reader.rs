@@ -320,7 +320,8 @@ impl<'a> Reader<'a> {
         let len =
             memchr::memchr(0, rest).ok_or(DecodeError::UnterminatedString { offset: start })?;
         self.pos = start + len + 1;
-        std::str::from_utf8(&rest[..len]).map_err(|_| DecodeError::InvalidUtf8 { offset: start })
+        simdutf8::basic::from_utf8(&rest[..len])
+            .map_err(|_| DecodeError::InvalidUtf8 { offset: start })
     }
 
     fn table_string(&self, index: u32, offset: usize) -> Result<&'a str, DecodeError> {
@@ -328,7 +329,7 @@ impl<'a> Reader<'a> {
         let table = self.string_table;
         let rest = table.get(index as usize..).ok_or(bad.clone())?;
         let len = memchr::memchr(0, rest).ok_or(bad)?;
-        std::str::from_utf8(&rest[..len]).map_err(|_| DecodeError::InvalidUtf8 { offset })
+        simdutf8::basic::from_utf8(&rest[..len]).map_err(|_| DecodeError::InvalidUtf8 { offset })
     }
 
     fn opaque(&mut self, offset: usize) -> Result<&'a [u8], DecodeError> {

@@ -19,57 +19,203 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::{BytesStart, Event as XmlEvent};
 use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 
 use crate::codepage::{CodePage, Tag};
-use crate::error::XmlError;
+use crate::error::{DecodeError, XmlError};
+use crate::reader::{Event, Limits, Reader};
 use crate::tree::{Content, Element};
 
 const OPAQUE_ATTR: &str = "opaque";
 
 /// Renders a tree as indented, namespace-qualified XML (with a trailing newline).
 pub fn to_xml(root: &Element) -> String {
-    let mut pages = Vec::new();
-    collect_pages(root, &mut pages);
-    let root_page = root.tag.page();
-    let mut out = String::with_capacity(1024);
-    out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
-    out.push('<');
-    out.push_str(root.tag.name());
-    out.push_str(" xmlns=\"");
-    out.push_str(&root_page.namespace());
-    out.push('"');
-    for page in pages.into_iter().filter(|&p| p != root_page) {
-        out.push_str(&format!(
-            " xmlns:{}=\"{}\"",
-            page.prefix(),
-            page.namespace()
-        ));
-    }
-    write_rest(root, root_page, 0, &mut out);
-    out
+    let mut f = Formatter::default();
+    feed_tree(root, &mut f).expect("a tree holds one kind of content per element");
+    f.finish()
 }
 
-/// Pages in order of first use, depth first, so declarations follow the document.
-fn collect_pages(e: &Element, pages: &mut Vec<CodePage>) {
-    if !pages.contains(&e.tag.page()) {
-        pages.push(e.tag.page());
+/// Renders a WBXML document straight from its bytes, without building a tree: the same text as
+/// `to_xml(&Element::decode_with(bytes, limits)?)`, in less time and memory.
+pub fn wbxml_to_xml(bytes: &[u8], limits: Limits) -> Result<String, DecodeError> {
+    let mut reader = Reader::with_limits(bytes, limits)?;
+    let mut f = Formatter::with_capacity(bytes.len() * 2);
+    while let Some(event) = reader.next()? {
+        f.event(event)?;
     }
-    for c in e.children() {
-        collect_pages(c, pages);
-    }
+    Ok(f.finish())
 }
 
-fn push_qualified(tag: Tag, root_page: CodePage, out: &mut String) {
-    if tag.page() != root_page {
-        for c in tag.page().name().chars() {
-            out.push(c.to_ascii_lowercase());
+fn feed_tree(e: &Element, f: &mut Formatter) -> Result<(), DecodeError> {
+    match &e.content {
+        Content::Elements(children) if children.is_empty() => f.event(Event::Empty(e.tag)),
+        Content::Elements(children) => {
+            f.event(Event::Start(e.tag))?;
+            children.iter().try_for_each(|c| feed_tree(c, f))?;
+            f.event(Event::End(e.tag))
         }
-        out.push(':');
+        Content::Text(s) => {
+            f.event(Event::Start(e.tag))?;
+            f.event(Event::Text(s))?;
+            f.event(Event::End(e.tag))
+        }
+        Content::Opaque(b) => {
+            f.event(Event::Start(e.tag))?;
+            f.event(Event::Opaque(b))?;
+            f.event(Event::End(e.tag))
+        }
     }
-    out.push_str(tag.name());
+}
+
+/// What an open element turned out to hold, decided by its first content event.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Holds {
+    Nothing,
+    Elements,
+    Text,
+    Opaque,
+}
+
+/// Turns decoder events into the readable form. The root's namespace declarations depend on
+/// every page the document uses, so the root start tag is written last, in [`Formatter::finish`].
+#[derive(Default)]
+struct Formatter {
+    /// Everything after the root's `<Name xmlns…` part.
+    body: String,
+    root: Option<Tag>,
+    /// Pages in order of first use, so the declarations follow the document.
+    pages: Vec<CodePage>,
+    open: Vec<(Tag, Holds)>,
+}
+
+impl Formatter {
+    fn with_capacity(n: usize) -> Formatter {
+        Formatter {
+            body: String::with_capacity(n),
+            ..Formatter::default()
+        }
+    }
+
+    fn event(&mut self, event: Event<'_>) -> Result<(), DecodeError> {
+        match event {
+            Event::Start(tag) => {
+                self.open_tag(tag)?;
+                self.open.push((tag, Holds::Nothing));
+            }
+            Event::Empty(tag) => {
+                self.open_tag(tag)?;
+                self.body.push_str("/>\n");
+            }
+            Event::Text(s) => {
+                if self.content(Holds::Text)? {
+                    self.body.push('>');
+                }
+                escape_into(s, &mut self.body);
+            }
+            Event::Opaque(b) => {
+                self.content(Holds::Opaque)?;
+                self.body.push_str(" opaque=\"base64\">");
+                BASE64.encode_string(b, &mut self.body);
+            }
+            Event::End(_) => {
+                let Some((tag, holds)) = self.open.pop() else {
+                    return Ok(()); // the reader never yields an unbalanced End
+                };
+                match holds {
+                    Holds::Nothing => self.body.push_str("/>\n"),
+                    Holds::Elements => {
+                        indent(self.open.len(), &mut self.body);
+                        self.close(tag);
+                    }
+                    Holds::Text | Holds::Opaque => self.close(tag),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `<name` (the root's is written in `finish`), after settling that the parent holds
+    /// elements.
+    fn open_tag(&mut self, tag: Tag) -> Result<(), DecodeError> {
+        if let Some((parent, holds)) = self.open.last_mut() {
+            match holds {
+                Holds::Nothing => {
+                    *holds = Holds::Elements;
+                    self.body.push_str(">\n");
+                }
+                Holds::Elements => {}
+                Holds::Text | Holds::Opaque => {
+                    return Err(DecodeError::MixedContent { tag: *parent });
+                }
+            }
+        }
+        if !self.pages.contains(&tag.page()) {
+            self.pages.push(tag.page());
+        }
+        match self.root {
+            None => self.root = Some(tag),
+            Some(_) => {
+                indent(self.open.len(), &mut self.body);
+                self.body.push('<');
+                self.push_qualified(tag);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that the innermost element holds `kind`; true when this is its first content.
+    fn content(&mut self, kind: Holds) -> Result<bool, DecodeError> {
+        let (tag, holds) = self.open.last_mut().ok_or(DecodeError::NoRootElement)?;
+        if *holds == Holds::Nothing {
+            *holds = kind;
+            return Ok(true);
+        }
+        if *holds == kind && kind == Holds::Text {
+            return Ok(false); // consecutive strings join
+        }
+        Err(DecodeError::MixedContent { tag: *tag })
+    }
+
+    fn close(&mut self, tag: Tag) {
+        self.body.push_str("</");
+        self.push_qualified(tag);
+        self.body.push_str(">\n");
+    }
+
+    fn push_qualified(&mut self, tag: Tag) {
+        let root_page = self.root.map(|r| r.page());
+        if Some(tag.page()) != root_page {
+            for c in tag.page().name().chars() {
+                self.body.push(c.to_ascii_lowercase());
+            }
+            self.body.push(':');
+        }
+        self.body.push_str(tag.name());
+    }
+
+    fn finish(mut self) -> String {
+        let Some(root) = self.root else {
+            return String::new();
+        };
+        let mut head = String::with_capacity(256);
+        head.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<");
+        head.push_str(root.name());
+        head.push_str(" xmlns=\"");
+        head.push_str(&root.page().namespace());
+        head.push('"');
+        for page in self.pages.iter().filter(|&&p| p != root.page()) {
+            head.push_str(&format!(
+                " xmlns:{}=\"{}\"",
+                page.prefix(),
+                page.namespace()
+            ));
+        }
+        // In place: a large document is not copied into a second buffer.
+        self.body.insert_str(0, &head);
+        self.body
+    }
 }
 
 fn indent(depth: usize, out: &mut String) {
@@ -78,61 +224,44 @@ fn indent(depth: usize, out: &mut String) {
     }
 }
 
-fn write_element(e: &Element, root_page: CodePage, depth: usize, out: &mut String) {
-    indent(depth, out);
-    out.push('<');
-    push_qualified(e.tag, root_page, out);
-    write_rest(e, root_page, depth, out);
-}
-
-/// Everything after `<name` (attributes, content, closing tag, newline).
-fn write_rest(e: &Element, root_page: CodePage, depth: usize, out: &mut String) {
-    match &e.content {
-        Content::Elements(children) if children.is_empty() => out.push_str("/>\n"),
-        Content::Elements(children) => {
-            out.push_str(">\n");
-            for c in children {
-                write_element(c, root_page, depth + 1, out);
-            }
-            indent(depth, out);
-            close(e.tag, root_page, out);
-        }
-        Content::Text(s) => {
-            out.push('>');
-            escape_into(s, out);
-            close(e.tag, root_page, out);
-        }
-        Content::Opaque(b) => {
-            out.push_str(" opaque=\"base64\">");
-            BASE64.encode_string(b, out);
-            close(e.tag, root_page, out);
-        }
-    }
-}
-
-fn close(tag: Tag, root_page: CodePage, out: &mut String) {
-    out.push_str("</");
-    push_qualified(tag, root_page, out);
-    out.push_str(">\n");
-}
-
 /// Escapes what XML requires in element content. Control characters (other than tab and newline)
 /// are written as character references: `\r` because parsers would fold it into `\n`, the rest
 /// because a raw control character is not allowed in an XML document at all.
 fn escape_into(s: &str, out: &mut String) {
-    let special = |c: char| matches!(c, '&' | '<' | '>') || (c < ' ' && c != '\t' && c != '\n');
-    let mut rest = s;
-    while let Some(i) = rest.find(special) {
-        out.push_str(&rest[..i]);
-        match rest.as_bytes()[i] {
+    /// Bytes that need escaping: `&`, `<`, `>` and C0 controls other than tab and newline. All
+    /// are ASCII, so slicing at them always falls on a character boundary.
+    const SPECIAL: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 0x20 {
+            t[b] = b != b'\t' as usize && b != b'\n' as usize;
+            b += 1;
+        }
+        t[b'&' as usize] = true;
+        t[b'<' as usize] = true;
+        t[b'>' as usize] = true;
+        t
+    };
+    let bytes = s.as_bytes();
+    let mut from = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !SPECIAL[usize::from(b)] {
+            continue;
+        }
+        out.push_str(&s[from..i]);
+        match b {
             b'&' => out.push_str("&amp;"),
             b'<' => out.push_str("&lt;"),
             b'>' => out.push_str("&gt;"),
-            control => out.push_str(&format!("&#{control};")),
+            control => {
+                out.push_str("&#");
+                out.push_str(&control.to_string());
+                out.push(';');
+            }
         }
-        rest = &rest[i + 1..];
+        from = i + 1;
     }
-    out.push_str(rest);
+    out.push_str(&s[from..]);
 }
 
 /// Parses the readable XML form into a tree.
@@ -148,14 +277,14 @@ pub fn from_xml(xml: &str) -> Result<Element, XmlError> {
             message: e.to_string(),
         })?;
         match event {
-            Event::Start(start) => {
+            XmlEvent::Start(start) => {
                 let b = Building::open(&resolved, &start)?;
                 if root.is_some() {
                     return Err(XmlError::BadDocument);
                 }
                 stack.push(b);
             }
-            Event::Empty(start) => {
+            XmlEvent::Empty(start) => {
                 let b = Building::open(&resolved, &start)?;
                 let e = if b.opaque {
                     Element::with_opaque(b.tag, Vec::new())
@@ -164,12 +293,12 @@ pub fn from_xml(xml: &str) -> Result<Element, XmlError> {
                 };
                 attach(&mut stack, &mut root, e)?;
             }
-            Event::End(_) => {
+            XmlEvent::End(_) => {
                 let b = stack.pop().ok_or(XmlError::BadDocument)?;
                 let e = b.finish()?;
                 attach(&mut stack, &mut root, e)?;
             }
-            Event::Text(t) => {
+            XmlEvent::Text(t) => {
                 let text = t.unescape().map_err(|e| XmlError::Syntax {
                     offset,
                     message: e.to_string(),
@@ -180,15 +309,15 @@ pub fn from_xml(xml: &str) -> Result<Element, XmlError> {
                     None => return Err(XmlError::BadDocument),
                 }
             }
-            Event::CData(t) => {
+            XmlEvent::CData(t) => {
                 let text = String::from_utf8_lossy(&t).into_owned();
                 match stack.last_mut() {
                     Some(b) => b.text.push_str(&text),
                     None => return Err(XmlError::BadDocument),
                 }
             }
-            Event::Eof => break,
-            Event::Decl(_) | Event::DocType(_) | Event::Comment(_) | Event::PI(_) => {}
+            XmlEvent::Eof => break,
+            XmlEvent::Decl(_) | XmlEvent::DocType(_) | XmlEvent::Comment(_) | XmlEvent::PI(_) => {}
         }
     }
     if !stack.is_empty() {

@@ -52,6 +52,30 @@ proptest! {
     }
 
     #[test]
+    fn streaming_xml_matches_the_tree(tree in any_element()) {
+        let bytes = tree.encode();
+        prop_assert_eq!(
+            eas_wbxml::xml::wbxml_to_xml(&bytes, Limits::default()).unwrap(),
+            eas_wbxml::to_xml(&tree)
+        );
+    }
+
+    #[test]
+    fn text_then_element_is_mixed_content_in_both_renderings(tree in any_element()) {
+        // <Sync>"x"<tree/></Sync>: the streaming renderer must refuse it as the tree does.
+        let mut doc = vec![0x03, 0x01, 0x6A, 0x00, 0x45, 0x03, b'x', 0x00];
+        doc.extend_from_slice(&tree.encode()[4..]);
+        doc.extend_from_slice(&[0x00, 0x00, 0x01]);
+        let tree_err = Element::decode(&doc).unwrap_err();
+        let mixed = matches!(tree_err, eas_wbxml::DecodeError::MixedContent { .. });
+        prop_assert!(mixed, "{:?}", tree_err);
+        prop_assert_eq!(
+            eas_wbxml::xml::wbxml_to_xml(&doc, Limits::default()).unwrap_err(),
+            tree_err
+        );
+    }
+
+    #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = Element::decode(&bytes);
     }
@@ -62,9 +86,15 @@ proptest! {
     ) {
         let doc = [&eas_wbxml::HEADER[..], &body].concat();
         let limits = Limits { max_depth: 8, max_opaque: 64, max_document: 1024 };
-        if let Ok(tree) = Element::decode_with(&doc, limits) {
-            // Whatever decodes must re-encode to something that decodes to the same tree.
-            prop_assert_eq!(Element::decode(&tree.encode()).unwrap(), tree);
+        let streamed = eas_wbxml::xml::wbxml_to_xml(&doc, limits);
+        match Element::decode_with(&doc, limits) {
+            Ok(tree) => {
+                // Whatever decodes must re-encode to something that decodes to the same tree,
+                // and the streaming XML rendering must agree with the tree's.
+                prop_assert_eq!(streamed.unwrap(), eas_wbxml::to_xml(&tree));
+                prop_assert_eq!(Element::decode(&tree.encode()).unwrap(), tree);
+            }
+            Err(e) => prop_assert_eq!(streamed.unwrap_err(), e),
         }
     }
 
