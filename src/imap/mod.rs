@@ -1,0 +1,1 @@
+//! The IMAP backend client (owned by the IMAP work; see docs/ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! Private Dovecot instances for tests and the demo.
