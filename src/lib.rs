@@ -9,6 +9,9 @@
 //!
 //! The WBXML codec itself is the separate crate `eas-wbxml` (`wbxml/`), usable on its own.
 
+pub mod eas;
+pub mod http;
 pub mod imap;
+pub mod state;
 pub mod testbed;
 pub mod tools;

@@ -1,0 +1,2 @@
+//! The HTTP service.
+pub mod query;

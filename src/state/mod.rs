@@ -1,0 +1,164 @@
+//! Per-device sync state: devices, policy keys, wipe requests, folder ids and hierarchy
+//! snapshots.
+//!
+//! Owns the [`StateStore`] trait and its implementations ([`sqlite`] is the embedded default).
+//! Knows nothing of IMAP or HTTP. Every method is scoped by a [`DeviceKey`] whose `user` is the
+//! *authenticated* user, so one user can never name another user's device, whatever the query
+//! string says.
+//!
+//! Calls are short single-row or single-key transactions; they run inline on the async worker
+//! (SQLite in WAL mode answers in microseconds).
+
+pub mod sqlite;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Whose state: the authenticated user (normalised, lower case) and the device id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeviceKey {
+    pub user: String,
+    pub device_id: String,
+}
+
+/// What a device told us about itself (Settings or Provision DeviceInformation).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub model: Option<String>,
+    pub imei: Option<String>,
+    pub friendly_name: Option<String>,
+    pub os: Option<String>,
+    pub os_language: Option<String>,
+    pub phone_number: Option<String>,
+    pub user_agent: Option<String>,
+    pub mobile_operator: Option<String>,
+    pub enable_outbound_sms: Option<String>,
+}
+
+/// Remote wipe, as an admin asked for it and as the device went through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WipeState {
+    /// No wipe asked for.
+    None,
+    /// An admin asked; the next Provision carries the directive.
+    Requested { account_only: bool },
+    /// The device acknowledged the directive (status 1 wiped, 2 failed).
+    Acknowledged { account_only: bool, status: u8 },
+}
+
+/// A device as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub key: DeviceKey,
+    pub device_type: String,
+    pub info: DeviceInfo,
+    /// The final policy key the device acknowledged; requests must present it.
+    pub policy_key: Option<u32>,
+    /// The temporary key handed out in Provision phase 1, awaiting acknowledgement.
+    pub pending_policy_key: Option<u32>,
+    /// Fingerprint of the policy the final key was issued for; a changed policy means the
+    /// device must provision again (status 143).
+    pub policy_hash: Option<String>,
+    pub wipe: WipeState,
+    pub first_seen: u64,
+    pub last_seen: u64,
+}
+
+impl Device {
+    /// A device seen for the first time.
+    pub fn new(key: DeviceKey, device_type: &str) -> Device {
+        let now = unix_now();
+        Device {
+            key,
+            device_type: device_type.to_owned(),
+            info: DeviceInfo::default(),
+            policy_key: None,
+            pending_policy_key: None,
+            policy_hash: None,
+            wipe: WipeState::None,
+            first_seen: now,
+            last_seen: now,
+        }
+    }
+}
+
+/// One folder of a hierarchy snapshot, as the device was told about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderEntry {
+    /// The EAS ServerId (a small integer, stable for this device).
+    pub id: u32,
+    /// Parent ServerId; 0 for top level.
+    pub parent: u32,
+    pub display_name: String,
+    /// EAS folder type (2 Inbox, 3 Drafts, 4 Deleted Items, 5 Sent, 12 user mail …).
+    pub kind: u8,
+    /// The IMAP mailbox name (decoded).
+    pub imap_name: String,
+}
+
+/// Why the store failed. Always a server-side problem: the command answers with its "server
+/// error" status and the client retries.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The database reported an error.
+    #[error("state database: {0}")]
+    Database(String),
+    /// The state URL in the configuration is not one we know.
+    #[error("unsupported state store {0:?} (use sqlite:PATH)")]
+    UnsupportedUrl(String),
+}
+
+/// Where per-device state lives.
+pub trait StateStore: Send + Sync {
+    /// The device, if it was seen before.
+    fn device(&self, key: &DeviceKey) -> Result<Option<Device>, StateError>;
+    /// Creates or replaces the device record.
+    fn put_device(&self, device: &Device) -> Result<(), StateError>;
+    /// Devices of one user, or of everyone.
+    fn devices(&self, user: Option<&str>) -> Result<Vec<Device>, StateError>;
+    /// Forgets a device and all its state. Returns whether it existed.
+    fn delete_device(&self, key: &DeviceKey) -> Result<bool, StateError>;
+
+    /// The stable folder id for a mailbox identity, allocating one on first sight.
+    fn folder_id(&self, key: &DeviceKey, mailbox: &str) -> Result<u32, StateError>;
+    /// Moves an existing folder id to a new mailbox identity (a rename).
+    fn rename_folder_identity(
+        &self,
+        key: &DeviceKey,
+        id: u32,
+        mailbox: &str,
+    ) -> Result<(), StateError>;
+
+    /// The hierarchy snapshot stored under `sync_key`.
+    fn hierarchy(
+        &self,
+        key: &DeviceKey,
+        sync_key: u32,
+    ) -> Result<Option<Vec<FolderEntry>>, StateError>;
+    /// The newest hierarchy sync key, if any.
+    fn latest_hierarchy_key(&self, key: &DeviceKey) -> Result<Option<u32>, StateError>;
+    /// Stores a snapshot under `sync_key` and drops snapshots older than `sync_key - 1`, in one
+    /// transaction (the previous key stays valid so a lost response can be retried).
+    fn put_hierarchy(
+        &self,
+        key: &DeviceKey,
+        sync_key: u32,
+        folders: &[FolderEntry],
+    ) -> Result<(), StateError>;
+    /// Forgets every hierarchy snapshot (FolderSync with SyncKey 0).
+    fn reset_hierarchy(&self, key: &DeviceKey) -> Result<(), StateError>;
+}
+
+/// Opens the store named by a state URL (`sqlite:PATH`).
+pub fn open(url: &str) -> Result<Box<dyn StateStore>, StateError> {
+    match url.split_once(':') {
+        Some(("sqlite", path)) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
+        _ => Err(StateError::UnsupportedUrl(url.to_owned())),
+    }
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,483 @@
+//! The embedded [`StateStore`]: one SQLite file in WAL mode, schema versioned with
+//! `PRAGMA user_version`.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Device, DeviceInfo, DeviceKey, FolderEntry, StateError, StateStore, WipeState};
+
+/// Each entry upgrades the schema by one version; never edit an entry that has shipped.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE devices (
+        user TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        device_type TEXT NOT NULL,
+        model TEXT, imei TEXT, friendly_name TEXT, os TEXT, os_language TEXT,
+        phone_number TEXT, user_agent TEXT, mobile_operator TEXT, enable_outbound_sms TEXT,
+        policy_key INTEGER,
+        pending_policy_key INTEGER,
+        policy_hash TEXT,
+        wipe TEXT NOT NULL DEFAULT 'none',
+        wipe_status INTEGER,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (user, device_id)
+    );
+    CREATE TABLE folder_ids (
+        user TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        mailbox TEXT NOT NULL,
+        PRIMARY KEY (user, device_id, id),
+        UNIQUE (user, device_id, mailbox)
+    );
+    CREATE TABLE hierarchy (
+        user TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        sync_key INTEGER NOT NULL,
+        id INTEGER NOT NULL,
+        parent INTEGER NOT NULL,
+        display_name TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        imap_name TEXT NOT NULL,
+        PRIMARY KEY (user, device_id, sync_key, id)
+    );
+    -- A snapshot may be empty; this row records that the key exists.
+    CREATE TABLE hierarchy_keys (
+        user TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        sync_key INTEGER NOT NULL,
+        PRIMARY KEY (user, device_id, sync_key)
+    );
+"#];
+
+/// SQLite-backed state. One connection behind a mutex: every call is a short transaction.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn db(e: rusqlite::Error) -> StateError {
+    StateError::Database(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StateError> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StateError::Database(format!("{}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db)?;
+        Self::migrate(&conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn migrate(conn: &Connection) -> Result<(), StateError> {
+        let version: usize = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(db)?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            conn.execute_batch(&format!(
+                "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+                i + 1
+            ))
+            .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StateError> {
+        // A panic while holding the lock cannot leave a half-done transaction behind (SQLite
+        // rolls it back), so a poisoned mutex is still safe to use.
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn).map_err(db)
+    }
+}
+
+fn wipe_to_row(w: WipeState) -> (&'static str, Option<u8>) {
+    match w {
+        WipeState::None => ("none", None),
+        WipeState::Requested {
+            account_only: false,
+        } => ("requested", None),
+        WipeState::Requested { account_only: true } => ("requested-account", None),
+        WipeState::Acknowledged {
+            account_only: false,
+            status,
+        } => ("acknowledged", Some(status)),
+        WipeState::Acknowledged {
+            account_only: true,
+            status,
+        } => ("acknowledged-account", Some(status)),
+    }
+}
+
+fn wipe_from_row(kind: &str, status: Option<u8>) -> WipeState {
+    let status = status.unwrap_or(0);
+    match kind {
+        "requested" => WipeState::Requested {
+            account_only: false,
+        },
+        "requested-account" => WipeState::Requested { account_only: true },
+        "acknowledged" => WipeState::Acknowledged {
+            account_only: false,
+            status,
+        },
+        "acknowledged-account" => WipeState::Acknowledged {
+            account_only: true,
+            status,
+        },
+        _ => WipeState::None,
+    }
+}
+
+const DEVICE_COLUMNS: &str = "user, device_id, device_type, model, imei, friendly_name, os, \
+     os_language, phone_number, user_agent, mobile_operator, enable_outbound_sms, policy_key, \
+     pending_policy_key, policy_hash, wipe, wipe_status, first_seen, last_seen";
+
+fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
+    let wipe: String = r.get(15)?;
+    Ok(Device {
+        key: DeviceKey {
+            user: r.get(0)?,
+            device_id: r.get(1)?,
+        },
+        device_type: r.get(2)?,
+        info: DeviceInfo {
+            model: r.get(3)?,
+            imei: r.get(4)?,
+            friendly_name: r.get(5)?,
+            os: r.get(6)?,
+            os_language: r.get(7)?,
+            phone_number: r.get(8)?,
+            user_agent: r.get(9)?,
+            mobile_operator: r.get(10)?,
+            enable_outbound_sms: r.get(11)?,
+        },
+        policy_key: r.get(12)?,
+        pending_policy_key: r.get(13)?,
+        policy_hash: r.get(14)?,
+        wipe: wipe_from_row(&wipe, r.get(16)?),
+        first_seen: r.get(17)?,
+        last_seen: r.get(18)?,
+    })
+}
+
+impl StateStore for SqliteStore {
+    fn device(&self, key: &DeviceKey) -> Result<Option<Device>, StateError> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE user = ?1 AND device_id = ?2"),
+                params![key.user, key.device_id],
+                device_from_row,
+            )
+            .optional()
+        })
+    }
+
+    fn put_device(&self, d: &Device) -> Result<(), StateError> {
+        let (wipe, wipe_status) = wipe_to_row(d.wipe);
+        self.with(|c| {
+            c.execute(
+                &format!(
+                    "INSERT OR REPLACE INTO devices ({DEVICE_COLUMNS}) VALUES \
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+                     ?17, ?18, ?19)"
+                ),
+                params![
+                    d.key.user,
+                    d.key.device_id,
+                    d.device_type,
+                    d.info.model,
+                    d.info.imei,
+                    d.info.friendly_name,
+                    d.info.os,
+                    d.info.os_language,
+                    d.info.phone_number,
+                    d.info.user_agent,
+                    d.info.mobile_operator,
+                    d.info.enable_outbound_sms,
+                    d.policy_key,
+                    d.pending_policy_key,
+                    d.policy_hash,
+                    wipe,
+                    wipe_status,
+                    d.first_seen,
+                    d.last_seen,
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    fn devices(&self, user: Option<&str>) -> Result<Vec<Device>, StateError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE ?1 IS NULL OR user = ?1 \
+                 ORDER BY user, device_id"
+            ))?;
+            stmt.query_map(params![user], device_from_row)?.collect()
+        })
+    }
+
+    fn delete_device(&self, key: &DeviceKey) -> Result<bool, StateError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let mut n = 0;
+            for table in ["devices", "folder_ids", "hierarchy", "hierarchy_keys"] {
+                n += tx.execute(
+                    &format!("DELETE FROM {table} WHERE user = ?1 AND device_id = ?2"),
+                    params![key.user, key.device_id],
+                )?;
+            }
+            tx.commit()?;
+            Ok(n > 0)
+        })
+    }
+
+    fn folder_id(&self, key: &DeviceKey, mailbox: &str) -> Result<u32, StateError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let existing: Option<u32> = tx
+                .query_row(
+                    "SELECT id FROM folder_ids WHERE user = ?1 AND device_id = ?2 AND mailbox = ?3",
+                    params![key.user, key.device_id, mailbox],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let id = match existing {
+                Some(id) => id,
+                None => {
+                    let next: u32 = tx.query_row(
+                        "SELECT COALESCE(MAX(id), 0) + 1 FROM folder_ids \
+                         WHERE user = ?1 AND device_id = ?2",
+                        params![key.user, key.device_id],
+                        |r| r.get(0),
+                    )?;
+                    tx.execute(
+                        "INSERT INTO folder_ids (user, device_id, id, mailbox) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                        params![key.user, key.device_id, next, mailbox],
+                    )?;
+                    next
+                }
+            };
+            tx.commit()?;
+            Ok(id)
+        })
+    }
+
+    fn rename_folder_identity(
+        &self,
+        key: &DeviceKey,
+        id: u32,
+        mailbox: &str,
+    ) -> Result<(), StateError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            // Whatever held the new identity before (a folder deleted earlier) gives it up.
+            tx.execute(
+                "DELETE FROM folder_ids WHERE user = ?1 AND device_id = ?2 AND mailbox = ?3 \
+                 AND id != ?4",
+                params![key.user, key.device_id, mailbox, id],
+            )?;
+            tx.execute(
+                "INSERT OR REPLACE INTO folder_ids (user, device_id, id, mailbox) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![key.user, key.device_id, id, mailbox],
+            )?;
+            tx.commit()
+        })
+    }
+
+    fn hierarchy(
+        &self,
+        key: &DeviceKey,
+        sync_key: u32,
+    ) -> Result<Option<Vec<FolderEntry>>, StateError> {
+        self.with(|c| {
+            let exists: Option<u32> = c
+                .query_row(
+                    "SELECT sync_key FROM hierarchy_keys \
+                     WHERE user = ?1 AND device_id = ?2 AND sync_key = ?3",
+                    params![key.user, key.device_id, sync_key],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if exists.is_none() {
+                return Ok(None);
+            }
+            let mut stmt = c.prepare(
+                "SELECT id, parent, display_name, kind, imap_name FROM hierarchy \
+                 WHERE user = ?1 AND device_id = ?2 AND sync_key = ?3 ORDER BY id",
+            )?;
+            let rows = stmt.query_map(params![key.user, key.device_id, sync_key], |r| {
+                Ok(FolderEntry {
+                    id: r.get(0)?,
+                    parent: r.get(1)?,
+                    display_name: r.get(2)?,
+                    kind: r.get(3)?,
+                    imap_name: r.get(4)?,
+                })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map(Some)
+        })
+    }
+
+    fn latest_hierarchy_key(&self, key: &DeviceKey) -> Result<Option<u32>, StateError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT MAX(sync_key) FROM hierarchy_keys WHERE user = ?1 AND device_id = ?2",
+                params![key.user, key.device_id],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    fn put_hierarchy(
+        &self,
+        key: &DeviceKey,
+        sync_key: u32,
+        folders: &[FolderEntry],
+    ) -> Result<(), StateError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let keep_from = sync_key.saturating_sub(1);
+            for table in ["hierarchy", "hierarchy_keys"] {
+                tx.execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE user = ?1 AND device_id = ?2 \
+                         AND (sync_key < ?3 OR sync_key = ?4)"
+                    ),
+                    params![key.user, key.device_id, keep_from, sync_key],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO hierarchy_keys (user, device_id, sync_key) VALUES (?1, ?2, ?3)",
+                params![key.user, key.device_id, sync_key],
+            )?;
+            {
+                let mut insert = tx.prepare(
+                    "INSERT INTO hierarchy (user, device_id, sync_key, id, parent, display_name, \
+                     kind, imap_name) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                for f in folders {
+                    insert.execute(params![
+                        key.user,
+                        key.device_id,
+                        sync_key,
+                        f.id,
+                        f.parent,
+                        f.display_name,
+                        f.kind,
+                        f.imap_name
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    fn reset_hierarchy(&self, key: &DeviceKey) -> Result<(), StateError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for table in ["hierarchy", "hierarchy_keys"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE user = ?1 AND device_id = ?2"),
+                    params![key.user, key.device_id],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn key(user: &str) -> DeviceKey {
+        DeviceKey {
+            user: user.into(),
+            device_id: "dev1".into(),
+        }
+    }
+
+    fn folder(id: u32, name: &str) -> FolderEntry {
+        FolderEntry {
+            id,
+            parent: 0,
+            display_name: name.into(),
+            kind: 12,
+            imap_name: name.into(),
+        }
+    }
+
+    #[test]
+    fn devices_are_scoped_by_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
+        let mut d = Device::new(key("alice"), "iPhone");
+        d.policy_key = Some(42);
+        d.wipe = WipeState::Requested { account_only: true };
+        store.put_device(&d).unwrap();
+        assert_eq!(store.device(&key("alice")).unwrap(), Some(d));
+        assert_eq!(store.device(&key("bob")).unwrap(), None);
+        assert_eq!(store.devices(Some("bob")).unwrap().len(), 0);
+        assert_eq!(store.devices(None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn folder_ids_are_stable_and_per_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
+        let a = store.folder_id(&key("alice"), "INBOX").unwrap();
+        let b = store.folder_id(&key("alice"), "Sent").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(store.folder_id(&key("alice"), "INBOX").unwrap(), a);
+        assert_eq!(store.folder_id(&key("bob"), "Sent").unwrap(), 1);
+        store
+            .rename_folder_identity(&key("alice"), b, "Sent Items")
+            .unwrap();
+        assert_eq!(store.folder_id(&key("alice"), "Sent Items").unwrap(), b);
+        assert_ne!(store.folder_id(&key("alice"), "Sent").unwrap(), b);
+    }
+
+    #[test]
+    fn hierarchy_keeps_current_and_previous_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let k = key("alice");
+        store.put_hierarchy(&k, 1, &[folder(1, "INBOX")]).unwrap();
+        store
+            .put_hierarchy(&k, 2, &[folder(1, "INBOX"), folder(2, "A")])
+            .unwrap();
+        store.put_hierarchy(&k, 3, &[]).unwrap();
+        assert_eq!(store.hierarchy(&k, 1).unwrap(), None);
+        assert_eq!(store.hierarchy(&k, 2).unwrap().unwrap().len(), 2);
+        assert_eq!(store.hierarchy(&k, 3).unwrap(), Some(vec![]));
+        assert_eq!(store.latest_hierarchy_key(&k).unwrap(), Some(3));
+        drop(store);
+        // Survives reopening (and the migration is not run twice).
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.latest_hierarchy_key(&k).unwrap(), Some(3));
+        store.reset_hierarchy(&k).unwrap();
+        assert_eq!(store.latest_hierarchy_key(&k).unwrap(), None);
+    }
+}
