@@ -1,1 +1,83 @@
-//! The IMAP backend client (owned by the IMAP work; see docs/ARCHITECTURE.md).
+//! A narrow async IMAP4rev1 client (RFC 3501 and the extensions the gateway needs).
+//!
+//! Knows nothing of EAS: it connects, logs in, lists, creates, renames, deletes, appends,
+//! selects and stores flags, and reports what went wrong as an [`ImapError`].
+//!
+//! Module map, from the bytes up:
+//! - [`frame`]: where one response ends in a byte buffer (lines and `{n}` literals). Pure.
+//! - [`parse`]: one framed response to a [`Response`]; never panics on any input. Pure.
+//! - [`response`]: the parsed response types ([`Response`], [`Untagged`], [`Code`],
+//!   [`Value`]), general enough for FETCH, IDLE and NOTIFY to be added on top.
+//! - [`command`]: writing command arguments (atom, quoted, literal) and checking verbatim
+//!   ones, so no caller input can inject a command.
+//! - [`utf7`]: modified UTF-7 mailbox names (`Entwürfe` ⇄ `Entw&APw-rfe`).
+//! - `connection`: the TCP/TLS stream, read buffer and inactivity timeout.
+//! - `tls`: rustls client configurations (system roots, or accept-anything for tests).
+//! - `session`: [`Session`], the commands, and the tag/continuation/completion logic.
+//! - [`mailbox`], [`capability`]: what the server tells us about mailboxes and itself.
+//! - [`error`]: the error type, [`ImapError`].
+//!
+//! Mailbox names in this API are Unicode; the client encodes and decodes modified UTF-7.
+//! Passwords and message contents are never logged: only command names and tags are.
+
+pub mod capability;
+pub mod command;
+mod connection;
+pub mod error;
+pub mod frame;
+pub mod mailbox;
+pub mod parse;
+pub mod response;
+mod session;
+mod tls;
+pub mod utf7;
+
+use std::time::Duration;
+
+pub use capability::Capabilities;
+pub use error::ImapError;
+pub use mailbox::{Mailbox, MailboxStatus, SpecialUse};
+pub use response::{Code, Response, Status, Tagged, Untagged, Value};
+pub use session::Session;
+
+/// How the connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Plaintext (loopback, or a trusted network).
+    None,
+    /// Plaintext connect, then STARTTLS before anything else (usually port 143).
+    StartTls,
+    /// TLS from the first byte ("implicit TLS", usually port 993).
+    Tls,
+}
+
+/// Where the IMAP server is and how to talk to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    /// Accept any server certificate (self-signed test and demo servers). Never in
+    /// production: it makes TLS useless against an active attacker.
+    pub tls_insecure: bool,
+    /// The longest we wait for the server to send or accept the next bytes (connecting and
+    /// the TLS handshake included). It is an inactivity limit, not a limit per command.
+    pub timeout: Duration,
+}
+
+impl ImapConfig {
+    /// A sensible timeout for a server on the same network.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+}
+
+/// Checks credentials: connect, LOGIN, LOGOUT. Wrong credentials give
+/// [`ImapError::LoginRejected`]; anything else means the server could not be asked.
+pub async fn check_login(cfg: &ImapConfig, user: &str, password: &str) -> Result<(), ImapError> {
+    let mut session = Session::connect(cfg).await?;
+    session.login(user, password).await?;
+    // The verdict is in; a failing LOGOUT does not change it.
+    if let Err(e) = session.logout().await {
+        tracing::debug!(error = %e, "LOGOUT after a successful check failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! The byte stream to the server: TCP or TLS, a read buffer, and the inactivity timeout.
+//!
+//! It knows how to get one whole response ([`super::frame`] finds the end,
+//! [`super::parse`] reads it) and how to write bytes; it knows nothing about commands.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use super::error::ImapError;
+use super::response::Response;
+use super::{frame, parse, tls};
+
+/// How much we ask the socket for at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while STARTTLS swaps the stream; a failed upgrade leaves it here.
+    Upgrading,
+}
+
+pub(crate) struct Connection {
+    stream: Stream,
+    /// Bytes received but not yet returned as a response.
+    buf: Vec<u8>,
+    timeout: Duration,
+}
+
+impl Connection {
+    /// Opens the TCP connection, and TLS on it right away when `implicit_tls`.
+    pub async fn open(
+        host: &str,
+        port: u16,
+        implicit_tls: bool,
+        insecure: bool,
+        timeout: Duration,
+    ) -> Result<Connection, ImapError> {
+        let tcp = within(timeout, TcpStream::connect((host, port))).await??;
+        // Commands are small and we wait for each answer; do not let Nagle delay them.
+        tcp.set_nodelay(true)?;
+        let stream = if implicit_tls {
+            Stream::Tls(Box::new(
+                within(timeout, tls::handshake(tcp, host, insecure)).await??,
+            ))
+        } else {
+            Stream::Plain(tcp)
+        };
+        Ok(Connection {
+            stream,
+            buf: Vec::new(),
+            timeout,
+        })
+    }
+
+    /// Switches a plain connection to TLS (after the server's OK to STARTTLS).
+    pub async fn start_tls(&mut self, host: &str, insecure: bool) -> Result<(), ImapError> {
+        // Anything the server sent after its OK was sent in plaintext, where an attacker could
+        // have injected it; it must not be read as if it came over TLS (cf. CVE-2011-0411).
+        if !self.buf.is_empty() {
+            return Err(ImapError::Protocol(
+                "server sent data after accepting STARTTLS".into(),
+            ));
+        }
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Upgrading) else {
+            return Err(ImapError::Protocol("STARTTLS on a TLS connection".into()));
+        };
+        let tls = within(self.timeout, tls::handshake(tcp, host, insecure)).await??;
+        self.stream = Stream::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    /// Reads the next complete response.
+    pub async fn read_response(&mut self) -> Result<Response, ImapError> {
+        loop {
+            if let Some(len) =
+                frame::response_len(&self.buf).map_err(|e| ImapError::Protocol(e.to_string()))?
+            {
+                let parsed = parse::response(&self.buf[..len]);
+                self.buf.drain(..len);
+                return parsed.map_err(|e| ImapError::Protocol(e.to_string()));
+            }
+            self.buf.reserve(READ_CHUNK);
+            let n = match &mut self.stream {
+                Stream::Plain(s) => within(self.timeout, s.read_buf(&mut self.buf)).await??,
+                Stream::Tls(s) => within(self.timeout, s.read_buf(&mut self.buf)).await??,
+                Stream::Upgrading => return Err(broken()),
+            };
+            if n == 0 {
+                return Err(ImapError::Io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "server closed the connection",
+                )));
+            }
+        }
+    }
+
+    /// Writes and flushes `bytes`.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ImapError> {
+        match &mut self.stream {
+            Stream::Plain(s) => {
+                within(self.timeout, async {
+                    s.write_all(bytes).await?;
+                    s.flush().await
+                })
+                .await??;
+            }
+            Stream::Tls(s) => {
+                within(self.timeout, async {
+                    s.write_all(bytes).await?;
+                    s.flush().await
+                })
+                .await??;
+            }
+            Stream::Upgrading => return Err(broken()),
+        }
+        Ok(())
+    }
+
+    /// Closes the write side politely (TLS close_notify, TCP FIN).
+    pub async fn shutdown(&mut self) {
+        let _ = match &mut self.stream {
+            Stream::Plain(s) => within(self.timeout, s.shutdown()).await,
+            Stream::Tls(s) => within(self.timeout, s.shutdown()).await,
+            Stream::Upgrading => return,
+        };
+    }
+}
+
+fn broken() -> ImapError {
+    ImapError::Io(std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        "connection is unusable after a failed TLS upgrade",
+    ))
+}
+
+async fn within<T>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, ImapError> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| ImapError::Timeout(limit))
+}
