@@ -376,3 +376,53 @@ async fn a_testbed_instance_stops_completely() {
     assert!(e.is_connection_failure(), "{e}");
     drop(d);
 }
+
+/// Implicit TLS and STARTTLS against a TLS-enabled instance with a self-signed certificate.
+#[tokio::test]
+async fn tls_and_starttls() {
+    let users = [TestUser::new("tls@example.com", "tls-pw")];
+    let d = tokio::task::spawn_blocking(move || Dovecot::start_with_tls(&users))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(d.certificate_pem().unwrap().contains("BEGIN CERTIFICATE"));
+    let plain = d.imap_config();
+
+    let tls = ImapConfig {
+        port: d.imaps_port().unwrap(),
+        security: Security::Tls,
+        tls_insecure: true,
+        ..plain.clone()
+    };
+    let mut s = Session::connect(&tls).await.unwrap();
+    s.login("tls@example.com", "tls-pw").await.unwrap();
+    assert!(s.list().await.unwrap().iter().any(|m| m.is_inbox()));
+    s.logout().await.unwrap();
+
+    // The system's roots do not vouch for a self-signed certificate.
+    let strict = ImapConfig {
+        tls_insecure: false,
+        ..tls.clone()
+    };
+    let e = Session::connect(&strict).await.err().unwrap();
+    assert!(
+        matches!(e, ImapError::Tls(_)) && e.is_connection_failure(),
+        "{e}"
+    );
+
+    // STARTTLS on the plain port; the capabilities are asked for again over TLS, where
+    // Dovecot no longer offers STARTTLS.
+    let starttls = ImapConfig {
+        security: Security::StartTls,
+        tls_insecure: true,
+        ..plain
+    };
+    let mut s = Session::connect(&starttls).await.unwrap();
+    assert!(s.capabilities().has("IMAP4rev1"));
+    assert!(!s.capabilities().has("STARTTLS"));
+    s.login("tls@example.com", "tls-pw").await.unwrap();
+    assert!(s.capabilities().has("SPECIAL-USE"));
+    s.logout().await.unwrap();
+
+    tokio::task::spawn_blocking(move || drop(d)).await.unwrap();
+}

@@ -102,6 +102,8 @@ pub struct Dovecot {
     temp: Mutex<Option<tempfile::TempDir>>,
     imap_port: u16,
     lmtp_port: u16,
+    imaps_port: Option<u16>,
+    certificate_pem: Option<String>,
     supervisor: Supervisor,
     users: Mutex<Vec<TestUser>>,
 }
@@ -115,7 +117,21 @@ impl Dovecot {
             .tempdir()
             .map_err(|e| TestbedError::io("creating a temporary directory".into(), e))?;
         let dir = temp.path().to_owned();
-        Self::launch(&dir, users, Some(temp))
+        Self::launch(&dir, users, Some(temp), false)
+    }
+
+    /// Like [`Dovecot::start`], with TLS: a self-signed certificate for `localhost` and
+    /// `127.0.0.1`, an implicit-TLS listener ([`Dovecot::imaps_port`]) and STARTTLS on the
+    /// plain port. Clients must accept the certificate (`tls_insecure`) or trust
+    /// [`Dovecot::certificate_pem`].
+    pub fn start_with_tls(users: &[TestUser]) -> Result<Dovecot, TestbedError> {
+        check_installed()?;
+        let temp = tempfile::Builder::new()
+            .prefix("easgw-dovecot-")
+            .tempdir()
+            .map_err(|e| TestbedError::io("creating a temporary directory".into(), e))?;
+        let dir = temp.path().to_owned();
+        Self::launch(&dir, users, Some(temp), true)
     }
 
     /// Starts Dovecot in `dir` (created if missing; kept afterwards, mail included, so a demo
@@ -127,13 +143,14 @@ impl Dovecot {
         let dir = dir
             .canonicalize()
             .map_err(|e| TestbedError::io(format!("resolving {}", dir.display()), e))?;
-        Self::launch(&dir, users, None)
+        Self::launch(&dir, users, None, false)
     }
 
     fn launch(
         dir: &Path,
         users: &[TestUser],
         temp: Option<tempfile::TempDir>,
+        tls: bool,
     ) -> Result<Dovecot, TestbedError> {
         check_dir_name(dir)?;
         for u in users {
@@ -142,27 +159,36 @@ impl Dovecot {
         let accounts = Accounts::for_this_process()?;
         prepare_dir(dir, &accounts)?;
         write_passwd(dir, users)?;
+        let certificate_pem = if tls {
+            Some(write_certificate(dir)?)
+        } else {
+            None
+        };
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let log_start = file_len(&config::log_path(dir));
-            let (imap_port, lmtp_port) = free_ports()?;
+            let [imap_port, lmtp_port, imaps_port] = free_ports()?;
+            let imaps_port = tls.then_some(imaps_port);
             let conf = config::render(&config::Settings {
                 dir,
                 imap_port,
                 lmtp_port,
+                imaps_port,
                 accounts: &accounts,
             });
             let conf_path = dir.join("dovecot.conf");
             std::fs::write(&conf_path, conf)
                 .map_err(|e| TestbedError::io(format!("writing {}", conf_path.display()), e))?;
             let supervisor = spawn(dir, &conf_path)?;
-            match wait_ready(&supervisor, imap_port, lmtp_port) {
+            match wait_ready(&supervisor, imap_port, lmtp_port, imaps_port) {
                 Ok(()) => {
                     return Ok(Dovecot {
                         dir: dir.to_owned(),
                         temp: Mutex::new(temp),
                         imap_port,
                         lmtp_port,
+                        imaps_port,
+                        certificate_pem,
                         supervisor,
                         users: Mutex::new(users.to_vec()),
                     });
@@ -187,6 +213,16 @@ impl Dovecot {
 
     pub fn lmtp_port(&self) -> u16 {
         self.lmtp_port
+    }
+
+    /// The implicit-TLS port, for an instance started with [`Dovecot::start_with_tls`].
+    pub fn imaps_port(&self) -> Option<u16> {
+        self.imaps_port
+    }
+
+    /// The self-signed certificate (PEM) of an instance started with TLS.
+    pub fn certificate_pem(&self) -> Option<&str> {
+        self.certificate_pem.as_deref()
     }
 
     /// How to reach the IMAP listener: 127.0.0.1, plaintext.
@@ -457,19 +493,45 @@ fn write_passwd(dir: &Path, users: &[TestUser]) -> Result<(), TestbedError> {
     write().map_err(|e| TestbedError::io(format!("writing {}", path.display()), e))
 }
 
-/// Two distinct free ports: bind both to port 0, note the numbers, release them.
-fn free_ports() -> Result<(u16, u16), TestbedError> {
-    let bind = || {
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .map_err(|e| TestbedError::io("finding a free port".into(), e))
+/// Distinct free ports: bind all to port 0 at once, note the numbers, release them.
+fn free_ports<const N: usize>() -> Result<[u16; N], TestbedError> {
+    let io = |e| TestbedError::io("finding a free port".into(), e);
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut ports = [0; N];
+    for (port, l) in ports.iter_mut().zip(&listeners) {
+        *port = l.local_addr().map_err(io)?.port();
+    }
+    Ok(ports)
+}
+
+/// Writes a fresh self-signed certificate and key; returns the certificate PEM.
+fn write_certificate(dir: &Path) -> Result<String, TestbedError> {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let names = vec!["localhost".to_string(), Ipv4Addr::LOCALHOST.to_string()];
+    let certified = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| TestbedError::Invalid(format!("generating a certificate: {e}")))?;
+    let cert = certified.cert.pem();
+    let write = |path: PathBuf, text: &str, mode: u32| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| TestbedError::io(format!("writing {}", path.display()), e))
     };
-    let (a, b) = (bind()?, bind()?);
-    let port = |l: &TcpListener| {
-        l.local_addr()
-            .map(|a| a.port())
-            .map_err(|e| TestbedError::io("finding a free port".into(), e))
-    };
-    Ok((port(&a)?, port(&b)?))
+    write(config::cert_path(dir), &cert, 0o644)?;
+    // Read by Dovecot's config process, which runs as root (or as us, rootless).
+    write(
+        config::key_path(dir),
+        &certified.key_pair.serialize_pem(),
+        0o600,
+    )?;
+    Ok(cert)
 }
 
 fn spawn(dir: &Path, conf: &Path) -> Result<Supervisor, TestbedError> {
@@ -489,14 +551,27 @@ fn spawn(dir: &Path, conf: &Path) -> Result<Supervisor, TestbedError> {
     Supervisor::spawn(cmd).map_err(|e| TestbedError::io(format!("starting {DOVECOT_BIN}"), e))
 }
 
-/// Waits until IMAP greets with `* OK` and LMTP with `220`, or Dovecot exits, or time is up.
-fn wait_ready(supervisor: &Supervisor, imap_port: u16, lmtp_port: u16) -> Result<(), String> {
+/// Waits until IMAP greets with `* OK` and LMTP with `220` (and the TLS port accepts
+/// connections), or Dovecot exits, or time is up.
+fn wait_ready(
+    supervisor: &Supervisor,
+    imap_port: u16,
+    lmtp_port: u16,
+    imaps_port: Option<u16>,
+) -> Result<(), String> {
     let deadline = Instant::now() + READY_TIMEOUT;
+    let listening = |port| {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+    };
     loop {
         if let Some(status) = supervisor.exited() {
             return Err(format!("dovecot exited ({status})"));
         }
-        if greets(imap_port, b"* OK") && greets(lmtp_port, b"220 ") {
+        if greets(imap_port, b"* OK")
+            && greets(lmtp_port, b"220 ")
+            && imaps_port.is_none_or(listening)
+        {
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -548,4 +623,48 @@ fn log_tail(dir: &Path, from: u64) -> String {
         out.push_str("(nothing logged)\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_not_installed_error_says_how_to_install() {
+        let e = TestbedError::NotInstalled {
+            missing: DOVECOT_BIN.into(),
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("apt-get install -y dovecot-imapd dovecot-lmtpd"),
+            "{text}"
+        );
+        assert!(text.contains(DOVECOT_BIN), "{text}");
+    }
+
+    #[test]
+    fn users_that_would_break_the_passwd_file_are_refused() {
+        for (login, password) in [
+            ("a@b", ""),
+            ("", "x"),
+            ("a:b@c", "x"),
+            ("a b@c", "x"),
+            ("a@b", "x:y"),
+            ("a@b", "x\ny"),
+        ] {
+            assert!(
+                check_user(&TestUser::new(login, password)).is_err(),
+                "{login:?}"
+            );
+        }
+        assert!(check_user(&TestUser::new("a@b", "spaces and \"quotes\" ok")).is_ok());
+    }
+
+    #[test]
+    fn directories_dovecot_conf_cannot_hold_are_refused() {
+        assert!(check_dir_name(Path::new("/tmp/easgw-dovecot-AbC123")).is_ok());
+        assert!(check_dir_name(Path::new("/tmp/with space")).is_err());
+        assert!(check_dir_name(Path::new("/tmp/a#b")).is_err());
+        assert!(check_dir_name(&Path::new("/tmp").join("x".repeat(80))).is_err());
+    }
 }
