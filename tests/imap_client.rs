@@ -426,3 +426,35 @@ async fn tls_and_starttls() {
 
     tokio::task::spawn_blocking(move || drop(d)).await.unwrap();
 }
+
+/// `start_in` (the demo's way): a directory inside a private (0700) temporary directory
+/// works, survives a stop, and a restart in it finds the mail again.
+#[tokio::test]
+async fn an_instance_in_a_given_directory_keeps_its_mail() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("dovecot");
+    let user = TestUser::new("demo@example.com", "demo-pw");
+    let start = {
+        let (dir, user) = (dir.clone(), user.clone());
+        move || Dovecot::start_in(&dir, std::slice::from_ref(&user)).unwrap()
+    };
+
+    let d = tokio::task::spawn_blocking(start.clone()).await.unwrap();
+    let mut s = Session::connect(&d.imap_config()).await.unwrap();
+    s.login(&user.login, &user.password).await.unwrap();
+    let uid = s.append("INBOX", &[], &support::message("kept", "x")).await;
+    assert!(uid.unwrap().is_some());
+    s.logout().await.unwrap();
+    tokio::task::spawn_blocking(move || drop(d)).await.unwrap();
+    assert!(
+        dir.join("mail").exists(),
+        "start_in must keep its directory"
+    );
+
+    let d = tokio::task::spawn_blocking(start).await.unwrap();
+    let mut s = Session::connect(&d.imap_config()).await.unwrap();
+    s.login(&user.login, &user.password).await.unwrap();
+    assert_eq!(s.select("INBOX").await.unwrap().exists, 1);
+    s.logout().await.unwrap();
+    tokio::task::spawn_blocking(move || drop(d)).await.unwrap();
+}

@@ -8,7 +8,7 @@
 //! - [`parse`]: one framed response to a [`Response`]; never panics on any input. Pure.
 //! - [`response`]: the parsed response types ([`Response`], [`Untagged`], [`Code`],
 //!   [`Value`]), general enough for FETCH, IDLE and NOTIFY to be added on top.
-//! - [`command`]: writing command arguments (atom, quoted, literal) and checking verbatim
+//! - `command`: writing command arguments (atom, quoted, literal) and checking verbatim
 //!   ones, so no caller input can inject a command.
 //! - [`utf7`]: modified UTF-7 mailbox names (`Entwürfe` ⇄ `Entw&APw-rfe`).
 //! - `connection`: the TCP/TLS stream, read buffer and inactivity timeout.
@@ -21,7 +21,7 @@
 //! Passwords and message contents are never logged: only command names and tags are.
 
 pub mod capability;
-pub mod command;
+mod command;
 mod connection;
 pub mod error;
 pub mod frame;
