@@ -24,6 +24,15 @@ pub struct Session {
     next_tag: u32,
 }
 
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("capabilities", &self.caps)
+            .field("next_tag", &self.next_tag)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a successful command left behind.
 struct Done {
     untagged: Vec<Untagged>,
