@@ -119,10 +119,16 @@ impl Element {
         while let Some(event) = reader.next()? {
             let done = match event {
                 Event::Start(tag) => {
+                    // Mixed content is reported where it starts, as the streaming renderer does,
+                    // not after the child's own (possibly broken) content.
+                    opens_child(&mut stack)?;
                     stack.push(Frame::new(tag));
                     None
                 }
-                Event::Empty(tag) => Some(Element::new(tag)),
+                Event::Empty(tag) => {
+                    opens_child(&mut stack)?;
+                    Some(Element::new(tag))
+                }
                 Event::End(_) => {
                     // The reader guarantees End matches an open Start.
                     let frame = stack.pop().ok_or(DecodeError::NoRootElement)?;
@@ -180,6 +186,13 @@ fn current(stack: &mut [Frame]) -> Result<&mut Frame, DecodeError> {
     stack.last_mut().ok_or(DecodeError::NoRootElement)
 }
 
+fn opens_child(stack: &mut [Frame]) -> Result<(), DecodeError> {
+    match stack.last_mut() {
+        Some(parent) => parent.holds_elements(),
+        None => Ok(()),
+    }
+}
+
 /// An element being decoded.
 struct Frame {
     tag: Tag,
@@ -207,6 +220,15 @@ impl Frame {
     fn opaque(&mut self, b: &[u8]) -> Result<(), DecodeError> {
         match &self.content {
             None => self.content = Some(Content::Opaque(b.to_vec())),
+            Some(_) => return Err(self.mixed()),
+        }
+        Ok(())
+    }
+
+    fn holds_elements(&mut self) -> Result<(), DecodeError> {
+        match &self.content {
+            None => self.content = Some(Content::Elements(Vec::new())),
+            Some(Content::Elements(_)) => {}
             Some(_) => return Err(self.mixed()),
         }
         Ok(())
@@ -267,6 +289,15 @@ mod test {
             Element::decode(&doc),
             Err(DecodeError::MixedContent { .. })
         ));
+        // Opaque, then a child whose own content is broken (an ENTITY token): the mixed
+        // content comes first in the document, so it is the error reported.
+        let doc = [
+            0x03, 0x01, 0x6A, 0x00, 0x45, 0xC3, 0x01, 0x00, 0x45, 0x02, 0x01, 0x01,
+        ];
+        assert_eq!(
+            Element::decode(&doc).unwrap_err(),
+            DecodeError::MixedContent { tag: airsync::Sync }
+        );
     }
 
     #[test]
