@@ -9,11 +9,13 @@ cd "$(dirname "$0")/.."
 # missing; they fail and name the package, so install them here first.
 required=(
   "wbxml2xml libwbxml2-utils"
+  "/usr/sbin/dovecot dovecot-imapd"
+  "/usr/lib/dovecot/lmtp dovecot-lmtpd"
 )
 missing=()
 for pair in "${required[@]}"; do
   set -- $pair
-  command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+  if [[ $1 == /* ]]; then [ -x "$1" ] || missing+=("$2"); else command -v "$1" >/dev/null 2>&1 || missing+=("$2"); fi
 done
 if ((${#missing[@]})); then
   sudo=""

@@ -1,17 +1,35 @@
 //! `eas-gateway`: an Exchange ActiveSync server in front of an IMAP (Dovecot) mailbox.
 //!
-//! Module map (what exists today; `docs/ARCHITECTURE.md` has the intended whole):
-//! - [`tools`]: the offline tool commands behind `eas-gateway wbxml …` (codec CLI). Pure
-//!   functions over bytes so they are tested without spawning the binary.
+//! Module map (`docs/ARCHITECTURE.md` has the picture and the direction of dependencies):
+//! - [`config`]: the TOML configuration and command-line overrides, validated once.
+//! - [`http`]: the HTTP service — routing, request line, Basic auth against IMAP, Autodiscover,
+//!   TLS, and the one place errors become HTTP statuses.
+//! - [`eas`]: one module per EAS command (parse, run against a context, build the response),
+//!   the command dispatch and the provisioning gate.
 //! - [`imap`]: the IMAP client the gateway uses to authenticate users and read/change folders.
 //!   Knows nothing of EAS.
+//! - [`state`]: per-device state behind the `StateStore` trait (SQLite embedded).
+//! - [`metrics`]: request counters for `/metrics`.
+//! - [`secret`]: the wrapper that keeps passwords out of logs.
+//! - [`server`], [`check`], [`devices`], [`demo`]: what the CLI's `serve`, `check`, `devices`
+//!   and `demo` run.
 //! - [`testbed`]: starting a private Dovecot on loopback, for the test harness and the demo.
+//! - [`tools`]: the offline `wbxml decode|encode` conversions.
 //!
 //! The WBXML codec itself is the separate crate `eas-wbxml` (`wbxml/`), usable on its own.
 
+pub mod check;
+pub mod config;
+pub mod demo;
+pub mod devices;
 pub mod eas;
 pub mod http;
 pub mod imap;
+pub mod metrics;
+pub mod secret;
+pub mod server;
 pub mod state;
 pub mod testbed;
 pub mod tools;
+
+pub use server::run_server;

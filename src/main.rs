@@ -1,11 +1,13 @@
 //! The `eas-gateway` binary: command-line parsing only; the work lives in the library.
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use eas_gateway::tools;
+use clap::{Args, Parser, Subcommand};
+use eas_gateway::config::{Config, Overrides};
+use eas_gateway::{check, demo, devices, tools};
 use eas_wbxml::Limits;
 
 #[derive(Parser)]
@@ -21,11 +23,67 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the gateway.
+    Serve(ConfigArgs),
+    /// Check the configuration against the real IMAP server and certificate, then exit.
+    Check(ConfigArgs),
+    /// Start a private Dovecot with a demo user and the gateway in front of it.
+    Demo(demo::DemoArgs),
+    /// List devices, ask for a remote wipe, or forget a device.
+    Devices {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        action: devices::Action,
+    },
     /// Convert between EAS WBXML and its readable XML form.
     Wbxml {
         #[command(subcommand)]
         direction: WbxmlCommand,
     },
+}
+
+/// The configuration file and the flags that override it.
+#[derive(Args, Clone)]
+struct ConfigArgs {
+    /// TOML configuration file (see docs/eas-gateway.example.toml).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    #[arg(long)]
+    imap_host: Option<String>,
+    #[arg(long)]
+    imap_port: Option<u16>,
+    /// none, starttls or tls.
+    #[arg(long)]
+    imap_tls: Option<String>,
+    /// State store, e.g. sqlite:/var/lib/eas-gateway/state.db.
+    #[arg(long)]
+    state: Option<String>,
+    /// The URL phones use, e.g. https://mail.example.com.
+    #[arg(long)]
+    public_url: Option<String>,
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let overrides = Overrides {
+            listen: self.listen,
+            imap_host: self.imap_host.clone(),
+            imap_port: self.imap_port,
+            imap_tls: self.imap_tls.clone(),
+            state: self.state.clone(),
+            public_url: self.public_url.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+        };
+        Ok(Config::load(self.config.as_deref(), &overrides)?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -51,7 +109,7 @@ enum WbxmlCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("eas-gateway: {e}");
             ExitCode::FAILURE
@@ -59,20 +117,60 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Wbxml { direction } => match direction {
-            WbxmlCommand::Decode { input, output } => {
-                let bytes = read_input(input.as_ref())?;
-                let xml = tools::decode(&bytes, Limits::default())?;
-                write_output(output.as_ref(), xml.as_bytes())
+        Command::Serve(args) => {
+            let config = args.load()?;
+            init_logging();
+            runtime()?.block_on(eas_gateway::run_server(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(args) => {
+            let config = args.load()?;
+            let ok = runtime()?.block_on(check::run(&config, &mut std::io::stdout()))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Demo(args) => {
+            init_logging();
+            runtime()?.block_on(demo::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Devices { config, action } => {
+            let config = config.load()?;
+            devices::run(&config, action, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Wbxml { direction } => {
+            match direction {
+                WbxmlCommand::Decode { input, output } => {
+                    let bytes = read_input(input.as_ref())?;
+                    let xml = tools::decode(&bytes, Limits::default())?;
+                    write_output(output.as_ref(), xml.as_bytes())?
+                }
+                WbxmlCommand::Encode { input, output } => {
+                    let bytes = read_input(input.as_ref())?;
+                    let wbxml = tools::encode(&bytes)?;
+                    write_output(output.as_ref(), &wbxml)?
+                }
             }
-            WbxmlCommand::Encode { input, output } => {
-                let bytes = read_input(input.as_ref())?;
-                let wbxml = tools::encode(&bytes)?;
-                write_output(output.as_ref(), &wbxml)
-            }
-        },
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -1,3 +1,222 @@
-//! EAS commands: one module per command, each parsing its request tree, running it against a
-//! [`Context`], and encoding its response.
+//! EAS commands: one module per command, each reading its request tree into a typed request,
+//! running it against a [`Context`], and building its response.
+//!
+//! Owns the command dispatch (one `match`), the provisioning gate every command but Provision
+//! passes, and the typed [`EasError`] the HTTP layer maps to a status in one place. Knows nothing
+//! of HTTP itself: the request arrives as a decoded tree plus the request line.
+
+pub mod folderchange;
+pub mod folders;
+pub mod foldersync;
+pub mod provision;
+pub mod settings;
 pub mod version;
+
+use eas_wbxml::{Element, Tag, tags};
+
+use crate::config::Config;
+use crate::http::auth::AuthenticatedUser;
+use crate::http::query::RequestLine;
+use crate::imap::{ImapError, Session};
+use crate::state::{Device, DeviceKey, StateError, StateStore, WipeState};
+use version::{Command, ProtocolVersion};
+
+/// The commands this build implements; `OPTIONS` advertises exactly these.
+pub const IMPLEMENTED: &[Command] = &[
+    Command::Provision,
+    Command::Settings,
+    Command::FolderSync,
+    Command::FolderCreate,
+    Command::FolderUpdate,
+    Command::FolderDelete,
+];
+
+/// Why a command could not be answered with a document of its own.
+#[derive(Debug, thiserror::Error)]
+pub enum EasError {
+    /// The body is not a document this command accepts (wrong root element, a required
+    /// element missing, a value of the wrong form).
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// The command exists in EAS but this server does not implement it.
+    #[error("command {0:?} is not implemented")]
+    NotImplemented(Command),
+    /// A 12.x device must provision first; 14.0+ devices get a status in the body instead.
+    #[error("device must provision")]
+    NeedsProvisioning,
+    /// The per-device state could not be read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The IMAP server could not be reached or failed in a way the command cannot express.
+    #[error("IMAP: {0}")]
+    Imap(#[from] ImapError),
+}
+
+/// What a command answers.
+#[derive(Debug)]
+pub enum Reply {
+    /// A WBXML document.
+    Document(Element),
+    /// HTTP 200 with no body.
+    Empty,
+}
+
+/// Everything a command runs against. The device record is loaded before the command and
+/// saved after it, so handlers change it in place.
+pub struct Context<'a> {
+    pub user: &'a AuthenticatedUser,
+    pub line: &'a RequestLine,
+    pub version: ProtocolVersion,
+    /// The policy key the request presented (header or base64 query).
+    pub policy_key: Option<u32>,
+    pub device: Device,
+    pub store: &'a dyn StateStore,
+    pub config: &'a Config,
+}
+
+impl Context<'_> {
+    pub fn device_key(&self) -> &DeviceKey {
+        &self.device.key
+    }
+
+    /// An IMAP session logged in as the requesting user.
+    pub async fn imap(&self) -> Result<Session, ImapError> {
+        let mut session = Session::connect(&self.config.imap_config()).await?;
+        session
+            .login(&self.user.login, self.user.password.expose())
+            .await?;
+        Ok(session)
+    }
+}
+
+/// Runs one command. `body` is the decoded request (None for an empty body).
+pub async fn dispatch(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, EasError> {
+    let command = ctx.line.command;
+    if !IMPLEMENTED.contains(&command) {
+        return Err(EasError::NotImplemented(command));
+    }
+    if command != Command::Provision {
+        if let Some(status) = provisioning_status(ctx) {
+            if !ctx.version.has_body_status() {
+                return Err(EasError::NeedsProvisioning);
+            }
+            return Ok(Reply::Document(status_document(command, status)));
+        }
+    }
+    let body = match body {
+        Some(body) => body,
+        None => return Err(EasError::Malformed("empty body".into())),
+    };
+    if Some(body.tag) != root_tag(command) {
+        return Err(EasError::Malformed(format!(
+            "{} request starts with {:?}",
+            command.name(),
+            body.tag
+        )));
+    }
+    match command {
+        Command::Provision => provision::run(ctx, &body).await,
+        Command::Settings => settings::run(ctx, &body).await,
+        Command::FolderSync => foldersync::run(ctx, &body).await,
+        Command::FolderCreate => folderchange::create(ctx, &body).await,
+        Command::FolderUpdate => folderchange::update(ctx, &body).await,
+        Command::FolderDelete => folderchange::delete(ctx, &body).await,
+        other => Err(EasError::NotImplemented(other)),
+    }
+}
+
+/// MS-ASPROV's reasons to send a device to Provision, as the 14.0+ status codes.
+const DEVICE_NOT_PROVISIONED: u32 = 142;
+const POLICY_REFRESH: u32 = 143;
+const INVALID_POLICY_KEY: u32 = 144;
+
+/// `Some(status)` when the request may not run until the device provisions.
+fn provisioning_status(ctx: &Context<'_>) -> Option<u32> {
+    let wipe_pending = matches!(ctx.device.wipe, WipeState::Requested { .. });
+    if wipe_pending {
+        // Only Provision can deliver the wipe directive, so every other command sends the
+        // device there, whatever the configuration says.
+        return Some(DEVICE_NOT_PROVISIONED);
+    }
+    if !ctx.config.provision.required {
+        return None;
+    }
+    let Some(current) = ctx.device.policy_key else {
+        return Some(DEVICE_NOT_PROVISIONED);
+    };
+    match ctx.policy_key {
+        None | Some(0) => Some(DEVICE_NOT_PROVISIONED),
+        Some(k) if k != current => Some(INVALID_POLICY_KEY),
+        Some(_) => {
+            let fingerprint = ctx.config.provision.policy.fingerprint();
+            (ctx.device.policy_hash.as_deref() != Some(fingerprint.as_str()))
+                .then_some(POLICY_REFRESH)
+        }
+    }
+}
+
+/// The element a command's request and response start with.
+pub fn root_tag(command: Command) -> Option<Tag> {
+    Some(match command {
+        Command::Sync => tags::airsync::Sync,
+        Command::SendMail => tags::composemail::SendMail,
+        Command::SmartForward => tags::composemail::SmartForward,
+        Command::SmartReply => tags::composemail::SmartReply,
+        Command::FolderSync => tags::folderhierarchy::FolderSync,
+        Command::FolderCreate => tags::folderhierarchy::FolderCreate,
+        Command::FolderDelete => tags::folderhierarchy::FolderDelete,
+        Command::FolderUpdate => tags::folderhierarchy::FolderUpdate,
+        Command::MoveItems => tags::moveitems::MoveItems,
+        Command::GetItemEstimate => tags::getitemestimate::GetItemEstimate,
+        Command::MeetingResponse => tags::meetingresponse::MeetingResponse,
+        Command::Search => tags::search::Search,
+        Command::Settings => tags::settings::Settings,
+        Command::Ping => tags::ping::Ping,
+        Command::ItemOperations => tags::itemoperations::ItemOperations,
+        Command::Provision => tags::provision::Provision,
+        Command::ResolveRecipients => tags::resolverecipients::ResolveRecipients,
+        Command::ValidateCert => tags::validatecert::ValidateCert,
+        Command::Find => tags::find::Find,
+        _ => return None,
+    })
+}
+
+/// The top-level Status element of a command's response.
+fn status_tag(command: Command) -> Option<Tag> {
+    Some(match command {
+        Command::Sync => tags::airsync::Status,
+        Command::SendMail | Command::SmartForward | Command::SmartReply => {
+            tags::composemail::Status
+        }
+        Command::FolderSync
+        | Command::FolderCreate
+        | Command::FolderDelete
+        | Command::FolderUpdate => tags::folderhierarchy::Status,
+        Command::MoveItems => tags::moveitems::Status,
+        Command::GetItemEstimate => tags::getitemestimate::Status,
+        Command::MeetingResponse => tags::meetingresponse::Status,
+        Command::Search => tags::search::Status,
+        Command::Settings => tags::settings::Status,
+        Command::Ping => tags::ping::Status,
+        Command::ItemOperations => tags::itemoperations::Status,
+        Command::Provision => tags::provision::Status,
+        Command::ResolveRecipients => tags::resolverecipients::Status,
+        Command::ValidateCert => tags::validatecert::Status,
+        Command::Find => tags::find::Status,
+        _ => return None,
+    })
+}
+
+/// `<Command><Status>n</Status></Command>`: how 14.0+ reports a command-wide failure.
+pub fn status_document(command: Command, status: u32) -> Element {
+    let (Some(root), Some(tag)) = (root_tag(command), status_tag(command)) else {
+        // Only the pre-12 commands lack these, and they never reach dispatch.
+        return Element::with_text(tags::folderhierarchy::Status, status.to_string());
+    };
+    Element::with_children(root, vec![Element::with_text(tag, status.to_string())])
+}
+
+/// The text of a child element, if present.
+pub(crate) fn child_text(e: &Element, tag: Tag) -> Option<&str> {
+    e.child(tag).and_then(|c| c.text())
+}

@@ -1,2 +1,347 @@
-//! The HTTP service.
+//! The HTTP service: `/Microsoft-Server-ActiveSync` (OPTIONS, POST), Autodiscover and
+//! `/metrics`.
+//!
+//! Owns request handling up to the EAS layer: path and method routing (paths are matched
+//! without regard to case, as clients and proxies vary), the request line, authentication, the
+//! protocol version, the body limit and WBXML decoding, loading and saving the device record,
+//! and the response headers. `app(state)` builds the router so tests can call it in process;
+//! [`serve`] runs it on a socket, with or without TLS.
+
+pub mod auth;
+pub mod autodiscover;
+pub mod error;
 pub mod query;
+pub mod serve;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use eas_wbxml::{Element, Limits};
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::eas::version::{Command, ProtocolVersion};
+use crate::eas::{self, Context, Reply};
+use crate::metrics::Metrics;
+use crate::state::{Device, DeviceKey, StateStore, unix_now};
+use auth::{AuthenticatedUser, Authenticator};
+use error::HttpError;
+
+pub use serve::serve;
+
+/// The value of `MS-Server-ActiveSync`: the highest version we speak.
+const SERVER_VERSION: &str = "16.1";
+const WBXML_TYPE: &str = "application/vnd.ms-sync.wbxml";
+
+/// What every request handler shares.
+pub struct AppState {
+    pub config: Config,
+    pub store: Box<dyn StateStore>,
+    pub auth: Authenticator,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    /// State for a configuration, opening the state store it names.
+    pub fn new(config: Config) -> Result<AppState, crate::state::StateError> {
+        let store = crate::state::open(&config.state.url)?;
+        let auth = Authenticator::new(
+            config.imap_config(),
+            std::time::Duration::from_secs(config.auth.cache_ttl_secs),
+            config.auth.failures_before_delay,
+            config.auth.default_domain.clone(),
+        );
+        Ok(AppState {
+            config,
+            store,
+            auth,
+            metrics: Metrics::default(),
+        })
+    }
+}
+
+/// The router, for `serve` and for in-process tests.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new().fallback(route).with_state(state)
+}
+
+async fn route(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let path = request.uri().path().to_ascii_lowercase();
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let client = client_address(&state.config, peer, request.headers());
+    match path.trim_end_matches('/') {
+        "/microsoft-server-activesync" => activesync(state, client, request).await,
+        "/autodiscover/autodiscover.xml" => autodiscover(state, client, request).await,
+        "/metrics" if client.is_loopback() => state.metrics.render().into_response(),
+        _ => HttpError::NotFound.into_response(),
+    }
+}
+
+/// The client's address: the peer, or what a trusted proxy says the peer was.
+fn client_address(config: &Config, peer: Option<IpAddr>, headers: &HeaderMap) -> IpAddr {
+    let peer = peer.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    if !config.server.trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    let forwarded = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        // The last address not added by one of our own proxies is the client.
+        .and_then(|v| {
+            v.split(',')
+                .rev()
+                .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+                .find(|a| !config.server.trusted_proxies.contains(a))
+        });
+    let real_ip = || {
+        headers
+            .get("x-real-ip")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+    };
+    forwarded.or_else(real_ip).unwrap_or(peer)
+}
+
+async fn authenticate(
+    state: &AppState,
+    client: IpAddr,
+    headers: &HeaderMap,
+) -> Result<AuthenticatedUser, HttpError> {
+    let creds = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth::parse_basic)
+        .ok_or(HttpError::Unauthorized)?;
+    Ok(state.auth.verify(&creds, client).await?)
+}
+
+async fn activesync(state: Arc<AppState>, client: IpAddr, request: Request) -> Response {
+    // The body is not `Sync`, so nothing may hold a reference to the whole request across an
+    // await: the head and the body travel separately.
+    let (head, body) = request.into_parts();
+    let method = head.method.clone();
+    let span = tracing::info_span!(
+        "eas",
+        %client,
+        cmd = tracing::field::Empty,
+        user = tracing::field::Empty,
+        device_id = tracing::field::Empty,
+        protocol_version = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    let (command, result) = async {
+        if method == Method::OPTIONS {
+            return (
+                "OPTIONS".to_owned(),
+                options(&state, client, &head.headers).await,
+            );
+        }
+        if method != Method::POST {
+            return (method.to_string(), Err(HttpError::MethodNotAllowed));
+        }
+        post(&state, client, head, body).await
+    }
+    .instrument(span.clone())
+    .await;
+    let response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            match &e {
+                HttpError::Internal(_) | HttpError::Unavailable(_) => {
+                    tracing::error!(parent: &span, error = %e, "request failed")
+                }
+                _ => tracing::info!(parent: &span, error = %e, "request refused"),
+            }
+            e.into_response()
+        }
+    };
+    span.record("status", response.status().as_u16());
+    tracing::info!(parent: &span, "answered");
+    state.metrics.record(&command, response.status().as_u16());
+    with_server_headers(response)
+}
+
+fn with_server_headers(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        "MS-Server-ActiveSync",
+        HeaderValue::from_static(SERVER_VERSION),
+    );
+    response
+}
+
+async fn options(
+    state: &AppState,
+    client: IpAddr,
+    headers: &HeaderMap,
+) -> Result<Response, HttpError> {
+    authenticate(state, client, headers).await?;
+    let versions = ProtocolVersion::ALL.map(|v| v.as_str()).join(",");
+    let commands = eas::IMPLEMENTED
+        .iter()
+        .map(|c| c.name())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut response = StatusCode::OK.into_response();
+    let h = response.headers_mut();
+    h.insert("MS-ASProtocolVersions", header_value(&versions));
+    h.insert("MS-ASProtocolCommands", header_value(&commands));
+    h.insert(header::ALLOW, HeaderValue::from_static("OPTIONS,POST"));
+    h.insert("Public", HeaderValue::from_static("OPTIONS,POST"));
+    Ok(response)
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// A POSTed command: returns the command name (for metrics) and the response.
+async fn post(
+    state: &AppState,
+    client: IpAddr,
+    head: axum::http::request::Parts,
+    body: Body,
+) -> (String, Result<Response, HttpError>) {
+    let line = match query::parse(head.uri.query().unwrap_or("")) {
+        Ok(line) => line,
+        Err(e) => return ("invalid".to_owned(), Err(e.into())),
+    };
+    let name = line.command.name().to_owned();
+    tracing::Span::current().record("cmd", line.command.name());
+    (
+        name,
+        run_command(state, client, line, &head.headers, body).await,
+    )
+}
+
+async fn run_command(
+    state: &AppState,
+    client: IpAddr,
+    line: query::RequestLine,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let span = tracing::Span::current();
+    let user = authenticate(state, client, headers).await?;
+    span.record("user", user.key.as_str());
+    span.record("device_id", line.device_id.as_str());
+
+    let version = match line.version {
+        Some(v) => v,
+        None => headers
+            .get("MS-ASProtocolVersion")
+            .and_then(|v| v.to_str().ok())
+            .and_then(ProtocolVersion::parse)
+            .ok_or_else(|| {
+                HttpError::BadRequest("missing or unsupported MS-ASProtocolVersion".into())
+            })?,
+    };
+    span.record("protocol_version", version.as_str());
+    let policy_key = line.policy_key.or_else(|| {
+        headers
+            .get("X-MS-PolicyKey")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+    });
+
+    let limit = state.config.server.max_body_bytes;
+    let body = read_body(body, limit).await?;
+    let tree = if body.is_empty() {
+        None
+    } else {
+        let limits = Limits {
+            max_document: limit,
+            ..Limits::default()
+        };
+        Some(
+            Element::decode_with(&body, limits)
+                .map_err(|e| HttpError::BadRequest(format!("WBXML: {e}")))?,
+        )
+    };
+
+    let key = DeviceKey {
+        user: user.key.clone(),
+        device_id: line.device_id.clone(),
+    };
+    let device = state
+        .store
+        .device(&key)
+        .map_err(|e| HttpError::Internal(e.to_string()))?
+        .unwrap_or_else(|| Device::new(key, &line.device_type));
+    let mut ctx = Context {
+        user: &user,
+        line: &line,
+        version,
+        policy_key,
+        device,
+        store: state.store.as_ref(),
+        config: &state.config,
+    };
+    let reply = eas::dispatch(&mut ctx, tree).await?;
+    // Only a command that ran is remembered; a refused request leaves the state as it was.
+    ctx.device.last_seen = unix_now();
+    ctx.device.device_type = line.device_type.clone();
+    state
+        .store
+        .put_device(&ctx.device)
+        .map_err(|e| HttpError::Internal(e.to_string()))?;
+    Ok(match reply {
+        Reply::Document(doc) => wbxml_response(doc.encode()),
+        Reply::Empty => wbxml_response(Vec::new()),
+    })
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, HttpError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // `to_bytes` reports the limit through the error's source chain.
+        let text = format!("{e:?}");
+        if text.contains("LengthLimit") {
+            HttpError::TooLarge
+        } else {
+            HttpError::BadRequest(format!("body: {e}"))
+        }
+    })
+}
+
+fn wbxml_response(bytes: Vec<u8>) -> Response {
+    // Some devices choke on a default content type even for an empty body.
+    ([(header::CONTENT_TYPE, WBXML_TYPE)], bytes).into_response()
+}
+
+async fn autodiscover(state: Arc<AppState>, client: IpAddr, request: Request) -> Response {
+    let (head, body) = request.into_parts();
+    let result = async {
+        if head.method != Method::POST {
+            return Err(HttpError::MethodNotAllowed);
+        }
+        let user = authenticate(&state, client, &head.headers).await?;
+        let body = read_body(body, 64 * 1024).await?;
+        let xml = match autodiscover::parse(&body) {
+            None => autodiscover::error_response(600),
+            Some(r) if !autodiscover::wants_mobilesync(&r) => autodiscover::error_response(601),
+            Some(r) => {
+                tracing::info!(user = %user.key, "autodiscover");
+                autodiscover::settings_response(&r.email, &state.config.activesync_url())
+            }
+        };
+        Ok(([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response())
+    }
+    .await;
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    state
+        .metrics
+        .record("Autodiscover", response.status().as_u16());
+    response
+}
+
+/// Commands a phone may send, for documentation and tests.
+pub fn implemented_commands() -> &'static [Command] {
+    eas::IMPLEMENTED
+}

@@ -93,6 +93,9 @@ pub struct FolderEntry {
     pub kind: u8,
     /// The IMAP mailbox name (decoded).
     pub imap_name: String,
+    /// The mailbox's UIDVALIDITY when it was listed (0 if unknown). A mailbox renamed behind
+    /// the gateway's back keeps it, which is how the rename is recognised.
+    pub uidvalidity: u32,
 }
 
 /// Why the store failed. Always a server-side problem: the command answers with its "server

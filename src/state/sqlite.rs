@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[r#"
         display_name TEXT NOT NULL,
         kind INTEGER NOT NULL,
         imap_name TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (user, device_id, sync_key, id)
     );
     -- A snapshot may be empty; this row records that the key exists.
@@ -323,7 +324,7 @@ impl StateStore for SqliteStore {
                 return Ok(None);
             }
             let mut stmt = c.prepare(
-                "SELECT id, parent, display_name, kind, imap_name FROM hierarchy \
+                "SELECT id, parent, display_name, kind, imap_name, uidvalidity FROM hierarchy \
                  WHERE user = ?1 AND device_id = ?2 AND sync_key = ?3 ORDER BY id",
             )?;
             let rows = stmt.query_map(params![key.user, key.device_id, sync_key], |r| {
@@ -333,6 +334,7 @@ impl StateStore for SqliteStore {
                     display_name: r.get(2)?,
                     kind: r.get(3)?,
                     imap_name: r.get(4)?,
+                    uidvalidity: r.get(5)?,
                 })
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map(Some)
@@ -374,7 +376,7 @@ impl StateStore for SqliteStore {
             {
                 let mut insert = tx.prepare(
                     "INSERT INTO hierarchy (user, device_id, sync_key, id, parent, display_name, \
-                     kind, imap_name) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     kind, imap_name, uidvalidity) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?;
                 for f in folders {
                     insert.execute(params![
@@ -385,7 +387,8 @@ impl StateStore for SqliteStore {
                         f.parent,
                         f.display_name,
                         f.kind,
-                        f.imap_name
+                        f.imap_name,
+                        f.uidvalidity
                     ])?;
                 }
             }
@@ -425,6 +428,7 @@ mod test {
             display_name: name.into(),
             kind: 12,
             imap_name: name.into(),
+            uidvalidity: 0,
         }
     }
 

@@ -1,0 +1,96 @@
+//! `eas-gateway check`: tries what the gateway will need and says in plain words what is wrong.
+
+use std::io::Write;
+
+use crate::config::Config;
+use crate::imap::Session;
+
+/// Capabilities the gateway uses, and what is lost without each.
+const WANTED: &[(&str, &str)] = &[
+    ("IDLE", "push falls back to polling"),
+    (
+        "NOTIFY",
+        "push needs one IDLE connection per folder (Dovecot: mailbox_list_index = yes)",
+    ),
+    ("CONDSTORE", "every Sync compares all flags"),
+    ("QRESYNC", "expunges are found by comparing UID lists"),
+    (
+        "SPECIAL-USE",
+        "Sent/Drafts/Trash are guessed from folder names",
+    ),
+    ("MOVE", "moves are done as COPY + EXPUNGE"),
+    (
+        "UIDPLUS",
+        "moved and appended messages need a search to find their new UID",
+    ),
+];
+
+/// Runs every check, writing one line each; returns whether all essential ones passed.
+pub async fn run(config: &Config, out: &mut dyn Write) -> std::io::Result<bool> {
+    let mut ok = true;
+    let imap = config.imap_config();
+    writeln!(
+        out,
+        "IMAP server {}:{} ({:?})",
+        imap.host, imap.port, imap.security
+    )?;
+    match Session::connect(&imap).await {
+        Ok(session) => {
+            writeln!(out, "  ok: reachable, greeting and capabilities read")?;
+            for (cap, loss) in WANTED {
+                if session.capabilities().has(cap) {
+                    writeln!(out, "  ok: {cap}")?;
+                } else {
+                    writeln!(out, "  warning: no {cap}: {loss}")?;
+                }
+            }
+            let _ = session.logout().await;
+        }
+        Err(e) => {
+            ok = false;
+            writeln!(out, "  problem: cannot talk to the IMAP server: {e}")?;
+            writeln!(
+                out,
+                "  (check imap.host, imap.port and imap.security in the configuration)"
+            )?;
+        }
+    }
+
+    match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => match crate::http::serve::tls_config(cert, key) {
+            Ok(_) => writeln!(out, "TLS certificate {}: ok", cert.display())?,
+            Err(e) => {
+                ok = false;
+                writeln!(out, "TLS certificate: problem: {e}")?;
+            }
+        },
+        _ => writeln!(
+            out,
+            "TLS: none configured; the gateway speaks plain HTTP and expects a reverse proxy \
+             to terminate TLS"
+        )?,
+    }
+
+    match crate::state::open(&config.state.url) {
+        Ok(_) => writeln!(out, "state store {}: ok", config.state.url)?,
+        Err(e) => {
+            ok = false;
+            writeln!(out, "state store: problem: {e}")?;
+        }
+    }
+    writeln!(
+        out,
+        "phones will use {} (server.public_url)",
+        config.activesync_url()
+    )?;
+    writeln!(
+        out,
+        "{}",
+        if ok {
+            "all essential checks passed"
+        } else {
+            "problems found"
+        }
+    )?;
+    Ok(ok)
+}

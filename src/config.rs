@@ -1,0 +1,370 @@
+//! Configuration: one typed struct per subsystem, all defaults in one place, read from TOML,
+//! overridden by command-line flags, validated once at start.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::imap::{ImapConfig, Security};
+
+/// Why the configuration cannot be used; printed as one line by the CLI.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// A value is out of range or inconsistent with another.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub imap: ImapSection,
+    pub state: StateConfig,
+    pub auth: AuthConfig,
+    pub provision: ProvisionConfig,
+}
+
+/// `[server]`: where and how the HTTP service listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The URL phones reach us at (without the path); Autodiscover hands it out.
+    pub public_url: String,
+    /// PEM certificate chain and key. Both or neither: without them the service speaks plain
+    /// HTTP, for a reverse proxy that terminates TLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Peers whose `X-Forwarded-For` / `X-Real-IP` headers are believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Largest request body accepted, in bytes (a SendMail carries the whole message).
+    pub max_body_bytes: usize,
+}
+
+/// `[imap]`: the mail server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImapSection {
+    pub host: String,
+    pub port: u16,
+    /// `none` (plain, for loopback), `starttls` or `tls` (implicit TLS).
+    pub security: String,
+    /// Accept any certificate (self-signed test servers only).
+    pub tls_insecure: bool,
+    pub timeout_secs: u64,
+}
+
+/// `[state]`: where per-device state is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// `sqlite:PATH`.
+    pub url: String,
+}
+
+/// `[auth]`: credential checking.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// How long a verified password is remembered (as a salted hash, in memory only).
+    pub cache_ttl_secs: u64,
+    /// Domain appended to log-in names without one, to form the user's e-mail address.
+    pub default_domain: Option<String>,
+    /// Failed log-ins (per user, and per client address) before responses are slowed down.
+    pub failures_before_delay: u32,
+}
+
+/// `[provision]`: device policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProvisionConfig {
+    /// Demand the Provision exchange before other commands (449 / status 142).
+    pub required: bool,
+    pub policy: Policy,
+}
+
+/// The device security policy sent in Provision. The defaults are permissive, as common
+/// self-hosted setups are: phones accept it without asking the user for anything.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    pub require_password: bool,
+    pub alphanumeric_password: bool,
+    pub min_password_length: u32,
+    pub max_inactivity_secs: u32,
+    pub max_failed_attempts: u32,
+    pub require_encryption: bool,
+    pub allow_attachments: bool,
+    /// Largest attachment the phone may download; none means unlimited.
+    pub max_attachment_bytes: Option<u32>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "0.0.0.0:8443".parse().expect("literal"),
+            public_url: "https://localhost:8443".into(),
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: vec![
+                "127.0.0.1".parse().expect("literal"),
+                "::1".parse().expect("literal"),
+            ],
+            max_body_bytes: 50 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for ImapSection {
+    fn default() -> Self {
+        ImapSection {
+            host: "127.0.0.1".into(),
+            port: 143,
+            security: "none".into(),
+            tls_insecure: false,
+            timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            url: "sqlite:/var/lib/eas-gateway/state.db".into(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            cache_ttl_secs: 300,
+            default_domain: None,
+            failures_before_delay: 3,
+        }
+    }
+}
+
+impl Default for ProvisionConfig {
+    fn default() -> Self {
+        ProvisionConfig {
+            required: true,
+            policy: Policy::default(),
+        }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            require_password: false,
+            alphanumeric_password: false,
+            min_password_length: 4,
+            max_inactivity_secs: 900,
+            max_failed_attempts: 8,
+            require_encryption: false,
+            allow_attachments: true,
+            max_attachment_bytes: None,
+        }
+    }
+}
+
+impl Policy {
+    /// A short fingerprint: a device provisioned under another policy must provision again.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let text = format!("{self:?}");
+        let digest = Sha256::digest(text.as_bytes());
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Command-line values that replace what the file says.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub imap_host: Option<String>,
+    pub imap_port: Option<u16>,
+    pub imap_tls: Option<String>,
+    pub state: Option<String>,
+    pub public_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads the file (when given), applies the overrides and validates.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.message().to_owned(),
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply(overrides);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply(&mut self, o: &Overrides) {
+        if let Some(v) = o.listen {
+            self.server.listen = v;
+        }
+        if let Some(v) = &o.imap_host {
+            self.imap.host = v.clone();
+        }
+        if let Some(v) = o.imap_port {
+            self.imap.port = v;
+        }
+        if let Some(v) = &o.imap_tls {
+            self.imap.security = v.clone();
+        }
+        if let Some(v) = &o.state {
+            self.state.url = v.clone();
+        }
+        if let Some(v) = &o.public_url {
+            self.server.public_url = v.clone();
+        }
+        if let Some(v) = &o.tls_cert {
+            self.server.tls_cert = Some(v.clone());
+        }
+        if let Some(v) = &o.tls_key {
+            self.server.tls_key = Some(v.clone());
+        }
+    }
+
+    /// Checks what a type cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let url = self.server.public_url.trim_end_matches('/');
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 10 {
+            return bad(format!(
+                "server.public_url must be an http(s) URL, not {:?}",
+                self.server.public_url
+            ));
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return bad("server.tls_cert and server.tls_key go together".into());
+        }
+        self.imap_security()?;
+        if self.imap.host.is_empty() {
+            return bad("imap.host is empty".into());
+        }
+        if !self.state.url.starts_with("sqlite:") {
+            return bad(format!(
+                "state.url {:?} is not supported (use sqlite:PATH)",
+                self.state.url
+            ));
+        }
+        if self.server.max_body_bytes < 64 * 1024 {
+            return bad("server.max_body_bytes below 64 KiB would refuse ordinary mail".into());
+        }
+        Ok(())
+    }
+
+    fn imap_security(&self) -> Result<Security, ConfigError> {
+        match self.imap.security.to_ascii_lowercase().as_str() {
+            "none" | "plain" => Ok(Security::None),
+            "starttls" => Ok(Security::StartTls),
+            "tls" | "ssl" | "implicit" => Ok(Security::Tls),
+            other => Err(ConfigError::Invalid(format!(
+                "imap.security must be none, starttls or tls, not {other:?}"
+            ))),
+        }
+    }
+
+    /// The IMAP client settings.
+    pub fn imap_config(&self) -> ImapConfig {
+        ImapConfig {
+            host: self.imap.host.clone(),
+            port: self.imap.port,
+            security: self.imap_security().unwrap_or(Security::None),
+            tls_insecure: self.imap.tls_insecure,
+            timeout: Duration::from_secs(self.imap.timeout_secs.max(1)),
+        }
+    }
+
+    /// The ActiveSync endpoint URL handed out by Autodiscover.
+    pub fn activesync_url(&self) -> String {
+        format!(
+            "{}/Microsoft-Server-ActiveSync",
+            self.server.public_url.trim_end_matches('/')
+        )
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/eas-gateway.example.toml");
+        let config = Config::load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(config.imap.security, "starttls");
+        assert!(config.provision.required);
+    }
+
+    #[test]
+    fn overrides_win_and_mistakes_are_named() {
+        let o = Overrides {
+            imap_port: Some(1143),
+            imap_tls: Some("tls".into()),
+            ..Overrides::default()
+        };
+        let c = Config::load(None, &o).unwrap();
+        assert_eq!(c.imap.port, 1143);
+        assert!(matches!(c.imap_config().security, Security::Tls));
+
+        let o = Overrides {
+            imap_tls: Some("maybe".into()),
+            ..Overrides::default()
+        };
+        let err = Config::load(None, &o).unwrap_err().to_string();
+        assert!(err.contains("imap.security"), "{err}");
+
+        let o = Overrides {
+            tls_cert: Some("c.pem".into()),
+            ..Overrides::default()
+        };
+        assert!(Config::load(None, &o).is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let c: Result<Config, _> = toml::from_str("[server]\nlisten_on = \"x\"\n");
+        assert!(c.is_err());
+    }
+
+    #[test]
+    fn policy_fingerprint_changes_with_the_policy() {
+        let a = Policy::default();
+        let b = Policy {
+            require_password: true,
+            ..Policy::default()
+        };
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.fingerprint(), Policy::default().fingerprint());
+    }
+}

@@ -1,0 +1,145 @@
+//! `eas-gateway demo`: a private Dovecot with a demo user and a few messages, and the gateway
+//! in front of it on HTTPS with a self-signed certificate and the embedded state store. Prints
+//! what to type into a phone; runs until Ctrl-C.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum_server::Handle;
+use clap::Args;
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::imap::Session;
+use crate::testbed::{Dovecot, TestUser};
+
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Where the gateway listens.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Directory for Dovecot, the certificate and the state (default: a temporary one).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Host name or address phones use to reach this machine (default: its first non-loopback
+    /// address).
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+const DEMO_USER: &str = "demo@example.com";
+const DEMO_PASSWORD: &str = "demo-password";
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let temp = tempfile::Builder::new().prefix("eas-demo-").tempdir()?;
+    let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_owned());
+    std::fs::create_dir_all(&dir)?;
+    let user = TestUser {
+        login: DEMO_USER.into(),
+        password: DEMO_PASSWORD.into(),
+    };
+    let dovecot_dir = dir.join("dovecot");
+    std::fs::create_dir_all(&dovecot_dir)?;
+    let mut dovecot = Dovecot::start_in(&dovecot_dir, std::slice::from_ref(&user))?;
+    seed(&dovecot, &user).await?;
+
+    let host = args
+        .host
+        .clone()
+        .unwrap_or_else(|| guess_host().to_string());
+    let (cert, key) = self_signed(&dir, &host)?;
+    let mut config = Config::default();
+    config.server.listen = args.listen;
+    config.server.public_url = format!("https://{host}:{}", args.listen.port());
+    config.server.tls_cert = Some(cert);
+    config.server.tls_key = Some(key);
+    let imap = dovecot.imap_config();
+    config.imap.host = imap.host.clone();
+    config.imap.port = imap.port;
+    config.imap.security = "none".into();
+    config.state.url = format!("sqlite:{}", dir.join("state.db").display());
+    config.validate()?;
+
+    println!();
+    println!("eas-gateway demo is running. On a phone, add an Exchange account:");
+    println!("  email:     {DEMO_USER}");
+    println!("  password:  {DEMO_PASSWORD}");
+    println!("  server:    {host}:{}", args.listen.port());
+    println!("  domain:    (leave empty)   SSL: on   accept the self-signed certificate");
+    println!("  URL:       {}", config.activesync_url());
+    println!(
+        "Dovecot (IMAP, plain) for other clients: 127.0.0.1:{}",
+        imap.port
+    );
+    println!("Files: {}   Stop with Ctrl-C.", dir.display());
+    println!();
+
+    let state = Arc::new(AppState::new(config)?);
+    let handle = Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    let served = http::serve(state, handle).await;
+    dovecot.stop();
+    served?;
+    Ok(())
+}
+
+/// A handful of messages so the phone has something to show.
+async fn seed(dovecot: &Dovecot, user: &TestUser) -> anyhow::Result<()> {
+    let mut session = Session::connect(&dovecot.imap_config()).await?;
+    session.login(&user.login, &user.password).await?;
+    let samples = [
+        (
+            "Alice Example <alice@example.org>",
+            "Welcome to eas-gateway",
+            "This message lives in a private Dovecot.\r\nChanges you make on the phone land there.",
+        ),
+        (
+            "Bob Example <bob@example.org>",
+            "Lunch on Friday?",
+            "Shall we try the new place around the corner?",
+        ),
+        (
+            "Carol Example <carol@example.org>",
+            "Grüße aus Berlin",
+            "Non-ASCII subjects and bodies work too: äöü ß €.",
+        ),
+    ];
+    for (i, (from, subject, body)) in samples.iter().enumerate() {
+        let message = format!(
+            "From: {from}\r\nTo: {DEMO_USER}\r\nSubject: {subject}\r\nDate: Mon, 2{i} Nov 2026 09:0{i}:00 +0000\r\n\
+             Message-ID: <demo-{i}@example.org>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n"
+        );
+        session.append("INBOX", &[], message.as_bytes()).await?;
+    }
+    let _ = session.logout().await;
+    Ok(())
+}
+
+/// The first non-loopback address, found by asking the routing table (nothing is sent).
+fn guess_host() -> IpAddr {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// A self-signed certificate for the host (and localhost), written as PEM files.
+fn self_signed(dir: &std::path::Path, host: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let names = vec![host.to_owned(), "localhost".to_owned()];
+    let cert = rcgen::generate_simple_self_signed(names)?;
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem())?;
+    std::fs::write(&key_path, cert.key_pair.serialize_pem())?;
+    Ok((cert_path, key_path))
+}

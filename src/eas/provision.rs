@@ -1,0 +1,239 @@
+//! Provision (MS-ASPROV): hand out the device policy and the policy key, and deliver a remote
+//! wipe an admin asked for.
+//!
+//! ```xml
+//! <Provision xmlns="Provision:" xmlns:settings="Settings:">
+//!   <settings:DeviceInformation><settings:Set>…</settings:Set></settings:DeviceInformation>
+//!   <Policies><Policy><PolicyType>MS-EAS-Provisioning-WBXML</PolicyType></Policy></Policies>
+//! </Provision>
+//! ```
+//! Phase 1 (no PolicyKey) answers with a temporary key and the EASProvisionDoc; phase 2
+//! acknowledges that key (PolicyKey + Status) and gets the final key every later request
+//! presents. With a wipe pending, the response carries `RemoteWipe` (or, for a 16.1 device and
+//! an account-only wipe, `AccountOnlyRemoteWipe`) instead, and the device confirms it with
+//! `RemoteWipe > Status`.
+
+use eas_wbxml::Element;
+use eas_wbxml::tags::provision as p;
+use eas_wbxml::tags::settings as s;
+use rand::Rng;
+
+use super::settings::apply_device_information;
+use super::version::ProtocolVersion;
+use super::{Context, EasError, Reply, child_text};
+use crate::config::Policy;
+use crate::state::WipeState;
+
+/// The only policy type of EAS 12.0 and later.
+pub const POLICY_TYPE: &str = "MS-EAS-Provisioning-WBXML";
+
+const OK: u32 = 1;
+const PROTOCOL_ERROR: u32 = 2;
+/// Policy status: the PolicyType is not one we know.
+const UNKNOWN_POLICY_TYPE: u32 = 3;
+/// Policy status: the client acknowledged a key we did not hand out.
+const WRONG_POLICY_KEY: u32 = 5;
+
+pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
+    let mut response = vec![];
+    let device_info = body.child(s::DeviceInformation);
+    if let Some(info) = device_info {
+        // A DeviceInformation block we cannot read never fails the Provision.
+        apply_device_information(&mut ctx.device, info);
+    }
+
+    // The device confirms a wipe directive.
+    let ack = body
+        .child(p::RemoteWipe)
+        .or_else(|| body.child(p::AccountOnlyRemoteWipe));
+    if let Some(ack) = ack {
+        let status = child_text(ack, p::Status)
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1);
+        let account_only = ack.tag == p::AccountOnlyRemoteWipe;
+        ctx.device.wipe = WipeState::Acknowledged {
+            account_only,
+            status,
+        };
+        ctx.device.policy_key = None;
+        tracing::warn!(status, account_only, "device acknowledged remote wipe");
+        response.push(status_el(OK));
+        response.push(Element::new(ack.tag));
+        return Ok(document(response));
+    }
+
+    let Some(policy) = body.child(p::Policies).and_then(|ps| ps.child(p::Policy)) else {
+        return Ok(document(vec![status_el(PROTOCOL_ERROR)]));
+    };
+    response.push(status_el(OK));
+    if device_info.is_some() {
+        response.push(Element::with_children(
+            s::DeviceInformation,
+            vec![Element::with_text(s::Status, "1")],
+        ));
+    }
+
+    if let WipeState::Requested { account_only } = ctx.device.wipe {
+        if let Some(directive) = wipe_directive(account_only, ctx.version) {
+            tracing::warn!(account_only, "sending remote wipe directive");
+            response.push(Element::new(directive));
+            return Ok(document(response));
+        }
+    }
+
+    let policy_type = child_text(policy, p::PolicyType).unwrap_or("").trim();
+    if policy_type != POLICY_TYPE {
+        response.push(policy_el(policy_type, UNKNOWN_POLICY_TYPE, None, None));
+        return Ok(document(response));
+    }
+
+    let acknowledged_key = child_text(policy, p::PolicyKey).map(str::trim);
+    let configured = &ctx.config.provision.policy;
+    match acknowledged_key {
+        None => {
+            // Phase 1: a temporary key and the policy document.
+            let temporary = new_key();
+            ctx.device.pending_policy_key = Some(temporary);
+            let doc = Element::with_children(p::Data, vec![provision_doc(configured)]);
+            response.push(policy_el(POLICY_TYPE, OK, Some(temporary), Some(doc)));
+        }
+        Some(key) => {
+            // Phase 2: the device applied (status 1) or partly applied (2) the policy.
+            // Keys are compared as numbers: "0123" and "123" are the same key.
+            let presented: Option<u32> = key.parse().ok();
+            let expected = ctx.device.pending_policy_key;
+            if presented.is_none() || presented != expected {
+                response.push(policy_el(POLICY_TYPE, WRONG_POLICY_KEY, None, None));
+                return Ok(document(response));
+            }
+            let final_key = new_key();
+            ctx.device.policy_key = Some(final_key);
+            ctx.device.pending_policy_key = None;
+            ctx.device.policy_hash = Some(configured.fingerprint());
+            response.push(policy_el(POLICY_TYPE, OK, Some(final_key), None));
+        }
+    }
+    Ok(document(response))
+}
+
+/// The wipe element for this device, or `None` when an account-only wipe cannot be expressed
+/// (before 16.1 only a whole-device wipe exists, and we never escalate to that).
+fn wipe_directive(account_only: bool, version: ProtocolVersion) -> Option<eas_wbxml::Tag> {
+    match (account_only, version >= ProtocolVersion::V16_1) {
+        (false, _) => Some(p::RemoteWipe),
+        (true, true) => Some(p::AccountOnlyRemoteWipe),
+        (true, false) => {
+            tracing::warn!("account-only wipe needs EAS 16.1; not sent to this device");
+            None
+        }
+    }
+}
+
+/// Policy keys are non-zero 32-bit numbers (0 means "none" to clients).
+fn new_key() -> u32 {
+    rand::thread_rng().gen_range(1..=u32::MAX)
+}
+
+fn document(children: Vec<Element>) -> Reply {
+    Reply::Document(Element::with_children(p::Provision, children))
+}
+
+fn status_el(status: u32) -> Element {
+    Element::with_text(p::Status, status.to_string())
+}
+
+fn policy_el(kind: &str, status: u32, key: Option<u32>, data: Option<Element>) -> Element {
+    let mut children = vec![
+        Element::with_text(p::PolicyType, kind),
+        Element::with_text(p::Status, status.to_string()),
+    ];
+    if let Some(key) = key {
+        children.push(Element::with_text(p::PolicyKey, key.to_string()));
+    }
+    children.extend(data);
+    Element::with_children(
+        p::Policies,
+        vec![Element::with_children(p::Policy, children)],
+    )
+}
+
+/// The EASProvisionDoc for a policy (every element of 12.1 and later, in token order).
+pub fn provision_doc(policy: &Policy) -> Element {
+    let b = |v: bool| if v { "1" } else { "0" };
+    let n = |v: u32| v.to_string();
+    let mut children = vec![
+        (
+            p::DevicePasswordEnabled,
+            b(policy.require_password).to_owned(),
+        ),
+        (
+            p::AlphanumericDevicePasswordRequired,
+            b(policy.alphanumeric_password).to_owned(),
+        ),
+        (p::PasswordRecoveryEnabled, "0".into()),
+        (
+            p::RequireStorageCardEncryption,
+            b(policy.require_encryption).to_owned(),
+        ),
+        (
+            p::AttachmentsEnabled,
+            b(policy.allow_attachments).to_owned(),
+        ),
+        (p::MinDevicePasswordLength, n(policy.min_password_length)),
+        (
+            p::MaxInactivityTimeDeviceLock,
+            n(policy.max_inactivity_secs),
+        ),
+        (
+            p::MaxDevicePasswordFailedAttempts,
+            n(policy.max_failed_attempts),
+        ),
+    ]
+    .into_iter()
+    .map(|(tag, v)| Element::with_text(tag, v))
+    .collect::<Vec<_>>();
+    children.push(match policy.max_attachment_bytes {
+        Some(max) => Element::with_text(p::MaxAttachmentSize, max.to_string()),
+        None => Element::new(p::MaxAttachmentSize),
+    });
+    let rest = [
+        (
+            p::AllowSimpleDevicePassword,
+            b(!policy.alphanumeric_password),
+        ),
+        (p::DevicePasswordExpiration, "0"),
+        (p::DevicePasswordHistory, "0"),
+        (p::AllowStorageCard, "1"),
+        (p::AllowCamera, "1"),
+        (p::RequireDeviceEncryption, b(policy.require_encryption)),
+        (p::AllowUnsignedApplications, "1"),
+        (p::AllowUnsignedInstallationPackages, "1"),
+        (p::MinDevicePasswordComplexCharacters, "1"),
+        (p::AllowWiFi, "1"),
+        (p::AllowTextMessaging, "1"),
+        (p::AllowPOPIMAPEmail, "1"),
+        (p::AllowBluetooth, "2"),
+        (p::AllowIrDA, "1"),
+        (p::RequireManualSyncWhenRoaming, "0"),
+        (p::AllowDesktopSync, "1"),
+        (p::MaxCalendarAgeFilter, "0"),
+        (p::AllowHTMLEmail, "1"),
+        (p::MaxEmailAgeFilter, "0"),
+        (p::MaxEmailBodyTruncationSize, "-1"),
+        (p::MaxEmailHTMLBodyTruncationSize, "-1"),
+        (p::RequireSignedSMIMEMessages, "0"),
+        (p::RequireEncryptedSMIMEMessages, "0"),
+        (p::RequireSignedSMIMEAlgorithm, "0"),
+        (p::RequireEncryptionSMIMEAlgorithm, "0"),
+        (p::AllowSMIMEEncryptionAlgorithmNegotiation, "2"),
+        (p::AllowSMIMESoftCerts, "1"),
+        (p::AllowBrowser, "1"),
+        (p::AllowConsumerEmail, "1"),
+        (p::AllowRemoteDesktop, "1"),
+        (p::AllowInternetSharing, "1"),
+    ];
+    children.extend(rest.into_iter().map(|(tag, v)| Element::with_text(tag, v)));
+    children.push(Element::new(p::UnapprovedInROMApplicationList));
+    children.push(Element::new(p::ApprovedApplicationList));
+    Element::with_children(p::EASProvisionDoc, children)
+}

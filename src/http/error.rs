@@ -1,0 +1,121 @@
+//! The one place errors become HTTP responses.
+//!
+//! Every failure of a request ends as an [`HttpError`]; `into_response` picks the status the
+//! spec asks for (MS-ASHTTP 2.2.2.1.1), and the message goes to the log, never to the client
+//! (it could carry server details).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::eas::EasError;
+use crate::eas::version::Command;
+use crate::http::auth::AuthError;
+use crate::http::query::QueryError;
+
+/// Why a request gets no EAS document.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// No or wrong credentials: 401 with a Basic challenge, so the phone asks for the password.
+    #[error("authentication required")]
+    Unauthorized,
+    /// The request line, headers or body are malformed: 400.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// A command we do not implement (or do not know): 501.
+    #[error("not implemented: {0}")]
+    NotImplemented(String),
+    /// The body is larger than `server.max_body_bytes`: 413.
+    #[error("request body too large")]
+    TooLarge,
+    /// A 12.x device must run Provision first: 449.
+    #[error("device must provision")]
+    NeedsProvisioning,
+    /// Neither EAS path nor Autodiscover: 404.
+    #[error("no such path")]
+    NotFound,
+    /// Wrong method for the path: 405.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The IMAP server is down or unreachable: 503 with Retry-After, so the phone backs off.
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: 500.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl HttpError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
+            HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            HttpError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::NeedsProvisioning => {
+                StatusCode::from_u16(449).expect("449 is a valid status code")
+            }
+            HttpError::NotFound => StatusCode::NOT_FOUND,
+            HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let mut response = self.status().into_response();
+        let headers = response.headers_mut();
+        match self {
+            HttpError::Unauthorized => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"eas-gateway\""),
+                );
+            }
+            HttpError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            }
+            HttpError::MethodNotAllowed => {
+                headers.insert(header::ALLOW, HeaderValue::from_static("OPTIONS, POST"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<QueryError> for HttpError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::UnknownCommand(c) => HttpError::NotImplemented(c),
+            other => HttpError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for HttpError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Missing | AuthError::Rejected => HttpError::Unauthorized,
+            AuthError::Backend(e) => HttpError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<EasError> for HttpError {
+    fn from(e: EasError) -> Self {
+        match e {
+            EasError::Malformed(m) => HttpError::BadRequest(m),
+            EasError::NotImplemented(c) => HttpError::NotImplemented(command_name(c)),
+            EasError::NeedsProvisioning => HttpError::NeedsProvisioning,
+            EasError::State(e) => HttpError::Internal(e.to_string()),
+            EasError::Imap(e) if e.is_connection_failure() => HttpError::Unavailable(e.to_string()),
+            EasError::Imap(e) => HttpError::Internal(e.to_string()),
+        }
+    }
+}
+
+fn command_name(c: Command) -> String {
+    c.name().to_owned()
+}
