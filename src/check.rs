@@ -25,8 +25,19 @@ const WANTED: &[(&str, &str)] = &[
     ),
 ];
 
+/// A mailbox to log in to, so the capabilities checked are the ones the gateway will see:
+/// Dovecot announces NOTIFY, CONDSTORE, QRESYNC and the rest only after LOGIN.
+pub struct Login {
+    pub user: String,
+    pub password: String,
+}
+
 /// Runs every check, writing one line each; returns whether all essential ones passed.
-pub async fn run(config: &Config, out: &mut dyn Write) -> std::io::Result<bool> {
+pub async fn run(
+    config: &Config,
+    login: Option<&Login>,
+    out: &mut dyn Write,
+) -> std::io::Result<bool> {
     let mut ok = true;
     let imap = config.imap_config();
     writeln!(
@@ -35,8 +46,22 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> std::io::Result<bool> 
         imap.host, imap.port, imap.security
     )?;
     match Session::connect(&imap).await {
-        Ok(session) => {
+        Ok(mut session) => {
             writeln!(out, "  ok: reachable, greeting and capabilities read")?;
+            match login {
+                Some(l) => match session.login(&l.user, &l.password).await {
+                    Ok(()) => writeln!(out, "  ok: LOGIN as {}", l.user)?,
+                    Err(e) => {
+                        ok = false;
+                        writeln!(out, "  problem: LOGIN as {} failed: {e}", l.user)?;
+                    }
+                },
+                None => writeln!(
+                    out,
+                    "  note: not logged in, so these are the capabilities before LOGIN; pass \
+                     --user and set EAS_CHECK_PASSWORD to see the ones the gateway will use"
+                )?,
+            }
             for (cap, loss) in WANTED {
                 if session.capabilities().has(cap) {
                     writeln!(out, "  ok: {cap}")?;

@@ -49,6 +49,8 @@ pub struct ServerConfig {
     /// HTTP, for a reverse proxy that terminates TLS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// How often, in seconds, the PEM files are checked for a renewed certificate.
+    pub tls_reload_secs: u64,
     /// Peers whose `X-Forwarded-For` / `X-Real-IP` headers are believed.
     pub trusted_proxies: Vec<IpAddr>,
     /// Largest request body accepted, in bytes (a SendMail carries the whole message).
@@ -120,6 +122,7 @@ impl Default for ServerConfig {
             public_url: "https://localhost:8443".into(),
             tls_cert: None,
             tls_key: None,
+            tls_reload_secs: 30,
             trusted_proxies: vec![
                 "127.0.0.1".parse().expect("literal"),
                 "::1".parse().expect("literal"),

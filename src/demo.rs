@@ -93,6 +93,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 async fn seed(dovecot: &Dovecot, user: &TestUser) -> anyhow::Result<()> {
     let mut session = Session::connect(&dovecot.imap_config()).await?;
     session.login(&user.login, &user.password).await?;
+    // A demo restarted with `--dir` keeps its mailbox; seeding again would duplicate it.
+    if session.select("INBOX").await?.exists > 0 {
+        let _ = session.logout().await;
+        return Ok(());
+    }
     let samples = [
         (
             "Alice Example <alice@example.org>",

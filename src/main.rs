@@ -26,7 +26,14 @@ enum Command {
     /// Run the gateway.
     Serve(ConfigArgs),
     /// Check the configuration against the real IMAP server and certificate, then exit.
-    Check(ConfigArgs),
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Log in as this user (password from the EAS_CHECK_PASSWORD environment variable, so
+        /// it stays out of the shell history) to check the post-login capabilities.
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// Start a private Dovecot with a demo user and the gateway in front of it.
     Demo(demo::DemoArgs),
     /// List devices, ask for a remote wipe, or forget a device.
@@ -137,9 +144,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(eas_gateway::run_server(config))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check(args) => {
-            let config = args.load()?;
-            let ok = runtime()?.block_on(check::run(&config, &mut std::io::stdout()))?;
+        Command::Check { config, user } => {
+            let config = config.load()?;
+            let login = match user {
+                Some(user) => Some(check::Login {
+                    user,
+                    password: std::env::var("EAS_CHECK_PASSWORD").map_err(|_| {
+                        anyhow::anyhow!("--user needs the password in EAS_CHECK_PASSWORD")
+                    })?,
+                }),
+                None => None,
+            };
+            let ok =
+                runtime()?.block_on(check::run(&config, login.as_ref(), &mut std::io::stdout()))?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {

@@ -443,24 +443,16 @@ async fn remote_wipe_exchange() {
     );
 }
 
-#[tokio::test]
-async fn https_with_a_certificate_from_pem_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let g = Gateway::start(support::dovecot().imap_config(), |c| {
-        c.server.tls_cert = Some(cert_path.clone());
-        c.server.tls_key = Some(key_path.clone());
-    })
-    .await;
-    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(root)
-        .resolve("localhost", g.addr)
-        .build()
-        .unwrap();
+/// The certificate the server presented on a fresh connection, as DER.
+async fn served_certificate(g: &Gateway, roots: &[&rcgen::CertifiedKey]) -> Vec<u8> {
+    let mut builder = reqwest::Client::builder()
+        .tls_info(true)
+        .resolve("localhost", g.addr);
+    for r in roots {
+        builder = builder
+            .add_root_certificate(reqwest::Certificate::from_pem(r.cert.pem().as_bytes()).unwrap());
+    }
+    let client = builder.build().unwrap();
     let (login, password) = support::credentials("alice");
     let r = client
         .request(
@@ -476,4 +468,53 @@ async fn https_with_a_certificate_from_pem_files() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("MS-ASProtocolVersions"));
+    r.extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|i| i.peer_certificate())
+        .expect("peer certificate")
+        .to_vec()
+}
+
+#[tokio::test]
+async fn https_with_a_certificate_from_pem_files_reloaded_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert_path, first.cert.pem()).unwrap();
+    std::fs::write(&key_path, first.key_pair.serialize_pem()).unwrap();
+    let g = Gateway::start(support::dovecot().imap_config(), |c| {
+        c.server.tls_cert = Some(cert_path.clone());
+        c.server.tls_key = Some(key_path.clone());
+        c.server.tls_reload_secs = 1;
+    })
+    .await;
+    assert_eq!(
+        served_certificate(&g, &[&first]).await,
+        first.cert.der().to_vec()
+    );
+
+    // A renewal (as certbot does it: new files in place) is picked up by new connections.
+    let renewed = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(&key_path, renewed.key_pair.serialize_pem()).unwrap();
+    std::fs::write(&cert_path, renewed.cert.pem()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let served = served_certificate(&g, &[&first, &renewed]).await;
+        if served == renewed.cert.der().to_vec() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "certificate not reloaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // A broken file keeps the working certificate in service.
+    std::fs::write(&cert_path, "not a certificate").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        served_certificate(&g, &[&first, &renewed]).await,
+        renewed.cert.der().to_vec()
+    );
 }

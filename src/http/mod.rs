@@ -139,6 +139,7 @@ async fn activesync(state: Arc<AppState>, client: IpAddr, request: Request) -> R
     );
     let (command, result) = async {
         if method == Method::OPTIONS {
+            tracing::Span::current().record("cmd", "OPTIONS");
             return (
                 "OPTIONS".to_owned(),
                 options(&state, client, &head.headers).await,
@@ -344,4 +345,47 @@ async fn autodiscover(state: Arc<AppState>, client: IpAddr, request: Request) ->
 /// Commands a phone may send, for documentation and tests.
 pub fn implemented_commands() -> &'static [Command] {
     eas::IMPLEMENTED
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let mut config = Config::default();
+        config.server.trusted_proxies = vec!["10.0.0.1".parse().unwrap()];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let forged = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-real-ip", "5.6.7.8")]);
+        // A phone talking to us directly cannot claim another address.
+        assert_eq!(
+            client_address(&config, Some(ip("198.51.100.9")), &forged),
+            ip("198.51.100.9")
+        );
+        // Through our proxy, the last address the proxy did not add itself is the client;
+        // whatever the client put in front of it is ignored.
+        let chain = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.5, 10.0.0.1")]);
+        assert_eq!(
+            client_address(&config, Some(ip("10.0.0.1")), &chain),
+            ip("203.0.113.5")
+        );
+        let real = headers(&[("x-real-ip", " 2001:db8::7 ")]);
+        assert_eq!(
+            client_address(&config, Some(ip("10.0.0.1")), &real),
+            ip("2001:db8::7")
+        );
+        let junk = headers(&[("x-forwarded-for", "not an address")]);
+        assert_eq!(
+            client_address(&config, Some(ip("10.0.0.1")), &junk),
+            ip("10.0.0.1")
+        );
+    }
 }

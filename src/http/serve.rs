@@ -11,9 +11,6 @@ use axum_server::tls_rustls::RustlsConfig;
 
 use super::{AppState, app};
 
-/// How often the certificate files are checked for changes.
-const CERT_POLL: Duration = Duration::from_secs(30);
-
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -59,7 +56,15 @@ pub async fn serve(state: Arc<AppState>, handle: Handle) -> Result<(), ServeErro
     match (&state.config.server.tls_cert, &state.config.server.tls_key) {
         (Some(cert), Some(key)) => {
             let rustls = RustlsConfig::from_config(Arc::new(tls_config(cert, key)?));
-            tokio::spawn(reload_on_change(rustls.clone(), cert.clone(), key.clone()));
+            let every = Duration::from_secs(state.config.server.tls_reload_secs.max(1));
+            let reload = tokio::spawn(reload_on_change(
+                rustls.clone(),
+                cert.clone(),
+                key.clone(),
+                every,
+            ));
+            // The watcher lives as long as the server, not longer.
+            let _stop = AbortOnDrop(reload);
             axum_server::bind_rustls(addr, rustls)
                 .handle(handle)
                 .serve(service)
@@ -81,10 +86,10 @@ fn modified(p: &Path) -> Option<SystemTime> {
 
 /// Re-reads the certificate when either file changes, so a renewed certificate (certbot)
 /// needs no restart. A broken new pair is logged and the old one stays in use.
-async fn reload_on_change(rustls: RustlsConfig, cert: PathBuf, key: PathBuf) {
+async fn reload_on_change(rustls: RustlsConfig, cert: PathBuf, key: PathBuf, every: Duration) {
     let mut seen = (modified(&cert), modified(&key));
     loop {
-        tokio::time::sleep(CERT_POLL).await;
+        tokio::time::sleep(every).await;
         let now = (modified(&cert), modified(&key));
         if now == seen {
             continue;
@@ -99,5 +104,13 @@ async fn reload_on_change(rustls: RustlsConfig, cert: PathBuf, key: PathBuf) {
                 tracing::error!(error = %e, "new TLS certificate not loaded; keeping the old one")
             }
         }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -53,6 +53,19 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// The state database as it is on disk, write-ahead log included.
+    pub fn state_db_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for name in ["state.db", "state.db-wal"] {
+            if let Ok(b) = std::fs::read(self._dir.path().join(name)) {
+                bytes.extend_from_slice(&b);
+            }
+        }
+        bytes
+    }
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.handle.shutdown();
