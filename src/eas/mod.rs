@@ -10,6 +10,7 @@ pub mod folders;
 pub mod foldersync;
 pub mod provision;
 pub mod settings;
+pub mod sync;
 pub mod version;
 
 use eas_wbxml::{Element, Tag, tags};

@@ -149,6 +149,35 @@ pub trait StateStore: Send + Sync {
     ) -> Result<(), StateError>;
     /// Forgets every hierarchy snapshot (FolderSync with SyncKey 0).
     fn reset_hierarchy(&self, key: &DeviceKey) -> Result<(), StateError>;
+
+    /// A fresh SyncKey number for a collection: larger than every key it had, even across
+    /// resets, so a key from before a reset can never name state from after it.
+    fn next_collection_key(&self, key: &DeviceKey, folder: u32) -> Result<u32, StateError>;
+    /// The collection snapshot stored under `sync_key` (opaque bytes, encoded by the Sync
+    /// command).
+    fn collection_state(
+        &self,
+        key: &DeviceKey,
+        folder: u32,
+        sync_key: u32,
+    ) -> Result<Option<Vec<u8>>, StateError>;
+    /// Stores a snapshot under `sync_key` and, in the same transaction, drops every other
+    /// snapshot of the collection except `keep` (the key the device presented, which stays
+    /// valid so a lost response can be asked for again).
+    fn put_collection_state(
+        &self,
+        key: &DeviceKey,
+        folder: u32,
+        sync_key: u32,
+        keep: Option<u32>,
+        snapshot: &[u8],
+    ) -> Result<(), StateError>;
+    /// Forgets a collection's snapshots (SyncKey 0, or the folder is gone).
+    fn reset_collection(&self, key: &DeviceKey, folder: u32) -> Result<(), StateError>;
+
+    /// A small named record a command keeps for the device (opaque bytes).
+    fn memo(&self, key: &DeviceKey, name: &str) -> Result<Option<Vec<u8>>, StateError>;
+    fn put_memo(&self, key: &DeviceKey, name: &str, value: &[u8]) -> Result<(), StateError>;
 }
 
 /// Opens the store named by a state URL (`sqlite:PATH`).

@@ -9,7 +9,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{Device, DeviceInfo, DeviceKey, FolderEntry, StateError, StateStore, WipeState};
 
 /// Each entry upgrades the schema by one version; never edit an entry that has shipped.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE devices (
         user TEXT NOT NULL,
         device_id TEXT NOT NULL,
@@ -52,7 +53,35 @@ const MIGRATIONS: &[&str] = &[r#"
         sync_key INTEGER NOT NULL,
         PRIMARY KEY (user, device_id, sync_key)
     );
-"#];
+"#,
+    r#"
+    -- Per-collection Sync snapshots: what the device was told, under each live SyncKey.
+    CREATE TABLE collection_state (
+        user TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        folder INTEGER NOT NULL,
+        sync_key INTEGER NOT NULL,
+        snapshot BLOB NOT NULL,
+        PRIMARY KEY (user, device_id, folder, sync_key)
+    );
+    -- Keys are never reused, not even after a reset, so a stale key can never match new state.
+    CREATE TABLE collection_keys (
+        user TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        folder INTEGER NOT NULL,
+        last_key INTEGER NOT NULL,
+        PRIMARY KEY (user, device_id, folder)
+    );
+    -- Small per-device records the commands keep (cached Sync collections, the last answer).
+    CREATE TABLE device_memos (
+        user TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (user, device_id, name)
+    );
+"#,
+];
 
 /// SQLite-backed state. One connection behind a mutex: every call is a short transaction.
 pub struct SqliteStore {
@@ -240,7 +269,15 @@ impl StateStore for SqliteStore {
         self.with(|c| {
             let tx = c.transaction()?;
             let mut n = 0;
-            for table in ["devices", "folder_ids", "hierarchy", "hierarchy_keys"] {
+            for table in [
+                "devices",
+                "folder_ids",
+                "hierarchy",
+                "hierarchy_keys",
+                "collection_state",
+                "collection_keys",
+                "device_memos",
+            ] {
                 n += tx.execute(
                     &format!("DELETE FROM {table} WHERE user = ?1 AND device_id = ?2"),
                     params![key.user, key.device_id],
@@ -396,6 +433,99 @@ impl StateStore for SqliteStore {
         })
     }
 
+    fn next_collection_key(&self, key: &DeviceKey, folder: u32) -> Result<u32, StateError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO collection_keys (user, device_id, folder, last_key) \
+                 VALUES (?1, ?2, ?3, 1) ON CONFLICT (user, device_id, folder) \
+                 DO UPDATE SET last_key = last_key + 1",
+                params![key.user, key.device_id, folder],
+            )?;
+            let k: u32 = tx.query_row(
+                "SELECT last_key FROM collection_keys \
+                 WHERE user = ?1 AND device_id = ?2 AND folder = ?3",
+                params![key.user, key.device_id, folder],
+                |r| r.get(0),
+            )?;
+            tx.commit()?;
+            Ok(k)
+        })
+    }
+
+    fn collection_state(
+        &self,
+        key: &DeviceKey,
+        folder: u32,
+        sync_key: u32,
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT snapshot FROM collection_state \
+                 WHERE user = ?1 AND device_id = ?2 AND folder = ?3 AND sync_key = ?4",
+                params![key.user, key.device_id, folder, sync_key],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    fn put_collection_state(
+        &self,
+        key: &DeviceKey,
+        folder: u32,
+        sync_key: u32,
+        keep: Option<u32>,
+        snapshot: &[u8],
+    ) -> Result<(), StateError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "DELETE FROM collection_state WHERE user = ?1 AND device_id = ?2 \
+                 AND folder = ?3 AND sync_key != ?4",
+                params![key.user, key.device_id, folder, keep.unwrap_or(0)],
+            )?;
+            tx.execute(
+                "INSERT OR REPLACE INTO collection_state \
+                 (user, device_id, folder, sync_key, snapshot) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![key.user, key.device_id, folder, sync_key, snapshot],
+            )?;
+            tx.commit()
+        })
+    }
+
+    fn reset_collection(&self, key: &DeviceKey, folder: u32) -> Result<(), StateError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM collection_state WHERE user = ?1 AND device_id = ?2 AND folder = ?3",
+                params![key.user, key.device_id, folder],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn memo(&self, key: &DeviceKey, name: &str) -> Result<Option<Vec<u8>>, StateError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT value FROM device_memos WHERE user = ?1 AND device_id = ?2 AND name = ?3",
+                params![key.user, key.device_id, name],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    fn put_memo(&self, key: &DeviceKey, name: &str, value: &[u8]) -> Result<(), StateError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO device_memos (user, device_id, name, value) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![key.user, key.device_id, name, value],
+            )
+            .map(|_| ())
+        })
+    }
+
     fn reset_hierarchy(&self, key: &DeviceKey) -> Result<(), StateError> {
         self.with(|c| {
             let tx = c.transaction()?;
@@ -483,5 +613,38 @@ mod test {
         assert_eq!(store.latest_hierarchy_key(&k).unwrap(), Some(3));
         store.reset_hierarchy(&k).unwrap();
         assert_eq!(store.latest_hierarchy_key(&k).unwrap(), None);
+    }
+
+    #[test]
+    fn collection_keys_are_never_reused_and_only_two_snapshots_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
+        let (a, b) = (key("ann"), key("bob"));
+        let k1 = store.next_collection_key(&a, 2).unwrap();
+        store.put_collection_state(&a, 2, k1, None, b"one").unwrap();
+        let k2 = store.next_collection_key(&a, 2).unwrap();
+        store
+            .put_collection_state(&a, 2, k2, Some(k1), b"two")
+            .unwrap();
+        assert_eq!(
+            store.collection_state(&a, 2, k1).unwrap().as_deref(),
+            Some(&b"one"[..])
+        );
+        let k3 = store.next_collection_key(&a, 2).unwrap();
+        store
+            .put_collection_state(&a, 2, k3, Some(k2), b"three")
+            .unwrap();
+        assert_eq!(store.collection_state(&a, 2, k1).unwrap(), None);
+        assert!(store.collection_state(&a, 2, k2).unwrap().is_some());
+        // Another user with the same device id and folder sees nothing.
+        assert_eq!(store.collection_state(&b, 2, k3).unwrap(), None);
+        store.reset_collection(&a, 2).unwrap();
+        assert_eq!(store.collection_state(&a, 2, k3).unwrap(), None);
+        assert!(store.next_collection_key(&a, 2).unwrap() > k3);
+        store.put_memo(&a, "sync", b"m").unwrap();
+        assert_eq!(store.memo(&a, "sync").unwrap().as_deref(), Some(&b"m"[..]));
+        assert_eq!(store.memo(&b, "sync").unwrap(), None);
+        assert!(store.delete_device(&a).unwrap());
+        assert_eq!(store.memo(&a, "sync").unwrap(), None);
     }
 }

@@ -1,0 +1,4 @@
+//! Sync for mail folders.
+
+pub mod request;
+pub mod snapshot;

@@ -1,0 +1,386 @@
+//! What a device was told about one mail folder, under one SyncKey, and how the folder's
+//! current state differs from it.
+//!
+//! Owns the snapshot's compact byte form (stored opaquely by the state store) and the diff
+//! that turns "what the device knows" plus "what IMAP has now" into Add / Change / Delete /
+//! SoftDelete lists. Pure: no IMAP, no storage, no WBXML.
+//!
+//! The invariant the whole Sync command rests on: every UID in `items` was announced to the
+//! device and not yet announced deleted. An item therefore either stays, is changed, or is
+//! deleted — it can never vanish silently or be announced twice.
+
+use std::collections::BTreeMap;
+
+/// The flag state of one message as the device last saw it, folded to 32 bits: the low bits
+/// are `\Seen` and `\Flagged`, the rest a hash of the keywords shown as Categories. Only a
+/// difference matters, never the value, so a hash is enough.
+pub type FlagState = u32;
+
+const SEEN: u32 = 1;
+const FLAGGED: u32 = 2;
+
+/// Folds IMAP flags into a [`FlagState`].
+pub fn flag_state<S: AsRef<str>>(flags: &[S]) -> FlagState {
+    let mut bits = 0;
+    let mut keywords: Vec<&str> = Vec::new();
+    for f in flags {
+        let f = f.as_ref();
+        if f.eq_ignore_ascii_case("\\Seen") {
+            bits |= SEEN;
+        } else if f.eq_ignore_ascii_case("\\Flagged") {
+            bits |= FLAGGED;
+        } else if is_category(f) {
+            keywords.push(f);
+        }
+    }
+    keywords.sort_unstable();
+    keywords.dedup();
+    // FNV-1a over the sorted keywords.
+    let mut h: u32 = 0x811c_9dc5;
+    for k in keywords {
+        for b in k.bytes().chain([0]) {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+    }
+    (h & !3) | bits
+}
+
+/// Whether an IMAP keyword is shown to the phone as a category: system flags (`\…`) and
+/// `$`-prefixed keywords are protocol machinery (`$Forwarded`, `$MDNSent`, `$Junk`), not
+/// labels a person chose.
+pub fn is_category(flag: &str) -> bool {
+    !flag.is_empty() && !flag.starts_with('\\') && !flag.starts_with('$')
+}
+
+/// A collection's state as of one SyncKey.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    pub uidvalidity: u32,
+    /// HIGHESTMODSEQ when the snapshot was taken (0: the server has none).
+    pub highest_modseq: u64,
+    pub uid_next: u32,
+    pub exists: u32,
+    /// Start of the FilterType window (unix seconds) the snapshot was computed for; 0 for all.
+    pub since: u64,
+    /// True when changes were left for a later Sync (MoreAvailable): the mailbox may be
+    /// unchanged while the device still has something to get.
+    pub pending: bool,
+    /// Every message the device knows, by UID, with the flag state it was told.
+    pub items: BTreeMap<u32, FlagState>,
+}
+
+/// A message as IMAP has it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Current {
+    pub uid: u32,
+    pub state: FlagState,
+    /// Inside the FilterType window.
+    pub in_window: bool,
+}
+
+/// What the device must be told, before windowing.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Diff {
+    /// New to the device, newest (highest UID) first.
+    pub adds: Vec<u32>,
+    /// Known, with a different flag state.
+    pub changes: Vec<u32>,
+    /// Known and gone from the mailbox.
+    pub deletes: Vec<u32>,
+    /// Known, still in the mailbox, but now outside the FilterType window.
+    pub soft_deletes: Vec<u32>,
+}
+
+impl Diff {
+    pub fn is_empty(&self) -> bool {
+        self.adds.is_empty()
+            && self.changes.is_empty()
+            && self.deletes.is_empty()
+            && self.soft_deletes.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.adds.len() + self.changes.len() + self.deletes.len() + self.soft_deletes.len()
+    }
+}
+
+/// Compares what the device knows with the mailbox. `current` must be sorted by UID (as
+/// `UID FETCH 1:*` returns it); a merge walk keeps this linear with no extra copies.
+pub fn diff(known: &BTreeMap<u32, FlagState>, current: &[Current]) -> Diff {
+    let mut d = Diff::default();
+    let mut k = known.iter().peekable();
+    for c in current {
+        while let Some(&(&uid, _)) = k.peek() {
+            if uid >= c.uid {
+                break;
+            }
+            d.deletes.push(uid);
+            k.next();
+        }
+        match k.peek() {
+            Some(&(&uid, &state)) if uid == c.uid => {
+                k.next();
+                if !c.in_window {
+                    d.soft_deletes.push(uid);
+                } else if state != c.state {
+                    d.changes.push(uid);
+                }
+            }
+            _ => {
+                if c.in_window {
+                    d.adds.push(c.uid);
+                }
+            }
+        }
+    }
+    d.deletes.extend(k.map(|(&uid, _)| uid));
+    d.adds.reverse();
+    d
+}
+
+/// The part of a diff that fits in one response.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    pub adds: Vec<u32>,
+    pub changes: Vec<u32>,
+    pub deletes: Vec<u32>,
+    pub soft_deletes: Vec<u32>,
+    /// Something was left out.
+    pub more: bool,
+}
+
+/// Takes at most `size` operations: deletions first (they free space on the phone and are
+/// cheap), then flag changes, then the newest additions.
+pub fn window(mut d: Diff, size: usize) -> Window {
+    let total = d.len();
+    let mut left = size;
+    let mut take = |v: &mut Vec<u32>| {
+        let n = v.len().min(left);
+        left -= n;
+        v.truncate(n);
+        std::mem::take(v)
+    };
+    let deletes = take(&mut d.deletes);
+    let soft_deletes = take(&mut d.soft_deletes);
+    let changes = take(&mut d.changes);
+    let adds = take(&mut d.adds);
+    Window {
+        more: total > size,
+        adds,
+        changes,
+        deletes,
+        soft_deletes,
+    }
+}
+
+impl Snapshot {
+    /// The byte form the state store keeps. UIDs are delta-encoded varints, so 100,000
+    /// messages take a few hundred kilobytes at most.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + self.items.len() * 6);
+        out.push(1); // format version
+        put(&mut out, u64::from(self.uidvalidity));
+        put(&mut out, self.highest_modseq);
+        put(&mut out, u64::from(self.uid_next));
+        put(&mut out, u64::from(self.exists));
+        put(&mut out, self.since);
+        out.push(u8::from(self.pending));
+        put(&mut out, self.items.len() as u64);
+        let mut prev = 0u32;
+        for (&uid, &state) in &self.items {
+            put(&mut out, u64::from(uid - prev));
+            put(&mut out, u64::from(state));
+            prev = uid;
+        }
+        out
+    }
+
+    /// Reads [`Snapshot::encode`]'s output; None for anything else.
+    pub fn decode(bytes: &[u8]) -> Option<Snapshot> {
+        let (&version, mut rest) = bytes.split_first()?;
+        if version != 1 {
+            return None;
+        }
+        let mut next = || get(&mut rest);
+        let uidvalidity = u32::try_from(next()?).ok()?;
+        let highest_modseq = next()?;
+        let uid_next = u32::try_from(next()?).ok()?;
+        let exists = u32::try_from(next()?).ok()?;
+        let since = next()?;
+        let (&pending, r) = rest.split_first()?;
+        rest = r;
+        let count = get(&mut rest)?;
+        let mut items = BTreeMap::new();
+        let mut uid = 0u32;
+        for _ in 0..count {
+            uid = uid.checked_add(u32::try_from(get(&mut rest)?).ok()?)?;
+            let state = u32::try_from(get(&mut rest)?).ok()?;
+            items.insert(uid, state);
+        }
+        rest.is_empty().then_some(Snapshot {
+            uidvalidity,
+            highest_modseq,
+            uid_next,
+            exists,
+            since,
+            pending: pending != 0,
+            items,
+        })
+    }
+}
+
+fn put(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get(input: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = input.split_first()?;
+        *input = rest;
+        v |= u64::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cur(uid: u32, state: u32) -> Current {
+        Current {
+            uid,
+            state,
+            in_window: true,
+        }
+    }
+
+    #[test]
+    fn flag_states() {
+        assert_eq!(flag_state::<&str>(&[]) & 3, 0);
+        assert_eq!(flag_state(&["\\Seen"]) & 3, 1);
+        assert_eq!(flag_state(&["\\seen", "\\Flagged"]) & 3, 3);
+        // Machinery flags do not change what the phone sees; labels do.
+        assert_eq!(
+            flag_state(&["\\Seen", "$Forwarded", "\\Answered"]),
+            flag_state(&["\\Seen"])
+        );
+        assert_ne!(flag_state(&["\\Seen", "Work"]), flag_state(&["\\Seen"]));
+        assert_eq!(flag_state(&["b", "a"]), flag_state(&["a", "b", "a"]));
+    }
+
+    #[test]
+    fn diff_finds_everything_once() {
+        let known: BTreeMap<u32, u32> = [(1, 0), (2, 0), (4, 1), (6, 0), (9, 0)].into();
+        let now = [
+            cur(2, 1),
+            cur(4, 1),
+            Current {
+                uid: 6,
+                state: 0,
+                in_window: false,
+            },
+            cur(7, 0),
+            Current {
+                uid: 8,
+                state: 0,
+                in_window: false,
+            },
+            cur(10, 0),
+        ];
+        let d = diff(&known, &now);
+        assert_eq!(d.adds, vec![10, 7]);
+        assert_eq!(d.changes, vec![2]);
+        assert_eq!(d.deletes, vec![1, 9]);
+        assert_eq!(d.soft_deletes, vec![6]);
+    }
+
+    #[test]
+    fn windows_take_deletes_first_and_newest_adds() {
+        let d = Diff {
+            adds: vec![9, 8, 7],
+            changes: vec![3],
+            deletes: vec![1],
+            soft_deletes: vec![],
+        };
+        let w = window(d, 3);
+        assert_eq!(w.deletes, vec![1]);
+        assert_eq!(w.changes, vec![3]);
+        assert_eq!(w.adds, vec![9]);
+        assert!(w.more);
+    }
+
+    #[test]
+    fn garbage_is_not_a_snapshot() {
+        assert_eq!(Snapshot::decode(&[]), None);
+        assert_eq!(Snapshot::decode(&[2, 0, 0]), None);
+        let mut b = Snapshot::default().encode();
+        b.push(0);
+        assert_eq!(Snapshot::decode(&b), None);
+    }
+
+    proptest! {
+        #[test]
+        fn snapshots_round_trip(
+            uidvalidity in any::<u32>(),
+            modseq in any::<u64>(),
+            items in proptest::collection::btree_map(1u32.., any::<u32>(), 0..200),
+            pending in any::<bool>(),
+        ) {
+            let s = Snapshot {
+                uidvalidity,
+                highest_modseq: modseq,
+                uid_next: 7,
+                exists: items.len() as u32,
+                since: 1_700_000_000,
+                pending,
+                items,
+            };
+            prop_assert_eq!(Snapshot::decode(&s.encode()), Some(s));
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = Snapshot::decode(&bytes);
+        }
+
+        /// Applying a diff to what the device knows yields exactly the mailbox (in window).
+        #[test]
+        fn applying_the_diff_reaches_the_mailbox(
+            known in proptest::collection::btree_map(1u32..300, 0u32..4, 0..100),
+            now in proptest::collection::btree_map(1u32..300, (0u32..4, any::<bool>()), 0..100),
+        ) {
+            let current: Vec<Current> = now
+                .iter()
+                .map(|(&uid, &(state, in_window))| Current { uid, state, in_window })
+                .collect();
+            let d = diff(&known, &current);
+            let mut device = known.clone();
+            for uid in d.deletes.iter().chain(&d.soft_deletes) {
+                prop_assert!(device.remove(uid).is_some());
+            }
+            for uid in &d.changes {
+                device.insert(*uid, now[uid].0);
+            }
+            for uid in &d.adds {
+                prop_assert!(device.insert(*uid, now[uid].0).is_none());
+            }
+            let expected: BTreeMap<u32, u32> = now
+                .iter()
+                .filter(|(_, (_, w))| *w)
+                .map(|(&u, &(s, _))| (u, s))
+                .collect();
+            prop_assert_eq!(device, expected);
+            prop_assert!(d.adds.windows(2).all(|w| w[0] > w[1]));
+        }
+    }
+}
