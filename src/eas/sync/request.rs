@@ -176,11 +176,10 @@ fn collection(c: &Element) -> Result<CollectionRequest, RequestError> {
     let sync_key = child_text(c, a::SyncKey)
         .ok_or_else(|| RequestError::Protocol("Collection without SyncKey".into()))?
         .to_owned();
-    let get_changes = match c.child(a::GetChanges) {
-        None => None,
-        // An empty GetChanges element means "yes".
-        Some(g) => Some(g.text().is_none_or(|t| t.trim() != "0")),
-    };
+    // An empty GetChanges element means "yes".
+    let get_changes = c
+        .child(a::GetChanges)
+        .map(|g| g.text().is_none_or(|t| t.trim() != "0"));
     let mut options = None;
     for o in c.children_with(a::Options) {
         // A mail folder has one Options; others (Class SMS) are not ours to read.
