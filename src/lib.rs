@@ -26,6 +26,7 @@ pub mod eas;
 pub mod http;
 pub mod imap;
 pub mod metrics;
+pub mod mime;
 pub mod secret;
 pub mod server;
 pub mod state;
