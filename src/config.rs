@@ -35,6 +35,26 @@ pub struct Config {
     pub state: StateConfig,
     pub auth: AuthConfig,
     pub provision: ProvisionConfig,
+    pub sync: SyncConfig,
+}
+
+/// `[sync]`: limits of the Sync command.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Bounds for a held Sync (Wait / HeartbeatInterval), in seconds; outside them the device
+    /// gets status 14 with the limit.
+    pub min_wait_secs: u64,
+    pub max_wait_secs: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            min_wait_secs: 60,
+            max_wait_secs: 3540,
+        }
+    }
 }
 
 /// `[server]`: where and how the HTTP service listens.
@@ -279,6 +299,9 @@ impl Config {
                 "state.url {:?} is not supported (use sqlite:PATH)",
                 self.state.url
             ));
+        }
+        if self.sync.min_wait_secs > self.sync.max_wait_secs {
+            return bad("sync.min_wait_secs is above sync.max_wait_secs".into());
         }
         if self.server.max_body_bytes < 64 * 1024 {
             return bad("server.max_body_bytes below 64 KiB would refuse ordinary mail".into());

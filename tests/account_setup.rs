@@ -71,7 +71,9 @@ async fn ios_setup(version: &'static str, form: QueryForm, user: &str, device: &
         assert!(commands.split(',').any(|x| x == c), "{commands}");
     }
     assert!(
-        !commands.split(',').any(|x| x == "Sync" || x == "Ping"),
+        !commands
+            .split(',')
+            .any(|x| x == "Ping" || x == "SendMail" || x == "Search"),
         "only implemented commands: {commands}"
     );
 

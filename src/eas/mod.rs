@@ -51,6 +51,9 @@ pub enum EasError {
     /// The IMAP server could not be reached or failed in a way the command cannot express.
     #[error("IMAP: {0}")]
     Imap(#[from] ImapError),
+    /// A bug on our side (a response we failed to encode).
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 /// What a command answers.
@@ -60,6 +63,9 @@ pub enum Reply {
     Document(Element),
     /// HTTP 200 with no body.
     Empty,
+    /// A WBXML document already encoded (large responses are streamed into bytes, not built
+    /// as a tree).
+    Bytes(Vec<u8>),
 }
 
 /// Everything a command runs against. The device record is loaded before the command and

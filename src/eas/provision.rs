@@ -170,11 +170,11 @@ pub fn provision_doc(policy: &Policy) -> Element {
             p::AlphanumericDevicePasswordRequired,
             b(policy.alphanumeric_password).to_owned(),
         ),
-        (p::PasswordRecoveryEnabled, "0".into()),
         (
             p::RequireStorageCardEncryption,
             b(policy.require_encryption).to_owned(),
         ),
+        (p::PasswordRecoveryEnabled, "0".into()),
         (
             p::AttachmentsEnabled,
             b(policy.allow_attachments).to_owned(),

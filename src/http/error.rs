@@ -112,6 +112,7 @@ impl From<EasError> for HttpError {
             EasError::State(e) => HttpError::Internal(e.to_string()),
             EasError::Imap(e) if e.is_connection_failure() => HttpError::Unavailable(e.to_string()),
             EasError::Imap(e) => HttpError::Internal(e.to_string()),
+            EasError::Internal(e) => HttpError::Internal(e),
         }
     }
 }

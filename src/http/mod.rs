@@ -296,6 +296,7 @@ async fn run_command(
     Ok(match reply {
         Reply::Document(doc) => wbxml_response(doc.encode()),
         Reply::Empty => wbxml_response(Vec::new()),
+        Reply::Bytes(bytes) => wbxml_response(bytes),
     })
 }
 

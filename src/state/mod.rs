@@ -172,6 +172,16 @@ pub trait StateStore: Send + Sync {
         keep: Option<u32>,
         snapshot: &[u8],
     ) -> Result<(), StateError>;
+    /// The keys under which the collection has snapshots (at most two).
+    fn collection_keys(&self, key: &DeviceKey, folder: u32) -> Result<Vec<u32>, StateError>;
+    /// Overwrites an existing snapshot, leaving the others alone.
+    fn replace_collection_state(
+        &self,
+        key: &DeviceKey,
+        folder: u32,
+        sync_key: u32,
+        snapshot: &[u8],
+    ) -> Result<(), StateError>;
     /// Forgets a collection's snapshots (SyncKey 0, or the folder is gone).
     fn reset_collection(&self, key: &DeviceKey, folder: u32) -> Result<(), StateError>;
 

@@ -494,6 +494,34 @@ impl StateStore for SqliteStore {
         })
     }
 
+    fn collection_keys(&self, key: &DeviceKey, folder: u32) -> Result<Vec<u32>, StateError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT sync_key FROM collection_state \
+                 WHERE user = ?1 AND device_id = ?2 AND folder = ?3 ORDER BY sync_key",
+            )?;
+            let rows = stmt.query_map(params![key.user, key.device_id, folder], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    fn replace_collection_state(
+        &self,
+        key: &DeviceKey,
+        folder: u32,
+        sync_key: u32,
+        snapshot: &[u8],
+    ) -> Result<(), StateError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE collection_state SET snapshot = ?5 \
+                 WHERE user = ?1 AND device_id = ?2 AND folder = ?3 AND sync_key = ?4",
+                params![key.user, key.device_id, folder, sync_key, snapshot],
+            )
+            .map(|_| ())
+        })
+    }
+
     fn reset_collection(&self, key: &DeviceKey, folder: u32) -> Result<(), StateError> {
         self.with(|c| {
             c.execute(
