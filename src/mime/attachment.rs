@@ -172,10 +172,10 @@ pub(crate) fn part_paths(msg: &Message<'_>) -> Vec<(u32, PartPath)> {
                 if std::mem::replace(&mut seen[id as usize], true) {
                     continue;
                 }
-                if let PartType::Multipart(children) = &part.body {
-                    if path.0.len() < MAX_DEPTH {
-                        push_children(&mut stack, children, &path);
-                    }
+                if let PartType::Multipart(children) = &part.body
+                    && path.0.len() < MAX_DEPTH
+                {
+                    push_children(&mut stack, children, &path);
                 }
                 out.push((id, path));
             }
@@ -307,21 +307,21 @@ fn display_name(part: &MessagePart<'_>, content_type: &str, path: &PartPath) -> 
     if let Some(name) = name {
         return name;
     }
-    if let PartType::Message(m) = &part.body {
-        if let Some(subject) = m.subject().map(str::trim).filter(|s| !s.is_empty()) {
-            // A subject may hold characters no file system accepts.
-            let safe: String = subject
-                .chars()
-                .map(|c| {
-                    if c.is_control() || "/\\:*?\"<>|".contains(c) {
-                        '_'
-                    } else {
-                        c
-                    }
-                })
-                .collect();
-            return format!("{safe}.eml");
-        }
+    if let PartType::Message(m) = &part.body
+        && let Some(subject) = m.subject().map(str::trim).filter(|s| !s.is_empty())
+    {
+        // A subject may hold characters no file system accepts.
+        let safe: String = subject
+            .chars()
+            .map(|c| {
+                if c.is_control() || "/\\:*?\"<>|".contains(c) {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        return format!("{safe}.eml");
     }
     let ext = match content_type {
         "message/rfc822" | "message/global" => "eml",

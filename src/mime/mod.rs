@@ -16,6 +16,7 @@
 //! - [`view`]: [`MessageView`], the message parsed once, and the properties derived from it.
 //! - [`body`]: body preferences, choosing a body type, truncation and preview.
 //! - [`attachment`]: MIME part paths, FileReferences and attachment lookup.
+//! - [`html`]: HTML made readable as plain text.
 //! - [`flags`]: IMAP flags and keywords as Read, Flag, Categories and LastVerbExecuted.
 //! - [`write`]: the WBXML of an item, per protocol version.
 //! - [`date`]: the EAS date format and Windows FILETIME.
@@ -43,6 +44,7 @@ pub mod attachment;
 pub mod body;
 pub mod date;
 pub mod flags;
+pub mod html;
 pub mod view;
 pub mod write;
 

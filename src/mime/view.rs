@@ -14,9 +14,9 @@ use sha2::{Digest, Sha256};
 
 use crate::mime::attachment::{self, AttachmentData, AttachmentError, AttachmentInfo, PartPath};
 use crate::mime::body::{self, BodyOutput, BodyPreference, BodyType, MimeSupport};
-use crate::mime::date;
 use crate::mime::flags::FlagState;
 use crate::mime::{Version, xml_safe};
+use crate::mime::{date, html};
 
 /// What IMAP knows about a message besides its bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -315,13 +315,16 @@ impl<'a> MessageView<'a> {
             None => String::from_utf8_lossy(self.raw).into_owned(),
             Some(m) => {
                 let mut out = String::new();
-                for i in 0..m.text_body.len() {
-                    if let Some(t) = m.body_text(i) {
-                        if !out.is_empty() {
-                            out.push('\n');
-                        }
-                        out.push_str(&t);
+                for &id in &m.text_body {
+                    let text = match m.parts.get(id as usize).map(|p| &p.body) {
+                        Some(PartType::Text(t)) => Cow::Borrowed(t.as_ref()),
+                        Some(PartType::Html(h)) => Cow::Owned(html::html_to_text(h)),
+                        _ => continue,
+                    };
+                    if !out.is_empty() {
+                        out.push('\n');
                     }
+                    out.push_str(&text);
                 }
                 xml_safe(&out).into_owned()
             }
