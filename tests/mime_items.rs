@@ -474,6 +474,26 @@ fn unparseable_bytes_become_a_raw_text_item() {
     }
 }
 
+/// Found by the `mime_item` fuzz target: mail-parser 0.11 panics ("Invalid part ID, could not
+/// find multipart") on a multipart/mixed whose first part's header block is binary junk. The
+/// view contains the panic and the item falls back to the raw text.
+#[test]
+fn fuzz_mail_parser_invalid_part_id_panic_is_contained() {
+    let raw = fixture("regress-mail-parser-invalid-part-id.eml");
+    let view = MessageView::parse(&raw, meta(&[]));
+    assert!(!view.is_parsed());
+    let e = write_item(
+        &view,
+        &ItemOptions::new(Version::V14_1, &[pref(BodyType::Plain)], "p"),
+    );
+    assert!(
+        text(body(&e), asb::Data)
+            .unwrap()
+            .starts_with("From: Alice")
+    );
+    assert!(e.child(asb::Attachments).is_none());
+}
+
 #[test]
 fn mime_body_is_the_raw_message() {
     let raw = fixture("alternative.eml");
