@@ -726,6 +726,12 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
+    fn html_helpers_are_total(html in "(<[a-zA-Z/!]{0,8}|[^<]{0,20}|&#?[a-z0-9]{0,6};?|>|\"|charset=)*") {
+        let _ = eas_gateway::mime::html::html_to_text(&html);
+        let _ = eas_gateway::mime::html::declare_utf8(&html);
+    }
+
+    #[test]
     fn random_bytes_always_make_an_item(
         raw in proptest::collection::vec(any::<u8>(), 0..2048),
         v in 0usize..5,

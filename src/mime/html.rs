@@ -234,6 +234,46 @@ impl Text {
     }
 }
 
+/// Makes a `<meta>` charset declaration say UTF-8. The HTML has been converted to UTF-8, and
+/// a phone that renders it in a web view would otherwise believe a stale
+/// `<meta charset="iso-8859-1">` and show mojibake. Only the head is searched: a declaration
+/// later in the document has no effect on a browser either.
+pub fn declare_utf8(html: &str) -> std::borrow::Cow<'_, str> {
+    const HEAD: usize = 4096;
+    let head = &html.as_bytes()[..html.len().min(HEAD)];
+    let mut from = 0;
+    while let Some(i) = find_ascii_ci(&head[from..], b"<meta") {
+        let tag_start = from + i;
+        // An unterminated tag is not a declaration a browser would act on.
+        let Some(tag_end) = head[tag_start..].iter().position(|&b| b == b'>') else {
+            break;
+        };
+        let tag_end = tag_start + tag_end;
+        if let Some(j) = find_ascii_ci(&head[tag_start..tag_end], b"charset=") {
+            let value_start = tag_start + j + b"charset=".len();
+            let skip_quote = usize::from(matches!(head.get(value_start), Some(b'"' | b'\'')));
+            let value_start = value_start + skip_quote;
+            let value_end = head[value_start..tag_end]
+                .iter()
+                .position(|&b| matches!(b, b'"' | b'\'' | b';' | b' ' | b'/' | b'>'))
+                .map_or(tag_end, |e| value_start + e);
+            let value = &html[value_start..value_end];
+            if value.is_empty() || value.eq_ignore_ascii_case("utf-8") {
+                return html.into();
+            }
+            return format!("{}utf-8{}", &html[..value_start], &html[value_end..]).into();
+        }
+        from = tag_end;
+    }
+    html.into()
+}
+
+fn find_ascii_ci(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
+}
+
 /// Decodes `&name;`, `&#123;` and `&#x7B;`; anything else stays as written.
 pub(crate) fn decode_entities(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.contains('&') {
@@ -345,6 +385,36 @@ mod test {
             html_to_text("<table><tr><td>a</td><td>b</td></tr><tr><td>c</td></tr></table>"),
             "a\tb\nc"
         );
+    }
+
+    #[test]
+    fn meta_charset_says_utf8() {
+        assert_eq!(
+            declare_utf8("<html><head><META charset=\"ISO-8859-1\"></head>"),
+            "<html><head><META charset=\"utf-8\"></head>"
+        );
+        assert_eq!(
+            declare_utf8(
+                "<meta name=x><meta http-equiv=\"Content-Type\" content=\"text/html; charset=windows-1252\">"
+            ),
+            "<meta name=x><meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\">"
+        );
+        assert_eq!(
+            declare_utf8("<meta charset=big5>x"),
+            "<meta charset=utf-8>x"
+        );
+        for unchanged in [
+            "<p>charset=latin1</p>",
+            "<meta charset=\"utf-8\">",
+            "<meta",
+            "é<meta charset=",
+            "<meta charset=>",
+        ] {
+            assert!(
+                matches!(declare_utf8(unchanged), std::borrow::Cow::Borrowed(_)),
+                "{unchanged}"
+            );
+        }
     }
 
     #[test]

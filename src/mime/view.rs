@@ -344,7 +344,7 @@ impl<'a> MessageView<'a> {
             let mut out = String::new();
             for &id in &m.html_body {
                 match m.parts.get(id as usize).map(|p| &p.body) {
-                    Some(PartType::Html(h)) => out.push_str(h),
+                    Some(PartType::Html(h)) => out.push_str(&html::declare_utf8(h)),
                     // A text part between HTML parts (a signature block in multipart/mixed).
                     Some(PartType::Text(t)) => {
                         let html = body::text_to_html(t);
