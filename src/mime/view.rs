@@ -25,7 +25,8 @@ pub struct MessageMeta {
     pub flags: Vec<String>,
     /// INTERNALDATE as unix seconds: when the message arrived, which is what DateReceived means.
     pub internal_date: i64,
-    /// RFC822.SIZE.
+    /// RFC822.SIZE: the EstimatedDataSize of a MIME body. It matters when the caller passes
+    /// only a prefix of a very large message; otherwise it equals the length of the bytes.
     pub size: u64,
 }
 
@@ -389,7 +390,7 @@ impl<'a> MessageView<'a> {
         let estimated_size = match kind {
             // The phone compares this with what it stores; the message's own size is what
             // it will get if it downloads it whole.
-            BodyType::Mime => self.raw.len() as u64,
+            BodyType::Mime => (self.raw.len() as u64).max(self.meta.size),
             _ => full.len() as u64,
         };
         let (truncated, data) = body::truncate(full, pref);
