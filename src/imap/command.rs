@@ -25,6 +25,8 @@ pub(crate) struct Command<'a> {
     /// The command name, the only part that is ever logged.
     pub name: &'static str,
     pub parts: Vec<Part<'a>>,
+    /// Set right after an opening parenthesis: the next argument follows without a space.
+    glued: bool,
 }
 
 impl<'a> Command<'a> {
@@ -32,7 +34,32 @@ impl<'a> Command<'a> {
         Command {
             name,
             parts: vec![Part::Text(name.as_bytes().to_vec())],
+            glued: false,
         }
+    }
+
+    /// The space before the next argument (none right after `(`).
+    fn sep(&mut self) {
+        if std::mem::take(&mut self.glued) {
+            self.text();
+        } else {
+            self.text().push(b' ');
+        }
+    }
+
+    /// SP `(`: the start of a parenthesized group of arguments.
+    pub fn open_paren(mut self) -> Self {
+        self.sep();
+        self.text().push(b'(');
+        self.glued = true;
+        self
+    }
+
+    /// `)`: the end of the group [`Command::open_paren`] began.
+    pub fn close_paren(mut self) -> Self {
+        self.glued = false;
+        self.text().push(b')');
+        self
     }
 
     fn text(&mut self) -> &mut Vec<u8> {
@@ -47,29 +74,18 @@ impl<'a> Command<'a> {
 
     /// SP and protocol text the caller has already validated (keywords, numbers, sets).
     pub fn raw(mut self, s: &str) -> Self {
-        let t = self.text();
-        t.push(b' ');
-        t.extend_from_slice(s.as_bytes());
+        self.sep();
+        self.text().extend_from_slice(s.as_bytes());
         self
     }
 
     /// SP and a string argument in the cheapest form that carries it exactly.
     pub fn astring(mut self, value: &'a [u8]) -> Self {
+        self.sep();
         match string_form(value) {
-            Form::Atom => {
-                let t = self.text();
-                t.push(b' ');
-                t.extend_from_slice(value);
-            }
-            Form::Quoted => {
-                let t = self.text();
-                t.push(b' ');
-                push_quoted(t, value);
-            }
-            Form::Literal => {
-                self.text().push(b' ');
-                self.parts.push(Part::Literal(Cow::Borrowed(value)));
-            }
+            Form::Atom => self.text().extend_from_slice(value),
+            Form::Quoted => push_quoted(self.text(), value),
+            Form::Literal => self.parts.push(Part::Literal(Cow::Borrowed(value))),
         }
         self
     }
@@ -78,8 +94,8 @@ impl<'a> Command<'a> {
     /// never needs a literal.
     pub fn mailbox(mut self, name: &str) -> Self {
         let wire = utf7::encode(name);
+        self.sep();
         let t = self.text();
-        t.push(b' ');
         if string_form(wire.as_bytes()) == Form::Atom {
             t.extend_from_slice(wire.as_bytes());
         } else {
@@ -90,7 +106,7 @@ impl<'a> Command<'a> {
 
     /// SP and literal data (APPEND's message).
     pub fn literal(mut self, data: &'a [u8]) -> Self {
-        self.text().push(b' ');
+        self.sep();
         self.parts.push(Part::Literal(Cow::Borrowed(data)));
         self
     }

@@ -64,6 +64,11 @@ pub enum ImapError {
     #[error("IMAP server does not offer STARTTLS")]
     StartTlsUnavailable,
 
+    /// The command needs an extension the server does not advertise (named here, e.g.
+    /// `QRESYNC`, `UIDPLUS`). Nothing was sent; the session stays usable.
+    #[error("IMAP server lacks the {0} extension")]
+    Unsupported(&'static str),
+
     /// The caller passed an argument that cannot be sent safely (a CR or LF in a mailbox name
     /// or flag, a malformed UID set). Nothing was sent; the session stays usable.
     #[error("invalid IMAP argument: {0}")]
@@ -89,6 +94,7 @@ impl ImapError {
                 | ImapError::Bad { .. }
                 | ImapError::LoginRejected
                 | ImapError::InvalidArgument(_)
+                | ImapError::Unsupported(_)
         )
     }
 }

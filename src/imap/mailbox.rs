@@ -1,5 +1,6 @@
 //! What the server tells us about mailboxes: [`Mailbox`] (one LIST entry), its
-//! [`SpecialUse`] (RFC 6154) and [`MailboxStatus`] (what SELECT reports).
+//! [`SpecialUse`] (RFC 6154), [`MailboxStatus`] (what SELECT reports) and [`StatusInfo`]
+//! (what STATUS reports).
 
 use super::utf7;
 
@@ -116,6 +117,18 @@ pub struct MailboxStatus {
     pub permanent_flags: Vec<String>,
     /// True when the server opened the mailbox `[READ-ONLY]`.
     pub read_only: bool,
+}
+
+/// What STATUS reported about a mailbox ([`super::Session::mailbox_status`]); enough to tell
+/// "nothing changed" without selecting it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusInfo {
+    pub messages: u32,
+    pub uid_next: u32,
+    pub uid_validity: u32,
+    pub unseen: u32,
+    /// `None` without CONDSTORE, or for a mailbox without mod-sequences.
+    pub highest_modseq: Option<u64>,
 }
 
 #[cfg(test)]

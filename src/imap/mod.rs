@@ -1,7 +1,9 @@
 //! A narrow async IMAP4rev1 client (RFC 3501 and the extensions the gateway needs).
 //!
-//! Knows nothing of EAS: it connects, logs in, lists, creates, renames, deletes, appends,
-//! selects and stores flags, and reports what went wrong as an [`ImapError`].
+//! Knows nothing of EAS: it connects, logs in, lists, creates, renames and deletes
+//! mailboxes; selects them with CONDSTORE/QRESYNC change detection; fetches, searches,
+//! flags, copies, moves, expunges and appends messages by UID; keeps what the server reports
+//! unsolicited as events; and reports what went wrong as an [`ImapError`].
 //!
 //! Module map, from the bytes up:
 //! - [`frame`]: where one response ends in a byte buffer (lines and `{n}` literals). Pure.
@@ -13,7 +15,14 @@
 //! - [`utf7`]: modified UTF-7 mailbox names (`Entwürfe` ⇄ `Entw&APw-rfe`).
 //! - `connection`: the TCP/TLS stream, read buffer and inactivity timeout.
 //! - `tls`: rustls client configurations (system roots, or accept-anything for tests).
-//! - `session`: [`Session`], the commands, and the tag/continuation/completion logic.
+//! - `session`: [`Session`], the tag/continuation/completion logic, and the connection and
+//!   mailbox commands (LOGIN, LIST, ENABLE, SELECT/EXAMINE with QRESYNC, STATUS).
+//! - [`set`]: [`SequenceSet`], the UID sets every message command takes.
+//! - [`fetch`]: UID FETCH: [`FetchQuery`] in, typed [`Fetched`] / [`MessageFlags`] out.
+//! - [`search`]: UID SEARCH: [`SearchKey`] in, [`SearchResult`] out (ESEARCH when offered).
+//! - [`store`]: UID STORE, COPY, MOVE, EXPUNGE and APPEND with their UIDPLUS answers.
+//! - [`event`]: [`Event`], unsolicited changes (EXISTS, EXPUNGE, VANISHED, FETCH) kept
+//!   for the caller.
 //! - [`mailbox`], [`capability`]: what the server tells us about mailboxes and itself.
 //! - [`error`]: the error type, [`ImapError`].
 //!
@@ -24,11 +33,16 @@ pub mod capability;
 mod command;
 mod connection;
 pub mod error;
+pub mod event;
+pub mod fetch;
 pub mod frame;
 pub mod mailbox;
 pub mod parse;
 pub mod response;
+pub mod search;
 mod session;
+pub mod set;
+pub mod store;
 mod tls;
 pub mod utf7;
 
@@ -36,9 +50,14 @@ use std::time::Duration;
 
 pub use capability::Capabilities;
 pub use error::ImapError;
-pub use mailbox::{Mailbox, MailboxStatus, SpecialUse};
-pub use response::{Code, Response, Status, Tagged, Untagged, Value};
-pub use session::Session;
+pub use event::{Event, FetchUpdate};
+pub use fetch::{Changes, FetchQuery, Fetched, Flag, MessageFlags, Section, SectionData};
+pub use mailbox::{Mailbox, MailboxStatus, SpecialUse, StatusInfo};
+pub use response::{Code, ESearch, Response, Status, Tagged, Untagged, Value};
+pub use search::{ImapDate, SearchKey, SearchResult};
+pub use session::{Qresync, Resync, Session};
+pub use set::SequenceSet;
+pub use store::{AppendUid, CopyUid, StoreMode};
 
 /// How the connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

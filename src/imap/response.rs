@@ -7,6 +7,7 @@
 //! rather than by changing how bytes are read.
 
 use super::mailbox::Mailbox;
+use super::set::SequenceSet;
 
 /// One complete server response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,13 +77,19 @@ pub enum Untagged {
         raw_name: String,
         items: Vec<(String, u64)>,
     },
+    /// `* ESEARCH …` (RFC 4731): the answer to `SEARCH RETURN (…)`.
+    ESearch(ESearch),
+    /// `* VANISHED [(EARLIER)] uids` (QRESYNC): these UIDs are gone. `earlier` marks the
+    /// answer to a QRESYNC SELECT or `VANISHED` FETCH (old news), as opposed to an expunge
+    /// happening now, which replaces `* n EXPUNGE` once QRESYNC is enabled.
+    Vanished { earlier: bool, uids: SequenceSet },
     /// `* ENABLED …` (RFC 5161).
     Enabled(Vec<String>),
     /// `* n FETCH (name value …)`: the attribute list as alternating names and values, e.g.
     /// `[Atom("UID"), Number(7), Atom("FLAGS"), List([Atom("\\Seen")])]`. Section names keep
     /// their brackets: `Atom("BODY[HEADER.FIELDS (FROM)]")`.
     Fetch { seq: u32, items: Vec<Value> },
-    /// Anything else (`* VANISHED`, `* NAMESPACE`, `* ID`, …): the keyword, the
+    /// Anything else (`* NAMESPACE`, `* ID`, …): the keyword, the
     /// leading number if there was one, and the bytes after the keyword (without CRLF).
     Other {
         name: String,
@@ -112,13 +119,13 @@ pub enum Code {
     /// UIDPLUS (RFC 4315): the UIDVALIDITY and UID(s) of an appended message.
     AppendUid {
         uid_validity: u32,
-        uids: String,
+        uids: SequenceSet,
     },
-    /// UIDPLUS: where COPY/MOVE put the messages.
+    /// UIDPLUS: where COPY/MOVE put the messages; `from` and `to` pair up by position.
     CopyUid {
         uid_validity: u32,
-        from: String,
-        to: String,
+        from: SequenceSet,
+        to: SequenceSet,
     },
     /// QRESYNC: the previously selected mailbox is now closed.
     Closed,
@@ -167,4 +174,19 @@ pub enum Value {
     String(Vec<u8>),
     /// A parenthesized list.
     List(Vec<Value>),
+}
+
+/// The data of one `* ESEARCH` response; items the server did not return are `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ESearch {
+    /// The tag of the command this answers (`(TAG "A5")`).
+    pub tag: Option<String>,
+    /// True when the numbers are UIDs (the answer to `UID SEARCH`).
+    pub uid: bool,
+    pub min: Option<u32>,
+    pub max: Option<u32>,
+    pub count: Option<u32>,
+    pub all: Option<SequenceSet>,
+    /// CONDSTORE: the highest mod-sequence of the matching messages.
+    pub modseq: Option<u64>,
 }

@@ -1,11 +1,14 @@
-//! [`Session`]: one authenticated-or-not IMAP connection and the commands we send on it.
+//! [`Session`]: one authenticated-or-not IMAP connection, the core of every command, and
+//! the commands about the connection and whole mailboxes (LOGIN, LIST, ENABLE, SELECT,
+//! EXAMINE, STATUS). Message commands live next to their types: [`super::fetch`],
+//! [`super::search`], [`super::store`].
 //!
-//! Every command goes through [`Session::run`], which tags it, sends it (waiting for the
-//! server's `+` before a synchronizing literal), collects the untagged responses until the
-//! tagged completion, and turns NO/BAD into [`ImapError`]. The command methods then read
-//! what they need from the collected responses. Untagged responses the command does not ask
-//! for (a concurrent delivery's `* 5 EXISTS`) are dropped for now; change detection will
-//! collect them.
+//! Every command goes through [`Session::run_with`], which tags it, sends it (waiting for the
+//! server's `+` before a synchronizing literal), hands each untagged response to the
+//! command's handler as it arrives, and turns NO/BAD into [`ImapError`]. A handler takes the
+//! responses that answer its command (so a FETCH of many messages is turned into typed
+//! results one response at a time, never held as a whole response tree) and gives back the
+//! rest, which become [`Event`]s for [`Session::take_events`].
 
 use tracing::{debug, trace};
 
@@ -13,15 +16,48 @@ use super::capability::Capabilities;
 use super::command::{self, Command, Part};
 use super::connection::Connection;
 use super::error::ImapError;
-use super::mailbox::{Mailbox, MailboxStatus};
+use super::event::{self, Event};
+use super::fetch::{FetchData, MessageFlags};
+use super::mailbox::{Mailbox, MailboxStatus, StatusInfo};
 use super::response::{Code, Response, Status, Untagged};
+use super::set::SequenceSet;
 use super::{ImapConfig, Security};
 
 /// One connection to the IMAP server. Commands run one at a time (`&mut self`).
 pub struct Session {
     conn: Connection,
-    caps: Capabilities,
+    pub(super) caps: Capabilities,
     next_tag: u32,
+    /// Extensions turned on with ENABLE (upper case).
+    enabled: Vec<String>,
+    /// Unsolicited changes not yet taken by the caller.
+    events: Vec<Event>,
+}
+
+/// What a command's handler does with one untagged response: `None` when it took it,
+/// `Some` to give it back (it then becomes an [`Event`] if it is one).
+pub(super) type Handler<'h> = dyn FnMut(Untagged) -> Option<Untagged> + Send + 'h;
+
+/// QRESYNC parameters for [`Session::select_qresync`]: what the caller knew of the mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qresync {
+    /// The UIDVALIDITY the caller's state belongs to. If the mailbox has another one now,
+    /// the server ignores the rest and the caller must start over.
+    pub uid_validity: u32,
+    /// The HIGHESTMODSEQ the caller last saw.
+    pub modseq: u64,
+    /// The UIDs the caller knows (lets the server limit VANISHED to those); `None` for all.
+    pub known_uids: Option<SequenceSet>,
+}
+
+/// What a QRESYNC SELECT reported as changed since the caller's mod-sequence.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resync {
+    /// UIDs expunged since then (`* VANISHED (EARLIER)`), possibly including UIDs the caller
+    /// never knew.
+    pub vanished: SequenceSet,
+    /// Messages whose flags changed (or that are new) since then.
+    pub changed: Vec<MessageFlags>,
 }
 
 impl std::fmt::Debug for Session {
@@ -31,12 +67,6 @@ impl std::fmt::Debug for Session {
             .field("next_tag", &self.next_tag)
             .finish_non_exhaustive()
     }
-}
-
-/// What a successful command left behind.
-struct Done {
-    untagged: Vec<Untagged>,
-    code: Option<Code>,
 }
 
 fn uid_validity_of(items: &[(String, u64)]) -> Option<u32> {
@@ -65,6 +95,8 @@ impl Session {
             conn,
             caps: Capabilities::default(),
             next_tag: 1,
+            enabled: Vec::new(),
+            events: Vec::new(),
         };
         match session.conn.read_response().await? {
             Response::Untagged(Untagged::Status {
@@ -151,15 +183,16 @@ impl Session {
         if self.caps.has("SPECIAL-USE") {
             cmd = cmd.raw("RETURN (SPECIAL-USE)");
         }
-        let done = self.run(cmd).await?;
-        Ok(done
-            .untagged
-            .into_iter()
-            .filter_map(|u| match u {
-                Untagged::List(mb) => Some(mb),
-                _ => None,
-            })
-            .collect())
+        let mut out = Vec::new();
+        self.run_with(cmd, &mut |u| match u {
+            Untagged::List(mb) => {
+                out.push(mb);
+                None
+            }
+            u => Some(u),
+        })
+        .await?;
+        Ok(out)
     }
 
     /// All mailboxes, each with its UIDVALIDITY (`None` for mailboxes that cannot be
@@ -191,20 +224,22 @@ impl Session {
         } else {
             cmd.raw("RETURN (STATUS (UIDVALIDITY))")
         };
-        let done = self.run(cmd).await?;
         let mut mailboxes = Vec::new();
         let mut validity = std::collections::HashMap::new();
-        for u in done.untagged {
-            match u {
-                Untagged::List(mb) => mailboxes.push(mb),
-                Untagged::MailboxStatus {
-                    raw_name, items, ..
-                } => {
-                    validity.insert(raw_name, uid_validity_of(&items));
-                }
-                _ => {}
+        self.run_with(cmd, &mut |u| match u {
+            Untagged::List(mb) => {
+                mailboxes.push(mb);
+                None
             }
-        }
+            Untagged::MailboxStatus {
+                raw_name, items, ..
+            } => {
+                validity.insert(raw_name, uid_validity_of(&items));
+                None
+            }
+            u => Some(u),
+        })
+        .await?;
         Ok(mailboxes
             .into_iter()
             .map(|mb| {
@@ -231,15 +266,40 @@ impl Session {
         let cmd = Command::new("STATUS")
             .mailbox(mailbox)
             .raw(&format!("({})", items.join(" ")));
-        let done = self.run(cmd).await?;
-        Ok(done
-            .untagged
-            .into_iter()
-            .find_map(|u| match u {
-                Untagged::MailboxStatus { items, .. } => Some(items),
-                _ => None,
-            })
-            .unwrap_or_default())
+        let mut found = None;
+        self.run_with(cmd, &mut |u| match u {
+            Untagged::MailboxStatus { items, .. } if found.is_none() => {
+                found = Some(items);
+                None
+            }
+            u => Some(u),
+        })
+        .await?;
+        Ok(found.unwrap_or_default())
+    }
+
+    /// STATUS with the items a sync needs (MESSAGES, UIDNEXT, UIDVALIDITY, UNSEEN, and
+    /// HIGHESTMODSEQ with CONDSTORE): tells "nothing changed" without selecting.
+    pub async fn mailbox_status(&mut self, mailbox: &str) -> Result<StatusInfo, ImapError> {
+        let mut items = vec!["MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN"];
+        let condstore = self.caps.has("CONDSTORE");
+        if condstore {
+            items.push("HIGHESTMODSEQ");
+        }
+        let mut info = StatusInfo::default();
+        for (name, value) in self.status(mailbox, &items).await? {
+            let small = u32::try_from(value).unwrap_or(u32::MAX);
+            match name.as_str() {
+                "MESSAGES" => info.messages = small,
+                "UIDNEXT" => info.uid_next = small,
+                "UIDVALIDITY" => info.uid_validity = small,
+                "UNSEEN" => info.unseen = small,
+                // 0 is what servers report for a mailbox without mod-sequences.
+                "HIGHESTMODSEQ" => info.highest_modseq = (value > 0).then_some(value),
+                _ => {}
+            }
+        }
+        Ok(info)
     }
 
     pub async fn create(&mut self, name: &str) -> Result<(), ImapError> {
@@ -279,21 +339,114 @@ impl Session {
         if !flags.is_empty() {
             cmd = cmd.raw(&format!("({})", flags.join(" ")));
         }
-        let done = self.run(cmd.literal(message)).await?;
-        Ok(match done.code {
-            Some(Code::AppendUid { uids, .. }) => uids.parse().ok(),
+        let code = self.run(cmd.literal(message)).await?;
+        Ok(match code {
+            Some(Code::AppendUid { uids, .. }) if uids.len() == 1 => uids.iter().next(),
             _ => None,
         })
+    }
+
+    /// ENABLE (RFC 5161) the named extensions; returns the ones the server turned on. Only
+    /// advertised ones are asked for, so an unknown name is skipped rather than refused.
+    pub async fn enable(&mut self, extensions: &[&str]) -> Result<Vec<String>, ImapError> {
+        let wanted: Vec<&str> = extensions
+            .iter()
+            .copied()
+            .filter(|e| self.caps.has(e) && !self.is_enabled(e))
+            .collect();
+        if wanted.is_empty() || !self.caps.has("ENABLE") {
+            return Ok(Vec::new());
+        }
+        for e in &wanted {
+            command::check_flag(e)?;
+        }
+        let mut newly = Vec::new();
+        self.run_with(
+            Command::new("ENABLE").raw(&wanted.join(" ")),
+            &mut |u| match u {
+                Untagged::Enabled(names) => {
+                    newly.extend(names);
+                    None
+                }
+                u => Some(u),
+            },
+        )
+        .await?;
+        for n in &newly {
+            let upper = n.to_ascii_uppercase();
+            if !self.enabled.contains(&upper) {
+                self.enabled.push(upper);
+            }
+        }
+        // QRESYNC implies CONDSTORE (RFC 7162 §3.2.3).
+        if self.is_enabled("QRESYNC") && !self.is_enabled("CONDSTORE") {
+            self.enabled.push("CONDSTORE".into());
+        }
+        Ok(newly)
+    }
+
+    /// Turns on CONDSTORE and QRESYNC when the server has them; true when QRESYNC is on.
+    /// Once it is, expunges arrive as VANISHED (UIDs) rather than EXPUNGE (sequence
+    /// numbers), and every FETCH carries the UID.
+    pub async fn enable_qresync(&mut self) -> Result<bool, ImapError> {
+        self.enable(&["CONDSTORE", "QRESYNC"]).await?;
+        Ok(self.is_enabled("QRESYNC"))
+    }
+
+    /// Whether ENABLE turned `extension` on in this session.
+    pub fn is_enabled(&self, extension: &str) -> bool {
+        self.enabled
+            .iter()
+            .any(|e| e.eq_ignore_ascii_case(extension))
     }
 
     /// Opens `mailbox` read-write. With CONDSTORE the server is asked for HIGHESTMODSEQ
     /// (`SELECT … (CONDSTORE)`), which also makes later FETCHes report MODSEQ.
     pub async fn select(&mut self, mailbox: &str) -> Result<MailboxStatus, ImapError> {
-        let mut cmd = Command::new("SELECT").mailbox(mailbox);
-        if self.caps.has("CONDSTORE") {
-            cmd = cmd.raw("(CONDSTORE)");
+        let params = self.caps.has("CONDSTORE").then(|| "(CONDSTORE)".to_owned());
+        Ok(self.open("SELECT", mailbox, params).await?.0)
+    }
+
+    /// Opens `mailbox` read-only (EXAMINE): nothing the session does changes it, not even
+    /// `\Seen` by fetching a body.
+    pub async fn examine(&mut self, mailbox: &str) -> Result<MailboxStatus, ImapError> {
+        let params = self.caps.has("CONDSTORE").then(|| "(CONDSTORE)".to_owned());
+        Ok(self.open("EXAMINE", mailbox, params).await?.0)
+    }
+
+    /// SELECT with QRESYNC (RFC 7162 §3.2.5): opens `mailbox` and, in the same round trip,
+    /// learns what changed since `known`: the UIDs expunged since then and the messages
+    /// whose flags changed. Enables QRESYNC first if needed.
+    ///
+    /// If the mailbox's UIDVALIDITY is not `known.uid_validity` any more, the server ignores
+    /// the parameters: the returned [`Resync`] is empty and the status shows the new
+    /// UIDVALIDITY, so the caller must compare it and start over.
+    pub async fn select_qresync(
+        &mut self,
+        mailbox: &str,
+        known: &Qresync,
+    ) -> Result<(MailboxStatus, Resync), ImapError> {
+        if !self.enable_qresync().await? {
+            return Err(ImapError::Unsupported("QRESYNC"));
         }
-        let done = self.run(cmd).await?;
+        let mut params = format!("(QRESYNC ({} {}", known.uid_validity, known.modseq);
+        if let Some(uids) = known.known_uids.as_ref().filter(|u| !u.is_empty()) {
+            params.push_str(&format!(" {uids}"));
+        }
+        params.push_str("))");
+        self.open("SELECT", mailbox, Some(params)).await
+    }
+
+    async fn open(
+        &mut self,
+        verb: &'static str,
+        mailbox: &str,
+        params: Option<String>,
+    ) -> Result<(MailboxStatus, Resync), ImapError> {
+        let mut cmd = Command::new(verb).mailbox(mailbox);
+        if let Some(p) = &params {
+            cmd = cmd.raw(p);
+        }
         let mut status = MailboxStatus {
             exists: 0,
             recent: 0,
@@ -302,34 +455,53 @@ impl Session {
             highest_modseq: None,
             flags: Vec::new(),
             permanent_flags: Vec::new(),
-            read_only: matches!(done.code, Some(Code::ReadOnly)),
+            read_only: false,
         };
         let mut uid_validity = None;
-        for u in done.untagged {
-            match u {
-                Untagged::Exists(n) => status.exists = n,
-                Untagged::Recent(n) => status.recent = n,
-                Untagged::Flags(f) => status.flags = f,
-                Untagged::Status {
-                    code: Some(code), ..
-                } => match code {
-                    Code::UidValidity(v) => uid_validity = Some(v),
-                    Code::UidNext(n) => status.uid_next = Some(n),
-                    Code::HighestModSeq(m) => status.highest_modseq = Some(m),
-                    Code::NoModSeq => status.highest_modseq = None,
-                    Code::PermanentFlags(f) => status.permanent_flags = f,
-                    _ => {}
-                },
-                _ => {}
-            }
-        }
+        let mut resync = Resync::default();
+        let code = self
+            .run_with(cmd, &mut |u| {
+                match u {
+                    Untagged::Exists(n) => status.exists = n,
+                    Untagged::Recent(n) => status.recent = n,
+                    Untagged::Flags(f) => status.flags = f,
+                    Untagged::Vanished { uids, .. } => {
+                        for (lo, hi) in uids.ranges() {
+                            resync.vanished.insert_range(*lo, *hi);
+                        }
+                    }
+                    Untagged::Fetch { seq, items } => {
+                        match MessageFlags::from_data(FetchData::from_items(seq, items)) {
+                            Some(m) => resync.changed.push(m),
+                            None => return None,
+                        }
+                    }
+                    Untagged::Status {
+                        code: Some(code), ..
+                    } => match code {
+                        Code::UidValidity(v) => uid_validity = Some(v),
+                        Code::UidNext(n) => status.uid_next = Some(n),
+                        Code::HighestModSeq(m) => status.highest_modseq = Some(m),
+                        Code::NoModSeq => status.highest_modseq = None,
+                        Code::PermanentFlags(f) => status.permanent_flags = f,
+                        _ => {}
+                    },
+                    u => return Some(u),
+                }
+                None
+            })
+            .await?;
+        status.read_only = matches!(code, Some(Code::ReadOnly));
         // Without UIDVALIDITY no UID we store could ever be trusted (RFC 3501 requires it).
         status.uid_validity = uid_validity
-            .ok_or_else(|| ImapError::Protocol("SELECT did not report UIDVALIDITY".into()))?;
-        Ok(status)
+            .ok_or_else(|| ImapError::Protocol(format!("{verb} did not report UIDVALIDITY")))?;
+        // Events from the mailbox we left are meaningless now.
+        self.events.clear();
+        Ok((status, resync))
     }
 
-    /// `UID STORE uids item`, e.g. `uid_store("4:7", "+FLAGS.SILENT (\\Seen)")`.
+    /// `UID STORE uids item`, e.g. `uid_store("4:7", "+FLAGS.SILENT (\\Seen)")`. See
+    /// [`Session::uid_store_flags`] for the typed form.
     pub async fn uid_store(&mut self, uids: &str, item: &str) -> Result<(), ImapError> {
         let cmd = Command::new("UID STORE")
             .raw(command::check_set(uids)?)
@@ -344,10 +516,21 @@ impl Session {
         Ok(())
     }
 
-    /// Does nothing but gives the server a chance to report changes; checks the connection.
+    /// Does nothing but gives the server a chance to report changes (they become
+    /// [`Event`]s); checks the connection.
     pub async fn noop(&mut self) -> Result<(), ImapError> {
         self.run(Command::new("NOOP")).await?;
         Ok(())
+    }
+
+    /// The unsolicited changes reported since the last call, oldest first (see
+    /// [`super::event`]). Selecting a mailbox discards those of the one before.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    pub(super) fn note_event(&mut self, e: Event) {
+        event::push(&mut self.events, e);
     }
 
     /// Ends the session politely (LOGOUT, then closes the connection).
@@ -373,19 +556,29 @@ impl Session {
         tag
     }
 
-    /// Sends `cmd` and reads responses until its tagged completion.
-    async fn run(&mut self, cmd: Command<'_>) -> Result<Done, ImapError> {
+    /// Runs a command whose untagged responses all become events; returns the completion's
+    /// response code.
+    pub(super) async fn run(&mut self, cmd: Command<'_>) -> Result<Option<Code>, ImapError> {
+        self.run_with(cmd, &mut Some).await
+    }
+
+    /// Sends `cmd`, passes each untagged response to `on_data` until the tagged completion,
+    /// and returns the completion's response code.
+    pub(super) async fn run_with(
+        &mut self,
+        cmd: Command<'_>,
+        on_data: &mut Handler<'_>,
+    ) -> Result<Option<Code>, ImapError> {
         let tag = self.tag();
         // Only the command name and tag are logged: arguments can be passwords or names.
         debug!(tag, cmd = cmd.name, "imap command");
-        let mut untagged = Vec::new();
         let mut bye = None;
-        let result = self.exchange(&tag, cmd, &mut untagged, &mut bye).await;
+        let result = self.exchange(&tag, cmd, on_data, &mut bye).await;
         match result {
             Ok((status, code, text)) => {
                 trace!(tag, ?status, "imap completion");
                 match status {
-                    Status::Ok => Ok(Done { untagged, code }),
+                    Status::Ok => Ok(code),
                     Status::No => Err(ImapError::No {
                         code: code.map(|c| c.name().to_owned()),
                         text,
@@ -405,7 +598,7 @@ impl Session {
         &mut self,
         tag: &str,
         cmd: Command<'_>,
-        untagged: &mut Vec<Untagged>,
+        on_data: &mut Handler<'_>,
         bye: &mut Option<String>,
     ) -> Result<(Status, Option<Code>, String), ImapError> {
         let mut out = format!("{tag} ").into_bytes();
@@ -421,8 +614,7 @@ impl Session {
                     self.conn.write(&out).await?;
                     out.clear();
                     // Without LITERAL+, the server must say `+` first; it may refuse instead.
-                    if !non_sync && let Some(done) = self.await_continue(tag, untagged, bye).await?
-                    {
+                    if !non_sync && let Some(done) = self.await_continue(tag, on_data, bye).await? {
                         return Ok(done);
                     }
                     self.conn.write(&data).await?;
@@ -449,7 +641,7 @@ impl Session {
                         "continuation request where none was expected".into(),
                     ));
                 }
-                Response::Untagged(u) => self.note(u, untagged, bye),
+                Response::Untagged(u) => self.note(u, on_data, bye),
             }
         }
     }
@@ -459,7 +651,7 @@ impl Session {
     async fn await_continue(
         &mut self,
         tag: &str,
-        untagged: &mut Vec<Untagged>,
+        on_data: &mut Handler<'_>,
         bye: &mut Option<String>,
     ) -> Result<Option<(Status, Option<Code>, String)>, ImapError> {
         loop {
@@ -471,18 +663,22 @@ impl Session {
                         "completion for a command we did not send".into(),
                     ));
                 }
-                Response::Untagged(u) => self.note(u, untagged, bye),
+                Response::Untagged(u) => self.note(u, on_data, bye),
             }
         }
     }
 
-    fn note(&mut self, u: Untagged, untagged: &mut Vec<Untagged>, bye: &mut Option<String>) {
+    fn note(&mut self, u: Untagged, on_data: &mut Handler<'_>, bye: &mut Option<String>) {
         match &u {
             Untagged::Capability(caps) => self.caps = Capabilities::new(caps.clone()),
             Untagged::Bye { text, .. } => *bye = Some(text.clone()),
             _ => {}
         }
-        untagged.push(u);
+        if let Some(rest) = on_data(u)
+            && let Some(e) = event::from_untagged(rest)
+        {
+            event::push(&mut self.events, e);
+        }
     }
 }
 
