@@ -69,13 +69,17 @@ impl Session {
                 }
             }
             Untagged::Vanished {
-                earlier: true,
+                earlier,
                 uids: gone,
             } if wants_vanished => {
                 for (lo, hi) in gone.ranges() {
                     vanished.insert_range(*lo, *hi);
                 }
-                None
+                // An expunge happening now also shifts sequence numbers: an event as well.
+                (!earlier).then_some(Untagged::Vanished {
+                    earlier,
+                    uids: gone,
+                })
             }
             u => Some(u),
         })
@@ -166,11 +170,16 @@ impl MessageFlags {
 pub struct Changes {
     /// Messages changed (or added) since the mod-sequence, with their current flags.
     pub changed: Vec<MessageFlags>,
-    /// UIDs expunged since then (QRESYNC only; may include UIDs the caller never saw).
+    /// UIDs expunged since then (QRESYNC only; may include UIDs the caller never saw). An
+    /// expunge racing with the command can list a UID here and in `changed`; it is gone.
     pub vanished: SequenceSet,
 }
 
 /// A message flag: one of the system flags, or a keyword (`$Forwarded`, `$label1`).
+///
+/// `\Recent` is not among them: it describes the session that first saw a message, not
+/// the message (two sessions disagree on it, and IMAP4rev2 dropped it), so FETCH results
+/// leave it out rather than let it look like a flag change.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Flag {
     Seen,
@@ -178,8 +187,6 @@ pub enum Flag {
     Flagged,
     Deleted,
     Draft,
-    /// `\Recent`: reported by the server, never stored by a client.
-    Recent,
     /// A keyword, or a backslash flag this client does not know, as the server wrote it.
     Keyword(String),
 }
@@ -187,13 +194,12 @@ pub enum Flag {
 impl Flag {
     /// Reads a flag as the server sent it; system flags are case-insensitive.
     pub fn parse(s: &str) -> Flag {
-        const SYSTEM: [(&str, Flag); 6] = [
+        const SYSTEM: [(&str, Flag); 5] = [
             ("\\Seen", Flag::Seen),
             ("\\Answered", Flag::Answered),
             ("\\Flagged", Flag::Flagged),
             ("\\Deleted", Flag::Deleted),
             ("\\Draft", Flag::Draft),
-            ("\\Recent", Flag::Recent),
         ];
         SYSTEM
             .into_iter()
@@ -209,7 +215,6 @@ impl Flag {
             Flag::Flagged => "\\Flagged",
             Flag::Deleted => "\\Deleted",
             Flag::Draft => "\\Draft",
-            Flag::Recent => "\\Recent",
             Flag::Keyword(k) => k,
         }
     }
@@ -225,11 +230,6 @@ impl std::fmt::Display for Flag {
 pub(crate) fn flag_list(flags: &[Flag]) -> Result<String, ImapError> {
     let mut out = String::from("(");
     for (i, f) in flags.iter().enumerate() {
-        if matches!(f, Flag::Recent) {
-            return Err(ImapError::InvalidArgument(
-                "\\Recent cannot be set by a client".into(),
-            ));
-        }
         if i > 0 {
             out.push(' ');
         }
@@ -525,7 +525,9 @@ impl FetchData {
                         flags
                             .into_iter()
                             .filter_map(|f| match f {
-                                Value::Atom(a) => Some(Flag::parse(&a)),
+                                Value::Atom(a) if !a.eq_ignore_ascii_case("\\Recent") => {
+                                    Some(Flag::parse(&a))
+                                }
                                 _ => None,
                             })
                             .collect(),
@@ -718,7 +720,7 @@ mod tests {
     #[test]
     fn a_full_fetch_response_is_typed() {
         let f = fetch(
-            b"* 3 FETCH (UID 17 FLAGS (\\Seen \\flagged $Forwarded) MODSEQ (42) \
+            b"* 3 FETCH (UID 17 FLAGS (\\Seen \\flagged \\Recent $Forwarded) MODSEQ (42) \
               INTERNALDATE \" 2-Mar-2026 10:00:00 +0100\" RFC822.SIZE 11 \
               BODY[] {12}\r\nSubject: x\r\n BODY[HEADER] {3}\r\nh\r\n \
               BODY[1.2]<4> {2}\r\nab BODY[2] NIL)\r\n",

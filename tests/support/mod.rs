@@ -33,7 +33,8 @@ pub const DOMAIN: &str = "example.com";
 /// Each test binary has its own Dovecot, so names only need to be unique within a binary.
 pub const USERS: &[&str] = &[
     "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
-    "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter",
+    "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "kim", "lena",
+    "max", "nora", "oscar", "pia", "quinn", "rosa", "sam", "tina", "uma",
 ];
 
 /// The test binary's Dovecot, started on first use. Panics with the reason (including the
