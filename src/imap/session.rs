@@ -704,6 +704,21 @@ mod tests {
         assert_send(s.list_with_uidvalidity());
         assert_send(s.append("INBOX", &[], b""));
         assert_send(s.select("INBOX"));
+        let all = SequenceSet::all();
+        let q = super::super::FetchQuery::new().flags();
+        assert_send(s.uid_fetch(&all, &q));
+        assert_send(s.uid_fetch_with(&all, &q, |_| {}));
+        assert_send(s.uid_fetch_changes(&all, 1));
+        assert_send(s.uid_search(&super::super::SearchKey::All));
+        assert_send(s.uid_move(&all, "Trash"));
+        assert_send(s.select_qresync(
+            "INBOX",
+            &Qresync {
+                uid_validity: 1,
+                modseq: 1,
+                known_uids: None,
+            },
+        ));
         assert_send(super::super::check_login(cfg, "u", "p"));
     }
 }
