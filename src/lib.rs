@@ -8,6 +8,9 @@
 //!   the command dispatch and the provisioning gate.
 //! - [`imap`]: the IMAP client the gateway uses to authenticate users and read/change folders.
 //!   Knows nothing of EAS.
+//! - [`mailstore`]: the narrow mail backend the commands use (folder state, listings,
+//!   fetches, flag changes, deletes, moves) over one IMAP session.
+//! - [`mime`]: RFC 5322 messages as EAS Email items (pure).
 //! - [`state`]: per-device state behind the `StateStore` trait (SQLite embedded).
 //! - [`metrics`]: request counters for `/metrics`.
 //! - [`secret`]: the wrapper that keeps passwords out of logs.
@@ -25,6 +28,7 @@ pub mod devices;
 pub mod eas;
 pub mod http;
 pub mod imap;
+pub mod mailstore;
 pub mod metrics;
 pub mod mime;
 pub mod secret;

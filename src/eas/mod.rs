@@ -8,6 +8,9 @@
 pub mod folderchange;
 pub mod folders;
 pub mod foldersync;
+pub mod getitemestimate;
+pub mod itemoperations;
+pub mod moveitems;
 pub mod provision;
 pub mod settings;
 pub mod sync;
@@ -30,6 +33,10 @@ pub const IMPLEMENTED: &[Command] = &[
     Command::FolderCreate,
     Command::FolderUpdate,
     Command::FolderDelete,
+    Command::Sync,
+    Command::GetItemEstimate,
+    Command::MoveItems,
+    Command::ItemOperations,
 ];
 
 /// Why a command could not be answered with a document of its own.
@@ -110,6 +117,18 @@ pub async fn dispatch(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Re
             return Ok(Reply::Document(status_document(command, status)));
         }
     }
+    if command == Command::Sync {
+        // An empty Sync is legal: it repeats the previous request's collections.
+        if let Some(b) = &body {
+            if b.tag != tags::airsync::Sync {
+                return Err(EasError::Malformed(format!(
+                    "Sync request starts with {:?}",
+                    b.tag
+                )));
+            }
+        }
+        return sync::run(ctx, body.as_ref()).await;
+    }
     let body = match body {
         Some(body) => body,
         None => return Err(EasError::Malformed("empty body".into())),
@@ -128,6 +147,9 @@ pub async fn dispatch(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Re
         Command::FolderCreate => folderchange::create(ctx, &body).await,
         Command::FolderUpdate => folderchange::update(ctx, &body).await,
         Command::FolderDelete => folderchange::delete(ctx, &body).await,
+        Command::GetItemEstimate => getitemestimate::run(ctx, &body).await,
+        Command::MoveItems => moveitems::run(ctx, &body).await,
+        Command::ItemOperations => itemoperations::run(ctx, &body).await,
         other => Err(EasError::NotImplemented(other)),
     }
 }

@@ -1,4 +1,958 @@
-//! Sync for mail folders.
+//! Sync for mail folders (MS-ASCMD 2.2.1.21): several collections per request, client
+//! commands applied to IMAP first, then the server's changes in windows, newest first.
+//!
+//! Owns the command's flow and its statuses. What the device knows lives in
+//! [`snapshot::Snapshot`]s stored per SyncKey; the request is read by [`request`]; items are
+//! written by [`items`]; the mailbox is reached only through [`crate::mailstore::Mailstore`].
+//!
+//! Guarantees:
+//! - a SyncKey names exactly one snapshot; the previous key stays valid until the device uses
+//!   the new one, and an identical retry of the previous request gets the identical answer
+//!   (a lost response changes nothing twice);
+//! - a Sync with nothing new does one STATUS per collection and no per-message work
+//!   (CONDSTORE's HIGHESTMODSEQ, UIDNEXT and MESSAGES all unchanged);
+//! - a change the device made is applied to IMAP and folded into the snapshot, so it is
+//!   never echoed back.
 
+pub mod items;
 pub mod request;
 pub mod snapshot;
+
+use std::time::Duration;
+
+use eas_wbxml::tags::airsync as a;
+use eas_wbxml::{Element, Writer};
+use sha2::{Digest, Sha256};
+
+use super::{Context, EasError, Reply};
+use crate::eas::folders::DELETED_ITEMS as TRASH;
+use crate::mailstore::{FolderState, Mailstore};
+use crate::state::{FolderEntry, unix_now};
+use request::{ClientCommand, CollectionRequest, Options, RequestError, SyncRequest};
+use snapshot::{Snapshot, flag_state};
+
+/// Sync statuses (MS-ASCMD 2.2.3.177.17).
+pub const OK: u32 = 1;
+pub const INVALID_SYNC_KEY: u32 = 3;
+pub const PROTOCOL_ERROR: u32 = 4;
+pub const SERVER_ERROR: u32 = 5;
+pub const CONFLICT: u32 = 7;
+pub const OBJECT_NOT_FOUND: u32 = 8;
+pub const HIERARCHY_CHANGED: u32 = 12;
+pub const EMPTY_NOT_CACHED: u32 = 13;
+pub const BAD_WAIT: u32 = 14;
+
+/// Memo names in the state store.
+const MEMO_COLLECTIONS: &str = "sync.collections";
+const MEMO_LAST: &str = "sync.last";
+
+/// How often a held Sync (Wait / HeartbeatInterval) looks at its folders again until the
+/// push hub can wake it.
+const WAIT_POLL: Duration = Duration::from_secs(5);
+
+/// Runs a Sync. `body` is None for the empty request that reuses the cached collections.
+pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply, EasError> {
+    let device = ctx.device.key.clone();
+    let bounds = (ctx.config.sync.min_wait_secs, ctx.config.sync.max_wait_secs);
+    let fingerprint = body.map(|b| Sha256::digest(b.encode()).to_vec());
+
+    // A retried request whose answer was lost: answer it again, byte for byte.
+    if let (Some(fp), Some(last)) = (&fingerprint, ctx.store.memo(&device, MEMO_LAST)?) {
+        if let Some(replay) = LastAnswer::decode(&last).filter(|l| &l.fingerprint == fp) {
+            if replay.still_latest(ctx)? {
+                tracing::info!("resending the answer to a retried Sync");
+                return Ok(Reply::Bytes(replay.response));
+            }
+        }
+    }
+
+    let mut req = match body {
+        Some(b) => match request::parse(b, bounds) {
+            Ok(r) => r,
+            Err(RequestError::BadWait { limit_secs }) => return Ok(bad_wait(limit_secs)),
+            Err(e) => {
+                tracing::info!(error = %e, "malformed Sync");
+                return Ok(top_status(PROTOCOL_ERROR));
+            }
+        },
+        None => SyncRequest::default(),
+    };
+    let cached = ctx
+        .store
+        .memo(&device, MEMO_COLLECTIONS)?
+        .and_then(|b| Cached::decode(&b));
+    if body.is_none() || req.partial {
+        let Some(cached) = cached.clone() else {
+            return Ok(top_status(EMPTY_NOT_CACHED));
+        };
+        req = cached.merge(req);
+    } else if let Some(c) = &cached {
+        // Options and window sizes the device sent before stay in force when left out.
+        c.fill_options(&mut req);
+    }
+    if req.collections.is_empty() {
+        return Ok(top_status(PROTOCOL_ERROR));
+    }
+
+    let hierarchy = match ctx.store.latest_hierarchy_key(&device)? {
+        Some(k) => ctx.store.hierarchy(&device, k)?.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut store = Mailstore::open(ctx).await?;
+    let window_total = req
+        .window_size
+        .unwrap_or(request::MAX_WINDOW)
+        .clamp(1, request::MAX_WINDOW);
+    let deadline = req
+        .wait_secs
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+
+    let mut outcome;
+    loop {
+        outcome = Vec::with_capacity(req.collections.len());
+        let mut budget = window_total;
+        for c in &req.collections {
+            let folder = hierarchy
+                .iter()
+                .find(|f| f.id.to_string() == c.collection_id);
+            let r = match folder {
+                None => CollectionOutcome::status(c, HIERARCHY_CHANGED),
+                Some(f) => collection(ctx, &mut store, c, f, &mut budget).await?,
+            };
+            outcome.push(r);
+        }
+        let anything = outcome.iter().any(CollectionOutcome::has_news);
+        match deadline {
+            Some(d) if !anything && tokio::time::Instant::now() + WAIT_POLL < d => {
+                tokio::time::sleep(WAIT_POLL).await;
+            }
+            Some(_) if !anything => {
+                // Nothing happened during the wait: the spec's empty answer.
+                store.close().await;
+                remember_collections(ctx, &req)?;
+                return Ok(Reply::Empty);
+            }
+            _ => break,
+        }
+    }
+    store.close().await;
+
+    remember_collections(ctx, &req)?;
+    let response = write_response(&outcome, ctx)?;
+    if let Some(fp) = fingerprint {
+        let last = LastAnswer {
+            fingerprint: fp,
+            keys: outcome
+                .iter()
+                .filter_map(|o| Some((o.folder?, o.new_key?)))
+                .collect(),
+            response: response.clone(),
+        };
+        ctx.store.put_memo(&device, MEMO_LAST, &last.encode())?;
+    }
+    Ok(Reply::Bytes(response))
+}
+
+fn remember_collections(ctx: &Context<'_>, req: &SyncRequest) -> Result<(), EasError> {
+    let cached = Cached::from_request(req);
+    ctx.store
+        .put_memo(&ctx.device.key, MEMO_COLLECTIONS, &cached.encode())?;
+    Ok(())
+}
+
+/// What one collection answers.
+struct CollectionOutcome {
+    collection_id: String,
+    folder: Option<u32>,
+    /// The key to answer with (the old one when nothing changed).
+    sync_key: String,
+    /// A newly minted key, when the snapshot advanced.
+    new_key: Option<u32>,
+    status: u32,
+    more: bool,
+    commands: Vec<ServerCommand>,
+    responses: Vec<ItemResponse>,
+    /// Written item data for Add (and Fetch responses), keyed by UID.
+    messages: items::Rendered,
+}
+
+impl CollectionOutcome {
+    fn status(c: &CollectionRequest, status: u32) -> CollectionOutcome {
+        CollectionOutcome {
+            collection_id: c.collection_id.clone(),
+            folder: None,
+            sync_key: c.sync_key.clone(),
+            new_key: None,
+            status,
+            more: false,
+            commands: Vec::new(),
+            responses: Vec::new(),
+            messages: items::Rendered::default(),
+        }
+    }
+
+    /// Whether a held Sync should answer now.
+    fn has_news(&self) -> bool {
+        self.status != OK || self.new_key.is_some() || !self.responses.is_empty()
+    }
+}
+
+enum ServerCommand {
+    Add(u32),
+    Change(u32),
+    Delete(u32),
+    SoftDelete(u32),
+}
+
+enum ItemResponse {
+    /// A client Change or Delete that failed (status per item).
+    Failed {
+        command: &'static str,
+        server_id: String,
+        status: u32,
+    },
+    Fetch {
+        server_id: String,
+        uid: Option<u32>,
+    },
+    Add {
+        client_id: String,
+        server_id: Option<String>,
+        status: u32,
+    },
+}
+
+async fn collection(
+    ctx: &Context<'_>,
+    store: &mut Mailstore,
+    c: &CollectionRequest,
+    folder: &FolderEntry,
+    budget: &mut usize,
+) -> Result<CollectionOutcome, EasError> {
+    let device = &ctx.device.key;
+    let mut out = CollectionOutcome::status(c, OK);
+    out.folder = Some(folder.id);
+    let options = c.options.clone().unwrap_or_default();
+    let since = options.since(unix_now());
+
+    if c.sync_key.trim() == "0" {
+        // A new partnership for this folder: the device knows nothing.
+        ctx.store.reset_collection(device, folder.id)?;
+        let state = folder_state(store, &folder.imap_name).await?;
+        let snap = Snapshot {
+            uidvalidity: state.uidvalidity,
+            since,
+            pending: true,
+            ..Snapshot::default()
+        };
+        let key = ctx.store.next_collection_key(device, folder.id)?;
+        ctx.store
+            .put_collection_state(device, folder.id, key, None, &snap.encode())?;
+        out.new_key = Some(key);
+        out.sync_key = key.to_string();
+        return Ok(out);
+    }
+    let Some((old_key, mut snap)) = c
+        .sync_key
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .and_then(|k| {
+            ctx.store
+                .collection_state(device, folder.id, k)
+                .transpose()
+                .map(|r| r.map(|b| (k, Snapshot::decode(&b))))
+        })
+        .transpose()?
+        .and_then(|(k, s)| s.map(|s| (k, s)))
+    else {
+        out.status = INVALID_SYNC_KEY;
+        return Ok(out);
+    };
+
+    let state = folder_state(store, &folder.imap_name).await?;
+    if state.uidvalidity != snap.uidvalidity {
+        // Every UID the device holds is void: it must start over with SyncKey 0.
+        tracing::info!(
+            folder = folder.id,
+            "UIDVALIDITY changed; the device resyncs"
+        );
+        ctx.store.reset_collection(device, folder.id)?;
+        out.status = INVALID_SYNC_KEY;
+        return Ok(out);
+    }
+
+    let mut changed = false;
+    let trash = trash_of(ctx)?;
+    for cmd in &c.commands {
+        changed |= client_command(store, folder, cmd, c, &trash, &mut snap, &mut out).await?;
+    }
+
+    let get_changes = c.get_changes.unwrap_or(true);
+    let window = c
+        .window_size
+        .unwrap_or(request::DEFAULT_WINDOW)
+        .clamp(1, request::MAX_WINDOW);
+    let window = window.min(*budget);
+    if get_changes && window > 0 {
+        let unchanged = !snap.pending
+            && !changed
+            && state.highest_modseq != 0
+            && state.highest_modseq == snap.highest_modseq
+            && state.uid_next == snap.uid_next
+            && state.exists == snap.exists
+            && since == snap.since;
+        if !unchanged {
+            let current = store.message_states(&folder.imap_name, since).await?;
+            let d = snapshot::diff(&snap.items, &current.messages);
+            let w = snapshot::window(d, window);
+            *budget -= w.deletes.len() + w.soft_deletes.len() + w.changes.len() + w.adds.len();
+            let states: std::collections::HashMap<u32, u32> =
+                current.messages.iter().map(|m| (m.uid, m.state)).collect();
+            for &uid in &w.deletes {
+                snap.items.remove(&uid);
+                out.commands.push(ServerCommand::Delete(uid));
+            }
+            for &uid in &w.soft_deletes {
+                snap.items.remove(&uid);
+                out.commands.push(ServerCommand::SoftDelete(uid));
+            }
+            let mut wanted: Vec<u32> = w.changes.clone();
+            wanted.extend(&w.adds);
+            out.messages = items::fetch_and_render(
+                store,
+                &folder.imap_name,
+                folder.id,
+                &wanted,
+                &w.adds,
+                ctx.version,
+                &options,
+            )
+            .await?;
+            for &uid in &w.changes {
+                if out.messages.contains(uid) {
+                    snap.items.insert(uid, states[&uid]);
+                    out.commands.push(ServerCommand::Change(uid));
+                }
+            }
+            for &uid in &w.adds {
+                // A message expunged between the listing and the fetch is simply not added;
+                // the next Sync does not know it either.
+                if out.messages.contains(uid) {
+                    snap.items.insert(uid, states[&uid]);
+                    out.commands.push(ServerCommand::Add(uid));
+                }
+            }
+            snap.pending = w.more;
+            out.more = w.more;
+            snap.uidvalidity = current.state.uidvalidity;
+            snap.highest_modseq = current.state.highest_modseq;
+            snap.uid_next = current.state.uid_next;
+            snap.exists = current.state.exists;
+            snap.since = since;
+            changed |=
+                !out.commands.is_empty() || snap.encode() != snap_bytes_of(ctx, folder, old_key)?;
+        }
+    }
+    // Fetch responses need their items rendered too.
+    let fetch_uids: Vec<u32> = out
+        .responses
+        .iter()
+        .filter_map(|r| match r {
+            ItemResponse::Fetch { uid: Some(u), .. } => Some(*u),
+            _ => None,
+        })
+        .filter(|u| !out.messages.contains(*u))
+        .collect();
+    if !fetch_uids.is_empty() {
+        let fetched = items::fetch_and_render(
+            store,
+            &folder.imap_name,
+            folder.id,
+            &fetch_uids,
+            &fetch_uids,
+            ctx.version,
+            &options,
+        )
+        .await?;
+        out.messages.extend(fetched);
+    }
+
+    if changed {
+        let key = ctx.store.next_collection_key(device, folder.id)?;
+        ctx.store
+            .put_collection_state(device, folder.id, key, Some(old_key), &snap.encode())?;
+        out.new_key = Some(key);
+        out.sync_key = key.to_string();
+    }
+    Ok(out)
+}
+
+/// What the next Sync of a collection would send, counted without sending it: the answer to
+/// GetItemEstimate. `Err(status)` carries GetItemEstimate's own status (2 unknown collection,
+/// 3 key 0 / not primed, 4 unknown key).
+pub async fn estimate(
+    ctx: &Context<'_>,
+    store: &mut Mailstore,
+    collection_id: &str,
+    sync_key: &str,
+    options: Option<Options>,
+) -> Result<Result<usize, u32>, EasError> {
+    let device = &ctx.device.key;
+    let Some(folder) = current_folder(ctx, collection_id)? else {
+        return Ok(Err(2));
+    };
+    if sync_key.trim() == "0" {
+        return Ok(Err(3));
+    }
+    let Some(snap) = sync_key
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .map(|k| ctx.store.collection_state(device, folder.id, k))
+        .transpose()?
+        .flatten()
+        .and_then(|b| Snapshot::decode(&b))
+    else {
+        return Ok(Err(4));
+    };
+    // Without options in the request, the ones the device last synced with apply.
+    let options = match options {
+        Some(o) => o,
+        None => ctx
+            .store
+            .memo(device, MEMO_COLLECTIONS)?
+            .and_then(|b| Cached::decode(&b))
+            .and_then(|c| {
+                c.collections
+                    .into_iter()
+                    .find(|c| c.collection_id == collection_id)
+                    .and_then(|c| c.options)
+            })
+            .unwrap_or_default(),
+    };
+    let since = options.since(unix_now());
+    let state = folder_state(store, &folder.imap_name).await?;
+    if state.uidvalidity != snap.uidvalidity {
+        return Ok(Err(4));
+    }
+    if !snap.pending
+        && state.highest_modseq != 0
+        && state.highest_modseq == snap.highest_modseq
+        && state.uid_next == snap.uid_next
+        && state.exists == snap.exists
+        && since == snap.since
+    {
+        return Ok(Ok(0));
+    }
+    let current = store.message_states(&folder.imap_name, since).await?;
+    Ok(Ok(snapshot::diff(&snap.items, &current.messages).len()))
+}
+
+/// The folder a CollectionId names in the device's newest folder list.
+pub fn current_folder(
+    ctx: &Context<'_>,
+    collection_id: &str,
+) -> Result<Option<FolderEntry>, EasError> {
+    let device = &ctx.device.key;
+    Ok(match ctx.store.latest_hierarchy_key(device)? {
+        Some(k) => ctx
+            .store
+            .hierarchy(device, k)?
+            .unwrap_or_default()
+            .into_iter()
+            .find(|f| f.id.to_string() == collection_id.trim()),
+        None => None,
+    })
+}
+
+/// Every folder below `parent` in the device's newest folder list, deepest first (so they
+/// can be deleted in order).
+pub fn descendants(ctx: &Context<'_>, parent: u32) -> Result<Vec<FolderEntry>, EasError> {
+    let device = &ctx.device.key;
+    let all = match ctx.store.latest_hierarchy_key(device)? {
+        Some(k) => ctx.store.hierarchy(device, k)?.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut out = Vec::new();
+    let mut frontier = vec![parent];
+    while let Some(p) = frontier.pop() {
+        for f in all.iter().filter(|f| f.parent == p && f.id != p) {
+            frontier.push(f.id);
+            out.push(f.clone());
+        }
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// Edits every live snapshot of a collection in place, without minting a key: for commands
+/// other than Sync (MoveItems, ItemOperations) that change what the device holds, so the
+/// next Sync neither echoes their effect nor misses it.
+pub fn amend_snapshots(
+    ctx: &Context<'_>,
+    folder: u32,
+    edit: impl Fn(&mut Snapshot),
+) -> Result<(), EasError> {
+    let device = &ctx.device.key;
+    for key in ctx.store.collection_keys(device, folder)? {
+        if let Some(mut snap) = ctx
+            .store
+            .collection_state(device, folder, key)?
+            .and_then(|b| Snapshot::decode(&b))
+        {
+            edit(&mut snap);
+            ctx.store
+                .replace_collection_state(device, folder, key, &snap.encode())?;
+        }
+    }
+    Ok(())
+}
+
+fn snap_bytes_of(ctx: &Context<'_>, folder: &FolderEntry, key: u32) -> Result<Vec<u8>, EasError> {
+    Ok(ctx
+        .store
+        .collection_state(&ctx.device.key, folder.id, key)?
+        .unwrap_or_default())
+}
+
+async fn folder_state(store: &mut Mailstore, mailbox: &str) -> Result<FolderState, EasError> {
+    Ok(store.folder_state(mailbox).await?)
+}
+
+/// The IMAP name of the user's Trash, from the device's folder list.
+fn trash_of(ctx: &Context<'_>) -> Result<Option<String>, EasError> {
+    let device = &ctx.device.key;
+    Ok(match ctx.store.latest_hierarchy_key(device)? {
+        Some(k) => ctx
+            .store
+            .hierarchy(device, k)?
+            .unwrap_or_default()
+            .into_iter()
+            .find(|f| f.kind == TRASH)
+            .map(|f| f.imap_name),
+        None => None,
+    })
+}
+
+/// The UID a ServerId names in this folder (`<folder>:<uid>`).
+pub fn parse_server_id(server_id: &str, folder: u32) -> Option<u32> {
+    let (f, uid) = server_id.split_once(':')?;
+    (f.parse::<u32>().ok()? == folder)
+        .then(|| uid.parse().ok())
+        .flatten()
+        .filter(|&u| u > 0)
+}
+
+/// Applies one client command to IMAP and the snapshot. Returns whether the snapshot changed.
+async fn client_command(
+    store: &mut Mailstore,
+    folder: &FolderEntry,
+    cmd: &ClientCommand,
+    c: &CollectionRequest,
+    trash: &Option<String>,
+    snap: &mut Snapshot,
+    out: &mut CollectionOutcome,
+) -> Result<bool, EasError> {
+    let mailbox = &folder.imap_name;
+    match cmd {
+        ClientCommand::Change {
+            server_id,
+            read,
+            flag,
+            categories,
+        } => {
+            let Some(uid) =
+                parse_server_id(server_id, folder.id).filter(|u| snap.items.contains_key(u))
+            else {
+                out.responses.push(ItemResponse::Failed {
+                    command: "Change",
+                    server_id: server_id.clone(),
+                    status: OBJECT_NOT_FOUND,
+                });
+                return Ok(false);
+            };
+            let change = crate::mailstore::FlagChange {
+                seen: *read,
+                flagged: flag.map(|f| f == Some(2)),
+                categories: categories.clone(),
+            };
+            match store.change_flags(mailbox, uid, &change).await? {
+                Some(flags) => {
+                    snap.items.insert(uid, flag_state(&flags));
+                    Ok(true)
+                }
+                None => {
+                    // Gone on the server: the deletion reaches the device with the changes.
+                    out.responses.push(ItemResponse::Failed {
+                        command: "Change",
+                        server_id: server_id.clone(),
+                        status: OBJECT_NOT_FOUND,
+                    });
+                    Ok(false)
+                }
+            }
+        }
+        ClientCommand::Delete { server_id } => {
+            let Some(uid) =
+                parse_server_id(server_id, folder.id).filter(|u| snap.items.contains_key(u))
+            else {
+                out.responses.push(ItemResponse::Failed {
+                    command: "Delete",
+                    server_id: server_id.clone(),
+                    status: OBJECT_NOT_FOUND,
+                });
+                return Ok(false);
+            };
+            let as_move = c.deletes_as_moves.unwrap_or(true)
+                && folder.kind != TRASH
+                && trash.as_deref().is_some_and(|t| t != mailbox);
+            let target = if as_move { trash.as_deref() } else { None };
+            store.delete(mailbox, uid, target).await?;
+            // Whether or not it was still there, the device no longer has it.
+            snap.items.remove(&uid);
+            Ok(true)
+        }
+        ClientCommand::Fetch { server_id } => {
+            let uid = parse_server_id(server_id, folder.id);
+            out.responses.push(ItemResponse::Fetch {
+                server_id: server_id.clone(),
+                uid,
+            });
+            Ok(false)
+        }
+        ClientCommand::Add { client_id, .. } => {
+            // Mail items are created by SendMail and (16.x) drafts; adding arbitrary mail to a
+            // folder is not something EAS clients do. Answer per item, truthfully.
+            out.responses.push(ItemResponse::Add {
+                client_id: client_id.clone(),
+                server_id: None,
+                status: PROTOCOL_ERROR,
+            });
+            Ok(false)
+        }
+    }
+}
+
+/// Writes the response with the streaming writer: item data is rendered once and copied in.
+fn write_response(outcome: &[CollectionOutcome], ctx: &Context<'_>) -> Result<Vec<u8>, EasError> {
+    let enc = |e: eas_wbxml::EncodeError| EasError::Internal(e.to_string());
+    let mut w = Writer::new(Vec::with_capacity(4096)).map_err(enc)?;
+    w.start(a::Sync).map_err(enc)?;
+    w.start(a::Collections).map_err(enc)?;
+    for o in outcome {
+        w.start(a::Collection).map_err(enc)?;
+        w.text_element(a::SyncKey, &o.sync_key).map_err(enc)?;
+        w.text_element(a::CollectionId, &o.collection_id)
+            .map_err(enc)?;
+        w.text_element(a::Status, &o.status.to_string())
+            .map_err(enc)?;
+        if o.more {
+            w.empty(a::MoreAvailable).map_err(enc)?;
+        }
+        if !o.commands.is_empty() {
+            w.start(a::Commands).map_err(enc)?;
+            for cmd in &o.commands {
+                let folder = o.folder.unwrap_or(0);
+                match cmd {
+                    ServerCommand::Add(uid) | ServerCommand::Change(uid) => {
+                        let tag = if matches!(cmd, ServerCommand::Add(_)) {
+                            a::Add
+                        } else {
+                            a::Change
+                        };
+                        w.start(tag).map_err(enc)?;
+                        w.text_element(a::ServerId, &format!("{folder}:{uid}"))
+                            .map_err(enc)?;
+                        o.messages
+                            .write(&mut w, *uid, matches!(cmd, ServerCommand::Change(_)))?;
+                        w.end().map_err(enc)?;
+                    }
+                    ServerCommand::Delete(uid) | ServerCommand::SoftDelete(uid) => {
+                        let tag = if matches!(cmd, ServerCommand::Delete(_)) {
+                            a::Delete
+                        } else {
+                            a::SoftDelete
+                        };
+                        w.start(tag).map_err(enc)?;
+                        w.text_element(a::ServerId, &format!("{folder}:{uid}"))
+                            .map_err(enc)?;
+                        w.end().map_err(enc)?;
+                    }
+                }
+            }
+            w.end().map_err(enc)?;
+        }
+        if !o.responses.is_empty() {
+            w.start(a::Responses).map_err(enc)?;
+            for r in &o.responses {
+                match r {
+                    ItemResponse::Failed {
+                        command,
+                        server_id,
+                        status,
+                    } => {
+                        w.start(if *command == "Change" {
+                            a::Change
+                        } else {
+                            a::Delete
+                        })
+                        .map_err(enc)?;
+                        w.text_element(a::ServerId, server_id).map_err(enc)?;
+                        w.text_element(a::Status, &status.to_string())
+                            .map_err(enc)?;
+                        w.end().map_err(enc)?;
+                    }
+                    ItemResponse::Fetch { server_id, uid } => {
+                        w.start(a::Fetch).map_err(enc)?;
+                        w.text_element(a::ServerId, server_id).map_err(enc)?;
+                        match uid.filter(|u| o.messages.contains(*u)) {
+                            Some(uid) => {
+                                w.text_element(a::Status, "1").map_err(enc)?;
+                                o.messages.write(&mut w, uid, false)?;
+                            }
+                            None => {
+                                w.text_element(a::Status, &OBJECT_NOT_FOUND.to_string())
+                                    .map_err(enc)?;
+                            }
+                        }
+                        w.end().map_err(enc)?;
+                    }
+                    ItemResponse::Add {
+                        client_id,
+                        server_id,
+                        status,
+                    } => {
+                        w.start(a::Add).map_err(enc)?;
+                        w.text_element(a::ClientId, client_id).map_err(enc)?;
+                        if let Some(s) = server_id {
+                            w.text_element(a::ServerId, s).map_err(enc)?;
+                        }
+                        w.text_element(a::Status, &status.to_string())
+                            .map_err(enc)?;
+                        w.end().map_err(enc)?;
+                    }
+                }
+            }
+            w.end().map_err(enc)?;
+        }
+        w.end().map_err(enc)?;
+    }
+    w.end().map_err(enc)?;
+    w.end().map_err(enc)?;
+    let _ = ctx;
+    w.finish().map_err(enc)
+}
+
+fn top_status(status: u32) -> Reply {
+    Reply::Document(Element::with_children(
+        a::Sync,
+        vec![Element::with_text(a::Status, status.to_string())],
+    ))
+}
+
+fn bad_wait(limit: u64) -> Reply {
+    Reply::Document(Element::with_children(
+        a::Sync,
+        vec![
+            Element::with_text(a::Status, BAD_WAIT.to_string()),
+            Element::with_text(a::Limit, limit.to_string()),
+        ],
+    ))
+}
+
+/// The collections (with their options) of the last full request, for empty and partial
+/// requests.
+#[derive(Clone, Debug, Default)]
+struct Cached {
+    collections: Vec<CollectionRequest>,
+    window_size: Option<usize>,
+    wait_secs: Option<u64>,
+}
+
+impl Cached {
+    fn from_request(req: &SyncRequest) -> Cached {
+        Cached {
+            collections: req
+                .collections
+                .iter()
+                .map(|c| CollectionRequest {
+                    commands: Vec::new(),
+                    ..c.clone()
+                })
+                .collect(),
+            window_size: req.window_size,
+            wait_secs: req.wait_secs,
+        }
+    }
+
+    /// An empty or partial request: cached collections, overridden by what the request names.
+    fn merge(self, mut req: SyncRequest) -> SyncRequest {
+        let mut merged = self.collections;
+        for c in req.collections.drain(..) {
+            match merged
+                .iter_mut()
+                .find(|m| m.collection_id == c.collection_id)
+            {
+                Some(m) => {
+                    let options = c.options.clone().or_else(|| m.options.clone());
+                    *m = CollectionRequest { options, ..c };
+                }
+                None => merged.push(c),
+            }
+        }
+        SyncRequest {
+            collections: merged,
+            wait_secs: req.wait_secs.or(self.wait_secs),
+            window_size: req.window_size.or(self.window_size),
+            partial: false,
+        }
+    }
+
+    fn fill_options(&self, req: &mut SyncRequest) {
+        for c in &mut req.collections {
+            if c.options.is_none() {
+                c.options = self
+                    .collections
+                    .iter()
+                    .find(|m| m.collection_id == c.collection_id)
+                    .and_then(|m| m.options.clone());
+            }
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        // The cached request is kept as a Sync document of our own: the codec is already the
+        // most tested serializer we have.
+        let mut root = Element::new(a::Sync);
+        let mut cols = Element::new(a::Collections);
+        for c in &self.collections {
+            let mut e = Element::new(a::Collection);
+            e.push(Element::with_text(a::SyncKey, c.sync_key.clone()));
+            e.push(Element::with_text(a::CollectionId, c.collection_id.clone()));
+            if let Some(g) = c.get_changes {
+                e.push(Element::with_text(a::GetChanges, if g { "1" } else { "0" }));
+            }
+            if let Some(n) = c.window_size {
+                e.push(Element::with_text(a::WindowSize, n.to_string()));
+            }
+            if let Some(d) = c.deletes_as_moves {
+                e.push(Element::with_text(
+                    a::DeletesAsMoves,
+                    if d { "1" } else { "0" },
+                ));
+            }
+            if let Some(o) = &c.options {
+                e.push(options_element(o));
+            }
+            cols.push(e);
+        }
+        root.push(cols);
+        if let Some(n) = self.window_size {
+            root.push(Element::with_text(a::WindowSize, n.to_string()));
+        }
+        if let Some(s) = self.wait_secs {
+            root.push(Element::with_text(a::HeartbeatInterval, s.to_string()));
+        }
+        root.encode()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Cached> {
+        let tree = Element::decode(bytes).ok()?;
+        let req = request::parse(&tree, (0, u64::MAX)).ok()?;
+        Some(Cached {
+            collections: req.collections,
+            window_size: req.window_size,
+            wait_secs: req.wait_secs,
+        })
+    }
+}
+
+fn options_element(o: &Options) -> Element {
+    use eas_wbxml::tags::airsyncbase as asb;
+    let mut e = Element::new(a::Options);
+    e.push(Element::with_text(a::FilterType, o.filter_type.to_string()));
+    for p in &o.body_preferences {
+        let mut b = Element::new(asb::BodyPreference);
+        b.push(Element::with_text(asb::Type, p.kind.to_string()));
+        if let Some(t) = p.truncation_size {
+            b.push(Element::with_text(asb::TruncationSize, t.to_string()));
+        }
+        if p.all_or_none {
+            b.push(Element::with_text(asb::AllOrNone, "1"));
+        }
+        if let Some(n) = p.preview {
+            b.push(Element::with_text(asb::Preview, n.to_string()));
+        }
+        e.push(b);
+    }
+    e.push(Element::with_text(
+        a::MIMESupport,
+        o.mime_support.to_string(),
+    ));
+    if let Some(t) = o.mime_truncation {
+        e.push(Element::with_text(a::MIMETruncation, t.to_string()));
+    }
+    if let Some(c) = o.conflict {
+        e.push(Element::with_text(a::Conflict, c.to_string()));
+    }
+    e
+}
+
+/// The last answer, kept so a retried request gets it again.
+struct LastAnswer {
+    fingerprint: Vec<u8>,
+    /// (folder, key minted by this answer).
+    keys: Vec<(u32, u32)>,
+    response: Vec<u8>,
+}
+
+impl LastAnswer {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(40 + self.keys.len() * 8 + self.response.len());
+        out.extend_from_slice(&self.fingerprint);
+        out.extend_from_slice(&(self.keys.len() as u32).to_be_bytes());
+        for (f, k) in &self.keys {
+            out.extend_from_slice(&f.to_be_bytes());
+            out.extend_from_slice(&k.to_be_bytes());
+        }
+        out.extend_from_slice(&self.response);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<LastAnswer> {
+        let fingerprint = bytes.get(..32)?.to_vec();
+        let n = u32::from_be_bytes(bytes.get(32..36)?.try_into().ok()?) as usize;
+        let mut keys = Vec::with_capacity(n.min(1024));
+        let mut at = 36;
+        for _ in 0..n {
+            let f = u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?);
+            let k = u32::from_be_bytes(bytes.get(at + 4..at + 8)?.try_into().ok()?);
+            keys.push((f, k));
+            at += 8;
+        }
+        Some(LastAnswer {
+            fingerprint,
+            keys,
+            response: bytes.get(at..)?.to_vec(),
+        })
+    }
+
+    /// The answer may be resent only when it minted keys and the device has used none of them:
+    /// an identical request after a no-change answer is a new question.
+    fn still_latest(&self, ctx: &Context<'_>) -> Result<bool, EasError> {
+        if self.keys.is_empty() {
+            return Ok(false);
+        }
+        for &(folder, key) in &self.keys {
+            if ctx
+                .store
+                .collection_state(&ctx.device.key, folder, key)?
+                .is_none()
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}

@@ -19,22 +19,20 @@ pub type FlagState = u32;
 const SEEN: u32 = 1;
 const FLAGGED: u32 = 2;
 
-/// Folds IMAP flags into a [`FlagState`].
+/// Folds IMAP flags into a [`FlagState`]. Which keywords count as categories is decided by
+/// [`crate::mime::FlagState`], the same code that writes them, so a keyword the phone never
+/// sees never causes a Change.
 pub fn flag_state<S: AsRef<str>>(flags: &[S]) -> FlagState {
+    let seen = crate::mime::FlagState::from_imap(flags);
     let mut bits = 0;
-    let mut keywords: Vec<&str> = Vec::new();
-    for f in flags {
-        let f = f.as_ref();
-        if f.eq_ignore_ascii_case("\\Seen") {
-            bits |= SEEN;
-        } else if f.eq_ignore_ascii_case("\\Flagged") {
-            bits |= FLAGGED;
-        } else if is_category(f) {
-            keywords.push(f);
-        }
+    if seen.read {
+        bits |= SEEN;
     }
+    if seen.flagged {
+        bits |= FLAGGED;
+    }
+    let mut keywords: Vec<&str> = seen.categories.iter().map(String::as_str).collect();
     keywords.sort_unstable();
-    keywords.dedup();
     // FNV-1a over the sorted keywords.
     let mut h: u32 = 0x811c_9dc5;
     for k in keywords {
@@ -44,13 +42,6 @@ pub fn flag_state<S: AsRef<str>>(flags: &[S]) -> FlagState {
         }
     }
     (h & !3) | bits
-}
-
-/// Whether an IMAP keyword is shown to the phone as a category: system flags (`\…`) and
-/// `$`-prefixed keywords are protocol machinery (`$Forwarded`, `$MDNSent`, `$Junk`), not
-/// labels a person chose.
-pub fn is_category(flag: &str) -> bool {
-    !flag.is_empty() && !flag.starts_with('\\') && !flag.starts_with('$')
 }
 
 /// A collection's state as of one SyncKey.

@@ -1,0 +1,61 @@
+//! GetItemEstimate (MS-ASCMD 2.2.1.9): how many changes the next Sync of each collection
+//! would carry. The count comes from the same snapshot diff Sync uses, so it matches what
+//! the next Sync sends (before windowing).
+
+use eas_wbxml::Element;
+use eas_wbxml::tags::{airsync as a, getitemestimate as g};
+
+use super::sync::{self, request::Options};
+use super::{Context, EasError, Reply, child_text};
+use crate::mailstore::Mailstore;
+
+const OK: u32 = 1;
+const INVALID_COLLECTION: u32 = 2;
+
+pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
+    let Some(collections) = body.child(g::Collections) else {
+        return Ok(Reply::Document(super::status_document(
+            super::version::Command::GetItemEstimate,
+            INVALID_COLLECTION,
+        )));
+    };
+    let mut store = Mailstore::open(ctx).await?;
+    let mut responses = Vec::new();
+    for c in collections.children_with(g::Collection) {
+        let id = child_text(c, g::CollectionId).unwrap_or("").to_owned();
+        // 12.1 puts SyncKey and FilterType in the collection; 14.0+ inside airsync:Options.
+        let key = child_text(c, a::SyncKey).unwrap_or("").to_owned();
+        let filter = child_text(c, a::FilterType)
+            .or_else(|| {
+                c.child(a::Options)
+                    .and_then(|o| child_text(o, a::FilterType))
+            })
+            .and_then(|f| f.trim().parse().ok());
+        let options = filter.map(|filter_type| Options {
+            filter_type,
+            ..Options::default()
+        });
+        let result = sync::estimate(ctx, &mut store, &id, &key, options).await?;
+        let mut collection = Element::new(g::Collection);
+        collection.push(Element::with_text(g::CollectionId, id));
+        let status = match result {
+            Ok(n) => {
+                collection.push(Element::with_text(g::Estimate, n.to_string()));
+                OK
+            }
+            Err(status) => status,
+        };
+        responses.push(Element::with_children(
+            g::Response,
+            vec![
+                Element::with_text(g::Status, status.to_string()),
+                collection,
+            ],
+        ));
+    }
+    store.close().await;
+    Ok(Reply::Document(Element::with_children(
+        g::GetItemEstimate,
+        responses,
+    )))
+}

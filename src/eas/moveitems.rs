@@ -1,0 +1,81 @@
+//! MoveItems (MS-ASCMD 2.2.1.12): moves mail between folders with IMAP MOVE (or COPY +
+//! EXPUNGE), answering each move with its own status and the item's new ServerId.
+//!
+//! Both folders' snapshots are amended in place, so the next Sync of either folder neither
+//! echoes the move (a Delete in the source, an Add in the destination) nor loses the item.
+
+use eas_wbxml::Element;
+use eas_wbxml::tags::moveitems as m;
+
+use super::sync::{self, parse_server_id, snapshot::flag_state};
+use super::{Context, EasError, Reply, child_text};
+use crate::mailstore::{Mailstore, Moved};
+
+const INVALID_SOURCE: u32 = 1;
+const INVALID_DESTINATION: u32 = 2;
+const SUCCESS: u32 = 3;
+const SAME_FOLDER: u32 = 4;
+const FAILED: u32 = 5;
+
+pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
+    let mut store: Option<Mailstore> = None;
+    let mut responses = Vec::new();
+    for mv in body.children_with(m::Move) {
+        let src_msg = child_text(mv, m::SrcMsgId).unwrap_or("").to_owned();
+        let src_fld = child_text(mv, m::SrcFldId).unwrap_or("");
+        let dst_fld = child_text(mv, m::DstFldId).unwrap_or("");
+        let mut response = vec![Element::with_text(m::SrcMsgId, src_msg.clone())];
+        let (status, new_id) = match (
+            sync::current_folder(ctx, src_fld)?,
+            sync::current_folder(ctx, dst_fld)?,
+        ) {
+            (None, _) => (INVALID_SOURCE, None),
+            (_, None) => (INVALID_DESTINATION, None),
+            (Some(src), Some(dst)) if src.id == dst.id => (SAME_FOLDER, None),
+            (Some(src), Some(dst)) => match parse_server_id(&src_msg, src.id) {
+                None => (INVALID_SOURCE, None),
+                Some(uid) => {
+                    if store.is_none() {
+                        store = Some(Mailstore::open(ctx).await?);
+                    }
+                    let s = store.as_mut().expect("opened above");
+                    match s.move_to(&src.imap_name, uid, &dst.imap_name).await? {
+                        Moved::NotFound => (INVALID_SOURCE, None),
+                        Moved::To {
+                            uid: new_uid,
+                            flags,
+                        } => {
+                            sync::amend_snapshots(ctx, src.id, |snap| {
+                                snap.items.remove(&uid);
+                            })?;
+                            if let Some(new_uid) = new_uid {
+                                let state = flag_state(&flags);
+                                sync::amend_snapshots(ctx, dst.id, |snap| {
+                                    snap.items.insert(new_uid, state);
+                                })?;
+                            }
+                            match new_uid {
+                                Some(n) => (SUCCESS, Some(format!("{}:{n}", dst.id))),
+                                // Moved, but the server did not say where (no UIDPLUS): the
+                                // destination's next Sync announces it.
+                                None => (FAILED, None),
+                            }
+                        }
+                    }
+                }
+            },
+        };
+        response.push(Element::with_text(m::Status, status.to_string()));
+        if let Some(id) = new_id {
+            response.push(Element::with_text(m::DstMsgId, id));
+        }
+        responses.push(Element::with_children(m::Response, response));
+    }
+    if let Some(s) = store {
+        s.close().await;
+    }
+    Ok(Reply::Document(Element::with_children(
+        m::MoveItems,
+        responses,
+    )))
+}

@@ -1,0 +1,198 @@
+//! Mail items as Sync, ItemOperations and (later) Search write them: fetched from the
+//! mailbox in one batch, then written straight into the response's WBXML stream by
+//! [`crate::mime`], one message at a time.
+//!
+//! Owns the translation from the command layer's options to [`crate::mime::ItemOptions`] and
+//! the ServerId/FileReference prefix (`<folder>:<uid>`). A batch holds at most one window of
+//! raw messages; nothing here keeps a whole folder.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use eas_wbxml::Writer;
+use eas_wbxml::tags::airsync as a;
+
+use super::request::Options;
+use crate::eas::EasError;
+use crate::eas::version::ProtocolVersion;
+use crate::mailstore::{Mailstore, Message};
+use crate::mime::{
+    self, BodyPreference, BodyType, ItemOptions, MessageMeta, MessageView, MimeSupport,
+};
+
+/// Fetched messages of one folder, ready to be written.
+#[derive(Default)]
+pub struct Rendered {
+    folder: u32,
+    version: Option<mime::Version>,
+    preferences: Vec<BodyPreference>,
+    mime_support: MimeSupport,
+    mime_truncation: Option<u8>,
+    /// Whole messages (for Add and Fetch).
+    full: HashMap<u32, Message>,
+    /// Flags only (for Change).
+    flags: HashMap<u32, Vec<String>>,
+}
+
+pub fn mime_version(v: ProtocolVersion) -> mime::Version {
+    match v {
+        ProtocolVersion::V12_1 => mime::Version::V12_1,
+        ProtocolVersion::V14_0 => mime::Version::V14_0,
+        ProtocolVersion::V14_1 => mime::Version::V14_1,
+        ProtocolVersion::V16_0 => mime::Version::V16_0,
+        ProtocolVersion::V16_1 => mime::Version::V16_1,
+    }
+}
+
+pub fn preferences(options: &Options) -> Vec<BodyPreference> {
+    options
+        .body_preferences
+        .iter()
+        .filter_map(|p| {
+            Some(BodyPreference {
+                kind: BodyType::from_code(p.kind)?,
+                truncation_size: p.truncation_size,
+                all_or_none: p.all_or_none,
+                preview: p.preview,
+            })
+        })
+        .collect()
+}
+
+/// Fetches `uids` of a folder: whole messages for those in `full`, flags for the rest.
+/// UIDs that no longer exist are simply absent from the result.
+pub async fn fetch_and_render(
+    store: &mut Mailstore,
+    mailbox: &str,
+    folder: u32,
+    uids: &[u32],
+    full: &[u32],
+    version: ProtocolVersion,
+    options: &Options,
+) -> Result<Rendered, EasError> {
+    let mut r = Rendered {
+        folder,
+        version: Some(mime_version(version)),
+        preferences: preferences(options),
+        mime_support: MimeSupport::from_code(options.mime_support),
+        mime_truncation: options.mime_truncation,
+        ..Rendered::default()
+    };
+    if !full.is_empty() {
+        for m in store.fetch(mailbox, full).await? {
+            r.full.insert(m.uid, m);
+        }
+    }
+    let flags_only: Vec<u32> = uids.iter().copied().filter(|u| !full.contains(u)).collect();
+    if !flags_only.is_empty() {
+        for (uid, flags) in store.fetch_flags(mailbox, &flags_only).await? {
+            r.flags.insert(uid, flags);
+        }
+    }
+    Ok(r)
+}
+
+impl Rendered {
+    pub fn contains(&self, uid: u32) -> bool {
+        self.full.contains_key(&uid) || self.flags.contains_key(&uid)
+    }
+
+    pub fn extend(&mut self, other: Rendered) {
+        if self.version.is_none() {
+            self.version = other.version;
+            self.preferences = other.preferences;
+            self.mime_support = other.mime_support;
+            self.mime_truncation = other.mime_truncation;
+            self.folder = other.folder;
+        }
+        self.full.extend(other.full);
+        self.flags.extend(other.flags);
+    }
+
+    /// Writes `<ApplicationData>` for a message: its whole item, or for a Change only the flags.
+    pub fn write<W: Write>(
+        &self,
+        w: &mut Writer<W>,
+        uid: u32,
+        change_only: bool,
+    ) -> Result<(), EasError> {
+        let enc = |e: eas_wbxml::EncodeError| EasError::Internal(e.to_string());
+        w.start(a::ApplicationData).map_err(enc)?;
+        self.write_inner(w, uid, change_only)?;
+        w.end().map_err(enc)?;
+        Ok(())
+    }
+
+    /// The item's properties without a wrapper (ItemOperations puts them in `Properties`).
+    pub fn write_properties<W: Write>(&self, w: &mut Writer<W>, uid: u32) -> Result<(), EasError> {
+        self.write_inner(w, uid, false)
+    }
+
+    fn write_inner<W: Write>(
+        &self,
+        w: &mut Writer<W>,
+        uid: u32,
+        change_only: bool,
+    ) -> Result<(), EasError> {
+        let enc = |e: eas_wbxml::EncodeError| EasError::Internal(e.to_string());
+        let version = self.version.unwrap_or(mime::Version::V14_1);
+        if change_only {
+            let flags = match (self.flags.get(&uid), self.full.get(&uid)) {
+                (Some(f), _) => f.clone(),
+                (None, Some(m)) => m.flags.clone(),
+                (None, None) => return Ok(()),
+            };
+            mime::write_flag_change(w, &mime::FlagState::from_imap(&flags), version)
+                .map_err(enc)?;
+            return Ok(());
+        }
+        let Some(m) = self.full.get(&uid) else {
+            return Ok(());
+        };
+        let view = MessageView::parse(
+            &m.raw,
+            MessageMeta {
+                flags: m.flags.clone(),
+                internal_date: m.internal_date,
+                size: m.size,
+            },
+        );
+        let prefix = format!("{}:{uid}", self.folder);
+        let options = ItemOptions {
+            version,
+            body_preferences: &self.preferences,
+            mime_support: self.mime_support,
+            mime_truncation: self.mime_truncation,
+            file_reference_prefix: &prefix,
+        };
+        mime::write_application_data(w, &view, &options).map_err(enc)
+    }
+}
+
+/// The decoded bytes and content type of one attachment (`part` is the FileReference's
+/// part path), or None when the message or the part does not exist.
+pub async fn attachment(
+    store: &mut Mailstore,
+    mailbox: &str,
+    uid: u32,
+    part: &str,
+) -> Result<Option<(String, Vec<u8>)>, EasError> {
+    let Ok(path) = part.parse::<mime::PartPath>() else {
+        return Ok(None);
+    };
+    let Some(m) = store.fetch(mailbox, &[uid]).await?.into_iter().next() else {
+        return Ok(None);
+    };
+    let view = MessageView::parse(
+        &m.raw,
+        MessageMeta {
+            flags: m.flags.clone(),
+            internal_date: m.internal_date,
+            size: m.size,
+        },
+    );
+    Ok(view
+        .attachment(&path)
+        .ok()
+        .map(|a| (a.content_type.clone(), a.data.into_owned())))
+}

@@ -1,0 +1,339 @@
+//! The mail backend as the EAS commands need it: folder state, message listings, fetches,
+//! flag changes, deletes and moves, over one IMAP session logged in as the user.
+//!
+//! This is the narrow interface between the commands and IMAP: commands speak of mailboxes,
+//! UIDs and flag changes; this module decides which IMAP commands (STATUS vs SELECT,
+//! CONDSTORE, MOVE vs COPY + EXPUNGE, UIDPLUS) do that cheapest on the server at hand. It
+//! knows nothing of EAS ids, snapshots or WBXML.
+
+use crate::eas::Context;
+use crate::eas::sync::snapshot::{Current, flag_state};
+use crate::imap::{
+    FetchQuery, Flag, ImapDate, ImapError, SearchKey, Section, SequenceSet, Session, StoreMode,
+};
+
+/// What STATUS says about a mailbox; enough to tell "nothing changed" without touching a
+/// single message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FolderState {
+    pub uidvalidity: u32,
+    /// 0 when the server keeps no mod-sequences (no CONDSTORE).
+    pub highest_modseq: u64,
+    pub uid_next: u32,
+    pub exists: u32,
+}
+
+/// Every message of a mailbox with its flag state, sorted by UID.
+pub struct Listing {
+    pub state: FolderState,
+    pub messages: Vec<Current>,
+}
+
+/// One message, whole.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub uid: u32,
+    pub flags: Vec<String>,
+    /// INTERNALDATE, unix seconds.
+    pub internal_date: i64,
+    pub size: u64,
+    pub raw: Vec<u8>,
+}
+
+/// A flag change a phone asked for; None leaves that part alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlagChange {
+    pub seen: Option<bool>,
+    pub flagged: Option<bool>,
+    /// The complete new set of categories (user keywords).
+    pub categories: Option<Vec<String>>,
+}
+
+/// The outcome of a move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moved {
+    NotFound,
+    /// Moved; the new UID when the server reported it (UIDPLUS), and the flags it carries.
+    To {
+        uid: Option<u32>,
+        flags: Vec<String>,
+    },
+}
+
+/// How many messages one FETCH asks for at most: bounds the memory a listing or a batch of
+/// whole messages can take.
+const FETCH_BATCH: usize = 200;
+
+pub struct Mailstore {
+    session: Session,
+    /// The mailbox currently selected (read-write).
+    selected: Option<String>,
+    condstore: bool,
+}
+
+impl Mailstore {
+    /// A session for the requesting user.
+    pub async fn open(ctx: &Context<'_>) -> Result<Mailstore, ImapError> {
+        let session = ctx.imap().await?;
+        let condstore = session.capabilities().has("CONDSTORE");
+        Ok(Mailstore {
+            session,
+            selected: None,
+            condstore,
+        })
+    }
+
+    /// Ends the session; a failing LOGOUT changes nothing for the caller.
+    pub async fn close(self) {
+        let _ = self.session.logout().await;
+    }
+
+    /// STATUS of a mailbox: one round trip, no message touched.
+    pub async fn folder_state(&mut self, mailbox: &str) -> Result<FolderState, ImapError> {
+        let mut items = vec!["UIDVALIDITY", "UIDNEXT", "MESSAGES"];
+        if self.condstore {
+            items.push("HIGHESTMODSEQ");
+        }
+        let mut state = FolderState::default();
+        for (name, value) in self.session.status(mailbox, &items).await? {
+            match name.as_str() {
+                "UIDVALIDITY" => state.uidvalidity = value as u32,
+                "UIDNEXT" => state.uid_next = value as u32,
+                "MESSAGES" => state.exists = value as u32,
+                "HIGHESTMODSEQ" => state.highest_modseq = value,
+                _ => {}
+            }
+        }
+        Ok(state)
+    }
+
+    async fn select(&mut self, mailbox: &str) -> Result<FolderState, ImapError> {
+        let s = self.session.select(mailbox).await?;
+        self.selected = Some(mailbox.to_owned());
+        Ok(FolderState {
+            uidvalidity: s.uid_validity,
+            highest_modseq: s.highest_modseq.unwrap_or(0),
+            uid_next: s.uid_next.unwrap_or(0),
+            exists: s.exists,
+        })
+    }
+
+    async fn ensure_selected(&mut self, mailbox: &str) -> Result<(), ImapError> {
+        if self.selected.as_deref() != Some(mailbox) {
+            self.select(mailbox).await?;
+        }
+        Ok(())
+    }
+
+    /// Every message's UID and flag state, and which are inside the FilterType window
+    /// (INTERNALDATE on or after `since`; 0 for all).
+    pub async fn message_states(
+        &mut self,
+        mailbox: &str,
+        since: u64,
+    ) -> Result<Listing, ImapError> {
+        let state = self.select(mailbox).await?;
+        if state.exists == 0 {
+            return Ok(Listing {
+                state,
+                messages: Vec::new(),
+            });
+        }
+        let flags = self.session.uid_fetch_flags(&SequenceSet::all()).await?;
+        let in_window = if since == 0 {
+            None
+        } else {
+            let day = ImapDate::from_unix(since as i64);
+            Some(self.session.uid_search(&SearchKey::Since(day)).await?.uids)
+        };
+        let mut messages: Vec<Current> = flags
+            .into_iter()
+            .map(|m| Current {
+                uid: m.uid,
+                state: flag_state(&strings(&m.flags)),
+                in_window: in_window.as_ref().is_none_or(|w| w.contains(m.uid)),
+            })
+            .collect();
+        messages.sort_unstable_by_key(|m| m.uid);
+        messages.dedup_by_key(|m| m.uid);
+        Ok(Listing { state, messages })
+    }
+
+    /// Whole messages, in batches; UIDs that no longer exist are left out.
+    pub async fn fetch(&mut self, mailbox: &str, uids: &[u32]) -> Result<Vec<Message>, ImapError> {
+        self.ensure_selected(mailbox).await?;
+        let mut out = Vec::with_capacity(uids.len());
+        let query = FetchQuery::new().flags().internal_date().size().body();
+        for chunk in uids.chunks(FETCH_BATCH) {
+            let set: SequenceSet = chunk.iter().collect();
+            for mut f in self.session.uid_fetch(&set, &query).await? {
+                let Some(raw) = f.take_section(&Section::Full) else {
+                    continue;
+                };
+                out.push(Message {
+                    uid: f.uid,
+                    flags: strings(f.flags.as_deref().unwrap_or_default()),
+                    internal_date: f.internal_date.unwrap_or(0),
+                    size: f.size.map_or(raw.len() as u64, u64::from),
+                    raw,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Flags of some messages.
+    pub async fn fetch_flags(
+        &mut self,
+        mailbox: &str,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, Vec<String>)>, ImapError> {
+        self.ensure_selected(mailbox).await?;
+        let mut out = Vec::with_capacity(uids.len());
+        for chunk in uids.chunks(FETCH_BATCH) {
+            let set: SequenceSet = chunk.iter().collect();
+            for m in self.session.uid_fetch_flags(&set).await? {
+                out.push((m.uid, strings(&m.flags)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies a flag change; returns the message's flags afterwards, or None if it is gone.
+    pub async fn change_flags(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+        change: &FlagChange,
+    ) -> Result<Option<Vec<String>>, ImapError> {
+        self.ensure_selected(mailbox).await?;
+        let one = SequenceSet::single(uid);
+        let Some(current) = self.session.uid_fetch_flags(&one).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let current = strings(&current.flags);
+        let mut add: Vec<Flag> = Vec::new();
+        let mut remove: Vec<Flag> = Vec::new();
+        let mut toggle = |want: Option<bool>, flag: Flag| match want {
+            Some(true) => add.push(flag),
+            Some(false) => remove.push(flag),
+            None => {}
+        };
+        toggle(change.seen, Flag::Seen);
+        toggle(change.flagged, Flag::Flagged);
+        if let Some(categories) = &change.categories {
+            let shown = crate::mime::FlagState::from_imap(&current).categories;
+            for old in shown.iter().filter(|c| !categories.contains(c)) {
+                remove.push(Flag::Keyword(old.clone()));
+            }
+            for new in categories.iter().filter(|c| valid_keyword(c)) {
+                if !shown.contains(new) {
+                    add.push(Flag::Keyword(new.clone()));
+                }
+            }
+        }
+        if !add.is_empty() {
+            self.session
+                .uid_store_flags_silent(&one, StoreMode::Add, &add)
+                .await?;
+        }
+        if !remove.is_empty() {
+            self.session
+                .uid_store_flags_silent(&one, StoreMode::Remove, &remove)
+                .await?;
+        }
+        Ok(self
+            .session
+            .uid_fetch_flags(&one)
+            .await?
+            .into_iter()
+            .next()
+            .map(|m| strings(&m.flags)))
+    }
+
+    /// Deletes a message: moved to `trash` when given, expunged otherwise. False when it was
+    /// already gone.
+    pub async fn delete(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+        trash: Option<&str>,
+    ) -> Result<bool, ImapError> {
+        if let Some(trash) = trash {
+            return Ok(matches!(
+                self.move_to(mailbox, uid, trash).await?,
+                Moved::To { .. }
+            ));
+        }
+        self.ensure_selected(mailbox).await?;
+        let one = SequenceSet::single(uid);
+        if self.session.uid_fetch_flags(&one).await?.is_empty() {
+            return Ok(false);
+        }
+        self.session
+            .uid_store_flags_silent(&one, StoreMode::Add, &[Flag::Deleted])
+            .await?;
+        self.session.uid_expunge(&one).await?;
+        Ok(true)
+    }
+
+    /// Moves a message to another mailbox.
+    pub async fn move_to(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+        dest: &str,
+    ) -> Result<Moved, ImapError> {
+        self.ensure_selected(mailbox).await?;
+        let one = SequenceSet::single(uid);
+        let Some(found) = self.session.uid_fetch_flags(&one).await?.into_iter().next() else {
+            return Ok(Moved::NotFound);
+        };
+        let new_uid = self
+            .session
+            .uid_move(&one, dest)
+            .await?
+            .and_then(|c| c.dest_of(uid));
+        Ok(Moved::To {
+            uid: new_uid,
+            flags: strings(&found.flags),
+        })
+    }
+
+    /// Removes every message of a mailbox.
+    pub async fn empty(&mut self, mailbox: &str) -> Result<(), ImapError> {
+        let state = self.select(mailbox).await?;
+        if state.exists > 0 {
+            self.session
+                .uid_store("1:*", "+FLAGS.SILENT (\\Deleted)")
+                .await?;
+            self.session.expunge().await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a mailbox (EmptyFolderContents with DeleteSubFolders).
+    pub async fn delete_mailbox(&mut self, mailbox: &str) -> Result<(), ImapError> {
+        if self.selected.as_deref() == Some(mailbox) {
+            self.selected = None;
+            // Dovecot refuses to delete the selected mailbox on some versions; select another.
+            self.select("INBOX").await?;
+        }
+        self.session.delete(mailbox).await
+    }
+}
+
+fn strings(flags: &[Flag]) -> Vec<String> {
+    flags.iter().map(|f| f.as_str().to_owned()).collect()
+}
+
+/// IMAP keywords are atoms: no spaces, parentheses, wildcards, quotes or backslashes. A
+/// category that cannot be one is not stored rather than breaking the command.
+fn valid_keyword(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 100
+        && k.bytes().all(|b| {
+            b.is_ascii_graphic()
+                && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
+        })
+}

@@ -1,0 +1,530 @@
+//! Email Sync against the real Dovecot through real HTTP, checking both sides: what the phone
+//! is told, and what IMAP holds afterwards.
+
+mod eas;
+mod support;
+
+use std::collections::BTreeSet;
+
+use eas::{Gateway, Phone, find_text, folder_changes};
+use eas_gateway::imap::{FetchQuery, SequenceSet};
+use eas_wbxml::Element;
+use eas_wbxml::tags::{airsync as a, airsyncbase as asb, email as em};
+
+/// Flags of one message, as IMAP has them.
+async fn flags(user: &str, mailbox: &str, uid: u32) -> Vec<String> {
+    let mut s = support::session(user).await;
+    s.select(mailbox).await.unwrap();
+    let f = s.uid_fetch_flags(&SequenceSet::single(uid)).await.unwrap();
+    let _ = s.logout().await;
+    f.into_iter()
+        .next()
+        .map(|m| m.flags.iter().map(|f| f.as_str().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Every UID of a mailbox.
+async fn uids(user: &str, mailbox: &str) -> Vec<u32> {
+    let mut s = support::session(user).await;
+    let st = s.select(mailbox).await.unwrap();
+    let out = if st.exists == 0 {
+        Vec::new()
+    } else {
+        let f = s.uid_fetch_flags(&SequenceSet::all()).await.unwrap();
+        f.into_iter().map(|m| m.uid).collect()
+    };
+    let _ = s.logout().await;
+    out
+}
+
+/// Subjects of every message of a mailbox (raw header values).
+async fn subjects(user: &str, mailbox: &str) -> Vec<String> {
+    let mut s = support::session(user).await;
+    let st = s.select(mailbox).await.unwrap();
+    let mut out = Vec::new();
+    if st.exists > 0 {
+        let q = FetchQuery::new().header();
+        for f in s.uid_fetch(&SequenceSet::all(), &q).await.unwrap() {
+            let h = String::from_utf8_lossy(f.header().unwrap_or_default()).into_owned();
+            if let Some(line) = h.lines().find(|l| l.starts_with("Subject: ")) {
+                out.push(line["Subject: ".len()..].trim().to_owned());
+            }
+        }
+    }
+    let _ = s.logout().await;
+    out
+}
+
+/// The sample messages of `fixtures/mail/`.
+fn mixed_mailbox() -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mail");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    files.sort();
+    files
+}
+
+async fn gateway() -> Gateway {
+    Gateway::start(support::dovecot().imap_config(), |_| {}).await
+}
+
+/// A provisioned phone that has done its FolderSync; returns it with (name → id) folders.
+async fn phone(g: &Gateway, user: &str, version: &'static str) -> (Phone, Vec<eas::Folder>) {
+    let (login, password) = support::credentials(user);
+    let mut p = Phone::new(
+        g,
+        &login,
+        &password,
+        &format!("SYNC{}", user.to_uppercase()),
+    );
+    p.version = version;
+    p.provision().await;
+    let fs = p.folder_sync("0").await;
+    let (adds, _, _) = folder_changes(&fs);
+    (p, adds)
+}
+
+fn folder_id(folders: &[eas::Folder], name: &str) -> String {
+    folders
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no folder {name} in {folders:?}"))
+        .id
+        .clone()
+}
+
+/// One collection of a Sync response.
+#[derive(Debug, Default)]
+struct Got {
+    key: String,
+    status: String,
+    more: bool,
+    adds: Vec<(String, Element)>,
+    changes: Vec<(String, Element)>,
+    deletes: Vec<String>,
+    soft_deletes: Vec<String>,
+    responses: Vec<Element>,
+}
+
+fn collection(tree: &Element) -> Got {
+    let c = tree
+        .child(a::Collections)
+        .and_then(|c| c.child(a::Collection))
+        .unwrap_or_else(|| panic!("no Collection in {}", eas_wbxml::to_xml(tree)));
+    let text = |e: &Element, t| e.child(t).and_then(|x| x.text()).unwrap_or("").to_owned();
+    let mut got = Got {
+        key: text(c, a::SyncKey),
+        status: text(c, a::Status),
+        more: c.child(a::MoreAvailable).is_some(),
+        ..Got::default()
+    };
+    if let Some(cmds) = c.child(a::Commands) {
+        for cmd in cmds.children() {
+            let sid = text(cmd, a::ServerId);
+            let data = cmd
+                .child(a::ApplicationData)
+                .cloned()
+                .unwrap_or_else(|| Element::new(a::ApplicationData));
+            match cmd.tag {
+                t if t == a::Add => got.adds.push((sid, data)),
+                t if t == a::Change => got.changes.push((sid, data)),
+                t if t == a::Delete => got.deletes.push(sid),
+                t if t == a::SoftDelete => got.soft_deletes.push(sid),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    if let Some(r) = c.child(a::Responses) {
+        got.responses = r.children().to_vec();
+    }
+    got
+}
+
+const PLAIN_BODY: &str = r#"<airsyncbase:BodyPreference><airsyncbase:Type>1</airsyncbase:Type><airsyncbase:TruncationSize>200000</airsyncbase:TruncationSize></airsyncbase:BodyPreference>"#;
+
+async fn sync(p: &Phone, key: &str, coll: &str, inner: &str) -> Got {
+    let xml = format!(
+        r#"<Sync xmlns="AirSync:" xmlns:airsyncbase="AirSyncBase:" xmlns:email="Email:"><Collections><Collection>
+             <SyncKey>{key}</SyncKey><CollectionId>{coll}</CollectionId>{inner}
+           </Collection></Collections></Sync>"#
+    );
+    let r = p.send("Sync", &xml).await;
+    collection(&r.tree())
+}
+
+/// Initial key, then pages until MoreAvailable is gone; returns the final key and every Add.
+async fn sync_all(p: &Phone, coll: &str, window: usize) -> (String, Vec<(String, Element)>) {
+    let first = sync(p, "0", coll, "").await;
+    assert_eq!(first.status, "1");
+    assert!(first.adds.is_empty(), "SyncKey 0 answers with no items");
+    let mut key = first.key;
+    let mut all = Vec::new();
+    loop {
+        let got = sync(
+            p,
+            &key,
+            coll,
+            &format!("<DeletesAsMoves/><GetChanges/><WindowSize>{window}</WindowSize><Options>{PLAIN_BODY}</Options>"),
+        )
+        .await;
+        assert_eq!(got.status, "1");
+        assert!(got.adds.len() <= window);
+        all.extend(got.adds);
+        key = got.key;
+        if !got.more {
+            return (key, all);
+        }
+    }
+}
+
+fn subject(data: &Element) -> String {
+    find_text(data, em::Subject).unwrap_or_default()
+}
+
+fn body_data(data: &Element) -> String {
+    data.child(asb::Body)
+        .and_then(|b| b.child(asb::Data))
+        .and_then(|d| d.text())
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn mail(subject: &str, body: &str) -> Vec<u8> {
+    support::message(subject, body)
+}
+
+#[tokio::test]
+async fn initial_sync_pages_newest_first_and_counts_match_the_estimate() {
+    let g = gateway().await;
+    let (p, folders) = phone(&g, "alice", "14.1").await;
+    let inbox = folder_id(&folders, "Inbox");
+    let mut uids = Vec::new();
+    for i in 0..7 {
+        uids.push(support::append("alice", "INBOX", &[], &mail(&format!("Paging {i}"), "x")).await);
+    }
+    let first = sync(&p, "0", &inbox, "").await;
+    let estimate = p
+        .send(
+            "GetItemEstimate",
+            &format!(
+                r#"<GetItemEstimate xmlns="GetItemEstimate:" xmlns:airsync="AirSync:"><Collections><Collection>
+                     <airsync:SyncKey>{}</airsync:SyncKey><CollectionId>{inbox}</CollectionId>
+                   </Collection></Collections></GetItemEstimate>"#,
+                first.key
+            ),
+        )
+        .await
+        .tree();
+    assert_eq!(
+        find_text(&estimate, eas_wbxml::tags::getitemestimate::Estimate).as_deref(),
+        Some("7"),
+        "{}",
+        eas_wbxml::to_xml(&estimate)
+    );
+    let mut key = first.key;
+    let mut seen = Vec::new();
+    loop {
+        let got = sync(&p, &key, &inbox, "<WindowSize>3</WindowSize>").await;
+        assert!(got.adds.len() <= 3);
+        seen.extend(got.adds.iter().map(|(sid, d)| (sid.clone(), subject(d))));
+        key = got.key;
+        if !got.more {
+            break;
+        }
+    }
+    let expected: Vec<(String, String)> = (0..7)
+        .rev()
+        .map(|i| (format!("{inbox}:{}", uids[i]), format!("Paging {i}")))
+        .collect();
+    assert_eq!(seen, expected, "every message once, newest first");
+    // Nothing new: same key, nothing sent.
+    let again = sync(&p, &key, &inbox, "").await;
+    assert_eq!((again.key.as_str(), again.adds.len()), (key.as_str(), 0));
+}
+
+#[tokio::test]
+async fn a_message_arriving_between_pages_is_sent_once() {
+    let g = gateway().await;
+    let (p, folders) = phone(&g, "bob", "14.1").await;
+    let inbox = folder_id(&folders, "Inbox");
+    for i in 0..4 {
+        support::append("bob", "INBOX", &[], &mail(&format!("Before {i}"), "x")).await;
+    }
+    let first = sync(&p, "0", &inbox, "").await;
+    let page1 = sync(&p, &first.key, &inbox, "<WindowSize>2</WindowSize>").await;
+    assert!(page1.more);
+    let late = support::append("bob", "INBOX", &[], &mail("Late arrival", "x")).await;
+    let mut key = page1.key;
+    let mut ids: Vec<String> = page1.adds.iter().map(|a| a.0.clone()).collect();
+    loop {
+        let got = sync(&p, &key, &inbox, "<WindowSize>2</WindowSize>").await;
+        ids.extend(got.adds.iter().map(|a| a.0.clone()));
+        key = got.key;
+        if !got.more {
+            break;
+        }
+    }
+    let unique: BTreeSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "no duplicates: {ids:?}");
+    assert_eq!(ids.len(), 5);
+    assert!(ids.contains(&format!("{inbox}:{late}")));
+}
+
+#[tokio::test]
+async fn flags_change_on_either_side_and_are_not_echoed() {
+    let g = gateway().await;
+    let (p, folders) = phone(&g, "carol", "14.1").await;
+    let inbox = folder_id(&folders, "Inbox");
+    let uid = support::append("carol", "INBOX", &[], &mail("Flags", "x")).await;
+    let (key, adds) = sync_all(&p, &inbox, 50).await;
+    assert_eq!(find_text(&adds[0].1, em::Read).as_deref(), Some("0"));
+
+    // Server side: another client reads and flags it.
+    support::store(
+        "carol",
+        "INBOX",
+        &uid.to_string(),
+        "+FLAGS (\\Seen \\Flagged)",
+    )
+    .await;
+    let got = sync(&p, &key, &inbox, "").await;
+    assert_eq!(got.changes.len(), 1, "{got:?}");
+    let (sid, data) = &got.changes[0];
+    assert_eq!(sid, &format!("{inbox}:{uid}"));
+    assert_eq!(find_text(data, em::Read).as_deref(), Some("1"));
+    assert_eq!(find_text(data, em::Status).as_deref(), Some("2"), "flagged");
+
+    // Phone side: marks it unread and clears the flag.
+    let got2 = sync(
+        &p,
+        &got.key,
+        &inbox,
+        &format!(
+            "<Commands><Change><ServerId>{sid}</ServerId><ApplicationData>\
+             <email:Read>0</email:Read><email:Flag/></ApplicationData></Change></Commands>"
+        ),
+    )
+    .await;
+    assert_eq!(got2.status, "1");
+    assert!(
+        got2.changes.is_empty(),
+        "the phone's own change is not echoed"
+    );
+    let flags = flags("carol", "INBOX", uid).await;
+    assert!(
+        !flags.iter().any(|f| f == "\\Seen" || f == "\\Flagged"),
+        "{flags:?}"
+    );
+    let got3 = sync(&p, &got2.key, &inbox, "").await;
+    assert!(got3.changes.is_empty() && got3.adds.is_empty(), "{got3:?}");
+}
+
+#[tokio::test]
+async fn deletes_on_either_side() {
+    let g = gateway().await;
+    let (p, folders) = phone(&g, "dave", "14.1").await;
+    let inbox = folder_id(&folders, "Inbox");
+    let gone = support::append("dave", "INBOX", &[], &mail("Expunged elsewhere", "x")).await;
+    let trashed = support::append("dave", "INBOX", &[], &mail("Deleted on the phone", "x")).await;
+    let (key, adds) = sync_all(&p, &inbox, 50).await;
+    assert_eq!(adds.len(), 2);
+
+    support::expunge("dave", "INBOX", &gone.to_string()).await;
+    let got = sync(&p, &key, &inbox, "").await;
+    assert_eq!(got.deletes, vec![format!("{inbox}:{gone}")]);
+
+    let got2 = sync(
+        &p,
+        &got.key,
+        &inbox,
+        &format!("<DeletesAsMoves>1</DeletesAsMoves><Commands><Delete><ServerId>{inbox}:{trashed}</ServerId></Delete></Commands>"),
+    )
+    .await;
+    assert_eq!(got2.status, "1");
+    assert!(got2.deletes.is_empty(), "not echoed");
+    assert!(uids("dave", "INBOX").await.is_empty());
+    let trash = subjects("dave", "Trash").await;
+    assert!(
+        trash.contains(&"Deleted on the phone".to_owned()),
+        "{trash:?}"
+    );
+
+    // Deleting an item the phone does not have: a per-item status, nothing else changes.
+    let got3 = sync(
+        &p,
+        &got2.key,
+        &inbox,
+        &format!("<Commands><Delete><ServerId>{inbox}:999999</ServerId></Delete></Commands>"),
+    )
+    .await;
+    assert_eq!(got3.status, "1");
+    assert_eq!(
+        find_text(&got3.responses[0], a::Status).as_deref(),
+        Some("8")
+    );
+}
+
+#[tokio::test]
+async fn a_resent_sync_key_gets_the_same_answer_and_changes_nothing_twice() {
+    let g = gateway().await;
+    let (p, folders) = phone(&g, "erin", "14.1").await;
+    let inbox = folder_id(&folders, "Inbox");
+    let a1 = support::append("erin", "INBOX", &[], &mail("One", "x")).await;
+    let (key, _) = sync_all(&p, &inbox, 50).await;
+    support::append("erin", "INBOX", &[], &mail("Two", "x")).await;
+    let request = format!(
+        "<Commands><Change><ServerId>{inbox}:{a1}</ServerId><ApplicationData><email:Read>1</email:Read></ApplicationData></Change></Commands>"
+    );
+    let xml = format!(
+        r#"<Sync xmlns="AirSync:" xmlns:email="Email:"><Collections><Collection>
+             <SyncKey>{key}</SyncKey><CollectionId>{inbox}</CollectionId>{request}
+           </Collection></Collections></Sync>"#
+    );
+    let first = p.send("Sync", &xml).await;
+    // The response was lost; the phone sends the very same request again.
+    support::append("erin", "INBOX", &[], &mail("Three", "x")).await;
+    let again = p.send("Sync", &xml).await;
+    assert_eq!(first.body, again.body, "identical answer");
+    let got = collection(&again.tree());
+    assert_eq!(got.adds.len(), 1);
+    // Continuing from the new key brings the third message, once.
+    let next = sync(&p, &got.key, &inbox, "").await;
+    assert_eq!(next.adds.len(), 1);
+    assert_eq!(subject(&next.adds[0].1), "Three");
+    // The old key is void now.
+    let stale = sync(&p, &key, &inbox, "").await;
+    assert_eq!(stale.status, "3");
+}
+
+#[tokio::test]
+async fn unknown_key_and_unknown_collection() {
+    let g = gateway().await;
+    let (p, folders) = phone(&g, "frank", "14.1").await;
+    let inbox = folder_id(&folders, "Inbox");
+    assert_eq!(sync(&p, "987654", &inbox, "").await.status, "3");
+    assert_eq!(sync(&p, "garbage", &inbox, "").await.status, "3");
+    assert_eq!(sync(&p, "0", "4242", "").await.status, "12");
+    // A malformed Sync (no SyncKey) is status 4 at the top level.
+    let r = p
+        .send(
+            "Sync",
+            r#"<Sync xmlns="AirSync:"><Collections><Collection><CollectionId>1</CollectionId></Collection></Collections></Sync>"#,
+        )
+        .await
+        .tree();
+    assert_eq!(find_text(&r, a::Status).as_deref(), Some("4"));
+}
+
+#[tokio::test]
+async fn uidvalidity_reset_restarts_the_folder() {
+    let g = gateway().await;
+    let name = support::unique("Projects");
+    support::create("grace", &name).await;
+    support::append("grace", &name, &[], &mail("In a folder", "x")).await;
+    let (p, folders) = phone(&g, "grace", "14.1").await;
+    let coll = folder_id(&folders, &name);
+    let (key, adds) = sync_all(&p, &coll, 50).await;
+    assert_eq!(adds.len(), 1);
+    // Recreated behind our back: same name, new UIDVALIDITY, UIDs mean other messages now.
+    support::delete("grace", &name).await;
+    support::create("grace", &name).await;
+    support::append("grace", &name, &[], &mail("Recreated", "x")).await;
+    let got = sync(&p, &key, &coll, "").await;
+    assert!(got.status == "3" || got.status == "12", "{got:?}");
+}
+
+#[tokio::test]
+async fn truncation_and_all_or_none() {
+    let g = gateway().await;
+    let (p, folders) = phone(&g, "heidi", "14.1").await;
+    let inbox = folder_id(&folders, "Inbox");
+    let long = "0123456789".repeat(100);
+    support::append("heidi", "INBOX", &[], &mail("Long", &long)).await;
+    let first = sync(&p, "0", &inbox, "").await;
+    let got = sync(
+        &p,
+        &first.key,
+        &inbox,
+        "<Options><airsyncbase:BodyPreference><airsyncbase:Type>1</airsyncbase:Type>\
+         <airsyncbase:TruncationSize>20</airsyncbase:TruncationSize></airsyncbase:BodyPreference></Options>",
+    )
+    .await;
+    let data = &got.adds[0].1;
+    let body = data.child(asb::Body).unwrap();
+    assert_eq!(find_text(body, asb::Truncated).as_deref(), Some("1"));
+    assert_eq!(body_data(data), long[..20]);
+    let size: usize = find_text(body, asb::EstimatedDataSize)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(size >= long.len());
+
+    // AllOrNone with a limit too small: no body data at all.
+    let p2 = {
+        let (mut p2, _) = phone(&g, "heidi", "14.1").await;
+        p2.device_id = "SYNCHEIDI2".into();
+        p2.provision().await;
+        p2.folder_sync("0").await;
+        p2
+    };
+    let first = sync(&p2, "0", &inbox, "").await;
+    let got = sync(
+        &p2,
+        &first.key,
+        &inbox,
+        "<Options><airsyncbase:BodyPreference><airsyncbase:Type>1</airsyncbase:Type>\
+         <airsyncbase:TruncationSize>20</airsyncbase:TruncationSize><airsyncbase:AllOrNone>1</airsyncbase:AllOrNone></airsyncbase:BodyPreference></Options>",
+    )
+    .await;
+    let body = got.adds[0].1.child(asb::Body).unwrap().clone();
+    assert_eq!(find_text(&body, asb::Truncated).as_deref(), Some("1"));
+    assert!(
+        body.child(asb::Data)
+            .is_none_or(|d| d.text().unwrap_or("").is_empty())
+    );
+}
+
+#[tokio::test]
+async fn a_mixed_mailbox_syncs_completely_in_every_version() {
+    let g = gateway().await;
+    for (user, version) in [("ivan", "12.1"), ("judy", "14.1"), ("mallory", "16.1")] {
+        let mut expected = Vec::new();
+        for file in mixed_mailbox() {
+            let bytes = std::fs::read(&file).unwrap();
+            support::append(user, "INBOX", &[], &bytes).await;
+            expected.push(file);
+        }
+        let (p, folders) = phone(&g, user, version).await;
+        let inbox = folder_id(&folders, "Inbox");
+        let (_, adds) = sync_all(&p, &inbox, 4).await;
+        assert_eq!(
+            adds.len(),
+            expected.len(),
+            "{version}: every message, broken ones too"
+        );
+        let subjects: Vec<String> = adds.iter().map(|(_, d)| subject(d)).collect();
+        for s in [
+            "Grüße aus Köln",
+            "日本語の件名",
+            "HTML only",
+            "With attachment",
+        ] {
+            assert!(
+                subjects.iter().any(|x| x == s),
+                "{version}: {s} in {subjects:?}"
+            );
+        }
+        let latin1 = adds
+            .iter()
+            .find(|(_, d)| subject(d) == "Grüße aus Köln")
+            .unwrap();
+        assert!(
+            body_data(&latin1.1).contains("Hauptstraße"),
+            "{version}: charset decoded: {}",
+            eas_wbxml::to_xml(&latin1.1)
+        );
+    }
+}
