@@ -528,3 +528,313 @@ async fn a_mixed_mailbox_syncs_completely_in_every_version() {
         );
     }
 }
+
+/// APPEND with an explicit INTERNALDATE, spoken directly (our client does not offer it): the
+/// only way to put "old" mail in a mailbox for FilterType tests.
+async fn append_dated(user: &str, mailbox: &str, date: &str, message: &[u8]) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (login, password) = support::credentials(user);
+    let port = support::dovecot().imap_port();
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut io = BufReader::new(stream);
+    let mut line = String::new();
+    io.read_line(&mut line).await.unwrap();
+    let mut send = async |cmd: Vec<u8>, tag: &str| {
+        io.get_mut().write_all(&cmd).await.unwrap();
+        loop {
+            let mut l = String::new();
+            io.read_line(&mut l).await.unwrap();
+            if l.starts_with('+') || l.starts_with(tag) {
+                assert!(
+                    !l.starts_with(&format!("{tag} NO")) && !l.starts_with(&format!("{tag} BAD")),
+                    "{l}"
+                );
+                return;
+            }
+        }
+    };
+    send(
+        format!("a LOGIN \"{login}\" \"{password}\"\r\n").into_bytes(),
+        "a",
+    )
+    .await;
+    send(
+        format!(
+            "b APPEND \"{mailbox}\" \"{date}\" {{{}}}\r\n",
+            message.len()
+        )
+        .into_bytes(),
+        "+",
+    )
+    .await;
+    let mut body = message.to_vec();
+    body.extend_from_slice(b"\r\n");
+    send(body, "b").await;
+    send(b"c LOGOUT\r\n".to_vec(), "c").await;
+}
+
+#[tokio::test]
+async fn filter_type_windows_and_soft_deletes() {
+    let g = gateway().await;
+    let (p, folders) = phone(&g, "olivia", "14.1").await;
+    let inbox = folder_id(&folders, "Inbox");
+    append_dated(
+        "olivia",
+        "INBOX",
+        "01-Jan-2020 10:00:00 +0000",
+        &mail("Ancient", "x"),
+    )
+    .await;
+    support::append("olivia", "INBOX", &[], &mail("Fresh", "x")).await;
+    let first = sync(
+        &p,
+        "0",
+        &inbox,
+        "<Options><FilterType>3</FilterType></Options>",
+    )
+    .await;
+    let got = sync(
+        &p,
+        &first.key,
+        &inbox,
+        "<Options><FilterType>3</FilterType></Options>",
+    )
+    .await;
+    let names: Vec<String> = got.adds.iter().map(|(_, d)| subject(d)).collect();
+    assert_eq!(names, vec!["Fresh".to_owned()], "only the last week");
+    // Widening the window to everything brings the old one too.
+    let wide = sync(
+        &p,
+        &got.key,
+        &inbox,
+        "<Options><FilterType>0</FilterType></Options>",
+    )
+    .await;
+    let names: Vec<String> = wide.adds.iter().map(|(_, d)| subject(d)).collect();
+    assert_eq!(names, vec!["Ancient".to_owned()]);
+    // Narrowing it again takes the old one away as a SoftDelete (it stays on the server).
+    let narrow = sync(
+        &p,
+        &wide.key,
+        &inbox,
+        "<Options><FilterType>1</FilterType></Options>",
+    )
+    .await;
+    assert_eq!(narrow.soft_deletes.len(), 1, "{narrow:?}");
+    assert_eq!(uids("olivia", "INBOX").await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_empty_sync_repeats_the_cached_request() {
+    let g = gateway().await;
+    let (p, folders) = phone(&g, "peggy", "14.1").await;
+    let inbox = folder_id(&folders, "Inbox");
+    // Without a previous request there is nothing to repeat: status 13.
+    let r = p.post("Sync", Vec::new()).await.tree();
+    assert_eq!(find_text(&r, a::Status).as_deref(), Some("13"));
+    let (key, _) = sync_all(&p, &inbox, 10).await;
+    support::append("peggy", "INBOX", &[], &mail("Later", "x")).await;
+    let got = collection(&p.post("Sync", Vec::new()).await.tree());
+    assert_eq!(got.adds.len(), 1);
+    assert_ne!(got.key, key);
+}
+
+#[tokio::test]
+async fn a_held_sync_answers_when_mail_arrives() {
+    let g = gateway().await;
+    let (p, folders) = phone(&g, "rupert", "14.1").await;
+    let inbox = folder_id(&folders, "Inbox");
+    let (key, _) = sync_all(&p, &inbox, 10).await;
+    let xml = format!(
+        r#"<Sync xmlns="AirSync:"><Collections><Collection>
+             <SyncKey>{key}</SyncKey><CollectionId>{inbox}</CollectionId>
+           </Collection></Collections><HeartbeatInterval>60</HeartbeatInterval></Sync>"#
+    );
+    let started = std::time::Instant::now();
+    let held = p.send("Sync", &xml);
+    let deliver = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        support::deliver("rupert", &mail("Pushed by Sync", "x")).await;
+    };
+    let (answer, ()) = tokio::join!(held, deliver);
+    let got = collection(&answer.tree());
+    assert_eq!(got.adds.len(), 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // Out-of-range heartbeat: status 14 with the limit.
+    let bad = p
+        .send(
+            "Sync",
+            &xml.replace("<HeartbeatInterval>60", "<HeartbeatInterval>5"),
+        )
+        .await
+        .tree();
+    assert_eq!(find_text(&bad, a::Status).as_deref(), Some("14"));
+    assert_eq!(find_text(&bad, a::Limit).as_deref(), Some("60"));
+}
+
+#[tokio::test]
+async fn move_items_moves_in_imap_and_is_not_echoed() {
+    use eas_wbxml::tags::moveitems as m;
+    let g = gateway().await;
+    let name = support::unique("Archive");
+    support::create("sybil", &name).await;
+    let uid = support::append("sybil", "INBOX", &[], &mail("Move me", "x")).await;
+    let (p, folders) = phone(&g, "sybil", "14.1").await;
+    let inbox = folder_id(&folders, "Inbox");
+    let archive = folder_id(&folders, &name);
+    let (inbox_key, _) = sync_all(&p, &inbox, 10).await;
+    let (archive_key, _) = sync_all(&p, &archive, 10).await;
+    let moved = p
+        .send(
+            "MoveItems",
+            &format!(
+                r#"<MoveItems xmlns="Move:">
+                 <Move><SrcMsgId>{inbox}:{uid}</SrcMsgId><SrcFldId>{inbox}</SrcFldId><DstFldId>{archive}</DstFldId></Move>
+                 <Move><SrcMsgId>{inbox}:999999</SrcMsgId><SrcFldId>{inbox}</SrcFldId><DstFldId>{archive}</DstFldId></Move>
+                 <Move><SrcMsgId>{inbox}:{uid}</SrcMsgId><SrcFldId>{inbox}</SrcFldId><DstFldId>{inbox}</DstFldId></Move>
+                 <Move><SrcMsgId>{inbox}:{uid}</SrcMsgId><SrcFldId>{inbox}</SrcFldId><DstFldId>777</DstFldId></Move>
+                 <Move><SrcMsgId>777:1</SrcMsgId><SrcFldId>777</SrcFldId><DstFldId>{archive}</DstFldId></Move>
+               </MoveItems>"#
+            ),
+        )
+        .await
+        .tree();
+    let responses: Vec<&Element> = moved.children_with(m::Response).collect();
+    let status = |r: &Element| find_text(r, m::Status).unwrap();
+    assert_eq!(
+        responses.iter().map(|r| status(r)).collect::<Vec<_>>(),
+        vec!["3", "1", "4", "2", "1"]
+    );
+    let new_id = find_text(responses[0], m::DstMsgId).unwrap();
+    assert!(new_id.starts_with(&format!("{archive}:")));
+    assert!(uids("sybil", "INBOX").await.is_empty());
+    assert_eq!(subjects("sybil", &name).await, vec!["Move me".to_owned()]);
+    // Neither folder echoes the move.
+    let a = sync(&p, &inbox_key, &inbox, "").await;
+    assert!(a.deletes.is_empty(), "{a:?}");
+    let b = sync(&p, &archive_key, &archive, "").await;
+    assert!(b.adds.is_empty(), "{b:?}");
+    // A move made by another client is seen as Delete + Add.
+    let new_uid: u32 = new_id.split(':').nth(1).unwrap().parse().unwrap();
+    let mut s = support::session("sybil").await;
+    s.select(&name).await.unwrap();
+    s.uid_move(&SequenceSet::single(new_uid), "INBOX")
+        .await
+        .unwrap();
+    let _ = s.logout().await;
+    let a2 = sync(&p, &a.key, &inbox, "").await;
+    assert_eq!(a2.adds.len(), 1);
+    let b2 = sync(&p, &b.key, &archive, "").await;
+    assert_eq!(b2.deletes, vec![new_id]);
+}
+
+#[tokio::test]
+async fn item_operations_fetch_items_attachments_and_empty_folders() {
+    use base64::Engine as _;
+    use eas_wbxml::tags::itemoperations as io;
+    let g = gateway().await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mail");
+    let raw = std::fs::read(dir.join("attachment.eml")).unwrap();
+    let uid = support::append("trent", "INBOX", &[], &raw).await;
+    let (p, folders) = phone(&g, "trent", "14.1").await;
+    let inbox = folder_id(&folders, "Inbox");
+    let (_, adds) = sync_all(&p, &inbox, 10).await;
+    let refs: Vec<(String, String)> = adds[0]
+        .1
+        .child(asb::Attachments)
+        .unwrap()
+        .children()
+        .iter()
+        .map(|a| {
+            (
+                find_text(a, asb::DisplayName).unwrap(),
+                find_text(a, asb::FileReference).unwrap(),
+            )
+        })
+        .collect();
+    let pdf_ref = &refs.iter().find(|(n, _)| n == "report.pdf").unwrap().1;
+    let fetch = |body: String| {
+        let p = &p;
+        async move {
+            p.send(
+                "ItemOperations",
+                &format!(
+                    r#"<ItemOperations xmlns="ItemOperations:" xmlns:airsync="AirSync:" xmlns:airsyncbase="AirSyncBase:">{body}</ItemOperations>"#
+                ),
+            )
+            .await
+            .tree()
+        }
+    };
+    let r = fetch(format!(
+        "<Fetch><Store>Mailbox</Store><airsyncbase:FileReference>{pdf_ref}</airsyncbase:FileReference></Fetch>"
+    ))
+    .await;
+    let data = find_text(&r, io::Data).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap();
+    assert_eq!(
+        bytes,
+        std::fs::read(dir.join("report.pdf")).unwrap(),
+        "identical bytes"
+    );
+    // A byte range.
+    let r = fetch(format!(
+        "<Fetch><Store>Mailbox</Store><airsyncbase:FileReference>{pdf_ref}</airsyncbase:FileReference><Options><Range>10-19</Range></Options></Fetch>"
+    ))
+    .await;
+    let part = base64::engine::general_purpose::STANDARD
+        .decode(find_text(&r, io::Data).unwrap())
+        .unwrap();
+    assert_eq!(part, bytes[10..20]);
+    assert_eq!(find_text(&r, io::Total).as_deref(), Some("10240"));
+    // Unknown attachment: 15; a range past the end: 8.
+    let r = fetch(format!(
+        "<Fetch><Store>Mailbox</Store><airsyncbase:FileReference>{inbox}:{uid}:9</airsyncbase:FileReference></Fetch>"
+    ))
+    .await;
+    assert_eq!(
+        find_text(&r.children()[1], io::Status).as_deref(),
+        Some("15")
+    );
+    let r = fetch(format!(
+        "<Fetch><Store>Mailbox</Store><airsyncbase:FileReference>{pdf_ref}</airsyncbase:FileReference><Options><Range>99999-100000</Range></Options></Fetch>"
+    ))
+    .await;
+    assert_eq!(
+        find_text(&r.children()[1], io::Status).as_deref(),
+        Some("8")
+    );
+    // The whole item as MIME.
+    let r = fetch(format!(
+        "<Fetch><Store>Mailbox</Store><airsync:CollectionId>{inbox}</airsync:CollectionId><airsync:ServerId>{inbox}:{uid}</airsync:ServerId>\
+         <Options><airsync:MIMESupport>2</airsync:MIMESupport><airsyncbase:BodyPreference><airsyncbase:Type>4</airsyncbase:Type></airsyncbase:BodyPreference></Options></Fetch>"
+    ))
+    .await;
+    let mime = find_text(&r, asb::Data).unwrap();
+    assert!(mime.contains("Subject: With attachment"), "{mime:.200}");
+    // An item that does not exist: 6.
+    let r = fetch(format!(
+        "<Fetch><Store>Mailbox</Store><airsync:CollectionId>{inbox}</airsync:CollectionId><airsync:ServerId>{inbox}:424242</airsync:ServerId></Fetch>"
+    ))
+    .await;
+    assert_eq!(
+        find_text(&r.children()[1], io::Status).as_deref(),
+        Some("6")
+    );
+    // EmptyFolderContents on Trash.
+    support::append("trent", "Trash", &[], &mail("Old rubbish", "x")).await;
+    let trash = folder_id(&folders, "Trash");
+    let r = fetch(format!(
+        "<EmptyFolderContents><airsync:CollectionId>{trash}</airsync:CollectionId></EmptyFolderContents>"
+    ))
+    .await;
+    assert_eq!(
+        find_text(&r.children()[1], io::Status).as_deref(),
+        Some("1")
+    );
+    assert!(uids("trent", "Trash").await.is_empty());
+}
