@@ -29,6 +29,17 @@ pub struct Listing {
     pub messages: Vec<Current>,
 }
 
+/// A mailbox's changes since a mod-sequence; see [`Mailstore::changes`].
+pub struct Changes {
+    pub state: FolderState,
+    /// New or changed messages, with their flag state.
+    pub changed: Vec<(u32, crate::eas::sync::snapshot::FlagState)>,
+    /// Every UID in the mailbox.
+    pub all: SequenceSet,
+    /// UIDs inside the FilterType window (None: no window).
+    pub window: Option<SequenceSet>,
+}
+
 /// One message, whole.
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -74,8 +85,13 @@ pub struct Mailstore {
 impl Mailstore {
     /// A session for the requesting user.
     pub async fn open(ctx: &Context<'_>) -> Result<Mailstore, ImapError> {
-        let session = ctx.imap().await?;
+        let mut session = ctx.imap().await?;
         let condstore = session.capabilities().has("CONDSTORE");
+        if condstore {
+            // ENABLE is only valid before a mailbox is selected; with QRESYNC on, CHANGEDSINCE
+            // fetches also report expunges.
+            session.enable_qresync().await?;
+        }
         Ok(Mailstore {
             session,
             selected: None,
@@ -157,6 +173,54 @@ impl Mailstore {
         messages.sort_unstable_by_key(|m| m.uid);
         messages.dedup_by_key(|m| m.uid);
         Ok(Listing { state, messages })
+    }
+
+    /// What changed in a mailbox since a mod-sequence (CONDSTORE), without listing every
+    /// message: the messages whose flags changed or that are new (with their flag state),
+    /// every UID that exists (a compact ESEARCH set), and those inside the FilterType window.
+    /// None when the server keeps no mod-sequences.
+    pub async fn changes(
+        &mut self,
+        mailbox: &str,
+        modseq: u64,
+        since: u64,
+    ) -> Result<Option<Changes>, ImapError> {
+        if !self.condstore || modseq == 0 {
+            return Ok(None);
+        }
+        let state = self.select(mailbox).await?;
+        if state.highest_modseq == 0 {
+            return Ok(None);
+        }
+        if state.exists == 0 {
+            return Ok(Some(Changes {
+                state,
+                changed: Vec::new(),
+                all: SequenceSet::new(),
+                window: None,
+            }));
+        }
+        let changed = self
+            .session
+            .uid_fetch_changes(&SequenceSet::all(), modseq)
+            .await?
+            .changed
+            .into_iter()
+            .map(|m| (m.uid, flag_state(&strings(&m.flags))))
+            .collect();
+        let all = self.session.uid_search(&SearchKey::All).await?.uids;
+        let window = if since == 0 {
+            None
+        } else {
+            let day = ImapDate::from_unix(since as i64);
+            Some(self.session.uid_search(&SearchKey::Since(day)).await?.uids)
+        };
+        Ok(Some(Changes {
+            state,
+            changed,
+            all,
+            window,
+        }))
     }
 
     /// Whole messages, in batches; UIDs that no longer exist are left out.

@@ -322,7 +322,12 @@ async fn bad_input_gets_its_status_and_changes_nothing() {
         ("empty body", q("FolderSync"), vec![], 400),
         ("oversized body", q("FolderSync"), vec![0u8; 65 * 1024], 413),
         ("unknown command", q("Frobnicate"), vec![], 501),
-        ("known but unimplemented command", q("ValidateCert"), vec![], 501),
+        (
+            "known but unimplemented command",
+            q("ValidateCert"),
+            vec![],
+            501,
+        ),
         (
             "missing DeviceId",
             "Cmd=FolderSync&DeviceType=iPhone".into(),

@@ -97,6 +97,14 @@ impl Rendered {
         self.full.contains_key(&uid) || self.flags.contains_key(&uid)
     }
 
+    /// The flags a message had when it was fetched.
+    pub fn flags_of(&self, uid: u32) -> Option<&[String]> {
+        self.full
+            .get(&uid)
+            .map(|m| m.flags.as_slice())
+            .or_else(|| self.flags.get(&uid).map(Vec::as_slice))
+    }
+
     pub fn extend(&mut self, other: Rendered) {
         if self.version.is_none() {
             self.version = other.version;

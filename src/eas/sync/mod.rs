@@ -29,7 +29,8 @@ use crate::eas::folders::DELETED_ITEMS as TRASH;
 use crate::mailstore::{FolderState, Mailstore};
 use crate::state::{FolderEntry, unix_now};
 use request::{ClientCommand, CollectionRequest, Options, RequestError, SyncRequest};
-use snapshot::{Snapshot, flag_state};
+use snapshot::{FlagState, Snapshot, flag_state};
+use std::collections::HashMap;
 
 /// Sync statuses (MS-ASCMD 2.2.3.177.17).
 pub const OK: u32 = 1;
@@ -303,12 +304,9 @@ async fn collection(
             && state.exists == snap.exists
             && since == snap.since;
         if !unchanged {
-            let current = store.message_states(&folder.imap_name, since).await?;
-            let d = snapshot::diff(&snap.items, &current.messages);
+            let (d, states, now) = compute_diff(store, &folder.imap_name, &snap, since).await?;
             let w = snapshot::window(d, window);
             *budget -= w.deletes.len() + w.soft_deletes.len() + w.changes.len() + w.adds.len();
-            let states: std::collections::HashMap<u32, u32> =
-                current.messages.iter().map(|m| (m.uid, m.state)).collect();
             for &uid in &w.deletes {
                 snap.items.remove(&uid);
                 out.commands.push(ServerCommand::Delete(uid));
@@ -330,25 +328,25 @@ async fn collection(
             )
             .await?;
             for &uid in &w.changes {
-                if out.messages.contains(uid) {
-                    snap.items.insert(uid, states[&uid]);
+                if let (true, Some(&state)) = (out.messages.contains(uid), states.get(&uid)) {
+                    snap.items.insert(uid, state);
                     out.commands.push(ServerCommand::Change(uid));
                 }
             }
             for &uid in &w.adds {
                 // A message expunged between the listing and the fetch is simply not added;
-                // the next Sync does not know it either.
-                if out.messages.contains(uid) {
-                    snap.items.insert(uid, states[&uid]);
+                // the next Sync does not know it either. Its state is what was fetched.
+                if let Some(flags) = out.messages.flags_of(uid) {
+                    snap.items.insert(uid, flag_state(flags));
                     out.commands.push(ServerCommand::Add(uid));
                 }
             }
             snap.pending = w.more;
             out.more = w.more;
-            snap.uidvalidity = current.state.uidvalidity;
-            snap.highest_modseq = current.state.highest_modseq;
-            snap.uid_next = current.state.uid_next;
-            snap.exists = current.state.exists;
+            snap.uidvalidity = now.uidvalidity;
+            snap.highest_modseq = now.highest_modseq;
+            snap.uid_next = now.uid_next;
+            snap.exists = now.exists;
             snap.since = since;
             changed |=
                 !out.commands.is_empty() || snap.encode() != snap_bytes_of(ctx, folder, old_key)?;
@@ -445,8 +443,44 @@ pub async fn estimate(
     {
         return Ok(Ok(0));
     }
-    let current = store.message_states(&folder.imap_name, since).await?;
-    Ok(Ok(snapshot::diff(&snap.items, &current.messages).len()))
+    let (d, _, _) = compute_diff(store, &folder.imap_name, &snap, since).await?;
+    Ok(Ok(d.len()))
+}
+
+/// The diff between what the device knows and the mailbox, the current flag state of the
+/// messages that changed, and the mailbox state to record. With CONDSTORE only the messages
+/// whose mod-sequence moved are fetched; otherwise every message's flags are listed.
+async fn compute_diff(
+    store: &mut Mailstore,
+    mailbox: &str,
+    snap: &Snapshot,
+    since: u64,
+) -> Result<(snapshot::Diff, HashMap<u32, FlagState>, FolderState), EasError> {
+    if let Some(ch) = store.changes(mailbox, snap.highest_modseq, since).await? {
+        let all = ch.all.normalized();
+        let window = ch.window.map(|w| w.normalized());
+        let d = snapshot::diff_changes(
+            &snap.items,
+            &ch.changed,
+            all.ranges()
+                .iter()
+                .rev()
+                .flat_map(|&(lo, hi)| (lo..=hi).rev()),
+            |u| member(all.ranges(), u),
+            |u| window.as_ref().is_none_or(|w| member(w.ranges(), u)),
+        );
+        return Ok((d, ch.changed.into_iter().collect(), ch.state));
+    }
+    let current = store.message_states(mailbox, since).await?;
+    let d = snapshot::diff(&snap.items, &current.messages);
+    let states = current.messages.iter().map(|m| (m.uid, m.state)).collect();
+    Ok((d, states, current.state))
+}
+
+/// Whether `n` is in sorted, disjoint ranges (binary search: sets can have many holes).
+fn member(ranges: &[(u32, u32)], n: u32) -> bool {
+    let i = ranges.partition_point(|&(_, hi)| hi < n);
+    ranges.get(i).is_some_and(|&(lo, _)| lo <= n)
 }
 
 /// The folder a CollectionId names in the device's newest folder list.
@@ -954,5 +988,28 @@ impl LastAnswer {
             }
         }
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn membership_in_ranges() {
+        let r = [(1, 3), (7, 7), (10, 20)];
+        let inside: Vec<u32> = (0..25).filter(|&n| member(&r, n)).collect();
+        let expected: Vec<u32> = [1, 2, 3, 7].into_iter().chain(10..=20).collect();
+        assert_eq!(inside, expected);
+        assert!(!member(&[], 1));
+    }
+
+    #[test]
+    fn server_ids() {
+        assert_eq!(parse_server_id("5:42", 5), Some(42));
+        assert_eq!(parse_server_id("5:42", 6), None);
+        assert_eq!(parse_server_id("5:0", 5), None);
+        assert_eq!(parse_server_id("5:x", 5), None);
+        assert_eq!(parse_server_id("542", 5), None);
     }
 }

@@ -130,6 +130,41 @@ pub fn diff(known: &BTreeMap<u32, FlagState>, current: &[Current]) -> Diff {
     d
 }
 
+/// The diff from CONDSTORE changes instead of a full listing: `changed` holds only messages
+/// whose mod-sequence moved (new ones included), `exists` says whether a UID is still in the
+/// mailbox, `in_window` whether it is inside the FilterType window, and `all_desc` iterates
+/// every UID, highest first (for messages the device has not been sent yet, e.g. while paging).
+/// Gives the same answer as [`diff`] over a full listing.
+pub fn diff_changes(
+    known: &BTreeMap<u32, FlagState>,
+    changed: &[(u32, FlagState)],
+    all_desc: impl Iterator<Item = u32>,
+    exists: impl Fn(u32) -> bool,
+    in_window: impl Fn(u32) -> bool,
+) -> Diff {
+    let mut d = Diff::default();
+    for (&uid, _) in known {
+        if !exists(uid) {
+            d.deletes.push(uid);
+        } else if !in_window(uid) {
+            d.soft_deletes.push(uid);
+        }
+    }
+    for &(uid, state) in changed {
+        if let Some(&old) = known.get(&uid) {
+            if exists(uid) && in_window(uid) && old != state {
+                d.changes.push(uid);
+            }
+        }
+    }
+    d.changes.sort_unstable();
+    d.changes.dedup();
+    d.adds = all_desc
+        .filter(|u| !known.contains_key(u) && in_window(*u))
+        .collect();
+    d
+}
+
 /// The part of a diff that fits in one response.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Window {
@@ -342,6 +377,37 @@ mod test {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = Snapshot::decode(&bytes);
+        }
+
+        /// The CONDSTORE diff agrees with the full one when `changed` covers every message
+        /// whose state moved.
+        #[test]
+        fn condstore_diff_agrees_with_the_full_diff(
+            known in proptest::collection::btree_map(1u32..300, 0u32..4, 0..100),
+            now in proptest::collection::btree_map(1u32..300, (0u32..4, any::<bool>()), 0..100),
+            extra in proptest::collection::vec(1u32..300, 0..20),
+        ) {
+            let current: Vec<Current> = now
+                .iter()
+                .map(|(&uid, &(state, in_window))| Current { uid, state, in_window })
+                .collect();
+            let full = diff(&known, &current);
+            // Changed: every message whose state differs or is new, plus some unchanged ones
+            // (a mod-sequence moves on a no-op STORE too).
+            let mut changed: Vec<(u32, u32)> = now
+                .iter()
+                .filter(|(u, (s, _))| known.get(u) != Some(s))
+                .map(|(&u, &(s, _))| (u, s))
+                .collect();
+            changed.extend(extra.iter().filter_map(|u| now.get(u).map(|(s, _)| (*u, *s))));
+            let cheap = diff_changes(
+                &known,
+                &changed,
+                now.keys().rev().copied(),
+                |u| now.contains_key(&u),
+                |u| now.get(&u).is_some_and(|(_, w)| *w),
+            );
+            prop_assert_eq!(cheap, full);
         }
 
         /// Applying a diff to what the device knows yields exactly the mailbox (in window).
