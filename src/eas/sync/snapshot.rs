@@ -143,7 +143,7 @@ pub fn diff_changes(
     in_window: impl Fn(u32) -> bool,
 ) -> Diff {
     let mut d = Diff::default();
-    for (&uid, _) in known {
+    for &uid in known.keys() {
         if !exists(uid) {
             d.deletes.push(uid);
         } else if !in_window(uid) {
