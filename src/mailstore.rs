@@ -364,6 +364,21 @@ impl Mailstore {
         })
     }
 
+    /// Stores a draft (`\Draft \Seen`); its UID and flags, when the server reports the UID
+    /// (UIDPLUS), or None.
+    pub async fn append_draft(
+        &mut self,
+        mailbox: &str,
+        message: &[u8],
+    ) -> Result<Option<(u32, Vec<String>)>, ImapError> {
+        let flags = [Flag::Draft, Flag::Seen];
+        let appended = self
+            .session
+            .append_message(mailbox, &flags, message)
+            .await?;
+        Ok(appended.map(|a| (a.uid, strings(&flags))))
+    }
+
     /// Removes every message of a mailbox.
     pub async fn empty(&mut self, mailbox: &str) -> Result<(), ImapError> {
         let state = self.select(mailbox).await?;

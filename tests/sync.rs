@@ -838,3 +838,46 @@ async fn item_operations_fetch_items_attachments_and_empty_folders() {
     );
     assert!(uids("trent", "Trash").await.is_empty());
 }
+
+#[tokio::test]
+async fn drafts_added_by_a_16_phone_land_in_imap_and_others_are_refused() {
+    let g = gateway().await;
+    let (p, folders) = phone(&g, "victor", "16.1").await;
+    let drafts = folder_id(&folders, "Drafts");
+    let (key, _) = sync_all(&p, &drafts, 10).await;
+    let add = r#"<Commands><Add><ClientId>c-1</ClientId><ApplicationData>
+        <email:To>bob@example.org</email:To><email:Subject>Entwurf für Bob</email:Subject>
+        <airsyncbase:Body><airsyncbase:Type>1</airsyncbase:Type><airsyncbase:Data>Noch nicht fertig</airsyncbase:Data></airsyncbase:Body>
+      </ApplicationData></Add></Commands>"#;
+    let got = sync(&p, &key, &drafts, add).await;
+    assert_eq!(got.status, "1");
+    let r = &got.responses[0];
+    assert_eq!(find_text(r, a::Status).as_deref(), Some("1"));
+    let sid = find_text(r, a::ServerId).unwrap();
+    let uid: u32 = sid.split(':').nth(1).unwrap().parse().unwrap();
+    let f = flags("victor", "Drafts", uid).await;
+    assert!(f.iter().any(|x| x == "\\Draft"), "{f:?}");
+    // Not echoed; and the phone reading it back sees its own words.
+    let next = sync(&p, &got.key, &drafts, "").await;
+    assert!(next.adds.is_empty(), "{next:?}");
+    let (_, all) = {
+        let (mut p2, _) = phone(&g, "victor", "16.1").await;
+        p2.device_id = "SYNCVICTOR2".into();
+        p2.provision().await;
+        let (adds, _, _) = folder_changes(&p2.folder_sync("0").await);
+        sync_all(&p2, &folder_id(&adds, "Drafts"), 10).await
+    };
+    assert_eq!(subject(&all[0].1), "Entwurf für Bob");
+    assert!(body_data(&all[0].1).contains("Noch nicht fertig"));
+
+    // A 14.1 phone cannot add mail: per-item status 6, nothing stored.
+    let (p14, folders) = phone(&g, "walter", "14.1").await;
+    let inbox = folder_id(&folders, "Inbox");
+    let (key, _) = sync_all(&p14, &inbox, 10).await;
+    let got = sync(&p14, &key, &inbox, add).await;
+    assert_eq!(
+        find_text(&got.responses[0], a::Status).as_deref(),
+        Some("6")
+    );
+    assert!(uids("walter", "INBOX").await.is_empty());
+}

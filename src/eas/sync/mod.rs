@@ -14,6 +14,7 @@
 //! - a change the device made is applied to IMAP and folded into the snapshot, so it is
 //!   never echoed back.
 
+pub mod drafts;
 pub mod items;
 pub mod request;
 pub mod snapshot;
@@ -25,7 +26,9 @@ use eas_wbxml::{Element, Writer};
 use sha2::{Digest, Sha256};
 
 use super::{Context, EasError, Reply};
-use crate::eas::folders::DELETED_ITEMS as TRASH;
+use crate::eas::folders::{DELETED_ITEMS as TRASH, DRAFTS};
+use crate::eas::version::ProtocolVersion;
+use crate::http::auth::AuthenticatedUser;
 use crate::mailstore::{FolderState, Mailstore};
 use crate::state::{FolderEntry, unix_now};
 use request::{ClientCommand, CollectionRequest, Options, RequestError, SyncRequest};
@@ -41,6 +44,8 @@ pub const CONFLICT: u32 = 7;
 pub const OBJECT_NOT_FOUND: u32 = 8;
 pub const HIERARCHY_CHANGED: u32 = 12;
 pub const EMPTY_NOT_CACHED: u32 = 13;
+/// Per-item status for an Add the server does not accept (mail other than 16.x drafts).
+pub const ADD_REFUSED: u32 = 6;
 pub const BAD_WAIT: u32 = 14;
 
 /// Memo names in the state store.
@@ -286,7 +291,18 @@ async fn collection(
     let mut changed = false;
     let trash = trash_of(ctx)?;
     for cmd in &c.commands {
-        changed |= client_command(store, folder, cmd, c, &trash, &mut snap, &mut out).await?;
+        changed |= client_command(
+            ctx.user,
+            ctx.version,
+            store,
+            folder,
+            cmd,
+            c,
+            &trash,
+            &mut snap,
+            &mut out,
+        )
+        .await?;
     }
 
     let get_changes = c.get_changes.unwrap_or(true);
@@ -579,7 +595,10 @@ pub fn parse_server_id(server_id: &str, folder: u32) -> Option<u32> {
 }
 
 /// Applies one client command to IMAP and the snapshot. Returns whether the snapshot changed.
+#[allow(clippy::too_many_arguments)]
 async fn client_command(
+    user: &AuthenticatedUser,
+    version: ProtocolVersion,
     store: &mut Mailstore,
     folder: &FolderEntry,
     cmd: &ClientCommand,
@@ -655,15 +674,42 @@ async fn client_command(
             });
             Ok(false)
         }
-        ClientCommand::Add { client_id, .. } => {
-            // Mail items are created by SendMail and (16.x) drafts; adding arbitrary mail to a
-            // folder is not something EAS clients do. Answer per item, truthfully.
-            out.responses.push(ItemResponse::Add {
-                client_id: client_id.clone(),
-                server_id: None,
-                status: PROTOCOL_ERROR,
-            });
-            Ok(false)
+        ClientCommand::Add { client_id, data } => {
+            // Mail is created by SendMail; the only Add EAS allows for mail is a 16.x draft
+            // in the Drafts folder. Anything else gets the spec's per-item status 6.
+            let draft = (folder.kind == DRAFTS && version >= ProtocolVersion::V16_0)
+                .then(|| {
+                    let host = user.email.rsplit_once('@').map_or("localhost", |(_, h)| h);
+                    drafts::message(data, &user.email, unix_now() as i64, host)
+                })
+                .flatten();
+            let Some(bytes) = draft else {
+                out.responses.push(ItemResponse::Add {
+                    client_id: client_id.clone(),
+                    server_id: None,
+                    status: ADD_REFUSED,
+                });
+                return Ok(false);
+            };
+            match store.append_draft(mailbox, &bytes).await? {
+                Some((uid, flags)) => {
+                    snap.items.insert(uid, flag_state(&flags));
+                    out.responses.push(ItemResponse::Add {
+                        client_id: client_id.clone(),
+                        server_id: Some(format!("{}:{uid}", folder.id)),
+                        status: OK,
+                    });
+                    Ok(true)
+                }
+                None => {
+                    out.responses.push(ItemResponse::Add {
+                        client_id: client_id.clone(),
+                        server_id: None,
+                        status: SERVER_ERROR,
+                    });
+                    Ok(false)
+                }
+            }
         }
     }
 }

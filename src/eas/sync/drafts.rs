@@ -1,0 +1,152 @@
+//! Drafts a 16.x phone creates with Sync `<Add>` in the Drafts folder: the item's
+//! ApplicationData (To, Cc, Bcc, Subject, Importance, Body) written as an RFC 5322 message
+//! that any IMAP client (Thunderbird, webmail) opens as a draft.
+//!
+//! Pure: builds bytes, nothing else. The From address is the authenticated user's; what a
+//! phone puts in the item cannot change it.
+
+use base64::Engine as _;
+use eas_wbxml::Element;
+use eas_wbxml::tags::{airsyncbase as asb, email, email2};
+
+use crate::eas::child_text;
+
+/// The message for a draft item, or None when the item is not a draft we can store (no
+/// usable body type).
+pub fn message(
+    data: &Element,
+    from: &str,
+    now_unix: i64,
+    message_id_host: &str,
+) -> Option<Vec<u8>> {
+    let text = |t| child_text(data, t).map(str::trim).filter(|s| !s.is_empty());
+    let (kind, body) = match data.child(asb::Body) {
+        Some(b) => (
+            child_text(b, asb::Type).unwrap_or("1").trim().to_owned(),
+            child_text(b, asb::Data).unwrap_or("").to_owned(),
+        ),
+        None => ("1".to_owned(), String::new()),
+    };
+    let content_type = match kind.as_str() {
+        "1" => "text/plain",
+        "2" => "text/html",
+        _ => return None,
+    };
+    let mut m = String::new();
+    header(&mut m, "From", Some(from));
+    header(&mut m, "To", text(email::To));
+    header(&mut m, "Cc", text(email::Cc));
+    header(&mut m, "Bcc", text(email2::Bcc));
+    let subject = text(email::Subject).map(encode_word);
+    header(&mut m, "Subject", subject.as_deref());
+    header(&mut m, "Date", Some(&rfc5322_date(now_unix)));
+    let id = format!(
+        "<{}.{}@{}>",
+        now_unix,
+        rand::random::<u64>(),
+        message_id_host
+    );
+    header(&mut m, "Message-ID", Some(&id));
+    match text(email::Importance) {
+        Some("2") => header(&mut m, "Importance", Some("high")),
+        Some("0") => header(&mut m, "Importance", Some("low")),
+        _ => {}
+    }
+    header(&mut m, "MIME-Version", Some("1.0"));
+    header(
+        &mut m,
+        "Content-Type",
+        Some(&format!("{content_type}; charset=utf-8")),
+    );
+    header(&mut m, "Content-Transfer-Encoding", Some("base64"));
+    m.push_str("\r\n");
+    let encoded = base64::engine::general_purpose::STANDARD.encode(body.as_bytes());
+    for chunk in encoded.as_bytes().chunks(76) {
+        m.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        m.push_str("\r\n");
+    }
+    Some(m.into_bytes())
+}
+
+fn header(m: &mut String, name: &str, value: Option<&str>) {
+    if let Some(v) = value {
+        // A phone's line breaks inside a value would start a new header field.
+        let v: String = v
+            .chars()
+            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+            .collect();
+        m.push_str(name);
+        m.push_str(": ");
+        m.push_str(&v);
+        m.push_str("\r\n");
+    }
+}
+
+/// RFC 2047 encoded-word for non-ASCII text (ASCII passes through).
+fn encode_word(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_owned();
+    }
+    format!(
+        "=?UTF-8?B?{}?=",
+        base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+    )
+}
+
+/// `Mon, 2 Mar 2026 10:00:00 +0000`.
+fn rfc5322_date(unix: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // Reuse the EAS date's calendar arithmetic: `YYYY-MM-DDTHH:MM:SS.000Z`.
+    let iso = crate::mime::date::eas_date(unix);
+    let (y, rest) = iso.split_at(4);
+    let month: usize = rest[1..3].parse().unwrap_or(1);
+    let day: u32 = rest[4..6].parse().unwrap_or(1);
+    let time = &rest[7..15];
+    let weekday = DAYS[unix.max(0).div_euclid(86_400).rem_euclid(7) as usize];
+    format!(
+        "{weekday}, {day} {} {y} {time} +0000",
+        MONTHS[month.clamp(1, 12) - 1]
+    )
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            rfc5322_date(1_772_445_600),
+            "Mon, 2 Mar 2026 10:00:00 +0000"
+        );
+    }
+
+    #[test]
+    fn a_draft_becomes_a_message() {
+        let data = eas_wbxml::from_xml(
+            r#"<ApplicationData xmlns="AirSync:" xmlns:email="Email:" xmlns:airsyncbase="AirSyncBase:">
+                 <email:To>bob@example.org</email:To><email:Subject>Grüße
+injected: header</email:Subject>
+                 <airsyncbase:Body><airsyncbase:Type>1</airsyncbase:Type><airsyncbase:Data>Hi Bob</airsyncbase:Data></airsyncbase:Body>
+               </ApplicationData>"#,
+        )
+        .unwrap();
+        let m =
+            String::from_utf8(message(&data, "me@example.com", 0, "example.com").unwrap()).unwrap();
+        assert!(
+            m.starts_with("From: me@example.com\r\nTo: bob@example.org\r\nSubject: =?UTF-8?B?")
+        );
+        assert!(!m.contains("\r\ninjected"));
+        assert!(m.contains("Content-Type: text/plain; charset=utf-8"));
+        assert!(m.ends_with("\r\n\r\nSGkgQm9i\r\n"));
+        let rtf = eas_wbxml::from_xml(
+            r#"<ApplicationData xmlns="AirSync:" xmlns:airsyncbase="AirSyncBase:"><airsyncbase:Body><airsyncbase:Type>3</airsyncbase:Type></airsyncbase:Body></ApplicationData>"#,
+        )
+        .unwrap();
+        assert_eq!(message(&rtf, "me@example.com", 0, "example.com"), None);
+    }
+}
