@@ -36,6 +36,31 @@ pub struct Config {
     pub auth: AuthConfig,
     pub provision: ProvisionConfig,
     pub sync: SyncConfig,
+    pub push: PushConfig,
+}
+
+/// `[push]`: Ping.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Allowed HeartbeatInterval, in seconds; outside it a Ping gets status 5 and the limit.
+    pub min_heartbeat_secs: u64,
+    pub max_heartbeat_secs: u64,
+    /// Most folders one Ping may watch (status 6 above it).
+    pub max_folders: usize,
+    /// How long a user's IMAP watcher stays connected with no waiting device.
+    pub watcher_grace_secs: u64,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            min_heartbeat_secs: 60,
+            max_heartbeat_secs: 3540,
+            max_folders: 300,
+            watcher_grace_secs: 120,
+        }
+    }
 }
 
 /// `[sync]`: limits of the Sync command.
@@ -299,6 +324,9 @@ impl Config {
                 "state.url {:?} is not supported (use sqlite:PATH)",
                 self.state.url
             ));
+        }
+        if self.push.min_heartbeat_secs > self.push.max_heartbeat_secs {
+            return bad("push.min_heartbeat_secs is above push.max_heartbeat_secs".into());
         }
         if self.sync.min_wait_secs > self.sync.max_wait_secs {
             return bad("sync.min_wait_secs is above sync.max_wait_secs".into());

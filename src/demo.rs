@@ -79,8 +79,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let state = Arc::new(AppState::new(config)?);
     let handle = Handle::new();
     let stopper = handle.clone();
+    let hub = state.hub.clone();
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
+        hub.shutdown();
         stopper.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
     });
     let served = http::serve(state, handle).await;

@@ -11,6 +11,7 @@
 //! - [`mailstore`]: the narrow mail backend the commands use (folder state, listings,
 //!   fetches, flag changes, deletes, moves) over one IMAP session.
 //! - [`mime`]: RFC 5322 messages as EAS Email items (pure).
+//! - [`push`]: the hub of waiting devices (Ping, held Sync) and the sources that wake them.
 //! - [`state`]: per-device state behind the `StateStore` trait (SQLite embedded).
 //! - [`metrics`]: request counters for `/metrics`.
 //! - [`secret`]: the wrapper that keeps passwords out of logs.
@@ -31,6 +32,7 @@ pub mod imap;
 pub mod mailstore;
 pub mod metrics;
 pub mod mime;
+pub mod push;
 pub mod secret;
 pub mod server;
 pub mod state;

@@ -23,6 +23,23 @@ pub struct FolderState {
     pub exists: u32,
 }
 
+impl FolderState {
+    /// From the items of a STATUS response.
+    pub fn from_status(items: &[(String, u64)]) -> FolderState {
+        let mut state = FolderState::default();
+        for (name, value) in items {
+            match name.as_str() {
+                "UIDVALIDITY" => state.uidvalidity = *value as u32,
+                "UIDNEXT" => state.uid_next = *value as u32,
+                "MESSAGES" => state.exists = *value as u32,
+                "HIGHESTMODSEQ" => state.highest_modseq = *value,
+                _ => {}
+            }
+        }
+        state
+    }
+}
+
 /// Every message of a mailbox with its flag state, sorted by UID.
 pub struct Listing {
     pub state: FolderState,
@@ -110,17 +127,9 @@ impl Mailstore {
         if self.condstore {
             items.push("HIGHESTMODSEQ");
         }
-        let mut state = FolderState::default();
-        for (name, value) in self.session.status(mailbox, &items).await? {
-            match name.as_str() {
-                "UIDVALIDITY" => state.uidvalidity = value as u32,
-                "UIDNEXT" => state.uid_next = value as u32,
-                "MESSAGES" => state.exists = value as u32,
-                "HIGHESTMODSEQ" => state.highest_modseq = value,
-                _ => {}
-            }
-        }
-        Ok(state)
+        Ok(FolderState::from_status(
+            &self.session.status(mailbox, &items).await?,
+        ))
     }
 
     async fn select(&mut self, mailbox: &str) -> Result<FolderState, ImapError> {

@@ -12,7 +12,7 @@ use crate::http::{self, AppState};
 pub async fn run_server(config: Config) -> anyhow::Result<()> {
     let state = Arc::new(AppState::new(config)?);
     let handle = Handle::new();
-    tokio::spawn(stop_on_signal(handle.clone()));
+    tokio::spawn(stop_on_signal(handle.clone(), state.hub.clone()));
     let listen = state.config.server.listen;
     let tls = state.config.server.tls_cert.is_some();
     tracing::info!(%listen, tls, url = %state.config.activesync_url(), "serving");
@@ -20,7 +20,7 @@ pub async fn run_server(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn stop_on_signal(handle: Handle) {
+async fn stop_on_signal(handle: Handle, hub: Arc<crate::push::Hub>) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let term = async {
@@ -38,5 +38,8 @@ async fn stop_on_signal(handle: Handle) {
         _ = term => {}
     }
     tracing::info!("stopping");
+    // Held Pings and Syncs answer now, so the phones re-Ping the next process at once
+    // instead of waiting out their heartbeat on a dead connection.
+    hub.shutdown();
     handle.graceful_shutdown(Some(Duration::from_secs(10)));
 }

@@ -11,6 +11,7 @@ pub mod foldersync;
 pub mod getitemestimate;
 pub mod itemoperations;
 pub mod moveitems;
+pub mod ping;
 pub mod provision;
 pub mod settings;
 pub mod sync;
@@ -37,6 +38,7 @@ pub const IMPLEMENTED: &[Command] = &[
     Command::GetItemEstimate,
     Command::MoveItems,
     Command::ItemOperations,
+    Command::Ping,
 ];
 
 /// Why a command could not be answered with a document of its own.
@@ -86,11 +88,21 @@ pub struct Context<'a> {
     pub device: Device,
     pub store: &'a dyn StateStore,
     pub config: &'a Config,
+    pub hub: &'a std::sync::Arc<crate::push::Hub>,
 }
 
 impl Context<'_> {
     pub fn device_key(&self) -> &DeviceKey {
         &self.device.key
+    }
+
+    /// What the push sources need to watch this user's mailboxes.
+    pub fn credentials(&self) -> crate::push::UserCredentials {
+        crate::push::UserCredentials {
+            key: self.user.key.clone(),
+            login: self.user.login.clone(),
+            password: self.user.password.clone(),
+        }
     }
 
     /// An IMAP session logged in as the requesting user.
@@ -116,6 +128,18 @@ pub async fn dispatch(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Re
             }
             return Ok(Reply::Document(status_document(command, status)));
         }
+    }
+    if command == Command::Ping {
+        // An empty Ping is legal too: it repeats the previous one.
+        if let Some(b) = &body {
+            if b.tag != tags::ping::Ping {
+                return Err(EasError::Malformed(format!(
+                    "Ping request starts with {:?}",
+                    b.tag
+                )));
+            }
+        }
+        return ping::run(ctx, body.as_ref()).await;
     }
     if command == Command::Sync {
         // An empty Sync is legal: it repeats the previous request's collections.

@@ -44,6 +44,7 @@ pub struct AppState {
     pub store: Box<dyn StateStore>,
     pub auth: Authenticator,
     pub metrics: Metrics,
+    pub hub: Arc<crate::push::Hub>,
 }
 
 impl AppState {
@@ -56,11 +57,16 @@ impl AppState {
             config.auth.failures_before_delay,
             config.auth.default_domain.clone(),
         );
+        let hub = crate::push::Hub::new(
+            config.imap_config(),
+            std::time::Duration::from_secs(config.push.watcher_grace_secs),
+        );
         Ok(AppState {
             config,
             store,
             auth,
             metrics: Metrics::default(),
+            hub,
         })
     }
 }
@@ -284,6 +290,7 @@ async fn run_command(
         device,
         store: state.store.as_ref(),
         config: &state.config,
+        hub: &state.hub,
     };
     let reply = eas::dispatch(&mut ctx, tree).await?;
     // Only a command that ran is remembered; a refused request leaves the state as it was.

@@ -75,6 +75,12 @@ impl Connection {
 
     /// Reads the next complete response.
     pub async fn read_response(&mut self) -> Result<Response, ImapError> {
+        self.read_response_within(self.timeout).await
+    }
+
+    /// Reads the next complete response, waiting at most `wait` for each read (IDLE waits far
+    /// longer than a command may take). Cancel-safe: bytes already read stay in the buffer.
+    pub async fn read_response_within(&mut self, wait: Duration) -> Result<Response, ImapError> {
         loop {
             if let Some(len) =
                 frame::response_len(&self.buf).map_err(|e| ImapError::Protocol(e.to_string()))?
@@ -85,8 +91,8 @@ impl Connection {
             }
             self.buf.reserve(READ_CHUNK);
             let n = match &mut self.stream {
-                Stream::Plain(s) => within(self.timeout, s.read_buf(&mut self.buf)).await??,
-                Stream::Tls(s) => within(self.timeout, s.read_buf(&mut self.buf)).await??,
+                Stream::Plain(s) => within(wait, s.read_buf(&mut self.buf)).await??,
+                Stream::Tls(s) => within(wait, s.read_buf(&mut self.buf)).await??,
                 Stream::Upgrading => return Err(broken()),
             };
             if n == 0 {

@@ -25,7 +25,7 @@ use super::{ImapConfig, Security};
 
 /// One connection to the IMAP server. Commands run one at a time (`&mut self`).
 pub struct Session {
-    conn: Connection,
+    pub(super) conn: Connection,
     pub(super) caps: Capabilities,
     next_tag: u32,
     /// Extensions turned on with ENABLE (upper case).
@@ -550,7 +550,7 @@ impl Session {
         Ok(())
     }
 
-    fn tag(&mut self) -> String {
+    pub(super) fn tag(&mut self) -> String {
         let tag = format!("A{:04}", self.next_tag);
         self.next_tag = self.next_tag.wrapping_add(1);
         tag

@@ -52,13 +52,15 @@ pub const BAD_WAIT: u32 = 14;
 const MEMO_COLLECTIONS: &str = "sync.collections";
 const MEMO_LAST: &str = "sync.last";
 
-/// How often a held Sync (Wait / HeartbeatInterval) looks at its folders again until the
-/// push hub can wake it.
-const WAIT_POLL: Duration = Duration::from_secs(5);
+/// How often a held Sync (Wait / HeartbeatInterval) looks at its folders again even without
+/// news from the push hub.
+const WAIT_POLL: Duration = Duration::from_secs(60);
 
 /// Runs a Sync. `body` is None for the empty request that reuses the cached collections.
 pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply, EasError> {
     let device = ctx.device.key.clone();
+    // A newer request from the device ends its held Ping or Sync.
+    ctx.hub.supersede(&device.user, &device.device_id);
     let bounds = (ctx.config.sync.min_wait_secs, ctx.config.sync.max_wait_secs);
     let fingerprint = body.map(|b| Sha256::digest(b.encode()).to_vec());
 
@@ -113,6 +115,20 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
         .wait_secs
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
 
+    // A held Sync waits in the push hub like a Ping, holding no IMAP connection.
+    let mut registration = deadline.map(|_| {
+        let mailboxes = req
+            .collections
+            .iter()
+            .filter_map(|c| {
+                hierarchy
+                    .iter()
+                    .find(|f| f.id.to_string() == c.collection_id)
+            })
+            .map(|f| f.imap_name.clone());
+        ctx.hub
+            .register(&ctx.credentials(), &device.device_id, mailboxes)
+    });
     let mut outcome;
     loop {
         outcome = Vec::with_capacity(req.collections.len());
@@ -128,18 +144,32 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
             outcome.push(r);
         }
         let anything = outcome.iter().any(CollectionOutcome::has_news);
-        match deadline {
-            Some(d) if !anything && tokio::time::Instant::now() + WAIT_POLL < d => {
-                tokio::time::sleep(WAIT_POLL).await;
-            }
-            Some(_) if !anything => {
-                // Nothing happened during the wait: the spec's empty answer.
-                store.close().await;
+        let (Some(d), Some(reg), false) = (deadline, registration.as_mut(), anything) else {
+            break;
+        };
+        store.close().await;
+        // Wake on the hub's news about these mailboxes; look again now and then anyway, in
+        // case a source missed something.
+        let woke = tokio::select! {
+            s = reg.signals.recv() => s,
+            _ = tokio::time::sleep(WAIT_POLL) => Some(crate::push::Signal::BackendUp),
+            _ = tokio::time::sleep_until(d) => None,
+        };
+        match woke {
+            Some(
+                crate::push::Signal::Mailbox(..)
+                | crate::push::Signal::Hierarchy(_)
+                | crate::push::Signal::BackendUp
+                | crate::push::Signal::BackendDown,
+            ) => {}
+            // Heartbeat over, superseded by a newer request, or shutting down: nothing
+            // happened, which the spec answers with an empty response.
+            _ => {
                 remember_collections(ctx, &req)?;
                 return Ok(Reply::Empty);
             }
-            _ => break,
         }
+        store = Mailstore::open(ctx).await?;
     }
     store.close().await;
 
@@ -514,6 +544,31 @@ pub fn current_folder(
             .find(|f| f.id.to_string() == collection_id.trim()),
         None => None,
     })
+}
+
+/// Whether a folder's counters say the device's newest snapshot of it is out of date. A
+/// folder the device never synced is not news (it has nothing to be out of date with).
+pub fn is_stale(ctx: &Context<'_>, folder: u32, state: &FolderState) -> Result<bool, EasError> {
+    let device = &ctx.device.key;
+    let Some(latest) = ctx.store.collection_keys(device, folder)?.into_iter().max() else {
+        return Ok(false);
+    };
+    let Some(snap) = ctx
+        .store
+        .collection_state(device, folder, latest)?
+        .and_then(|b| Snapshot::decode(&b))
+    else {
+        return Ok(false);
+    };
+    Ok(snap.pending
+        || snap.uidvalidity != state.uidvalidity
+        || snap.uid_next != state.uid_next
+        || snap.exists != state.exists
+        // Flag changes show only in HIGHESTMODSEQ; a server without CONDSTORE has none, and
+        // such changes then wait for the next new mail rather than loop the phone.
+        || (snap.highest_modseq != 0
+            && state.highest_modseq != 0
+            && snap.highest_modseq != state.highest_modseq))
 }
 
 /// Every folder below `parent` in the device's newest folder list, deepest first (so they

@@ -1,0 +1,234 @@
+//! Ping (MS-ASCMD 2.2.1.13): the phone waits until one of its folders has something new, the
+//! folder hierarchy changed, or the heartbeat passes.
+//!
+//! Owns the request's parameters (the empty Ping reuses the last folder set and heartbeat,
+//! stored for the device), its statuses, and the decision "is this news for this device":
+//! a folder is news when its counters differ from the device's newest Sync snapshot, so a
+//! change the device made itself (already in its snapshot) never wakes it. Waiting costs no
+//! IMAP connection of its own: the push hub wakes it with the counters its watcher read.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use eas_wbxml::Element;
+use eas_wbxml::tags::ping as p;
+
+use super::{Context, EasError, Reply, child_text};
+use crate::eas::sync;
+use crate::mailstore::{FolderState, Mailstore};
+use crate::push::Signal;
+use crate::state::FolderEntry;
+
+const NO_CHANGES: u32 = 1;
+const CHANGES: u32 = 2;
+const MISSING_PARAMETERS: u32 = 3;
+const SYNTAX_ERROR: u32 = 4;
+const BAD_HEARTBEAT: u32 = 5;
+const TOO_MANY_FOLDERS: u32 = 6;
+const HIERARCHY_CHANGED: u32 = 7;
+const SERVER_ERROR: u32 = 8;
+
+const MEMO: &str = "ping.last";
+
+/// The parameters of a Ping, as sent or as remembered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Params {
+    heartbeat: Option<u64>,
+    folders: Option<Vec<String>>,
+}
+
+impl Params {
+    fn parse(e: &Element) -> Result<Params, ()> {
+        let heartbeat = match child_text(e, p::HeartbeatInterval) {
+            Some(h) => Some(h.trim().parse().map_err(|_| ())?),
+            None => None,
+        };
+        let folders = e.child(p::Folders).map(|f| {
+            f.children_with(p::Folder)
+                .filter_map(|x| child_text(x, p::Id).map(|s| s.trim().to_owned()))
+                .collect()
+        });
+        Ok(Params { heartbeat, folders })
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut root = Element::new(p::Ping);
+        if let Some(h) = self.heartbeat {
+            root.push(Element::with_text(p::HeartbeatInterval, h.to_string()));
+        }
+        if let Some(folders) = &self.folders {
+            let mut f = Element::new(p::Folders);
+            for id in folders {
+                f.push(Element::with_children(
+                    p::Folder,
+                    vec![
+                        Element::with_text(p::Id, id.clone()),
+                        Element::with_text(p::Class, "Email"),
+                    ],
+                ));
+            }
+            root.push(f);
+        }
+        root.encode()
+    }
+}
+
+fn answer(status: u32, extra: Vec<Element>) -> Reply {
+    let mut children = vec![Element::with_text(p::Status, status.to_string())];
+    children.extend(extra);
+    Reply::Document(Element::with_children(p::Ping, children))
+}
+
+fn changed(folders: &[&FolderEntry]) -> Reply {
+    let list = folders
+        .iter()
+        .map(|f| Element::with_text(p::Folder, f.id.to_string()))
+        .collect();
+    answer(CHANGES, vec![Element::with_children(p::Folders, list)])
+}
+
+pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply, EasError> {
+    let device = ctx.device.key.clone();
+    let remembered = ctx
+        .store
+        .memo(&device, MEMO)?
+        .and_then(|b| Element::decode(&b).ok())
+        .and_then(|e| Params::parse(&e).ok())
+        .unwrap_or_default();
+    let sent = match body.map(Params::parse) {
+        Some(Ok(p)) => p,
+        Some(Err(())) => return Ok(answer(SYNTAX_ERROR, Vec::new())),
+        None => Params::default(),
+    };
+    let (Some(heartbeat), Some(ids)) = (
+        sent.heartbeat.or(remembered.heartbeat),
+        sent.folders.or(remembered.folders),
+    ) else {
+        return Ok(answer(MISSING_PARAMETERS, Vec::new()));
+    };
+    let push = &ctx.config.push;
+    if heartbeat < push.min_heartbeat_secs || heartbeat > push.max_heartbeat_secs {
+        let limit = heartbeat.clamp(push.min_heartbeat_secs, push.max_heartbeat_secs);
+        return Ok(answer(
+            BAD_HEARTBEAT,
+            vec![Element::with_text(p::HeartbeatInterval, limit.to_string())],
+        ));
+    }
+    if ids.len() > push.max_folders {
+        return Ok(answer(
+            TOO_MANY_FOLDERS,
+            vec![Element::with_text(
+                p::MaxFolders,
+                push.max_folders.to_string(),
+            )],
+        ));
+    }
+    if ids.is_empty() {
+        return Ok(answer(MISSING_PARAMETERS, Vec::new()));
+    }
+    ctx.store.put_memo(
+        &device,
+        MEMO,
+        &Params {
+            heartbeat: Some(heartbeat),
+            folders: Some(ids.clone()),
+        }
+        .encode(),
+    )?;
+
+    let hierarchy = match ctx.store.latest_hierarchy_key(&device)? {
+        Some(k) => ctx.store.hierarchy(&device, k)?.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut folders: Vec<&FolderEntry> = Vec::with_capacity(ids.len());
+    for id in &ids {
+        match hierarchy.iter().find(|f| f.id.to_string() == *id) {
+            Some(f) => folders.push(f),
+            // A folder the device's hierarchy does not have: it must FolderSync first.
+            None => return Ok(answer(HIERARCHY_CHANGED, Vec::new())),
+        }
+    }
+
+    // Register before looking, so a change between the look and the wait is not missed.
+    let mut reg = ctx.hub.register(
+        &ctx.credentials(),
+        &device.device_id,
+        folders.iter().map(|f| f.imap_name.clone()),
+    );
+    let mut store = Mailstore::open(ctx).await?;
+    let mut stale = Vec::new();
+    for f in &folders {
+        let state = store.folder_state(&f.imap_name).await?;
+        if sync::is_stale(ctx, f.id, &state)? {
+            stale.push(*f);
+        }
+    }
+    store.close().await;
+    if !stale.is_empty() {
+        return Ok(changed(&stale));
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(heartbeat);
+    let mut down_since: Option<tokio::time::Instant> = None;
+    loop {
+        let signal = tokio::select! {
+            s = reg.signals.recv() => s,
+            _ = tokio::time::sleep_until(deadline) => {
+                // The backend being away for the whole heartbeat is worth telling; a blip is not.
+                let status = if down_since.is_some() { SERVER_ERROR } else { NO_CHANGES };
+                return Ok(answer(status, Vec::new()));
+            }
+        };
+        match signal {
+            Some(Signal::Mailbox(mailbox, state)) => {
+                let mut news: BTreeSet<u32> = BTreeSet::new();
+                for f in folders.iter().filter(|f| f.imap_name == mailbox) {
+                    let state = match state {
+                        Some(s) => s,
+                        None => match look(ctx, &f.imap_name).await? {
+                            Some(s) => s,
+                            None => return Ok(answer(HIERARCHY_CHANGED, Vec::new())),
+                        },
+                    };
+                    if sync::is_stale(ctx, f.id, &state)? {
+                        news.insert(f.id);
+                    }
+                }
+                if !news.is_empty() {
+                    let hit: Vec<&FolderEntry> = folders
+                        .iter()
+                        .copied()
+                        .filter(|f| news.contains(&f.id))
+                        .collect();
+                    return Ok(changed(&hit));
+                }
+            }
+            Some(Signal::Hierarchy(name)) => {
+                // News only if the device does not know the mailbox under that name.
+                if !hierarchy.iter().any(|f| f.imap_name == name) {
+                    return Ok(answer(HIERARCHY_CHANGED, Vec::new()));
+                }
+            }
+            Some(Signal::BackendDown) => {
+                down_since.get_or_insert_with(tokio::time::Instant::now);
+            }
+            Some(Signal::BackendUp) => down_since = None,
+            Some(Signal::Superseded) | Some(Signal::Shutdown) | None => {
+                return Ok(answer(NO_CHANGES, Vec::new()));
+            }
+        }
+    }
+}
+
+/// A mailbox's counters over a short connection of our own (when the source had none).
+/// None when the mailbox is gone.
+async fn look(ctx: &Context<'_>, mailbox: &str) -> Result<Option<FolderState>, EasError> {
+    let mut store = Mailstore::open(ctx).await?;
+    let state = match store.folder_state(mailbox).await {
+        Ok(s) => Some(s),
+        Err(crate::imap::ImapError::No { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    store.close().await;
+    Ok(state)
+}

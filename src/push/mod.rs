@@ -1,0 +1,243 @@
+//! Push: the hub of held Pings (and held Syncs) and the sources that wake them.
+//!
+//! Owns the in-memory registry of waiting devices and the per-user event sources. A waiting
+//! device costs one small entry and one channel: no task, no connection, nothing per folder.
+//! Sources ([`EventSource`]) only say "this user's mailbox may have changed"; the waiting
+//! command decides against the device's own stored state whether it is news for that device,
+//! so a lost, late or forged event can only cause an early or late wake-up, never wrong data.
+//!
+//! Sources today: [`imap_watch`], one IMAP connection per *user* with waiting devices (NOTIFY
+//! when the server has it, else IDLE on INBOX plus STATUS polling of the other folders).
+
+pub mod imap_watch;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::imap::ImapConfig;
+use crate::secret::Secret;
+
+/// What wakes a waiting device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// A mailbox of the user may have changed; with its STATUS when the source read it.
+    Mailbox(String, Option<crate::mailstore::FolderState>),
+    /// The user's folder hierarchy changed (a mailbox created, deleted or renamed).
+    Hierarchy(String),
+    /// A newer request from the same device replaces this one.
+    Superseded,
+    /// The gateway is stopping: answer now.
+    Shutdown,
+    /// The event source lost the mail server and has not got it back yet.
+    BackendDown,
+    /// The event source is connected (again).
+    BackendUp,
+}
+
+/// Something that reports mailbox changes to the hub (the IMAP watchers; Dovecot's own
+/// push events later). `watch` is called when a user gets a first waiting device; a source
+/// stops watching by itself once [`Hub::is_watched`] has been false for [`Hub::grace`].
+pub trait EventSource: Send + Sync {
+    fn watch(&self, hub: &Arc<Hub>, user: &UserCredentials);
+    /// Open connections to the mail server held by this source, for the load tool and
+    /// `/metrics`.
+    fn connections(&self) -> usize;
+}
+
+/// How a source logs in as a user. The password lives only in memory.
+#[derive(Clone, Debug)]
+pub struct UserCredentials {
+    pub key: String,
+    pub login: String,
+    pub password: Secret<String>,
+}
+
+struct Waiter {
+    id: u64,
+    mailboxes: HashSet<String>,
+    tx: mpsc::UnboundedSender<Signal>,
+}
+
+#[derive(Default)]
+struct UserEntry {
+    /// Waiting devices by DeviceId.
+    waiters: HashMap<String, Waiter>,
+}
+
+/// The registry of waiting devices.
+pub struct Hub {
+    users: Mutex<HashMap<String, UserEntry>>,
+    next_id: std::sync::atomic::AtomicU64,
+    source: Box<dyn EventSource>,
+    shutting_down: std::sync::atomic::AtomicBool,
+    /// Held back so a device that Pings again right away does not cost a reconnect.
+    grace: Duration,
+    me: Weak<Hub>,
+}
+
+/// A device's place in the hub; dropping it leaves the hub.
+pub struct Registration {
+    hub: Arc<Hub>,
+    user: String,
+    device: String,
+    id: u64,
+    pub signals: mpsc::UnboundedReceiver<Signal>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.leave(&self.user, &self.device, self.id);
+    }
+}
+
+impl Hub {
+    /// A hub whose watchers log in to `imap`.
+    pub fn new(imap: ImapConfig, grace: Duration) -> Arc<Hub> {
+        Hub::with_source(Box::new(imap_watch::ImapWatchers::new(imap)), grace)
+    }
+
+    pub fn with_source(source: Box<dyn EventSource>, grace: Duration) -> Arc<Hub> {
+        Arc::new_cyclic(|me| Hub {
+            users: Mutex::new(HashMap::new()),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+            source,
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
+            grace,
+            me: me.clone(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, UserEntry>> {
+        // Nothing in the critical sections can panic halfway through a change.
+        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a waiting device for some mailboxes. A device has one place: an older
+    /// registration of the same device is told [`Signal::Superseded`].
+    pub fn register(
+        &self,
+        user: &UserCredentials,
+        device: &str,
+        mailboxes: impl IntoIterator<Item = String>,
+    ) -> Registration {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let hub = self
+            .me
+            .upgrade()
+            .expect("the hub is alive while it is used");
+        if self.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = tx.send(Signal::Shutdown);
+        }
+        {
+            let mut users = self.lock();
+            let entry = users.entry(user.key.clone()).or_default();
+            let old = entry.waiters.insert(
+                device.to_owned(),
+                Waiter {
+                    id,
+                    mailboxes: mailboxes.into_iter().collect(),
+                    tx,
+                },
+            );
+            if let Some(old) = old {
+                let _ = old.tx.send(Signal::Superseded);
+            }
+        }
+        // Every time, not only for the first device: it also refreshes the credentials the
+        // source logs in with (a changed password reaches the watcher with the next Ping).
+        self.source.watch(&hub, user);
+        Registration {
+            hub,
+            user: user.key.clone(),
+            device: device.to_owned(),
+            id,
+            signals: rx,
+        }
+    }
+
+    /// Ends a device's wait because a newer request of the same device arrived.
+    pub fn supersede(&self, user: &str, device: &str) {
+        let users = self.lock();
+        if let Some(w) = users.get(user).and_then(|u| u.waiters.get(device)) {
+            let _ = w.tx.send(Signal::Superseded);
+        }
+    }
+
+    fn leave(&self, user: &str, device: &str, id: u64) {
+        let mut users = self.lock();
+        let Some(entry) = users.get_mut(user) else {
+            return;
+        };
+        if entry.waiters.get(device).is_some_and(|w| w.id == id) {
+            entry.waiters.remove(device);
+        }
+        if entry.waiters.is_empty() {
+            users.remove(user);
+        }
+        // The user's watcher notices on its own and stops after the grace period.
+    }
+
+    /// A source's news about one user. Wakes only devices waiting on that mailbox (or, for
+    /// hierarchy and backend news, every device of the user).
+    pub fn publish(&self, user: &str, signal: Signal) {
+        let users = self.lock();
+        let Some(entry) = users.get(user) else {
+            return;
+        };
+        for w in entry.waiters.values() {
+            let relevant = match &signal {
+                Signal::Mailbox(m, _) => w.mailboxes.contains(m),
+                _ => true,
+            };
+            if relevant {
+                let _ = w.tx.send(signal.clone());
+            }
+        }
+    }
+
+    /// How long a source keeps watching a user with no waiting device: phones Ping again
+    /// right after an answer, and a reconnect would cost more than the idle connection.
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// Whether a user has waiting devices (sources stop when not).
+    pub fn is_watched(&self, user: &str) -> bool {
+        self.lock().get(user).is_some_and(|e| !e.waiters.is_empty())
+    }
+
+    /// The mailboxes any waiting device of the user cares about.
+    pub fn mailboxes_of(&self, user: &str) -> Vec<String> {
+        let users = self.lock();
+        let mut all: HashSet<&String> = HashSet::new();
+        if let Some(e) = users.get(user) {
+            for w in e.waiters.values() {
+                all.extend(w.mailboxes.iter());
+            }
+        }
+        all.into_iter().cloned().collect()
+    }
+
+    /// Tells every waiting device to answer now; later registrations are answered at once.
+    pub fn shutdown(&self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for entry in self.lock().values() {
+            for w in entry.waiters.values() {
+                let _ = w.tx.send(Signal::Shutdown);
+            }
+        }
+    }
+
+    /// Waiting devices, and connections held by the sources.
+    pub fn counts(&self) -> (usize, usize) {
+        let waiting = self.lock().values().map(|e| e.waiters.len()).sum();
+        (waiting, self.source.connections())
+    }
+}
