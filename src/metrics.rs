@@ -18,6 +18,24 @@ impl Metrics {
         *map.entry((command.to_owned(), status)).or_default() += 1;
     }
 
+    /// The exposition text, with the push hub's gauges: (waiting devices, IMAP connections
+    /// held by the push sources).
+    pub fn render_with(&self, push: (usize, usize)) -> String {
+        let mut out = self.render();
+        let _ = write!(
+            out,
+            "# HELP eas_push_waiting Devices waiting in Ping or a held Sync.
+             # TYPE eas_push_waiting gauge
+eas_push_waiting {}
+             # HELP eas_push_imap_connections IMAP connections held by push watchers.
+             # TYPE eas_push_imap_connections gauge
+eas_push_imap_connections {}
+",
+            push.0, push.1
+        );
+        out
+    }
+
     /// The exposition text.
     pub fn render(&self) -> String {
         let map = self.requests.lock().unwrap_or_else(|p| p.into_inner());

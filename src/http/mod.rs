@@ -86,7 +86,10 @@ async fn route(State(state): State<Arc<AppState>>, request: Request) -> Response
     match path.trim_end_matches('/') {
         "/microsoft-server-activesync" => activesync(state, client, request).await,
         "/autodiscover/autodiscover.xml" => autodiscover(state, client, request).await,
-        "/metrics" if client.is_loopback() => state.metrics.render().into_response(),
+        "/metrics" if client.is_loopback() => state
+            .metrics
+            .render_with(state.hub.counts())
+            .into_response(),
         _ => HttpError::NotFound.into_response(),
     }
 }
