@@ -7,10 +7,11 @@ use crate::imap::Session;
 
 /// Capabilities the gateway uses, and what is lost without each.
 const WANTED: &[(&str, &str)] = &[
-    ("IDLE", "push falls back to polling"),
+    ("IDLE", "push falls back to polling STATUS"),
     (
         "NOTIFY",
-        "push needs one IDLE connection per folder (Dovecot: mailbox_list_index = yes)",
+        "push watches only INBOX instantly, other folders every 30 s \
+         (Dovecot offers NOTIFY with mailbox_list_index = yes)",
     ),
     ("CONDSTORE", "every Sync compares all flags"),
     ("QRESYNC", "expunges are found by comparing UID lists"),
