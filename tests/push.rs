@@ -289,3 +289,22 @@ async fn the_watcher_reconnects_when_the_server_drops_it() {
     let (r, ()) = tokio::join!(held, act);
     assert_eq!(outcome(&r.tree()), ("2".into(), vec![inbox]));
 }
+
+#[tokio::test]
+async fn shutdown_answers_every_held_ping() {
+    let g = gateway().await;
+    let (ph, inbox, _) = phone(&g, "grace", "PUSH-G").await;
+    let req = ping_xml(60, &[&inbox]);
+    let held = ph.send("Ping", &req);
+    let stop = async {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while g.state.hub.counts().0 < 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        g.state.hub.shutdown();
+        Instant::now()
+    };
+    let (r, stopped) = tokio::join!(held, stop);
+    assert_eq!(outcome(&r.tree()).0, "1");
+    assert!(stopped.elapsed() < Duration::from_secs(1));
+}
