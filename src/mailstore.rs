@@ -232,6 +232,32 @@ impl Mailstore {
         }))
     }
 
+    /// UIDs matching a search, and their INTERNALDATEs (unix seconds), for Search: the dates
+    /// decide the newest-first order across folders. Only UIDs and dates are held, never
+    /// message data, whatever the number of hits.
+    pub async fn search_dates(
+        &mut self,
+        mailbox: &str,
+        key: &SearchKey,
+    ) -> Result<Vec<(u32, i64)>, ImapError> {
+        let state = self.select(mailbox).await?;
+        if state.exists == 0 {
+            return Ok(Vec::new());
+        }
+        let hits = self.session.uid_search(key).await?.uids;
+        if hits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let query = FetchQuery::new().internal_date();
+        for chunk in hits.chunks(5000) {
+            for f in self.session.uid_fetch(&chunk, &query).await? {
+                out.push((f.uid, f.internal_date.unwrap_or(0)));
+            }
+        }
+        Ok(out)
+    }
+
     /// Whole messages, in batches; UIDs that no longer exist are left out.
     pub async fn fetch(&mut self, mailbox: &str, uids: &[u32]) -> Result<Vec<Message>, ImapError> {
         self.ensure_selected(mailbox).await?;

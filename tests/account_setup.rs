@@ -73,7 +73,7 @@ async fn ios_setup(version: &'static str, form: QueryForm, user: &str, device: &
     assert!(
         !commands
             .split(',')
-            .any(|x| x == "SendMail" || x == "Search"),
+            .any(|x| x == "SendMail" || x == "SmartReply"),
         "only implemented commands: {commands}"
     );
 

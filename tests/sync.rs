@@ -881,3 +881,125 @@ async fn drafts_added_by_a_16_phone_land_in_imap_and_others_are_refused() {
     );
     assert!(uids("walter", "INBOX").await.is_empty());
 }
+
+#[tokio::test]
+async fn search_the_mailbox_newest_first_with_ranges_and_bounds() {
+    use eas_wbxml::tags::search as s;
+    let g = gateway().await;
+    let name = support::unique("Reports");
+    support::create("ursula", &name).await;
+    append_dated(
+        "ursula",
+        "INBOX",
+        "01-Jan-2020 10:00:00 +0000",
+        &mail("Old budget", "x"),
+    )
+    .await;
+    let dated = [
+        (
+            "INBOX",
+            "01-Mar-2025 10:00:00 +0000",
+            "Budget draft",
+            "numbers",
+        ),
+        (
+            name.as_str(),
+            "02-Mar-2025 10:00:00 +0000",
+            "Quarterly",
+            "the budget is attached",
+        ),
+        (
+            "INBOX",
+            "03-Mar-2025 10:00:00 +0000",
+            "Lunch",
+            "nothing to see",
+        ),
+    ];
+    for (mailbox, date, subject, body) in dated {
+        append_dated("ursula", mailbox, date, &mail(subject, body)).await;
+    }
+    let (p, folders) = phone(&g, "ursula", "14.1").await;
+    let inbox = folder_id(&folders, "Inbox");
+    let search = |query: String, range: &str| {
+        let p = &p;
+        let range = range.to_owned();
+        async move {
+            p.send(
+                "Search",
+                &format!(
+                    r#"<Search xmlns="Search:" xmlns:airsync="AirSync:" xmlns:email="Email:" xmlns:airsyncbase="AirSyncBase:"><Store><Name>Mailbox</Name>
+                     <Query><And><airsync:Class>Email</airsync:Class>{query}</And></Query>
+                     <Options><Range>{range}</Range><airsyncbase:BodyPreference><airsyncbase:Type>1</airsyncbase:Type><airsyncbase:TruncationSize>100</airsyncbase:TruncationSize></airsyncbase:BodyPreference></Options>
+                   </Store></Search>"#
+                ),
+            )
+            .await
+            .tree()
+        }
+    };
+    let subjects_of = |t: &Element| -> Vec<String> {
+        let store = t.child(s::Response).unwrap().child(s::Store).unwrap();
+        store
+            .children_with(s::Result)
+            .map(|r| find_text(r, em::Subject).unwrap_or_default())
+            .collect()
+    };
+    // Every folder, newest first; the old one last.
+    let r = search("<FreeText>budget</FreeText>".into(), "0-9").await;
+    assert_eq!(
+        subjects_of(&r),
+        vec!["Quarterly", "Budget draft", "Old budget"],
+        "{}",
+        eas_wbxml::to_xml(&r)
+    );
+    assert_eq!(find_text(&r, s::Total).as_deref(), Some("3"));
+    assert_eq!(find_text(&r, s::Range).as_deref(), Some("0-2"));
+    // Paging.
+    let r = search("<FreeText>budget</FreeText>".into(), "1-1").await;
+    assert_eq!(subjects_of(&r), vec!["Budget draft"]);
+    assert_eq!(find_text(&r, s::Range).as_deref(), Some("1-1"));
+    assert_eq!(find_text(&r, s::Total).as_deref(), Some("3"));
+    // One folder, and a date bound.
+    let r = search(
+        format!(
+            "<airsync:CollectionId>{inbox}</airsync:CollectionId><FreeText>budget</FreeText>\
+             <GreaterThan><email:DateReceived/><Value>2021-01-01T00:00:00.000Z</Value></GreaterThan>"
+        ),
+        "0-9",
+    )
+    .await;
+    assert_eq!(subjects_of(&r), vec!["Budget draft"]);
+    // The LongId fetches the whole item.
+    let long_id = find_text(&r, s::LongId).unwrap();
+    assert!(long_id.starts_with(&format!("{inbox}:")));
+    // Nothing found: Total 0, no Result.
+    let r = search("<FreeText>zebra</FreeText>".into(), "0-9").await;
+    assert_eq!(find_text(&r, s::Total).as_deref(), Some("0"));
+    assert!(subjects_of(&r).is_empty());
+    // Unknown folder: FolderSync first (11); Or: too complex (8).
+    let r = search(
+        "<airsync:CollectionId>999</airsync:CollectionId><FreeText>x</FreeText>".into(),
+        "0-9",
+    )
+    .await;
+    let status = |t: &Element| {
+        find_text(
+            t.child(s::Response).unwrap().child(s::Store).unwrap(),
+            s::Status,
+        )
+        .unwrap()
+    };
+    assert_eq!(status(&r), "11");
+    let r = search("<Or><FreeText>a</FreeText></Or>".into(), "0-9").await;
+    assert_eq!(status(&r), "8");
+    // The GAL: no directory configured, no results.
+    let gal = p
+        .send(
+            "Search",
+            r#"<Search xmlns="Search:"><Store><Name>GAL</Name><Query>carol</Query><Options><Range>0-9</Range></Options></Store></Search>"#,
+        )
+        .await
+        .tree();
+    assert_eq!(status(&gal), "1");
+    assert_eq!(find_text(&gal, s::Total).as_deref(), Some("0"));
+}

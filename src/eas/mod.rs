@@ -13,6 +13,7 @@ pub mod itemoperations;
 pub mod moveitems;
 pub mod ping;
 pub mod provision;
+pub mod search;
 pub mod settings;
 pub mod sync;
 pub mod version;
@@ -39,6 +40,7 @@ pub const IMPLEMENTED: &[Command] = &[
     Command::MoveItems,
     Command::ItemOperations,
     Command::Ping,
+    Command::Search,
 ];
 
 /// Why a command could not be answered with a document of its own.
@@ -174,6 +176,7 @@ pub async fn dispatch(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Re
         Command::GetItemEstimate => getitemestimate::run(ctx, &body).await,
         Command::MoveItems => moveitems::run(ctx, &body).await,
         Command::ItemOperations => itemoperations::run(ctx, &body).await,
+        Command::Search => search::run(ctx, &body).await,
         other => Err(EasError::NotImplemented(other)),
     }
 }

@@ -208,6 +208,12 @@ fn collection(c: &Element) -> Result<CollectionRequest, RequestError> {
     })
 }
 
+/// Reads an Options element (Sync's, or Search's and ItemOperations' which carry the same
+/// BodyPreference and MIMESupport children).
+pub fn parse_options_element(o: &Element) -> Result<Options, RequestError> {
+    parse_options(o)
+}
+
 fn parse_options(o: &Element) -> Result<Options, RequestError> {
     let mut options = Options {
         filter_type: number(o, a::FilterType)?.unwrap_or(0),
