@@ -11,6 +11,7 @@ required=(
   "wbxml2xml libwbxml2-utils"
   "/usr/sbin/dovecot dovecot-imapd"
   "/usr/lib/dovecot/lmtp dovecot-lmtpd"
+  "/usr/sbin/nginx nginx"
 )
 missing=()
 for pair in "${required[@]}"; do
