@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use crate::imap::{ImapConfig, Security};
 
 use account::Accounts;
+pub use config::Tuning;
 use process::Supervisor;
 
 /// Where Debian installs the Dovecot master binary.
@@ -117,7 +118,20 @@ impl Dovecot {
             .tempdir()
             .map_err(|e| TestbedError::io("creating a temporary directory".into(), e))?;
         let dir = temp.path().to_owned();
-        Self::launch(&dir, users, Some(temp), false)
+        Self::launch(&dir, users, Some(temp), false, &Tuning::default())
+    }
+
+    /// Like [`Dovecot::start`], with other limits (see [`Tuning`]): for load tests with
+    /// thousands of connections, or (`notify: false`) a server without NOTIFY. The caller's
+    /// file-descriptor limit is Dovecot's too, so raise it first for many connections.
+    pub fn start_tuned(users: &[TestUser], tuning: &Tuning) -> Result<Dovecot, TestbedError> {
+        check_installed()?;
+        let temp = tempfile::Builder::new()
+            .prefix("easgw-dovecot-")
+            .tempdir()
+            .map_err(|e| TestbedError::io("creating a temporary directory".into(), e))?;
+        let dir = temp.path().to_owned();
+        Self::launch(&dir, users, Some(temp), false, tuning)
     }
 
     /// Like [`Dovecot::start`], with TLS: a self-signed certificate for `localhost` and
@@ -131,7 +145,7 @@ impl Dovecot {
             .tempdir()
             .map_err(|e| TestbedError::io("creating a temporary directory".into(), e))?;
         let dir = temp.path().to_owned();
-        Self::launch(&dir, users, Some(temp), true)
+        Self::launch(&dir, users, Some(temp), true, &Tuning::default())
     }
 
     /// Starts Dovecot in `dir` (created if missing; kept afterwards, mail included, so a demo
@@ -143,7 +157,7 @@ impl Dovecot {
         let dir = dir
             .canonicalize()
             .map_err(|e| TestbedError::io(format!("resolving {}", dir.display()), e))?;
-        Self::launch(&dir, users, None, false)
+        Self::launch(&dir, users, None, false, &Tuning::default())
     }
 
     fn launch(
@@ -151,6 +165,7 @@ impl Dovecot {
         users: &[TestUser],
         temp: Option<tempfile::TempDir>,
         tls: bool,
+        tuning: &Tuning,
     ) -> Result<Dovecot, TestbedError> {
         check_dir_name(dir)?;
         for u in users {
@@ -169,13 +184,16 @@ impl Dovecot {
             let log_start = file_len(&config::log_path(dir));
             let [imap_port, lmtp_port, imaps_port] = free_ports()?;
             let imaps_port = tls.then_some(imaps_port);
-            let conf = config::render(&config::Settings {
-                dir,
-                imap_port,
-                lmtp_port,
-                imaps_port,
-                accounts: &accounts,
-            });
+            let conf = config::render_tuned(
+                &config::Settings {
+                    dir,
+                    imap_port,
+                    lmtp_port,
+                    imaps_port,
+                    accounts: &accounts,
+                },
+                tuning,
+            );
             let conf_path = dir.join("dovecot.conf");
             std::fs::write(&conf_path, conf)
                 .map_err(|e| TestbedError::io(format!("writing {}", conf_path.display()), e))?;

@@ -1,0 +1,1127 @@
+//! Push load: many phones holding a Ping while mail arrives, against the floor Dovecot sets.
+//!
+//! ```text
+//! cargo bench --bench push_load -- --devices 1000 --users 250 --rate 10 --duration 60
+//! ```
+//!
+//! What one run does:
+//! 1. Raises this process's file-descriptor limit (Dovecot, started by us, inherits it) and
+//!    starts a private Dovecot ([`Dovecot::start_tuned`]) whose process, client and per-user
+//!    connection limits fit the run; `--mode idle` turns `mailbox_list_index` off, so Dovecot
+//!    offers no NOTIFY and the gateway's watchers fall back to IDLE.
+//! 2. Starts the gateway in this process: plain HTTP on 127.0.0.1, SQLite state in a temporary
+//!    directory, `push.min_heartbeat_secs = 10`.
+//! 3. Sets up `--devices` simulated iPhones spread round-robin over `--users` users (device
+//!    `i` belongs to user `i % users`): Provision, FolderSync, Sync of the Inbox to the end.
+//! 4. Starts the floor: for each of the first `--floor-users` users, a bare IDLE-on-INBOX
+//!    client and (with NOTIFY) a bare NOTIFY client, both our own [`Session`].
+//! 5. Holds a Ping (`--heartbeat`, Inbox) on every device. After every answer the device
+//!    does what a phone does: on status 2 it Syncs the Inbox to the end, then Pings again.
+//! 6. For `--duration` seconds APPENDs one small message every `1/--rate` s to a random user
+//!    (a fresh IMAP connection as that user, like a delivery), then waits up to `--drain`
+//!    seconds for the last answers and ends the held Pings with the hub's shutdown.
+//!
+//! Latency is measured from the APPEND's tagged OK to (a) the Ping answer (status 2) of each
+//! of that user's devices, attributed through the Sync that follows (the message's UID, from
+//! `APPENDUID`, comes back as ServerId `<inbox>:<uid>`), and (b) the moment each bare client's
+//! `idle()` returns with the news (after its DONE round trip, as for the gateway's watcher).
+//! A device whose Sync picked a message up before a Ping of its own could announce it (the
+//! message arrived while the device was syncing an earlier one) counts as "carried"; a
+//! message no Ping ever announced counts as "missed".
+//!
+//! RSS is this process's (VmRSS sampled every 200 ms, VmHWM at the end): the gateway *and*
+//! the simulated phones and bare clients, so the gateway's own share is below it. IMAP
+//! connections are the watchers' (`AppState.hub.counts()`), sampled during the APPEND phase.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eas_gateway::config::Config;
+use eas_gateway::http::{AppState, serve};
+use eas_gateway::imap::{IdleEnd, ImapConfig, Notice, Session};
+use eas_gateway::testbed::{Dovecot, TestUser, Tuning};
+use eas_wbxml::Element;
+use eas_wbxml::tags::{airsync as a, folderhierarchy as fh, ping as pg, provision as pv};
+use rand::{Rng as _, SeedableRng as _};
+use tokio::sync::{Semaphore, watch};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+const DOMAIN: &str = "example.com";
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Dovecot with `mailbox_list_index = yes`: NOTIFY offered, the watchers use it.
+    Notify,
+    /// Without the list index: no NOTIFY, the watchers IDLE on INBOX.
+    Idle,
+}
+
+#[derive(Debug, Clone)]
+struct Args {
+    devices: usize,
+    users: usize,
+    rate: f64,
+    duration: u64,
+    mode: Mode,
+    heartbeat: u64,
+    floor_users: usize,
+    setup_concurrency: usize,
+    drain: u64,
+    seed: u64,
+}
+
+const USAGE: &str = "\
+usage: cargo bench --bench push_load -- [options]
+  --devices N            simulated phones, each holding a Ping (1000)
+  --users M              users the phones are spread over (250)
+  --rate R               APPENDs per second, to random users (10)
+  --duration S           seconds of APPENDs (60)
+  --mode notify|idle     Dovecot with NOTIFY, or IDLE only (notify)
+  --heartbeat S          HeartbeatInterval of the held Pings (300)
+  --floor-users K        users with a bare IDLE and a bare NOTIFY client (250)
+  --setup-concurrency C  devices set up at once (64)
+  --drain S              seconds to wait for the last answers after the APPENDs (10)
+  --seed X               random seed for the choice of users (1)";
+
+impl Args {
+    fn parse() -> Result<Args> {
+        let mut args = Args {
+            devices: 1_000,
+            users: 250,
+            rate: 10.0,
+            duration: 60,
+            mode: Mode::Notify,
+            heartbeat: 300,
+            floor_users: 250,
+            setup_concurrency: 64,
+            drain: 10,
+            seed: 1,
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(arg) = it.next() {
+            let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+            match arg.as_str() {
+                // cargo bench passes --bench to harness = false targets.
+                "--bench" => {}
+                "--devices" => args.devices = value()?.parse()?,
+                "--users" => args.users = value()?.parse()?,
+                "--rate" => args.rate = value()?.parse()?,
+                "--duration" => args.duration = value()?.parse()?,
+                "--mode" => {
+                    args.mode = match value()?.as_str() {
+                        "notify" => Mode::Notify,
+                        "idle" => Mode::Idle,
+                        other => return Err(format!("unknown mode {other:?}").into()),
+                    }
+                }
+                "--heartbeat" => args.heartbeat = value()?.parse()?,
+                "--floor-users" => args.floor_users = value()?.parse()?,
+                "--setup-concurrency" => args.setup_concurrency = value()?.parse()?,
+                "--drain" => args.drain = value()?.parse()?,
+                "--seed" => args.seed = value()?.parse()?,
+                "-h" | "--help" => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
+            }
+        }
+        if args.users == 0 || args.devices < args.users {
+            return Err("need at least one user and at least as many devices as users".into());
+        }
+        if args.rate <= 0.0 || args.setup_concurrency == 0 {
+            return Err("--rate and --setup-concurrency must be positive".into());
+        }
+        args.floor_users = args.floor_users.min(args.users);
+        Ok(args)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process limits and memory
+
+/// Raises RLIMIT_NOFILE to `want` (the hard limit too when we may, i.e. as root), or to the
+/// hard limit. Returns the soft limit now in force.
+fn raise_nofile(want: u64) -> u64 {
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1 << 20);
+    let want = want.min(nr_open);
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur >= want {
+            return lim.rlim_cur;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: want.max(lim.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            // Not allowed to raise the hard limit: take what it allows.
+            let soft = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &soft);
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    }
+    lim.rlim_cur
+}
+
+/// A field of /proc/self/status in KiB (VmRSS, VmHWM).
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Dovecot processes (the master and its children), and their summed RSS in KiB.
+fn dovecot_processes(master: u32) -> (usize, u64) {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    let mut rss: HashMap<u32, u64> = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        if let Some(ppid) = field("PPid:") {
+            children.entry(ppid as u32).or_default().push(pid);
+        }
+        rss.insert(pid, field("VmRSS:").unwrap_or(0));
+    }
+    let (mut count, mut total) = (0, 0);
+    let mut stack = vec![master];
+    while let Some(pid) = stack.pop() {
+        count += 1;
+        total += rss.get(&pid).copied().unwrap_or(0);
+        stack.extend(children.get(&pid).into_iter().flatten());
+    }
+    (count, total)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gateway and the phones
+
+struct Gateway {
+    base: String,
+    state: Arc<AppState>,
+    handle: axum_server::Handle,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    async fn start(imap: ImapConfig, heartbeat: u64) -> Result<Gateway> {
+        let dir = tempfile::tempdir()?;
+        let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".parse()?;
+        config.server.public_url = "https://mail.example.com".into();
+        config.imap.host = imap.host.clone();
+        config.imap.port = imap.port;
+        config.imap.security = "none".into();
+        config.state.url = format!("sqlite:{}", dir.path().join("state.db").display());
+        config.push.min_heartbeat_secs = 10;
+        config.push.max_heartbeat_secs = config.push.max_heartbeat_secs.max(heartbeat);
+        config.validate()?;
+        let state = Arc::new(AppState::new(config)?);
+        let handle = axum_server::Handle::new();
+        tokio::spawn(serve(state.clone(), handle.clone()));
+        let addr = handle.listening().await.ok_or("gateway did not start")?;
+        Ok(Gateway {
+            base: format!("http://127.0.0.1:{}", addr.port()),
+            state,
+            handle,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
+/// One simulated iPhone.
+struct Phone {
+    client: reqwest::Client,
+    url: String,
+    user: TestUser,
+    policy_key: Option<u32>,
+}
+
+impl Phone {
+    fn new(client: &reqwest::Client, base: &str, user: &TestUser, device_id: &str) -> Phone {
+        Phone {
+            client: client.clone(),
+            url: format!(
+                "{base}/Microsoft-Server-ActiveSync?User={}&DeviceId={device_id}&DeviceType=iPhone",
+                user.login
+            ),
+            user: user.clone(),
+            policy_key: None,
+        }
+    }
+
+    /// POSTs an encoded command; the HTTP status and the body.
+    async fn post(&self, cmd: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>)> {
+        let mut req = self
+            .client
+            .post(format!("{}&Cmd={cmd}", self.url))
+            .basic_auth(&self.user.login, Some(&self.user.password))
+            .header("Content-Type", "application/vnd.ms-sync.wbxml")
+            .header("User-Agent", "Apple-iPhone15C2/2104.112")
+            .header("MS-ASProtocolVersion", "14.1")
+            .body(body);
+        if let Some(k) = self.policy_key {
+            req = req.header("X-MS-PolicyKey", k.to_string());
+        }
+        let r = req.send().await?;
+        let status = r.status().as_u16();
+        Ok((status, r.bytes().await?.to_vec()))
+    }
+
+    /// POSTs a command in readable XML; the decoded answer (HTTP 200 required).
+    async fn send(&self, cmd: &str, xml: &str) -> Result<Element> {
+        let (status, body) = self.post(cmd, eas_wbxml::from_xml(xml)?.encode()).await?;
+        if status != 200 {
+            return Err(format!("{cmd}: HTTP {status}").into());
+        }
+        Ok(Element::decode(&body)?)
+    }
+
+    async fn provision(&mut self) -> Result<()> {
+        let key = |e: &Element| -> Result<u32> {
+            Ok(e.child(pv::Policies)
+                .and_then(|p| p.child(pv::Policy))
+                .and_then(|p| p.child(pv::PolicyKey))
+                .and_then(|k| k.text())
+                .ok_or("no PolicyKey")?
+                .parse()?)
+        };
+        let phase1 = self
+            .send(
+                "Provision",
+                r#"<Provision xmlns="Provision:"><Policies><Policy>
+                     <PolicyType>MS-EAS-Provisioning-WBXML</PolicyType>
+                   </Policy></Policies></Provision>"#,
+            )
+            .await?;
+        let temporary = key(&phase1)?;
+        let phase2 = self
+            .send(
+                "Provision",
+                &format!(
+                    r#"<Provision xmlns="Provision:"><Policies><Policy>
+                         <PolicyType>MS-EAS-Provisioning-WBXML</PolicyType>
+                         <PolicyKey>{temporary}</PolicyKey><Status>1</Status>
+                       </Policy></Policies></Provision>"#
+                ),
+            )
+            .await?;
+        self.policy_key = Some(key(&phase2)?);
+        Ok(())
+    }
+
+    /// FolderSync from 0; the Inbox's CollectionId.
+    async fn inbox(&self) -> Result<String> {
+        let fs = self
+            .send(
+                "FolderSync",
+                r#"<FolderSync xmlns="FolderHierarchy:"><SyncKey>0</SyncKey></FolderSync>"#,
+            )
+            .await?;
+        let changes = fs.child(fh::Changes).ok_or("FolderSync without Changes")?;
+        changes
+            .children_with(fh::Add)
+            .find(|f| f.child(fh::Type).and_then(|t| t.text()) == Some("2"))
+            .and_then(|f| f.child(fh::ServerId)?.text().map(str::to_owned))
+            .ok_or_else(|| "no Inbox in FolderSync".into())
+    }
+
+    /// Syncs the Inbox from `key` until nothing more is pending; the new key and the
+    /// ServerIds added on the way.
+    async fn sync_to_end(&self, inbox: &str, key: &str) -> Result<(String, Vec<String>)> {
+        let mut key = key.to_owned();
+        let mut added = Vec::new();
+        loop {
+            let options = if key == "0" {
+                String::new()
+            } else {
+                "<GetChanges>1</GetChanges><WindowSize>100</WindowSize><Options>\
+                 <airsyncbase:BodyPreference><airsyncbase:Type>1</airsyncbase:Type>\
+                 <airsyncbase:TruncationSize>512</airsyncbase:TruncationSize>\
+                 </airsyncbase:BodyPreference></Options>"
+                    .to_owned()
+            };
+            let xml = format!(
+                r#"<Sync xmlns="AirSync:" xmlns:airsyncbase="AirSyncBase:"><Collections><Collection><SyncKey>{key}</SyncKey><CollectionId>{inbox}</CollectionId>{options}</Collection></Collections></Sync>"#
+            );
+            let (status, body) = self
+                .post("Sync", eas_wbxml::from_xml(&xml)?.encode())
+                .await?;
+            if status != 200 {
+                return Err(format!("Sync: HTTP {status}").into());
+            }
+            if body.is_empty() {
+                // Nothing changed: the key stays.
+                return Ok((key, added));
+            }
+            let tree = Element::decode(&body)?;
+            let c = tree
+                .child(a::Collections)
+                .and_then(|c| c.child(a::Collection))
+                .ok_or("Sync answer without Collection")?;
+            let status = c.child(a::Status).and_then(|s| s.text()).unwrap_or("");
+            if status != "1" {
+                return Err(format!("Sync: status {status}").into());
+            }
+            let first = key == "0";
+            key = c
+                .child(a::SyncKey)
+                .and_then(|k| k.text())
+                .ok_or("Sync answer without SyncKey")?
+                .to_owned();
+            if let Some(commands) = c.child(a::Commands) {
+                added.extend(commands.children_with(a::Add).filter_map(|add| {
+                    add.child(a::ServerId)
+                        .and_then(|s| s.text())
+                        .map(str::to_owned)
+                }));
+            }
+            if !first && c.child(a::MoreAvailable).is_none() {
+                return Ok((key, added));
+            }
+        }
+    }
+}
+
+fn ping_body(heartbeat: u64, inbox: &str) -> Vec<u8> {
+    let xml = format!(
+        r#"<Ping xmlns="Ping:"><HeartbeatInterval>{heartbeat}</HeartbeatInterval><Folders><Folder><Id>{inbox}</Id><Class>Email</Class></Folder></Folders></Ping>"#
+    );
+    eas_wbxml::from_xml(&xml)
+        .expect("the Ping request is well formed")
+        .encode()
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the run records
+
+/// One device's Ping answer with status 2 that announced a message (found by the Sync after
+/// it).
+struct Seen {
+    user: usize,
+    uid: u32,
+    device: usize,
+    at: Instant,
+}
+
+/// One APPEND.
+struct Appended {
+    user: usize,
+    uid: u32,
+    sent: Instant,
+    ok: Instant,
+}
+
+#[derive(Default)]
+struct Counters {
+    status2: AtomicU64,
+    status1: AtomicU64,
+    /// Status 2 whose Sync found nothing new.
+    spurious: AtomicU64,
+    failed: AtomicU64,
+    sync_failed: AtomicU64,
+    append_failed: AtomicU64,
+}
+
+struct Shared {
+    counters: Counters,
+    failures: Mutex<BTreeMap<String, u64>>,
+    seen: Mutex<Vec<Seen>>,
+    appended: Mutex<Vec<Appended>>,
+    stopping: AtomicBool,
+}
+
+impl Shared {
+    fn fail(&self, counter: &AtomicU64, why: String) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.failures).entry(why).or_default() += 1;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A set-up device.
+struct Device {
+    index: usize,
+    user: usize,
+    phone: Phone,
+    inbox: String,
+    key: String,
+}
+
+async fn set_up(mut d: Device) -> Result<Device> {
+    d.phone.provision().await?;
+    d.inbox = d.phone.inbox().await?;
+    let (key, _) = d.phone.sync_to_end(&d.inbox, "0").await?;
+    d.key = key;
+    Ok(d)
+}
+
+/// Holds a Ping, answers it like a phone, again, until the run stops.
+async fn device_loop(mut d: Device, heartbeat: u64, shared: Arc<Shared>) {
+    let body = ping_body(heartbeat, &d.inbox);
+    let prefix = format!("{}:", d.inbox);
+    let pause = Duration::from_millis(500);
+    while !shared.stopping.load(Ordering::Relaxed) {
+        let r = d.phone.post("Ping", body.clone()).await;
+        let at = Instant::now();
+        if shared.stopping.load(Ordering::Relaxed) {
+            break;
+        }
+        let c = &shared.counters;
+        let tree = match r {
+            Ok((200, bytes)) => match Element::decode(&bytes) {
+                Ok(t) => t,
+                Err(e) => {
+                    shared.fail(&c.failed, format!("Ping: undecodable answer ({e})"));
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+            },
+            Ok((status, _)) => {
+                shared.fail(&c.failed, format!("Ping: HTTP {status}"));
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            Err(e) => {
+                shared.fail(&c.failed, format!("Ping: {e}"));
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+        };
+        match tree.child(pg::Status).and_then(|s| s.text()).unwrap_or("") {
+            "1" => {
+                c.status1.fetch_add(1, Ordering::Relaxed);
+            }
+            "2" => {
+                c.status2.fetch_add(1, Ordering::Relaxed);
+                match d.phone.sync_to_end(&d.inbox, &d.key).await {
+                    Ok((key, added)) => {
+                        d.key = key;
+                        if added.is_empty() {
+                            c.spurious.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let mut seen = lock(&shared.seen);
+                        for id in added {
+                            if let Some(uid) = id.strip_prefix(&prefix).and_then(|u| u.parse().ok())
+                            {
+                                seen.push(Seen {
+                                    user: d.user,
+                                    uid,
+                                    device: d.index,
+                                    at,
+                                });
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        shared.fail(&c.sync_failed, format!("Sync after Ping: {e}"));
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+            }
+            other => {
+                shared.fail(&c.failed, format!("Ping: status {other}"));
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The floor: bare IMAP clients
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Bare {
+    Idle,
+    Notify,
+}
+
+/// When a bare client's `idle()` came back with news about INBOX, and the INBOX's UIDNEXT
+/// read right after (which tells the APPENDs the news covered).
+type NoticeLog = Arc<Mutex<Vec<(Instant, u32)>>>;
+
+async fn bare_connect(cfg: &ImapConfig, user: &TestUser, kind: Bare) -> Result<Session> {
+    let mut s = Session::connect(cfg).await?;
+    s.login(&user.login, &user.password).await?;
+    if s.capabilities().has("CONDSTORE") {
+        s.enable_qresync().await?;
+    }
+    match kind {
+        Bare::Idle => {
+            s.examine("INBOX").await?;
+        }
+        Bare::Notify => s.notify_personal().await?,
+    }
+    Ok(s)
+}
+
+async fn bare_loop(
+    mut s: Session,
+    kind: Bare,
+    log: NoticeLog,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    loop {
+        let mut stop2 = stop.clone();
+        let end = s
+            .idle(Duration::from_secs(600), async move {
+                let _ = stop2.wait_for(|s| *s).await;
+            })
+            .await?;
+        let at = Instant::now();
+        match end {
+            IdleEnd::Notices(notices) => {
+                let inbox = notices.iter().any(|n| match (kind, n) {
+                    (Bare::Idle, Notice::Selected) => true,
+                    (Bare::Notify, Notice::Mailbox { name }) => name == "INBOX",
+                    _ => false,
+                });
+                if inbox {
+                    // The time is the notice's; the STATUS only says which UIDs it covers.
+                    let found = s.status("INBOX", &["UIDNEXT"]).await?;
+                    let _ = s.take_events();
+                    let uidnext = found
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("UIDNEXT"))
+                        .map_or(0, |(_, v)| *v as u32);
+                    lock(&log).push((at, uidnext));
+                }
+            }
+            IdleEnd::Stopped => break,
+            IdleEnd::Quiet => {}
+        }
+        if *stop.borrow_and_update() {
+            break;
+        }
+    }
+    let _ = s.logout().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics
+
+/// Signed milliseconds from `from` to `to`.
+fn ms_between(from: Instant, to: Instant) -> f64 {
+    if to >= from {
+        (to - from).as_secs_f64() * 1e3
+    } else {
+        -((from - to).as_secs_f64() * 1e3)
+    }
+}
+
+/// (n, p50, p95, p99, max) of values in ms.
+fn summary(values: &mut [f64]) -> Option<(usize, f64, f64, f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let at = |q: f64| values[((n as f64 * q).ceil() as usize).clamp(1, n) - 1];
+    Some((n, at(0.50), at(0.95), at(0.99), values[n - 1]))
+}
+
+fn row(name: &str, values: &mut [f64]) -> Option<(usize, f64, f64, f64, f64)> {
+    let s = summary(values);
+    match s {
+        Some((n, p50, p95, p99, max)) => {
+            println!("  {name:<34} {n:>7} {p50:>9.1} {p95:>9.1} {p99:>9.1} {max:>9.1}")
+        }
+        None => println!("  {name:<34} {:>7}", 0),
+    }
+    s
+}
+
+/// For each APPEND to a user with a bare client: the first notice that covers its UID (UIDNEXT
+/// above it), minus the APPEND's tagged OK.
+fn floor_latencies(appended: &[Appended], logs: &[NoticeLog]) -> (Vec<Option<f64>>, usize) {
+    let mut missed = 0;
+    let out = appended
+        .iter()
+        .map(|ap| {
+            let log = logs.get(ap.user)?;
+            let log = lock(log);
+            let first = log
+                .iter()
+                .filter(|(_, uidnext)| *uidnext > ap.uid)
+                .map(|(t, _)| *t)
+                .min();
+            if first.is_none() {
+                missed += 1;
+            }
+            first.map(|t| ms_between(ap.ok, t))
+        })
+        .collect();
+    (out, missed)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+fn main() -> Result<()> {
+    let args = Args::parse()?;
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // Our sockets: two per device (phone and gateway ends), the watchers, the bare clients,
+    // the short connections of setup and re-Pings; Dovecot inherits the limit.
+    let want_fds = (args.devices * 3 + args.users * 2 + args.floor_users * 4 + 20_000) as u64;
+    let nofile = raise_nofile(want_fds);
+    let users: Vec<TestUser> = (0..args.users)
+        .map(|i| TestUser::new(format!("load{i:05}@{DOMAIN}"), format!("pw-{i}")))
+        .collect();
+    let bare_per_user = if args.mode == Mode::Notify { 2 } else { 1 };
+    let connections = args.users
+        + args.floor_users * bare_per_user
+        + args.setup_concurrency * 2
+        + args.devices / 2
+        + 200;
+    let tuning = Tuning {
+        notify: args.mode == Mode::Notify,
+        ..Tuning::for_connections(connections as u32)
+    };
+    println!(
+        "push_load: {cpus} CPUs; {} devices over {} users; mode {:?}; {} APPEND/s for {} s; \
+         heartbeat {} s; bare clients on {} users; RLIMIT_NOFILE {nofile}; Dovecot {:?}",
+        args.devices,
+        args.users,
+        args.mode,
+        args.rate,
+        args.duration,
+        args.heartbeat,
+        args.floor_users,
+        tuning
+    );
+    // Every IDLE or NOTIFY connection is an imap process with an inotify instance of its own,
+    // all of them as Dovecot's one mail user; past the kernel's per-user limit Dovecot falls
+    // back to checking every `mailbox_idle_check_interval` (30 s) without a word in its log.
+    let idlers = (args.users + args.floor_users * bare_per_user) as u64;
+    let inotify = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_instances")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if inotify < idlers + 100 {
+        println!(
+            "WARNING: fs.inotify.max_user_instances is {inotify}, below the {idlers} IDLE/NOTIFY \
+             connections of this run: Dovecot will see most changes only every 30 s. Run \
+             `sysctl -w fs.inotify.max_user_instances={}` (benches/push-load.sh does).",
+            (idlers + 1000).next_power_of_two()
+        );
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+    let baseline_kib = status_kib("VmRSS:");
+    let dovecot = Dovecot::start_tuned(&users, &tuning)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(run(&args, &dovecot, &users, baseline_kib));
+    if result.is_err() {
+        eprintln!("Dovecot log: {}", dovecot.log_path().display());
+    }
+    // Whatever still runs (held requests, bare clients) goes with the runtime.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    result
+}
+
+async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u64) -> Result<()> {
+    let imap = dovecot.imap_config();
+    {
+        // NOTIFY is among the capabilities after LOGIN only.
+        let mut probe = Session::connect(&imap).await?;
+        probe.login(&users[0].login, &users[0].password).await?;
+        let has_notify = probe.has_notify();
+        let _ = probe.logout().await;
+        if has_notify != (args.mode == Mode::Notify) {
+            return Err(
+                format!("Dovecot offers NOTIFY: {has_notify}, mode {:?}", args.mode).into(),
+            );
+        }
+    }
+    let gateway = Gateway::start(imap.clone(), args.heartbeat).await?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(args.heartbeat + 120))
+        .build()?;
+    let shared = Arc::new(Shared {
+        counters: Counters::default(),
+        failures: Mutex::new(BTreeMap::new()),
+        seen: Mutex::new(Vec::new()),
+        appended: Mutex::new(Vec::new()),
+        stopping: AtomicBool::new(false),
+    });
+
+    // Setup: Provision, FolderSync, Sync to the end, `setup_concurrency` devices at a time.
+    let started = Instant::now();
+    let gate = Arc::new(Semaphore::new(args.setup_concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..args.devices {
+        let user = index % args.users;
+        let device = Device {
+            index,
+            user,
+            phone: Phone::new(
+                &client,
+                &gateway.base,
+                &users[user],
+                &format!("LOAD{index:06}"),
+            ),
+            inbox: String::new(),
+            key: String::new(),
+        };
+        let gate = gate.clone();
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            set_up(device).await
+        });
+    }
+    let mut devices = Vec::with_capacity(args.devices);
+    while let Some(done) = tasks.join_next().await {
+        devices.push(done??);
+    }
+    let setup = started.elapsed();
+    println!(
+        "setup: {} devices provisioned, FolderSynced and Synced in {:.1} s ({:.1} ms each at \
+         concurrency {})",
+        devices.len(),
+        setup.as_secs_f64(),
+        setup.as_secs_f64() * 1e3 / devices.len() as f64 * args.setup_concurrency as f64,
+        args.setup_concurrency
+    );
+
+    // The floor: bare clients on the first `floor_users` users.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut kinds = vec![Bare::Idle];
+    if args.mode == Mode::Notify {
+        kinds.push(Bare::Notify);
+    }
+    let mut logs: HashMap<Bare, Vec<NoticeLog>> = HashMap::new();
+    let mut bare_tasks = tokio::task::JoinSet::new();
+    for &kind in &kinds {
+        let mut sessions = tokio::task::JoinSet::new();
+        for (i, user) in users.iter().take(args.floor_users).enumerate() {
+            let (imap, user, gate) = (imap.clone(), user.clone(), gate.clone());
+            sessions.spawn(async move {
+                let _permit = gate.acquire_owned().await;
+                bare_connect(&imap, &user, kind).await.map(|s| (i, s))
+            });
+        }
+        let mut by_user: Vec<Option<Session>> = (0..args.floor_users).map(|_| None).collect();
+        while let Some(done) = sessions.join_next().await {
+            let (i, s) = done??;
+            by_user[i] = Some(s);
+        }
+        let kind_logs: Vec<NoticeLog> = (0..args.floor_users)
+            .map(|_| Arc::new(Mutex::new(Vec::new())))
+            .collect();
+        for (s, log) in by_user.into_iter().zip(&kind_logs) {
+            let s = s.expect("every bare client connected");
+            bare_tasks.spawn(bare_loop(s, kind, log.clone(), stop_rx.clone()));
+        }
+        logs.insert(kind, kind_logs);
+    }
+
+    // Hold a Ping on every device.
+    let started = Instant::now();
+    let mut device_tasks = tokio::task::JoinSet::new();
+    for d in devices {
+        device_tasks.spawn(device_loop(d, args.heartbeat, shared.clone()));
+    }
+    let hub = gateway.state.hub.clone();
+    let want = (args.devices, args.users);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while hub.counts() != want {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "after 300 s: (waiting devices, IMAP connections) = {:?}, want {want:?}",
+                hub.counts()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let held_after = started.elapsed();
+    let held_kib = status_kib("VmRSS:");
+    let (dc_procs, dc_kib) = dovecot_processes(dovecot.pid());
+    println!(
+        "held: {} Pings waiting on {} IMAP connections after {:.1} s; VmRSS {:.1} MiB \
+         (before Dovecot and the gateway: {:.1} MiB); Dovecot {dc_procs} processes, \
+         {:.0} MiB RSS summed",
+        want.0,
+        want.1,
+        held_after.as_secs_f64(),
+        mib(held_kib),
+        mib(baseline_kib),
+        mib(dc_kib)
+    );
+
+    // Sample the hub and our memory while mail arrives.
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (hub, sampling) = (hub.clone(), sampling.clone());
+        tokio::spawn(async move {
+            let (mut wmin, mut wmax, mut cmin, mut cmax, mut rss) =
+                (usize::MAX, 0, usize::MAX, 0, 0u64);
+            while sampling.load(Ordering::Relaxed) {
+                let (w, c) = hub.counts();
+                (wmin, wmax, cmin, cmax) = (wmin.min(w), wmax.max(w), cmin.min(c), cmax.max(c));
+                rss = rss.max(status_kib("VmRSS:"));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            (wmin, wmax, cmin, cmax, rss)
+        })
+    };
+
+    // APPENDs at the rate, to random users.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
+    let total = (args.rate * args.duration as f64).round() as u64;
+    let period = Duration::from_secs_f64(1.0 / args.rate);
+    let mut appends = tokio::task::JoinSet::new();
+    let phase = Instant::now();
+    for seq in 0..total {
+        tokio::time::sleep_until((phase + period * seq as u32).into()).await;
+        let user = rng.gen_range(0..args.users);
+        let (imap, login, shared) = (imap.clone(), users[user].clone(), shared.clone());
+        appends.spawn(async move {
+            let message = format!(
+                "From: Load <load@{DOMAIN}>\r\nTo: {}\r\nSubject: push-load {seq}\r\n\
+                 Date: Mon, 1 Jan 2024 12:00:00 +0000\r\nMessage-ID: <load-{seq}@{DOMAIN}>\r\n\
+                 MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+                 Message {seq} of the push load test.\r\n",
+                login.login
+            );
+            let attempt = async {
+                let mut s = Session::connect(&imap).await?;
+                s.login(&login.login, &login.password).await?;
+                let sent = Instant::now();
+                let uid = s.append("INBOX", &[], message.as_bytes()).await?;
+                let ok = Instant::now();
+                let _ = s.logout().await;
+                let uid = uid.ok_or("APPEND without APPENDUID")?;
+                Ok::<_, Error>(Appended {
+                    user,
+                    uid,
+                    sent,
+                    ok,
+                })
+            };
+            match attempt.await {
+                Ok(ap) => lock(&shared.appended).push(ap),
+                Err(e) => shared.fail(&shared.counters.append_failed, format!("APPEND: {e}")),
+            }
+        });
+    }
+    while appends.join_next().await.is_some() {}
+    let phase = phase.elapsed();
+
+    // Wait for the last answers.
+    let expected: usize = {
+        let per_user = |u: usize| (args.devices - u).div_ceil(args.users);
+        lock(&shared.appended)
+            .iter()
+            .map(|ap| per_user(ap.user))
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(args.drain);
+    while lock(&shared.seen).len() < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_000).min(Duration::from_secs(args.drain))).await;
+    sampling.store(false, Ordering::Relaxed);
+    let (wmin, wmax, cmin, cmax, rss_max) = sampler.await?;
+    let (dc_procs, dc_kib) = dovecot_processes(dovecot.pid());
+
+    // Stop: the hub answers the held Pings, the bare clients end their IDLE.
+    shared.stopping.store(true, Ordering::Relaxed);
+    hub.shutdown();
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        while device_tasks.join_next().await.is_some() {}
+        while bare_tasks.join_next().await.is_some() {}
+    })
+    .await;
+    let hwm = status_kib("VmHWM:");
+
+    // Attribution.
+    let appended = std::mem::take(&mut *lock(&shared.appended));
+    let seen = std::mem::take(&mut *lock(&shared.seen));
+    let mut by_message: HashMap<(usize, u32), Vec<(usize, Instant)>> = HashMap::new();
+    for s in &seen {
+        by_message
+            .entry((s.user, s.uid))
+            .or_default()
+            .push((s.device, s.at));
+    }
+    let mut gateway_ms = Vec::new();
+    let mut gateway_sampled_ms = Vec::new();
+    let mut per_append_slowest: Vec<Option<f64>> = Vec::new();
+    let (mut carried, mut missed) = (0usize, 0usize);
+    for ap in &appended {
+        let devices_of_user = (ap.user..args.devices).step_by(args.users);
+        let got = by_message.get(&(ap.user, ap.uid));
+        let mut mine = Vec::new();
+        for d in devices_of_user {
+            match got.and_then(|g| g.iter().find(|(dev, _)| *dev == d)) {
+                Some((_, at)) if *at >= ap.sent => mine.push(ms_between(ap.ok, *at)),
+                Some(_) => carried += 1,
+                None => missed += 1,
+            }
+        }
+        if ap.user < args.floor_users {
+            gateway_sampled_ms.extend(mine.iter().copied());
+        }
+        // The slowest device of this APPEND, for the pairing with the bare clients.
+        per_append_slowest.push(mine.iter().copied().reduce(f64::max));
+        gateway_ms.extend(mine);
+    }
+
+    let c = &shared.counters;
+    println!(
+        "\nAPPENDs: {} in {:.1} s ({:.2}/s), {} failed",
+        appended.len(),
+        phase.as_secs_f64(),
+        appended.len() as f64 / phase.as_secs_f64(),
+        c.append_failed.load(Ordering::Relaxed)
+    );
+    println!(
+        "\nlatency, ms from the APPEND's tagged OK    {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "n", "p50", "p95", "p99", "max"
+    );
+    let gw = row("gateway: Ping answered (status 2)", &mut gateway_ms);
+    row(
+        "gateway, users with bare clients",
+        &mut gateway_sampled_ms.clone(),
+    );
+    let mut floor = HashMap::new();
+    for &kind in &kinds {
+        let (lat, floor_missed) = floor_latencies(&appended, &logs[&kind]);
+        let mut values: Vec<f64> = lat.iter().flatten().copied().collect();
+        let name = match kind {
+            Bare::Idle => "bare IDLE client (INBOX)",
+            Bare::Notify => "bare NOTIFY client",
+        };
+        let s = row(name, &mut values);
+        if floor_missed > 0 {
+            println!("    ({floor_missed} APPENDs to its users never seen by it)");
+        }
+        // Paired: the slowest device of an APPEND against this client on the same APPEND.
+        let mut diff: Vec<f64> = lat
+            .iter()
+            .zip(&per_append_slowest)
+            .filter_map(|(f, g)| Some((*g)? - (*f)?))
+            .collect();
+        row(&format!("  slowest device minus {kind:?}"), &mut diff);
+        // PUSH_LOAD_DEBUG=1: every APPEND with both latencies, to study the pairs.
+        if std::env::var_os("PUSH_LOAD_DEBUG").is_some() {
+            for ((f, g), ap) in lat.iter().zip(&per_append_slowest).zip(&appended) {
+                println!(
+                    "DEBUG {kind:?} user {} uid {} at +{:.1} ms: bare {f:?} gateway {g:?}",
+                    ap.user,
+                    ap.uid,
+                    ms_between(appended[0].sent, ap.sent)
+                );
+            }
+        }
+        floor.insert(kind, s);
+    }
+    let failures = lock(&shared.failures).clone();
+    println!(
+        "\nPings: {} answered with 2 ({} spurious: the Sync found nothing), {} with 1; \
+         {} failed; Syncs failed {}",
+        c.status2.load(Ordering::Relaxed),
+        c.spurious.load(Ordering::Relaxed),
+        c.status1.load(Ordering::Relaxed),
+        c.failed.load(Ordering::Relaxed),
+        c.sync_failed.load(Ordering::Relaxed)
+    );
+    println!(
+        "deliveries: {} expected (APPEND x devices of its user), {} announced by a Ping, \
+         {carried} carried by an in-flight Sync, {missed} missed",
+        expected,
+        gateway_ms.len()
+    );
+    for (why, n) in &failures {
+        println!("  failure x{n}: {why}");
+    }
+    println!(
+        "gateway IMAP connections (watchers) during APPENDs: {cmin}..{cmax} for {} users; \
+         waiting devices {wmin}..{wmax} of {}",
+        args.users, args.devices
+    );
+    println!(
+        "memory (this process: gateway + {} phones + bare clients): VmRSS all held {:.1} MiB, \
+         max during APPENDs {:.1} MiB, VmHWM {:.1} MiB; baseline {:.1} MiB",
+        args.devices,
+        mib(held_kib),
+        mib(rss_max),
+        mib(hwm),
+        mib(baseline_kib)
+    );
+    println!(
+        "Dovecot: {dc_procs} processes, {:.0} MiB RSS summed",
+        mib(dc_kib)
+    );
+    if let (Some(g), Some(Some(n))) = (gw, floor.get(&Bare::Notify)) {
+        println!(
+            "\nRESULT gateway p50 {:.1} / p99 {:.1} ms; NOTIFY p50 {:.1} / p99 {:.1} ms; \
+             gateway - NOTIFY: p50 {:+.1} ms, p99 {:+.1} ms",
+            g.1,
+            g.3,
+            n.1,
+            n.3,
+            g.1 - n.1,
+            g.3 - n.3
+        );
+    }
+    drop(gateway);
+    Ok(())
+}
