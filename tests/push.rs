@@ -308,3 +308,30 @@ async fn shutdown_answers_every_held_ping() {
     assert_eq!(outcome(&r.tree()).0, "1");
     assert!(stopped.elapsed() < Duration::from_secs(1));
 }
+
+/// Regressions found in review: mail arriving while the watcher is still connecting, and a
+/// pinged folder deleted by another client.
+#[tokio::test]
+async fn mail_right_after_the_first_ping_and_a_deleted_folder() {
+    let g = gateway().await;
+    let name = support::unique("Gone");
+    support::create("heidi", &name).await;
+    let (ph, inbox, _) = phone(&g, "heidi", "PUSH-H").await;
+    // No pause at all between the Ping and the delivery.
+    let req = ping_xml(30, &[&inbox]);
+    let held = ph.send("Ping", &req);
+    let deliver = async {
+        tokio::task::yield_now().await;
+        support::deliver("heidi", &support::message("Instantly", "x")).await;
+    };
+    let (r, ()) = tokio::join!(held, deliver);
+    assert_eq!(outcome(&r.tree()), ("2".into(), vec![inbox.clone()]));
+
+    // A folder the phone pings is deleted elsewhere: status 7 (FolderSync), not an error.
+    let (folders, _, _) = folder_changes(&ph.folder_sync("0").await);
+    let gone = folders.iter().find(|f| f.name == name).unwrap().id.clone();
+    support::delete("heidi", &name).await;
+    let r = ph.send("Ping", &ping_xml(5, &[&gone])).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(outcome(&r.tree()).0, "7");
+}

@@ -1003,3 +1003,94 @@ async fn search_the_mailbox_newest_first_with_ranges_and_bounds() {
     assert_eq!(status(&gal), "1");
     assert_eq!(find_text(&gal, s::Total).as_deref(), Some("0"));
 }
+
+/// Regressions found in review: repeated empty Syncs, windowed flag changes, FilterType keys,
+/// conflicting changes, and a folder deleted behind the phone's back.
+#[tokio::test]
+async fn review_regressions_for_sync() {
+    let g = gateway().await;
+    let user = "xavier";
+    for i in 0..6 {
+        support::append(user, "INBOX", &[], &mail(&format!("R{i}"), "x")).await;
+    }
+    let name = support::unique("Doomed");
+    support::create(user, &name).await;
+    let (p, folders) = phone(&g, user, "14.1").await;
+    let inbox = folder_id(&folders, "Inbox");
+    let doomed = folder_id(&folders, &name);
+    let (key, adds) = sync_all(&p, &inbox, 50).await;
+    assert_eq!(adds.len(), 6);
+
+    // M1: two empty Syncs in a row never resend what the first one sent.
+    support::append(user, "INBOX", &[], &mail("E1", "x")).await;
+    let e1 = collection(&p.post("Sync", Vec::new()).await.tree());
+    assert_eq!(e1.adds.len(), 1);
+    let e2 = p.post("Sync", Vec::new()).await;
+    let again = if e2.body.is_empty() {
+        Got::default()
+    } else {
+        collection(&e2.tree())
+    };
+    assert!(again.adds.is_empty(), "resent: {again:?}");
+    let key = if again.key.is_empty() {
+        e1.key.clone()
+    } else {
+        again.key.clone()
+    };
+
+    // M2: more flag changes than the window: every one arrives, over several Syncs.
+    let all: Vec<String> = uids(user, "INBOX")
+        .await
+        .iter()
+        .map(u32::to_string)
+        .collect();
+    support::store(user, "INBOX", &all.join(","), "+FLAGS (\\Seen)").await;
+    let mut key = key;
+    let mut changed = BTreeSet::new();
+    for _ in 0..10 {
+        let got = sync(&p, &key, &inbox, "<WindowSize>2</WindowSize>").await;
+        changed.extend(got.changes.iter().map(|c| c.0.clone()));
+        key = got.key;
+        if !got.more {
+            break;
+        }
+    }
+    assert_eq!(changed.len(), 7, "{changed:?}");
+
+    // M3: with a FilterType and nothing new, the key stays the same.
+    let opts = "<Options><FilterType>5</FilterType></Options>";
+    let f1 = sync(&p, &key, &inbox, opts).await;
+    let f2 = sync(&p, &f1.key, &inbox, opts).await;
+    let f3 = sync(&p, &f2.key, &inbox, opts).await;
+    assert_eq!(f2.key, f3.key, "no change, no new key");
+    let key = f3.key;
+
+    // M4: the phone marks unread a message another client flagged meanwhile; the flag
+    // still reaches the phone.
+    let target = uids(user, "INBOX").await[0];
+    support::store(user, "INBOX", &target.to_string(), "+FLAGS (\\Flagged)").await;
+    let got = sync(
+        &p,
+        &key,
+        &inbox,
+        &format!(
+            "{opts}<Commands><Change><ServerId>{inbox}:{target}</ServerId><ApplicationData><email:Read>0</email:Read></ApplicationData></Change></Commands>"
+        ),
+    )
+    .await;
+    let mut flagged = got.changes.iter().any(|(sid, d)| {
+        *sid == format!("{inbox}:{target}") && find_text(d, em::Status).as_deref() == Some("2")
+    });
+    if !flagged {
+        let next = sync(&p, &got.key, &inbox, opts).await;
+        flagged = next.changes.iter().any(|(sid, d)| {
+            *sid == format!("{inbox}:{target}") && find_text(d, em::Status).as_deref() == Some("2")
+        });
+    }
+    assert!(flagged, "the other client's flag reaches the phone");
+
+    // M6: a folder deleted by another client: Sync status 12, not an HTTP error.
+    let (dkey, _) = sync_all(&p, &doomed, 10).await;
+    support::delete(user, &name).await;
+    assert_eq!(sync(&p, &dkey, &doomed, "").await.status, "12");
+}

@@ -143,9 +143,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                     (None, _) => ATTACHMENT_INVALID,
                     (Some(_), true) => BAD_RANGE,
                     (Some((_, data)), false) => match range {
-                        Some((from, _)) if from >= data.len() as u64 && !data.is_empty() => {
-                            BAD_RANGE
-                        }
+                        Some((from, _)) if from >= data.len() as u64 => BAD_RANGE,
                         _ => OK,
                     },
                 };
@@ -164,7 +162,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                             w.text_element(io::Range, &format!("{from}-{}", end.saturating_sub(1)))
                                 .map_err(enc)?;
                             w.text_element(io::Total, &total.to_string()).map_err(enc)?;
-                            &data[from as usize..end as usize]
+                            data.get(from as usize..end as usize).unwrap_or_default()
                         }
                         None => &data[..],
                     };

@@ -158,7 +158,15 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
     let mut store = Mailstore::open(ctx).await?;
     let mut stale = Vec::new();
     for f in &folders {
-        let state = store.folder_state(&f.imap_name).await?;
+        let state = match store.folder_state(&f.imap_name).await {
+            Ok(s) => s,
+            // Deleted or renamed by another client: the device must FolderSync.
+            Err(crate::imap::ImapError::No { .. }) => {
+                store.close().await;
+                return Ok(answer(HIERARCHY_CHANGED, Vec::new()));
+            }
+            Err(e) => return Err(e.into()),
+        };
         if sync::is_stale(ctx, f.id, &state)? {
             stale.push(*f);
         }

@@ -23,6 +23,11 @@ pub enum Event {
     Vanished(SequenceSet),
     /// `* n FETCH (…)`: a message's flags (or mod-sequence) changed.
     Fetch(FetchUpdate),
+    /// `* STATUS mailbox (…)` nobody asked for (NOTIFY news about another mailbox that
+    /// arrived during a command).
+    MailboxStatus(String),
+    /// `* LIST …` nobody asked for (NOTIFY MailboxName news during a command).
+    MailboxList(String),
     /// More events arrived than the session keeps ([`MAX_EVENTS`]); the ones before were
     /// dropped, so the caller must look at the mailbox afresh.
     Overflow,
@@ -49,6 +54,8 @@ pub(crate) fn from_untagged(u: Untagged) -> Option<Event> {
         Untagged::Recent(n) => Event::Recent(n),
         Untagged::Expunge(n) => Event::Expunge(n),
         Untagged::Vanished { uids, .. } => Event::Vanished(uids),
+        Untagged::MailboxStatus { name, .. } => Event::MailboxStatus(name),
+        Untagged::List(mb) => Event::MailboxList(mb.name),
         Untagged::Fetch { seq, items } => {
             let f = FetchData::from_items(seq, items);
             Event::Fetch(FetchUpdate {

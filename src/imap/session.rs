@@ -267,8 +267,14 @@ impl Session {
             .mailbox(mailbox)
             .raw(&format!("({})", items.join(" ")));
         let mut found = None;
+        // With NOTIFY, STATUS responses about other mailboxes can arrive in the middle; only
+        // the one naming this mailbox answers (the others become events).
+        let wanted = |name: &str| {
+            name == mailbox
+                || (name.eq_ignore_ascii_case("INBOX") && mailbox.eq_ignore_ascii_case("INBOX"))
+        };
         self.run_with(cmd, &mut |u| match u {
-            Untagged::MailboxStatus { items, .. } if found.is_none() => {
+            Untagged::MailboxStatus { name, items, .. } if found.is_none() && wanted(&name) => {
                 found = Some(items);
                 None
             }

@@ -107,19 +107,11 @@ impl Task {
             match self.session().await {
                 Ok(mut session) => {
                     let _counted = Counted::new(&self.connections);
-                    backoff = BACKOFF_MIN;
                     if down {
                         down = false;
                         self.publish(Signal::BackendUp);
-                        // Anything may have changed while we were away.
-                        for m in self
-                            .hub()
-                            .map(|h| h.mailboxes_of(&self.user))
-                            .unwrap_or_default()
-                        {
-                            self.publish(Signal::Mailbox(m, None));
-                        }
                     }
+                    let started = tokio::time::Instant::now();
                     match self.watch(&mut session).await {
                         Ok(()) => {
                             let _ = session.logout().await;
@@ -131,6 +123,14 @@ impl Task {
                             tracing::info!(user = %self.user, error = %e, "watcher lost the IMAP server");
                             down = true;
                             self.publish(Signal::BackendDown);
+                            // A session that failed soon after login (a refused NOTIFY, say)
+                            // must not turn into a reconnect loop against the server.
+                            if started.elapsed() < BACKOFF_MAX {
+                                tokio::time::sleep(backoff).await;
+                                backoff = (backoff * 2).min(BACKOFF_MAX);
+                            } else {
+                                backoff = BACKOFF_MIN;
+                            }
                         }
                     }
                 }
@@ -204,6 +204,37 @@ impl Task {
         Ok(())
     }
 
+    /// Publishes what unsolicited responses during our own commands said.
+    async fn handle_events(
+        &self,
+        session: &mut Session,
+        events: Vec<crate::imap::Event>,
+    ) -> Result<(), ImapError> {
+        use crate::imap::Event;
+        let mut inbox = false;
+        for e in events {
+            match e {
+                Event::MailboxStatus(name) => self.changed(session, name).await?,
+                Event::MailboxList(name) => self.publish(Signal::Hierarchy(name)),
+                Event::Overflow => {
+                    for m in self
+                        .hub()
+                        .map(|h| h.mailboxes_of(&self.user))
+                        .unwrap_or_default()
+                    {
+                        self.changed(session, m).await?;
+                    }
+                }
+                // EXISTS/EXPUNGE/FETCH: the selected mailbox, INBOX when there is no NOTIFY.
+                _ => inbox = true,
+            }
+        }
+        if inbox {
+            self.changed(session, "INBOX".into()).await?;
+        }
+        Ok(())
+    }
+
     /// Watches until nobody waits for the grace period (Ok) or the connection fails (Err).
     async fn watch(&mut self, session: &mut Session) -> Result<(), ImapError> {
         let notify = session.has_notify();
@@ -211,6 +242,15 @@ impl Task {
             session.notify_personal().await?;
         } else {
             session.examine("INBOX").await?;
+        }
+        // Whatever happened before the watch was set up (between a Ping's own look and now,
+        // or while we were disconnected) is caught by one look at every watched mailbox.
+        for m in self
+            .hub()
+            .map(|h| h.mailboxes_of(&self.user))
+            .unwrap_or_default()
+        {
+            self.changed(session, m).await?;
         }
         let grace = self.hub().map_or(Duration::ZERO, |h| h.grace());
         let mut unwatched_since: Option<tokio::time::Instant> = None;
@@ -254,6 +294,15 @@ impl Task {
                         self.changed(session, m).await?;
                     }
                 }
+            }
+            // News that arrived during our own commands (STATUS) was kept as events; looking
+            // at it can bring more, so drain until quiet.
+            loop {
+                let events = session.take_events();
+                if events.is_empty() {
+                    break;
+                }
+                self.handle_events(session, events).await?;
             }
             let watched = self.hub().is_some_and(|h| h.is_watched(&self.user));
             if watched {

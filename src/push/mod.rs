@@ -131,11 +131,12 @@ impl Hub {
             .me
             .upgrade()
             .expect("the hub is alive while it is used");
-        if self.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
-            let _ = tx.send(Signal::Shutdown);
-        }
         {
             let mut users = self.lock();
+            // Checked under the lock `shutdown` takes too, so no registration slips between.
+            if self.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = tx.send(Signal::Shutdown);
+            }
             let entry = users.entry(user.key.clone()).or_default();
             let old = entry.waiters.insert(
                 device.to_owned(),
@@ -226,9 +227,10 @@ impl Hub {
 
     /// Tells every waiting device to answer now; later registrations are answered at once.
     pub fn shutdown(&self) {
+        let users = self.lock();
         self.shutting_down
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        for entry in self.lock().values() {
+        for entry in users.values() {
             for w in entry.waiters.values() {
                 let _ = w.tx.send(Signal::Shutdown);
             }

@@ -111,8 +111,12 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
         .window_size
         .unwrap_or(request::MAX_WINDOW)
         .clamp(1, request::MAX_WINDOW);
+    // A request that carries client commands is answered at once: waiting would mean
+    // applying them again on every look.
+    let has_commands = req.collections.iter().any(|c| !c.commands.is_empty());
     let deadline = req
         .wait_secs
+        .filter(|_| !has_commands)
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
 
     // A held Sync waits in the push hub like a Ping, holding no IMAP connection.
@@ -173,6 +177,13 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
     }
     store.close().await;
 
+    // An empty or partial Sync later continues from the keys of this answer, not from the
+    // ones this request presented.
+    for (c, o) in req.collections.iter_mut().zip(&outcome) {
+        if o.status == OK {
+            c.sync_key = o.sync_key.clone();
+        }
+    }
     remember_collections(ctx, &req)?;
     let response = write_response(&outcome, ctx)?;
     if let Some(fp) = fingerprint {
@@ -229,7 +240,9 @@ impl CollectionOutcome {
 
     /// Whether a held Sync should answer now.
     fn has_news(&self) -> bool {
-        self.status != OK || self.new_key.is_some() || !self.responses.is_empty()
+        // A new key alone (the counters moved without anything for the device) is not news:
+        // a held Sync keeps waiting.
+        self.status != OK || !self.commands.is_empty() || !self.responses.is_empty() || self.more
     }
 }
 
@@ -274,7 +287,10 @@ async fn collection(
     if c.sync_key.trim() == "0" {
         // A new partnership for this folder: the device knows nothing.
         ctx.store.reset_collection(device, folder.id)?;
-        let state = folder_state(store, &folder.imap_name).await?;
+        let Some(state) = folder_state(store, &folder.imap_name).await? else {
+            out.status = HIERARCHY_CHANGED;
+            return Ok(out);
+        };
         let snap = Snapshot {
             uidvalidity: state.uidvalidity,
             since,
@@ -306,7 +322,10 @@ async fn collection(
         return Ok(out);
     };
 
-    let state = folder_state(store, &folder.imap_name).await?;
+    let Some(state) = folder_state(store, &folder.imap_name).await? else {
+        out.status = HIERARCHY_CHANGED;
+        return Ok(out);
+    };
     if state.uidvalidity != snap.uidvalidity {
         // Every UID the device holds is void: it must start over with SyncKey 0.
         tracing::info!(
@@ -351,7 +370,12 @@ async fn collection(
             && since == snap.since;
         if !unchanged {
             let (d, states, now) = compute_diff(store, &folder.imap_name, &snap, since).await?;
+            let all_changes = d.changes.len();
             let w = snapshot::window(d, window);
+            // Flag changes are found with CHANGEDSINCE the snapshot's HIGHESTMODSEQ; if some
+            // did not fit in this window, the old mod-sequence must stay so they are found
+            // again. (Adds and deletes are recomputed from every UID each time.)
+            let changes_left = w.changes.len() < all_changes;
             *budget -= w.deletes.len() + w.soft_deletes.len() + w.changes.len() + w.adds.len();
             for &uid in &w.deletes {
                 snap.items.remove(&uid);
@@ -390,7 +414,9 @@ async fn collection(
             snap.pending = w.more;
             out.more = w.more;
             snap.uidvalidity = now.uidvalidity;
-            snap.highest_modseq = now.highest_modseq;
+            if !changes_left {
+                snap.highest_modseq = now.highest_modseq;
+            }
             snap.uid_next = now.uid_next;
             snap.exists = now.exists;
             snap.since = since;
@@ -476,7 +502,9 @@ pub async fn estimate(
             .unwrap_or_default(),
     };
     let since = options.since(unix_now());
-    let state = folder_state(store, &folder.imap_name).await?;
+    let Some(state) = folder_state(store, &folder.imap_name).await? else {
+        return Ok(Err(2));
+    };
     if state.uidvalidity != snap.uidvalidity {
         return Ok(Err(4));
     }
@@ -621,8 +649,17 @@ fn snap_bytes_of(ctx: &Context<'_>, folder: &FolderEntry, key: u32) -> Result<Ve
         .unwrap_or_default())
 }
 
-async fn folder_state(store: &mut Mailstore, mailbox: &str) -> Result<FolderState, EasError> {
-    Ok(store.folder_state(mailbox).await?)
+/// STATUS of a collection's mailbox; None when the mailbox is gone (deleted or renamed by
+/// another client), which the commands answer with their "folder hierarchy changed" status.
+async fn folder_state(
+    store: &mut Mailstore,
+    mailbox: &str,
+) -> Result<Option<FolderState>, EasError> {
+    match store.folder_state(mailbox).await {
+        Ok(s) => Ok(Some(s)),
+        Err(crate::imap::ImapError::No { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The IMAP name of the user's Trash, from the device's folder list.
@@ -686,8 +723,15 @@ async fn client_command(
                 categories: categories.clone(),
             };
             match store.change_flags(mailbox, uid, &change).await? {
-                Some(flags) => {
-                    snap.items.insert(uid, flag_state(&flags));
+                Some(_) => {
+                    let old = snap.items.get(&uid).copied().unwrap_or(0);
+                    let new = snapshot::with_client_change(
+                        old,
+                        change.seen,
+                        change.flagged,
+                        change.categories.as_deref(),
+                    );
+                    snap.items.insert(uid, new);
                     Ok(true)
                 }
                 None => {

@@ -51,7 +51,10 @@ impl Options {
             7 => 186,
             _ => return 0,
         };
-        now.saturating_sub(days * DAY)
+        // Whole days: IMAP SINCE is day-granular anyway, and a window that moved every
+        // second would make every Sync look like a change (a new key, no fast path).
+        let since = now.saturating_sub(days * DAY);
+        since - since % DAY
     }
 }
 
@@ -360,7 +363,8 @@ mod test {
             ..Options::default()
         };
         assert_eq!(o(0).since(1_000_000), 0);
-        assert_eq!(o(1).since(1_000_000), 1_000_000 - 86_400);
+        assert_eq!(o(1).since(1_000_000), 864_000 - 86_400);
+        assert_eq!(o(1).since(1_000_000), o(1).since(1_000_001));
         assert_eq!(o(5).since(10), 0);
     }
 }

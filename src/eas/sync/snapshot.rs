@@ -44,6 +44,29 @@ pub fn flag_state<S: AsRef<str>>(flags: &[S]) -> FlagState {
     (h & !3) | bits
 }
 
+/// The state the device has after it changed some flags itself: its old state with only the
+/// parts it sent replaced. A change another client made meanwhile therefore still differs
+/// from the server's state and reaches the device as a Change (the server wins, the spec's
+/// default conflict resolution), instead of being absorbed by the device's own Change.
+pub fn with_client_change(
+    old: FlagState,
+    seen: Option<bool>,
+    flagged: Option<bool>,
+    categories: Option<&[String]>,
+) -> FlagState {
+    let mut state = old;
+    if let Some(s) = seen {
+        state = if s { state | SEEN } else { state & !SEEN };
+    }
+    if let Some(f) = flagged {
+        state = if f { state | FLAGGED } else { state & !FLAGGED };
+    }
+    if let Some(c) = categories {
+        state = (state & 3) | (flag_state(c) & !3);
+    }
+    state
+}
+
 /// A collection's state as of one SyncKey.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Snapshot {
