@@ -1018,7 +1018,7 @@ async fn review_regressions_for_sync() {
     let (p, folders) = phone(&g, user, "14.1").await;
     let inbox = folder_id(&folders, "Inbox");
     let doomed = folder_id(&folders, &name);
-    let (key, adds) = sync_all(&p, &inbox, 50).await;
+    let (_, adds) = sync_all(&p, &inbox, 50).await;
     assert_eq!(adds.len(), 6);
 
     // M1: two empty Syncs in a row never resend what the first one sent.
