@@ -363,7 +363,7 @@ mod test {
             ..Options::default()
         };
         assert_eq!(o(0).since(1_000_000), 0);
-        assert_eq!(o(1).since(1_000_000), 864_000 - 86_400);
+        assert_eq!(o(1).since(1_000_000), 864_000);
         assert_eq!(o(1).since(1_000_000), o(1).since(1_000_001));
         assert_eq!(o(5).since(10), 0);
     }
