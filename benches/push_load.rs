@@ -75,6 +75,10 @@ struct Args {
     setup_concurrency: usize,
     drain: u64,
     seed: u64,
+    /// First Pings started per second (0: all at once).
+    ramp: u64,
+    /// Run the gateway as a child process (`eas-gateway serve`) instead of in this one.
+    separate: bool,
 }
 
 const USAGE: &str = "\
@@ -88,7 +92,12 @@ usage: cargo bench --bench push_load -- [options]
   --floor-users K        users with a bare IDLE and a bare NOTIFY client (250)
   --setup-concurrency C  devices set up at once (64)
   --drain S              seconds to wait for the last answers after the APPENDs (10)
-  --seed X               random seed for the choice of users (1)";
+  --seed X               random seed for the choice of users (1)
+  --ramp P               first Pings started per second; 0 starts all at once, like phones
+                         after a gateway restart (500)
+  --gateway inproc|process  the gateway in this process (reads the hub directly), or
+                         `eas-gateway serve` as a child (own RSS and file descriptors; counts
+                         from /metrics) (inproc)";
 
 impl Args {
     fn parse() -> Result<Args> {
@@ -103,6 +112,8 @@ impl Args {
             setup_concurrency: 64,
             drain: 10,
             seed: 1,
+            separate: false,
+            ramp: 500,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -126,6 +137,14 @@ impl Args {
                 "--setup-concurrency" => args.setup_concurrency = value()?.parse()?,
                 "--drain" => args.drain = value()?.parse()?,
                 "--seed" => args.seed = value()?.parse()?,
+                "--ramp" => args.ramp = value()?.parse()?,
+                "--gateway" => {
+                    args.separate = match value()?.as_str() {
+                        "inproc" => false,
+                        "process" => true,
+                        other => return Err(format!("unknown gateway {other:?}").into()),
+                    }
+                }
                 "-h" | "--help" => {
                     println!("{USAGE}");
                     std::process::exit(0);
@@ -186,7 +205,12 @@ fn raise_nofile(want: u64) -> u64 {
 
 /// A field of /proc/self/status in KiB (VmRSS, VmHWM).
 fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    proc_status_kib("self", field)
+}
+
+/// A field of /proc/<pid>/status in KiB.
+fn proc_status_kib(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -276,6 +300,155 @@ impl Drop for Gateway {
     }
 }
 
+/// `eas-gateway serve` as a child process, with the same settings as [`Gateway::start`].
+struct ChildGateway {
+    base: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl ChildGateway {
+    async fn start(imap: ImapConfig, heartbeat: u64) -> Result<ChildGateway> {
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://mail.example.com\"\n\
+             [imap]\nhost = \"{}\"\nport = {}\nsecurity = \"none\"\n\
+             [state]\nurl = \"sqlite:{}\"\n\
+             [push]\nmin_heartbeat_secs = 10\nmax_heartbeat_secs = {}\n",
+            imap.host,
+            imap.port,
+            dir.path().join("state.db").display(),
+            heartbeat.max(3540)
+        );
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, config)?;
+        let log = std::fs::File::create(dir.path().join("gateway.log"))?;
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_eas-gateway"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err("eas-gateway serve did not listen within 10 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(ChildGateway {
+            base: format!("http://127.0.0.1:{port}"),
+            child,
+            _dir: dir,
+        })
+    }
+
+    /// Warnings and errors the child logged: their number and the first few.
+    fn log_summary(&self) -> (usize, Vec<String>) {
+        let text =
+            std::fs::read_to_string(self._dir.path().join("gateway.log")).unwrap_or_default();
+        let bad: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .collect();
+        (
+            bad.len(),
+            bad.iter().take(5).map(|l| l.to_string()).collect(),
+        )
+    }
+
+    /// SIGTERM: the gateway answers every held Ping, then stops.
+    fn terminate(&self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+}
+
+impl Drop for ChildGateway {
+    fn drop(&mut self) {
+        self.terminate();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The gateway under test, wherever it runs.
+enum Target {
+    InProcess(Gateway),
+    Child(ChildGateway, reqwest::Client),
+}
+
+impl Target {
+    fn base(&self) -> &str {
+        match self {
+            Target::InProcess(g) => &g.base,
+            Target::Child(g, _) => &g.base,
+        }
+    }
+
+    /// (waiting devices, IMAP connections held by the watchers).
+    async fn counts(&self) -> (usize, usize) {
+        match self {
+            Target::InProcess(g) => g.state.hub.counts(),
+            Target::Child(g, client) => {
+                let text = match client.get(format!("{}/metrics", g.base)).send().await {
+                    Ok(r) => r.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                let gauge = |name: &str| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        .map_or(usize::MAX, |v| v as usize)
+                };
+                (
+                    gauge("eas_push_waiting"),
+                    gauge("eas_push_imap_connections"),
+                )
+            }
+        }
+    }
+
+    /// VmRSS or VmHWM of the process the gateway runs in.
+    fn kib(&self, field: &str) -> u64 {
+        match self {
+            Target::InProcess(_) => status_kib(field),
+            Target::Child(g, _) => proc_status_kib(&g.child.id().to_string(), field),
+        }
+    }
+
+    fn shutdown(&self) {
+        match self {
+            Target::InProcess(g) => g.state.hub.shutdown(),
+            Target::Child(g, _) => g.terminate(),
+        }
+    }
+
+    fn what(&self) -> &'static str {
+        match self {
+            Target::InProcess(_) => "this process: the gateway, the phones and the bare clients",
+            Target::Child(..) => "the gateway's own process (eas-gateway serve)",
+        }
+    }
+}
+
 /// One simulated iPhone.
 struct Phone {
     client: reqwest::Client,
@@ -310,9 +483,13 @@ impl Phone {
         if let Some(k) = self.policy_key {
             req = req.header("X-MS-PolicyKey", k.to_string());
         }
-        let r = req.send().await?;
+        // Without the URL, so failures of different devices count as one kind.
+        let r = req.send().await.map_err(|e| e.without_url())?;
         let status = r.status().as_u16();
-        Ok((status, r.bytes().await?.to_vec()))
+        Ok((
+            status,
+            r.bytes().await.map_err(|e| e.without_url())?.to_vec(),
+        ))
     }
 
     /// POSTs a command in readable XML; the decoded answer (HTTP 200 required).
@@ -466,6 +643,8 @@ struct Counters {
     /// Status 2 whose Sync found nothing new.
     spurious: AtomicU64,
     failed: AtomicU64,
+    /// Failures of any kind once the APPENDs began.
+    failed_measured: AtomicU64,
     sync_failed: AtomicU64,
     append_failed: AtomicU64,
 }
@@ -476,12 +655,24 @@ struct Shared {
     seen: Mutex<Vec<Seen>>,
     appended: Mutex<Vec<Appended>>,
     stopping: AtomicBool,
+    /// Set when the APPENDs begin: failures before are the ramp's, after are measured.
+    measuring: AtomicBool,
 }
 
 impl Shared {
     fn fail(&self, counter: &AtomicU64, why: String) {
         counter.fetch_add(1, Ordering::Relaxed);
-        *lock(&self.failures).entry(why).or_default() += 1;
+        let phase = if self.measuring.load(Ordering::Relaxed) {
+            self.counters
+                .failed_measured
+                .fetch_add(1, Ordering::Relaxed);
+            "measured"
+        } else {
+            "before the APPENDs"
+        };
+        *lock(&self.failures)
+            .entry(format!("{phase}: {why}"))
+            .or_default() += 1;
     }
 }
 
@@ -788,7 +979,14 @@ async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u
             );
         }
     }
-    let gateway = Gateway::start(imap.clone(), args.heartbeat).await?;
+    let gateway = if args.separate {
+        Target::Child(
+            ChildGateway::start(imap.clone(), args.heartbeat).await?,
+            reqwest::Client::new(),
+        )
+    } else {
+        Target::InProcess(Gateway::start(imap.clone(), args.heartbeat).await?)
+    };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(args.heartbeat + 120))
         .build()?;
@@ -798,6 +996,7 @@ async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u
         seen: Mutex::new(Vec::new()),
         appended: Mutex::new(Vec::new()),
         stopping: AtomicBool::new(false),
+        measuring: AtomicBool::new(false),
     });
 
     // Setup: Provision, FolderSync, Sync to the end, `setup_concurrency` devices at a time.
@@ -811,7 +1010,7 @@ async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u
             user,
             phone: Phone::new(
                 &client,
-                &gateway.base,
+                gateway.base(),
                 &users[user],
                 &format!("LOAD{index:06}"),
             ),
@@ -873,33 +1072,38 @@ async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u
     // Hold a Ping on every device.
     let started = Instant::now();
     let mut device_tasks = tokio::task::JoinSet::new();
-    for d in devices {
+    for (i, d) in devices.into_iter().enumerate() {
+        if args.ramp > 0 {
+            let at = started + Duration::from_secs_f64(i as f64 / args.ramp as f64);
+            tokio::time::sleep_until(at.into()).await;
+        }
         device_tasks.spawn(device_loop(d, args.heartbeat, shared.clone()));
     }
-    let hub = gateway.state.hub.clone();
+    let gateway = Arc::new(gateway);
     let want = (args.devices, args.users);
     let deadline = Instant::now() + Duration::from_secs(300);
-    while hub.counts() != want {
+    while gateway.counts().await != want {
         if Instant::now() > deadline {
             return Err(format!(
                 "after 300 s: (waiting devices, IMAP connections) = {:?}, want {want:?}",
-                hub.counts()
+                gateway.counts().await
             )
             .into());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let held_after = started.elapsed();
-    let held_kib = status_kib("VmRSS:");
+    let held_kib = gateway.kib("VmRSS:");
     let (dc_procs, dc_kib) = dovecot_processes(dovecot.pid());
     println!(
-        "held: {} Pings waiting on {} IMAP connections after {:.1} s; VmRSS {:.1} MiB \
-         (before Dovecot and the gateway: {:.1} MiB); Dovecot {dc_procs} processes, \
-         {:.0} MiB RSS summed",
+        "held: {} Pings waiting on {} IMAP connections after {:.1} s; VmRSS {:.1} MiB ({}; \
+         this process before Dovecot and the gateway: {:.1} MiB); Dovecot {dc_procs} \
+         processes, {:.0} MiB RSS summed",
         want.0,
         want.1,
         held_after.as_secs_f64(),
         mib(held_kib),
+        gateway.what(),
         mib(baseline_kib),
         mib(dc_kib)
     );
@@ -907,14 +1111,14 @@ async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u
     // Sample the hub and our memory while mail arrives.
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
-        let (hub, sampling) = (hub.clone(), sampling.clone());
+        let (gateway, sampling) = (gateway.clone(), sampling.clone());
         tokio::spawn(async move {
             let (mut wmin, mut wmax, mut cmin, mut cmax, mut rss) =
                 (usize::MAX, 0, usize::MAX, 0, 0u64);
             while sampling.load(Ordering::Relaxed) {
-                let (w, c) = hub.counts();
+                let (w, c) = gateway.counts().await;
                 (wmin, wmax, cmin, cmax) = (wmin.min(w), wmax.max(w), cmin.min(c), cmax.max(c));
-                rss = rss.max(status_kib("VmRSS:"));
+                rss = rss.max(gateway.kib("VmRSS:"));
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             (wmin, wmax, cmin, cmax, rss)
@@ -926,6 +1130,7 @@ async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u
     let total = (args.rate * args.duration as f64).round() as u64;
     let period = Duration::from_secs_f64(1.0 / args.rate);
     let mut appends = tokio::task::JoinSet::new();
+    shared.measuring.store(true, Ordering::Relaxed);
     let phase = Instant::now();
     for seq in 0..total {
         tokio::time::sleep_until((phase + period * seq as u32).into()).await;
@@ -982,14 +1187,47 @@ async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u
 
     // Stop: the hub answers the held Pings, the bare clients end their IDLE.
     shared.stopping.store(true, Ordering::Relaxed);
-    hub.shutdown();
+    // Read before the stop: a child gateway exits after answering.
+    let hwm = gateway.kib("VmHWM:");
+    gateway.shutdown();
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(30), async {
         while device_tasks.join_next().await.is_some() {}
         while bare_tasks.join_next().await.is_some() {}
     })
     .await;
-    let hwm = status_kib("VmHWM:");
+    let what = gateway.what();
+    {
+        // Dovecot's complaints (limits reached, refused logins), most frequent first.
+        let text = std::fs::read_to_string(dovecot.log_path()).unwrap_or_default();
+        let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+        for l in text
+            .lines()
+            .filter(|l| l.contains("Warning:") || l.contains("Error:") || l.contains("Fatal:"))
+        {
+            // Without the timestamp and the per-connection details after the first comma.
+            let l = l.split_once(": ").map_or(l, |(_, rest)| rest);
+            let l = l.split(", ").next().unwrap_or(l);
+            *kinds.entry(l.chars().take(160).collect()).or_default() += 1;
+        }
+        let mut kinds: Vec<_> = kinds.into_iter().collect();
+        kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
+        println!(
+            "Dovecot log: {} warnings/errors",
+            kinds.iter().map(|k| k.1).sum::<usize>()
+        );
+        for (l, n) in kinds.iter().take(5) {
+            println!("  x{n}: {l}");
+        }
+    }
+    if let Target::Child(g, _) = &*gateway {
+        let (n, first) = g.log_summary();
+        println!("gateway log: {n} WARN/ERROR lines");
+        for l in first {
+            println!("  {l}");
+        }
+    }
+    drop(gateway);
 
     // Attribution.
     let appended = std::mem::take(&mut *lock(&shared.appended));
@@ -1076,12 +1314,13 @@ async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u
     let failures = lock(&shared.failures).clone();
     println!(
         "\nPings: {} answered with 2 ({} spurious: the Sync found nothing), {} with 1; \
-         {} failed; Syncs failed {}",
+         {} failed; Syncs failed {}; failures once the APPENDs began: {}",
         c.status2.load(Ordering::Relaxed),
         c.spurious.load(Ordering::Relaxed),
         c.status1.load(Ordering::Relaxed),
         c.failed.load(Ordering::Relaxed),
-        c.sync_failed.load(Ordering::Relaxed)
+        c.sync_failed.load(Ordering::Relaxed),
+        c.failed_measured.load(Ordering::Relaxed)
     );
     println!(
         "deliveries: {} expected (APPEND x devices of its user), {} announced by a Ping, \
@@ -1098,13 +1337,13 @@ async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u
         args.users, args.devices
     );
     println!(
-        "memory (this process: gateway + {} phones + bare clients): VmRSS all held {:.1} MiB, \
-         max during APPENDs {:.1} MiB, VmHWM {:.1} MiB; baseline {:.1} MiB",
-        args.devices,
+        "memory ({}): VmRSS all held {:.1} MiB, max during APPENDs {:.1} MiB, VmHWM \
+         {:.1} MiB; this process's VmHWM {:.1} MiB",
+        what,
         mib(held_kib),
         mib(rss_max),
         mib(hwm),
-        mib(baseline_kib)
+        mib(status_kib("VmHWM:"))
     );
     println!(
         "Dovecot: {dc_procs} processes, {:.0} MiB RSS summed",
@@ -1122,6 +1361,5 @@ async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u
             g.3 - n.3
         );
     }
-    drop(gateway);
     Ok(())
 }
