@@ -335,3 +335,26 @@ async fn mail_right_after_the_first_ping_and_a_deleted_folder() {
     assert_eq!(r.status, 200);
     assert_eq!(outcome(&r.tree()).0, "7");
 }
+
+#[tokio::test]
+async fn news_already_there_answers_at_once_without_a_login_per_ping() {
+    let g = gateway().await;
+    let (ph, inbox, _) = phone(&g, "ivan", "PUSH-I").await;
+    // A first Ping starts the watcher and ends at its heartbeat.
+    assert_eq!(
+        outcome(&ph.send("Ping", &ping_xml(2, &[&inbox])).await.tree()).0,
+        "1"
+    );
+    // Mail arrives while the phone is between Pings: the next Ping answers at once.
+    support::deliver("ivan", &support::message("Between pings", "x")).await;
+    let started = Instant::now();
+    let r = ph.send("Ping", &ping_xml(60, &[&inbox])).await.tree();
+    assert_eq!(outcome(&r), ("2".into(), vec![inbox.clone()]));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // The watcher stayed connected across the Pings: still one connection.
+    assert_eq!(g.state.hub.counts().1, 1);
+}

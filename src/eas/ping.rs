@@ -149,32 +149,14 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
         }
     }
 
-    // Register before looking, so a change between the look and the wait is not missed.
+    // Registering makes the user's watcher read every watched mailbox's STATUS on its own
+    // connection and publish it, so news that is already there wakes this Ping at once, and
+    // a Ping costs no IMAP login of its own (at thousands of phones, logins were the cost).
     let mut reg = ctx.hub.register(
         &ctx.credentials(),
         &device.device_id,
         folders.iter().map(|f| f.imap_name.clone()),
     );
-    let mut store = Mailstore::open(ctx).await?;
-    let mut stale = Vec::new();
-    for f in &folders {
-        let state = match store.folder_state(&f.imap_name).await {
-            Ok(s) => s,
-            // Deleted or renamed by another client: the device must FolderSync.
-            Err(crate::imap::ImapError::No { .. }) => {
-                store.close().await;
-                return Ok(answer(HIERARCHY_CHANGED, Vec::new()));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if sync::is_stale(ctx, f.id, &state)? {
-            stale.push(*f);
-        }
-    }
-    store.close().await;
-    if !stale.is_empty() {
-        return Ok(changed(&stale));
-    }
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(heartbeat);
     let mut down_since: Option<tokio::time::Instant> = None;

@@ -8,7 +8,7 @@
 //! [`Signal::BackendUp`] so they can give up only if the outage outlasts their heartbeat.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +27,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 struct Watcher {
     credentials: watch::Sender<UserCredentials>,
+    /// "A device just started waiting: read every watched mailbox's STATUS now", so the
+    /// device learns whether it already has news without logging in itself. Permits
+    /// coalesce: many devices arriving at once cost one round of STATUS.
+    look: Arc<tokio::sync::Notify>,
+    looks: Arc<AtomicU64>,
 }
 
 /// One watcher task per user.
@@ -50,12 +55,29 @@ impl EventSource for ImapWatchers {
     fn watch(&self, hub: &Arc<Hub>, user: &UserCredentials) {
         let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(w) = watchers.get(&user.key) {
-            w.credentials.send_replace(user.clone());
+            // Only a changed password is worth a new login; the same one is not news.
+            let changed = w.credentials.borrow().password != user.password;
+            if changed {
+                w.credentials.send_replace(user.clone());
+            }
+            w.looks.fetch_add(1, Ordering::SeqCst);
+            w.look.notify_one();
             return;
         }
         let (tx, rx) = watch::channel(user.clone());
-        watchers.insert(user.key.clone(), Watcher { credentials: tx });
+        let look = Arc::new(tokio::sync::Notify::new());
+        let looks = Arc::new(AtomicU64::new(0));
+        watchers.insert(
+            user.key.clone(),
+            Watcher {
+                credentials: tx,
+                look: look.clone(),
+                looks: looks.clone(),
+            },
+        );
         let task = Task {
+            look,
+            looks,
             hub: Arc::downgrade(hub),
             imap: self.imap.clone(),
             user: user.key.clone(),
@@ -76,6 +98,10 @@ struct Task {
     imap: ImapConfig,
     user: String,
     credentials: watch::Receiver<UserCredentials>,
+    look: Arc<tokio::sync::Notify>,
+    /// Look requests made, and (in `watch`) how many were served: a request that raced with
+    /// other news is still served after that news.
+    looks: Arc<AtomicU64>,
     watchers: Arc<Mutex<HashMap<String, Watcher>>>,
     connections: Arc<AtomicUsize>,
 }
@@ -243,6 +269,8 @@ impl Task {
         } else {
             session.examine("INBOX").await?;
         }
+        // The look below serves every request made before it starts.
+        let mut served = self.looks.load(Ordering::SeqCst);
         // Whatever happened before the watch was set up (between a Ping's own look and now,
         // or while we were disconnected) is caught by one look at every watched mailbox.
         for m in self
@@ -259,10 +287,14 @@ impl Task {
             let max = if notify { IDLE_MAX } else { POLL_OTHERS };
             // Wake up now and then to notice that nobody waits any more.
             let max = max.min(grace.max(Duration::from_secs(1)));
-            let creds_changed = self.credentials.changed();
+            let mut creds = self.credentials.clone();
+            let look = self.look.clone();
             let end = session
-                .idle(max, async {
-                    let _ = creds_changed.await;
+                .idle(max, async move {
+                    tokio::select! {
+                        _ = creds.changed() => {}
+                        _ = look.notified() => {}
+                    }
                 })
                 .await?;
             match end {
@@ -276,10 +308,24 @@ impl Task {
                     }
                 }
                 IdleEnd::Stopped => {
-                    // New credentials: log in again with them.
-                    return Ok(());
+                    if self.credentials.has_changed().unwrap_or(false) {
+                        // New credentials: log in again with them.
+                        return Ok(());
+                    }
                 }
                 IdleEnd::Quiet => {}
+            }
+            let requested = self.looks.load(Ordering::SeqCst);
+            if requested != served {
+                served = requested;
+                // A device started waiting: tell it how its mailboxes stand.
+                for m in self
+                    .hub()
+                    .map(|h| h.mailboxes_of(&self.user))
+                    .unwrap_or_default()
+                {
+                    self.changed(session, m).await?;
+                }
             }
             if !notify && last_poll.elapsed() >= POLL_OTHERS {
                 last_poll = tokio::time::Instant::now();
