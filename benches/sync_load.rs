@@ -1,0 +1,1177 @@
+//! Load benchmarks for email Sync: a private Dovecot (`eas_gateway::testbed`), the gateway
+//! in process on plain HTTP over loopback (SQLite state in a temporary directory), and a
+//! simulated iPhone speaking WBXML with reqwest.
+//!
+//! ```text
+//! cargo bench --bench sync_load -- [initial] [idle] [memory] [flags]
+//! ```
+//!
+//! Phases (all three when none is named):
+//! - `initial`: the initial sync of an INBOX of `--messages` (10,000) realistic messages
+//!   through the gateway (Provision, FolderSync, Sync key 0, then pages of WindowSize 100 with
+//!   HTML TruncationSize 32768 until MoreAvailable is gone), against fetching the same
+//!   messages straight from Dovecot with our IMAP client (SELECT, `UID FETCH 1:* (UID
+//!   FLAGS)`, then `UID FETCH` in batches of 100 of `(FLAGS INTERNALDATE RFC822.SIZE
+//!   BODY.PEEK[])`).
+//! - `idle`: for each of `--idle-sizes` (1000,10000), a device syncs the whole mailbox once
+//!   (windows of `--setup-window`, 512), then sends `--iterations` (500) identical Syncs with
+//!   nothing new; the loopback round trip of each is recorded (p50/p95/p99).
+//! - `memory`: a device pages through an INBOX of `--memory-messages` (20,000) with
+//!   WindowSize 100 while a thread samples this process's VmRSS every 5 ms; RSS is reported
+//!   after every tenth of the folder, plus VmHWM.
+//!
+//! Mailboxes are filled by writing Maildir files straight into the testbed's maildir before
+//! Dovecot first opens the mailbox (`--fill append` uses IMAP APPEND over one connection
+//! instead); a SELECT then indexes them, outside every timing. Messages are generated
+//! deterministically (see [`Generator`]).
+
+use std::io::Write as _;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine as _;
+use eas_gateway::config::Config;
+use eas_gateway::http::{AppState, serve};
+use eas_gateway::imap::{FetchQuery, ImapConfig, SequenceSet, Session};
+use eas_gateway::testbed::{Dovecot, TestUser};
+use eas_wbxml::Element;
+use eas_wbxml::tags::{airsync as a, folderhierarchy as fh, provision as pv};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+const DOMAIN: &str = "example.com";
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    Maildir,
+    Append,
+}
+
+#[derive(Debug, Clone)]
+struct Args {
+    initial: bool,
+    idle: bool,
+    memory: bool,
+    messages: usize,
+    rounds: usize,
+    idle_sizes: Vec<usize>,
+    iterations: usize,
+    setup_window: usize,
+    memory_messages: usize,
+    fill: Fill,
+}
+
+const USAGE: &str = "\
+usage: cargo bench --bench sync_load -- [initial] [idle] [memory] [options]
+  --messages N          initial: INBOX size (10000)
+  --rounds N            initial: timed rounds of (raw IMAP, gateway) (1)
+  --idle-sizes A,B,..   idle: mailbox sizes (1000,10000)
+  --iterations N        idle: no-change Syncs per size (500)
+  --setup-window N      idle: WindowSize of the one-off full sync before measuring (512)
+  --memory-messages N   memory: INBOX size paged with WindowSize 100 (20000)
+  --fill maildir|append how mailboxes are filled (maildir)";
+
+impl Args {
+    fn parse() -> Result<Args> {
+        let mut args = Args {
+            initial: false,
+            idle: false,
+            memory: false,
+            messages: 10_000,
+            rounds: 1,
+            idle_sizes: vec![1_000, 10_000],
+            iterations: 500,
+            setup_window: 512,
+            memory_messages: 20_000,
+            fill: Fill::Maildir,
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(arg) = it.next() {
+            let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+            match arg.as_str() {
+                // cargo bench passes --bench to harness = false targets.
+                "--bench" => {}
+                "initial" => args.initial = true,
+                "idle" => args.idle = true,
+                "memory" => args.memory = true,
+                "--messages" => args.messages = value()?.parse()?,
+                "--rounds" => args.rounds = value()?.parse::<usize>()?.max(1),
+                "--idle-sizes" => {
+                    args.idle_sizes = value()?
+                        .split(',')
+                        .map(|s| s.trim().parse())
+                        .collect::<Result<_, _>>()?
+                }
+                "--iterations" => args.iterations = value()?.parse::<usize>()?.max(1),
+                "--setup-window" => args.setup_window = value()?.parse()?,
+                "--memory-messages" => args.memory_messages = value()?.parse()?,
+                "--fill" => {
+                    args.fill = match value()?.as_str() {
+                        "maildir" => Fill::Maildir,
+                        "append" => Fill::Append,
+                        other => return Err(format!("unknown fill {other:?}").into()),
+                    }
+                }
+                "-h" | "--help" => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
+            }
+        }
+        if !(args.initial || args.idle || args.memory) {
+            args.initial = true;
+            args.idle = true;
+            args.memory = true;
+        }
+        Ok(args)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deterministic messages
+
+/// splitmix64: tiny, fast and the same on every platform and crate version.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + self.below((hi - lo + 1) as u64) as usize
+    }
+}
+
+const WORDS: &[&str] = &[
+    "the",
+    "meeting",
+    "project",
+    "update",
+    "please",
+    "review",
+    "attached",
+    "schedule",
+    "tomorrow",
+    "budget",
+    "quarter",
+    "release",
+    "customer",
+    "thanks",
+    "regards",
+    "invoice",
+    "deadline",
+    "server",
+    "team",
+    "report",
+    "draft",
+    "agenda",
+    "notes",
+    "follow",
+    "up",
+    "on",
+    "we",
+    "will",
+    "need",
+    "to",
+    "discuss",
+    "the",
+    "plan",
+    "for",
+    "next",
+    "week",
+    "and",
+    "a",
+    "short",
+    "summary",
+    "of",
+    "results",
+    "is",
+    "below",
+    "let",
+    "me",
+    "know",
+    "if",
+    "you",
+    "have",
+    "any",
+    "questions",
+    "about",
+    "this",
+    "proposal",
+    "contract",
+    "shipping",
+    "order",
+];
+
+const NAMES: &[&str] = &[
+    "Alice Martin",
+    "Bob Schmidt",
+    "Carla Rossi",
+    "David Chen",
+    "Eva Novak",
+    "Farid Haddad",
+    "Grace Kim",
+    "Hugo Lefebvre",
+    "Ingrid Berg",
+    "Jamal Okafor",
+];
+
+/// One generated message.
+struct Generated {
+    raw: Vec<u8>,
+    seen: bool,
+    flagged: bool,
+    /// INTERNALDATE, unix seconds.
+    date: i64,
+}
+
+/// The mix: 60 % text/plain, 35 % multipart/alternative (plain + HTML), both 2–20 KB; 5 %
+/// multipart/mixed with an HTML body and one 100–500 KB (decoded) attachment. 70 % are
+/// `\Seen`, 5 % `\Flagged`. Message `i` is dated 2020-09-13 plus 5 minutes per message and is
+/// the same on every run.
+struct Generator;
+
+impl Generator {
+    fn message(i: usize) -> Generated {
+        let mut rng = Rng(0x5eed_0000 ^ (i as u64).wrapping_mul(0x1000_0001));
+        let date = 1_600_000_000 + 300 * i as i64;
+        let from = NAMES[rng.below(NAMES.len() as u64) as usize];
+        let subject = format!(
+            "{} {} #{i}",
+            WORDS[rng.below(WORDS.len() as u64) as usize],
+            WORDS[rng.below(WORDS.len() as u64) as usize]
+        );
+        let kind = rng.below(100);
+        let text_len = rng.range(2_000, 20_000);
+        let mut out = Vec::with_capacity(text_len * 2 + 1024);
+        let email = from.to_lowercase().replace(' ', ".");
+        write!(
+            out,
+            "Return-Path: <{email}@example.org>\n\
+             Received: from mx.example.org (mx.example.org [192.0.2.7])\n\tby mail.example.com \
+             with ESMTPS id {i:08x}; {date}\n\
+             From: {from} <{email}@example.org>\n\
+             To: Bench User <bench@example.com>\n\
+             Subject: {subject}\n\
+             Date: {date}\n\
+             Message-ID: <{i}.{seed:x}@example.org>\n\
+             MIME-Version: 1.0\n",
+            date = rfc2822(date),
+            seed = rng.next() & 0xffff_ffff,
+        )
+        .unwrap();
+        if kind < 60 {
+            out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\n\n");
+            text(&mut rng, &mut out, text_len);
+        } else if kind < 95 {
+            let b = format!("alt-{i}");
+            write!(
+                out,
+                "Content-Type: multipart/alternative; boundary=\"{b}\"\n\n--{b}\n\
+                 Content-Type: text/plain; charset=utf-8\n\n"
+            )
+            .unwrap();
+            text(&mut rng, &mut out, text_len / 3);
+            write!(out, "\n--{b}\nContent-Type: text/html; charset=utf-8\n\n").unwrap();
+            html(&mut rng, &mut out, text_len * 2 / 3);
+            write!(out, "\n--{b}--\n").unwrap();
+        } else {
+            let b = format!("mix-{i}");
+            write!(
+                out,
+                "Content-Type: multipart/mixed; boundary=\"{b}\"\n\n--{b}\n\
+                 Content-Type: text/html; charset=utf-8\n\n"
+            )
+            .unwrap();
+            html(&mut rng, &mut out, text_len);
+            let size = rng.range(100_000, 500_000);
+            let mut bytes = vec![0u8; size];
+            for chunk in bytes.chunks_mut(8) {
+                let r = rng.next().to_le_bytes();
+                chunk.copy_from_slice(&r[..chunk.len()]);
+            }
+            write!(
+                out,
+                "\n--{b}\nContent-Type: application/pdf; name=\"report-{i}.pdf\"\n\
+                 Content-Disposition: attachment; filename=\"report-{i}.pdf\"\n\
+                 Content-Transfer-Encoding: base64\n\n"
+            )
+            .unwrap();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            for line in encoded.as_bytes().chunks(76) {
+                out.extend_from_slice(line);
+                out.push(b'\n');
+            }
+            writeln!(out, "--{b}--").unwrap();
+        }
+        Generated {
+            raw: out,
+            seen: rng.below(100) < 70,
+            flagged: rng.below(100) < 5,
+            date,
+        }
+    }
+}
+
+fn text(rng: &mut Rng, out: &mut Vec<u8>, len: usize) {
+    let end = out.len() + len;
+    let mut line = 0;
+    while out.len() < end {
+        let w = WORDS[rng.below(WORDS.len() as u64) as usize];
+        out.extend_from_slice(w.as_bytes());
+        line += w.len() + 1;
+        if line > 70 {
+            out.push(b'\n');
+            line = 0;
+        } else {
+            out.push(b' ');
+        }
+    }
+    out.push(b'\n');
+}
+
+fn html(rng: &mut Rng, out: &mut Vec<u8>, len: usize) {
+    let end = out.len() + len;
+    out.extend_from_slice(b"<html><head><style>p{font-family:sans-serif}</style></head><body>\n");
+    while out.len() < end {
+        out.extend_from_slice(b"<p>");
+        let n = rng.range(20, 60);
+        for k in 0..n {
+            let w = WORDS[rng.below(WORDS.len() as u64) as usize];
+            if k % 9 == 4 {
+                write!(out, "<b>{w}</b>").unwrap();
+            } else {
+                out.extend_from_slice(w.as_bytes());
+            }
+            out.push(if k % 10 == 9 { b'\n' } else { b' ' });
+        }
+        out.extend_from_slice(b"</p>\n");
+    }
+    out.extend_from_slice(b"</body></html>\n");
+}
+
+fn rfc2822(unix: i64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{}, {d} {} {y} {:02}:{:02}:{:02} +0000",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(m - 1) as usize],
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filling a mailbox
+
+struct FillReport {
+    bytes: u64,
+    write: Duration,
+    index: Duration,
+}
+
+/// Fills the INBOX of `login` (which Dovecot must not have opened yet for `Fill::Maildir`)
+/// with messages `0..n`, then SELECTs it once so Dovecot has indexed everything.
+async fn fill(dovecot: &Dovecot, user: &TestUser, n: usize, how: Fill) -> Result<FillReport> {
+    let started = Instant::now();
+    let bytes = match how {
+        Fill::Maildir => {
+            let local = user.login.split('@').next().unwrap_or_default();
+            let root = dovecot.dir().join("mail").join(DOMAIN).join(local);
+            tokio::task::block_in_place(|| write_maildir(&dovecot.dir().join("mail"), &root, n))?
+        }
+        Fill::Append => {
+            let mut s = login(&dovecot.imap_config(), user).await?;
+            let mut bytes = 0u64;
+            for i in 0..n {
+                let m = Generator::message(i);
+                let mut flags = Vec::new();
+                if m.seen {
+                    flags.push("\\Seen");
+                }
+                if m.flagged {
+                    flags.push("\\Flagged");
+                }
+                bytes += m.raw.len() as u64;
+                s.append("INBOX", &flags, &m.raw).await?;
+            }
+            let _ = s.logout().await;
+            bytes
+        }
+    };
+    let write = started.elapsed();
+    let started = Instant::now();
+    let mut s = login(&dovecot.imap_config(), user).await?;
+    let st = s.select("INBOX").await?;
+    let _ = s.logout().await;
+    if st.exists as usize != n {
+        return Err(format!("INBOX holds {} messages, expected {n}", st.exists).into());
+    }
+    Ok(FillReport {
+        bytes,
+        write,
+        index: started.elapsed(),
+    })
+}
+
+/// Writes a Maildir (`cur/`, `new/`, `tmp/`) at `root`, owned like the testbed's `mail/`
+/// directory (the unprivileged mail user when we are root). File names follow Dovecot's
+/// form: `<time>.M<usec>P<pid>Q<n>.<host>,S=<file size>,W=<CRLF size>:2,<flags>`, and the
+/// file's mtime is the message's INTERNALDATE.
+fn write_maildir(mail: &Path, root: &Path, n: usize) -> Result<u64> {
+    use std::os::unix::fs::{chown, fchown};
+
+    let meta = std::fs::metadata(mail)?;
+    let (uid, gid) = (meta.uid(), meta.gid());
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut p = root.to_path_buf();
+    while p != mail {
+        dirs.push(p.clone());
+        p = p.parent().ok_or("maildir outside mail/")?.to_path_buf();
+    }
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(root.join(sub))?;
+        dirs.push(root.join(sub));
+    }
+    for d in &dirs {
+        chown(d, Some(uid), Some(gid))?;
+    }
+    let cur = root.join("cur");
+    let mut total = 0u64;
+    for i in 0..n {
+        let m = Generator::message(i);
+        let vsize = m.raw.len() + m.raw.iter().filter(|&&b| b == b'\n').count();
+        let mut flags = String::new();
+        if m.flagged {
+            flags.push('F');
+        }
+        if m.seen {
+            flags.push('S');
+        }
+        let name = format!(
+            "{}.M{i}P1Q{i}.bench,S={},W={vsize}:2,{flags}",
+            m.date,
+            m.raw.len()
+        );
+        let path = cur.join(name);
+        let mut f = std::fs::File::create(&path)?;
+        f.write_all(&m.raw)?;
+        f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(m.date as u64))?;
+        fchown(&f, Some(uid), Some(gid))?;
+        total += m.raw.len() as u64;
+    }
+    Ok(total)
+}
+
+async fn login(cfg: &ImapConfig, user: &TestUser) -> Result<Session> {
+    let mut s = Session::connect(cfg).await?;
+    s.login(&user.login, &user.password).await?;
+    Ok(s)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The raw IMAP baseline
+
+struct RawReport {
+    wall: Duration,
+    messages: usize,
+    bytes: u64,
+}
+
+/// What the gateway needs, fetched straight from Dovecot on one connection.
+async fn raw_imap(cfg: &ImapConfig, user: &TestUser) -> Result<RawReport> {
+    let started = Instant::now();
+    let mut s = login(cfg, user).await?;
+    s.select("INBOX").await?;
+    let listing = s.uid_fetch_flags(&SequenceSet::all()).await?;
+    let mut uids: Vec<u32> = listing.iter().map(|m| m.uid).collect();
+    // Newest first, as the gateway pages.
+    uids.sort_unstable_by(|a, b| b.cmp(a));
+    let query = FetchQuery::new().flags().internal_date().size().body();
+    let (mut messages, mut bytes) = (0, 0u64);
+    for chunk in uids.chunks(100) {
+        let set: SequenceSet = chunk.iter().collect();
+        for f in s.uid_fetch(&set, &query).await? {
+            messages += 1;
+            bytes += f.body().map_or(0, |b| b.len() as u64);
+        }
+    }
+    let _ = s.logout().await;
+    Ok(RawReport {
+        wall: started.elapsed(),
+        messages,
+        bytes,
+    })
+}
+
+/// The same fetches with a new IMAP session (connect, LOGIN, ENABLE QRESYNC, SELECT, the
+/// batch, LOGOUT) per batch of 100: what the gateway's one-session-per-request costs Dovecot.
+async fn raw_imap_session_per_batch(cfg: &ImapConfig, user: &TestUser) -> Result<RawReport> {
+    let started = Instant::now();
+    let mut s = login(cfg, user).await?;
+    s.select("INBOX").await?;
+    let listing = s.uid_fetch_flags(&SequenceSet::all()).await?;
+    let _ = s.logout().await;
+    let mut uids: Vec<u32> = listing.iter().map(|m| m.uid).collect();
+    uids.sort_unstable_by(|a, b| b.cmp(a));
+    let query = FetchQuery::new().flags().internal_date().size().body();
+    let (mut messages, mut bytes) = (0, 0u64);
+    for chunk in uids.chunks(100) {
+        let mut s = login(cfg, user).await?;
+        s.enable_qresync().await?;
+        s.select("INBOX").await?;
+        let set: SequenceSet = chunk.iter().collect();
+        for f in s.uid_fetch(&set, &query).await? {
+            messages += 1;
+            bytes += f.body().map_or(0, |b| b.len() as u64);
+        }
+        let _ = s.logout().await;
+    }
+    Ok(RawReport {
+        wall: started.elapsed(),
+        messages,
+        bytes,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gateway and the phone
+
+struct Gateway {
+    base: String,
+    handle: axum_server::Handle,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    async fn start(imap: ImapConfig) -> Result<Gateway> {
+        let dir = tempfile::tempdir()?;
+        let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".parse()?;
+        config.server.public_url = "https://mail.example.com".into();
+        config.imap.host = imap.host.clone();
+        config.imap.port = imap.port;
+        config.imap.security = "none".into();
+        config.state.url = format!("sqlite:{}", dir.path().join("state.db").display());
+        config.validate()?;
+        let state = Arc::new(AppState::new(config)?);
+        let handle = axum_server::Handle::new();
+        tokio::spawn(serve(state, handle.clone()));
+        let addr = handle.listening().await.ok_or("gateway did not start")?;
+        Ok(Gateway {
+            base: format!("http://127.0.0.1:{}", addr.port()),
+            handle,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
+struct Phone {
+    client: reqwest::Client,
+    base: String,
+    user: TestUser,
+    device_id: String,
+    policy_key: Option<u32>,
+}
+
+/// One collection of a Sync answer.
+#[derive(Debug, Default)]
+struct Page {
+    key: String,
+    status: String,
+    more: bool,
+    adds: usize,
+    commands: usize,
+}
+
+impl Phone {
+    fn new(g: &Gateway, user: &TestUser, device_id: &str) -> Phone {
+        Phone {
+            client: reqwest::Client::new(),
+            base: g.base.clone(),
+            user: user.clone(),
+            device_id: device_id.into(),
+            policy_key: None,
+        }
+    }
+
+    /// POSTs an encoded command; returns the body and the round-trip time.
+    async fn post(&self, cmd: &str, body: Vec<u8>) -> Result<(Vec<u8>, Duration)> {
+        let url = format!(
+            "{}/Microsoft-Server-ActiveSync?Cmd={cmd}&User={}&DeviceId={}&DeviceType=iPhone",
+            self.base, self.user.login, self.device_id
+        );
+        let mut req = self
+            .client
+            .post(url)
+            .basic_auth(&self.user.login, Some(&self.user.password))
+            .header("Content-Type", "application/vnd.ms-sync.wbxml")
+            .header("User-Agent", "Apple-iPhone15C2/2104.112")
+            .header("MS-ASProtocolVersion", "14.1")
+            .body(body);
+        if let Some(k) = self.policy_key {
+            req = req.header("X-MS-PolicyKey", k.to_string());
+        }
+        let started = Instant::now();
+        let r = req.send().await?;
+        let status = r.status();
+        let bytes = r.bytes().await?.to_vec();
+        let took = started.elapsed();
+        if !status.is_success() {
+            return Err(format!("{cmd}: HTTP {status}").into());
+        }
+        Ok((bytes, took))
+    }
+
+    async fn send(&self, cmd: &str, xml: &str) -> Result<Element> {
+        let (body, _) = self.post(cmd, eas_wbxml::from_xml(xml)?.encode()).await?;
+        Ok(Element::decode(&body)?)
+    }
+
+    async fn provision(&mut self) -> Result<()> {
+        let key = |e: &Element| -> Result<u32> {
+            Ok(e.child(pv::Policies)
+                .and_then(|p| p.child(pv::Policy))
+                .and_then(|p| p.child(pv::PolicyKey))
+                .and_then(|k| k.text())
+                .ok_or("no PolicyKey")?
+                .parse()?)
+        };
+        let phase1 = self
+            .send(
+                "Provision",
+                r#"<Provision xmlns="Provision:"><Policies><Policy>
+                     <PolicyType>MS-EAS-Provisioning-WBXML</PolicyType>
+                   </Policy></Policies></Provision>"#,
+            )
+            .await?;
+        let temporary = key(&phase1)?;
+        let phase2 = self
+            .send(
+                "Provision",
+                &format!(
+                    r#"<Provision xmlns="Provision:"><Policies><Policy>
+                         <PolicyType>MS-EAS-Provisioning-WBXML</PolicyType>
+                         <PolicyKey>{temporary}</PolicyKey><Status>1</Status>
+                       </Policy></Policies></Provision>"#
+                ),
+            )
+            .await?;
+        self.policy_key = Some(key(&phase2)?);
+        Ok(())
+    }
+
+    /// FolderSync from 0; the INBOX's CollectionId.
+    async fn inbox(&self) -> Result<String> {
+        let fs = self
+            .send(
+                "FolderSync",
+                r#"<FolderSync xmlns="FolderHierarchy:"><SyncKey>0</SyncKey></FolderSync>"#,
+            )
+            .await?;
+        let changes = fs.child(fh::Changes).ok_or("FolderSync without Changes")?;
+        changes
+            .children_with(fh::Add)
+            .find(|f| f.child(fh::Type).and_then(|t| t.text()) == Some("2"))
+            .and_then(|f| f.child(fh::ServerId)?.text().map(str::to_owned))
+            .ok_or_else(|| "no INBOX in FolderSync".into())
+    }
+}
+
+/// The Sync request an iPhone sends for a mail folder.
+fn sync_request(key: &str, collection: &str, window: usize) -> Vec<u8> {
+    let options = if key == "0" {
+        String::new()
+    } else {
+        format!(
+            "<DeletesAsMoves>1</DeletesAsMoves><GetChanges>1</GetChanges>\
+             <WindowSize>{window}</WindowSize><Options><FilterType>0</FilterType>\
+             <airsyncbase:BodyPreference><airsyncbase:Type>2</airsyncbase:Type>\
+             <airsyncbase:TruncationSize>32768</airsyncbase:TruncationSize>\
+             </airsyncbase:BodyPreference></Options>"
+        )
+    };
+    let xml = format!(
+        r#"<Sync xmlns="AirSync:" xmlns:airsyncbase="AirSyncBase:"><Collections><Collection><SyncKey>{key}</SyncKey><CollectionId>{collection}</CollectionId>{options}</Collection></Collections></Sync>"#
+    );
+    eas_wbxml::from_xml(&xml)
+        .expect("the Sync request is well formed")
+        .encode()
+}
+
+fn read_page(body: &[u8]) -> Result<Page> {
+    let tree = Element::decode(body)?;
+    let c = tree
+        .child(a::Collections)
+        .and_then(|c| c.child(a::Collection))
+        .ok_or_else(|| format!("no Collection in {}", eas_wbxml::to_xml(&tree)))?;
+    let text = |t| c.child(t).and_then(|x| x.text()).unwrap_or("").to_owned();
+    let commands = c.child(a::Commands);
+    Ok(Page {
+        key: text(a::SyncKey),
+        status: text(a::Status),
+        more: c.child(a::MoreAvailable).is_some(),
+        adds: commands.map_or(0, |c| c.children_with(a::Add).count()),
+        commands: commands.map_or(0, |c| c.children().len()),
+    })
+}
+
+/// What one full initial sync took.
+struct SyncReport {
+    wall: Duration,
+    /// Sum of the Sync round trips (the phone's decoding left out).
+    server: Duration,
+    pages: usize,
+    adds: usize,
+    bytes: u64,
+    key: String,
+}
+
+/// Sync key 0, then pages of `window` until MoreAvailable is gone. `each_page(adds so far,
+/// the page's round trip)` runs after every page.
+async fn sync_all(
+    phone: &Phone,
+    collection: &str,
+    window: usize,
+    mut each_page: impl FnMut(usize, Duration),
+) -> Result<SyncReport> {
+    let started = Instant::now();
+    let (body, mut server) = phone
+        .post("Sync", sync_request("0", collection, window))
+        .await?;
+    let first = read_page(&body)?;
+    if first.status != "1" {
+        return Err(format!("Sync key 0: status {}", first.status).into());
+    }
+    let (mut key, mut pages, mut adds, mut bytes) = (first.key, 0, 0, 0u64);
+    loop {
+        let (body, took) = phone
+            .post("Sync", sync_request(&key, collection, window))
+            .await?;
+        server += took;
+        bytes += body.len() as u64;
+        let page = read_page(&body)?;
+        if page.status != "1" {
+            return Err(format!("Sync page {pages}: status {}", page.status).into());
+        }
+        pages += 1;
+        adds += page.adds;
+        key = page.key;
+        each_page(adds, took);
+        if !page.more {
+            break;
+        }
+    }
+    Ok(SyncReport {
+        wall: started.elapsed(),
+        server,
+        pages,
+        adds,
+        bytes,
+        key,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+/// VmRSS or VmHWM of this process, in KiB.
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A thread sampling VmRSS every 5 ms; remembers the maximum since the last reset.
+struct RssSampler {
+    max: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    fn start() -> RssSampler {
+        let max = Arc::new(AtomicU64::new(status_kib("VmRSS:")));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, s) = (max.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                m.fetch_max(status_kib("VmRSS:"), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        RssSampler {
+            max,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn max_kib(&self) -> u64 {
+        self.max.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+// ---------------------------------------------------------------------------------------------
+// The phases
+
+struct Bench {
+    dovecot: Dovecot,
+    gateway: Gateway,
+    args: Args,
+    devices: usize,
+}
+
+impl Bench {
+    /// A new user (Dovecot re-reads its passwd-file within a second).
+    fn user(&self, name: &str) -> Result<TestUser> {
+        let u = TestUser::new(format!("{name}@{DOMAIN}"), format!("{name}-Bench-1"));
+        self.dovecot.add_user(&u)?;
+        Ok(u)
+    }
+
+    async fn filled_user(&self, name: &str, n: usize) -> Result<TestUser> {
+        let u = self.user(name)?;
+        let f = fill(&self.dovecot, &u, n, self.args.fill).await?;
+        println!(
+            "  filled {name}: {n} messages, {:.1} MB, {:?} in {:.1} s; Dovecot indexed them in \
+             {:.1} s (first SELECT, not timed below)",
+            f.bytes as f64 / 1e6,
+            self.args.fill,
+            f.write.as_secs_f64(),
+            f.index.as_secs_f64()
+        );
+        Ok(u)
+    }
+
+    /// A provisioned phone that has done its FolderSync; with the INBOX's CollectionId.
+    async fn phone(&mut self, user: &TestUser) -> Result<(Phone, String)> {
+        self.devices += 1;
+        let mut p = Phone::new(&self.gateway, user, &format!("BENCH{:04}", self.devices));
+        p.provision().await?;
+        let inbox = p.inbox().await?;
+        Ok((p, inbox))
+    }
+
+    async fn initial(&mut self) -> Result<()> {
+        let n = self.args.messages;
+        println!("\n== initial: INBOX of {n} messages, WindowSize 100, HTML TruncationSize 32768");
+        let user = self.filled_user("initial", n).await?;
+        let cfg = self.dovecot.imap_config();
+        let warm = raw_imap(&cfg, &user).await?;
+        println!(
+            "  warm-up raw IMAP pass (untimed): {} messages, {:.1} MB in {:.2} s",
+            warm.messages,
+            warm.bytes as f64 / 1e6,
+            warm.wall.as_secs_f64()
+        );
+        let mut ratios = Vec::new();
+        for round in 1..=self.args.rounds {
+            let raw = raw_imap(&cfg, &user).await?;
+            let started = Instant::now();
+            let (phone, inbox) = self.phone(&user).await?;
+            let setup = started.elapsed();
+            let s = sync_all(&phone, &inbox, 100, |_, _| {}).await?;
+            let total = setup + s.wall;
+            if s.adds != n || raw.messages != n {
+                return Err(format!(
+                    "gateway sent {} Adds, raw IMAP fetched {}; expected {n}",
+                    s.adds, raw.messages
+                )
+                .into());
+            }
+            let per_batch = raw_imap_session_per_batch(&cfg, &user).await?;
+            let ratio = total.as_secs_f64() / raw.wall.as_secs_f64();
+            ratios.push(ratio);
+            println!(
+                "  round {round}: raw IMAP {:.2} s ({:.1} MB of messages) | gateway {:.2} s \
+                 (Provision+FolderSync {:.0} ms, {} Sync pages, Sync round trips {:.2} s, \
+                 {:.1} MB of WBXML) | ratio {:.2}x",
+                raw.wall.as_secs_f64(),
+                raw.bytes as f64 / 1e6,
+                total.as_secs_f64(),
+                setup.as_secs_f64() * 1e3,
+                s.pages,
+                s.server.as_secs_f64(),
+                s.bytes as f64 / 1e6,
+                ratio
+            );
+            println!(
+                "  round {round}: raw IMAP with a new session per batch of 100 (as the gateway \
+                 does per request): {:.2} s ({:.2}x the one-session figure)",
+                per_batch.wall.as_secs_f64(),
+                per_batch.wall.as_secs_f64() / raw.wall.as_secs_f64()
+            );
+        }
+        ratios.sort_by(f64::total_cmp);
+        let median = ratios[ratios.len() / 2];
+        println!(
+            "  RESULT initial: gateway / raw IMAP = {median:.2}x (target <= 1.5x): {}",
+            if median <= 1.5 { "met" } else { "NOT met" }
+        );
+        Ok(())
+    }
+
+    async fn idle(&mut self) -> Result<()> {
+        let sizes = self.args.idle_sizes.clone();
+        for n in sizes {
+            println!(
+                "\n== idle: no-change Sync, INBOX of {n} messages, {} iterations",
+                self.args.iterations
+            );
+            let user = self.filled_user(&format!("idle{n}"), n).await?;
+            let (phone, inbox) = self.phone(&user).await?;
+            let window = self.args.setup_window;
+            let s = sync_all(&phone, &inbox, window, |_, _| {}).await?;
+            println!(
+                "  one-off full sync with WindowSize {window}: {} Adds in {} pages, {:.1} s",
+                s.adds,
+                s.pages,
+                s.wall.as_secs_f64()
+            );
+            if s.adds != n {
+                return Err(format!("full sync sent {} Adds, expected {n}", s.adds).into());
+            }
+            let request = sync_request(&s.key, &inbox, 100);
+            let mut times = Vec::with_capacity(self.args.iterations);
+            for i in 0..self.args.iterations + 20 {
+                let (body, took) = phone.post("Sync", request.clone()).await?;
+                let page = read_page(&body)?;
+                if page.status != "1" || page.commands != 0 || page.key != s.key {
+                    return Err(format!(
+                        "no-change Sync answered status {} with {} commands, key {}",
+                        page.status, page.commands, page.key
+                    )
+                    .into());
+                }
+                // The first 20 warm up connections and caches.
+                if i >= 20 {
+                    times.push(took);
+                }
+            }
+            let (floor, kept) = imap_floor(&self.dovecot.imap_config(), &user).await?;
+            let [p50, p95, p99] = percentiles(&mut times);
+            println!(
+                "  RESULT idle {n}: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms \
+                 (target p50 <= 2 ms)",
+                ms(p50),
+                ms(p95),
+                ms(p99),
+                ms(*times.last().unwrap_or(&Duration::ZERO))
+            );
+            println!(
+                "  for comparison, p50 of IMAP connect + LOGIN + STATUS + LOGOUT: {:.2} ms; of \
+                 STATUS on a session kept open: {:.2} ms; of decoding a stored snapshot of {n} \
+                 items (done on every Sync): {:.2} ms",
+                ms(floor),
+                ms(kept),
+                ms(snapshot_decode(n))
+            );
+        }
+        Ok(())
+    }
+
+    async fn memory(&mut self) -> Result<()> {
+        let n = self.args.memory_messages;
+        println!("\n== memory: paging an INBOX of {n} messages with WindowSize 100");
+        if self.args.initial || self.args.idle {
+            println!("  (run `memory` alone for a clean baseline: earlier phases grew the heap)");
+        }
+        let user = self.filled_user("memory", n).await?;
+        let (phone, inbox) = self.phone(&user).await?;
+        let before = status_kib("VmRSS:");
+        let hwm_before = status_kib("VmHWM:");
+        let sampler = RssSampler::start();
+        // (messages so far, VmRSS, sampled peak, mean page round trip in this tenth)
+        let mut marks: Vec<(usize, u64, u64, Duration)> = Vec::new();
+        let step = (n / 10).max(1);
+        let mut next = step;
+        let (mut tenth, mut tenth_pages) = (Duration::ZERO, 0u32);
+        let s = sync_all(&phone, &inbox, 100, |adds, took| {
+            tenth += took;
+            tenth_pages += 1;
+            if adds >= next {
+                let mean = tenth / tenth_pages.max(1);
+                marks.push((adds, status_kib("VmRSS:"), sampler.max_kib(), mean));
+                (tenth, tenth_pages) = (Duration::ZERO, 0);
+                next += step;
+            }
+        })
+        .await?;
+        let peak = sampler.max_kib();
+        drop(sampler);
+        println!(
+            "  paged {} Adds in {} pages in {:.1} s (Sync round trips {:.1} s)",
+            s.adds,
+            s.pages,
+            s.wall.as_secs_f64(),
+            s.server.as_secs_f64()
+        );
+        println!(
+            "  VmRSS before paging {:.1} MiB (VmHWM {:.1} MiB)",
+            mib(before),
+            mib(hwm_before)
+        );
+        for (adds, rss, max, mean) in &marks {
+            println!(
+                "  after {adds:>7} messages: VmRSS {:.1} MiB ({:+.1}), sampled peak so far \
+                 {:.1} MiB; mean page round trip in this tenth {:.1} ms",
+                mib(*rss),
+                mib(*rss) - mib(before),
+                mib(*max),
+                ms(*mean)
+            );
+        }
+        println!(
+            "  RESULT memory {n}: sampled peak VmRSS {:.1} MiB, VmHWM {:.1} MiB, VmRSS at the \
+             end {:.1} MiB",
+            mib(peak),
+            mib(status_kib("VmHWM:")),
+            mib(status_kib("VmRSS:"))
+        );
+        Ok(())
+    }
+}
+
+const STATUS_ITEMS: [&str; 4] = ["UIDVALIDITY", "UIDNEXT", "MESSAGES", "HIGHESTMODSEQ"];
+
+/// p50 of the bare IMAP work a no-change Sync does (connect, LOGIN, STATUS, LOGOUT), and
+/// p50 of the STATUS alone on a session that stays logged in.
+async fn imap_floor(cfg: &ImapConfig, user: &TestUser) -> Result<(Duration, Duration)> {
+    let mut fresh = Vec::new();
+    for _ in 0..100 {
+        let started = Instant::now();
+        let mut s = login(cfg, user).await?;
+        s.status("INBOX", &STATUS_ITEMS).await?;
+        let _ = s.logout().await;
+        fresh.push(started.elapsed());
+    }
+    let mut kept = Vec::new();
+    let mut s = login(cfg, user).await?;
+    for _ in 0..100 {
+        let started = Instant::now();
+        s.status("INBOX", &STATUS_ITEMS).await?;
+        kept.push(started.elapsed());
+    }
+    let _ = s.logout().await;
+    Ok((percentiles(&mut fresh)[0], percentiles(&mut kept)[0]))
+}
+
+/// Median time to decode the stored snapshot of an `n`-message collection, which every Sync
+/// does before it can tell that nothing changed.
+fn snapshot_decode(n: usize) -> Duration {
+    use eas_gateway::eas::sync::snapshot::Snapshot;
+    let snap = Snapshot {
+        uidvalidity: 1,
+        highest_modseq: 2 * n as u64,
+        uid_next: n as u32 + 1,
+        exists: n as u32,
+        items: (1..=n as u32).map(|u| (u, u & 3)).collect(),
+        ..Snapshot::default()
+    };
+    let bytes = snap.encode();
+    let mut times: Vec<Duration> = (0..21)
+        .map(|_| {
+            let started = Instant::now();
+            std::hint::black_box(Snapshot::decode(std::hint::black_box(&bytes)));
+            started.elapsed()
+        })
+        .collect();
+    percentiles(&mut times)[0]
+}
+
+fn percentiles(times: &mut [Duration]) -> [Duration; 3] {
+    times.sort_unstable();
+    let at = |q: f64| times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1];
+    [at(0.50), at(0.95), at(0.99)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+        println!("sync_load: {cpus} CPUs, args {args:?}");
+        let dovecot = Dovecot::start(&[])?;
+        let gateway = Gateway::start(dovecot.imap_config()).await?;
+        let mut bench = Bench {
+            dovecot,
+            gateway,
+            args: args.clone(),
+            devices: 0,
+        };
+        if args.initial {
+            bench.initial().await?;
+        }
+        if args.idle {
+            bench.idle().await?;
+        }
+        if args.memory {
+            bench.memory().await?;
+        }
+        Ok(())
+    })
+}
