@@ -6,6 +6,8 @@
 //! CONDSTORE, MOVE vs COPY + EXPUNGE, UIDPLUS) do that cheapest on the server at hand. It
 //! knows nothing of EAS ids, snapshots or WBXML.
 
+use std::collections::HashMap;
+
 use crate::eas::Context;
 use crate::eas::sync::snapshot::{Current, flag_state};
 use crate::imap::{
@@ -92,8 +94,73 @@ pub enum Moved {
 /// whole messages can take.
 const FETCH_BATCH: usize = 200;
 
+/// Logged-in sessions kept between requests, per user: a new IMAP login costs Dovecot a
+/// process start and a mailbox open (4–100 ms, growing with the mailbox), a kept session
+/// answers STATUS in a tenth of a millisecond. Sessions idle longer than `max_idle` are
+/// dropped; at most `per_user` are kept for one user.
+pub struct SessionPool {
+    idle: std::sync::Mutex<HashMap<String, Vec<Pooled>>>,
+    max_idle: std::time::Duration,
+    per_user: usize,
+}
+
+struct Pooled {
+    session: Session,
+    selected: Option<String>,
+    condstore: bool,
+    since: std::time::Instant,
+}
+
+impl SessionPool {
+    pub fn new(max_idle: std::time::Duration, per_user: usize) -> SessionPool {
+        SessionPool {
+            idle: std::sync::Mutex::new(HashMap::new()),
+            max_idle,
+            per_user,
+        }
+    }
+
+    fn take(&self, user: &str) -> Option<Pooled> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(user)?;
+        while let Some(p) = list.pop() {
+            if p.since.elapsed() < self.max_idle {
+                return Some(p);
+            }
+        }
+        idle.remove(user);
+        None
+    }
+
+    fn put(&self, user: &str, p: Pooled) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget what has gone stale everywhere, so users who never come back cost nothing.
+        let max_idle = self.max_idle;
+        idle.retain(|_, list| {
+            list.retain(|p| p.since.elapsed() < max_idle);
+            !list.is_empty()
+        });
+        let list = idle.entry(user.to_owned()).or_default();
+        if list.len() < self.per_user {
+            list.push(p);
+        }
+    }
+
+    /// Sessions kept, for tests and metrics.
+    pub fn len(&self) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 pub struct Mailstore {
     session: Session,
+    /// Where the session goes back to, and for whom.
+    pool: Option<(std::sync::Arc<SessionPool>, String)>,
     /// The mailbox currently selected (read-write).
     selected: Option<String>,
     condstore: bool,
@@ -102,6 +169,19 @@ pub struct Mailstore {
 impl Mailstore {
     /// A session for the requesting user.
     pub async fn open(ctx: &Context<'_>) -> Result<Mailstore, ImapError> {
+        let user = ctx.user.key.clone();
+        while let Some(mut p) = ctx.pool.take(&user) {
+            // A kept session may have been closed by the server meanwhile (autologout, a
+            // restart, `doveadm kick`): one NOOP tells, and costs a round trip on loopback.
+            if p.session.noop().await.is_ok() {
+                return Ok(Mailstore {
+                    session: p.session,
+                    pool: Some((ctx.pool.clone(), user)),
+                    selected: p.selected,
+                    condstore: p.condstore,
+                });
+            }
+        }
         let mut session = ctx.imap().await?;
         let condstore = session.capabilities().has("CONDSTORE");
         if condstore {
@@ -111,18 +191,38 @@ impl Mailstore {
         }
         Ok(Mailstore {
             session,
+            pool: Some((ctx.pool.clone(), user)),
             selected: None,
             condstore,
         })
     }
 
-    /// Ends the session; a failing LOGOUT changes nothing for the caller.
-    pub async fn close(self) {
-        let _ = self.session.logout().await;
+    /// Gives the session back to the pool for the user's next request.
+    pub async fn close(mut self) {
+        match self.pool.take() {
+            Some((pool, user)) => pool.put(
+                &user,
+                Pooled {
+                    session: self.session,
+                    selected: self.selected,
+                    condstore: self.condstore,
+                    since: std::time::Instant::now(),
+                },
+            ),
+            None => {
+                let _ = self.session.logout().await;
+            }
+        }
     }
 
     /// STATUS of a mailbox: one round trip, no message touched.
     pub async fn folder_state(&mut self, mailbox: &str) -> Result<FolderState, ImapError> {
+        if self.selected.as_deref() == Some(mailbox) {
+            // STATUS of the selected mailbox answers from the session's view, which a kept
+            // session may hold from before another client deleted and recreated it; selecting
+            // again reads the mailbox as it is.
+            return self.select(mailbox).await;
+        }
         let mut items = vec!["UIDVALIDITY", "UIDNEXT", "MESSAGES"];
         if self.condstore {
             items.push("HIGHESTMODSEQ");
@@ -133,6 +233,8 @@ impl Mailstore {
     }
 
     async fn select(&mut self, mailbox: &str) -> Result<FolderState, ImapError> {
+        // A failed SELECT leaves nothing selected (RFC 3501).
+        self.selected = None;
         let s = self.session.select(mailbox).await?;
         self.selected = Some(mailbox.to_owned());
         Ok(FolderState {

@@ -240,6 +240,8 @@ async fn initial_sync_pages_newest_first_and_counts_match_the_estimate() {
         .map(|i| (format!("{inbox}:{}", uids[i]), format!("Paging {i}")))
         .collect();
     assert_eq!(seen, expected, "every message once, newest first");
+    // The IMAP session is kept for the user's next request rather than logged out.
+    assert!(!g.state.pool.is_empty());
     // Nothing new: same key, nothing sent.
     let again = sync(&p, &key, &inbox, "").await;
     assert_eq!((again.key.as_str(), again.adds.len()), (key.as_str(), 0));

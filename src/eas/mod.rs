@@ -91,6 +91,7 @@ pub struct Context<'a> {
     pub store: &'a dyn StateStore,
     pub config: &'a Config,
     pub hub: &'a std::sync::Arc<crate::push::Hub>,
+    pub pool: &'a std::sync::Arc<crate::mailstore::SessionPool>,
 }
 
 impl Context<'_> {

@@ -45,6 +45,7 @@ pub struct AppState {
     pub auth: Authenticator,
     pub metrics: Metrics,
     pub hub: Arc<crate::push::Hub>,
+    pub pool: Arc<crate::mailstore::SessionPool>,
 }
 
 impl AppState {
@@ -67,6 +68,11 @@ impl AppState {
             auth,
             metrics: Metrics::default(),
             hub,
+            // Kept a minute: phones come back within seconds (Ping answered → Sync → Ping).
+            pool: Arc::new(crate::mailstore::SessionPool::new(
+                std::time::Duration::from_secs(60),
+                4,
+            )),
         })
     }
 }
@@ -294,6 +300,7 @@ async fn run_command(
         store: state.store.as_ref(),
         config: &state.config,
         hub: &state.hub,
+        pool: &state.pool,
     };
     let reply = eas::dispatch(&mut ctx, tree).await?;
     // Only a command that ran is remembered; a refused request leaves the state as it was.
