@@ -304,26 +304,48 @@ async fn collection(
         out.sync_key = key.to_string();
         return Ok(out);
     }
-    let Some((old_key, mut snap)) = c
+    let Some((old_key, bytes)) = c
         .sync_key
         .trim()
         .parse::<u32>()
         .ok()
-        .and_then(|k| {
+        .map(|k| {
             ctx.store
                 .collection_state(device, folder.id, k)
-                .transpose()
-                .map(|r| r.map(|b| (k, Snapshot::decode(&b))))
+                .map(|b| b.map(|b| (k, b)))
         })
         .transpose()?
-        .and_then(|(k, s)| s.map(|s| (k, s)))
+        .flatten()
     else {
+        out.status = INVALID_SYNC_KEY;
+        return Ok(out);
+    };
+    let Some(header) = Snapshot::decode_header(&bytes) else {
         out.status = INVALID_SYNC_KEY;
         return Ok(out);
     };
 
     let Some(state) = folder_state(store, &folder.imap_name).await? else {
         out.status = HIERARCHY_CHANGED;
+        return Ok(out);
+    };
+    // The common case, a phone asking again with nothing new: decided from the snapshot's
+    // header and one STATUS, without decoding the per-message part.
+    let get_changes = c.get_changes.unwrap_or(true);
+    if c.commands.is_empty()
+        && get_changes
+        && !header.pending
+        && state.highest_modseq != 0
+        && state.uidvalidity == header.uidvalidity
+        && state.highest_modseq == header.highest_modseq
+        && state.uid_next == header.uid_next
+        && state.exists == header.exists
+        && since == header.since
+    {
+        return Ok(out);
+    }
+    let Some(mut snap) = Snapshot::decode(&bytes) else {
+        out.status = INVALID_SYNC_KEY;
         return Ok(out);
     };
     if state.uidvalidity != snap.uidvalidity {
@@ -354,7 +376,6 @@ async fn collection(
         .await?;
     }
 
-    let get_changes = c.get_changes.unwrap_or(true);
     let window = c
         .window_size
         .unwrap_or(request::DEFAULT_WINDOW)
