@@ -199,6 +199,15 @@ impl Mailstore {
 
     /// Gives the session back to the pool for the user's next request.
     pub async fn close(mut self) {
+        // A kept session must not hold a mailbox view: STATUS of a selected mailbox answers
+        // from that view, and the next request would pay a SELECT to refresh it.
+        if self.selected.is_some() {
+            if self.session.unselect().await.is_err() {
+                let _ = self.session.logout().await;
+                return;
+            }
+            self.selected = None;
+        }
         match self.pool.take() {
             Some((pool, user)) => pool.put(
                 &user,

@@ -516,6 +516,16 @@ impl Session {
         Ok(())
     }
 
+    /// Leaves the selected mailbox without expunging (UNSELECT, RFC 3691), so a kept session
+    /// holds no mailbox view that could go stale.
+    pub async fn unselect(&mut self) -> Result<(), ImapError> {
+        if !self.caps.has("UNSELECT") {
+            return Err(ImapError::Unsupported("UNSELECT"));
+        }
+        self.run(Command::new("UNSELECT")).await?;
+        Ok(())
+    }
+
     /// Removes the messages flagged `\Deleted` from the selected mailbox.
     pub async fn expunge(&mut self) -> Result<(), ImapError> {
         self.run(Command::new("EXPUNGE")).await?;
