@@ -37,6 +37,23 @@ pub struct Config {
     pub provision: ProvisionConfig,
     pub sync: SyncConfig,
     pub push: PushConfig,
+    pub directory: DirectoryConfig,
+}
+
+/// `[directory]`: the address book for GAL search, Find and ResolveRecipients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectoryConfig {
+    /// `none` (nobody is found), `vcard:PATH` or `csv:PATH`; the file is re-read when it changes.
+    pub source: String,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        DirectoryConfig {
+            source: "none".into(),
+        }
+    }
 }
 
 /// `[push]`: Ping.
@@ -330,6 +347,9 @@ impl Config {
         }
         if self.sync.min_wait_secs > self.sync.max_wait_secs {
             return bad("sync.min_wait_secs is above sync.max_wait_secs".into());
+        }
+        if let Err(e) = crate::directory::Source::parse(&self.directory.source) {
+            return bad(e.to_string());
         }
         if self.server.max_body_bytes < 64 * 1024 {
             return bad("server.max_body_bytes below 64 KiB would refuse ordinary mail".into());

@@ -10,6 +10,7 @@
 //!   Knows nothing of EAS.
 //! - [`mailstore`]: the narrow mail backend the commands use (folder state, listings,
 //!   fetches, flag changes, deletes, moves) over one IMAP session.
+//! - [`directory`]: the vCard/CSV address book behind GAL search and ResolveRecipients.
 //! - [`mime`]: RFC 5322 messages as EAS Email items (pure).
 //! - [`push`]: the hub of waiting devices (Ping, held Sync) and the sources that wake them.
 //! - [`state`]: per-device state behind the `StateStore` trait (SQLite embedded).
@@ -26,6 +27,7 @@ pub mod check;
 pub mod config;
 pub mod demo;
 pub mod devices;
+pub mod directory;
 pub mod eas;
 pub mod http;
 pub mod imap;

@@ -369,6 +369,42 @@ impl Mailstore {
         Ok(out)
     }
 
+    /// UIDs matching a search, lowest first.
+    pub async fn search_uids(
+        &mut self,
+        mailbox: &str,
+        key: &SearchKey,
+    ) -> Result<Vec<u32>, ImapError> {
+        let state = self.select(mailbox).await?;
+        if state.exists == 0 {
+            return Ok(Vec::new());
+        }
+        let mut uids: Vec<u32> = self.session.uid_search(key).await?.uids.iter().collect();
+        uids.sort_unstable();
+        Ok(uids)
+    }
+
+    /// Only the named header fields of some messages (one batch per call: the caller bounds
+    /// the slice).
+    pub async fn header_fields(
+        &mut self,
+        mailbox: &str,
+        uids: &[u32],
+        fields: &[&str],
+    ) -> Result<Vec<(u32, Vec<u8>)>, ImapError> {
+        self.ensure_selected(mailbox).await?;
+        let section = Section::HeaderFields(fields.iter().map(|f| f.to_string()).collect());
+        let query = FetchQuery::new().section(section.clone());
+        let set: SequenceSet = uids.iter().collect();
+        let mut out = Vec::with_capacity(uids.len());
+        for mut f in self.session.uid_fetch(&set, &query).await? {
+            if let Some(h) = f.take_section(&section) {
+                out.push((f.uid, h));
+            }
+        }
+        Ok(out)
+    }
+
     /// Whole messages, in batches; UIDs that no longer exist are left out.
     pub async fn fetch(&mut self, mailbox: &str, uids: &[u32]) -> Result<Vec<Message>, ImapError> {
         self.ensure_selected(mailbox).await?;

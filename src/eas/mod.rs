@@ -5,14 +5,17 @@
 //! passes, and the typed [`EasError`] the HTTP layer maps to a status in one place. Knows nothing
 //! of HTTP itself: the request arrives as a decoded tree plus the request line.
 
+pub mod find;
 pub mod folderchange;
 pub mod folders;
 pub mod foldersync;
+pub mod gal;
 pub mod getitemestimate;
 pub mod itemoperations;
 pub mod moveitems;
 pub mod ping;
 pub mod provision;
+pub mod resolverecipients;
 pub mod search;
 pub mod settings;
 pub mod sync;
@@ -41,6 +44,8 @@ pub const IMPLEMENTED: &[Command] = &[
     Command::ItemOperations,
     Command::Ping,
     Command::Search,
+    Command::ResolveRecipients,
+    Command::Find,
 ];
 
 /// Why a command could not be answered with a document of its own.
@@ -92,6 +97,7 @@ pub struct Context<'a> {
     pub config: &'a Config,
     pub hub: &'a std::sync::Arc<crate::push::Hub>,
     pub pool: &'a std::sync::Arc<crate::mailstore::SessionPool>,
+    pub directory: &'a crate::directory::Directory,
 }
 
 impl Context<'_> {
@@ -178,6 +184,8 @@ pub async fn dispatch(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Re
         Command::MoveItems => moveitems::run(ctx, &body).await,
         Command::ItemOperations => itemoperations::run(ctx, &body).await,
         Command::Search => search::run(ctx, &body).await,
+        Command::ResolveRecipients => resolverecipients::run(ctx, &body).await,
+        Command::Find => find::run(ctx, &body).await,
         other => Err(EasError::NotImplemented(other)),
     }
 }

@@ -1,5 +1,5 @@
-//! Search (MS-ASCMD 2.2.1.16) of the mailbox, translated to IMAP SEARCH, and of the GAL (no
-//! directory is configured yet: an honest empty answer).
+//! Search (MS-ASCMD 2.2.1.16) of the mailbox, translated to IMAP SEARCH, and of the GAL (the
+//! configured directory file; none configured answers an honest empty result).
 //!
 //! The query's FreeText becomes `TEXT` terms (Dovecot uses its full-text index for them when
 //! one is configured), DateReceived bounds become SINCE/BEFORE and are then applied exactly to
@@ -11,36 +11,66 @@ use eas_wbxml::tags::{airsync as a, email, search as s};
 use eas_wbxml::{Element, Writer};
 
 use super::sync::{self, items, request::Options};
-use super::{Context, EasError, Reply, child_text};
+use super::{Context, EasError, Reply, child_text, gal};
 use crate::imap::{ImapDate, SearchKey};
 use crate::mailstore::Mailstore;
+use crate::mime::{MessageMeta, MessageView};
 use crate::state::FolderEntry;
 
 const OK: u32 = 1;
 const INVALID_REQUEST: u32 = 2;
 const SERVER_ERROR: u32 = 3;
 const TOO_COMPLEX: u32 = 8;
+const TIMED_OUT: u32 = 10;
 const FOLDER_SYNC_REQUIRED: u32 = 11;
 
 /// At most this many results per response, as Exchange does.
-const MAX_RANGE: usize = 100;
+pub(crate) const MAX_RANGE: usize = 100;
+
+/// How long one mailbox search may take before it answers "timed out": phones give up on a
+/// request after about a minute, and a search that long is better refined than waited for.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// Newest messages whose thread headers are read per round while looking for a
+/// ConversationId (headers only: a few hundred bytes each).
+const CONVERSATION_BATCH: usize = 500;
 
 /// A parsed mailbox query.
 #[derive(Debug, Default, PartialEq)]
-struct Query {
-    collections: Vec<String>,
-    words: Vec<String>,
+pub(crate) struct Query {
+    pub collections: Vec<String>,
+    /// IMAP text terms, all of which must match (FreeText words, Or groups).
+    pub text: Vec<SearchKey>,
     /// DateReceived > after (unix seconds).
-    after: Option<i64>,
+    pub after: Option<i64>,
     /// DateReceived < before.
-    before: Option<i64>,
+    pub before: Option<i64>,
+    /// Only messages of this conversation (email2:ConversationId as Sync sends it).
+    pub conversation: Option<Vec<u8>>,
 }
 
 /// Why a query cannot be run.
 #[derive(Debug, PartialEq)]
-enum QueryError {
+pub(crate) enum QueryError {
     Invalid(String),
     TooComplex(String),
+}
+
+/// One matching message: (INTERNALDATE, index into the searched folders, UID). Ordering
+/// these descending gives newest first.
+pub(crate) type Hit = (i64, u32, u32);
+
+/// What running a query gave.
+pub(crate) enum Found {
+    Hits {
+        folders: Vec<FolderEntry>,
+        /// Newest first.
+        hits: Vec<Hit>,
+        mailstore: Box<Mailstore>,
+    },
+    FolderSyncRequired,
+    ServerError,
+    TimedOut,
 }
 
 pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
@@ -60,8 +90,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         return Ok(store_status(INVALID_REQUEST));
     };
     match name.as_str() {
-        // No directory is configured: nobody matches, which is the truthful answer.
-        "gal" => return Ok(empty_result()),
+        "gal" => return gal_search(ctx, store, options, first, last),
         "mailbox" => {}
         _ => return Ok(store_status(INVALID_REQUEST)),
     }
@@ -77,11 +106,9 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         }
         None => return Ok(store_status(INVALID_REQUEST)),
     };
+    // Results are never cached between requests, so RebuildResults needs nothing more, and
+    // no message is ever rights-managed, so RightsManagementSupport changes nothing either.
     let deep = options.is_some_and(|o| o.child(s::DeepTraversal).is_some());
-    let folders = match folders(ctx, &query, deep)? {
-        Some(f) => f,
-        None => return Ok(store_status(FOLDER_SYNC_REQUIRED)),
-    };
     let mut item_options = Options::default();
     if let Some(o) = options {
         let mut shaped = Element::new(a::Options);
@@ -94,27 +121,16 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         }
     }
 
-    let mut mailstore = Mailstore::open(ctx).await?;
-    let key = imap_key(&query);
-    let mut hits: Vec<(i64, u32, u32)> = Vec::new(); // (date, folder index, uid)
-    for (i, f) in folders.iter().enumerate() {
-        let found = match mailstore.search_dates(&f.imap_name, &key).await {
-            Ok(found) => found,
-            Err(crate::imap::ImapError::No { .. } | crate::imap::ImapError::Bad { .. }) => {
-                mailstore.close().await;
-                return Ok(store_status(SERVER_ERROR));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        for (uid, date) in found {
-            // IMAP dates are whole days; the phone's bounds are instants.
-            if query.after.is_some_and(|t| date <= t) || query.before.is_some_and(|t| date >= t) {
-                continue;
-            }
-            hits.push((date, i as u32, uid));
-        }
-    }
-    hits.sort_unstable_by(|x, y| y.cmp(x));
+    let (folders, hits, mut mailstore) = match find(ctx, &query, deep).await? {
+        Found::Hits {
+            folders,
+            hits,
+            mailstore,
+        } => (folders, hits, *mailstore),
+        Found::FolderSyncRequired => return Ok(store_status(FOLDER_SYNC_REQUIRED)),
+        Found::ServerError => return Ok(store_status(SERVER_ERROR)),
+        Found::TimedOut => return Ok(store_status(TIMED_OUT)),
+    };
     let total = hits.len();
     if total == 0 || first >= total {
         mailstore.close().await;
@@ -184,6 +200,159 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
     Ok(Reply::Bytes(w.finish().map_err(enc)?))
 }
 
+/// Runs a mailbox query over the chosen folders within the deadline. Only (date, folder,
+/// UID) triples are held, whatever the folders' size.
+pub(crate) async fn find(ctx: &Context<'_>, query: &Query, deep: bool) -> Result<Found, EasError> {
+    let folders = match folders(ctx, query, deep)? {
+        Some(f) => f,
+        None => return Ok(Found::FolderSyncRequired),
+    };
+    let mut mailstore = Mailstore::open(ctx).await?;
+    let searched =
+        tokio::time::timeout(DEADLINE, search_folders(&mut mailstore, &folders, query)).await;
+    match searched {
+        Err(_) => {
+            // The session is mid-command: dropped, not returned to the pool.
+            tracing::info!(folders = folders.len(), "search timed out");
+            Ok(Found::TimedOut)
+        }
+        Ok(Err(crate::imap::ImapError::No { .. } | crate::imap::ImapError::Bad { .. })) => {
+            mailstore.close().await;
+            Ok(Found::ServerError)
+        }
+        Ok(Err(e)) => Err(e.into()),
+        Ok(Ok(mut hits)) => {
+            hits.sort_unstable_by(|x, y| y.cmp(x));
+            Ok(Found::Hits {
+                folders,
+                hits,
+                mailstore: Box::new(mailstore),
+            })
+        }
+    }
+}
+
+async fn search_folders(
+    mailstore: &mut Mailstore,
+    folders: &[FolderEntry],
+    query: &Query,
+) -> Result<Vec<Hit>, crate::imap::ImapError> {
+    let mut key = imap_key(query);
+    if let Some(id) = &query.conversation {
+        match conversation_key(mailstore, folders, id).await? {
+            Some(thread) => {
+                if let SearchKey::And(keys) = &mut key {
+                    keys.push(thread);
+                }
+            }
+            None => return Ok(Vec::new()),
+        }
+    }
+    let mut hits: Vec<Hit> = Vec::new();
+    for (i, f) in folders.iter().enumerate() {
+        for (uid, date) in mailstore.search_dates(&f.imap_name, &key).await? {
+            // IMAP dates are whole days; the phone's bounds are instants.
+            if query.after.is_some_and(|t| date <= t) || query.before.is_some_and(|t| date >= t) {
+                continue;
+            }
+            hits.push((date, i as u32, uid));
+        }
+    }
+    if let Some(id) = &query.conversation {
+        // The thread key is wide (any mention of the root id): keep only messages whose own
+        // ConversationId is the one asked for.
+        let mut kept = Vec::with_capacity(hits.len());
+        for (i, f) in folders.iter().enumerate() {
+            let uids: Vec<u32> = hits
+                .iter()
+                .filter(|h| h.1 as usize == i)
+                .map(|h| h.2)
+                .collect();
+            for chunk in uids.chunks(CONVERSATION_BATCH) {
+                for (uid, header) in mailstore
+                    .header_fields(&f.imap_name, chunk, THREAD_FIELDS)
+                    .await?
+                {
+                    if conversation_of(&header).as_slice() == id.as_slice() {
+                        kept.extend(hits.iter().filter(|h| h.1 as usize == i && h.2 == uid));
+                    }
+                }
+            }
+        }
+        hits = kept;
+    }
+    Ok(hits)
+}
+
+const THREAD_FIELDS: &[&str] = &["Message-ID", "References", "In-Reply-To"];
+
+/// The ConversationId Sync gives a message with these header fields.
+fn conversation_of(header: &[u8]) -> [u8; 16] {
+    MessageView::parse(
+        header,
+        MessageMeta {
+            flags: Vec::new(),
+            internal_date: 0,
+            size: header.len() as u64,
+        },
+    )
+    .conversation_id()
+}
+
+/// An IMAP key for every message that mentions the thread root of conversation `id`. The id
+/// is a hash, so the root is found by reading the thread headers of the newest messages
+/// until one of them belongs to the conversation. None when no message does.
+async fn conversation_key(
+    mailstore: &mut Mailstore,
+    folders: &[FolderEntry],
+    id: &[u8],
+) -> Result<Option<SearchKey>, crate::imap::ImapError> {
+    for f in folders {
+        let uids = mailstore.search_uids(&f.imap_name, &SearchKey::All).await?;
+        for chunk in uids.rchunks(CONVERSATION_BATCH) {
+            for (_, header) in mailstore
+                .header_fields(&f.imap_name, chunk, THREAD_FIELDS)
+                .await?
+            {
+                if conversation_of(&header).as_slice() != id {
+                    continue;
+                }
+                let Some(root) = thread_root(&header) else {
+                    continue;
+                };
+                let field = |name: &str| SearchKey::Header(name.into(), root.clone());
+                return Ok(Some(SearchKey::or(
+                    field("Message-ID"),
+                    SearchKey::or(field("References"), field("In-Reply-To")),
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The thread root's Message-ID (without angle brackets), as `conversation_id` picks it.
+fn thread_root(header: &[u8]) -> Option<String> {
+    let msg = mail_parser::MessageParser::default().parse_headers(header)?;
+    let first = |v: &mail_parser::HeaderValue<'_>| -> Option<String> {
+        match v {
+            mail_parser::HeaderValue::Text(t) => Some(t.to_string()),
+            mail_parser::HeaderValue::TextList(l) => l.first().map(|t| t.to_string()),
+            _ => None,
+        }
+    };
+    first(msg.references())
+        .or_else(|| first(msg.in_reply_to()))
+        .or_else(|| msg.message_id().map(str::to_owned))
+        .map(|id| {
+            id.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned()
+        })
+        .filter(|id| !id.is_empty())
+}
+
 /// The folders to search: the named collections (with their subfolders for DeepTraversal),
 /// or every mail folder. None when a named collection is unknown (FolderSync first).
 fn folders(ctx: &Context<'_>, q: &Query, deep: bool) -> Result<Option<Vec<FolderEntry>>, EasError> {
@@ -214,15 +383,31 @@ fn folders(ctx: &Context<'_>, q: &Query, deep: bool) -> Result<Option<Vec<Folder
     Ok(Some(out))
 }
 
-fn parse_query(q: &Element) -> Result<Query, QueryError> {
+pub(crate) fn parse_query(q: &Element) -> Result<Query, QueryError> {
     let mut query = Query::default();
     for c in q.children() {
         term(c, &mut query, 0)?;
     }
-    if query.words.is_empty() && query.after.is_none() && query.before.is_none() {
+    if query.text.is_empty()
+        && query.after.is_none()
+        && query.before.is_none()
+        && query.conversation.is_none()
+    {
         return Err(QueryError::Invalid("no search terms".into()));
     }
     Ok(query)
+}
+
+/// Words, not a phrase: "budget review" finds a mail with both words anywhere.
+pub(crate) fn free_text(text: &str) -> Result<Vec<SearchKey>, QueryError> {
+    let words: Vec<SearchKey> = text
+        .split_whitespace()
+        .map(|w| SearchKey::Text(w.to_owned()))
+        .collect();
+    if words.is_empty() {
+        return Err(QueryError::Invalid("empty FreeText".into()));
+    }
+    Ok(words)
 }
 
 fn term(e: &Element, q: &mut Query, depth: usize) -> Result<(), QueryError> {
@@ -235,14 +420,26 @@ fn term(e: &Element, q: &mut Query, depth: usize) -> Result<(), QueryError> {
                 term(c, q, depth + 1)?;
             }
         }
-        t if t == s::Or => return Err(QueryError::TooComplex("Or".into())),
-        t if t == s::FreeText => {
-            let text = e.text().unwrap_or("").trim();
-            if text.is_empty() {
-                return Err(QueryError::Invalid("empty FreeText".into()));
+        t if t == s::Or => {
+            // Alternatives of text only: dates and folders inside an Or have no IMAP-side
+            // meaning the phone could rely on.
+            let mut alternatives: Vec<SearchKey> = Vec::new();
+            for c in e.children() {
+                if c.tag != s::FreeText {
+                    return Err(QueryError::TooComplex(format!("{:?} inside Or", c.tag)));
+                }
+                alternatives.push(SearchKey::And(free_text(c.text().unwrap_or(""))?));
             }
-            // Words, not a phrase: "budget review" finds a mail with both words anywhere.
-            q.words.extend(text.split_whitespace().map(str::to_owned));
+            let Some(mut key) = alternatives.pop() else {
+                return Err(QueryError::Invalid("empty Or".into()));
+            };
+            while let Some(other) = alternatives.pop() {
+                key = SearchKey::or(other, key);
+            }
+            q.text.push(key);
+        }
+        t if t == s::FreeText => {
+            q.text.extend(free_text(e.text().unwrap_or("").trim())?);
         }
         t if t == a::Class => {
             if e.text().is_some_and(|c| c.trim() != "Email") {
@@ -268,7 +465,13 @@ fn term(e: &Element, q: &mut Query, depth: usize) -> Result<(), QueryError> {
             }
         }
         t if t == s::ConversationId => {
-            return Err(QueryError::TooComplex("ConversationId".into()));
+            let id = e
+                .opaque()
+                .map(<[u8]>::to_vec)
+                .or_else(|| e.text().map(|t| t.as_bytes().to_vec()))
+                .filter(|id| id.len() == 16)
+                .ok_or_else(|| QueryError::Invalid("ConversationId is not 16 bytes".into()))?;
+            q.conversation = Some(id);
         }
         other => return Err(QueryError::Invalid(format!("unexpected {other:?}"))),
     }
@@ -278,7 +481,7 @@ fn term(e: &Element, q: &mut Query, depth: usize) -> Result<(), QueryError> {
 /// The IMAP search for a query: every word somewhere in the message, within the date bounds
 /// widened to whole days (refined on INTERNALDATE afterwards).
 fn imap_key(q: &Query) -> SearchKey {
-    let mut keys: Vec<SearchKey> = q.words.iter().map(|w| SearchKey::Text(w.clone())).collect();
+    let mut keys: Vec<SearchKey> = q.text.clone();
     if let Some(t) = q.after {
         keys.push(SearchKey::Since(ImapDate::from_unix(t)));
     }
@@ -289,7 +492,7 @@ fn imap_key(q: &Query) -> SearchKey {
 }
 
 /// `2026-01-01T00:00:00.000Z` (milliseconds and `Z` optional) to unix seconds.
-fn parse_eas_date(s: &str) -> Option<i64> {
+pub(crate) fn parse_eas_date(s: &str) -> Option<i64> {
     let s = s.trim();
     let (date, time) = s.split_once('T')?;
     let mut d = date.split('-');
@@ -320,7 +523,7 @@ fn parse_eas_date(s: &str) -> Option<i64> {
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
-fn parse_range(r: &str) -> Option<(usize, usize)> {
+pub(crate) fn parse_range(r: &str) -> Option<(usize, usize)> {
     let (a, b) = r.trim().split_once('-')?;
     let (a, b): (usize, usize) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
     (a <= b).then_some((a, b))
@@ -368,8 +571,54 @@ fn no_results(total: usize) -> Reply {
     ))
 }
 
-fn empty_result() -> Reply {
-    no_results(0)
+/// Store `GAL`: the Query's text matched against the directory (no directory configured:
+/// nobody matches, which is the truthful answer).
+fn gal_search(
+    ctx: &Context<'_>,
+    store: &Element,
+    options: Option<&Element>,
+    first: usize,
+    last: usize,
+) -> Result<Reply, EasError> {
+    let text = store.child(s::Query).and_then(|q| q.text()).unwrap_or("");
+    if text.trim().is_empty() {
+        return Ok(store_status(INVALID_REQUEST));
+    }
+    let found = match ctx.directory.search(text) {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "directory unavailable");
+            return Ok(store_status(SERVER_ERROR));
+        }
+    };
+    let Some((first, last)) = gal::window(first, last, found.len(), MAX_RANGE) else {
+        return Ok(no_results(found.len()));
+    };
+    let pictures =
+        gal::PictureRequest::from_options(options, s::Picture, s::MaxSize, s::MaxPictures);
+    let mut budget = gal::PictureBudget::new(pictures);
+    let enc = |e: eas_wbxml::EncodeError| EasError::Internal(e.to_string());
+    let mut w = Writer::new(Vec::with_capacity(4096)).map_err(enc)?;
+    w.start(s::Search).map_err(enc)?;
+    w.text_element(s::Status, "1").map_err(enc)?;
+    w.start(s::Response).map_err(enc)?;
+    w.start(s::Store).map_err(enc)?;
+    w.text_element(s::Status, &OK.to_string()).map_err(enc)?;
+    for entry in &found[first..=last] {
+        w.start(s::Result).map_err(enc)?;
+        w.start(s::Properties).map_err(enc)?;
+        gal::write_properties(&mut w, entry, &mut budget)?;
+        w.end().map_err(enc)?;
+        w.end().map_err(enc)?;
+    }
+    w.text_element(s::Range, &format!("{first}-{last}"))
+        .map_err(enc)?;
+    w.text_element(s::Total, &found.len().to_string())
+        .map_err(enc)?;
+    w.end().map_err(enc)?;
+    w.end().map_err(enc)?;
+    w.end().map_err(enc)?;
+    Ok(Reply::Bytes(w.finish().map_err(enc)?))
 }
 
 #[cfg(test)]
@@ -400,13 +649,30 @@ mod test {
         .unwrap();
         let parsed = parse_query(&q).unwrap();
         assert_eq!(parsed.collections, vec!["10"]);
-        assert_eq!(parsed.words, vec!["budget", "review"]);
+        assert_eq!(
+            parsed.text,
+            vec![
+                SearchKey::Text("budget".into()),
+                SearchKey::Text("review".into())
+            ]
+        );
         assert_eq!(parsed.after, Some(1_735_689_600));
         let or = eas_wbxml::from_xml(
             r#"<Query xmlns="Search:"><Or><FreeText>a</FreeText></Or></Query>"#,
         )
         .unwrap();
-        assert!(matches!(parse_query(&or), Err(QueryError::TooComplex(_))));
+        assert_eq!(
+            parse_query(&or).unwrap().text,
+            vec![SearchKey::And(vec![SearchKey::Text("a".into())])]
+        );
+        let or_dates = eas_wbxml::from_xml(
+            r#"<Query xmlns="Search:" xmlns:email="Email:"><Or><FreeText>a</FreeText><GreaterThan><email:DateReceived/><Value>2025-01-01T00:00:00Z</Value></GreaterThan></Or></Query>"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            parse_query(&or_dates),
+            Err(QueryError::TooComplex(_))
+        ));
         let empty = eas_wbxml::from_xml(r#"<Query xmlns="Search:"><And/></Query>"#).unwrap();
         assert!(matches!(parse_query(&empty), Err(QueryError::Invalid(_))));
         assert_eq!(parse_range("0-24"), Some((0, 24)));

@@ -46,6 +46,7 @@ pub struct AppState {
     pub metrics: Metrics,
     pub hub: Arc<crate::push::Hub>,
     pub pool: Arc<crate::mailstore::SessionPool>,
+    pub directory: Arc<crate::directory::Directory>,
 }
 
 impl AppState {
@@ -62,7 +63,12 @@ impl AppState {
             config.imap_config(),
             std::time::Duration::from_secs(config.push.watcher_grace_secs),
         );
+        // Validated with the configuration, so only a bug makes this fall back to none.
+        let directory = crate::directory::Source::parse(&config.directory.source)
+            .map(crate::directory::Directory::new)
+            .unwrap_or_else(|_| crate::directory::Directory::none());
         Ok(AppState {
+            directory: Arc::new(directory),
             config,
             store,
             auth,
@@ -301,6 +307,7 @@ async fn run_command(
         config: &state.config,
         hub: &state.hub,
         pool: &state.pool,
+        directory: &state.directory,
     };
     let reply = eas::dispatch(&mut ctx, tree).await?;
     // Only a command that ran is remembered; a refused request leaves the state as it was.

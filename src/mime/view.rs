@@ -163,16 +163,17 @@ impl<'a> MessageView<'a> {
     /// `email:DisplayTo`: the names of the To recipients (addresses where there is no name),
     /// separated by `"; "`.
     pub fn display_to(&self) -> Option<String> {
-        let to = self.msg.as_ref()?.to()?;
-        let names: Vec<String> = to
-            .iter()
-            .filter_map(|a| {
-                let name = a.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
-                name.or(a.address.as_deref())
-                    .map(|s| xml_safe(s).into_owned())
-            })
-            .collect();
-        (!names.is_empty()).then(|| names.join("; "))
+        display_names(self.msg.as_ref()?.to()?)
+    }
+
+    /// `find:DisplayCc`: the names of the Cc recipients, as [`Self::display_to`].
+    pub fn display_cc(&self) -> Option<String> {
+        display_names(self.msg.as_ref()?.cc()?)
+    }
+
+    /// `find:DisplayBcc`: a Bcc header is only ever present on the sender's own copy.
+    pub fn display_bcc(&self) -> Option<String> {
+        display_names(self.msg.as_ref()?.bcc()?)
     }
 
     /// `email:Subject`, decoded.
@@ -434,6 +435,19 @@ impl<'a> MessageView<'a> {
 }
 
 /// `"Name" <addr>`, or the bare address, or the quoted name when there is no address.
+/// Names (addresses where there is no name) separated by `"; "`.
+fn display_names(list: &Address<'_>) -> Option<String> {
+    let names: Vec<String> = list
+        .iter()
+        .filter_map(|a| {
+            let name = a.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+            name.or(a.address.as_deref())
+                .map(|s| xml_safe(s).into_owned())
+        })
+        .collect();
+    (!names.is_empty()).then(|| names.join("; "))
+}
+
 fn format_addr(name: Option<&str>, addr: Option<&str>) -> String {
     let name = name.map(str::trim).filter(|n| !n.is_empty());
     let addr = addr.map(str::trim).filter(|a| !a.is_empty());

@@ -1,0 +1,284 @@
+//! Find (MS-ASCMD 2.2.1.2, protocol 16.1): the mailbox search of [`super::search`] and the
+//! directory search of [`super::gal`] in Find's own request and response shape.
+//!
+//! A mailbox result carries the ServerId Sync uses (`<folder id>:<UID>`) and the short
+//! property list Find defines (subject, dates, display names, preview, attachment flag), so a
+//! phone can list hits without fetching them.
+
+use eas_wbxml::tags::{airsync as a, email, email2, find as f};
+use eas_wbxml::{Element, Writer};
+
+use super::search::{self, Found, Query, QueryError};
+use super::{Context, EasError, Reply, child_text, gal};
+use crate::mime::body::preview;
+use crate::mime::{MessageMeta, MessageView};
+
+const OK: u32 = 1;
+const INVALID_REQUEST: u32 = 2;
+const FOLDER_SYNC_REQUIRED: u32 = 3;
+const RANGE_NOT_FROM_ZERO: u32 = 4;
+/// MS-ASCMD common status: a server-side failure the phone should retry later.
+const SERVER_ERROR_RETRY: u32 = 111;
+
+/// Characters of body text in a result's Preview.
+const PREVIEW_CHARS: u32 = 255;
+
+pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
+    if ctx.version < super::version::ProtocolVersion::V16_1 {
+        // Find exists only in 16.1; an older request form cannot carry it.
+        return Ok(status_only(INVALID_REQUEST));
+    }
+    let Some(exec) = body.child(f::ExecuteSearch) else {
+        return Ok(status_only(INVALID_REQUEST));
+    };
+    if child_text(body, f::SearchId).is_none_or(|id| id.trim().is_empty()) {
+        return Ok(status_only(INVALID_REQUEST));
+    }
+    if let Some(criterion) = exec.child(f::MailBoxSearchCriterion) {
+        return mailbox(ctx, criterion).await;
+    }
+    if let Some(criterion) = exec.child(f::GalSearchCriterion) {
+        return gal_find(ctx, criterion);
+    }
+    Ok(status_only(INVALID_REQUEST))
+}
+
+/// The criterion's Range: `0-n` (Find requires the first result to be 0).
+fn range(criterion: &Element) -> Result<(usize, usize), u32> {
+    let options = criterion.child(f::Options);
+    match options.and_then(|o| child_text(o, f::Range)) {
+        None => Ok((0, search::MAX_RANGE - 1)),
+        Some(r) => match search::parse_range(r) {
+            Some((0, last)) => Ok((0, last)),
+            Some(_) => Err(RANGE_NOT_FROM_ZERO),
+            None => Err(INVALID_REQUEST),
+        },
+    }
+}
+
+fn query_text(criterion: &Element) -> Option<&str> {
+    let q = criterion.child(f::Query)?;
+    child_text(q, f::FreeText)
+        .or_else(|| q.text())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+async fn mailbox(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasError> {
+    let (first, last) = match range(criterion) {
+        Ok(r) => r,
+        Err(status) => return Ok(response_status(status)),
+    };
+    let Some(q) = criterion.child(f::Query) else {
+        return Ok(response_status(INVALID_REQUEST));
+    };
+    if child_text(q, a::Class).is_some_and(|c| c.trim() != "Email") {
+        return Ok(response_status(INVALID_REQUEST));
+    }
+    let Some(text) = query_text(criterion) else {
+        return Ok(response_status(INVALID_REQUEST));
+    };
+    let words = match search::free_text(text) {
+        Ok(w) => w,
+        Err(QueryError::Invalid(_) | QueryError::TooComplex(_)) => {
+            return Ok(response_status(INVALID_REQUEST));
+        }
+    };
+    let query = Query {
+        collections: child_text(q, a::CollectionId)
+            .map(|c| vec![c.trim().to_owned()])
+            .unwrap_or_default(),
+        text: words,
+        ..Query::default()
+    };
+    let deep = criterion
+        .child(f::Options)
+        .is_some_and(|o| o.child(f::DeepTraversal).is_some());
+    let (folders, hits, mut mailstore) = match search::find(ctx, &query, deep).await? {
+        Found::Hits {
+            folders,
+            hits,
+            mailstore,
+        } => (folders, hits, *mailstore),
+        Found::FolderSyncRequired => return Ok(response_status(FOLDER_SYNC_REQUIRED)),
+        Found::ServerError | Found::TimedOut => return Ok(status_only(SERVER_ERROR_RETRY)),
+    };
+    let total = hits.len();
+    let Some((first, last)) = gal::window(first, last, total, search::MAX_RANGE) else {
+        mailstore.close().await;
+        return Ok(no_results(total));
+    };
+    let page = &hits[first..=last];
+    let mut fetched = Vec::new();
+    for (i, folder) in folders.iter().enumerate() {
+        let uids: Vec<u32> = page
+            .iter()
+            .filter(|h| h.1 as usize == i)
+            .map(|h| h.2)
+            .collect();
+        if !uids.is_empty() {
+            for m in mailstore.fetch(&folder.imap_name, &uids).await? {
+                fetched.push((i as u32, m));
+            }
+        }
+    }
+    mailstore.close().await;
+
+    let enc = |e: eas_wbxml::EncodeError| EasError::Internal(e.to_string());
+    let mut w = Writer::new(Vec::with_capacity(8192)).map_err(enc)?;
+    w.start(f::Find).map_err(enc)?;
+    w.text_element(f::Status, "1").map_err(enc)?;
+    w.start(f::Response).map_err(enc)?;
+    w.text_element(f::Status, &OK.to_string()).map_err(enc)?;
+    let mut written = 0;
+    for &(_, i, uid) in page {
+        let Some((_, m)) = fetched.iter().find(|(fi, m)| *fi == i && m.uid == uid) else {
+            continue; // expunged since the search
+        };
+        let folder = &folders[i as usize];
+        let view = MessageView::parse(
+            &m.raw,
+            MessageMeta {
+                flags: m.flags.clone(),
+                internal_date: m.internal_date,
+                size: m.size,
+            },
+        );
+        w.start(f::Result).map_err(enc)?;
+        w.text_element(a::Class, "Email").map_err(enc)?;
+        w.text_element(a::ServerId, &format!("{}:{uid}", folder.id))
+            .map_err(enc)?;
+        w.text_element(a::CollectionId, &folder.id.to_string())
+            .map_err(enc)?;
+        w.start(f::Properties).map_err(enc)?;
+        write_mail_properties(&mut w, &view).map_err(enc)?;
+        w.end().map_err(enc)?;
+        w.end().map_err(enc)?;
+        written += 1;
+    }
+    w.text_element(f::Range, &format!("{first}-{}", first + written.max(1) - 1))
+        .map_err(enc)?;
+    w.text_element(f::Total, &total.to_string()).map_err(enc)?;
+    w.end().map_err(enc)?;
+    w.end().map_err(enc)?;
+    Ok(Reply::Bytes(w.finish().map_err(enc)?))
+}
+
+/// Find's property list for a mail result, in the schema's order.
+fn write_mail_properties<W: std::io::Write>(
+    w: &mut Writer<W>,
+    view: &MessageView<'_>,
+) -> Result<(), eas_wbxml::EncodeError> {
+    if let Some(s) = view.subject() {
+        w.text_element(email::Subject, &s)?;
+    }
+    w.text_element(email::DateReceived, &view.date_received())?;
+    if let Some(to) = view.display_to() {
+        w.text_element(email::DisplayTo, &to)?;
+    }
+    if let Some(cc) = view.display_cc() {
+        w.text_element(f::DisplayCc, &cc)?;
+    }
+    if let Some(bcc) = view.display_bcc() {
+        w.text_element(f::DisplayBcc, &bcc)?;
+    }
+    w.text_element(email::Importance, &(view.importance() as u8).to_string())?;
+    let flags = view.flags();
+    w.text_element(email::Read, if flags.read { "1" } else { "0" })?;
+    w.text_element(email2::IsDraft, if flags.draft { "1" } else { "0" })?;
+    let text = preview(view.plain_text(), PREVIEW_CHARS);
+    if !text.is_empty() {
+        w.text_element(f::Preview, &text)?;
+    }
+    let has_attachments = view.attachments().iter().any(|a| !a.is_inline);
+    w.text_element(f::HasAttachments, if has_attachments { "1" } else { "0" })?;
+    if let Some(from) = view.from() {
+        w.text_element(email::From, &from)?;
+    }
+    Ok(())
+}
+
+fn gal_find(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasError> {
+    let (first, last) = match range(criterion) {
+        Ok(r) => r,
+        Err(status) => return Ok(response_status(status)),
+    };
+    let Some(text) = query_text(criterion) else {
+        return Ok(response_status(INVALID_REQUEST));
+    };
+    let found = match ctx.directory.search(text) {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "directory unavailable");
+            return Ok(status_only(SERVER_ERROR_RETRY));
+        }
+    };
+    let Some((first, last)) = gal::window(first, last, found.len(), search::MAX_RANGE) else {
+        return Ok(no_results(found.len()));
+    };
+    let pictures = gal::PictureRequest::from_options(
+        criterion.child(f::Options),
+        f::Picture,
+        f::MaxSize,
+        f::MaxPictures,
+    );
+    let mut budget = gal::PictureBudget::new(pictures);
+    let enc = |e: eas_wbxml::EncodeError| EasError::Internal(e.to_string());
+    let mut w = Writer::new(Vec::with_capacity(4096)).map_err(enc)?;
+    w.start(f::Find).map_err(enc)?;
+    w.text_element(f::Status, "1").map_err(enc)?;
+    w.start(f::Response).map_err(enc)?;
+    w.text_element(f::Status, &OK.to_string()).map_err(enc)?;
+    for entry in &found[first..=last] {
+        w.start(f::Result).map_err(enc)?;
+        w.start(f::Properties).map_err(enc)?;
+        gal::write_properties(&mut w, entry, &mut budget)?;
+        w.end().map_err(enc)?;
+        w.end().map_err(enc)?;
+    }
+    w.text_element(f::Range, &format!("{first}-{last}"))
+        .map_err(enc)?;
+    w.text_element(f::Total, &found.len().to_string())
+        .map_err(enc)?;
+    w.end().map_err(enc)?;
+    w.end().map_err(enc)?;
+    Ok(Reply::Bytes(w.finish().map_err(enc)?))
+}
+
+/// `<Find><Status>n</Status></Find>`: the request as a whole could not be run.
+fn status_only(status: u32) -> Reply {
+    Reply::Document(Element::with_children(
+        f::Find,
+        vec![Element::with_text(f::Status, status.to_string())],
+    ))
+}
+
+/// The request was understood; its one search failed with `status`.
+fn response_status(status: u32) -> Reply {
+    Reply::Document(Element::with_children(
+        f::Find,
+        vec![
+            Element::with_text(f::Status, "1"),
+            Element::with_children(
+                f::Response,
+                vec![Element::with_text(f::Status, status.to_string())],
+            ),
+        ],
+    ))
+}
+
+fn no_results(total: usize) -> Reply {
+    Reply::Document(Element::with_children(
+        f::Find,
+        vec![
+            Element::with_text(f::Status, "1"),
+            Element::with_children(
+                f::Response,
+                vec![
+                    Element::with_text(f::Status, OK.to_string()),
+                    Element::with_text(f::Total, total.to_string()),
+                ],
+            ),
+        ],
+    ))
+}

@@ -1,0 +1,240 @@
+//! ResolveRecipients (MS-ASCMD 2.2.1.15): names and addresses typed on the phone, looked up
+//! in the configured directory.
+//!
+//! What the gateway cannot know it says in the protocol's own terms: no S/MIME certificates
+//! (certificate status 7) and no free/busy data (availability answered with every half hour
+//! marked "no data"). Up to 100 names per request, as Exchange allows.
+
+use eas_wbxml::Element;
+use eas_wbxml::tags::resolverecipients as r;
+
+use super::{Context, EasError, Reply, child_text, gal, search};
+use crate::directory::{Entry, Resolution};
+
+const OK: u32 = 1;
+const PROTOCOL_ERROR: u32 = 5;
+const SERVER_ERROR: u32 = 6;
+
+const RESOLVED: u32 = 1;
+const AMBIGUOUS: u32 = 2;
+const AMBIGUOUS_PARTIAL: u32 = 3;
+const NOT_RESOLVED: u32 = 4;
+
+const NO_VALID_CERTIFICATE: u32 = 7;
+
+/// Most `To` elements one request may carry.
+const MAX_TO: usize = 100;
+/// Suggestions per ambiguous name when the request does not say.
+const DEFAULT_AMBIGUOUS: usize = 20;
+/// Longest free/busy span Exchange 2010+ answers.
+const MAX_AVAILABILITY_SECS: i64 = 42 * 86_400;
+const HALF_HOUR: i64 = 1800;
+
+#[derive(Debug, PartialEq)]
+struct Request {
+    to: Vec<String>,
+    certificates: bool,
+    max_ambiguous: usize,
+    /// (start, end) in unix seconds.
+    availability: Option<(i64, i64)>,
+    pictures: Option<gal::PictureRequest>,
+}
+
+pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
+    let request = match parse(body) {
+        Ok(r) => r,
+        Err(why) => {
+            tracing::info!(%why, "bad ResolveRecipients");
+            return Ok(top(PROTOCOL_ERROR));
+        }
+    };
+    let mut budget = gal::PictureBudget::new(request.pictures);
+    let mut responses = Vec::with_capacity(request.to.len());
+    for to in &request.to {
+        let resolution = match ctx.directory.resolve(to) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "directory unavailable");
+                return Ok(top(SERVER_ERROR));
+            }
+        };
+        responses.push(response(to, resolution, &request, &mut budget));
+    }
+    let mut children = vec![Element::with_text(r::Status, OK.to_string())];
+    children.extend(responses);
+    Ok(Reply::Document(Element::with_children(
+        r::ResolveRecipients,
+        children,
+    )))
+}
+
+fn parse(body: &Element) -> Result<Request, String> {
+    let to: Vec<String> = body
+        .children_with(r::To)
+        .map(|t| t.text().unwrap_or("").trim().to_owned())
+        .collect();
+    if to.is_empty() {
+        return Err("no To".into());
+    }
+    if to.len() > MAX_TO {
+        return Err(format!("{} names, more than {MAX_TO}", to.len()));
+    }
+    if to.iter().any(|t| t.is_empty() || t.chars().count() > 256) {
+        return Err("an empty or over-long To".into());
+    }
+    let options = body.child(r::Options);
+    let number = |tag| -> Result<Option<usize>, String> {
+        match options.and_then(|o| child_text(o, tag)) {
+            None => Ok(None),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("{tag:?} is not a number")),
+        }
+    };
+    let retrieval = number(r::CertificateRetrieval)?.unwrap_or(1);
+    if !(1..=3).contains(&retrieval) {
+        return Err("CertificateRetrieval out of range".into());
+    }
+    let availability = match options.and_then(|o| o.child(r::Availability)) {
+        None => None,
+        Some(a) => {
+            let start = child_text(a, r::StartTime)
+                .and_then(search::parse_eas_date)
+                .ok_or("Availability without a valid StartTime")?;
+            let end = match child_text(a, r::EndTime) {
+                None => start + 7 * 86_400,
+                Some(t) => search::parse_eas_date(t).ok_or("invalid EndTime")?,
+            };
+            if end < start + HALF_HOUR || end - start > MAX_AVAILABILITY_SECS {
+                return Err("Availability span out of range".into());
+            }
+            Some((start, end))
+        }
+    };
+    Ok(Request {
+        to,
+        certificates: retrieval != 1,
+        max_ambiguous: number(r::MaxAmbiguousRecipients)?.unwrap_or(DEFAULT_AMBIGUOUS),
+        availability,
+        pictures: gal::PictureRequest::from_options(
+            options,
+            r::Picture,
+            r::MaxSize,
+            r::MaxPictures,
+        ),
+    })
+}
+
+fn response(
+    to: &str,
+    resolution: Resolution,
+    request: &Request,
+    budget: &mut gal::PictureBudget,
+) -> Element {
+    let (status, count, shown, unique): (u32, usize, Vec<Entry>, bool) = match resolution {
+        Resolution::Resolved(e) => (RESOLVED, 1, vec![*e], true),
+        Resolution::Ambiguous(all) => {
+            let count = all.len();
+            let shown: Vec<Entry> = all.into_iter().take(request.max_ambiguous).collect();
+            let status = if shown.len() < count {
+                AMBIGUOUS_PARTIAL
+            } else {
+                AMBIGUOUS
+            };
+            (status, count, shown, false)
+        }
+        Resolution::NotFound => (NOT_RESOLVED, 0, Vec::new(), false),
+    };
+    let mut children = vec![
+        Element::with_text(r::To, to),
+        Element::with_text(r::Status, status.to_string()),
+        Element::with_text(r::RecipientCount, count.to_string()),
+    ];
+    for entry in &shown {
+        children.push(recipient(entry, request, unique, budget));
+    }
+    Element::with_children(r::Response, children)
+}
+
+fn recipient(
+    entry: &Entry,
+    request: &Request,
+    unique: bool,
+    budget: &mut gal::PictureBudget,
+) -> Element {
+    let mut c = vec![
+        // 1: a GAL entry (the gateway has no personal contacts to resolve against).
+        Element::with_text(r::Type, "1"),
+        Element::with_text(r::DisplayName, entry.display_name.clone()),
+        Element::with_text(r::EmailAddress, entry.primary_email().unwrap_or("")),
+    ];
+    // Free/busy only for a name that resolved to one person, as the spec says.
+    if let (Some((start, end)), true) = (request.availability, unique) {
+        let slots = ((end - start) + HALF_HOUR - 1) / HALF_HOUR;
+        c.push(Element::with_children(
+            r::Availability,
+            vec![
+                Element::with_text(r::Status, OK.to_string()),
+                // 4 = no data, for every half hour: the gateway has no calendar.
+                Element::with_text(r::MergedFreeBusy, "4".repeat(slots as usize)),
+            ],
+        ));
+    }
+    if request.certificates && unique {
+        c.push(Element::with_children(
+            r::Certificates,
+            vec![
+                Element::with_text(r::Status, NO_VALID_CERTIFICATE.to_string()),
+                Element::with_text(r::CertificateCount, "0"),
+            ],
+        ));
+    }
+    if let Some((status, data)) = budget.take(entry) {
+        let mut p = vec![Element::with_text(r::Status, status.to_string())];
+        if let Some(data) = data {
+            p.push(Element::with_opaque(r::Data, data.to_vec()));
+        }
+        c.push(Element::with_children(r::Picture, p));
+    }
+    Element::with_children(r::Recipient, c)
+}
+
+fn top(status: u32) -> Reply {
+    Reply::Document(Element::with_children(
+        r::ResolveRecipients,
+        vec![Element::with_text(r::Status, status.to_string())],
+    ))
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn req(xml: &str) -> Result<Request, String> {
+        parse(&eas_wbxml::from_xml(xml).unwrap())
+    }
+
+    #[test]
+    fn requests_are_checked() {
+        let ok = req(r#"<ResolveRecipients xmlns="ResolveRecipients:"><To>bob</To><Options>
+              <CertificateRetrieval>2</CertificateRetrieval><MaxAmbiguousRecipients>3</MaxAmbiguousRecipients>
+              <Availability><StartTime>2026-11-01T00:00:00.000Z</StartTime><EndTime>2026-11-01T02:00:00.000Z</EndTime></Availability>
+              <Picture/></Options></ResolveRecipients>"#)
+        .unwrap();
+        assert_eq!(ok.to, vec!["bob"]);
+        assert!(ok.certificates);
+        assert_eq!(ok.max_ambiguous, 3);
+        assert_eq!(ok.availability.map(|(s, e)| e - s), Some(7200));
+        assert!(ok.pictures.is_some());
+        assert!(req(r#"<ResolveRecipients xmlns="ResolveRecipients:"/>"#).is_err());
+        assert!(req(r#"<ResolveRecipients xmlns="ResolveRecipients:"><To>x</To><Options><Availability><EndTime>2026-11-01T02:00:00Z</EndTime></Availability></Options></ResolveRecipients>"#).is_err());
+        assert!(req(r#"<ResolveRecipients xmlns="ResolveRecipients:"><To>x</To><Options><CertificateRetrieval>9</CertificateRetrieval></Options></ResolveRecipients>"#).is_err());
+        let many = format!(
+            r#"<ResolveRecipients xmlns="ResolveRecipients:">{}</ResolveRecipients>"#,
+            "<To>a</To>".repeat(101)
+        );
+        assert!(req(&many).is_err());
+    }
+}
