@@ -12,6 +12,7 @@
 
 mod account;
 mod config;
+mod maildir;
 mod process;
 
 use std::fmt::Write as _;
@@ -26,6 +27,7 @@ use crate::imap::{ImapConfig, Security};
 
 use account::Accounts;
 pub use config::Tuning;
+pub use maildir::MaildirMessage;
 use process::Supervisor;
 
 /// Where Debian installs the Dovecot master binary.
