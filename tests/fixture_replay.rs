@@ -777,3 +777,128 @@ async fn folder_sync_create_update_delete() {
         assert!(!names.contains(gone), "{gone} still there: {names:?}");
     }
 }
+
+/// GAL Search, ResolveRecipients and Find from their fixtures, against a directory file that
+/// tells the same story (`fixtures/directory/fixture-story.vcf`) and an Inbox with the
+/// fixture's two budget mails.
+#[tokio::test]
+async fn gal_search_resolve_recipients_and_find() {
+    let g = Gateway::start(support::dovecot().imap_config(), |c| {
+        c.directory.source = format!(
+            "vcard:{}/fixtures/directory/fixture-story.vcf",
+            env!("CARGO_MANIFEST_DIR")
+        );
+    })
+    .await;
+    let user = "olivia";
+    let mut p = phone(&g, user, "REPLAYFIND", "16.1");
+    provision(&g, &mut p).await;
+
+    // Search Store=GAL "car": Carlos and Carol, both with a photo under the limits.
+    let got = replay_fixture(&p, "Search", "search.request.gal").await;
+    let want = fixture("search.response.gal");
+    assert_shape("Search GAL", &got, &want, &[], &[]);
+    assert_eq!(text(&got, "Search/Response/Store/Total"), "2");
+    assert_eq!(text(&got, "Search/Response/Store/Range"), "0-1");
+    assert_eq!(
+        texts(
+            &got,
+            "Search/Response/Store/Result/Properties/gal:DisplayName"
+        ),
+        vec!["Carlos Mendes", "Carol Díaz"]
+    );
+    assert_eq!(
+        texts(
+            &got,
+            "Search/Response/Store/Result/Properties/gal:Picture/gal:Status"
+        ),
+        vec!["1", "1"]
+    );
+
+    // ResolveRecipients: Carol resolves (no certificate: status 7; free/busy: no data), "Bob"
+    // is ambiguous (no certificates for suggestions, as the spec says), the outsider is not
+    // resolved.
+    let got = replay_fixture(&p, "ResolveRecipients", "resolverecipients.request").await;
+    let want = fixture("resolverecipients.response");
+    assert_shape(
+        "ResolveRecipients",
+        &got,
+        &want,
+        &[
+            "ResolveRecipients/Response/Recipient/Certificates/Certificate",
+            "ResolveRecipients/Response/Recipient/Certificates/RecipientCount",
+        ],
+        &[],
+    );
+    assert_eq!(
+        texts(&got, "ResolveRecipients/Response/Status"),
+        vec!["1", "2", "4"]
+    );
+    assert_eq!(
+        text(
+            &got,
+            "ResolveRecipients/Response/Recipient/Certificates/Status"
+        ),
+        "7"
+    );
+    assert_eq!(
+        text(
+            &got,
+            "ResolveRecipients/Response/Recipient/Availability/MergedFreeBusy"
+        ),
+        "4".repeat(20)
+    );
+    assert_eq!(
+        texts(&got, "ResolveRecipients/Response/Recipient/Picture/Status"),
+        vec!["1", "173", "173"]
+    );
+
+    // Find over the Inbox (the fixture's folder 10 is this user's Inbox).
+    let inbox = adds_by_name(&p.folder_sync("0").await)["Inbox"].0.clone();
+    let budget = |subject: &str, extra: &str, body: &str| {
+        format!(
+            "From: \"Carol Díaz\" <carol.diaz@example.com>\r\nTo: Jane Doe <jane@example.com>\r\n\
+             {extra}Subject: {subject}\r\nDate: Wed, 5 Mar 2025 10:02:13 +0000\r\n\
+             Message-ID: <{}@example.com>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n",
+            support::unique("budget")
+        )
+        .into_bytes()
+    };
+    support::append(
+        user,
+        "INBOX",
+        &["\\Seen"],
+        &budget("Re: Q1 budget review", "", "Looks good to me."),
+    )
+    .await;
+    support::append(
+        user,
+        "INBOX",
+        &["\\Seen"],
+        &budget(
+            "Budget template 2025",
+            "Cc: Carol <carol.diaz@example.com>\r\nBcc: Archive Bot <archive@example.com>\r\n",
+            "Please use the attached template for all 2025 budget submissions.",
+        ),
+    )
+    .await;
+    let mut request = fixture("find.request");
+    set(
+        &mut request,
+        "Find/ExecuteSearch/MailBoxSearchCriterion/Query/airsync:CollectionId",
+        &inbox,
+    );
+    let got = replay_tree(&p, "Find", "find.request", &request).await;
+    let want = fixture("find.response");
+    assert_shape("Find", &got, &want, &[], &[]);
+    assert_eq!(text(&got, "Find/Response/Total"), "2");
+    assert_eq!(
+        texts(&got, "Find/Response/Result/airsync:CollectionId"),
+        vec![inbox.as_str(), inbox.as_str()]
+    );
+    assert_eq!(
+        text(&got, "Find/Response/Result/Properties/DisplayBcc"),
+        "Archive Bot"
+    );
+}

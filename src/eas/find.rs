@@ -5,7 +5,7 @@
 //! property list Find defines (subject, dates, display names, preview, attachment flag), so a
 //! phone can list hits without fetching them.
 
-use eas_wbxml::tags::{airsync as a, email, email2, find as f};
+use eas_wbxml::tags::{airsync as a, email, email2, find as f, itemoperations as io};
 use eas_wbxml::{Element, Writer};
 
 use super::search::{self, Found, Query, QueryError};
@@ -129,6 +129,7 @@ async fn mailbox(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasErr
     w.start(f::Find).map_err(enc)?;
     w.text_element(f::Status, "1").map_err(enc)?;
     w.start(f::Response).map_err(enc)?;
+    w.text_element(io::Store, "Mailbox").map_err(enc)?;
     w.text_element(f::Status, &OK.to_string()).map_err(enc)?;
     let mut written = 0;
     for &(_, i, uid) in page {
@@ -228,6 +229,7 @@ fn gal_find(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasError> {
     w.start(f::Find).map_err(enc)?;
     w.text_element(f::Status, "1").map_err(enc)?;
     w.start(f::Response).map_err(enc)?;
+    w.text_element(io::Store, "GAL").map_err(enc)?;
     w.text_element(f::Status, &OK.to_string()).map_err(enc)?;
     for entry in &found[first..=last] {
         w.start(f::Result).map_err(enc)?;
