@@ -20,6 +20,13 @@
 //!   WindowSize 100 while a thread samples this process's VmRSS every 5 ms; RSS is reported
 //!   after every tenth of the folder, plus VmHWM.
 //!
+//! - `search`: for each of `--search-sizes` (10,000 and 100,000), three mailbox Searches
+//!   (a word in nearly every message, a sender's name in about a tenth, a subject tag in
+//!   one or a few) with Range 0-24 and a 256-byte plain-text body, `--search-iterations`
+//!   times each, against the same work straight over IMAP on one logged-in session: SELECT,
+//!   `UID SEARCH TEXT`, `UID FETCH (INTERNALDATE)` of the hits, `UID FETCH` of the 25 newest
+//!   whole, UNSELECT. The bare `SELECT` + `UID SEARCH` is reported too (Dovecot's own share).
+//!
 //! Mailboxes are filled by writing Maildir files straight into the testbed's maildir before
 //! Dovecot first opens the mailbox (`--fill append` uses IMAP APPEND over one connection
 //! instead); a SELECT then indexes them, outside every timing. Messages are generated
@@ -59,6 +66,7 @@ struct Args {
     initial: bool,
     idle: bool,
     memory: bool,
+    search: bool,
     messages: usize,
     rounds: usize,
     idle_sizes: Vec<usize>,
@@ -66,17 +74,24 @@ struct Args {
     setup_window: usize,
     memory_messages: usize,
     fill: Fill,
+    search_sizes: Vec<usize>,
+    search_iterations: usize,
+    fts: bool,
 }
 
 const USAGE: &str = "\
-usage: cargo bench --bench sync_load -- [initial] [idle] [memory] [options]
+usage: cargo bench --bench sync_load -- [initial] [idle] [memory] [search] [options]
   --messages N          initial: INBOX size (10000)
   --rounds N            initial: timed rounds of (raw IMAP, gateway) (1)
   --idle-sizes A,B,..   idle: mailbox sizes (1000,10000)
   --iterations N        idle: no-change Syncs per size (500)
   --setup-window N      idle: WindowSize of the one-off full sync before measuring (512)
   --memory-messages N   memory: INBOX size paged with WindowSize 100 (20000)
-  --fill maildir|append how mailboxes are filled (maildir)";
+  --fill maildir|append how mailboxes are filled (maildir)
+  --search-sizes A,B,.. search: mailbox sizes (10000,100000)
+  --search-iterations N search: timed repetitions of each query (20)
+  --fts                 Dovecot with its full-text index (fts_xapian; apt-get install -y
+                        dovecot-fts-xapian)";
 
 impl Args {
     fn parse() -> Result<Args> {
@@ -84,6 +99,7 @@ impl Args {
             initial: false,
             idle: false,
             memory: false,
+            search: false,
             messages: 10_000,
             rounds: 1,
             idle_sizes: vec![1_000, 10_000],
@@ -91,6 +107,9 @@ impl Args {
             setup_window: 512,
             memory_messages: 20_000,
             fill: Fill::Maildir,
+            search_sizes: vec![10_000, 100_000],
+            search_iterations: 20,
+            fts: false,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -101,6 +120,15 @@ impl Args {
                 "initial" => args.initial = true,
                 "idle" => args.idle = true,
                 "memory" => args.memory = true,
+                "search" => args.search = true,
+                "--fts" => args.fts = true,
+                "--search-sizes" => {
+                    args.search_sizes = value()?
+                        .split(',')
+                        .map(|s| s.trim().parse())
+                        .collect::<Result<_, _>>()?
+                }
+                "--search-iterations" => args.search_iterations = value()?.parse::<usize>()?.max(1),
                 "--messages" => args.messages = value()?.parse()?,
                 "--rounds" => args.rounds = value()?.parse::<usize>()?.max(1),
                 "--idle-sizes" => {
@@ -126,7 +154,7 @@ impl Args {
                 other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
             }
         }
-        if !(args.initial || args.idle || args.memory) {
+        if !(args.initial || args.idle || args.memory || args.search) {
             args.initial = true;
             args.idle = true;
             args.memory = true;
@@ -1090,6 +1118,134 @@ impl Bench {
     }
 }
 
+impl Bench {
+    async fn search(&mut self) -> Result<()> {
+        let sizes = self.args.search_sizes.clone();
+        let iterations = self.args.search_iterations;
+        for n in sizes {
+            println!(
+                "\n== search: INBOX of {n} messages, Range 0-24, {iterations} iterations per query, {}",
+                if self.args.fts {
+                    "Dovecot full-text index (fts_xapian)"
+                } else {
+                    "no full-text index"
+                }
+            );
+            let user = self.filled_user(&format!("search{n}"), n).await?;
+            let (phone, inbox) = self.phone(&user).await?;
+            let cfg = self.dovecot.imap_config();
+            let mut raw = login(&cfg, &user).await?;
+            let queries = [
+                ("common word", "budget".to_string()),
+                ("sender name", "okafor".to_string()),
+                ("subject tag", format!("#{}", n / 2 + 7)),
+            ];
+            for (label, word) in &queries {
+                let request = eas_wbxml::from_xml(&format!(
+                    r#"<Search xmlns="Search:" xmlns:airsync="AirSync:" xmlns:airsyncbase="AirSyncBase:"><Store><Name>Mailbox</Name>
+                       <Query><And><airsync:Class>Email</airsync:Class><airsync:CollectionId>{inbox}</airsync:CollectionId><FreeText>{word}</FreeText></And></Query>
+                       <Options><Range>0-24</Range><airsyncbase:BodyPreference><airsyncbase:Type>1</airsyncbase:Type><airsyncbase:TruncationSize>256</airsyncbase:TruncationSize></airsyncbase:BodyPreference></Options>
+                     </Store></Search>"#
+                ))?
+                .encode();
+                let key = eas_gateway::imap::SearchKey::Text(word.clone());
+                let (mut gw, mut full, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+                let mut totals = (String::new(), 0usize);
+                // One untimed round of each warms Dovecot's caches for both sides alike (and,
+                // with the full-text index, builds it for messages written as files).
+                let warm = Instant::now();
+                for i in 0..=iterations {
+                    if i == 1 {
+                        println!(
+                            "  {label}: first (untimed) round took {:.1} s",
+                            warm.elapsed().as_secs_f64()
+                        );
+                    }
+                    let (body, took) = phone.post("Search", request.clone()).await?;
+                    let tree = Element::decode(&body)?;
+                    let total =
+                        find_text(&tree, eas_wbxml::tags::search::Total).unwrap_or_default();
+                    let started = Instant::now();
+                    let hits = raw_search(&mut raw, &key, 25).await?;
+                    let raw_took = started.elapsed();
+                    let started = Instant::now();
+                    raw.select("INBOX").await?;
+                    let bare_hits = raw.uid_search(&key).await?.uids.len();
+                    raw.unselect().await?;
+                    let bare_took = started.elapsed();
+                    if total != hits.to_string() || bare_hits as usize != hits {
+                        return Err(format!(
+                            "{label}: the gateway found {total}, raw IMAP {hits} / {bare_hits}"
+                        )
+                        .into());
+                    }
+                    totals = (total, hits);
+                    if i > 0 {
+                        gw.push(took);
+                        full.push(raw_took);
+                        bare.push(bare_took);
+                    }
+                }
+                let [g50, g95, _] = percentiles(&mut gw);
+                let [f50, f95, _] = percentiles(&mut full);
+                let [b50, b95, _] = percentiles(&mut bare);
+                let ratio = g50.as_secs_f64() / f50.as_secs_f64();
+                println!(
+                    "  RESULT search {n} {label} ({:?}, {} hits): gateway p50 {:.1} ms p95 {:.1} ms | \
+                     raw IMAP (search + dates + 25 bodies) p50 {:.1} ms p95 {:.1} ms | \
+                     bare SELECT+SEARCH p50 {:.1} ms p95 {:.1} ms | ratio {ratio:.2}x (target <= 1.3x): {}",
+                    word,
+                    totals.1,
+                    ms(g50),
+                    ms(g95),
+                    ms(f50),
+                    ms(f95),
+                    ms(b50),
+                    ms(b95),
+                    if ratio <= 1.3 { "met" } else { "NOT met" }
+                );
+            }
+            let _ = raw.logout().await;
+        }
+        Ok(())
+    }
+}
+
+/// What the gateway asks of Dovecot for one Search page, on a kept session: the hits, their
+/// dates (to order them newest first), the page's messages whole. Returns the hit count.
+async fn raw_search(
+    s: &mut Session,
+    key: &eas_gateway::imap::SearchKey,
+    page: usize,
+) -> Result<usize> {
+    s.select("INBOX").await?;
+    let hits = s.uid_search(key).await?.uids;
+    let mut dated: Vec<(i64, u32)> = Vec::with_capacity(hits.len() as usize);
+    for chunk in hits.chunks(5000) {
+        for f in s
+            .uid_fetch(&chunk, &FetchQuery::new().internal_date())
+            .await?
+        {
+            dated.push((f.internal_date.unwrap_or(0), f.uid));
+        }
+    }
+    dated.sort_unstable_by(|a, b| b.cmp(a));
+    let top: SequenceSet = dated.iter().take(page).map(|d| d.1).collect();
+    if !top.is_empty() {
+        let q = FetchQuery::new().flags().internal_date().size().body();
+        std::hint::black_box(s.uid_fetch(&top, &q).await?);
+    }
+    s.unselect().await?;
+    Ok(dated.len())
+}
+
+fn find_text(e: &Element, tag: eas_wbxml::Tag) -> Option<String> {
+    if e.tag == tag {
+        return e.text().map(str::to_owned);
+    }
+    e.children().iter().find_map(|c| find_text(c, tag))
+}
+
 const STATUS_ITEMS: [&str; 4] = ["UIDVALIDITY", "UIDNEXT", "MESSAGES", "HIGHESTMODSEQ"];
 
 /// p50 of the bare IMAP work a no-change Sync does (connect, LOGIN, STATUS, LOGOUT), and
@@ -1155,7 +1311,11 @@ fn main() -> Result<()> {
     runtime.block_on(async {
         let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
         println!("sync_load: {cpus} CPUs, args {args:?}");
-        let dovecot = Dovecot::start(&[])?;
+        let tuning = eas_gateway::testbed::Tuning {
+            fts_xapian: args.fts,
+            ..Default::default()
+        };
+        let dovecot = Dovecot::start_tuned(&[], &tuning)?;
         let gateway = Gateway::start(dovecot.imap_config()).await?;
         let mut bench = Bench {
             dovecot,
@@ -1171,6 +1331,9 @@ fn main() -> Result<()> {
         }
         if args.memory {
             bench.memory().await?;
+        }
+        if args.search {
+            bench.search().await?;
         }
         Ok(())
     })
