@@ -104,6 +104,28 @@ pub async fn run(
             writeln!(out, "state store: problem: {e}")?;
         }
     }
+    match crate::directory::Source::parse(&config.directory.source) {
+        Ok(crate::directory::Source::None) => writeln!(
+            out,
+            "directory: none configured; GAL search and ResolveRecipients find nobody"
+        )?,
+        Ok(source) => match crate::directory::Directory::new(source).entries() {
+            Ok(entries) => writeln!(
+                out,
+                "directory {}: ok, {} entries",
+                config.directory.source,
+                entries.len()
+            )?,
+            Err(e) => {
+                ok = false;
+                writeln!(out, "directory: problem: {e}")?;
+            }
+        },
+        Err(e) => {
+            ok = false;
+            writeln!(out, "directory: problem: {e}")?;
+        }
+    }
     writeln!(
         out,
         "phones will use {} (server.public_url)",
