@@ -216,6 +216,12 @@ pub(crate) async fn find(ctx: &Context<'_>, query: &Query, deep: bool) -> Result
             tracing::info!(folders = folders.len(), "search timed out");
             Ok(Found::TimedOut)
         }
+        Ok(Err(crate::imap::ImapError::Timeout(_))) => {
+            // Dovecot went quiet for the whole IMAP timeout (e.g. building its full-text
+            // index for a big folder): to the phone that is a search that timed out.
+            tracing::info!(folders = folders.len(), "IMAP search timed out");
+            Ok(Found::TimedOut)
+        }
         Ok(Err(crate::imap::ImapError::No { .. } | crate::imap::ImapError::Bad { .. })) => {
             mailstore.close().await;
             Ok(Found::ServerError)
