@@ -675,4 +675,38 @@ END:VCARD\r\nBEGIN:VCARD\r\nFN:Alicia Keys\r\nEMAIL:alicia@example.net\r\nEND:VC
             Source::Csv("/etc/p.csv".into())
         );
     }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn quote(cell: &str) -> String {
+            format!("\"{}\"", cell.replace('"', "\"\""))
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+                let _ = parse_vcards(&text);
+                let _ = parse_csv(&text);
+            }
+
+            #[test]
+            fn quoted_csv_cells_come_back_as_written(
+                rows in proptest::collection::vec(("[^\r]{0,30}", "[a-z]{1,8}@[a-z]{1,8}\\.org"), 1..20)
+            ) {
+                let mut text = String::from("Display Name,Email\r\n");
+                for (name, email) in &rows {
+                    text.push_str(&format!("{},{}\r\n", quote(name), email));
+                }
+                let entries = parse_csv(&text).unwrap();
+                prop_assert_eq!(entries.len(), rows.len());
+                for (e, (name, email)) in entries.iter().zip(&rows) {
+                    let shown = if name.trim().is_empty() { email.as_str() } else { name.trim() };
+                    prop_assert_eq!(e.display_name.as_str(), shown);
+                    prop_assert_eq!(&e.emails, &vec![email.clone()]);
+                }
+            }
+        }
+    }
 }
