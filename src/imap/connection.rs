@@ -13,8 +13,12 @@ use super::error::ImapError;
 use super::response::Response;
 use super::{frame, parse, tls};
 
-/// How much we ask the socket for at a time.
+/// How much we ask the socket for at a time once a response is arriving.
 const READ_CHUNK: usize = 16 * 1024;
+/// What an empty buffer reserves before waiting: a connection spends most of its life
+/// waiting (a watcher in IDLE, a pooled session between requests), and thousands of them
+/// must not each hold a chunk, or the memory of the largest response they ever carried.
+const WAITING_CAPACITY: usize = 1024;
 
 enum Stream {
     Plain(TcpStream),
@@ -87,9 +91,16 @@ impl Connection {
             {
                 let parsed = parse::response(&self.buf[..len]);
                 self.buf.drain(..len);
+                if self.buf.is_empty() && self.buf.capacity() > WAITING_CAPACITY {
+                    self.buf = Vec::new();
+                }
                 return parsed.map_err(|e| ImapError::Protocol(e.to_string()));
             }
-            self.buf.reserve(READ_CHUNK);
+            self.buf.reserve(if self.buf.is_empty() {
+                WAITING_CAPACITY
+            } else {
+                READ_CHUNK
+            });
             let n = match &mut self.stream {
                 Stream::Plain(s) => within(wait, s.read_buf(&mut self.buf)).await??,
                 Stream::Tls(s) => within(wait, s.read_buf(&mut self.buf)).await??,
