@@ -37,6 +37,37 @@ pub struct Config {
     pub provision: ProvisionConfig,
     pub sync: SyncConfig,
     pub push: PushConfig,
+    pub smtp: SmtpSection,
+}
+
+/// `[smtp]`: where sent mail is submitted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSection {
+    pub host: String,
+    pub port: u16,
+    /// `none` (plain, for loopback), `starttls` or `tls` (implicit TLS, usually port 465).
+    pub security: String,
+    /// Accept any certificate (self-signed test servers only).
+    pub tls_insecure: bool,
+    /// `user`: AUTH with the phone's own credentials (a submission port, e.g. Postfix on 587
+    /// with Dovecot SASL). `relay`: no AUTH; the server trusts the gateway's address
+    /// (`mynetworks`) and takes the envelope sender the gateway sets.
+    pub auth: String,
+    pub timeout_secs: u64,
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        SmtpSection {
+            host: "127.0.0.1".into(),
+            port: 587,
+            security: "starttls".into(),
+            tls_insecure: false,
+            auth: "user".into(),
+            timeout_secs: 60,
+        }
+    }
 }
 
 /// `[push]`: Ping.
@@ -331,6 +362,7 @@ impl Config {
         if self.sync.min_wait_secs > self.sync.max_wait_secs {
             return bad("sync.min_wait_secs is above sync.max_wait_secs".into());
         }
+        self.smtp_config()?;
         if self.server.max_body_bytes < 64 * 1024 {
             return bad("server.max_body_bytes below 64 KiB would refuse ordinary mail".into());
         }
@@ -356,6 +388,55 @@ impl Config {
             security: self.imap_security().unwrap_or(Security::None),
             tls_insecure: self.imap.tls_insecure,
             timeout: Duration::from_secs(self.imap.timeout_secs.max(1)),
+        }
+    }
+
+    /// The SMTP submission settings.
+    pub fn smtp_config(&self) -> Result<crate::smtp::SmtpConfig, ConfigError> {
+        use crate::smtp::{SmtpAuth, SmtpSecurity};
+        let s = &self.smtp;
+        let security = match s.security.to_ascii_lowercase().as_str() {
+            "none" | "plain" => SmtpSecurity::None,
+            "starttls" => SmtpSecurity::StartTls,
+            "tls" | "ssl" | "implicit" => SmtpSecurity::Tls,
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "smtp.security must be none, starttls or tls, not {other:?}"
+                )));
+            }
+        };
+        let auth = match s.auth.to_ascii_lowercase().as_str() {
+            "user" => SmtpAuth::User,
+            "relay" | "none" => SmtpAuth::Relay,
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "smtp.auth must be user or relay, not {other:?}"
+                )));
+            }
+        };
+        if s.host.is_empty() {
+            return Err(ConfigError::Invalid("smtp.host is empty".into()));
+        }
+        Ok(crate::smtp::SmtpConfig {
+            host: s.host.clone(),
+            port: s.port,
+            security,
+            tls_insecure: s.tls_insecure,
+            auth,
+            timeout: Duration::from_secs(s.timeout_secs.max(1)),
+            hello_name: self.hello_name(),
+        })
+    }
+
+    /// The name the gateway greets SMTP servers with: the host of `server.public_url`.
+    fn hello_name(&self) -> String {
+        let url = self.server.public_url.trim_end_matches('/');
+        let host = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let host = host.split(['/', ':']).next().unwrap_or("");
+        if host.is_empty() {
+            "localhost".into()
+        } else {
+            host.to_owned()
         }
     }
 
