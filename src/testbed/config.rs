@@ -75,6 +75,11 @@ pub(crate) fn mail_dir(dir: &Path) -> std::path::PathBuf {
     dir.join("mail")
 }
 
+/// The SASL socket Postfix authenticates submission against (under `base_dir`).
+pub(crate) fn auth_socket_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("run").join("auth-postfix")
+}
+
 pub(crate) fn cert_path(dir: &Path) -> std::path::PathBuf {
     dir.join("tls-cert.pem")
 }
@@ -212,6 +217,10 @@ service anvil {{
 }}
 service auth {{
   client_limit = {service_client_limit}
+  # SASL for the test Postfix (smtpd_sasl_type = dovecot): its smtpd checks passwords here.
+  unix_listener auth-postfix {{
+    mode = 0666
+  }}
 }}
 "#,
         internal = a.internal.name,
