@@ -613,3 +613,116 @@ async fn submission_down_answers_retry_files_nothing_and_the_retry_is_sent() {
     assert!(String::from_utf8_lossy(&got).contains(&format!("Return-Path: <{sam}>")));
     assert_eq!(messages("sam", "Sent", &subject).await.len(), 1);
 }
+
+/// The bytes of `fixtures/wbxml/<name>.wbxml`, decoded.
+fn fixture(name: &str) -> Element {
+    let path = format!("{}/fixtures/wbxml/{name}.wbxml", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    Element::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn fixture_bytes(name: &str) -> Vec<u8> {
+    fixture(name).encode()
+}
+
+/// A fixture request with its Mime rewritten by `edit` (kept opaque unless `as_text`) and,
+/// when given, another ClientId.
+fn patched(
+    name: &str,
+    client_id: Option<&str>,
+    as_text: bool,
+    edit: impl Fn(String) -> String,
+) -> Element {
+    let request = fixture(name);
+    let children = request
+        .children()
+        .iter()
+        .map(|c| match c.tag {
+            t if t == cm::ClientId && client_id.is_some() => {
+                Element::with_text(cm::ClientId, client_id.unwrap())
+            }
+            t if t == cm::Mime => {
+                let mime = edit(String::from_utf8(c.opaque().unwrap().to_vec()).unwrap());
+                if as_text {
+                    Element::with_text(cm::Mime, mime)
+                } else {
+                    Element::with_opaque(cm::Mime, mime.into_bytes())
+                }
+            }
+            _ => c.clone(),
+        })
+        .collect();
+    Element::with_children(request.tag, children)
+}
+
+#[tokio::test]
+async fn the_compose_mail_fixtures_replayed() {
+    let g = gateway().await;
+    let (uma, _) = support::credentials("uma");
+    let u = device(&g, "uma", "FIXTURES", "14.1").await;
+
+    // SendMail as recorded: its To is in example.org, which the test Postfix refuses (it
+    // delivers only example.com): the recorded 120, and nothing filed in Sent.
+    let answer = u
+        .phone
+        .post("SendMail", fixture_bytes("sendmail.request"))
+        .await;
+    assert_eq!(answer.tree(), fixture("sendmail.response"));
+    assert!(messages("uma", "Sent", "Q1 budget review").await.is_empty());
+
+    // The phone retries with the same ClientId after fixing the address: the failure did not
+    // use the ClientId up. From becomes the user's own; a second retry is the recorded 118.
+    let local = |m: String| m.replace("@example.org", "@example.com");
+    let fixed = patched("sendmail.request", None, false, local);
+    let answer = u.phone.post("SendMail", fixed.encode()).await;
+    assert_eq!(status(&answer), None);
+    let sent = messages("uma", "Sent", "Q1 budget review").await;
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0]
+            .2
+            .starts_with(&format!("From: \"Jane Doe\" <{uma}>")),
+        "{}",
+        sent[0].2
+    );
+    let again = u.phone.post("SendMail", fixed.encode()).await;
+    assert_eq!(again.tree(), fixture("sendmail.response.previouslysent"));
+
+    // iOS quirk: Mime as a string rather than opaque data.
+    let quirk = patched("sendmail.request", Some("SendMail-quirk-1"), true, |m| {
+        local(m).replace("Q1 budget review moved", "Room change for Q1 review")
+    });
+    let answer = u.phone.post("SendMail", quirk.encode()).await;
+    assert_eq!(status(&answer), None);
+    assert_eq!(messages("uma", "Sent", "Room change for Q1").await.len(), 1);
+
+    // SmartReply to an item this device does not have: the recorded 150.
+    let answer = u
+        .phone
+        .post("SmartReply", fixture_bytes("smartreply.request"))
+        .await;
+    assert_eq!(answer.tree(), fixture("smartreply.response"));
+
+    // SmartForward with ReplaceMime: the phone's MIME is complete, so an unknown source
+    // costs only its $Forwarded flag; the message (with its message/rfc822 part) is sent.
+    let forward = patched("smartforward.request", None, false, local);
+    let answer = u.phone.post("SmartForward", forward.encode()).await;
+    assert_eq!(status(&answer), None);
+    let fwd = messages("uma", "Sent", "Build 8841").await;
+    assert_eq!(fwd.len(), 1);
+    assert!(fwd[0].2.contains("Content-Type: message/rfc822"));
+
+    // The submission server down: the recorded retry status.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = gateway_with(|c| c.smtp.port = closed).await;
+    let d = device(&down, "uma", "FIXTURES-DOWN", "14.1").await;
+    let answer = d
+        .phone
+        .post("SendMail", fixture_bytes("sendmail.request"))
+        .await;
+    assert_eq!(answer.tree(), fixture("sendmail.response.retry"));
+}
