@@ -318,11 +318,19 @@ fn spawn(dir: &Path) -> Result<Supervisor, TestbedError> {
     let err = out
         .try_clone()
         .map_err(|e| TestbedError::io(format!("opening {}", out_path.display()), e))?;
-    let mut cmd = Command::new(MASTER_BIN);
-    // -d: stay in the foreground, so the supervisor owns the process.
+    // `master -d` stays in the foreground, but it cannot be the supervised process itself:
+    // it changes its effective ids while starting, and Linux then clears the parent-death
+    // signal, so it would outlive a killed test binary. A shell that keeps root's ids holds
+    // that signal instead and passes any termination on to the master.
+    let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
+        .arg(
+            r#""$0" -c "$1" -d & pid=$!
+trap 'kill -TERM $pid 2>/dev/null; wait $pid; exit 0' TERM INT HUP
+wait $pid"#,
+        )
+        .arg(MASTER_BIN)
         .arg(dir)
-        .arg("-d")
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
