@@ -417,6 +417,15 @@ impl Config {
         if s.host.is_empty() {
             return Err(ConfigError::Invalid("smtp.host is empty".into()));
         }
+        let loopback =
+            s.host == "localhost" || s.host.parse::<IpAddr>().is_ok_and(|a| a.is_loopback());
+        if auth == SmtpAuth::User && security == SmtpSecurity::None && !loopback {
+            return Err(ConfigError::Invalid(format!(
+                "smtp.security = \"none\" would send users' passwords in clear to {}; use \
+                 starttls or tls (plain is only for loopback)",
+                s.host
+            )));
+        }
         Ok(crate::smtp::SmtpConfig {
             host: s.host.clone(),
             port: s.port,
@@ -484,6 +493,28 @@ mod test {
             ..Overrides::default()
         };
         assert!(Config::load(None, &o).is_err());
+    }
+
+    #[test]
+    fn smtp_settings_are_checked() {
+        let mut c = Config::default();
+        let smtp = c.smtp_config().unwrap();
+        assert_eq!(
+            (smtp.port, smtp.security),
+            (587, crate::smtp::SmtpSecurity::StartTls)
+        );
+        assert_eq!(smtp.hello_name, "localhost");
+        c.server.public_url = "https://mail.example.com:8443/".into();
+        assert_eq!(c.smtp_config().unwrap().hello_name, "mail.example.com");
+        c.smtp.security = "none".into();
+        assert!(c.validate().is_ok(), "plain is fine on loopback");
+        c.smtp.host = "smtp.example.com".into();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("in clear"), "{err}");
+        c.smtp.auth = "relay".into();
+        assert!(c.validate().is_ok(), "a relay gets no password");
+        c.smtp.auth = "maybe".into();
+        assert!(c.validate().unwrap_err().to_string().contains("smtp.auth"));
     }
 
     #[test]
