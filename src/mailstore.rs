@@ -558,6 +558,11 @@ impl Mailstore {
         Ok(true)
     }
 
+    /// Bytes the mailbox may still take under its quota; None when the server keeps none.
+    pub async fn storage_room(&mut self, mailbox: &str) -> Result<Option<u64>, ImapError> {
+        self.session.storage_room(mailbox).await
+    }
+
     /// The mailbox the server marks with a special use (RFC 6154), if any.
     pub async fn special_use(
         &mut self,

@@ -726,3 +726,55 @@ async fn the_compose_mail_fixtures_replayed() {
         .await;
     assert_eq!(answer.tree(), fixture("sendmail.response.retry"));
 }
+
+#[tokio::test]
+async fn a_sent_copy_that_would_exceed_the_quota_is_refused_before_sending() {
+    use eas_gateway::testbed::{Dovecot, Tuning};
+    let user = support::user("victor");
+    let dovecot = Dovecot::start_tuned(
+        std::slice::from_ref(&user),
+        &Tuning {
+            storage_quota_kib: Some(16),
+            ..Tuning::default()
+        },
+    )
+    .expect("a Dovecot with quota");
+    // 12 KiB of the 16 are used.
+    let mut s = eas_gateway::imap::Session::connect(&dovecot.imap_config())
+        .await
+        .unwrap();
+    s.login(&user.login, &user.password).await.unwrap();
+    let filler = support::message("Filler", &"x".repeat(12 * 1024));
+    s.append("INBOX", &[], &filler)
+        .await
+        .expect("APPEND filler");
+    let _ = s.logout().await;
+
+    // No submission server: a message that got past the quota check would answer 111.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let g = Gateway::start(dovecot.imap_config(), |c| {
+        c.smtp.host = "127.0.0.1".into();
+        c.smtp.port = closed;
+        c.smtp.security = "none".into();
+    })
+    .await;
+    let mut ph = Phone::new(&g, &user.login, &user.password, "QUOTA");
+    ph.provision().await;
+    folder_changes(&ph.folder_sync("0").await);
+    let big = support::message("Big one", &"y".repeat(6 * 1024));
+    let with_copy = compose(
+        "SendMail",
+        "<ClientId>q-1</ClientId><SaveInSentItems/>",
+        &big,
+    );
+    let answer = ph.post("SendMail", with_copy.encode()).await;
+    assert_eq!(status(&answer).as_deref(), Some("113"));
+    // Without a copy to file, the quota is no reason to refuse: it goes on to submission.
+    let without = compose("SendMail", "<ClientId>q-2</ClientId>", &big);
+    let answer = ph.post("SendMail", without.encode()).await;
+    assert_eq!(status(&answer).as_deref(), Some("111"));
+}

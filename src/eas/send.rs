@@ -23,7 +23,8 @@
 //! 2. Fetch the source message (Smart* without ReplaceMime); gone → 150.
 //! 3. Compose ([`crate::mime::compose`]): From forced to the user, Bcc stripped, original
 //!    quoted or attached.
-//! 4. Submit over SMTP ([`crate::smtp`]), envelope sender = the user's address. Until the
+//! 4. When a Sent copy is asked for and the server keeps quota, check that it fits (113 if
+//!    not). Submit over SMTP ([`crate::smtp`]), envelope sender = the user's address. Until the
 //!    server accepted the message nothing was changed anywhere: the claim is released, no
 //!    Sent copy exists, no flag was set.
 //! 5. Record the ClientId as sent, then APPEND the copy (with Bcc) to Sent with `\Seen`, then
@@ -98,6 +99,8 @@ pub enum Failure {
     SubmissionFailed,
     /// The message is larger than the submission server accepts.
     TooLarge,
+    /// The copy asked for in Sent would not fit in the user's quota (checked before sending).
+    MailboxQuotaExceeded,
     /// Our own state could not be read or written.
     ServerError,
 }
@@ -106,14 +109,15 @@ impl Failure {
     /// The ComposeMail Status (MS-ASCMD 2.2.2 common status codes).
     pub fn status(self) -> u32 {
         match self {
-            Failure::InvalidMime => 107,      // InvalidMIME
-            Failure::NoRecipients => 119,     // MessageHasNoRecipient
-            Failure::PreviouslySent => 118,   // MessagePreviouslySent
-            Failure::SourceNotFound => 150,   // ItemNotFound
-            Failure::RetryLater => 111,       // ServerErrorRetryLater
-            Failure::SubmissionFailed => 120, // MailSubmissionFailed
-            Failure::TooLarge => 115,         // SendQuotaExceeded
-            Failure::ServerError => 110,      // ServerError
+            Failure::InvalidMime => 107,          // InvalidMIME
+            Failure::NoRecipients => 119,         // MessageHasNoRecipient
+            Failure::PreviouslySent => 118,       // MessagePreviouslySent
+            Failure::SourceNotFound => 150,       // ItemNotFound
+            Failure::RetryLater => 111,           // ServerErrorRetryLater
+            Failure::SubmissionFailed => 120,     // MailSubmissionFailed
+            Failure::TooLarge => 115,             // SendQuotaExceeded
+            Failure::MailboxQuotaExceeded => 113, // MailboxQuotaExceeded
+            Failure::ServerError => 110,          // ServerError
         }
     }
 
@@ -263,8 +267,10 @@ async fn send(ctx: &Context<'_>, request: Request) -> Result<(), Failure> {
         }
     }
     let (mut store, source, sent_copy) = outcome?;
-    if request.save_in_sent {
-        file_in_sent(ctx, &mut store, &sent_copy).await;
+    if let (Some((mailbox, copy)), Some(store)) = (&sent_copy, store.as_mut()) {
+        if let Err(e) = store.append_sent(mailbox, copy).await {
+            tracing::warn!(error = %e, "sent, but the copy could not be filed in Sent");
+        }
     }
     if let (Some((mailbox, uid)), Some(store)) = (&source, store.as_mut()) {
         let flag = match request.kind {
@@ -285,8 +291,12 @@ async fn send(ctx: &Context<'_>, request: Request) -> Result<(), Failure> {
 }
 
 /// What a successful submission leaves for the steps after it: the open mailbox (if one was
-/// needed), the source (mailbox, UID) and the copy for Sent.
-type Submitted = (Option<Mailstore>, Option<(String, u32)>, Vec<u8>);
+/// needed), the source (mailbox, UID), and the Sent mailbox with the copy for it (if asked).
+type Submitted = (
+    Option<Mailstore>,
+    Option<(String, u32)>,
+    Option<(String, Vec<u8>)>,
+);
 
 /// Steps 2–4: fetch the source, compose, submit. Nothing is changed unless this succeeds.
 async fn submit(
@@ -347,6 +357,22 @@ async fn submit(
             return Err(e.into());
         }
     };
+    // The Sent copy must fit: once the message is out, a failure to file it can only be
+    // logged. Servers without quota (or that cannot say) are not asked twice.
+    let mut sent_copy = None;
+    if let (true, Some(s)) = (request.save_in_sent, store.as_mut()) {
+        let mailbox = sent_mailbox(ctx, s).await;
+        if let Ok(Some(room)) = s.storage_room(&mailbox).await {
+            if room < prepared.sent_copy.len() as u64 {
+                tracing::info!(room, "the Sent copy would exceed the quota; nothing sent");
+                if let Some(store) = store {
+                    store.close().await;
+                }
+                return Err(Failure::MailboxQuotaExceeded);
+            }
+        }
+        sent_copy = Some((mailbox, prepared.sent_copy.clone()));
+    }
     if prepared.from_rewritten {
         tracing::info!("From named another address; sent from the user's own");
     }
@@ -362,7 +388,7 @@ async fn submit(
                 bytes = prepared.transmit.len(),
                 "message submitted"
             );
-            Ok((store, source, prepared.sent_copy))
+            Ok((store, source, sent_copy))
         }
         Err(e) => {
             match &e {
@@ -389,20 +415,15 @@ fn locate(ctx: &Context<'_>, source: &Source) -> Result<Option<(String, u32)>, E
     Ok(parse_server_id(server_id, folder.id).map(|uid| (folder.imap_name, uid)))
 }
 
-/// Appends the copy to the Sent folder the device knows (else the server's `\Sent`, else
-/// `Sent`). Failures are logged only: the message has been sent.
-async fn file_in_sent(ctx: &Context<'_>, store: &mut Option<Mailstore>, copy: &[u8]) {
-    let Some(store) = store.as_mut() else { return };
-    let known = sent_of_device(ctx);
-    let mailbox = match known {
-        Some(m) => m,
-        None => match store.special_use(SpecialUse::Sent).await {
-            Ok(Some(m)) => m,
-            _ => "Sent".to_owned(),
-        },
-    };
-    if let Err(e) = store.append_sent(&mailbox, copy).await {
-        tracing::warn!(error = %e, "sent, but the copy could not be filed in Sent");
+/// Where the Sent copy goes: the Sent folder the device knows, else the server's `\Sent`,
+/// else `Sent`.
+async fn sent_mailbox(ctx: &Context<'_>, store: &mut Mailstore) -> String {
+    if let Some(m) = sent_of_device(ctx) {
+        return m;
+    }
+    match store.special_use(SpecialUse::Sent).await {
+        Ok(Some(m)) => m,
+        _ => "Sent".to_owned(),
     }
 }
 
@@ -436,6 +457,7 @@ mod test {
             Failure::RetryLater,
             Failure::SubmissionFailed,
             Failure::TooLarge,
+            Failure::MailboxQuotaExceeded,
             Failure::ServerError,
         ];
         let mut codes: Vec<u32> = all.iter().map(|f| f.status()).collect();
