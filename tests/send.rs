@@ -778,3 +778,47 @@ async fn a_sent_copy_that_would_exceed_the_quota_is_refused_before_sending() {
     let answer = ph.post("SendMail", without.encode()).await;
     assert_eq!(status(&answer).as_deref(), Some("111"));
 }
+
+#[tokio::test]
+async fn a_retry_while_the_first_attempt_is_still_submitting_is_not_sent_twice() {
+    // A submission server that accepts connections and then says nothing.
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = mute.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = mute.accept().await {
+            held.push(socket);
+        }
+    });
+    let g = gateway_with(|c| {
+        c.smtp.port = port;
+        c.smtp.timeout_secs = 20;
+    })
+    .await;
+    let (walter, _) = support::credentials("walter");
+    let w = device(&g, "walter", "INFLIGHT", "14.1").await;
+    let mime = format!("From: {walter}\r\nTo: {walter}\r\nSubject: In flight\r\n\r\nx\r\n");
+    let request = compose("SendMail", "<ClientId>i-1</ClientId>", mime.as_bytes());
+
+    // The phone gives up on the first attempt after a second (the gateway is still waiting
+    // for the server's greeting) and retries: told to try later, not sent a second time.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let first = impatient
+        .post(format!(
+            "{}/Microsoft-Server-ActiveSync?Cmd=SendMail&User={}&DeviceId=INFLIGHT&DeviceType=iPhone",
+            w.phone.base, w.phone.login
+        ))
+        .basic_auth(&w.phone.login, Some(&w.phone.password))
+        .header("Content-Type", "application/vnd.ms-sync.wbxml")
+        .header("MS-ASProtocolVersion", "14.1")
+        .header("X-MS-PolicyKey", w.phone.policy_key.unwrap().to_string())
+        .body(request.encode())
+        .send()
+        .await;
+    assert!(first.is_err(), "the first attempt must still be running");
+    let retry = w.phone.post("SendMail", request.encode()).await;
+    assert_eq!(status(&retry).as_deref(), Some("111"));
+}

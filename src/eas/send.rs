@@ -244,10 +244,11 @@ async fn send(ctx: &Context<'_>, request: Request) -> Result<(), Failure> {
         tracing::error!(error = %e, "smtp configuration");
         Failure::ServerError
     })?;
-    let device = ctx.device_key().clone();
+    let mut claim = None;
     if let Some(key) = &request.dedup_key {
         // Long enough that a submission still running is never overtaken by its retry.
         let stale_after = smtp_config.timeout.as_secs().saturating_mul(4) + 60;
+        let device = ctx.device_key().clone();
         match ctx
             .store
             .claim_client_id(&device, key, unix_now(), stale_after)
@@ -257,14 +258,16 @@ async fn send(ctx: &Context<'_>, request: Request) -> Result<(), Failure> {
             SendClaim::AlreadySent => return Err(Failure::PreviouslySent),
             SendClaim::InProgress => return Err(Failure::RetryLater),
         }
+        claim = Some(Claim {
+            store: ctx.store,
+            device,
+            key: key.clone(),
+            release_on_drop: true,
+        });
     }
-    let outcome = submit(ctx, &request, &smtp_config).await;
-    if let Some(key) = &request.dedup_key {
-        let sent = outcome.is_ok();
-        if let Err(e) = ctx.store.finish_client_id(&device, key, sent, unix_now()) {
-            // The message is out (or not) either way; the claim expires on its own.
-            tracing::warn!(error = %e, "could not record the ClientId");
-        }
+    let outcome = submit(ctx, &request, &smtp_config, claim.as_mut()).await;
+    if let Some(claim) = claim {
+        claim.finish(outcome.is_ok());
     }
     let (mut store, source, sent_copy) = outcome?;
     if let (Some((mailbox, copy)), Some(store)) = (&sent_copy, store.as_mut()) {
@@ -290,6 +293,41 @@ async fn send(ctx: &Context<'_>, request: Request) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A claimed ClientId. If the request is abandoned (the phone hung up, so the handler is
+/// dropped) before submission began, dropping the claim releases it, so the phone's retry is
+/// not told "in progress". From the moment submission begins it is kept until [`Claim::finish`]
+/// says how it ended: abandoned during SMTP, the message may be out, and the claim expires
+/// on its own.
+struct Claim<'a> {
+    store: &'a dyn crate::state::StateStore,
+    device: crate::state::DeviceKey,
+    key: String,
+    release_on_drop: bool,
+}
+
+impl Claim<'_> {
+    fn finish(mut self, sent: bool) {
+        self.release_on_drop = false;
+        if let Err(e) = self
+            .store
+            .finish_client_id(&self.device, &self.key, sent, unix_now())
+        {
+            // The message is out (or not) either way; the claim expires on its own.
+            tracing::warn!(error = %e, "could not record the ClientId");
+        }
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if self.release_on_drop {
+            let _ = self
+                .store
+                .finish_client_id(&self.device, &self.key, false, unix_now());
+        }
+    }
+}
+
 /// What a successful submission leaves for the steps after it: the open mailbox (if one was
 /// needed), the source (mailbox, UID), and the Sent mailbox with the copy for it (if asked).
 type Submitted = (
@@ -303,6 +341,7 @@ async fn submit(
     ctx: &Context<'_>,
     request: &Request,
     smtp_config: &smtp::SmtpConfig,
+    claim: Option<&mut Claim<'_>>,
 ) -> Result<Submitted, Failure> {
     let needs_store = request.save_in_sent || request.kind != Kind::Send;
     let mut store = if needs_store {
@@ -381,6 +420,9 @@ async fn submit(
         to: prepared.recipients.clone(),
     };
     let login = (ctx.user.login.as_str(), &ctx.user.password);
+    if let Some(claim) = claim {
+        claim.release_on_drop = false;
+    }
     match smtp::submit(smtp_config, Some(login), &envelope, &prepared.transmit).await {
         Ok(()) => {
             tracing::info!(
