@@ -628,4 +628,33 @@ mod test {
         assert!(text.contains("Subject: Plans"), "{text}");
         assert_eq!(p.recipients, ["carol@example.com"]);
     }
+
+    proptest::proptest! {
+        /// Whatever a phone sends, and whatever the original is, composing never panics, and
+        /// a message it accepts never transmits a Bcc header.
+        #[test]
+        fn never_panics_and_never_leaks_bcc(
+            head in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "To: a@example.com\r\n", "Bcc: b@example.com\r\n", "From: x@y\r\n",
+                    "Content-Type: text/html\r\n", "Subject: s\r\n", " folded\r\n",
+                    "\r\n", "<body>", "</BODY>", "--b\r\n", "\n", "\u{e9}",
+                ]),
+                0..12,
+            ),
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            forward in proptest::bool::ANY,
+        ) {
+            let mut mime = head.concat().into_bytes();
+            mime.extend_from_slice(&tail);
+            let smart = if forward { Smart::Forward(&tail) } else { Smart::Reply(&mime) };
+            for s in [Smart::None, smart] {
+                if let Ok(p) = prepare(&mime, &ME, s) {
+                    let (head, _) = split(&p.transmit).unwrap();
+                    let head = String::from_utf8_lossy(head).to_ascii_lowercase();
+                    proptest::prop_assert!(!head.starts_with("bcc:") && !head.contains("\nbcc:"));
+                }
+            }
+        }
+    }
 }
