@@ -12,6 +12,7 @@ required=(
   "/usr/sbin/dovecot dovecot-imapd"
   "/usr/lib/dovecot/lmtp dovecot-lmtpd"
   "/usr/sbin/nginx nginx"
+  "/usr/sbin/postfix postfix"
 )
 missing=()
 for pair in "${required[@]}"; do
@@ -23,6 +24,8 @@ if ((${#missing[@]})); then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "== installing ${missing[*]}"
   $sudo apt-get update -qq
+  # Postfix asks how to configure itself; the tests bring their own configuration.
+  echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 

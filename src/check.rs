@@ -97,6 +97,25 @@ pub async fn run(
         )?,
     }
 
+    if let Ok(smtp) = config.smtp_config() {
+        writeln!(
+            out,
+            "SMTP submission {}:{} ({:?}, auth {:?})",
+            smtp.host, smtp.port, smtp.security, smtp.auth
+        )?;
+        match crate::smtp::check(&smtp).await {
+            Ok(()) => writeln!(out, "  ok: reachable, EHLO answered")?,
+            // Sync and push work without it, so this is a warning, not a failed check.
+            Err(e) => {
+                writeln!(out, "  warning: phones cannot send mail: {e}")?;
+                writeln!(
+                    out,
+                    "  (check smtp.host, smtp.port and smtp.security in the configuration)"
+                )?;
+            }
+        }
+    }
+
     match crate::state::open(&config.state.url) {
         Ok(_) => writeln!(out, "state store {}: ok", config.state.url)?,
         Err(e) => {

@@ -38,6 +38,7 @@ pub struct Config {
     pub sync: SyncConfig,
     pub push: PushConfig,
     pub directory: DirectoryConfig,
+    pub smtp: SmtpSection,
 }
 
 /// `[directory]`: the address book for GAL search, Find and ResolveRecipients.
@@ -52,6 +53,36 @@ impl Default for DirectoryConfig {
     fn default() -> Self {
         DirectoryConfig {
             source: "none".into(),
+        }
+    }
+}
+
+/// `[smtp]`: where sent mail is submitted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSection {
+    pub host: String,
+    pub port: u16,
+    /// `none` (plain, for loopback), `starttls` or `tls` (implicit TLS, usually port 465).
+    pub security: String,
+    /// Accept any certificate (self-signed test servers only).
+    pub tls_insecure: bool,
+    /// `user`: AUTH with the phone's own credentials (a submission port, e.g. Postfix on 587
+    /// with Dovecot SASL). `relay`: no AUTH; the server trusts the gateway's address
+    /// (`mynetworks`) and takes the envelope sender the gateway sets.
+    pub auth: String,
+    pub timeout_secs: u64,
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        SmtpSection {
+            host: "127.0.0.1".into(),
+            port: 587,
+            security: "starttls".into(),
+            tls_insecure: false,
+            auth: "user".into(),
+            timeout_secs: 60,
         }
     }
 }
@@ -351,6 +382,7 @@ impl Config {
         if let Err(e) = crate::directory::Source::parse(&self.directory.source) {
             return bad(e.to_string());
         }
+        self.smtp_config()?;
         if self.server.max_body_bytes < 64 * 1024 {
             return bad("server.max_body_bytes below 64 KiB would refuse ordinary mail".into());
         }
@@ -376,6 +408,64 @@ impl Config {
             security: self.imap_security().unwrap_or(Security::None),
             tls_insecure: self.imap.tls_insecure,
             timeout: Duration::from_secs(self.imap.timeout_secs.max(1)),
+        }
+    }
+
+    /// The SMTP submission settings.
+    pub fn smtp_config(&self) -> Result<crate::smtp::SmtpConfig, ConfigError> {
+        use crate::smtp::{SmtpAuth, SmtpSecurity};
+        let s = &self.smtp;
+        let security = match s.security.to_ascii_lowercase().as_str() {
+            "none" | "plain" => SmtpSecurity::None,
+            "starttls" => SmtpSecurity::StartTls,
+            "tls" | "ssl" | "implicit" => SmtpSecurity::Tls,
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "smtp.security must be none, starttls or tls, not {other:?}"
+                )));
+            }
+        };
+        let auth = match s.auth.to_ascii_lowercase().as_str() {
+            "user" => SmtpAuth::User,
+            "relay" | "none" => SmtpAuth::Relay,
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "smtp.auth must be user or relay, not {other:?}"
+                )));
+            }
+        };
+        if s.host.is_empty() {
+            return Err(ConfigError::Invalid("smtp.host is empty".into()));
+        }
+        let loopback =
+            s.host == "localhost" || s.host.parse::<IpAddr>().is_ok_and(|a| a.is_loopback());
+        if auth == SmtpAuth::User && security == SmtpSecurity::None && !loopback {
+            return Err(ConfigError::Invalid(format!(
+                "smtp.security = \"none\" would send users' passwords in clear to {}; use \
+                 starttls or tls (plain is only for loopback)",
+                s.host
+            )));
+        }
+        Ok(crate::smtp::SmtpConfig {
+            host: s.host.clone(),
+            port: s.port,
+            security,
+            tls_insecure: s.tls_insecure,
+            auth,
+            timeout: Duration::from_secs(s.timeout_secs.max(1)),
+            hello_name: self.hello_name(),
+        })
+    }
+
+    /// The name the gateway greets SMTP servers with: the host of `server.public_url`.
+    fn hello_name(&self) -> String {
+        let url = self.server.public_url.trim_end_matches('/');
+        let host = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let host = host.split(['/', ':']).next().unwrap_or("");
+        if host.is_empty() {
+            "localhost".into()
+        } else {
+            host.to_owned()
         }
     }
 
@@ -423,6 +513,28 @@ mod test {
             ..Overrides::default()
         };
         assert!(Config::load(None, &o).is_err());
+    }
+
+    #[test]
+    fn smtp_settings_are_checked() {
+        let mut c = Config::default();
+        let smtp = c.smtp_config().unwrap();
+        assert_eq!(
+            (smtp.port, smtp.security),
+            (587, crate::smtp::SmtpSecurity::StartTls)
+        );
+        assert_eq!(smtp.hello_name, "localhost");
+        c.server.public_url = "https://mail.example.com:8443/".into();
+        assert_eq!(c.smtp_config().unwrap().hello_name, "mail.example.com");
+        c.smtp.security = "none".into();
+        assert!(c.validate().is_ok(), "plain is fine on loopback");
+        c.smtp.host = "smtp.example.com".into();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("in clear"), "{err}");
+        c.smtp.auth = "relay".into();
+        assert!(c.validate().is_ok(), "a relay gets no password");
+        c.smtp.auth = "maybe".into();
+        assert!(c.validate().unwrap_err().to_string().contains("smtp.auth"));
     }
 
     #[test]

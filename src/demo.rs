@@ -60,6 +60,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     config.imap.port = imap.port;
     config.imap.security = "none".into();
     config.state.url = format!("sqlite:{}", dir.join("state.db").display());
+    // Sending works when a private Postfix can run next to Dovecot (Postfix installed, root);
+    // it delivers only to the demo domain, over LMTP into the same Dovecot.
+    let domain = DEMO_USER.rsplit('@').next().unwrap_or("example.com");
+    let postfix = match crate::testbed::Postfix::start(&dovecot, &[domain]) {
+        Ok(p) => {
+            config.smtp.host = "127.0.0.1".into();
+            config.smtp.port = p.submission_port();
+            config.smtp.security = "none".into();
+            Some(p)
+        }
+        Err(e) => {
+            println!("Sending is off in this demo: {e}");
+            None
+        }
+    };
     config.validate()?;
 
     println!();
@@ -73,6 +88,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "Dovecot (IMAP, plain) for other clients: 127.0.0.1:{}",
         imap.port
     );
+    if let Some(p) = &postfix {
+        println!(
+            "Postfix (submission, AUTH as the demo user) on 127.0.0.1:{}; mail to @{domain} \
+             arrives in this Dovecot",
+            p.submission_port()
+        );
+    }
     println!("Files: {}   Stop with Ctrl-C.", dir.display());
     println!();
 
@@ -86,6 +108,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         stopper.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
     });
     let served = http::serve(state, handle).await;
+    if let Some(mut p) = postfix {
+        p.stop();
+    }
     dovecot.stop();
     served?;
     Ok(())

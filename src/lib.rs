@@ -16,6 +16,7 @@
 //! - [`state`]: per-device state behind the `StateStore` trait (SQLite embedded).
 //! - [`metrics`]: request counters for `/metrics`.
 //! - [`secret`]: the wrapper that keeps passwords out of logs.
+//! - [`smtp`]: submission of sent mail over SMTP (lettre), as the user or through a relay.
 //! - [`server`], [`check`], [`devices`], [`demo`]: what the CLI's `serve`, `check`, `devices`
 //!   and `demo` run.
 //! - [`testbed`]: starting a private Dovecot on loopback, for the test harness and the demo.
@@ -37,6 +38,7 @@ pub mod mime;
 pub mod push;
 pub mod secret;
 pub mod server;
+pub mod smtp;
 pub mod state;
 pub mod testbed;
 pub mod tools;

@@ -561,6 +561,58 @@ impl Mailstore {
         Ok(appended.map(|a| (a.uid, strings(&flags))))
     }
 
+    /// Files a message that was sent: APPEND with `\Seen`. Its UID, when the server reports
+    /// it (UIDPLUS).
+    pub async fn append_sent(
+        &mut self,
+        mailbox: &str,
+        message: &[u8],
+    ) -> Result<Option<u32>, ImapError> {
+        Ok(self
+            .session
+            .append_message(mailbox, &[Flag::Seen], message)
+            .await?
+            .map(|a| a.uid))
+    }
+
+    /// Adds one flag to a message (`\Answered` after a reply, `$Forwarded` after a forward).
+    /// False when the message is gone.
+    pub async fn add_flag(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+        flag: Flag,
+    ) -> Result<bool, ImapError> {
+        self.ensure_selected(mailbox).await?;
+        let one = SequenceSet::single(uid);
+        if self.session.uid_fetch_flags(&one).await?.is_empty() {
+            return Ok(false);
+        }
+        self.session
+            .uid_store_flags_silent(&one, StoreMode::Add, &[flag])
+            .await?;
+        Ok(true)
+    }
+
+    /// Bytes the mailbox may still take under its quota; None when the server keeps none.
+    pub async fn storage_room(&mut self, mailbox: &str) -> Result<Option<u64>, ImapError> {
+        self.session.storage_room(mailbox).await
+    }
+
+    /// The mailbox the server marks with a special use (RFC 6154), if any.
+    pub async fn special_use(
+        &mut self,
+        special: crate::imap::SpecialUse,
+    ) -> Result<Option<String>, ImapError> {
+        Ok(self
+            .session
+            .list()
+            .await?
+            .into_iter()
+            .find(|m| m.special_use() == Some(special))
+            .map(|m| m.name))
+    }
+
     /// Removes every message of a mailbox.
     pub async fn empty(&mut self, mailbox: &str) -> Result<(), ImapError> {
         let state = self.select(mailbox).await?;

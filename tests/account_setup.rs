@@ -67,13 +67,16 @@ async fn ios_setup(version: &'static str, form: QueryForm, user: &str, device: &
         "FolderCreate",
         "FolderUpdate",
         "FolderDelete",
+        "SendMail",
+        "SmartReply",
+        "SmartForward",
     ] {
         assert!(commands.split(',').any(|x| x == c), "{commands}");
     }
     assert!(
         !commands
             .split(',')
-            .any(|x| x == "SendMail" || x == "SmartReply"),
+            .any(|x| x == "ValidateCert" || x == "MeetingResponse"),
         "only implemented commands: {commands}"
     );
 

@@ -17,6 +17,7 @@ pub mod ping;
 pub mod provision;
 pub mod resolverecipients;
 pub mod search;
+pub mod send;
 pub mod settings;
 pub mod sync;
 pub mod version;
@@ -46,6 +47,9 @@ pub const IMPLEMENTED: &[Command] = &[
     Command::Search,
     Command::ResolveRecipients,
     Command::Find,
+    Command::SendMail,
+    Command::SmartReply,
+    Command::SmartForward,
 ];
 
 /// Why a command could not be answered with a document of its own.
@@ -67,6 +71,10 @@ pub enum EasError {
     /// The IMAP server could not be reached or failed in a way the command cannot express.
     #[error("IMAP: {0}")]
     Imap(#[from] ImapError),
+    /// A 12.x SendMail, SmartReply or SmartForward failed. 12.x has no Status element, so the
+    /// HTTP status says it: 503 when trying again later may succeed (`retry`), else 500.
+    #[error("message not sent (status {status})")]
+    NotSent { status: u32, retry: bool },
     /// A bug on our side (a response we failed to encode).
     #[error("internal: {0}")]
     Internal(String),
@@ -161,6 +169,13 @@ pub async fn dispatch(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Re
             }
         }
         return sync::run(ctx, body.as_ref()).await;
+    }
+    if matches!(
+        command,
+        Command::SendMail | Command::SmartReply | Command::SmartForward
+    ) {
+        // A 12.x body is the message itself (see `send`), not a ComposeMail document.
+        return send::run(ctx, body).await;
     }
     let body = match body {
         Some(body) => body,

@@ -112,6 +112,13 @@ impl From<EasError> for HttpError {
             EasError::State(e) => HttpError::Internal(e.to_string()),
             EasError::Imap(e) if e.is_connection_failure() => HttpError::Unavailable(e.to_string()),
             EasError::Imap(e) => HttpError::Internal(e.to_string()),
+            EasError::NotSent {
+                status,
+                retry: true,
+            } => HttpError::Unavailable(format!("message not sent, status {status}")),
+            EasError::NotSent { status, .. } => {
+                HttpError::Internal(format!("message not sent, status {status}"))
+            }
             EasError::Internal(e) => HttpError::Internal(e),
         }
     }

@@ -277,6 +277,13 @@ async fn run_command(
     let body = read_body(body, limit).await?;
     let tree = if body.is_empty() {
         None
+    } else if is_raw_mime(line.command, headers, &body) {
+        // 12.x SendMail/SmartReply/SmartForward: the body is the RFC 822 message itself. It
+        // travels to the command as a lone ComposeMail `Mime` element.
+        Some(Element::with_opaque(
+            eas_wbxml::tags::composemail::Mime,
+            body.to_vec(),
+        ))
     } else {
         let limits = Limits {
             max_document: limit,
@@ -322,6 +329,23 @@ async fn run_command(
         Reply::Empty => wbxml_response(Vec::new()),
         Reply::Bytes(bytes) => wbxml_response(bytes),
     })
+}
+
+/// Whether a send command's body is a raw message (`Content-Type: message/rfc822`, or
+/// anything that does not start like WBXML) rather than a ComposeMail document.
+fn is_raw_mime(command: Command, headers: &HeaderMap, body: &[u8]) -> bool {
+    if !matches!(
+        command,
+        Command::SendMail | Command::SmartReply | Command::SmartForward
+    ) {
+        return false;
+    }
+    let rfc822 = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("message/rfc822"));
+    // WBXML 1.3 documents start with the version byte 0x03; a message starts with a header.
+    rfc822 || body.first() != Some(&0x03)
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, HttpError> {

@@ -39,6 +39,7 @@ pub mod frame;
 pub mod idle;
 pub mod mailbox;
 pub mod parse;
+mod quota;
 pub mod response;
 pub mod search;
 mod session;

@@ -15,6 +15,8 @@
 //! Module map:
 //! - [`view`]: [`MessageView`], the message parsed once, and the properties derived from it.
 //! - [`body`]: body preferences, choosing a body type, truncation and preview.
+//! - [`compose`]: the other direction: a phone's outgoing message made ready to submit
+//!   (sender, recipients, Bcc, quoted replies and forwards).
 //! - [`attachment`]: MIME part paths, FileReferences and attachment lookup.
 //! - [`html`]: HTML made readable as plain text.
 //! - [`flags`]: IMAP flags and keywords as Read, Flag, Categories and LastVerbExecuted.
@@ -42,6 +44,7 @@
 
 pub mod attachment;
 pub mod body;
+pub mod compose;
 pub mod date;
 pub mod flags;
 pub mod html;

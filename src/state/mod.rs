@@ -188,6 +188,37 @@ pub trait StateStore: Send + Sync {
     /// A small named record a command keeps for the device (opaque bytes).
     fn memo(&self, key: &DeviceKey, name: &str) -> Result<Option<Vec<u8>>, StateError>;
     fn put_memo(&self, key: &DeviceKey, name: &str, value: &[u8]) -> Result<(), StateError>;
+
+    /// Claims a SendMail ClientId before submitting: [`SendClaim::Claimed`] records it as
+    /// being sent (at `now`); a ClientId already sent, or claimed less than `stale_after`
+    /// seconds ago by a submission that may still be running, is not claimed again.
+    fn claim_client_id(
+        &self,
+        key: &DeviceKey,
+        client_id: &str,
+        now: u64,
+        stale_after: u64,
+    ) -> Result<SendClaim, StateError>;
+    /// Ends a claim: `sent` records the ClientId as sent; otherwise it is forgotten, so the
+    /// phone's retry is sent.
+    fn finish_client_id(
+        &self,
+        key: &DeviceKey,
+        client_id: &str,
+        sent: bool,
+        now: u64,
+    ) -> Result<(), StateError>;
+}
+
+/// The answer to [`StateStore::claim_client_id`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendClaim {
+    /// Nobody sent this ClientId: go ahead.
+    Claimed,
+    /// A message with this ClientId was accepted by the SMTP server before.
+    AlreadySent,
+    /// Another request with this ClientId is being submitted right now.
+    InProgress,
 }
 
 /// Opens the store named by a state URL (`sqlite:PATH`).

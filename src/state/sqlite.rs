@@ -6,7 +6,9 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Device, DeviceInfo, DeviceKey, FolderEntry, StateError, StateStore, WipeState};
+use super::{
+    Device, DeviceInfo, DeviceKey, FolderEntry, SendClaim, StateError, StateStore, WipeState,
+};
 
 /// Each entry upgrades the schema by one version; never edit an entry that has shipped.
 const MIGRATIONS: &[&str] = &[
@@ -81,7 +83,22 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user, device_id, name)
     );
 "#,
+    r#"
+    -- SendMail/SmartReply/SmartForward ClientIds: 'sending' while a submission runs, 'sent'
+    -- once the SMTP server accepted it, so a retried request is not sent twice.
+    CREATE TABLE sent_client_ids (
+        user TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (user, device_id, client_id)
+    );
+"#,
 ];
+
+/// How long a sent ClientId is remembered. Phones retry within minutes; a month is generous.
+const CLIENT_ID_RETENTION_SECS: u64 = 30 * 24 * 3600;
 
 /// SQLite-backed state. One connection behind a mutex: every call is a short transaction.
 pub struct SqliteStore {
@@ -277,6 +294,7 @@ impl StateStore for SqliteStore {
                 "collection_state",
                 "collection_keys",
                 "device_memos",
+                "sent_client_ids",
             ] {
                 n += tx.execute(
                     &format!("DELETE FROM {table} WHERE user = ?1 AND device_id = ?2"),
@@ -554,6 +572,74 @@ impl StateStore for SqliteStore {
         })
     }
 
+    fn claim_client_id(
+        &self,
+        key: &DeviceKey,
+        client_id: &str,
+        now: u64,
+        stale_after: u64,
+    ) -> Result<SendClaim, StateError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "DELETE FROM sent_client_ids WHERE user = ?1 AND device_id = ?2 AND at < ?3",
+                params![
+                    key.user,
+                    key.device_id,
+                    now.saturating_sub(CLIENT_ID_RETENTION_SECS) as i64
+                ],
+            )?;
+            let found: Option<(String, i64)> = tx
+                .query_row(
+                    "SELECT state, at FROM sent_client_ids \
+                     WHERE user = ?1 AND device_id = ?2 AND client_id = ?3",
+                    params![key.user, key.device_id, client_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let claim = match found {
+                Some((state, _)) if state == "sent" => SendClaim::AlreadySent,
+                Some((_, at)) if (at as u64).saturating_add(stale_after) > now => {
+                    SendClaim::InProgress
+                }
+                _ => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO sent_client_ids \
+                         (user, device_id, client_id, state, at) VALUES (?1, ?2, ?3, 'sending', ?4)",
+                        params![key.user, key.device_id, client_id, now as i64],
+                    )?;
+                    SendClaim::Claimed
+                }
+            };
+            tx.commit()?;
+            Ok(claim)
+        })
+    }
+
+    fn finish_client_id(
+        &self,
+        key: &DeviceKey,
+        client_id: &str,
+        sent: bool,
+        now: u64,
+    ) -> Result<(), StateError> {
+        self.with(|c| {
+            if sent {
+                c.execute(
+                    "UPDATE sent_client_ids SET state = 'sent', at = ?4 \
+                     WHERE user = ?1 AND device_id = ?2 AND client_id = ?3",
+                    params![key.user, key.device_id, client_id, now as i64],
+                )
+            } else {
+                c.execute(
+                    "DELETE FROM sent_client_ids WHERE user = ?1 AND device_id = ?2 AND client_id = ?3",
+                    params![key.user, key.device_id, client_id],
+                )
+            }
+            .map(|_| ())
+        })
+    }
+
     fn reset_hierarchy(&self, key: &DeviceKey) -> Result<(), StateError> {
         self.with(|c| {
             let tx = c.transaction()?;
@@ -674,5 +760,29 @@ mod test {
         assert_eq!(store.memo(&b, "sync").unwrap(), None);
         assert!(store.delete_device(&a).unwrap());
         assert_eq!(store.memo(&a, "sync").unwrap(), None);
+    }
+
+    #[test]
+    fn client_ids_are_claimed_once_and_released_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
+        let (a, b) = (key("alice"), key("bob"));
+        let claim = |k: &DeviceKey, now| store.claim_client_id(k, "c1", now, 120).unwrap();
+        assert_eq!(claim(&a, 1000), SendClaim::Claimed);
+        // A retry while the first submission runs must not submit again...
+        assert_eq!(claim(&a, 1010), SendClaim::InProgress);
+        // ...but a claim left behind by a crash expires.
+        assert_eq!(claim(&a, 1200), SendClaim::Claimed);
+        store.finish_client_id(&a, "c1", true, 1201).unwrap();
+        assert_eq!(claim(&a, 5000), SendClaim::AlreadySent);
+        // Other users' and devices' ClientIds are their own.
+        assert_eq!(claim(&b, 5000), SendClaim::Claimed);
+        store.finish_client_id(&b, "c1", false, 5001).unwrap();
+        assert_eq!(claim(&b, 5002), SendClaim::Claimed);
+        // Sent ClientIds are forgotten after the retention period.
+        assert_eq!(
+            claim(&a, 1201 + CLIENT_ID_RETENTION_SECS + 1),
+            SendClaim::Claimed
+        );
     }
 }

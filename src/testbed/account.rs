@@ -90,6 +90,11 @@ fn ensure_system_user(name: &str) -> Result<Account, TestbedError> {
     }
 }
 
+/// The account of a user name, if it exists.
+pub(crate) fn lookup(name: &str) -> Result<Option<Account>, TestbedError> {
+    lookup_name(name)
+}
+
 fn lookup_name(name: &str) -> Result<Option<Account>, TestbedError> {
     find_account(|a| a.name == name)
 }

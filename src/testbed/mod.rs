@@ -5,7 +5,10 @@
 //! free 127.0.0.1 ports (IMAP and LMTP) and returns once both greet. It never reads or
 //! touches the system's Dovecot, which may be running on port 143 at the same time.
 //!
-//! Submodules: `config` renders `dovecot.conf`; `account` decides which OS users Dovecot
+//! [`Postfix::start`] runs a private Postfix next to it (submission with SASL checked by this
+//! Dovecot, delivery to its LMTP port), so sent mail travels the path it does in production.
+//!
+//! Submodules: `config` renders `dovecot.conf`; `postfix` runs Postfix; `account` decides which OS users Dovecot
 //! runs as (an unprivileged `easgw-mail` owns the mail when we are root; the current user
 //! when we are not); `process` keeps the master process tied to us so it cannot outlive the
 //! program (see there for how).
@@ -13,6 +16,7 @@
 mod account;
 mod config;
 mod maildir;
+mod postfix;
 mod process;
 
 use std::fmt::Write as _;
@@ -28,6 +32,7 @@ use crate::imap::{ImapConfig, Security};
 use account::Accounts;
 pub use config::Tuning;
 pub use maildir::MaildirMessage;
+pub use postfix::{POSTFIX_INSTALL_HINT, Postfix};
 use process::Supervisor;
 
 /// Where Debian installs the Dovecot master binary.
@@ -51,6 +56,17 @@ pub enum TestbedError {
          `{INSTALL_HINT}` (scripts/test.sh does this)."
     )]
     NotInstalled { missing: PathBuf },
+
+    /// Postfix is not installed (only the tests of sending need it).
+    #[error(
+        "Postfix is not installed ({missing} is missing). Install it with \
+         `{POSTFIX_INSTALL_HINT}` (scripts/test.sh does this)."
+    )]
+    PostfixNotInstalled { missing: PathBuf },
+
+    /// The private Postfix did not start; `log_tail` holds the end of its log.
+    #[error("Postfix did not start: {reason}\n--- last lines of the Postfix log ---\n{log_tail}")]
+    PostfixFailed { reason: String, log_tail: String },
 
     /// A file or directory operation failed.
     #[error("{context}: {source}")]
@@ -233,6 +249,11 @@ impl Dovecot {
 
     pub fn lmtp_port(&self) -> u16 {
         self.lmtp_port
+    }
+
+    /// The SASL socket (`smtpd_sasl_type = dovecot`) a private Postfix checks passwords on.
+    pub fn auth_socket_path(&self) -> PathBuf {
+        config::auth_socket_path(&self.dir)
     }
 
     /// The implicit-TLS port, for an instance started with [`Dovecot::start_with_tls`].

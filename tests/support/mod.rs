@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use eas_gateway::imap::Session;
-use eas_gateway::testbed::{Dovecot, TestUser};
+use eas_gateway::testbed::{Dovecot, Postfix, TestUser};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -50,6 +50,22 @@ pub fn dovecot() -> &'static Dovecot {
     match started {
         Ok(dovecot) => dovecot,
         Err(e) => panic!("the test Dovecot could not be started: {e}"),
+    }
+}
+
+/// The test binary's Postfix (submission and relay ports on loopback, delivering the test
+/// domain to [`dovecot`] over LMTP), started on first use. Panics with the reason (including
+/// the install command when Postfix is missing) if it cannot start.
+pub fn postfix() -> &'static Postfix {
+    static POSTFIX: OnceLock<Result<&'static Postfix, String>> = OnceLock::new();
+    let started = POSTFIX.get_or_init(|| {
+        Postfix::start(dovecot(), &[DOMAIN])
+            .map(Postfix::leak_until_exit)
+            .map_err(|e| e.to_string())
+    });
+    match started {
+        Ok(postfix) => postfix,
+        Err(e) => panic!("the test Postfix could not be started: {e}"),
     }
 }
 
