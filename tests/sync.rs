@@ -992,7 +992,14 @@ async fn search_the_mailbox_newest_first_with_ranges_and_bounds() {
         .unwrap()
     };
     assert_eq!(status(&r), "11");
+    // An Or of words is an IMAP OR; one over dates is more than the gateway maps.
     let r = search("<Or><FreeText>a</FreeText></Or>".into(), "0-9").await;
+    assert_eq!(status(&r), "1");
+    let r = search(
+        "<Or><FreeText>a</FreeText><GreaterThan><email:DateReceived/><Value>2025-03-01T00:00:00.000Z</Value></GreaterThan></Or>".into(),
+        "0-9",
+    )
+    .await;
     assert_eq!(status(&r), "8");
     // The GAL: no directory configured, no results.
     let gal = p
