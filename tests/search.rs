@@ -469,6 +469,14 @@ async fn search_by_conversation_and_alternative_words() {
         ),
     )
     .await;
+    support::append(
+        "erin",
+        "Archive",
+        &[],
+        b"From: Zoltan Quimby <zq@example.net>\r\nTo: erin@example.com\r\nSubject: Hello\r\n\
+          Message-ID: <zq@example.net>\r\n\r\nplain words\r\n",
+    )
+    .await;
     let (p, _) = phone(&gw, "erin", "14.1").await;
 
     let id = MessageView::parse(
@@ -530,6 +538,19 @@ async fn search_by_conversation_and_alternative_words() {
     let mut subjects = texts(store(&t), em::Subject);
     subjects.sort();
     assert_eq!(subjects, vec!["Kiwi harvest", "Mango"]);
+    // A sender's name, in another folder than the INBOX.
+    let t = p
+        .send(
+            "Search",
+            &mailbox_search("<And><FreeText>quimby</FreeText></And>"),
+        )
+        .await
+        .tree();
+    assert_eq!(texts(store(&t), em::Subject), vec!["Hello"]);
+    assert_eq!(
+        texts(store(&t), em::From),
+        vec!["\"Zoltan Quimby\" <zq@example.net>"]
+    );
     // An Or over dates is more than IMAP can express for us: "too complex".
     let t = p
         .send("Search", &mailbox_search(r#"<Or><FreeText>a</FreeText><GreaterThan><email:DateReceived xmlns:email="Email:"/><Value>2025-01-01T00:00:00.000Z</Value></GreaterThan></Or>"#))
