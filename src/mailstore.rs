@@ -369,6 +369,38 @@ impl Mailstore {
         Ok(out)
     }
 
+    /// Matches of a search newest first (SORT by arrival, RFC 5256): how many there are, and
+    /// the first `keep` of them with their INTERNALDATE — dates are fetched for those only.
+    /// None when the server has no SORT.
+    pub async fn search_newest(
+        &mut self,
+        mailbox: &str,
+        key: &SearchKey,
+        keep: usize,
+    ) -> Result<Option<(usize, Vec<(u32, i64)>)>, ImapError> {
+        let state = self.select(mailbox).await?;
+        if state.exists == 0 {
+            return Ok(Some((0, Vec::new())));
+        }
+        let Some(sorted) = self.session.uid_sort_newest_first(key).await? else {
+            return Ok(None);
+        };
+        let top: Vec<u32> = sorted.iter().take(keep).copied().collect();
+        let mut dates: HashMap<u32, i64> = HashMap::with_capacity(top.len());
+        if !top.is_empty() {
+            let set: SequenceSet = top.iter().copied().collect();
+            let query = FetchQuery::new().internal_date();
+            for f in self.session.uid_fetch(&set, &query).await? {
+                dates.insert(f.uid, f.internal_date.unwrap_or(0));
+            }
+        }
+        let newest = top
+            .into_iter()
+            .filter_map(|uid| dates.get(&uid).map(|&d| (uid, d)))
+            .collect();
+        Ok(Some((sorted.len(), newest)))
+    }
+
     /// UIDs matching a search, lowest first.
     pub async fn search_uids(
         &mut self,

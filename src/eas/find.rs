@@ -94,17 +94,19 @@ async fn mailbox(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasErr
     let deep = criterion
         .child(f::Options)
         .is_some_and(|o| o.child(f::DeepTraversal).is_some());
-    let (folders, hits, mut mailstore) = match search::find(ctx, &query, deep).await? {
+    let keep = last.min(search::MAX_RANGE - 1) + 1;
+    let (folders, hits, total, mut mailstore) = match search::find(ctx, &query, deep, keep).await? {
         Found::Hits {
             folders,
             hits,
+            total,
             mailstore,
-        } => (folders, hits, *mailstore),
+        } => (folders, hits, total, *mailstore),
         Found::FolderSyncRequired => return Ok(response_status(FOLDER_SYNC_REQUIRED)),
         Found::ServerError | Found::TimedOut => return Ok(status_only(SERVER_ERROR_RETRY)),
     };
-    let total = hits.len();
-    let Some((first, last)) = gal::window(first, last, total, search::MAX_RANGE) else {
+    let Some((first, last)) = gal::window(first, last, total.min(hits.len()), search::MAX_RANGE)
+    else {
         mailstore.close().await;
         return Ok(no_results(total));
     };

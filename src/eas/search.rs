@@ -64,8 +64,10 @@ pub(crate) type Hit = (i64, u32, u32);
 pub(crate) enum Found {
     Hits {
         folders: Vec<FolderEntry>,
-        /// Newest first.
+        /// Newest first: at least the `keep` newest matches (all of them without SORT).
         hits: Vec<Hit>,
+        /// How many messages match in all.
+        total: usize,
         mailstore: Box<Mailstore>,
     },
     FolderSyncRequired,
@@ -121,22 +123,26 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         }
     }
 
-    let (folders, hits, mut mailstore) = match find(ctx, &query, deep).await? {
+    let keep = last.min(first + MAX_RANGE - 1) + 1;
+    let (folders, hits, total, mut mailstore) = match find(ctx, &query, deep, keep).await? {
         Found::Hits {
             folders,
             hits,
+            total,
             mailstore,
-        } => (folders, hits, *mailstore),
+        } => (folders, hits, total, *mailstore),
         Found::FolderSyncRequired => return Ok(store_status(FOLDER_SYNC_REQUIRED)),
         Found::ServerError => return Ok(store_status(SERVER_ERROR)),
         Found::TimedOut => return Ok(store_status(TIMED_OUT)),
     };
-    let total = hits.len();
-    if total == 0 || first >= total {
+    if total == 0 || first >= total || first >= hits.len() {
         mailstore.close().await;
         return Ok(no_results(total));
     }
-    let last = last.min(first + MAX_RANGE - 1).min(total - 1);
+    let last = last
+        .min(first + MAX_RANGE - 1)
+        .min(total - 1)
+        .min(hits.len() - 1);
     let page = &hits[first..=last];
 
     let enc = |e: eas_wbxml::EncodeError| EasError::Internal(e.to_string());
@@ -202,14 +208,22 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
 
 /// Runs a mailbox query over the chosen folders within the deadline. Only (date, folder,
 /// UID) triples are held, whatever the folders' size.
-pub(crate) async fn find(ctx: &Context<'_>, query: &Query, deep: bool) -> Result<Found, EasError> {
+pub(crate) async fn find(
+    ctx: &Context<'_>,
+    query: &Query,
+    deep: bool,
+    keep: usize,
+) -> Result<Found, EasError> {
     let folders = match folders(ctx, query, deep)? {
         Some(f) => f,
         None => return Ok(Found::FolderSyncRequired),
     };
     let mut mailstore = Mailstore::open(ctx).await?;
-    let searched =
-        tokio::time::timeout(DEADLINE, search_folders(&mut mailstore, &folders, query)).await;
+    let searched = tokio::time::timeout(
+        DEADLINE,
+        search_folders(&mut mailstore, &folders, query, keep),
+    )
+    .await;
     match searched {
         Err(_) => {
             // The session is mid-command: dropped, not returned to the pool.
@@ -227,22 +241,25 @@ pub(crate) async fn find(ctx: &Context<'_>, query: &Query, deep: bool) -> Result
             Ok(Found::ServerError)
         }
         Ok(Err(e)) => Err(e.into()),
-        Ok(Ok(mut hits)) => {
+        Ok(Ok((mut hits, total))) => {
             hits.sort_unstable_by(|x, y| y.cmp(x));
             Ok(Found::Hits {
                 folders,
                 hits,
+                total,
                 mailstore: Box::new(mailstore),
             })
         }
     }
 }
 
+/// The hits (at least the `keep` newest of each folder) and how many there are in all.
 async fn search_folders(
     mailstore: &mut Mailstore,
     folders: &[FolderEntry],
     query: &Query,
-) -> Result<Vec<Hit>, crate::imap::ImapError> {
+    keep: usize,
+) -> Result<(Vec<Hit>, usize), crate::imap::ImapError> {
     let mut key = imap_key(query);
     if let Some(id) = &query.conversation {
         match conversation_key(mailstore, folders, id).await? {
@@ -251,11 +268,25 @@ async fn search_folders(
                     keys.push(thread);
                 }
             }
-            None => return Ok(Vec::new()),
+            None => return Ok((Vec::new(), 0)),
         }
     }
     let mut hits: Vec<Hit> = Vec::new();
+    // Without exact date bounds or a conversation to confirm, the server orders the hits
+    // (SORT by arrival) and only the newest `keep` of each folder need a date: the global
+    // newest `keep` are among them.
+    let sortable = query.after.is_none() && query.before.is_none() && query.conversation.is_none();
+    let mut total = 0;
     for (i, f) in folders.iter().enumerate() {
+        if sortable {
+            if let Some((count, newest)) = mailstore.search_newest(&f.imap_name, &key, keep).await?
+            {
+                total += count;
+                hits.extend(newest.into_iter().map(|(uid, date)| (date, i as u32, uid)));
+                continue;
+            }
+        }
+        let before = hits.len();
         for (uid, date) in mailstore.search_dates(&f.imap_name, &key).await? {
             // IMAP dates are whole days; the phone's bounds are instants.
             if query.after.is_some_and(|t| date <= t) || query.before.is_some_and(|t| date >= t) {
@@ -263,6 +294,7 @@ async fn search_folders(
             }
             hits.push((date, i as u32, uid));
         }
+        total += hits.len() - before;
     }
     if let Some(id) = &query.conversation {
         // The thread key is wide (any mention of the root id): keep only messages whose own
@@ -285,9 +317,10 @@ async fn search_folders(
                 }
             }
         }
+        total = kept.len();
         hits = kept;
     }
-    Ok(hits)
+    Ok((hits, total))
 }
 
 const THREAD_FIELDS: &[&str] = &["Message-ID", "References", "In-Reply-To"];

@@ -372,6 +372,11 @@ impl<'a> Cursor<'a> {
                 Untagged::Flags(self.flag_list()?)
             }
             "SEARCH" => self.search()?,
+            // The same number list as SEARCH (a CONDSTORE MODSEQ suffix is dropped).
+            "SORT" => match self.search()? {
+                Untagged::Search { ids, .. } => Untagged::Sort(ids),
+                other => other,
+            },
             "ESEARCH" => Untagged::ESearch(self.esearch()?),
             "VANISHED" => self.vanished()?,
             "STATUS" => self.status_data()?,
@@ -972,6 +977,8 @@ mod tests {
                     modseq: None,
                 },
             ),
+            (b"* SORT 9 2 5\r\n", Untagged::Sort(vec![9, 2, 5])),
+            (b"* SORT\r\n", Untagged::Sort(vec![])),
             (
                 b"* ENABLED CONDSTORE QRESYNC\r\n",
                 Untagged::Enabled(strings(&["CONDSTORE", "QRESYNC"])),

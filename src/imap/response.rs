@@ -69,6 +69,8 @@ pub enum Untagged {
     Expunge(u32),
     /// `* SEARCH n…` with the CONDSTORE `(MODSEQ m)` suffix when present.
     Search { ids: Vec<u32>, modseq: Option<u64> },
+    /// `* SORT n…` (RFC 5256): the numbers in the requested order.
+    Sort(Vec<u32>),
     /// `* STATUS mailbox (name value …)`: the answer to STATUS, or to LIST's
     /// `RETURN (STATUS (…))` (LIST-STATUS, RFC 5819). Item names are upper case.
     MailboxStatus {

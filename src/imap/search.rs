@@ -50,6 +50,35 @@ impl Session {
     }
 }
 
+impl Session {
+    /// `UID SORT (REVERSE ARRIVAL) UTF-8 key` (RFC 5256): the matching UIDs, the latest
+    /// INTERNALDATE first, without fetching a date per hit. None when the server has no SORT.
+    pub async fn uid_sort_newest_first(
+        &mut self,
+        key: &SearchKey,
+    ) -> Result<Option<Vec<u32>>, ImapError> {
+        if !self.caps.has("SORT") {
+            return Ok(None);
+        }
+        let cmd = key.render(
+            Command::new("UID SORT")
+                .raw("(REVERSE ARRIVAL)")
+                .raw("UTF-8"),
+            0,
+        )?;
+        let mut uids = Vec::new();
+        self.run_with(cmd, &mut |u| match u {
+            Untagged::Sort(ids) => {
+                uids.extend(ids);
+                None
+            }
+            u => Some(u),
+        })
+        .await?;
+        Ok(Some(uids))
+    }
+}
+
 /// A calendar date as SEARCH compares them (`SINCE 2-Mar-2026`). The server compares it
 /// with the date part of INTERNALDATE (or of the Date header for `SENT*`), in its own time
 /// zone, so it is day-granular.
