@@ -34,6 +34,10 @@ pub struct Tuning {
     /// `mailbox_list_index`: Dovecot advertises NOTIFY only with it. `false` makes a server
     /// that offers IDLE alone.
     pub notify: bool,
+    /// Dovecot's push events: load the shipped `contrib/dovecot/eas-push.lua` with the shipped
+    /// `eas-push.conf` (imap and lmtp), sending to `127.0.0.1:<port>`, signed with the secret
+    /// at [`super::Dovecot::events_secret_path`].
+    pub events_port: Option<u16>,
 }
 
 impl Default for Tuning {
@@ -43,6 +47,7 @@ impl Default for Tuning {
             client_limit: 4000,
             max_userip_connections: 1000,
             notify: true,
+            events_port: None,
         }
     }
 }
@@ -58,6 +63,7 @@ impl Tuning {
             client_limit: process_limit.saturating_mul(2).max(d.client_limit),
             max_userip_connections: d.max_userip_connections,
             notify: true,
+            events_port: None,
         }
     }
 }
@@ -81,6 +87,32 @@ pub(crate) fn cert_path(dir: &Path) -> std::path::PathBuf {
 
 pub(crate) fn key_path(dir: &Path) -> std::path::PathBuf {
     dir.join("tls-key.pem")
+}
+
+/// The shipped Lua script and configuration snippet for Dovecot's push events.
+pub(crate) const EVENTS_SCRIPT: &str = include_str!("../../contrib/dovecot/eas-push.lua");
+pub(crate) const EVENTS_CONF: &str = include_str!("../../contrib/dovecot/eas-push.conf");
+
+pub(crate) fn events_script_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("eas-push.lua")
+}
+
+pub(crate) fn events_secret_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("eas-push.secret")
+}
+
+/// The shipped snippet with this instance's paths and port instead of the Debian defaults.
+pub(crate) fn events_conf(dir: &Path, port: u16) -> String {
+    EVENTS_CONF
+        .replace(
+            "/etc/dovecot/eas-push.lua",
+            &events_script_path(dir).display().to_string(),
+        )
+        .replace(
+            "/etc/dovecot/eas-push.secret",
+            &events_secret_path(dir).display().to_string(),
+        )
+        .replace("127.0.0.1:5829", &format!("127.0.0.1:{port}"))
 }
 
 /// The configuration with the default [`Tuning`].
@@ -219,7 +251,10 @@ service auth {{
         login = a.login.name,
         imap_port = s.imap_port,
         lmtp_port = s.lmtp_port,
-    )
+    ) + &t
+        .events_port
+        .map(|p| events_conf(s.dir, p))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -370,5 +405,36 @@ mod tests {
             assert!(conf.lines().any(|l| l == line), "missing {line:?}");
         }
         assert_eq!(Tuning::for_connections(10), Tuning::default());
+        assert!(!conf.contains("push_notification"));
+    }
+
+    #[test]
+    fn events_load_the_shipped_script_with_our_paths() {
+        let acc = accounts(false);
+        let settings = Settings {
+            dir: Path::new("/tmp/x"),
+            imap_port: 1,
+            lmtp_port: 2,
+            imaps_port: None,
+            accounts: &acc,
+        };
+        let tuning = Tuning {
+            events_port: Some(4242),
+            ..Tuning::default()
+        };
+        let conf = render_tuned(&settings, &tuning);
+        for line in [
+            "  mail_plugins = $mail_plugins mail_lua notify push_notification push_notification_lua",
+            "  push_notification_driver = lua:file=/tmp/x/eas-push.lua",
+            "  eas_push_target = 127.0.0.1:4242",
+            "  eas_push_secret_file = /tmp/x/eas-push.secret",
+        ] {
+            assert!(conf.lines().any(|l| l == line), "missing {line:?}");
+        }
+        assert_eq!(
+            conf.matches("push_notification_lua").count(),
+            2,
+            "imap and lmtp"
+        );
     }
 }
