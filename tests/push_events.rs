@@ -405,3 +405,54 @@ async fn with_the_gateway_down_delivery_stays_fast_and_a_restarted_gateway_hears
         drop(g);
     }
 }
+
+/// `eas-gateway check` in events mode: with `--user` it APPENDs a probe and sees the event;
+/// with another secret it says so.
+#[tokio::test]
+async fn check_sees_the_probe_event_and_names_a_wrong_secret() {
+    let relay = relay();
+    let d = support::dovecot();
+    let (login, password) = support::credentials("grace");
+    let port = free_udp_port();
+    relay
+        .targets
+        .lock()
+        .unwrap()
+        .push(format!("127.0.0.1:{port}").parse().unwrap());
+    let mut config = eas_gateway::config::Config::default();
+    let imap = d.imap_config();
+    config.imap.host = imap.host.clone();
+    config.imap.port = imap.port;
+    config.imap.security = "none".into();
+    let dir = tempfile::tempdir().unwrap();
+    config.state.url = format!("sqlite:{}", dir.path().join("state.db").display());
+    events_config(
+        &mut config,
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        d.events_secret_path().unwrap(),
+    );
+    let user = eas_gateway::check::Login {
+        user: login,
+        password,
+    };
+    let mut out = Vec::new();
+    eas_gateway::check_events::run(&config, Some(&user), &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("ok: Dovecot's event arrived, signed with our secret"),
+        "{text}"
+    );
+
+    let wrong = dir.path().join("wrong.secret");
+    std::fs::write(&wrong, "not the secret\n").unwrap();
+    config.push.events_secret_file = wrong;
+    let mut out = Vec::new();
+    let ok = eas_gateway::check_events::run(&config, Some(&user), &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(!ok);
+    assert!(text.contains("signed with another secret"), "{text}");
+}
