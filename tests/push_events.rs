@@ -456,3 +456,34 @@ async fn check_sees_the_probe_event_and_names_a_wrong_secret() {
     assert!(!ok);
     assert!(text.contains("signed with another secret"), "{text}");
 }
+
+/// `push.source = "both"`: when every datagram is lost (this gateway is not on the relay), the
+/// slow look over IMAP still finds the news.
+#[tokio::test]
+async fn both_finds_the_news_over_imap_when_events_are_lost() {
+    relay();
+    let d = support::dovecot();
+    let secret = d.events_secret_path().unwrap();
+    let g = Gateway::start(d.imap_config(), |c| {
+        events_config(c, "127.0.0.1:0".parse().unwrap(), secret);
+        c.push.source = PushSource::Both;
+        c.push.safety_check_secs = 10;
+    })
+    .await;
+    let (ph, inbox, _) = phone(&g, "heidi", "EV-H").await;
+    let held_req = ping_xml(60, &[&inbox]);
+    let held = ph.send("Ping", &held_req);
+    let act = async {
+        settled(&g, 1).await;
+        support::append("heidi", "INBOX", &[], &support::message("Lost", "x")).await;
+        Instant::now()
+    };
+    let (r, appended) = tokio::join!(held, act);
+    assert_eq!(outcome(&r.tree()), ("2".into(), vec![inbox]));
+    assert!(
+        appended.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        appended.elapsed()
+    );
+    assert_eq!(events_counter(&g, "accepted"), 0, "no datagram reached it");
+}
