@@ -247,8 +247,10 @@ async fn listen(
                             }
                             false
                         } else {
-                            d.changes.iter().any(|c| {
-                                matches!(c, Change::Messages { mailbox, .. } if mailbox == PROBE_MAILBOX)
+                            d.changes.iter().any(|c| match c {
+                                Change::Messages { mailbox, .. }
+                                | Change::Arrived { mailbox, .. } => mailbox == PROBE_MAILBOX,
+                                _ => false,
                             })
                         }
                     }

@@ -3,9 +3,13 @@
 -- Loaded by Dovecot's push_notification Lua driver in every imap and lmtp process (see
 -- eas-push.conf next to this file and docs/deploy/dovecot-events.md). For each committed
 -- transaction it sends ONE UDP datagram to the gateway naming the user, every mailbox the
--- transaction changed with the kinds of change and the mailbox's counters after it
--- (UIDVALIDITY, UIDNEXT, MESSAGES, HIGHESTMODSEQ), and every mailbox created, deleted or
--- renamed. No message content (sender, subject, snippet) is ever sent.
+-- transaction changed with the kinds of change, and every mailbox created, deleted or renamed.
+-- A mailbox that only got new messages (a delivery, an APPEND, a copy or move in) is reported
+-- with its UIDVALIDITY and the highest new UID, which the event itself carries; any other
+-- change with the mailbox's counters after it (UIDVALIDITY, UIDNEXT, MESSAGES, HIGHESTMODSEQ),
+-- read from Dovecot. Reading them means opening the mailbox again, which costs time growing
+-- with its size (a maildir's uidlist), so deliveries never pay it. No message content
+-- (sender, subject, snippet) is ever sent.
 --
 -- Fire-and-forget: sendto() on an unconnected UDP socket returns at once whether or not the
 -- gateway listens, so a stopped or slow gateway never delays a delivery. Lost datagrams only
@@ -17,6 +21,7 @@
 --   EASPUSH1
 --   s <sender> <sequence> <unix time>     sender: random per process; sequence: 1, 2, 3 ...
 --   u <user>
+--   n <mailbox> <kinds> <uidvalidity> <highest new uid>       (only new messages)
 --   m <mailbox> <kinds> <uidvalidity> <uidnext> <messages> <highestmodseq>   ("-" if unknown)
 --   x <mailbox> <create|delete|rename> [<old name>]
 --   h <HMAC-SHA256 of every byte above, hex>
@@ -139,25 +144,32 @@ local function escape(s)
   return (tostring(s):gsub("[%%%c ]", function(c) return string.format("%%%02X", c:byte()) end))
 end
 
-local function mark(ctx, mailbox, kind)
+local function mark(ctx, event, kind)
+  local mailbox = event.mailbox
   local b = ctx.boxes[mailbox]
   if b == nil then
-    b = {}
+    b = { uid = 0 }
     ctx.boxes[mailbox] = b
     table.insert(ctx.order, mailbox)
   end
   b[kind] = true
+  if (kind == "N" or kind == "A") and event.uid then
+    if event.uid > b.uid then
+      b.uid = event.uid
+    end
+    b.uidvalidity = event.uid_validity
+  end
 end
 
 function dovecot_lua_notify_begin_txn(user)
   return { user = user, boxes = {}, order = {}, tree = {} }
 end
 
-function dovecot_lua_notify_event_message_new(ctx, event) mark(ctx, event.mailbox, "N") end
-function dovecot_lua_notify_event_message_append(ctx, event) mark(ctx, event.mailbox, "A") end
-function dovecot_lua_notify_event_flags_set(ctx, event) mark(ctx, event.mailbox, "S") end
-function dovecot_lua_notify_event_flags_clear(ctx, event) mark(ctx, event.mailbox, "C") end
-function dovecot_lua_notify_event_message_expunge(ctx, event) mark(ctx, event.mailbox, "E") end
+function dovecot_lua_notify_event_message_new(ctx, event) mark(ctx, event, "N") end
+function dovecot_lua_notify_event_message_append(ctx, event) mark(ctx, event, "A") end
+function dovecot_lua_notify_event_flags_set(ctx, event) mark(ctx, event, "S") end
+function dovecot_lua_notify_event_flags_clear(ctx, event) mark(ctx, event, "C") end
+function dovecot_lua_notify_event_message_expunge(ctx, event) mark(ctx, event, "E") end
 
 function dovecot_lua_notify_event_mailbox_create(ctx, event)
   table.insert(ctx.tree, "x " .. escape(event.mailbox) .. " create\n")
@@ -222,13 +234,18 @@ function dovecot_lua_notify_end_txn(ctx, success)
     table.insert(lines, line)
   end
   for _, name in ipairs(ctx.order) do
+    local b = ctx.boxes[name]
     local kinds = ""
     for _, k in ipairs({ "N", "A", "S", "C", "E" }) do
-      if ctx.boxes[name][k] then
+      if b[k] then
         kinds = kinds .. k
       end
     end
-    table.insert(lines, "m " .. escape(name) .. " " .. kinds .. " " .. counters(ctx.user, name) .. "\n")
+    if not (b.S or b.C or b.E) and b.uid > 0 and b.uidvalidity then
+      table.insert(lines, string.format("n %s %s %d %d\n", escape(name), kinds, b.uidvalidity, b.uid))
+    else
+      table.insert(lines, "m " .. escape(name) .. " " .. kinds .. " " .. counters(ctx.user, name) .. "\n")
+    end
   end
   -- Datagrams stay well below what loopback carries at once.
   local body = ""

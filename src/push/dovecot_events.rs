@@ -3,15 +3,19 @@
 //!
 //! `contrib/dovecot/eas-push.lua` runs inside Dovecot's imap and lmtp processes (the
 //! push_notification plugin's Lua driver). After every committed transaction it sends one UDP
-//! datagram naming the user, each changed mailbox with the kinds of change and the mailbox's
-//! counters after the commit (UIDVALIDITY, UIDNEXT, MESSAGES, HIGHESTMODSEQ), and each mailbox
-//! created, deleted or renamed:
+//! datagram naming the user, each changed mailbox with the kinds of change, and each mailbox
+//! created, deleted or renamed. A mailbox that only got new messages comes with its UIDVALIDITY
+//! and the highest new UID (from the events themselves: free); any other change with the
+//! mailbox's counters after the commit (UIDVALIDITY, UIDNEXT, MESSAGES, HIGHESTMODSEQ), which
+//! Dovecot reads by opening the mailbox again — a cost growing with the mailbox that
+//! deliveries therefore never pay:
 //!
 //! ```text
 //! EASPUSH1
 //! s 9f2c4e1a77b0d3e5 42 1764460800        sender (random per process), sequence, unix time
 //! u alice@example.com
-//! m INBOX N 1764400000 1235 80 5120        mailbox, kinds, counters ("-" when unknown)
+//! n INBOX N 1764400000 1235                mailbox, kinds, UIDVALIDITY, highest new UID
+//! m Archive SE 1764400007 88 80 5120       mailbox, kinds, counters ("-" when unknown)
 //! x Projects/2025 rename Projects/2024
 //! h 5b1c...e0                              HMAC-SHA256 of every byte above, hex
 //! ```
@@ -21,8 +25,10 @@
 //! and the per-sender sequence (a replayed datagram is dropped), counts what it drops, and
 //! hands the counters to the hub as [`Signal::Mailbox`] — the same signal the IMAP watchers
 //! send after their STATUS — so each waiting device compares them with its own newest Sync
-//! snapshot exactly as in IMAP mode: its own changes are already in the snapshot and wake
-//! nothing, and a lost or forged datagram can only wake a device early or late.
+//! snapshot exactly as in IMAP mode; new messages go as [`Signal::Arrived`], which a device
+//! compares with the same snapshot by UID. Either way its own changes are already in the
+//! snapshot and wake nothing, and a lost or forged datagram can only wake a device early or
+//! late.
 //!
 //! The one thing events cannot tell is what happened before a device started waiting (between
 //! its last Sync and its Ping, or while the gateway was down). So when a device registers,
@@ -66,8 +72,15 @@ pub struct Datagram {
 /// What one transaction did to one mailbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// Messages were added, changed or removed; the counters after the commit when Dovecot
-    /// could read them.
+    /// Only new messages (delivered, appended, copied or moved in): the highest new UID.
+    Arrived {
+        mailbox: String,
+        kinds: Kinds,
+        uidvalidity: u32,
+        uid: u32,
+    },
+    /// Messages were changed or removed (perhaps added too); the counters after the commit
+    /// when Dovecot could read them.
     Messages {
         mailbox: String,
         kinds: Kinds,
@@ -94,6 +107,23 @@ pub struct Kinds {
     pub flags_cleared: bool,
     /// MessageExpunge.
     pub expunge: bool,
+}
+
+impl Kinds {
+    fn parse(letters: &str) -> Kinds {
+        let mut k = Kinds::default();
+        for c in letters.chars() {
+            match c {
+                'N' => k.new = true,
+                'A' => k.append = true,
+                'S' => k.flags_set = true,
+                'C' => k.flags_cleared = true,
+                'E' => k.expunge = true,
+                _ => {}
+            }
+        }
+        k
+    }
 }
 
 /// Why a datagram was dropped.
@@ -242,18 +272,14 @@ fn parse(body: &str) -> Result<Datagram, Rejected> {
     for line in lines {
         let f: Vec<&str> = line.split(' ').collect();
         match f[..] {
+            ["n", name, kinds, uidvalidity, uid] => changes.push(Change::Arrived {
+                mailbox: unescape(name)?,
+                kinds: Kinds::parse(kinds),
+                uidvalidity: uidvalidity.parse().map_err(|_| bad("uidvalidity"))?,
+                uid: uid.parse().map_err(|_| bad("uid"))?,
+            }),
             ["m", name, kinds, uidvalidity, uid_next, exists, modseq] => {
-                let mut k = Kinds::default();
-                for c in kinds.chars() {
-                    match c {
-                        'N' => k.new = true,
-                        'A' => k.append = true,
-                        'S' => k.flags_set = true,
-                        'C' => k.flags_cleared = true,
-                        'E' => k.expunge = true,
-                        _ => {}
-                    }
-                }
+                let k = Kinds::parse(kinds);
                 let state = if uidvalidity == "-" {
                     None
                 } else {
@@ -563,6 +589,19 @@ impl Shared {
         for change in d.changes {
             c.published.fetch_add(1, Ordering::Relaxed);
             match change {
+                Change::Arrived {
+                    mailbox,
+                    uidvalidity,
+                    uid,
+                    ..
+                } => hub.publish(
+                    &user,
+                    Signal::Arrived {
+                        mailbox,
+                        uidvalidity,
+                        uid,
+                    },
+                ),
                 Change::Messages { mailbox, state, .. } => {
                     hub.publish(&user, Signal::Mailbox(mailbox, state))
                 }
@@ -762,7 +801,7 @@ mod tests {
     fn body() -> String {
         format!(
             "{MAGIC}\ns abc 7 1000\nu Alice@Example.com\nm INBOX NS 11 12 13 14\nm {} E - - - -\n\
-             x Neu%20Ordner create\nx B rename A\nx Gone delete\nq something new\n",
+             x Neu%20Ordner create\nx B rename A\nx Gone delete\nq something new\nn Sent A 5 77\n",
             escape("Entwürfe 100%")
         )
     }
@@ -800,7 +839,19 @@ mod tests {
             }
         );
         assert_eq!(d.changes[4], Change::Deleted("Gone".into()));
-        assert_eq!(d.changes.len(), 5);
+        assert_eq!(
+            d.changes[5],
+            Change::Arrived {
+                mailbox: "Sent".into(),
+                kinds: Kinds {
+                    append: true,
+                    ..Kinds::default()
+                },
+                uidvalidity: 5,
+                uid: 77
+            }
+        );
+        assert_eq!(d.changes.len(), 6);
     }
 
     #[test]

@@ -28,6 +28,13 @@ use crate::secret::Secret;
 pub enum Signal {
     /// A mailbox of the user may have changed; with its STATUS when the source read it.
     Mailbox(String, Option<crate::mailstore::FolderState>),
+    /// New messages arrived in a mailbox, the highest with this UID (Dovecot's events say so
+    /// without reading the mailbox's counters).
+    Arrived {
+        mailbox: String,
+        uidvalidity: u32,
+        uid: u32,
+    },
     /// The user's folder hierarchy changed (a mailbox created, deleted or renamed).
     Hierarchy(String),
     /// A newer request from the same device replaces this one.
@@ -242,7 +249,9 @@ impl Hub {
         };
         for w in entry.waiters.values() {
             let relevant = match &signal {
-                Signal::Mailbox(m, _) => w.mailboxes.contains(m),
+                Signal::Mailbox(m, _) | Signal::Arrived { mailbox: m, .. } => {
+                    w.mailboxes.contains(m)
+                }
                 _ => true,
             };
             if relevant {
