@@ -16,8 +16,9 @@
 //! - `gateway stuck`: the port bound by a socket nobody reads (its receive queue fills up and
 //!   the kernel drops what follows).
 //!
-//! The last three alternate in blocks of 25 messages on the same Dovecot, so drift (page
-//! cache, maildir growth) is shared among them.
+//! The four alternate in blocks of 25 messages (two Dovecots run side by side), so drift and
+//! the machine's other load (page cache, maildir growth, other processes) are shared among
+//! them.
 
 use std::time::{Duration, Instant};
 
@@ -128,14 +129,9 @@ async fn main() -> Result<()> {
 
     // The floor: no push plugins at all.
     let mut floor = Vec::new();
-    {
-        let dovecot = Dovecot::start(users)?;
-        let mut lmtp = Lmtp::connect(dovecot.lmtp_port(), &user.login).await?;
-        lmtp.deliver().await?;
-        for _ in 0..messages {
-            floor.push(ms(lmtp.deliver().await?));
-        }
-    }
+    let plain = Dovecot::start(users)?;
+    let mut plain_lmtp = Lmtp::connect(plain.lmtp_port(), &user.login).await?;
+    plain_lmtp.deliver().await?;
 
     let port = std::net::UdpSocket::bind("127.0.0.1:0")?
         .local_addr()?
@@ -166,6 +162,9 @@ async fn main() -> Result<()> {
     let mut accepted_before = 0;
     let mut accepted = 0;
     while running.len() < messages {
+        for _ in 0..BLOCK {
+            floor.push(ms(plain_lmtp.deliver().await?));
+        }
         // Gateway running.
         {
             let state = std::sync::Arc::new(AppState::new(config.clone())?);
