@@ -2,8 +2,12 @@
 //! Dovecot down.
 //!
 //! ```text
-//! cargo bench --bench lmtp_delivery -- --messages 300
+//! cargo bench --bench lmtp_delivery -- --messages 300 [--prefill 5000]
 //! ```
+//!
+//! `--prefill N` delivers N messages to each Dovecot first (not timed), so the INBOX is a
+//! maildir with N messages in `new/`: reopening such a mailbox costs time growing with N, which
+//! is why the script never reads a mailbox's counters for a delivery.
 //!
 //! Delivers `--messages` small messages over one LMTP connection (as Postfix does: MAIL, RCPT,
 //! DATA per message, the connection kept) and times each from MAIL FROM to the final 250, in
@@ -116,12 +120,18 @@ fn ms(d: Duration) -> f64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let mut messages = 300usize;
+    let mut prefill = 0usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--bench" => {}
             "--messages" => messages = args.next().ok_or("--messages N")?.parse()?,
-            other => return Err(format!("unknown argument {other:?} (--messages N)").into()),
+            "--prefill" => prefill = args.next().ok_or("--prefill N")?.parse()?,
+            other => {
+                return Err(
+                    format!("unknown argument {other:?} (--messages N, --prefill N)").into(),
+                );
+            }
         }
     }
     let user = TestUser::new("lmtp@example.com", "lmtp-Secret-1");
@@ -131,7 +141,9 @@ async fn main() -> Result<()> {
     let mut floor = Vec::new();
     let plain = Dovecot::start(users)?;
     let mut plain_lmtp = Lmtp::connect(plain.lmtp_port(), &user.login).await?;
-    plain_lmtp.deliver().await?;
+    for _ in 0..=prefill {
+        plain_lmtp.deliver().await?;
+    }
 
     let port = std::net::UdpSocket::bind("127.0.0.1:0")?
         .local_addr()?
@@ -157,7 +169,9 @@ async fn main() -> Result<()> {
     config.validate()?;
 
     let mut lmtp = Lmtp::connect(dovecot.lmtp_port(), &user.login).await?;
-    lmtp.deliver().await?;
+    for _ in 0..=prefill {
+        lmtp.deliver().await?;
+    }
     let (mut running, mut stopped, mut stuck) = (Vec::new(), Vec::new(), Vec::new());
     let mut accepted_before = 0;
     let mut accepted = 0;
@@ -208,7 +222,7 @@ async fn main() -> Result<()> {
 
     println!(
         "LMTP deliveries, ms from MAIL FROM to the final 250 (one connection, {messages} per \
-         condition)"
+         condition, {prefill} messages delivered before)"
     );
     println!(
         "  {:<18} {:>6} {:>8} {:>8} {:>8} {:>8}",
