@@ -448,6 +448,8 @@ struct Shared {
     users: Mutex<HashMap<String, UserLook>>,
     /// Sessions out of the pool for a look right now.
     looking: AtomicUsize,
+    /// `both`: a round of safety looks is under way (a slow round never overlaps the next).
+    safety_running: std::sync::atomic::AtomicBool,
     counters: Counters,
     /// Set when the source is dropped: the listener and the ticker end.
     stop: tokio::sync::watch::Sender<bool>,
@@ -473,6 +475,7 @@ impl DovecotEvents {
             settings,
             users: Mutex::new(HashMap::new()),
             looking: AtomicUsize::new(0),
+            safety_running: std::sync::atomic::AtomicBool::new(false),
             counters: Counters::default(),
             stop: tokio::sync::watch::channel(false).0,
         });
@@ -762,7 +765,7 @@ async fn tick(shared: Weak<Shared>, mut stop: tokio::sync::watch::Receiver<bool>
             users.keys().cloned().collect()
         };
         if let Some(every) = s.settings.safety_check {
-            if last_safety.elapsed() >= every {
+            if last_safety.elapsed() >= every && !s.safety_running.swap(true, Ordering::SeqCst) {
                 last_safety = tokio::time::Instant::now();
                 // One user after the other: a slow check, not a burst of logins.
                 let s = s.clone();
@@ -770,6 +773,7 @@ async fn tick(shared: Weak<Shared>, mut stop: tokio::sync::watch::Receiver<bool>
                     for u in users {
                         s.look(&u).await;
                     }
+                    s.safety_running.store(false, Ordering::SeqCst);
                 });
             }
         }
