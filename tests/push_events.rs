@@ -201,6 +201,21 @@ async fn append_wakes_the_ping_with_no_imap_connection_held() {
     assert_eq!(outcome(&r2.tree()), ("2".into(), vec![inbox2]));
     assert!(latency < Duration::from_secs(1), "{latency:?}");
     assert!(events_counter(&g, "accepted") >= 1);
+    // The same counters on /metrics, with the IMAP connection gauges.
+    let metrics = reqwest::get(format!("{}/metrics", g.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "eas_push_events_total{result=\"accepted\"}",
+        "eas_push_events_total{result=\"bad_signature\"}",
+        "eas_push_imap_connections 0",
+        "eas_imap_pooled_sessions",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from {metrics}");
+    }
 }
 
 #[tokio::test]

@@ -80,14 +80,23 @@ local function sha256(msg)
   return string.pack(">I4I4I4I4I4I4I4I4", h0, h1, h2, h3, h4, h5, h6, h7)
 end
 
+local pads = {} -- key -> { inner pad, outer pad }
+
 local function hmac_sha256_hex(key, msg)
-  if #key > 64 then
-    key = sha256(key)
+  local p = pads[key]
+  if p == nil then
+    local k = key
+    if #k > 64 then
+      k = sha256(k)
+    end
+    k = k .. string.rep("\0", 64 - #k)
+    p = {
+      (k:gsub(".", function(c) return string.char(c:byte() ~ 0x36) end)),
+      (k:gsub(".", function(c) return string.char(c:byte() ~ 0x5c) end)),
+    }
+    pads[key] = p
   end
-  key = key .. string.rep("\0", 64 - #key)
-  local ipad = key:gsub(".", function(c) return string.char(c:byte() ~ 0x36) end)
-  local opad = key:gsub(".", function(c) return string.char(c:byte() ~ 0x5c) end)
-  local mac = sha256(opad .. sha256(ipad .. msg))
+  local mac = sha256(p[2] .. sha256(p[1] .. msg))
   return (mac:gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end
 
