@@ -47,10 +47,15 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> std::io::Result<bool> {
     let push = &config.push;
+    let source = match push.source {
+        crate::config::PushSource::Imap => "imap",
+        crate::config::PushSource::DovecotEvents => "dovecot-events",
+        crate::config::PushSource::Both => "both",
+    };
     writeln!(
         out,
-        "Dovecot push events (push.source = {:?}, listening on {})",
-        push.source, push.events_listen
+        "Dovecot push events (push.source = {source}, listening on {})",
+        push.events_listen
     )?;
     let mut ok = true;
     let secret = match read_secret(&push.events_secret_file) {
@@ -286,6 +291,11 @@ fn dovecot_side(push: &PushConfig, out: &mut dyn Write) -> std::io::Result<()> {
         )?;
         return Ok(());
     };
+    writeln!(
+        out,
+        "  reading this host's Dovecot configuration (doveconf); if the gateway talks to a \
+         Dovecot elsewhere, its (doveconf) lines do not apply"
+    )?;
     let mut fine = true;
     for protocol in ["imap", "lmtp"] {
         let plugins = doveconf(&["-h", "-f", &format!("protocol={protocol}"), "mail_plugins"])
@@ -299,7 +309,7 @@ fn dovecot_side(push: &PushConfig, out: &mut dyn Write) -> std::io::Result<()> {
             fine = false;
             writeln!(
                 out,
-                "  warning: Dovecot's protocol {protocol} lacks mail_plugins {} \
+                "  warning (doveconf): protocol {protocol} lacks mail_plugins {} \
                  (contrib/dovecot/eas-push.conf)",
                 missing.join(" ")
             )?;
@@ -313,7 +323,7 @@ fn dovecot_side(push: &PushConfig, out: &mut dyn Write) -> std::io::Result<()> {
                 fine = false;
                 writeln!(
                     out,
-                    "  warning: push_notification_driver names {path}, which does not exist"
+                    "  warning (doveconf): push_notification_driver names {path}, which does not exist"
                 )?;
             }
         }
@@ -321,7 +331,7 @@ fn dovecot_side(push: &PushConfig, out: &mut dyn Write) -> std::io::Result<()> {
             fine = false;
             writeln!(
                 out,
-                "  warning: Dovecot has no plugin {{ push_notification_driver = \
+                "  warning (doveconf): no plugin {{ push_notification_driver = \
                  lua:file=/etc/dovecot/eas-push.lua }}"
             )?;
         }
@@ -332,7 +342,7 @@ fn dovecot_side(push: &PushConfig, out: &mut dyn Write) -> std::io::Result<()> {
         fine = false;
         writeln!(
             out,
-            "  warning: Dovecot's eas_push_target is {target:?}; none of it is port {} of \
+            "  warning (doveconf): eas_push_target is {target:?}; none of it is port {} of \
              push.events_listen",
             push.events_listen.port()
         )?;
@@ -340,7 +350,7 @@ fn dovecot_side(push: &PushConfig, out: &mut dyn Write) -> std::io::Result<()> {
     let secret_file = doveconf(&["-h", "plugin/eas_push_secret_file"]).unwrap_or_default();
     if secret_file.is_empty() {
         fine = false;
-        writeln!(out, "  warning: Dovecot has no eas_push_secret_file")?;
+        writeln!(out, "  warning (doveconf): no eas_push_secret_file")?;
     } else if let (Ok(theirs), Ok(ours)) = (
         read_secret(std::path::Path::new(&secret_file)),
         read_secret(&push.events_secret_file),
@@ -349,7 +359,7 @@ fn dovecot_side(push: &PushConfig, out: &mut dyn Write) -> std::io::Result<()> {
             fine = false;
             writeln!(
                 out,
-                "  warning: {secret_file} (Dovecot) and {} (gateway) hold different secrets",
+                "  warning (doveconf): {secret_file} (Dovecot) and {} (gateway) hold different secrets",
                 push.events_secret_file.display()
             )?;
         }

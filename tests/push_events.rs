@@ -459,6 +459,8 @@ async fn check_sees_the_probe_event_and_names_a_wrong_secret() {
         text.contains("ok: Dovecot's event arrived, signed with our secret"),
         "{text}"
     );
+    assert!(text.contains("push.source = dovecot-events"), "{text}");
+    println!("{text}");
 
     let wrong = dir.path().join("wrong.secret");
     std::fs::write(&wrong, "not the secret\n").unwrap();
