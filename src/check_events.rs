@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::check::Login;
 use crate::config::{Config, PushConfig};
 use crate::imap::Session;
-use crate::push::dovecot_events::{Change, Rejected, read_secret, verify};
+use crate::push::dovecot_events::{Change, Listener, Rejected, read_secret, verify};
 
 /// The mailbox the probe message goes to; deleted afterwards.
 const PROBE_MAILBOX: &str = "eas-gateway-check";
@@ -80,24 +80,23 @@ pub async fn run(
     };
     dovecot_side(push, out)?;
 
-    let socket = match tokio::net::UdpSocket::bind(push.events_listen).await {
+    let place = match &push.events_socket {
+        Some(p) => p.display().to_string(),
+        None => push.events_listen.to_string(),
+    };
+    let socket = match Listener::bind(push.events_listen, push.events_socket.as_deref()) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             writeln!(
                 out,
-                "  note: {} is in use (a running gateway?). Stop it to let check listen, or \
+                "  note: {place} is in use (a running gateway?). Stop it to let check listen, or \
                  compare eas_push_events_total on the gateway's /metrics before and after a \
-                 delivery",
-                push.events_listen
+                 delivery"
             )?;
             return Ok(ok);
         }
         Err(e) => {
-            writeln!(
-                out,
-                "  problem: cannot listen on push.events_listen {}: {e}",
-                push.events_listen
-            )?;
+            writeln!(out, "  problem: cannot listen on {place}: {e}")?;
             return Ok(false);
         }
     };
@@ -132,6 +131,10 @@ pub async fn run(
         }
     };
     let heard = listen(&socket, secret.as_deref(), login, wait).await;
+    drop(socket);
+    if let Some(p) = &push.events_socket {
+        let _ = std::fs::remove_file(p);
+    }
     if let Some(mut s) = probe {
         // The probe mailbox goes, with its message; that is an event too, and harmless.
         let _ = s.delete(PROBE_MAILBOX).await;
@@ -219,7 +222,7 @@ async fn append_probe(config: &Config, l: &Login) -> Result<Session, crate::imap
 
 /// Reads datagrams until the wanted one arrives or `wait` passes.
 async fn listen(
-    socket: &tokio::net::UdpSocket,
+    socket: &Listener,
     secret: Option<&[u8]>,
     login: Option<&Login>,
     wait: Duration,
@@ -230,8 +233,8 @@ async fn listen(
     let mut buf = vec![0u8; 65_536];
     while heard.matched.is_none() {
         let n = tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, _)) => n,
+            r = socket.recv(&mut buf) => match r {
+                Ok(n) => n,
                 Err(_) => continue,
             },
             _ = tokio::time::sleep_until(deadline) => break,
@@ -337,14 +340,16 @@ fn dovecot_side(push: &PushConfig, out: &mut dyn Write) -> std::io::Result<()> {
         }
     }
     let target = doveconf(&["-h", "plugin/eas_push_target"]).unwrap_or_default();
-    let port = format!(":{}", push.events_listen.port());
-    if !target.split_whitespace().any(|t| t.ends_with(&port)) {
+    let ours = match &push.events_socket {
+        Some(p) => format!("unix:{}", p.display()),
+        None => format!(":{}", push.events_listen.port()),
+    };
+    if !target.split_whitespace().any(|t| t.ends_with(&ours)) {
         fine = false;
         writeln!(
             out,
-            "  warning (doveconf): eas_push_target is {target:?}; none of it is port {} of \
-             push.events_listen",
-            push.events_listen.port()
+            "  warning (doveconf): eas_push_target is {target:?}; none of it is {ours} of the \
+             gateway's push.events_listen or push.events_socket"
         )?;
     }
     let secret_file = doveconf(&["-h", "plugin/eas_push_secret_file"]).unwrap_or_default();

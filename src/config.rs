@@ -55,6 +55,10 @@ pub struct PushConfig {
     /// `dovecot-events`/`both`: where the datagrams of `contrib/dovecot/eas-push.lua` arrive
     /// (UDP; keep it on loopback or a private network).
     pub events_listen: SocketAddr,
+    /// `dovecot-events`/`both`: a Unix datagram socket to listen on *instead of*
+    /// `events_listen` (Dovecot side: `eas_push_target = unix:<path>`). Created mode 0666:
+    /// Dovecot's mail user must be able to write to it, and the signature guards it.
+    pub events_socket: Option<PathBuf>,
     /// The shared secret the datagrams are signed with (HMAC-SHA256); the same file is named
     /// in Dovecot's `eas_push_secret_file`. Trailing white space is not part of the secret.
     pub events_secret_file: PathBuf,
@@ -86,6 +90,7 @@ impl Default for PushConfig {
             watcher_grace_secs: 120,
             source: PushSource::Imap,
             events_listen: "127.0.0.1:5829".parse().expect("literal"),
+            events_socket: None,
             events_secret_file: "/etc/eas-gateway/push.secret".into(),
             events_max_skew_secs: 30,
             safety_check_secs: 300,

@@ -504,3 +504,43 @@ async fn both_finds_the_news_over_imap_when_events_are_lost() {
     );
     assert_eq!(events_counter(&g, "accepted"), 0, "no datagram reached it");
 }
+
+/// The same through a Unix datagram socket (`push.events_socket`, `eas_push_target =
+/// unix:<path>`): a delivery wakes the Ping.
+#[tokio::test]
+async fn events_through_a_unix_socket() {
+    let user = TestUser::new("una@example.com", "una-Secret-1");
+    let dovecot = Dovecot::start_tuned(
+        std::slice::from_ref(&user),
+        &Tuning {
+            events_unix: true,
+            ..Tuning::default()
+        },
+    )
+    .unwrap();
+    let socket = dovecot.events_socket_path().unwrap();
+    let secret = dovecot.events_secret_path().unwrap();
+    let g = Gateway::start(dovecot.imap_config(), |c| {
+        events_config(c, "127.0.0.1:0".parse().unwrap(), secret);
+        c.push.events_socket = Some(socket.clone());
+    })
+    .await;
+    assert_eq!(g.state.hub.events_addr(), None, "no UDP port");
+    let (ph, inbox, _) = phone_as(&g, &user.login, &user.password, "EV-UNIX").await;
+    let held_req = ping_xml(60, &[&inbox]);
+    let held = ph.send("Ping", &held_req);
+    let act = async {
+        settled(&g, 1).await;
+        support::deliver_via(
+            dovecot.lmtp_port(),
+            &user.login,
+            &support::message("Via a Unix socket", "x"),
+        )
+        .await;
+        Instant::now()
+    };
+    let (r, delivered) = tokio::join!(held, act);
+    assert_eq!(outcome(&r.tree()), ("2".into(), vec![inbox]));
+    assert!(delivered.elapsed() < Duration::from_secs(1));
+    assert!(events_counter(&g, "accepted") >= 1);
+}

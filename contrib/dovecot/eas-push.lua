@@ -28,7 +28,9 @@
 -- kinds: N new (delivery), A append, S flags set, C flags cleared, E expunge.
 --
 -- Settings (plugin { } block):
---   eas_push_target      = 127.0.0.1:5829    one or more IPv4/IPv6 literal:port, space separated
+--   eas_push_target      = 127.0.0.1:5829    one or more IPv4/IPv6 literal:port or
+--                                            unix:/path/of/socket (the gateway's
+--                                            push.events_socket), space separated
 --   eas_push_secret_file = /etc/dovecot/eas-push.secret   shared with the gateway; readable
 --                                                         by the mail user
 
@@ -116,6 +118,7 @@ end
 local sender = random_sender()
 local sequence = 0
 local udp = nil
+local unix = nil -- Unix datagram socket, made on first use
 local secrets = {} -- file name -> contents (read once per process)
 local targets = {} -- setting -> list of {host, port}
 
@@ -139,8 +142,11 @@ local function parse_targets(setting)
   if t == nil then
     t = {}
     for item in setting:gmatch("%S+") do
+      local path = item:match("^unix:(.+)$")
       local host, port = item:match("^%[?([^%]]+)%]?:(%d+)$")
-      if host then
+      if path then
+        table.insert(t, { path = path })
+      elseif host then
         table.insert(t, { host, tonumber(port) })
       end
     end
@@ -210,16 +216,31 @@ local function send(ctx, body, key, dests)
   local text = "EASPUSH1\ns " .. sender .. " " .. sequence .. " " .. os.time() .. "\nu "
     .. escape(ctx.user.username) .. "\n" .. body
   text = text .. "h " .. hmac_sha256_hex(key, text) .. "\n"
-  if udp == nil then
-    udp = socket.udp()
-    if udp == nil then
-      return
-    end
-    udp:settimeout(0)
-  end
   for _, d in ipairs(dests) do
-    -- Unconnected UDP: never waits, ignores a closed port.
-    udp:sendto(text, d[1], d[2])
+    if d.path then
+      if unix == nil then
+        local ok, m = pcall(require, "socket.unix")
+        unix = ok and m.dgram() or false
+        if unix then
+          -- A full receive queue must not block a delivery: fail instead.
+          unix:settimeout(0)
+        end
+      end
+      if unix then
+        unix:sendto(text, d.path)
+      end
+    else
+      if udp == nil then
+        udp = socket.udp() or false
+        if udp then
+          udp:settimeout(0)
+        end
+      end
+      if udp then
+        -- Unconnected UDP: never waits, ignores a closed port.
+        udp:sendto(text, d[1], d[2])
+      end
+    end
   end
 end
 

@@ -427,6 +427,8 @@ impl Counters {
 #[derive(Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// A Unix datagram socket instead of `listen`.
+    pub socket: Option<std::path::PathBuf>,
     pub secret: Vec<u8>,
     pub max_skew: Duration,
     /// `both`: look at every waiting user over IMAP this often.
@@ -438,7 +440,60 @@ pub struct Settings {
 /// The source: the datagram listener, the looks at registration, the pool reaper.
 pub struct DovecotEvents {
     shared: Arc<Shared>,
-    local: SocketAddr,
+    /// The UDP address bound (None with a Unix socket).
+    local: Option<SocketAddr>,
+    /// The Unix socket file, removed again on drop.
+    socket_path: Option<std::path::PathBuf>,
+}
+
+/// Where datagrams arrive.
+pub enum Listener {
+    Udp(tokio::net::UdpSocket),
+    Unix(tokio::net::UnixDatagram),
+}
+
+impl Listener {
+    /// Binds what the settings name (needs a Tokio runtime). A Unix socket file left by a
+    /// process that is gone is replaced; one somebody still reads from is `AddrInUse`.
+    pub fn bind(listen: SocketAddr, socket: Option<&std::path::Path>) -> std::io::Result<Listener> {
+        match socket {
+            None => {
+                let s = std::net::UdpSocket::bind(listen)?;
+                s.set_nonblocking(true)?;
+                Ok(Listener::Udp(tokio::net::UdpSocket::from_std(s)?))
+            }
+            Some(path) => {
+                use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+                if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                    let probe = std::os::unix::net::UnixDatagram::unbound()?;
+                    if probe.connect(path).is_ok() {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::AddrInUse,
+                            "another process listens on it",
+                        ));
+                    }
+                    std::fs::remove_file(path)?;
+                }
+                let s = tokio::net::UnixDatagram::bind(path)?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+                Ok(Listener::Unix(s))
+            }
+        }
+    }
+
+    pub async fn recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Listener::Udp(s) => s.recv_from(buf).await.map(|(n, _)| n),
+            Listener::Unix(s) => s.recv(buf).await,
+        }
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Udp(s) => s.local_addr().ok(),
+            Listener::Unix(_) => None,
+        }
+    }
 }
 
 struct Shared {
@@ -466,10 +521,9 @@ struct UserLook {
 impl DovecotEvents {
     /// Binds the listener and starts its tasks (needs a Tokio runtime), then the hub.
     pub fn hub(settings: Settings, grace: Duration) -> std::io::Result<Arc<Hub>> {
-        let std_socket = std::net::UdpSocket::bind(settings.listen)?;
-        std_socket.set_nonblocking(true)?;
-        let local = std_socket.local_addr()?;
-        let socket = tokio::net::UdpSocket::from_std(std_socket)?;
+        let socket = Listener::bind(settings.listen, settings.socket.as_deref())?;
+        let local = socket.local_addr();
+        let socket_path = settings.socket.clone();
         let shared = Arc::new(Shared {
             hub: OnceLock::new(),
             settings,
@@ -479,13 +533,20 @@ impl DovecotEvents {
             counters: Counters::default(),
             stop: tokio::sync::watch::channel(false).0,
         });
+        match (&local, &socket_path) {
+            (Some(a), _) => tracing::info!(listen = %a, "listening for Dovecot's push events"),
+            (None, Some(p)) => {
+                tracing::info!(socket = %p.display(), "listening for Dovecot's push events")
+            }
+            (None, None) => {}
+        }
         let source = DovecotEvents {
             shared: shared.clone(),
             local,
+            socket_path,
         };
         let hub = Hub::with_source(Box::new(source), grace);
         let _ = shared.hub.set(Arc::downgrade(&hub));
-        tracing::info!(listen = %local, "listening for Dovecot's push events");
         tokio::spawn(listen(
             socket,
             Arc::downgrade(&shared),
@@ -500,6 +561,9 @@ impl Drop for DovecotEvents {
     fn drop(&mut self) {
         // The listener and the ticker end, and the socket closes with them.
         self.shared.stop.send_replace(true);
+        if let Some(p) = &self.socket_path {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
@@ -534,7 +598,7 @@ impl EventSource for DovecotEvents {
     }
 
     fn events_addr(&self) -> Option<SocketAddr> {
-        Some(self.local)
+        self.local
     }
 }
 
@@ -716,7 +780,7 @@ fn start_look(shared: &Arc<Shared>, user: &str) {
 }
 
 async fn listen(
-    socket: tokio::net::UdpSocket,
+    socket: Listener,
     shared: Weak<Shared>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -730,8 +794,8 @@ async fn listen(
             return;
         }
         tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, _)) => s.handle(&mut guard, &buf[..n]),
+            r = socket.recv(&mut buf) => match r {
+                Ok(n) => s.handle(&mut guard, &buf[..n]),
                 // ICMP errors and the like: nothing to do but go on.
                 Err(e) => tracing::debug!(error = %e, "push events socket"),
             },

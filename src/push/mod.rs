@@ -140,6 +140,7 @@ impl Hub {
         })?;
         let settings = dovecot_events::Settings {
             listen: push.events_listen,
+            socket: push.events_socket.clone(),
             secret,
             max_skew: Duration::from_secs(push.events_max_skew_secs),
             safety_check: (push.source == PushSource::Both)
@@ -147,12 +148,12 @@ impl Hub {
             imap: config.imap_config(),
             pool,
         };
-        dovecot_events::DovecotEvents::hub(settings, grace).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("push.events_listen {}: {e}", push.events_listen),
-            )
-        })
+        let place = match &push.events_socket {
+            Some(path) => format!("push.events_socket {}", path.display()),
+            None => format!("push.events_listen {}", push.events_listen),
+        };
+        dovecot_events::DovecotEvents::hub(settings, grace)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{place}: {e}")))
     }
 
     pub fn with_source(source: Box<dyn EventSource>, grace: Duration) -> Arc<Hub> {

@@ -38,6 +38,9 @@ pub struct Tuning {
     /// `eas-push.conf` (imap and lmtp), sending to `127.0.0.1:<port>`, signed with the secret
     /// at [`super::Dovecot::events_secret_path`].
     pub events_port: Option<u16>,
+    /// With push events: send them to the Unix datagram socket
+    /// [`super::Dovecot::events_socket_path`] instead of `events_port`.
+    pub events_unix: bool,
 }
 
 impl Default for Tuning {
@@ -48,6 +51,7 @@ impl Default for Tuning {
             max_userip_connections: 1000,
             notify: true,
             events_port: None,
+            events_unix: false,
         }
     }
 }
@@ -64,6 +68,7 @@ impl Tuning {
             max_userip_connections: d.max_userip_connections,
             notify: true,
             events_port: None,
+            events_unix: false,
         }
     }
 }
@@ -101,8 +106,12 @@ pub(crate) fn events_secret_path(dir: &Path) -> std::path::PathBuf {
     dir.join("eas-push.secret")
 }
 
-/// The shipped snippet with this instance's paths and port instead of the Debian defaults.
-pub(crate) fn events_conf(dir: &Path, port: u16) -> String {
+pub(crate) fn events_socket_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("eas-events.sock")
+}
+
+/// The shipped snippet with this instance's paths and target instead of the Debian defaults.
+pub(crate) fn events_conf(dir: &Path, target: &str) -> String {
     EVENTS_CONF
         .replace(
             "/etc/dovecot/eas-push.lua",
@@ -112,7 +121,7 @@ pub(crate) fn events_conf(dir: &Path, port: u16) -> String {
             "/etc/dovecot/eas-push.secret",
             &events_secret_path(dir).display().to_string(),
         )
-        .replace("127.0.0.1:5829", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:5829", target)
 }
 
 /// The configuration with the default [`Tuning`].
@@ -251,10 +260,18 @@ service auth {{
         login = a.login.name,
         imap_port = s.imap_port,
         lmtp_port = s.lmtp_port,
-    ) + &t
-        .events_port
-        .map(|p| events_conf(s.dir, p))
+    ) + &events_target(s.dir, t)
+        .map(|target| events_conf(s.dir, &target))
         .unwrap_or_default()
+}
+
+/// Where the push script sends, if it runs.
+pub(crate) fn events_target(dir: &Path, t: &Tuning) -> Option<String> {
+    if t.events_unix {
+        Some(format!("unix:{}", events_socket_path(dir).display()))
+    } else {
+        t.events_port.map(|p| format!("127.0.0.1:{p}"))
+    }
 }
 
 #[cfg(test)]
@@ -435,6 +452,17 @@ mod tests {
             conf.matches("push_notification_lua").count(),
             2,
             "imap and lmtp"
+        );
+        let unix = render_tuned(
+            &settings,
+            &Tuning {
+                events_unix: true,
+                ..Tuning::default()
+            },
+        );
+        assert!(
+            unix.lines()
+                .any(|l| l == "  eas_push_target = unix:/tmp/x/eas-events.sock")
         );
     }
 }

@@ -108,6 +108,7 @@ pub struct Dovecot {
     supervisor: Supervisor,
     users: Mutex<Vec<TestUser>>,
     events_port: Option<u16>,
+    events_unix: bool,
 }
 
 impl Dovecot {
@@ -190,7 +191,7 @@ impl Dovecot {
         let accounts = Accounts::for_this_process()?;
         prepare_dir(dir, &accounts)?;
         write_passwd(dir, users)?;
-        if tuning.events_port.is_some() {
+        if tuning.events_port.is_some() || tuning.events_unix {
             write_events_files(dir, &accounts)?;
         }
         let certificate_pem = if tls {
@@ -229,6 +230,7 @@ impl Dovecot {
                         supervisor,
                         users: Mutex::new(users.to_vec()),
                         events_port: tuning.events_port,
+                        events_unix: tuning.events_unix,
                     });
                 }
                 Err(reason) => {
@@ -277,8 +279,15 @@ impl Dovecot {
     /// With push events ([`Tuning::events_port`]): the secret the datagrams are signed with,
     /// for the gateway's `push.events_secret_file`.
     pub fn events_secret_path(&self) -> Option<PathBuf> {
-        self.events_port
-            .map(|_| config::events_secret_path(&self.dir))
+        (self.events_port.is_some() || self.events_unix)
+            .then(|| config::events_secret_path(&self.dir))
+    }
+
+    /// With [`Tuning::events_unix`]: the Unix datagram socket the script sends to, for the
+    /// gateway's `push.events_socket`.
+    pub fn events_socket_path(&self) -> Option<PathBuf> {
+        self.events_unix
+            .then(|| config::events_socket_path(&self.dir))
     }
 
     /// Where this instance sends its push events, if it does.
