@@ -2,7 +2,15 @@
 //!
 //! ```text
 //! cargo bench --bench push_load -- --devices 1000 --users 250 --rate 10 --duration 60
+//! cargo bench --bench push_load -- --source imap,events      # both modes, one after the other
 //! ```
+//!
+//! `--source` picks what tells the gateway about new mail: `imap` (the NOTIFY/IDLE watchers,
+//! one IMAP connection per user with waiting devices), `events` (`push.source =
+//! "dovecot-events"`: Dovecot runs the shipped `contrib/dovecot/eas-push.lua` and sends signed
+//! datagrams; no IMAP connection is held for waiting phones) or `both`. Several, separated by
+//! commas, run one after the other against the same Dovecot (which then always runs the
+//! script), each with users of its own, and end with a table of the figures side by side.
 //!
 //! What one run does:
 //! 1. Raises this process's file-descriptor limit (Dovecot, started by us, inherits it) and
@@ -31,14 +39,19 @@
 //!
 //! RSS is this process's (VmRSS sampled every 200 ms, VmHWM at the end): the gateway *and*
 //! the simulated phones and bare clients, so the gateway's own share is below it. IMAP
-//! connections are the watchers' (`AppState.hub.counts()`), sampled during the APPEND phase.
+//! connections are the push source's (`AppState.hub.counts()`: the watchers, or the events
+//! source's looks in progress) and, separately, the logged-in sessions the gateway keeps in its
+//! pool for the next request (`eas_imap_pooled_sessions`); sampled when all Pings are held,
+//! at rest (events: after the pool's idle minute, up to 75 s) and during the APPEND phase.
+//! With events the Ping may be answered before the APPEND's tagged OK reaches the client
+//! (Dovecot sends the datagram while it finishes the command), so latencies can be negative.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use eas_gateway::config::Config;
+use eas_gateway::config::{Config, PushSource};
 use eas_gateway::http::{AppState, serve};
 use eas_gateway::imap::{IdleEnd, ImapConfig, Notice, Session};
 use eas_gateway::testbed::{Dovecot, TestUser, Tuning};
@@ -63,8 +76,35 @@ enum Mode {
     Idle,
 }
 
+/// What tells the gateway about changes (`push.source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Imap,
+    Events,
+    Both,
+}
+
+impl Source {
+    fn name(self) -> &'static str {
+        match self {
+            Source::Imap => "imap",
+            Source::Events => "events",
+            Source::Both => "both",
+        }
+    }
+
+    fn config(self) -> &'static str {
+        match self {
+            Source::Imap => "imap",
+            Source::Events => "dovecot-events",
+            Source::Both => "both",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Args {
+    sources: Vec<Source>,
     devices: usize,
     users: usize,
     rate: f64,
@@ -97,11 +137,14 @@ usage: cargo bench --bench push_load -- [options]
                          after a gateway restart (500)
   --gateway inproc|process  the gateway in this process (reads the hub directly), or
                          `eas-gateway serve` as a child (own RSS and file descriptors; counts
-                         from /metrics) (inproc)";
+                         from /metrics) (inproc)
+  --source imap|events|both[,...]  push.source: IMAP watchers, Dovecot's events, or both;
+                         several run one after the other and are compared (imap)";
 
 impl Args {
     fn parse() -> Result<Args> {
         let mut args = Args {
+            sources: vec![Source::Imap],
             devices: 1_000,
             users: 250,
             rate: 10.0,
@@ -133,6 +176,17 @@ impl Args {
                     }
                 }
                 "--heartbeat" => args.heartbeat = value()?.parse()?,
+                "--source" => {
+                    args.sources = value()?
+                        .split(',')
+                        .map(|s| match s.trim() {
+                            "imap" => Ok(Source::Imap),
+                            "events" | "dovecot-events" => Ok(Source::Events),
+                            "both" => Ok(Source::Both),
+                            other => Err(format!("unknown source {other:?}")),
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
                 "--floor-users" => args.floor_users = value()?.parse()?,
                 "--setup-concurrency" => args.setup_concurrency = value()?.parse()?,
                 "--drain" => args.drain = value()?.parse()?,
@@ -268,8 +322,38 @@ struct Gateway {
     _dir: tempfile::TempDir,
 }
 
+/// `push.source` and, with events, where they arrive and the secret.
+#[derive(Clone)]
+struct PushSetup {
+    source: Source,
+    events_port: u16,
+    secret: std::path::PathBuf,
+}
+
+impl PushSetup {
+    fn apply(&self, config: &mut Config) -> Result<()> {
+        config.push.source = match self.source {
+            Source::Imap => PushSource::Imap,
+            Source::Events => PushSource::DovecotEvents,
+            Source::Both => PushSource::Both,
+        };
+        config.push.events_listen = format!("127.0.0.1:{}", self.events_port).parse()?;
+        config.push.events_secret_file = self.secret.clone();
+        Ok(())
+    }
+
+    fn toml(&self) -> String {
+        format!(
+            "source = \"{}\"\nevents_listen = \"127.0.0.1:{}\"\nevents_secret_file = \"{}\"\n",
+            self.source.config(),
+            self.events_port,
+            self.secret.display()
+        )
+    }
+}
+
 impl Gateway {
-    async fn start(imap: ImapConfig, heartbeat: u64) -> Result<Gateway> {
+    async fn start(imap: ImapConfig, heartbeat: u64, push: &PushSetup) -> Result<Gateway> {
         let dir = tempfile::tempdir()?;
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".parse()?;
@@ -280,6 +364,7 @@ impl Gateway {
         config.state.url = format!("sqlite:{}", dir.path().join("state.db").display());
         config.push.min_heartbeat_secs = 10;
         config.push.max_heartbeat_secs = config.push.max_heartbeat_secs.max(heartbeat);
+        push.apply(&mut config)?;
         config.validate()?;
         let state = Arc::new(AppState::new(config)?);
         let handle = axum_server::Handle::new();
@@ -308,7 +393,7 @@ struct ChildGateway {
 }
 
 impl ChildGateway {
-    async fn start(imap: ImapConfig, heartbeat: u64) -> Result<ChildGateway> {
+    async fn start(imap: ImapConfig, heartbeat: u64, push: &PushSetup) -> Result<ChildGateway> {
         let dir = tempfile::tempdir()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -317,11 +402,12 @@ impl ChildGateway {
             "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://mail.example.com\"\n\
              [imap]\nhost = \"{}\"\nport = {}\nsecurity = \"none\"\n\
              [state]\nurl = \"sqlite:{}\"\n\
-             [push]\nmin_heartbeat_secs = 10\nmax_heartbeat_secs = {}\n",
+             [push]\nmin_heartbeat_secs = 10\nmax_heartbeat_secs = {}\n{}",
             imap.host,
             imap.port,
             dir.path().join("state.db").display(),
-            heartbeat.max(3540)
+            heartbeat.max(3540),
+            push.toml()
         );
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, config)?;
@@ -403,10 +489,13 @@ impl Target {
         }
     }
 
-    /// (waiting devices, IMAP connections held by the watchers).
-    async fn counts(&self) -> (usize, usize) {
+    /// (waiting devices, IMAP connections held by the push source, pooled IMAP sessions).
+    async fn counts(&self) -> (usize, usize, usize) {
         match self {
-            Target::InProcess(g) => g.state.hub.counts(),
+            Target::InProcess(g) => {
+                let (w, c) = g.state.hub.counts();
+                (w, c, g.state.pool.len())
+            }
             Target::Child(g, client) => {
                 let text = match client.get(format!("{}/metrics", g.base)).send().await {
                     Ok(r) => r.text().await.unwrap_or_default(),
@@ -421,6 +510,7 @@ impl Target {
                 (
                     gauge("eas_push_waiting"),
                     gauge("eas_push_imap_connections"),
+                    gauge("eas_imap_pooled_sessions"),
                 )
             }
         }
@@ -906,9 +996,27 @@ fn main() -> Result<()> {
     // the short connections of setup and re-Pings; Dovecot inherits the limit.
     let want_fds = (args.devices * 3 + args.users * 2 + args.floor_users * 4 + 20_000) as u64;
     let nofile = raise_nofile(want_fds);
-    let users: Vec<TestUser> = (0..args.users)
-        .map(|i| TestUser::new(format!("load{i:05}@{DOMAIN}"), format!("pw-{i}")))
+    // Users of their own for each run, so every run starts from the same mailboxes.
+    let runs = args.sources.len();
+    let users_of_run: Vec<Vec<TestUser>> = (0..runs)
+        .map(|r| {
+            (0..args.users)
+                .map(|i| {
+                    let login = if runs == 1 {
+                        format!("load{i:05}@{DOMAIN}")
+                    } else {
+                        format!("load{r}x{i:05}@{DOMAIN}")
+                    };
+                    TestUser::new(login, format!("pw-{i}"))
+                })
+                .collect()
+        })
         .collect();
+    let users: Vec<TestUser> = users_of_run.iter().flatten().cloned().collect();
+    let events = args.sources.iter().any(|s| *s != Source::Imap);
+    let events_port = std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let bare_per_user = if args.mode == Mode::Notify { 2 } else { 1 };
     let connections = args.users
         + args.floor_users * bare_per_user
@@ -917,11 +1025,13 @@ fn main() -> Result<()> {
         + 200;
     let tuning = Tuning {
         notify: args.mode == Mode::Notify,
+        events_port: events.then_some(events_port),
         ..Tuning::for_connections(connections as u32)
     };
     println!(
-        "push_load: {cpus} CPUs; {} devices over {} users; mode {:?}; {} APPEND/s for {} s; \
-         heartbeat {} s; bare clients on {} users; RLIMIT_NOFILE {nofile}; Dovecot {:?}",
+        "push_load: {cpus} CPUs; sources {:?}; {} devices over {} users; mode {:?}; {} APPEND/s \
+         for {} s; heartbeat {} s; bare clients on {} users; RLIMIT_NOFILE {nofile}; Dovecot {:?}",
+        args.sources.iter().map(|s| s.name()).collect::<Vec<_>>(),
         args.devices,
         args.users,
         args.mode,
@@ -953,19 +1063,104 @@ fn main() -> Result<()> {
         .try_init();
     let baseline_kib = status_kib("VmRSS:");
     let dovecot = Dovecot::start_tuned(&users, &tuning)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let result = runtime.block_on(run(&args, &dovecot, &users, baseline_kib));
-    if result.is_err() {
-        eprintln!("Dovecot log: {}", dovecot.log_path().display());
+    let mut summaries = Vec::new();
+    for (r, &source) in args.sources.iter().enumerate() {
+        println!("\n======== source {} ========", source.name());
+        let push = PushSetup {
+            source,
+            events_port,
+            secret: dovecot
+                .events_secret_path()
+                .unwrap_or_else(|| "/nonexistent".into()),
+        };
+        // A runtime per run: whatever still runs (held requests, watchers, bare clients) goes
+        // with it, so the next run starts from nothing.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let result = runtime.block_on(run(&args, &push, &dovecot, &users_of_run[r], baseline_kib));
+        runtime.shutdown_timeout(Duration::from_secs(5));
+        match result {
+            Ok(s) => summaries.push(s),
+            Err(e) => {
+                eprintln!("Dovecot log: {}", dovecot.log_path().display());
+                return Err(e);
+            }
+        }
     }
-    // Whatever still runs (held requests, bare clients) goes with the runtime.
-    runtime.shutdown_timeout(Duration::from_secs(5));
-    result
+    if summaries.len() > 1 {
+        compare(&summaries);
+    }
+    Ok(())
 }
 
-async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u64) -> Result<()> {
+/// The figures of one run, for the comparison at the end.
+struct RunSummary {
+    source: Source,
+    gateway: Option<(usize, f64, f64, f64, f64)>,
+    notify: Option<(usize, f64, f64, f64, f64)>,
+    /// IMAP connections of the push source and pooled sessions: all Pings held, at rest,
+    /// during the APPENDs (min..max).
+    held: (usize, usize),
+    rest: Option<(usize, usize)>,
+    during: (usize, usize, usize, usize),
+    spurious: u64,
+    missed: usize,
+    failed: u64,
+    rss_held_mib: f64,
+}
+
+fn compare(runs: &[RunSummary]) {
+    let fmt = |s: Option<(usize, f64, f64, f64, f64)>| match s {
+        Some((n, p50, _, p99, max)) => format!("{p50:>7.1} {p99:>7.1} {max:>7.1} (n={n})"),
+        None => "-".into(),
+    };
+    println!("\n======== comparison (same Dovecot, users of their own per run) ========");
+    println!(
+        "{:<7} {:<34} {:<34} {:>13} {:>13} {:>17} {:>9} {:>7} {:>7} {:>9}",
+        "source",
+        "Ping answered: p50 p99 max ms",
+        "bare NOTIFY: p50 p99 max ms",
+        "IMAP held",
+        "IMAP at rest",
+        "IMAP during",
+        "spurious",
+        "missed",
+        "failed",
+        "RSS MiB"
+    );
+    for r in runs {
+        let rest = r.rest.map_or("-".to_string(), |(c, p)| format!("{c}+{p}"));
+        println!(
+            "{:<7} {:<34} {:<34} {:>13} {:>13} {:>17} {:>9} {:>7} {:>7} {:>9.1}",
+            r.source.name(),
+            fmt(r.gateway),
+            fmt(r.notify),
+            format!("{}+{}", r.held.0, r.held.1),
+            rest,
+            format!(
+                "{}..{}+{}..{}",
+                r.during.0, r.during.1, r.during.2, r.during.3
+            ),
+            r.spurious,
+            r.missed,
+            r.failed,
+            r.rss_held_mib
+        );
+    }
+    println!(
+        "(IMAP columns: connections of the push source + logged-in sessions pooled for the next \
+         request)"
+    );
+}
+
+async fn run(
+    args: &Args,
+    push: &PushSetup,
+    dovecot: &Dovecot,
+    users: &[TestUser],
+    baseline_kib: u64,
+) -> Result<RunSummary> {
     let imap = dovecot.imap_config();
     {
         // NOTIFY is among the capabilities after LOGIN only.
@@ -981,11 +1176,11 @@ async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u
     }
     let gateway = if args.separate {
         Target::Child(
-            ChildGateway::start(imap.clone(), args.heartbeat).await?,
+            ChildGateway::start(imap.clone(), args.heartbeat, push).await?,
             reqwest::Client::new(),
         )
     } else {
-        Target::InProcess(Gateway::start(imap.clone(), args.heartbeat).await?)
+        Target::InProcess(Gateway::start(imap.clone(), args.heartbeat, push).await?)
     };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(args.heartbeat + 120))
@@ -1080,19 +1275,31 @@ async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u
         device_tasks.spawn(device_loop(d, args.heartbeat, shared.clone()));
     }
     let gateway = Arc::new(gateway);
-    let want = (args.devices, args.users);
+    // The watchers hold one connection per user; the event source none once its looks at
+    // registration are over.
+    let watchers = if push.source == Source::Imap {
+        args.users
+    } else {
+        0
+    };
+    let want = (args.devices, watchers);
     let deadline = Instant::now() + Duration::from_secs(300);
-    while gateway.counts().await != want {
+    loop {
+        let (w, c, _) = gateway.counts().await;
+        if (w, c) == want {
+            break;
+        }
         if Instant::now() > deadline {
             return Err(format!(
                 "after 300 s: (waiting devices, IMAP connections) = {:?}, want {want:?}",
-                gateway.counts().await
+                (w, c)
             )
             .into());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let held_after = started.elapsed();
+    let (_, held_conns, held_pooled) = gateway.counts().await;
     let held_kib = gateway.kib("VmRSS:");
     let (dc_procs, dc_kib) = dovecot_processes(dovecot.pid());
     println!(
@@ -1107,6 +1314,31 @@ async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u
         mib(baseline_kib),
         mib(dc_kib)
     );
+    println!(
+        "IMAP connections held by the gateway with all Pings waiting: {held_conns} (push source) \
+         + {held_pooled} (sessions pooled for the next request, closed after 60 s idle)"
+    );
+    // With events nothing needs IMAP while phones wait: once the pool's idle minute is over
+    // the gateway holds no IMAP connection at all.
+    let rest = if push.source == Source::Imap {
+        None
+    } else {
+        let deadline = Instant::now() + Duration::from_secs(75);
+        let mut now = gateway.counts().await;
+        while (now.1, now.2) != (0, 0) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            now = gateway.counts().await;
+        }
+        println!(
+            "at rest ({:.0} s after all Pings were held): {} Pings waiting, IMAP connections {} \
+             (push source) + {} (pooled)",
+            started.elapsed().as_secs_f64(),
+            now.0,
+            now.1,
+            now.2
+        );
+        Some((now.1, now.2))
+    };
 
     // Sample the hub and our memory while mail arrives.
     let sampling = Arc::new(AtomicBool::new(true));
@@ -1115,13 +1347,15 @@ async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u
         tokio::spawn(async move {
             let (mut wmin, mut wmax, mut cmin, mut cmax, mut rss) =
                 (usize::MAX, 0, usize::MAX, 0, 0u64);
+            let (mut pmin, mut pmax) = (usize::MAX, 0);
             while sampling.load(Ordering::Relaxed) {
-                let (w, c) = gateway.counts().await;
+                let (w, c, p) = gateway.counts().await;
                 (wmin, wmax, cmin, cmax) = (wmin.min(w), wmax.max(w), cmin.min(c), cmax.max(c));
+                (pmin, pmax) = (pmin.min(p), pmax.max(p));
                 rss = rss.max(gateway.kib("VmRSS:"));
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            (wmin, wmax, cmin, cmax, rss)
+            (wmin, wmax, cmin, cmax, rss, pmin, pmax)
         })
     };
 
@@ -1182,7 +1416,7 @@ async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u
     }
     tokio::time::sleep(Duration::from_millis(1_000).min(Duration::from_secs(args.drain))).await;
     sampling.store(false, Ordering::Relaxed);
-    let (wmin, wmax, cmin, cmax, rss_max) = sampler.await?;
+    let (wmin, wmax, cmin, cmax, rss_max, pmin, pmax) = sampler.await?;
     let (dc_procs, dc_kib) = dovecot_processes(dovecot.pid());
 
     // Stop: the hub answers the held Pings, the bare clients end their IDLE.
@@ -1332,8 +1566,8 @@ async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u
         println!("  failure x{n}: {why}");
     }
     println!(
-        "gateway IMAP connections (watchers) during APPENDs: {cmin}..{cmax} for {} users; \
-         waiting devices {wmin}..{wmax} of {}",
+        "gateway IMAP connections during APPENDs: push source {cmin}..{cmax} for {} users, \
+         pooled sessions {pmin}..{pmax}; waiting devices {wmin}..{wmax} of {}",
         args.users, args.devices
     );
     println!(
@@ -1349,10 +1583,12 @@ async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u
         "Dovecot: {dc_procs} processes, {:.0} MiB RSS summed",
         mib(dc_kib)
     );
-    if let (Some(g), Some(Some(n))) = (gw, floor.get(&Bare::Notify)) {
+    let notify = floor.get(&Bare::Notify).copied().flatten();
+    if let (Some(g), Some(n)) = (gw, notify) {
         println!(
-            "\nRESULT gateway p50 {:.1} / p99 {:.1} ms; NOTIFY p50 {:.1} / p99 {:.1} ms; \
+            "\nRESULT {}: gateway p50 {:.1} / p99 {:.1} ms; NOTIFY p50 {:.1} / p99 {:.1} ms; \
              gateway - NOTIFY: p50 {:+.1} ms, p99 {:+.1} ms",
+            push.source.name(),
             g.1,
             g.3,
             n.1,
@@ -1361,5 +1597,16 @@ async fn run(args: &Args, dovecot: &Dovecot, users: &[TestUser], baseline_kib: u
             g.3 - n.3
         );
     }
-    Ok(())
+    Ok(RunSummary {
+        source: push.source,
+        gateway: gw,
+        notify,
+        held: (held_conns, held_pooled),
+        rest,
+        during: (cmin, cmax, pmin, pmax),
+        spurious: c.spurious.load(Ordering::Relaxed),
+        missed,
+        failed: c.failed_measured.load(Ordering::Relaxed),
+        rss_held_mib: mib(held_kib),
+    })
 }

@@ -13,11 +13,12 @@ required=(
   "/usr/lib/dovecot/lmtp dovecot-lmtpd"
   "/usr/sbin/nginx nginx"
   "/usr/sbin/postfix postfix"
+  "/usr/share/lua/5.4/socket.lua lua-socket"
 )
 missing=()
 for pair in "${required[@]}"; do
   set -- $pair
-  if [[ $1 == /* ]]; then [ -x "$1" ] || missing+=("$2"); else command -v "$1" >/dev/null 2>&1 || missing+=("$2"); fi
+  if [[ $1 == /* ]]; then [ -e "$1" ] || missing+=("$2"); else command -v "$1" >/dev/null 2>&1 || missing+=("$2"); fi
 done
 if ((${#missing[@]})); then
   sudo=""

@@ -82,6 +82,10 @@ pub async fn run(
         }
     }
 
+    if config.push.source != crate::config::PushSource::Imap {
+        ok &= crate::check_events::run(config, login, out).await?;
+    }
+
     match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => match crate::http::serve::tls_config(cert, key) {
             Ok(_) => writeln!(out, "TLS certificate {}: ok", cert.display())?,

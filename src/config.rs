@@ -98,6 +98,35 @@ pub struct PushConfig {
     pub max_folders: usize,
     /// How long a user's IMAP watcher stays connected with no waiting device.
     pub watcher_grace_secs: u64,
+    /// Where news of mailbox changes comes from (see [`PushSource`]).
+    pub source: PushSource,
+    /// `dovecot-events`/`both`: where the datagrams of `contrib/dovecot/eas-push.lua` arrive
+    /// (UDP; keep it on loopback or a private network).
+    pub events_listen: SocketAddr,
+    /// `dovecot-events`/`both`: a Unix datagram socket to listen on *instead of*
+    /// `events_listen` (Dovecot side: `eas_push_target = unix:<path>`). Created mode 0666:
+    /// Dovecot's mail user must be able to write to it, and the signature guards it.
+    pub events_socket: Option<PathBuf>,
+    /// The shared secret the datagrams are signed with (HMAC-SHA256); the same file is named
+    /// in Dovecot's `eas_push_secret_file`. Trailing white space is not part of the secret.
+    pub events_secret_file: PathBuf,
+    /// Datagrams stamped further than this from our clock are dropped (replay window).
+    pub events_max_skew_secs: u64,
+    /// `both`: how often every user with waiting devices is looked at over IMAP anyway.
+    pub safety_check_secs: u64,
+}
+
+/// `push.source`: what tells the hub that a mailbox changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PushSource {
+    /// One IMAP connection per user with waiting devices (NOTIFY, else IDLE): any server.
+    Imap,
+    /// Dovecot's own events (push_notification + Lua): no IMAP connection is held for
+    /// waiting phones.
+    DovecotEvents,
+    /// Dovecot's events first, and a slow safety look over IMAP every `safety_check_secs`.
+    Both,
 }
 
 impl Default for PushConfig {
@@ -107,6 +136,12 @@ impl Default for PushConfig {
             max_heartbeat_secs: 3540,
             max_folders: 300,
             watcher_grace_secs: 120,
+            source: PushSource::Imap,
+            events_listen: "127.0.0.1:5829".parse().expect("literal"),
+            events_socket: None,
+            events_secret_file: "/etc/eas-gateway/push.secret".into(),
+            events_max_skew_secs: 30,
+            safety_check_secs: 300,
         }
     }
 }
@@ -376,6 +411,9 @@ impl Config {
         if self.push.min_heartbeat_secs > self.push.max_heartbeat_secs {
             return bad("push.min_heartbeat_secs is above push.max_heartbeat_secs".into());
         }
+        if self.push.source != PushSource::Imap && self.push.safety_check_secs < 10 {
+            return bad("push.safety_check_secs below 10 would keep IMAP busy".into());
+        }
         if self.sync.min_wait_secs > self.sync.max_wait_secs {
             return bad("sync.min_wait_secs is above sync.max_wait_secs".into());
         }
@@ -535,6 +573,16 @@ mod test {
         assert!(c.validate().is_ok(), "a relay gets no password");
         c.smtp.auth = "maybe".into();
         assert!(c.validate().unwrap_err().to_string().contains("smtp.auth"));
+    }
+
+    #[test]
+    fn push_source_names() {
+        let c: Config = toml::from_str("[push]\nsource = \"dovecot-events\"\n").unwrap();
+        assert_eq!(c.push.source, PushSource::DovecotEvents);
+        let c: Config = toml::from_str("[push]\nsource = \"both\"\n").unwrap();
+        assert_eq!(c.push.source, PushSource::Both);
+        assert_eq!(Config::default().push.source, PushSource::Imap);
+        assert!(toml::from_str::<Config>("[push]\nsource = \"lua\"\n").is_err());
     }
 
     #[test]

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use axum_server::Handle;
 use clap::Args;
 
-use crate::config::Config;
+use crate::config::{Config, PushSource};
 use crate::http::{self, AppState};
 use crate::imap::Session;
-use crate::testbed::{Dovecot, TestUser};
+use crate::testbed::{Dovecot, TestUser, Tuning};
 
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -26,6 +26,10 @@ pub struct DemoArgs {
     /// address).
     #[arg(long)]
     pub host: Option<String>,
+    /// What wakes waiting phones: `imap` (NOTIFY/IDLE watchers), `dovecot-events` (the private
+    /// Dovecot runs contrib/dovecot/eas-push.lua and sends its events) or `both`.
+    #[arg(long, default_value = "imap", value_parser = ["imap", "dovecot-events", "both"])]
+    pub push: String,
 }
 
 const DEMO_USER: &str = "demo@example.com";
@@ -42,7 +46,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let dovecot_dir = dir.join("dovecot");
     std::fs::create_dir_all(&dovecot_dir)?;
-    let mut dovecot = Dovecot::start_in(&dovecot_dir, std::slice::from_ref(&user))?;
+    let source = match args.push.as_str() {
+        "dovecot-events" => PushSource::DovecotEvents,
+        "both" => PushSource::Both,
+        _ => PushSource::Imap,
+    };
+    let events_port = if source == PushSource::Imap {
+        None
+    } else {
+        Some(
+            std::net::UdpSocket::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port(),
+        )
+    };
+    let tuning = Tuning {
+        events_port,
+        ..Tuning::default()
+    };
+    let mut dovecot = Dovecot::start_in_tuned(&dovecot_dir, std::slice::from_ref(&user), &tuning)?;
     seed(&dovecot, &user).await?;
 
     let host = args
@@ -75,6 +97,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             None
         }
     };
+    config.push.source = source;
+    if let (Some(port), Some(secret)) = (events_port, dovecot.events_secret_path()) {
+        config.push.events_listen = SocketAddr::from(([127, 0, 0, 1], port));
+        config.push.events_secret_file = secret;
+    }
     config.validate()?;
 
     println!();
@@ -94,6 +121,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
              arrives in this Dovecot",
             p.submission_port()
         );
+    }
+    match events_port {
+        Some(port) => println!(
+            "Push: Dovecot's own events (contrib/dovecot/eas-push.lua) to 127.0.0.1:{port}; \
+             waiting phones hold no IMAP connection"
+        ),
+        None => {
+            println!("Push: IMAP NOTIFY/IDLE watchers (--push dovecot-events for Dovecot's events)")
+        }
     }
     println!("Files: {}   Stop with Ctrl-C.", dir.display());
     println!();

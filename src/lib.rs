@@ -18,13 +18,14 @@
 //! - [`secret`]: the wrapper that keeps passwords out of logs.
 //! - [`smtp`]: submission of sent mail over SMTP (lettre), as the user or through a relay.
 //! - [`server`], [`check`], [`devices`], [`demo`]: what the CLI's `serve`, `check`, `devices`
-//!   and `demo` run.
+//!   and `demo` run; [`check_events`]: the check of Dovecot's push events.
 //! - [`testbed`]: starting a private Dovecot on loopback, for the test harness and the demo.
 //! - [`tools`]: the offline `wbxml decode|encode` conversions.
 //!
 //! The WBXML codec itself is the separate crate `eas-wbxml` (`wbxml/`), usable on its own.
 
 pub mod check;
+pub mod check_events;
 pub mod config;
 pub mod demo;
 pub mod devices;

@@ -146,6 +146,27 @@ impl SessionPool {
         }
     }
 
+    /// Closes the sessions idle longer than `max_idle` now, instead of at the next `put`, so
+    /// a quiet gateway holds no IMAP connection (the Dovecot event source calls it).
+    pub fn reap(&self) {
+        let max_idle = self.max_idle;
+        let stale: Vec<Pooled> = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut stale = Vec::new();
+            for list in idle.values_mut() {
+                let (keep, old): (Vec<Pooled>, Vec<Pooled>) = std::mem::take(list)
+                    .into_iter()
+                    .partition(|p| p.since.elapsed() < max_idle);
+                *list = keep;
+                stale.extend(old);
+            }
+            idle.retain(|_, list| !list.is_empty());
+            stale
+        };
+        // Dropped outside the lock: closing a socket is cheap, but not free.
+        drop(stale);
+    }
+
     /// Sessions kept, for tests and metrics.
     pub fn len(&self) -> usize {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -169,20 +190,40 @@ pub struct Mailstore {
 impl Mailstore {
     /// A session for the requesting user.
     pub async fn open(ctx: &Context<'_>) -> Result<Mailstore, ImapError> {
-        let user = ctx.user.key.clone();
-        while let Some(mut p) = ctx.pool.take(&user) {
+        Mailstore::open_pooled(
+            ctx.pool,
+            &ctx.config.imap_config(),
+            &ctx.user.key,
+            &ctx.user.login,
+            ctx.user.password.expose(),
+        )
+        .await
+    }
+
+    /// A session for a user outside a command (a push source looking at STATUS): a kept one
+    /// from `pool`, else a new login. [`Mailstore::close`] gives it back to the pool.
+    pub async fn open_pooled(
+        pool: &std::sync::Arc<SessionPool>,
+        imap: &crate::imap::ImapConfig,
+        key: &str,
+        login: &str,
+        password: &str,
+    ) -> Result<Mailstore, ImapError> {
+        let user = key.to_owned();
+        while let Some(mut p) = pool.take(&user) {
             // A kept session may have been closed by the server meanwhile (autologout, a
             // restart, `doveadm kick`): one NOOP tells, and costs a round trip on loopback.
             if p.session.noop().await.is_ok() {
                 return Ok(Mailstore {
                     session: p.session,
-                    pool: Some((ctx.pool.clone(), user)),
+                    pool: Some((pool.clone(), user)),
                     selected: p.selected,
                     condstore: p.condstore,
                 });
             }
         }
-        let mut session = ctx.imap().await?;
+        let mut session = Session::connect(imap).await?;
+        session.login(login, password).await?;
         let condstore = session.capabilities().has("CONDSTORE");
         if condstore {
             // ENABLE is only valid before a mailbox is selected; with QRESYNC on, CHANGEDSINCE
@@ -191,7 +232,7 @@ impl Mailstore {
         }
         Ok(Mailstore {
             session,
-            pool: Some((ctx.pool.clone(), user)),
+            pool: Some((pool.clone(), user)),
             selected: None,
             condstore,
         })

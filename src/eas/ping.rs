@@ -193,6 +193,21 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
                     return Ok(changed(&hit));
                 }
             }
+            Some(Signal::Arrived {
+                mailbox,
+                uidvalidity,
+                uid,
+            }) => {
+                let mut hit: Vec<&FolderEntry> = Vec::new();
+                for f in folders.iter().copied().filter(|f| f.imap_name == mailbox) {
+                    if sync::is_new_arrival(ctx, f.id, uidvalidity, uid)? {
+                        hit.push(f);
+                    }
+                }
+                if !hit.is_empty() {
+                    return Ok(changed(&hit));
+                }
+            }
             Some(Signal::Hierarchy(name)) => {
                 // News only if the device does not know the mailbox under that name.
                 if !hierarchy.iter().any(|f| f.imap_name == name) {

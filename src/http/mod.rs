@@ -50,8 +50,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State for a configuration, opening the state store it names.
-    pub fn new(config: Config) -> Result<AppState, crate::state::StateError> {
+    /// State for a configuration, opening the state store it names (and, with Dovecot's push
+    /// events, binding their socket: call it inside a Tokio runtime).
+    pub fn new(config: Config) -> anyhow::Result<AppState> {
         let store = crate::state::open(&config.state.url)?;
         let auth = Authenticator::new(
             config.imap_config(),
@@ -59,10 +60,12 @@ impl AppState {
             config.auth.failures_before_delay,
             config.auth.default_domain.clone(),
         );
-        let hub = crate::push::Hub::new(
-            config.imap_config(),
-            std::time::Duration::from_secs(config.push.watcher_grace_secs),
-        );
+        // Kept a minute: phones come back within seconds (Ping answered → Sync → Ping).
+        let pool = Arc::new(crate::mailstore::SessionPool::new(
+            std::time::Duration::from_secs(60),
+            4,
+        ));
+        let hub = crate::push::Hub::from_config(&config, pool.clone())?;
         // Validated with the configuration, so only a bug makes this fall back to none.
         let directory = crate::directory::Source::parse(&config.directory.source)
             .map(crate::directory::Directory::new)
@@ -74,11 +77,7 @@ impl AppState {
             auth,
             metrics: Metrics::default(),
             hub,
-            // Kept a minute: phones come back within seconds (Ping answered → Sync → Ping).
-            pool: Arc::new(crate::mailstore::SessionPool::new(
-                std::time::Duration::from_secs(60),
-                4,
-            )),
+            pool,
         })
     }
 }
@@ -98,10 +97,16 @@ async fn route(State(state): State<Arc<AppState>>, request: Request) -> Response
     match path.trim_end_matches('/') {
         "/microsoft-server-activesync" => activesync(state, client, request).await,
         "/autodiscover/autodiscover.xml" => autodiscover(state, client, request).await,
-        "/metrics" if client.is_loopback() => state
-            .metrics
-            .render_with(state.hub.counts())
-            .into_response(),
+        "/metrics" if client.is_loopback() => {
+            let mut text = state.metrics.render_with(state.hub.counts());
+            text.push_str(&state.hub.source_metrics());
+            text.push_str(&format!(
+                "# HELP eas_imap_pooled_sessions Logged-in IMAP sessions kept for the next request.\n\
+                 # TYPE eas_imap_pooled_sessions gauge\neas_imap_pooled_sessions {}\n",
+                state.pool.len()
+            ));
+            text.into_response()
+        }
         _ => HttpError::NotFound.into_response(),
     }
 }

@@ -6,9 +6,12 @@
 //! command decides against the device's own stored state whether it is news for that device,
 //! so a lost, late or forged event can only cause an early or late wake-up, never wrong data.
 //!
-//! Sources today: [`imap_watch`], one IMAP connection per *user* with waiting devices (NOTIFY
-//! when the server has it, else IDLE on INBOX plus STATUS polling of the other folders).
+//! Sources ([`crate::config::PushSource`]): [`imap_watch`], one IMAP connection per *user*
+//! with waiting devices (NOTIFY when the server has it, else IDLE on INBOX plus STATUS polling
+//! of the other folders); [`dovecot_events`], Dovecot's own signed datagrams (no connection
+//! held for waiting devices).
 
+pub mod dovecot_events;
 pub mod imap_watch;
 
 use std::collections::{HashMap, HashSet};
@@ -25,6 +28,13 @@ use crate::secret::Secret;
 pub enum Signal {
     /// A mailbox of the user may have changed; with its STATUS when the source read it.
     Mailbox(String, Option<crate::mailstore::FolderState>),
+    /// New messages arrived in a mailbox, the highest with this UID (Dovecot's events say so
+    /// without reading the mailbox's counters).
+    Arrived {
+        mailbox: String,
+        uidvalidity: u32,
+        uid: u32,
+    },
     /// The user's folder hierarchy changed (a mailbox created, deleted or renamed).
     Hierarchy(String),
     /// A newer request from the same device replaces this one.
@@ -37,14 +47,22 @@ pub enum Signal {
     BackendUp,
 }
 
-/// Something that reports mailbox changes to the hub (the IMAP watchers; Dovecot's own
-/// push events later). `watch` is called when a user gets a first waiting device; a source
-/// stops watching by itself once [`Hub::is_watched`] has been false for [`Hub::grace`].
+/// Something that reports mailbox changes to the hub (the IMAP watchers, Dovecot's events).
+/// `watch` is called whenever a device of a user starts waiting; a source stops watching by
+/// itself once [`Hub::is_watched`] has been false for [`Hub::grace`].
 pub trait EventSource: Send + Sync {
     fn watch(&self, hub: &Arc<Hub>, user: &UserCredentials);
     /// Open connections to the mail server held by this source, for the load tool and
     /// `/metrics`.
     fn connections(&self) -> usize;
+    /// More `/metrics` lines of this source (Prometheus text).
+    fn metrics(&self) -> String {
+        String::new()
+    }
+    /// Where this source receives events, if it does.
+    fn events_addr(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
 }
 
 /// How a source logs in as a user. The password lives only in memory.
@@ -97,6 +115,45 @@ impl Hub {
     /// A hub whose watchers log in to `imap`.
     pub fn new(imap: ImapConfig, grace: Duration) -> Arc<Hub> {
         Hub::with_source(Box::new(imap_watch::ImapWatchers::new(imap)), grace)
+    }
+
+    /// The hub for the configured `push.source`. With Dovecot's events this binds the
+    /// events socket and starts the listener, so it must run inside a Tokio runtime.
+    pub fn from_config(
+        config: &crate::config::Config,
+        pool: Arc<crate::mailstore::SessionPool>,
+    ) -> std::io::Result<Arc<Hub>> {
+        use crate::config::PushSource;
+        let push = &config.push;
+        let grace = Duration::from_secs(push.watcher_grace_secs);
+        if push.source == PushSource::Imap {
+            return Ok(Hub::new(config.imap_config(), grace));
+        }
+        let secret = dovecot_events::read_secret(&push.events_secret_file).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "push.events_secret_file {}: {e}",
+                    push.events_secret_file.display()
+                ),
+            )
+        })?;
+        let settings = dovecot_events::Settings {
+            listen: push.events_listen,
+            socket: push.events_socket.clone(),
+            secret,
+            max_skew: Duration::from_secs(push.events_max_skew_secs),
+            safety_check: (push.source == PushSource::Both)
+                .then(|| Duration::from_secs(push.safety_check_secs)),
+            imap: config.imap_config(),
+            pool,
+        };
+        let place = match &push.events_socket {
+            Some(path) => format!("push.events_socket {}", path.display()),
+            None => format!("push.events_listen {}", push.events_listen),
+        };
+        dovecot_events::DovecotEvents::hub(settings, grace)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{place}: {e}")))
     }
 
     pub fn with_source(source: Box<dyn EventSource>, grace: Duration) -> Arc<Hub> {
@@ -193,7 +250,9 @@ impl Hub {
         };
         for w in entry.waiters.values() {
             let relevant = match &signal {
-                Signal::Mailbox(m, _) => w.mailboxes.contains(m),
+                Signal::Mailbox(m, _) | Signal::Arrived { mailbox: m, .. } => {
+                    w.mailboxes.contains(m)
+                }
                 _ => true,
             };
             if relevant {
@@ -235,6 +294,16 @@ impl Hub {
                 let _ = w.tx.send(Signal::Shutdown);
             }
         }
+    }
+
+    /// The source's own `/metrics` lines.
+    pub fn source_metrics(&self) -> String {
+        self.source.metrics()
+    }
+
+    /// Where the source receives Dovecot's events (None for the IMAP watchers).
+    pub fn events_addr(&self) -> Option<std::net::SocketAddr> {
+        self.source.events_addr()
     }
 
     /// Waiting devices, and connections held by the sources.

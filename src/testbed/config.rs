@@ -41,6 +41,13 @@ pub struct Tuning {
     /// A STORAGE quota for every user, in KiB (the `quota` and `imap_quota` plugins, maildir
     /// backend); `None`: no quota.
     pub storage_quota_kib: Option<u64>,
+    /// Dovecot's push events: load the shipped `contrib/dovecot/eas-push.lua` with the shipped
+    /// `eas-push.conf` (imap and lmtp), sending to `127.0.0.1:<port>`, signed with the secret
+    /// at [`super::Dovecot::events_secret_path`].
+    pub events_port: Option<u16>,
+    /// With push events: send them to the Unix datagram socket
+    /// [`super::Dovecot::events_socket_path`] instead of `events_port`.
+    pub events_unix: bool,
 }
 
 impl Default for Tuning {
@@ -52,6 +59,8 @@ impl Default for Tuning {
             notify: true,
             fts_xapian: false,
             storage_quota_kib: None,
+            events_port: None,
+            events_unix: false,
         }
     }
 }
@@ -69,6 +78,8 @@ impl Tuning {
             notify: true,
             fts_xapian: false,
             storage_quota_kib: None,
+            events_port: None,
+            events_unix: false,
         }
     }
 }
@@ -97,6 +108,36 @@ pub(crate) fn cert_path(dir: &Path) -> std::path::PathBuf {
 
 pub(crate) fn key_path(dir: &Path) -> std::path::PathBuf {
     dir.join("tls-key.pem")
+}
+
+/// The shipped Lua script and configuration snippet for Dovecot's push events.
+pub(crate) const EVENTS_SCRIPT: &str = include_str!("../../contrib/dovecot/eas-push.lua");
+pub(crate) const EVENTS_CONF: &str = include_str!("../../contrib/dovecot/eas-push.conf");
+
+pub(crate) fn events_script_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("eas-push.lua")
+}
+
+pub(crate) fn events_secret_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("eas-push.secret")
+}
+
+pub(crate) fn events_socket_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("eas-events.sock")
+}
+
+/// The shipped snippet with this instance's paths and target instead of the Debian defaults.
+pub(crate) fn events_conf(dir: &Path, target: &str) -> String {
+    EVENTS_CONF
+        .replace(
+            "/etc/dovecot/eas-push.lua",
+            &events_script_path(dir).display().to_string(),
+        )
+        .replace(
+            "/etc/dovecot/eas-push.secret",
+            &events_secret_path(dir).display().to_string(),
+        )
+        .replace("127.0.0.1:5829", target)
 }
 
 /// The configuration with the default [`Tuning`].
@@ -251,7 +292,18 @@ service anvil {{
     if t.fts_xapian {
         conf.push_str(FTS_XAPIAN);
     }
-    conf
+    conf + &events_target(s.dir, t)
+        .map(|target| events_conf(s.dir, &target))
+        .unwrap_or_default()
+}
+
+/// Where the push script sends, if it runs.
+pub(crate) fn events_target(dir: &Path, t: &Tuning) -> Option<String> {
+    if t.events_unix {
+        Some(format!("unix:{}", events_socket_path(dir).display()))
+    } else {
+        t.events_port.map(|p| format!("127.0.0.1:{p}"))
+    }
 }
 
 /// The full-text index: words of 3 to 20 characters, indexed when mail is saved.
@@ -425,6 +477,48 @@ mod tests {
             quota
                 .lines()
                 .any(|l| l == "  mail_plugins = $mail_plugins imap_quota")
+        );
+        assert!(!conf.contains("push_notification"));
+    }
+
+    #[test]
+    fn events_load_the_shipped_script_with_our_paths() {
+        let acc = accounts(false);
+        let settings = Settings {
+            dir: Path::new("/tmp/x"),
+            imap_port: 1,
+            lmtp_port: 2,
+            imaps_port: None,
+            accounts: &acc,
+        };
+        let tuning = Tuning {
+            events_port: Some(4242),
+            ..Tuning::default()
+        };
+        let conf = render_tuned(&settings, &tuning);
+        for line in [
+            "  mail_plugins = $mail_plugins mail_lua notify push_notification push_notification_lua",
+            "  push_notification_driver = lua:file=/tmp/x/eas-push.lua",
+            "  eas_push_target = 127.0.0.1:4242",
+            "  eas_push_secret_file = /tmp/x/eas-push.secret",
+        ] {
+            assert!(conf.lines().any(|l| l == line), "missing {line:?}");
+        }
+        assert_eq!(
+            conf.matches("push_notification_lua").count(),
+            2,
+            "imap and lmtp"
+        );
+        let unix = render_tuned(
+            &settings,
+            &Tuning {
+                events_unix: true,
+                ..Tuning::default()
+            },
+        );
+        assert!(
+            unix.lines()
+                .any(|l| l == "  eas_push_target = unix:/tmp/x/eas-events.sock")
         );
     }
 }

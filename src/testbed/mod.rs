@@ -125,6 +125,8 @@ pub struct Dovecot {
     certificate_pem: Option<String>,
     supervisor: Supervisor,
     users: Mutex<Vec<TestUser>>,
+    events_port: Option<u16>,
+    events_unix: bool,
 }
 
 impl Dovecot {
@@ -150,6 +152,21 @@ impl Dovecot {
             .map_err(|e| TestbedError::io("creating a temporary directory".into(), e))?;
         let dir = temp.path().to_owned();
         Self::launch(&dir, users, Some(temp), false, tuning)
+    }
+
+    /// [`Dovecot::start_in`] with a [`Tuning`] (the demo with Dovecot's push events).
+    pub fn start_in_tuned(
+        dir: &Path,
+        users: &[TestUser],
+        tuning: &Tuning,
+    ) -> Result<Dovecot, TestbedError> {
+        check_installed()?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| TestbedError::io(format!("creating {}", dir.display()), e))?;
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| TestbedError::io(format!("resolving {}", dir.display()), e))?;
+        Self::launch(&dir, users, None, false, tuning)
     }
 
     /// Like [`Dovecot::start`], with TLS: a self-signed certificate for `localhost` and
@@ -192,6 +209,9 @@ impl Dovecot {
         let accounts = Accounts::for_this_process()?;
         prepare_dir(dir, &accounts)?;
         write_passwd(dir, users)?;
+        if tuning.events_port.is_some() || tuning.events_unix {
+            write_events_files(dir, &accounts)?;
+        }
         let certificate_pem = if tls {
             Some(write_certificate(dir)?)
         } else {
@@ -227,6 +247,8 @@ impl Dovecot {
                         certificate_pem,
                         supervisor,
                         users: Mutex::new(users.to_vec()),
+                        events_port: tuning.events_port,
+                        events_unix: tuning.events_unix,
                     });
                 }
                 Err(reason) => {
@@ -275,6 +297,25 @@ impl Dovecot {
             tls_insecure: false,
             timeout: Duration::from_secs(10),
         }
+    }
+
+    /// With push events ([`Tuning::events_port`]): the secret the datagrams are signed with,
+    /// for the gateway's `push.events_secret_file`.
+    pub fn events_secret_path(&self) -> Option<PathBuf> {
+        (self.events_port.is_some() || self.events_unix)
+            .then(|| config::events_secret_path(&self.dir))
+    }
+
+    /// With [`Tuning::events_unix`]: the Unix datagram socket the script sends to, for the
+    /// gateway's `push.events_socket`.
+    pub fn events_socket_path(&self) -> Option<PathBuf> {
+        self.events_unix
+            .then(|| config::events_socket_path(&self.dir))
+    }
+
+    /// Where this instance sends its push events, if it does.
+    pub fn events_port(&self) -> Option<u16> {
+        self.events_port
     }
 
     /// The instance directory (config, passwd-file, `mail/`, `run/`, `dovecot.log`).
@@ -385,6 +426,38 @@ fn check_installed() -> Result<(), TestbedError> {
         }
     }
     Ok(())
+}
+
+/// Where Debian's `lua-socket` puts the module the push script needs (Dovecot links Lua 5.4).
+pub const LUA_SOCKET: &str = "/usr/share/lua/5.4/socket.lua";
+
+/// The shipped push script, and a secret (kept across restarts of the same directory) that
+/// Dovecot's mail user can read.
+fn write_events_files(dir: &Path, accounts: &Accounts) -> Result<(), TestbedError> {
+    use std::os::unix::fs::PermissionsExt;
+
+    if !Path::new(LUA_SOCKET).exists() {
+        return Err(TestbedError::NotInstalled {
+            missing: format!("{LUA_SOCKET} (apt-get install -y lua-socket)").into(),
+        });
+    }
+    let script = config::events_script_path(dir);
+    std::fs::write(&script, config::EVENTS_SCRIPT)
+        .map_err(|e| TestbedError::io(format!("writing {}", script.display()), e))?;
+    let secret = config::events_secret_path(dir);
+    if !secret.exists() {
+        use rand::Rng as _;
+        let bytes: [u8; 32] = rand::thread_rng().r#gen();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(&secret, hex + "\n")
+            .map_err(|e| TestbedError::io(format!("writing {}", secret.display()), e))?;
+    }
+    if !accounts.rootless {
+        std::os::unix::fs::chown(&secret, Some(accounts.mail.uid), Some(accounts.mail.gid))
+            .map_err(|e| TestbedError::io(format!("chown {}", secret.display()), e))?;
+    }
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| TestbedError::io(format!("chmod {}", secret.display()), e))
 }
 
 /// The directory ends up in `dovecot.conf` unquoted, and its sockets must fit `sun_path`.

@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use eas_gateway::imap::Session;
-use eas_gateway::testbed::{Dovecot, Postfix, TestUser};
+use eas_gateway::testbed::{Dovecot, Postfix, TestUser, Tuning};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -37,13 +37,17 @@ pub const USERS: &[&str] = &[
     "max", "nora", "oscar", "pia", "quinn", "rosa", "sam", "tina", "uma",
 ];
 
+/// Options of the binary's Dovecot, set before its first use (tests/push_events.rs turns on
+/// Dovecot's push events); the defaults otherwise.
+pub static TUNING: OnceLock<Tuning> = OnceLock::new();
+
 /// The test binary's Dovecot, started on first use. Panics with the reason (including the
 /// install command when Dovecot is missing) if it cannot start.
 pub fn dovecot() -> &'static Dovecot {
     static DOVECOT: OnceLock<Result<&'static Dovecot, String>> = OnceLock::new();
     let started = DOVECOT.get_or_init(|| {
         let users: Vec<TestUser> = USERS.iter().map(|name| user(name)).collect();
-        Dovecot::start(&users)
+        Dovecot::start_tuned(&users, &TUNING.get().copied().unwrap_or_default())
             .map(Dovecot::leak_until_exit)
             .map_err(|e| e.to_string())
     });
@@ -165,7 +169,12 @@ pub async fn delete(name: &str, mailbox: &str) {
 /// APPEND it runs Dovecot's delivery path, so it looks like newly arrived mail).
 pub async fn deliver(name: &str, message: &[u8]) {
     let (login, _) = credentials(name);
-    let stream = TcpStream::connect(("127.0.0.1", dovecot().lmtp_port()))
+    deliver_via(dovecot().lmtp_port(), &login, message).await;
+}
+
+/// [`deliver`] to any LMTP listener on 127.0.0.1 (another Dovecot than the binary's).
+pub async fn deliver_via(lmtp_port: u16, login: &str, message: &[u8]) {
+    let stream = TcpStream::connect(("127.0.0.1", lmtp_port))
         .await
         .expect("connecting to LMTP");
     let mut lmtp = BufReader::new(stream);

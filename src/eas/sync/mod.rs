@@ -162,6 +162,7 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
         match woke {
             Some(
                 crate::push::Signal::Mailbox(..)
+                | crate::push::Signal::Arrived { .. }
                 | crate::push::Signal::Hierarchy(_)
                 | crate::push::Signal::BackendUp
                 | crate::push::Signal::BackendDown,
@@ -598,15 +599,7 @@ pub fn current_folder(
 /// Whether a folder's counters say the device's newest snapshot of it is out of date. A
 /// folder the device never synced is not news (it has nothing to be out of date with).
 pub fn is_stale(ctx: &Context<'_>, folder: u32, state: &FolderState) -> Result<bool, EasError> {
-    let device = &ctx.device.key;
-    let Some(latest) = ctx.store.collection_keys(device, folder)?.into_iter().max() else {
-        return Ok(false);
-    };
-    let Some(snap) = ctx
-        .store
-        .collection_state(device, folder, latest)?
-        .and_then(|b| Snapshot::decode(&b))
-    else {
+    let Some(snap) = newest_snapshot(ctx, folder)? else {
         return Ok(false);
     };
     Ok(snap.pending
@@ -618,6 +611,35 @@ pub fn is_stale(ctx: &Context<'_>, folder: u32, state: &FolderState) -> Result<b
         || (snap.highest_modseq != 0
             && state.highest_modseq != 0
             && snap.highest_modseq != state.highest_modseq))
+}
+
+/// The device's newest Sync snapshot of a folder (None before its first Sync).
+fn newest_snapshot(ctx: &Context<'_>, folder: u32) -> Result<Option<Snapshot>, EasError> {
+    let device = &ctx.device.key;
+    let Some(latest) = ctx.store.collection_keys(device, folder)?.into_iter().max() else {
+        return Ok(None);
+    };
+    Ok(ctx
+        .store
+        .collection_state(device, folder, latest)?
+        .and_then(|b| Snapshot::decode(&b)))
+}
+
+/// [`is_stale`] for news that only says "a message with this UID arrived" (Dovecot's events
+/// for deliveries and APPENDs): news unless the device's newest snapshot already has that
+/// message (its own APPEND, draft or move) or was taken after it arrived.
+pub fn is_new_arrival(
+    ctx: &Context<'_>,
+    folder: u32,
+    uidvalidity: u32,
+    uid: u32,
+) -> Result<bool, EasError> {
+    let Some(snap) = newest_snapshot(ctx, folder)? else {
+        return Ok(false);
+    };
+    Ok(snap.pending
+        || snap.uidvalidity != uidvalidity
+        || (uid >= snap.uid_next && !snap.items.contains_key(&uid)))
 }
 
 /// Every folder below `parent` in the device's newest folder list, deepest first (so they
