@@ -156,7 +156,9 @@ pub async fn dispatch(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Re
                 )));
             }
         }
-        return ping::run(ctx, body.as_ref()).await;
+        // Boxed: a held Ping lives for minutes, and inline it would carry the size of the
+        // largest command's future (thousands of held Pings, each that size).
+        return Box::pin(ping::run(ctx, body.as_ref())).await;
     }
     if command == Command::Sync {
         // An empty Sync is legal: it repeats the previous request's collections.
@@ -168,14 +170,14 @@ pub async fn dispatch(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Re
                 )));
             }
         }
-        return sync::run(ctx, body.as_ref()).await;
+        return Box::pin(sync::run(ctx, body.as_ref())).await;
     }
     if matches!(
         command,
         Command::SendMail | Command::SmartReply | Command::SmartForward
     ) {
         // A 12.x body is the message itself (see `send`), not a ComposeMail document.
-        return send::run(ctx, body).await;
+        return Box::pin(send::run(ctx, body)).await;
     }
     let body = match body {
         Some(body) => body,
@@ -189,18 +191,18 @@ pub async fn dispatch(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Re
         )));
     }
     match command {
-        Command::Provision => provision::run(ctx, &body).await,
-        Command::Settings => settings::run(ctx, &body).await,
-        Command::FolderSync => foldersync::run(ctx, &body).await,
-        Command::FolderCreate => folderchange::create(ctx, &body).await,
-        Command::FolderUpdate => folderchange::update(ctx, &body).await,
-        Command::FolderDelete => folderchange::delete(ctx, &body).await,
-        Command::GetItemEstimate => getitemestimate::run(ctx, &body).await,
-        Command::MoveItems => moveitems::run(ctx, &body).await,
-        Command::ItemOperations => itemoperations::run(ctx, &body).await,
-        Command::Search => search::run(ctx, &body).await,
-        Command::ResolveRecipients => resolverecipients::run(ctx, &body).await,
-        Command::Find => find::run(ctx, &body).await,
+        Command::Provision => Box::pin(provision::run(ctx, &body)).await,
+        Command::Settings => Box::pin(settings::run(ctx, &body)).await,
+        Command::FolderSync => Box::pin(foldersync::run(ctx, &body)).await,
+        Command::FolderCreate => Box::pin(folderchange::create(ctx, &body)).await,
+        Command::FolderUpdate => Box::pin(folderchange::update(ctx, &body)).await,
+        Command::FolderDelete => Box::pin(folderchange::delete(ctx, &body)).await,
+        Command::GetItemEstimate => Box::pin(getitemestimate::run(ctx, &body)).await,
+        Command::MoveItems => Box::pin(moveitems::run(ctx, &body)).await,
+        Command::ItemOperations => Box::pin(itemoperations::run(ctx, &body)).await,
+        Command::Search => Box::pin(search::run(ctx, &body)).await,
+        Command::ResolveRecipients => Box::pin(resolverecipients::run(ctx, &body)).await,
+        Command::Find => Box::pin(find::run(ctx, &body)).await,
         other => Err(EasError::NotImplemented(other)),
     }
 }
