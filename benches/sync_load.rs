@@ -33,11 +33,9 @@
 //! deterministically (see [`Generator`]).
 
 use std::io::Write as _;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use eas_gateway::config::Config;
@@ -436,11 +434,20 @@ struct FillReport {
 async fn fill(dovecot: &Dovecot, user: &TestUser, n: usize, how: Fill) -> Result<FillReport> {
     let started = Instant::now();
     let bytes = match how {
-        Fill::Maildir => {
-            let local = user.login.split('@').next().unwrap_or_default();
-            let root = dovecot.dir().join("mail").join(DOMAIN).join(local);
-            tokio::task::block_in_place(|| write_maildir(&dovecot.dir().join("mail"), &root, n))?
-        }
+        Fill::Maildir => tokio::task::block_in_place(|| {
+            dovecot.write_inbox(
+                &user.login,
+                (0..n).map(|i| {
+                    let m = Generator::message(i);
+                    eas_gateway::testbed::MaildirMessage {
+                        raw: m.raw,
+                        date: m.date,
+                        seen: m.seen,
+                        flagged: m.flagged,
+                    }
+                }),
+            )
+        })?,
         Fill::Append => {
             let mut s = login(&dovecot.imap_config(), user).await?;
             let mut bytes = 0u64;
@@ -473,55 +480,6 @@ async fn fill(dovecot: &Dovecot, user: &TestUser, n: usize, how: Fill) -> Result
         write,
         index: started.elapsed(),
     })
-}
-
-/// Writes a Maildir (`cur/`, `new/`, `tmp/`) at `root`, owned like the testbed's `mail/`
-/// directory (the unprivileged mail user when we are root). File names follow Dovecot's
-/// form: `<time>.M<usec>P<pid>Q<n>.<host>,S=<file size>,W=<CRLF size>:2,<flags>`, and the
-/// file's mtime is the message's INTERNALDATE.
-fn write_maildir(mail: &Path, root: &Path, n: usize) -> Result<u64> {
-    use std::os::unix::fs::{chown, fchown};
-
-    let meta = std::fs::metadata(mail)?;
-    let (uid, gid) = (meta.uid(), meta.gid());
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    let mut p = root.to_path_buf();
-    while p != mail {
-        dirs.push(p.clone());
-        p = p.parent().ok_or("maildir outside mail/")?.to_path_buf();
-    }
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(root.join(sub))?;
-        dirs.push(root.join(sub));
-    }
-    for d in &dirs {
-        chown(d, Some(uid), Some(gid))?;
-    }
-    let cur = root.join("cur");
-    let mut total = 0u64;
-    for i in 0..n {
-        let m = Generator::message(i);
-        let vsize = m.raw.len() + m.raw.iter().filter(|&&b| b == b'\n').count();
-        let mut flags = String::new();
-        if m.flagged {
-            flags.push('F');
-        }
-        if m.seen {
-            flags.push('S');
-        }
-        let name = format!(
-            "{}.M{i}P1Q{i}.bench,S={},W={vsize}:2,{flags}",
-            m.date,
-            m.raw.len()
-        );
-        let path = cur.join(name);
-        let mut f = std::fs::File::create(&path)?;
-        f.write_all(&m.raw)?;
-        f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(m.date as u64))?;
-        fchown(&f, Some(uid), Some(gid))?;
-        total += m.raw.len() as u64;
-    }
-    Ok(total)
 }
 
 async fn login(cfg: &ImapConfig, user: &TestUser) -> Result<Session> {

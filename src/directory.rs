@@ -57,6 +57,24 @@ impl Entry {
             .or_else(|| self.primary_email().and_then(|e| e.split('@').next()))
     }
 
+    /// Gives a card without a display name one (first and last name, else the address);
+    /// false when there is nothing to show at all.
+    fn complete(&mut self) -> bool {
+        if self.display_name.is_empty() {
+            let joined = [self.first_name.as_deref(), self.last_name.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            self.display_name = if joined.is_empty() {
+                self.primary_email().unwrap_or("").to_owned()
+            } else {
+                joined
+            };
+        }
+        !self.display_name.is_empty() || !self.emails.is_empty()
+    }
+
     /// Lower-cased strings a query word may be the start of.
     fn keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = Vec::new();
@@ -301,19 +319,7 @@ pub fn parse_vcards(text: &str) -> Result<Vec<Entry>, String> {
                 let Some(mut e) = current.take() else {
                     return Err(format!("line {}: END:VCARD without BEGIN", n + 1));
                 };
-                if e.display_name.is_empty() {
-                    let joined = [e.first_name.as_deref(), e.last_name.as_deref()]
-                        .into_iter()
-                        .flatten()
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    e.display_name = if joined.is_empty() {
-                        e.primary_email().unwrap_or("").to_owned()
-                    } else {
-                        joined
-                    };
-                }
-                if !e.display_name.is_empty() || !e.emails.is_empty() {
+                if e.complete() {
                     out.push(e);
                 }
             }
@@ -492,19 +498,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<Entry>, String> {
                 _ => {}
             }
         }
-        if e.display_name.is_empty() {
-            let joined = [e.first_name.as_deref(), e.last_name.as_deref()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(" ");
-            e.display_name = if joined.is_empty() {
-                e.primary_email().unwrap_or("").to_owned()
-            } else {
-                joined
-            };
-        }
-        if !e.emails.is_empty() || !e.display_name.is_empty() {
+        if e.complete() {
             out.push(e);
         }
     }
