@@ -259,30 +259,23 @@ fn status_only(status: u32) -> Reply {
 
 /// The request was understood; its one search failed with `status`.
 fn response_status(status: u32) -> Reply {
-    Reply::Document(Element::with_children(
-        f::Find,
-        vec![
-            Element::with_text(f::Status, "1"),
-            Element::with_children(
-                f::Response,
-                vec![Element::with_text(f::Status, status.to_string())],
-            ),
-        ],
-    ))
+    response(vec![Element::with_text(f::Status, status.to_string())])
 }
 
 fn no_results(total: usize) -> Reply {
+    response(vec![
+        Element::with_text(f::Status, OK.to_string()),
+        Element::with_text(f::Total, total.to_string()),
+    ])
+}
+
+/// `<Find><Status>1</Status><Response>…</Response></Find>`.
+fn response(children: Vec<Element>) -> Reply {
     Reply::Document(Element::with_children(
         f::Find,
         vec![
             Element::with_text(f::Status, "1"),
-            Element::with_children(
-                f::Response,
-                vec![
-                    Element::with_text(f::Status, OK.to_string()),
-                    Element::with_text(f::Total, total.to_string()),
-                ],
-            ),
+            Element::with_children(f::Response, children),
         ],
     ))
 }

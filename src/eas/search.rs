@@ -576,35 +576,25 @@ fn top(status: u32) -> Reply {
 }
 
 fn store_status(status: u32) -> Reply {
-    Reply::Document(Element::with_children(
-        s::Search,
-        vec![
-            Element::with_text(s::Status, "1"),
-            Element::with_children(
-                s::Response,
-                vec![Element::with_children(
-                    s::Store,
-                    vec![Element::with_text(s::Status, status.to_string())],
-                )],
-            ),
-        ],
-    ))
+    store_reply(vec![Element::with_text(s::Status, status.to_string())])
 }
 
 fn no_results(total: usize) -> Reply {
+    store_reply(vec![
+        Element::with_text(s::Status, "1"),
+        Element::with_text(s::Total, total.to_string()),
+    ])
+}
+
+/// `<Search><Status>1</Status><Response><Store>…</Store></Response></Search>`.
+fn store_reply(children: Vec<Element>) -> Reply {
     Reply::Document(Element::with_children(
         s::Search,
         vec![
             Element::with_text(s::Status, "1"),
             Element::with_children(
                 s::Response,
-                vec![Element::with_children(
-                    s::Store,
-                    vec![
-                        Element::with_text(s::Status, "1"),
-                        Element::with_text(s::Total, total.to_string()),
-                    ],
-                )],
+                vec![Element::with_children(s::Store, children)],
             ),
         ],
     ))
