@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The gateway's main job, as a demo: a private Dovecot with a demo user and a few messages, and
 # the gateway in front of it on HTTPS (self-signed certificate) with the embedded state store.
-# Installs Dovecot when missing, like scripts/test.sh. Extra arguments go to `eas-gateway demo`
+# Installs Dovecot, lua-socket and Postfix when missing, like scripts/test.sh. Extra arguments go to `eas-gateway demo`
 # (e.g. --listen 0.0.0.0:8443 --host mail.lan, or --push dovecot-events for push from Dovecot's
 # own events). Stop with Ctrl-C.
 set -euo pipefail
@@ -9,10 +9,14 @@ cd "$(dirname "$0")/.."
 missing=()
 [ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd dovecot-lmtpd)
 [ -e /usr/share/lua/5.4/socket.lua ] || missing+=(lua-socket)
+# Postfix lets the demo send (SendMail/SmartReply/SmartForward into the same Dovecot).
+[ -x /usr/sbin/postfix ] || missing+=(postfix)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "== installing ${missing[*]}"
+  # Postfix's installer asks how to configure the system's own mail; the demo runs a private one.
+  echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
