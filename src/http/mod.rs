@@ -95,8 +95,9 @@ async fn route(State(state): State<Arc<AppState>>, request: Request) -> Response
         .map(|c| c.0.ip());
     let client = client_address(&state.config, peer, request.headers());
     match path.trim_end_matches('/') {
-        "/microsoft-server-activesync" => activesync(state, client, request).await,
-        "/autodiscover/autodiscover.xml" => autodiscover(state, client, request).await,
+        // Each boxed at its own size: a held Ping's task then carries only ActiveSync's state.
+        "/microsoft-server-activesync" => Box::pin(activesync(state, client, request)).await,
+        "/autodiscover/autodiscover.xml" => Box::pin(autodiscover(state, client, request)).await,
         "/metrics" if client.is_loopback() => {
             let mut text = state.metrics.render_with(state.hub.counts());
             text.push_str(&state.hub.source_metrics());
@@ -209,7 +210,7 @@ async fn options(
     client: IpAddr,
     headers: &HeaderMap,
 ) -> Result<Response, HttpError> {
-    authenticate(state, client, headers).await?;
+    Box::pin(authenticate(state, client, headers)).await?;
     let versions = ProtocolVersion::ALL.map(|v| v.as_str()).join(",");
     let commands = eas::IMPLEMENTED
         .iter()
@@ -256,7 +257,8 @@ async fn run_command(
     body: Body,
 ) -> Result<Response, HttpError> {
     let span = tracing::Span::current();
-    let user = authenticate(state, client, headers).await?;
+    // Boxed like the commands: a login's state is large and a held request must not carry it.
+    let user = Box::pin(authenticate(state, client, headers)).await?;
     span.record("user", user.key.as_str());
     span.record("device_id", line.device_id.as_str());
 
@@ -279,7 +281,7 @@ async fn run_command(
     });
 
     let limit = state.config.server.max_body_bytes;
-    let body = read_body(body, limit).await?;
+    let body = Box::pin(read_body(body, limit)).await?;
     let tree = if body.is_empty() {
         None
     } else if is_raw_mime(line.command, headers, &body) {
@@ -440,6 +442,34 @@ mod test {
         assert_eq!(
             client_address(&config, Some(ip("10.0.0.1")), &junk),
             ip("10.0.0.1")
+        );
+    }
+}
+
+#[cfg(test)]
+mod future_size {
+    use super::*;
+
+    /// A held Ping keeps its whole request future alive for minutes, thousands at once: the
+    /// future must stay small (big command states are boxed inside `eas::dispatch`).
+    #[tokio::test]
+    async fn a_held_request_future_stays_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.state.url = format!("sqlite:{}", dir.path().join("s.db").display());
+        let state = Arc::new(AppState::new(config).unwrap());
+        let request = Request::new(axum::body::Body::empty());
+        let fut = route(State(state.clone()), request);
+        let route_size = std::mem::size_of_val(&fut);
+        drop(fut);
+        let fut = activesync(
+            state,
+            "127.0.0.1".parse().unwrap(),
+            Request::new(axum::body::Body::empty()),
+        );
+        eprintln!(
+            "route future {route_size} bytes, activesync future {} bytes",
+            std::mem::size_of_val(&fut)
         );
     }
 }
