@@ -1,7 +1,7 @@
 //! Push: the hub of held Pings (and held Syncs) and the sources that wake them.
 //!
 //! Owns the in-memory registry of waiting devices and the per-user event sources. A waiting
-//! device costs one small entry and one channel: no task, no connection, nothing per folder.
+//! device costs one small entry and one signal queue: no task, no connection, nothing per folder.
 //! Sources ([`EventSource`]) only say "this user's mailbox may have changed"; the waiting
 //! command decides against the device's own stored state whether it is news for that device,
 //! so a lost, late or forged event can only cause an early or late wake-up, never wrong data.
@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::imap::ImapConfig;
 use crate::secret::Secret;
@@ -76,7 +76,7 @@ pub struct UserCredentials {
 struct Waiter {
     id: u64,
     mailboxes: HashSet<String>,
-    tx: mpsc::UnboundedSender<Signal>,
+    tx: SignalSender,
 }
 
 #[derive(Default)]
@@ -96,13 +96,79 @@ pub struct Hub {
     me: Weak<Hub>,
 }
 
+/// The signals on their way to one waiting device. A channel would do, but Tokio's allocates
+/// a block of 32 slots up front (2 KiB and more per waiting device, tens of MiB at 10,000
+/// phones) for the one or two signals a wait ever gets; this queue allocates on first use.
+struct SignalQueue {
+    items: Mutex<std::collections::VecDeque<Signal>>,
+    /// The sending side is gone: once the queue is drained, `recv` answers None.
+    closed: std::sync::atomic::AtomicBool,
+    notify: Notify,
+}
+
+fn signal_queue() -> (SignalSender, SignalReceiver) {
+    let q = Arc::new(SignalQueue {
+        items: Mutex::new(std::collections::VecDeque::new()),
+        closed: std::sync::atomic::AtomicBool::new(false),
+        notify: Notify::new(),
+    });
+    (SignalSender(q.clone()), SignalReceiver(q))
+}
+
+struct SignalSender(Arc<SignalQueue>);
+
+impl SignalSender {
+    fn send(&self, signal: Signal) {
+        self.0
+            .items
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(signal);
+        // Stores a permit when nobody waits yet, so a signal sent before `recv` is not missed.
+        self.0.notify.notify_one();
+    }
+}
+
+impl Drop for SignalSender {
+    fn drop(&mut self) {
+        self.0
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.notify.notify_one();
+    }
+}
+
+/// The waiting device's end: [`SignalReceiver::recv`] is cancel-safe (signals stay queued).
+pub struct SignalReceiver(Arc<SignalQueue>);
+
+impl SignalReceiver {
+    /// The next signal; None once the hub dropped this device and nothing is left.
+    pub async fn recv(&mut self) -> Option<Signal> {
+        loop {
+            if let Some(s) = self
+                .0
+                .items
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_front()
+            {
+                return Some(s);
+            }
+            if self.0.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return None;
+            }
+            self.0.notify.notified().await;
+        }
+    }
+}
+
 /// A device's place in the hub; dropping it leaves the hub.
 pub struct Registration {
     hub: Arc<Hub>,
     user: String,
     device: String,
     id: u64,
-    pub signals: mpsc::UnboundedReceiver<Signal>,
+    pub signals: SignalReceiver,
 }
 
 impl Drop for Registration {
@@ -180,7 +246,7 @@ impl Hub {
         device: &str,
         mailboxes: impl IntoIterator<Item = String>,
     ) -> Registration {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = signal_queue();
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -192,7 +258,7 @@ impl Hub {
             let mut users = self.lock();
             // Checked under the lock `shutdown` takes too, so no registration slips between.
             if self.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
-                let _ = tx.send(Signal::Shutdown);
+                tx.send(Signal::Shutdown);
             }
             let entry = users.entry(user.key.clone()).or_default();
             let old = entry.waiters.insert(
@@ -204,7 +270,7 @@ impl Hub {
                 },
             );
             if let Some(old) = old {
-                let _ = old.tx.send(Signal::Superseded);
+                old.tx.send(Signal::Superseded);
             }
         }
         // Every time, not only for the first device: it also refreshes the credentials the
@@ -223,7 +289,7 @@ impl Hub {
     pub fn supersede(&self, user: &str, device: &str) {
         let users = self.lock();
         if let Some(w) = users.get(user).and_then(|u| u.waiters.get(device)) {
-            let _ = w.tx.send(Signal::Superseded);
+            w.tx.send(Signal::Superseded);
         }
     }
 
@@ -256,7 +322,7 @@ impl Hub {
                 _ => true,
             };
             if relevant {
-                let _ = w.tx.send(signal.clone());
+                w.tx.send(signal.clone());
             }
         }
     }
@@ -291,7 +357,7 @@ impl Hub {
             .store(true, std::sync::atomic::Ordering::SeqCst);
         for entry in users.values() {
             for w in entry.waiters.values() {
-                let _ = w.tx.send(Signal::Shutdown);
+                w.tx.send(Signal::Shutdown);
             }
         }
     }
