@@ -233,17 +233,20 @@ fn gal_find(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasError> {
     w.start(f::Response).map_err(enc)?;
     w.text_element(io::Store, "GAL").map_err(enc)?;
     w.text_element(f::Status, &OK.to_string()).map_err(enc)?;
-    for entry in &found[first..=last] {
-        w.start(f::Result).map_err(enc)?;
-        w.start(f::Properties).map_err(enc)?;
-        gal::write_properties(&mut w, entry, &mut budget)?;
-        w.end().map_err(enc)?;
-        w.end().map_err(enc)?;
-    }
-    w.text_element(f::Range, &format!("{first}-{last}"))
-        .map_err(enc)?;
-    w.text_element(f::Total, &found.len().to_string())
-        .map_err(enc)?;
+    let tags = gal::ResultTags {
+        result: f::Result,
+        properties: f::Properties,
+        range: f::Range,
+        total: f::Total,
+    };
+    gal::write_results(
+        &mut w,
+        &tags,
+        &found[first..=last],
+        first,
+        found.len(),
+        &mut budget,
+    )?;
     w.end().map_err(enc)?;
     w.end().map_err(enc)?;
     Ok(Reply::Bytes(w.finish().map_err(enc)?))

@@ -107,6 +107,40 @@ pub fn write_properties<W: std::io::Write>(
     Ok(())
 }
 
+/// The tags of a command's result list: Search and Find each have their own.
+pub struct ResultTags {
+    pub result: Tag,
+    pub properties: Tag,
+    pub range: Tag,
+    pub total: Tag,
+}
+
+/// `Result { Properties { gal:… } }` for each shown entry (the first is number `first`), then
+/// `Range` and `Total`.
+pub fn write_results<W: std::io::Write>(
+    w: &mut Writer<W>,
+    tags: &ResultTags,
+    shown: &[Entry],
+    first: usize,
+    total: usize,
+    pictures: &mut PictureBudget,
+) -> Result<(), EasError> {
+    let enc = |e: eas_wbxml::EncodeError| EasError::Internal(e.to_string());
+    for entry in shown {
+        w.start(tags.result).map_err(enc)?;
+        w.start(tags.properties).map_err(enc)?;
+        write_properties(w, entry, pictures)?;
+        w.end().map_err(enc)?;
+        w.end().map_err(enc)?;
+    }
+    let last = first + shown.len().max(1) - 1;
+    w.text_element(tags.range, &format!("{first}-{last}"))
+        .map_err(enc)?;
+    w.text_element(tags.total, &total.to_string())
+        .map_err(enc)?;
+    Ok(())
+}
+
 /// `first-last` → the slice of `total` results to show, at most `max` of them; None when the
 /// range starts past the end.
 pub fn window(first: usize, last: usize, total: usize, max: usize) -> Option<(usize, usize)> {

@@ -633,17 +633,20 @@ fn gal_search(
     w.start(s::Response).map_err(enc)?;
     w.start(s::Store).map_err(enc)?;
     w.text_element(s::Status, &OK.to_string()).map_err(enc)?;
-    for entry in &found[first..=last] {
-        w.start(s::Result).map_err(enc)?;
-        w.start(s::Properties).map_err(enc)?;
-        gal::write_properties(&mut w, entry, &mut budget)?;
-        w.end().map_err(enc)?;
-        w.end().map_err(enc)?;
-    }
-    w.text_element(s::Range, &format!("{first}-{last}"))
-        .map_err(enc)?;
-    w.text_element(s::Total, &found.len().to_string())
-        .map_err(enc)?;
+    let tags = gal::ResultTags {
+        result: s::Result,
+        properties: s::Properties,
+        range: s::Range,
+        total: s::Total,
+    };
+    gal::write_results(
+        &mut w,
+        &tags,
+        &found[first..=last],
+        first,
+        found.len(),
+        &mut budget,
+    )?;
     w.end().map_err(enc)?;
     w.end().map_err(enc)?;
     w.end().map_err(enc)?;
