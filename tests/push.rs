@@ -7,9 +7,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use eas::{Gateway, Phone, find_text, folder_changes};
+use eas::{Gateway, Phone, find_text, folder_changes, sync_to_end};
 use eas_wbxml::Element;
-use eas_wbxml::tags::{airsync as a, ping as p};
+use eas_wbxml::tags::ping as p;
 
 async fn gateway() -> Gateway {
     Gateway::start(support::dovecot().imap_config(), |c| {
@@ -30,37 +30,6 @@ async fn phone(g: &Gateway, user: &str, device: &str) -> (Phone, String, String)
     let inbox = folders.iter().find(|f| f.kind == 2).unwrap().id.clone();
     let key = sync_to_end(&ph, &inbox, "0").await;
     (ph, inbox, key)
-}
-
-/// Syncs a folder until nothing more is pending; returns the last key.
-async fn sync_to_end(ph: &Phone, coll: &str, from: &str) -> String {
-    let mut key = from.to_owned();
-    loop {
-        let r = ph
-            .send(
-                "Sync",
-                &format!(
-                    r#"<Sync xmlns="AirSync:"><Collections><Collection><SyncKey>{key}</SyncKey><CollectionId>{coll}</CollectionId><WindowSize>100</WindowSize></Collection></Collections></Sync>"#
-                ),
-            )
-            .await
-            .tree();
-        let c = r
-            .child(a::Collections)
-            .unwrap()
-            .child(a::Collection)
-            .unwrap();
-        let new = c.child(a::SyncKey).unwrap().text().unwrap().to_owned();
-        let more = c.child(a::MoreAvailable).is_some();
-        if new == key && !more {
-            return key;
-        }
-        key = new;
-        if key != "0" && !more {
-            // One more round confirms nothing is left.
-            continue;
-        }
-    }
 }
 
 fn ping_xml(heartbeat: u64, folders: &[&str]) -> String {

@@ -16,12 +16,12 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use eas::{Gateway, Phone, find_text, folder_changes};
+use eas::{Gateway, Phone, find_text, folder_changes, sync_to_end};
 use eas_gateway::config::PushSource;
 use eas_gateway::push::dovecot_events::{MAGIC, escape, read_secret, sign};
 use eas_gateway::testbed::{Dovecot, TestUser, Tuning};
 use eas_wbxml::Element;
-use eas_wbxml::tags::{airsync as a, ping as p};
+use eas_wbxml::tags::ping as p;
 
 /// Copies every datagram of the binary's Dovecot to every registered gateway.
 struct Relay {
@@ -104,33 +104,6 @@ async fn phone_as(
 async fn phone(g: &Gateway, user: &str, device: &str) -> (Phone, String, String) {
     let (login, password) = support::credentials(user);
     phone_as(g, &login, &password, device).await
-}
-
-/// Syncs a folder until nothing more is pending; returns the last key.
-async fn sync_to_end(ph: &Phone, coll: &str, from: &str) -> String {
-    let mut key = from.to_owned();
-    loop {
-        let r = ph
-            .send(
-                "Sync",
-                &format!(
-                    r#"<Sync xmlns="AirSync:"><Collections><Collection><SyncKey>{key}</SyncKey><CollectionId>{coll}</CollectionId><WindowSize>100</WindowSize></Collection></Collections></Sync>"#
-                ),
-            )
-            .await
-            .tree();
-        let c = r
-            .child(a::Collections)
-            .unwrap()
-            .child(a::Collection)
-            .unwrap();
-        let new = c.child(a::SyncKey).unwrap().text().unwrap().to_owned();
-        let more = c.child(a::MoreAvailable).is_some();
-        if new == key && !more {
-            return key;
-        }
-        key = new;
-    }
 }
 
 fn ping_xml(heartbeat: u64, folders: &[&str]) -> String {

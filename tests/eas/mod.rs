@@ -337,3 +337,39 @@ pub fn folder_changes(fs: &Element) -> (Vec<Folder>, Vec<Folder>, Vec<String>) {
     assert_eq!(count, adds.len() + updates.len() + deletes.len(), "Count");
     (adds, updates, deletes)
 }
+
+/// Syncs a folder until nothing more is pending; returns the last key.
+pub async fn sync_to_end(ph: &Phone, coll: &str, from: &str) -> String {
+    let mut key = from.to_owned();
+    loop {
+        let r = ph
+            .send(
+                "Sync",
+                &format!(
+                    r#"<Sync xmlns="AirSync:"><Collections><Collection><SyncKey>{key}</SyncKey><CollectionId>{coll}</CollectionId><WindowSize>100</WindowSize></Collection></Collections></Sync>"#
+                ),
+            )
+            .await
+            .tree();
+        let c = r
+            .child(eas_wbxml::tags::airsync::Collections)
+            .unwrap()
+            .child(eas_wbxml::tags::airsync::Collection)
+            .unwrap();
+        let new = c
+            .child(eas_wbxml::tags::airsync::SyncKey)
+            .unwrap()
+            .text()
+            .unwrap()
+            .to_owned();
+        let more = c.child(eas_wbxml::tags::airsync::MoreAvailable).is_some();
+        if new == key && !more {
+            return key;
+        }
+        key = new;
+        if key != "0" && !more {
+            // One more round confirms nothing is left.
+            continue;
+        }
+    }
+}
