@@ -10,8 +10,8 @@ use eas_wbxml::{Element, Writer};
 
 use super::search::{self, Found, Query, QueryError};
 use super::{Context, EasError, Reply, child_text, gal};
+use crate::mime::MessageView;
 use crate::mime::body::preview;
-use crate::mime::{MessageMeta, MessageView};
 
 const OK: u32 = 1;
 const INVALID_REQUEST: u32 = 2;
@@ -139,14 +139,7 @@ async fn mailbox(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasErr
             continue; // expunged since the search
         };
         let folder = &folders[i as usize];
-        let view = MessageView::parse(
-            &m.raw,
-            MessageMeta {
-                flags: m.flags.clone(),
-                internal_date: m.internal_date,
-                size: m.size,
-            },
-        );
+        let view = super::sync::items::view(m);
         w.start(f::Result).map_err(enc)?;
         w.text_element(a::Class, "Email").map_err(enc)?;
         w.text_element(a::ServerId, &format!("{}:{uid}", folder.id))

@@ -157,14 +157,7 @@ impl Rendered {
         let Some(m) = self.full.get(&uid) else {
             return Ok(());
         };
-        let view = MessageView::parse(
-            &m.raw,
-            MessageMeta {
-                flags: m.flags.clone(),
-                internal_date: m.internal_date,
-                size: m.size,
-            },
-        );
+        let view = view(m);
         let prefix = format!("{}:{uid}", self.folder);
         let options = ItemOptions {
             version,
@@ -191,16 +184,21 @@ pub async fn attachment(
     let Some(m) = store.fetch(mailbox, &[uid]).await?.into_iter().next() else {
         return Ok(None);
     };
-    let view = MessageView::parse(
+    let view = view(&m);
+    Ok(view
+        .attachment(&path)
+        .ok()
+        .map(|a| (a.content_type.clone(), a.data.into_owned())))
+}
+
+/// A fetched message as the MIME layer sees it, with the IMAP facts it needs.
+pub(crate) fn view(m: &crate::mailstore::Message) -> MessageView<'_> {
+    MessageView::parse(
         &m.raw,
         MessageMeta {
             flags: m.flags.clone(),
             internal_date: m.internal_date,
             size: m.size,
         },
-    );
-    Ok(view
-        .attachment(&path)
-        .ok()
-        .map(|a| (a.content_type.clone(), a.data.into_owned())))
+    )
 }
