@@ -75,12 +75,15 @@ struct Args {
     search_sizes: Vec<usize>,
     search_iterations: usize,
     fts: bool,
+    probe: bool,
 }
 
 const USAGE: &str = "\
 usage: cargo bench --bench sync_load -- [initial] [idle] [memory] [search] [options]
   --messages N          initial: INBOX size (10000)
   --rounds N            initial: timed rounds of (raw IMAP, gateway) (1)
+  --probe               initial: also time each IMAP step of a page on kept, fresh and
+                        re-selecting sessions
   --idle-sizes A,B,..   idle: mailbox sizes (1000,10000)
   --iterations N        idle: no-change Syncs per size (500)
   --setup-window N      idle: WindowSize of the one-off full sync before measuring (512)
@@ -108,6 +111,7 @@ impl Args {
             search_sizes: vec![10_000, 100_000],
             search_iterations: 20,
             fts: false,
+            probe: false,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -120,6 +124,7 @@ impl Args {
                 "memory" => args.memory = true,
                 "search" => args.search = true,
                 "--fts" => args.fts = true,
+                "--probe" => args.probe = true,
                 "--search-sizes" => {
                     args.search_sizes = value()?
                         .split(',')
@@ -913,6 +918,9 @@ impl Bench {
         );
         let mut ratios = Vec::new();
         for round in 1..=self.args.rounds {
+            if self.args.probe && round == 1 {
+                raw_probe(&cfg, &user).await?;
+            }
             let raw = raw_imap(&cfg, &user).await?;
             let started = Instant::now();
             let (phone, inbox) = self.phone(&user).await?;
@@ -1341,4 +1349,123 @@ fn main() -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// What each IMAP step of a gateway page costs Dovecot, per batch of 100 (30 batches each):
+/// A, one kept session that UNSELECTs between batches; B, a new session per batch; C, one
+/// session that keeps INBOX selected; D, one session that SELECTs INBOX again per batch.
+async fn raw_probe(cfg: &ImapConfig, user: &TestUser) -> Result<()> {
+    const BATCHES: usize = 30;
+    const STEPS: [&str; 8] = [
+        "STATUS",
+        "SELECT",
+        "FETCH CHANGEDSINCE",
+        "UID SEARCH ALL",
+        "UID FETCH 100 bodies",
+        "UNSELECT",
+        "NOOP",
+        "connect+LOGIN+ENABLE",
+    ];
+    let mut s = login(cfg, user).await?;
+    s.enable_qresync().await?;
+    let modseq = s.select("INBOX").await?.highest_modseq.unwrap_or(1);
+    let mut uids: Vec<u32> = s
+        .uid_fetch_flags(&SequenceSet::all())
+        .await?
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    uids.sort_unstable_by(|a, b| b.cmp(a));
+    s.unselect().await?;
+    let query = FetchQuery::new().flags().internal_date().size().body();
+    let items = ["UIDVALIDITY", "UIDNEXT", "MESSAGES", "HIGHESTMODSEQ"];
+    let all = eas_gateway::imap::SearchKey::All;
+    let report = |name: &str, t: &[Duration; 8]| {
+        println!("  probe {name} (ms per batch of 100):");
+        for (step, d) in STEPS.iter().zip(t) {
+            if !d.is_zero() {
+                println!(
+                    "    {step:<22} {:.2}",
+                    d.as_secs_f64() * 1e3 / BATCHES as f64
+                );
+            }
+        }
+    };
+    fn lap(t: &mut [Duration; 8], i: usize, mark: &mut Instant) {
+        t[i] += mark.elapsed();
+        *mark = Instant::now();
+    }
+
+    let mut t = [Duration::ZERO; 8];
+    for chunk in uids.chunks(100).take(BATCHES) {
+        let set: SequenceSet = chunk.iter().collect();
+        let mut m = Instant::now();
+        s.noop().await?;
+        lap(&mut t, 6, &mut m);
+        s.status("INBOX", &items).await?;
+        lap(&mut t, 0, &mut m);
+        s.select("INBOX").await?;
+        lap(&mut t, 1, &mut m);
+        s.uid_fetch_changes(&SequenceSet::all(), modseq).await?;
+        lap(&mut t, 2, &mut m);
+        s.uid_search(&all).await?;
+        lap(&mut t, 3, &mut m);
+        s.uid_fetch(&set, &query).await?;
+        lap(&mut t, 4, &mut m);
+        s.unselect().await?;
+        lap(&mut t, 5, &mut m);
+    }
+    report("A: kept session, UNSELECT after each batch", &t);
+
+    let mut t = [Duration::ZERO; 8];
+    for chunk in uids.chunks(100).take(BATCHES) {
+        let set: SequenceSet = chunk.iter().collect();
+        let mut m = Instant::now();
+        let mut n = login(cfg, user).await?;
+        n.enable_qresync().await?;
+        lap(&mut t, 7, &mut m);
+        n.status("INBOX", &items).await?;
+        lap(&mut t, 0, &mut m);
+        n.select("INBOX").await?;
+        lap(&mut t, 1, &mut m);
+        n.uid_fetch_changes(&SequenceSet::all(), modseq).await?;
+        lap(&mut t, 2, &mut m);
+        n.uid_search(&all).await?;
+        lap(&mut t, 3, &mut m);
+        n.uid_fetch(&set, &query).await?;
+        lap(&mut t, 4, &mut m);
+        let _ = n.logout().await;
+    }
+    report("B: a new session per batch", &t);
+
+    s.select("INBOX").await?;
+    let mut t = [Duration::ZERO; 8];
+    for chunk in uids.chunks(100).take(BATCHES) {
+        let set: SequenceSet = chunk.iter().collect();
+        let mut m = Instant::now();
+        s.noop().await?;
+        lap(&mut t, 6, &mut m);
+        s.status("INBOX", &items).await?;
+        lap(&mut t, 0, &mut m);
+        s.uid_fetch_changes(&SequenceSet::all(), modseq).await?;
+        lap(&mut t, 2, &mut m);
+        s.uid_search(&all).await?;
+        lap(&mut t, 3, &mut m);
+        s.uid_fetch(&set, &query).await?;
+        lap(&mut t, 4, &mut m);
+    }
+    report("C: kept session, INBOX stays selected", &t);
+
+    let mut t = [Duration::ZERO; 8];
+    for chunk in uids.chunks(100).take(BATCHES) {
+        let set: SequenceSet = chunk.iter().collect();
+        let mut m = Instant::now();
+        s.select("INBOX").await?;
+        lap(&mut t, 1, &mut m);
+        s.uid_fetch(&set, &query).await?;
+        lap(&mut t, 4, &mut m);
+    }
+    report("D: kept session, INBOX selected again per batch", &t);
+    let _ = s.logout().await;
+    Ok(())
 }

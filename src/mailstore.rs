@@ -98,6 +98,10 @@ const FETCH_BATCH: usize = 200;
 /// process start and a mailbox open (4–100 ms, growing with the mailbox), a kept session
 /// answers STATUS in a tenth of a millisecond. Sessions idle longer than `max_idle` are
 /// dropped; at most `per_user` are kept for one user.
+///
+/// A kept session may keep a mailbox selected (see [`Mailstore::close`]); one that has
+/// nothing selected and never closed a mailbox serves as the *probe* that reads STATUS of a
+/// mailbox another session has selected (see [`Mailstore::folder_state`]).
 pub struct SessionPool {
     idle: std::sync::Mutex<HashMap<String, Vec<Pooled>>>,
     max_idle: std::time::Duration,
@@ -106,16 +110,25 @@ pub struct SessionPool {
 
 struct Pooled {
     session: Session,
-    selected: Option<String>,
+    /// The mailbox the session has selected, and the UIDVALIDITY its view was opened with.
+    selected: Option<(String, u32)>,
     condstore: bool,
     since: std::time::Instant,
-    /// The session has had a mailbox selected. After a Sync paged through a mailbox on it,
-    /// Dovecot answered STATUS of that mailbox on the same session in 3 ms at 10,000
-    /// messages, growing with the mailbox, against 0.15 ms on a session that never selected
-    /// it (which earlier command causes this was not pinned down: SELECT, fetches and
-    /// searches replayed by hand on a new session did not). So such a session is replaced
-    /// by a fresh login in the background and only used until the replacement arrives.
+    /// The session has closed a mailbox it had selected (UNSELECT, or SELECT of another).
+    /// Dovecot then answers STATUS of that mailbox on the same session slowly, growing with
+    /// the mailbox: 5.3 ms at 10,000 messages against 0.26 ms while it stays selected and
+    /// 0.57 ms on a new session. So such a session is replaced by a fresh login in the
+    /// background and only used until the replacement arrives.
     worn: bool,
+}
+
+/// What a request takes from the pool.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The session commands run on: best one that kept a mailbox selected, then a fresh one.
+    Reader,
+    /// Only a session with nothing selected that never closed a mailbox.
+    Probe,
 }
 
 impl SessionPool {
@@ -127,15 +140,20 @@ impl SessionPool {
         }
     }
 
-    fn take(&self, user: &str) -> Option<Pooled> {
+    fn take(&self, user: &str, role: Role) -> Option<Pooled> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(user)?;
         list.retain(|p| p.since.elapsed() < self.max_idle);
-        // A fresh session first: a worn one answers STATUS slowly.
-        let p = match list.iter().rposition(|p| !p.worn) {
-            Some(i) => Some(list.remove(i)),
-            None => list.pop(),
+        let fresh = |p: &Pooled| !p.worn && p.selected.is_none();
+        let i = match role {
+            Role::Reader => list
+                .iter()
+                .rposition(|p| !p.worn && p.selected.is_some())
+                .or_else(|| list.iter().rposition(fresh))
+                .or_else(|| list.len().checked_sub(1)),
+            Role::Probe => list.iter().rposition(fresh),
         };
+        let p = i.map(|i| list.remove(i));
         if list.is_empty() {
             idle.remove(user);
         }
@@ -205,13 +223,21 @@ impl SessionPool {
 
 pub struct Mailstore {
     session: Session,
-    /// Where the session goes back to, and for whom.
+    /// Where the sessions go back to, and for whom.
     pool: Option<(std::sync::Arc<SessionPool>, String)>,
-    /// The mailbox currently selected (read-write).
-    selected: Option<String>,
+    /// The mailbox currently selected (read-write) and the UIDVALIDITY its view was opened
+    /// with.
+    selected: Option<(String, u32)>,
     condstore: bool,
-    /// A mailbox has been selected on this session (see [`Pooled::worn`]).
+    /// A mailbox has been closed on this session (see [`Pooled::worn`]).
     worn: bool,
+    /// The selected mailbox's state as this request last read it, with the session's view
+    /// synced after it; dropped by any command of ours that changes a mailbox. Saves the
+    /// round trips a second look within the same request would cost.
+    view: Option<FolderState>,
+    /// A second session for STATUS of the mailbox `session` has selected, taken when first
+    /// needed; with its CONDSTORE.
+    probe: Option<(Session, bool)>,
     /// What a replacement login needs: server, login and password.
     relogin: (
         crate::imap::ImapConfig,
@@ -248,7 +274,7 @@ impl Mailstore {
             login.to_owned(),
             crate::secret::Secret::new(password.to_owned()),
         );
-        while let Some(mut p) = pool.take(&user) {
+        while let Some(mut p) = pool.take(&user, Role::Reader) {
             // A kept session may have been closed by the server meanwhile (autologout, a
             // restart, `doveadm kick`): one NOOP tells, and costs a round trip on loopback.
             if p.session.noop().await.is_ok() {
@@ -258,6 +284,8 @@ impl Mailstore {
                     selected: p.selected,
                     condstore: p.condstore,
                     worn: p.worn,
+                    view: None,
+                    probe: None,
                     relogin,
                 });
             }
@@ -269,6 +297,8 @@ impl Mailstore {
             selected: None,
             condstore,
             worn: false,
+            view: None,
+            probe: None,
             relogin,
         })
     }
@@ -290,89 +320,178 @@ impl Mailstore {
         Ok((session, condstore))
     }
 
-    /// Gives the session back to the pool for the user's next request.
+    /// Gives the sessions back to the pool for the user's next request.
     pub async fn close(mut self) {
-        // A kept session must not hold a mailbox view: STATUS of a selected mailbox answers
-        // from that view, and the next request would pay a SELECT to refresh it.
-        if self.selected.is_some() {
-            if self.session.unselect().await.is_err() {
-                let _ = self.session.logout().await;
-                return;
+        // The selected mailbox stays selected: the next request of this user most likely
+        // reads the same folder (a phone paging through it, or asking again), and Dovecot
+        // serves a kept view far cheaper than a new one. At 10,000 messages, fetching 100
+        // messages took 14.6 ms on a session that kept INBOX selected, 30 ms right after a
+        // new SELECT and 44 ms on a new session; STATUS took 0.26 ms on the selected mailbox
+        // against 5.3 ms after UNSELECT (docs/benchmarks.md, "Initial sync").
+        let Some((pool, user)) = self.pool.take() else {
+            let _ = self.session.logout().await;
+            if let Some((probe, _)) = self.probe.take() {
+                let _ = probe.logout().await;
             }
-            self.selected = None;
+            return;
+        };
+        if let Some((session, condstore)) = self.probe.take() {
+            pool.put(
+                &user,
+                Pooled {
+                    session,
+                    selected: None,
+                    condstore,
+                    since: std::time::Instant::now(),
+                    worn: false,
+                },
+            );
         }
-        match self.pool.take() {
-            Some((pool, user)) => {
-                let worn = self.worn;
-                pool.put(
-                    &user,
-                    Pooled {
-                        session: self.session,
-                        selected: self.selected,
-                        condstore: self.condstore,
+        let worn = self.worn;
+        pool.put(
+            &user,
+            Pooled {
+                session: self.session,
+                selected: self.selected,
+                condstore: self.condstore,
+                since: std::time::Instant::now(),
+                worn,
+            },
+        );
+        if worn {
+            // The worn session stays until a fresh one replaces it, so the next request
+            // never waits for a login.
+            let (imap, login, password) = self.relogin;
+            tokio::spawn(async move {
+                if let Ok((session, condstore)) =
+                    Mailstore::login(&imap, &login, password.expose()).await
+                {
+                    let fresh = Pooled {
+                        session,
+                        selected: None,
+                        condstore,
                         since: std::time::Instant::now(),
-                        worn,
-                    },
-                );
-                if worn {
-                    // The worn session stays until a fresh one replaces it, so the next
-                    // request never waits for a login.
-                    let (imap, login, password) = self.relogin;
-                    tokio::spawn(async move {
-                        if let Ok((session, condstore)) =
-                            Mailstore::login(&imap, &login, password.expose()).await
-                        {
-                            let fresh = Pooled {
-                                session,
-                                selected: None,
-                                condstore,
-                                since: std::time::Instant::now(),
-                                worn: false,
-                            };
-                            pool.put_replacement(&user, fresh);
-                        }
-                    });
+                        worn: false,
+                    };
+                    pool.put_replacement(&user, fresh);
                 }
+            });
+        }
+    }
+
+    fn is_selected(&self, mailbox: &str) -> bool {
+        self.selected.as_ref().is_some_and(|(m, _)| m == mailbox)
+    }
+
+    /// STATUS of a mailbox: one round trip, no message touched (two when this session has
+    /// it selected, and the view is synced after them).
+    ///
+    /// STATUS of the selected mailbox would answer from the session's view, and a kept view
+    /// can outlive its mailbox: Dovecot keeps showing the old mailbox to a session that has
+    /// it selected after another client deleted it and created one of the same name, even
+    /// after NOOP. So the state comes from a probe session that opens the mailbox afresh,
+    /// and a UIDVALIDITY other than the view's means the view is dropped and the mailbox
+    /// selected again. The view is synced (NOOP) after the STATUS, so what this request
+    /// lists is never older than the state it records.
+    pub async fn folder_state(&mut self, mailbox: &str) -> Result<FolderState, ImapError> {
+        if !self.is_selected(mailbox) {
+            return status(&mut self.session, mailbox, self.condstore).await;
+        }
+        if let Some(state) = self.view {
+            return Ok(state);
+        }
+        let probed = self.probe_status(mailbox).await;
+        let view_uidvalidity = self.selected.as_ref().map_or(0, |(_, v)| *v);
+        match probed {
+            Ok(state) if state.uidvalidity == view_uidvalidity => {
+                if let Err(e) = self.session.noop().await {
+                    self.selected = None;
+                    return Err(e);
+                }
+                self.view = Some(state);
+                Ok(state)
             }
-            None => {
-                let _ = self.session.logout().await;
+            other => {
+                // Gone, or another mailbox under the same name: the view shows a mailbox
+                // that is no more. The next read selects afresh.
+                self.selected = None;
+                self.worn = true;
+                other
             }
         }
     }
 
-    /// STATUS of a mailbox: one round trip, no message touched.
-    pub async fn folder_state(&mut self, mailbox: &str) -> Result<FolderState, ImapError> {
-        if self.selected.as_deref() == Some(mailbox) {
-            // STATUS of the selected mailbox answers from the session's view, which a kept
-            // session may hold from before another client deleted and recreated it; selecting
-            // again reads the mailbox as it is.
-            return self.select(mailbox).await;
+    /// STATUS on the probe session: the pool's, or a new login; a probe that fails for any
+    /// reason but the mailbox's (NO) is replaced once.
+    async fn probe_status(&mut self, mailbox: &str) -> Result<FolderState, ImapError> {
+        let mut retried = false;
+        loop {
+            let (mut probe, condstore) = match self.probe.take() {
+                Some(p) => p,
+                None => match self
+                    .pool
+                    .as_ref()
+                    .and_then(|(pool, user)| pool.take(user, Role::Probe))
+                {
+                    Some(p) => (p.session, p.condstore),
+                    None => {
+                        let (imap, login, password) = &self.relogin;
+                        Mailstore::login(imap, login, password.expose()).await?
+                    }
+                },
+            };
+            match status(&mut probe, mailbox, condstore).await {
+                Err(e) if !retried && !matches!(e, ImapError::No { .. }) => {
+                    retried = true;
+                    tracing::debug!(error = %e, "probe session failed; logging in again");
+                }
+                result => {
+                    self.probe = Some((probe, condstore));
+                    return result;
+                }
+            }
         }
-        let mut items = vec!["UIDVALIDITY", "UIDNEXT", "MESSAGES"];
-        if self.condstore {
-            items.push("HIGHESTMODSEQ");
+    }
+
+    /// The state of a mailbox, selected afterwards, with the session's view of it up to
+    /// date (see [`Mailstore::folder_state`]).
+    async fn refresh(&mut self, mailbox: &str) -> Result<FolderState, ImapError> {
+        if self.is_selected(mailbox) {
+            let state = self.folder_state(mailbox).await?;
+            if self.is_selected(mailbox) {
+                return Ok(state);
+            }
         }
-        Ok(FolderState::from_status(
-            &self.session.status(mailbox, &items).await?,
-        ))
+        self.select(mailbox).await
+    }
+
+    /// Our own command changed a mailbox: what this request read before is out of date.
+    fn dirty(&mut self) {
+        self.view = None;
     }
 
     async fn select(&mut self, mailbox: &str) -> Result<FolderState, ImapError> {
+        // Selecting closes the mailbox selected before; a session that closed one answers
+        // STATUS of it slowly afterwards (see [`Pooled::worn`]).
+        if self.selected.take().is_some() {
+            self.worn = true;
+        }
+        self.view = None;
         // A failed SELECT leaves nothing selected (RFC 3501).
-        self.selected = None;
-        self.worn = true;
         let s = self.session.select(mailbox).await?;
-        self.selected = Some(mailbox.to_owned());
-        Ok(FolderState {
+        self.selected = Some((mailbox.to_owned(), s.uid_validity));
+        let state = FolderState {
             uidvalidity: s.uid_validity,
             highest_modseq: s.highest_modseq.unwrap_or(0),
             uid_next: s.uid_next.unwrap_or(0),
             exists: s.exists,
-        })
+        };
+        self.view = Some(state);
+        Ok(state)
     }
 
     async fn ensure_selected(&mut self, mailbox: &str) -> Result<(), ImapError> {
-        if self.selected.as_deref() != Some(mailbox) {
+        if !self.is_selected(mailbox) {
             self.select(mailbox).await?;
         }
         Ok(())
@@ -385,7 +504,7 @@ impl Mailstore {
         mailbox: &str,
         since: u64,
     ) -> Result<Listing, ImapError> {
-        let state = self.select(mailbox).await?;
+        let state = self.refresh(mailbox).await?;
         if state.exists == 0 {
             return Ok(Listing {
                 state,
@@ -414,18 +533,26 @@ impl Mailstore {
 
     /// What changed in a mailbox since a mod-sequence (CONDSTORE), without listing every
     /// message: the messages whose flags changed or that are new (with their flag state),
-    /// every UID that exists (a compact ESEARCH set), and those inside the FilterType window.
-    /// None when the server keeps no mod-sequences.
+    /// every UID that exists, and those inside the FilterType window. None when the server
+    /// keeps no mod-sequences.
+    ///
+    /// `known_all`, the UIDs the mailbox had at `modseq`, saves asking for every UID: with
+    /// QRESYNC the same FETCH reports what was expunged since (VANISHED), so the UIDs of now
+    /// are those minus the expunged plus the new. `UID SEARCH ALL` cost Dovecot 3 ms at
+    /// 10,000 messages, a third of fetching a page of 100. The result is checked against
+    /// the message count of the state; any disagreement (a delivery racing with the
+    /// listing, say) falls back to the search.
     pub async fn changes(
         &mut self,
         mailbox: &str,
         modseq: u64,
         since: u64,
+        known_all: Option<&SequenceSet>,
     ) -> Result<Option<Changes>, ImapError> {
         if !self.condstore || modseq == 0 {
             return Ok(None);
         }
-        let state = self.select(mailbox).await?;
+        let state = self.refresh(mailbox).await?;
         if state.highest_modseq == 0 {
             return Ok(None);
         }
@@ -437,15 +564,26 @@ impl Mailstore {
                 window: None,
             }));
         }
-        let changed = self
+        let fetched = self
             .session
             .uid_fetch_changes(&SequenceSet::all(), modseq)
-            .await?
+            .await?;
+        let derived = known_all
+            .filter(|_| self.session.is_enabled("QRESYNC"))
+            .map(|known| {
+                let new: SequenceSet = fetched.changed.iter().map(|m| m.uid).collect();
+                known.union(&new).difference(&fetched.vanished)
+            })
+            .filter(|all| all.len() == u64::from(state.exists));
+        let changed = fetched
             .changed
             .into_iter()
             .map(|m| (m.uid, flag_state(&strings(&m.flags))))
             .collect();
-        let all = self.session.uid_search(&SearchKey::All).await?.uids;
+        let all = match derived {
+            Some(all) => all,
+            None => self.session.uid_search(&SearchKey::All).await?.uids,
+        };
         let window = if since == 0 {
             None
         } else {
@@ -556,25 +694,40 @@ impl Mailstore {
 
     /// Whole messages, in batches; UIDs that no longer exist are left out.
     pub async fn fetch(&mut self, mailbox: &str, uids: &[u32]) -> Result<Vec<Message>, ImapError> {
-        self.ensure_selected(mailbox).await?;
         let mut out = Vec::with_capacity(uids.len());
+        self.fetch_with(mailbox, uids, |m| out.push(m)).await?;
+        Ok(out)
+    }
+
+    /// Whole messages handed to `each` one by one as they are read, in the server's order:
+    /// the caller's work on one message overlaps Dovecot reading and sending the next, and
+    /// only one raw message is held at a time.
+    pub async fn fetch_with(
+        &mut self,
+        mailbox: &str,
+        uids: &[u32],
+        mut each: impl FnMut(Message) + Send,
+    ) -> Result<(), ImapError> {
+        self.ensure_selected(mailbox).await?;
         let query = FetchQuery::new().flags().internal_date().size().body();
         for chunk in uids.chunks(FETCH_BATCH) {
             let set: SequenceSet = chunk.iter().collect();
-            for mut f in self.session.uid_fetch(&set, &query).await? {
-                let Some(raw) = f.take_section(&Section::Full) else {
-                    continue;
-                };
-                out.push(Message {
-                    uid: f.uid,
-                    flags: strings(f.flags.as_deref().unwrap_or_default()),
-                    internal_date: f.internal_date.unwrap_or(0),
-                    size: f.size.map_or(raw.len() as u64, u64::from),
-                    raw,
-                });
-            }
+            self.session
+                .uid_fetch_with(&set, &query, |mut f| {
+                    let Some(raw) = f.take_section(&Section::Full) else {
+                        return;
+                    };
+                    each(Message {
+                        uid: f.uid,
+                        flags: strings(f.flags.as_deref().unwrap_or_default()),
+                        internal_date: f.internal_date.unwrap_or(0),
+                        size: f.size.map_or(raw.len() as u64, u64::from),
+                        raw,
+                    });
+                })
+                .await?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Flags of some messages.
@@ -601,6 +754,7 @@ impl Mailstore {
         uid: u32,
         change: &FlagChange,
     ) -> Result<Option<Vec<String>>, ImapError> {
+        self.dirty();
         self.ensure_selected(mailbox).await?;
         let one = SequenceSet::single(uid);
         let Some(current) = self.session.uid_fetch_flags(&one).await?.into_iter().next() else {
@@ -654,6 +808,7 @@ impl Mailstore {
         uid: u32,
         trash: Option<&str>,
     ) -> Result<bool, ImapError> {
+        self.dirty();
         if let Some(trash) = trash {
             return Ok(matches!(
                 self.move_to(mailbox, uid, trash).await?,
@@ -679,6 +834,7 @@ impl Mailstore {
         uid: u32,
         dest: &str,
     ) -> Result<Moved, ImapError> {
+        self.dirty();
         self.ensure_selected(mailbox).await?;
         let one = SequenceSet::single(uid);
         let Some(found) = self.session.uid_fetch_flags(&one).await?.into_iter().next() else {
@@ -702,6 +858,7 @@ impl Mailstore {
         mailbox: &str,
         message: &[u8],
     ) -> Result<Option<(u32, Vec<String>)>, ImapError> {
+        self.dirty();
         let flags = [Flag::Draft, Flag::Seen];
         let appended = self
             .session
@@ -717,6 +874,7 @@ impl Mailstore {
         mailbox: &str,
         message: &[u8],
     ) -> Result<Option<u32>, ImapError> {
+        self.dirty();
         Ok(self
             .session
             .append_message(mailbox, &[Flag::Seen], message)
@@ -732,6 +890,7 @@ impl Mailstore {
         uid: u32,
         flag: Flag,
     ) -> Result<bool, ImapError> {
+        self.dirty();
         self.ensure_selected(mailbox).await?;
         let one = SequenceSet::single(uid);
         if self.session.uid_fetch_flags(&one).await?.is_empty() {
@@ -764,25 +923,42 @@ impl Mailstore {
 
     /// Removes every message of a mailbox.
     pub async fn empty(&mut self, mailbox: &str) -> Result<(), ImapError> {
+        self.dirty();
         let state = self.select(mailbox).await?;
         if state.exists > 0 {
             self.session
                 .uid_store("1:*", "+FLAGS.SILENT (\\Deleted)")
                 .await?;
             self.session.expunge().await?;
+            self.dirty();
         }
         Ok(())
     }
 
     /// Deletes a mailbox (EmptyFolderContents with DeleteSubFolders).
     pub async fn delete_mailbox(&mut self, mailbox: &str) -> Result<(), ImapError> {
-        if self.selected.as_deref() == Some(mailbox) {
-            self.selected = None;
+        self.dirty();
+        if self.is_selected(mailbox) {
             // Dovecot refuses to delete the selected mailbox on some versions; select another.
             self.select("INBOX").await?;
         }
         self.session.delete(mailbox).await
     }
+}
+
+/// STATUS of a mailbox on a session that does not have it selected.
+async fn status(
+    session: &mut Session,
+    mailbox: &str,
+    condstore: bool,
+) -> Result<FolderState, ImapError> {
+    let mut items = vec!["UIDVALIDITY", "UIDNEXT", "MESSAGES"];
+    if condstore {
+        items.push("HIGHESTMODSEQ");
+    }
+    Ok(FolderState::from_status(
+        &session.status(mailbox, &items).await?,
+    ))
 }
 
 fn strings(flags: &[Flag]) -> Vec<String> {

@@ -89,6 +89,61 @@ impl SequenceSet {
         self.ranges.is_empty()
     }
 
+    /// A set of inclusive ranges (in any order; zero raised to 1), sorted and merged.
+    pub fn from_ranges(ranges: impl IntoIterator<Item = (u32, u32)>) -> Self {
+        SequenceSet {
+            ranges: ranges
+                .into_iter()
+                .map(|(a, b)| (a.min(b).max(1), a.max(b).max(1)))
+                .collect(),
+        }
+        .normalized()
+    }
+
+    /// The numbers in either set, sorted and merged.
+    pub fn union(&self, other: &SequenceSet) -> SequenceSet {
+        let mut ranges = Vec::with_capacity(self.ranges.len() + other.ranges.len());
+        ranges.extend_from_slice(&self.ranges);
+        ranges.extend_from_slice(&other.ranges);
+        SequenceSet { ranges }.normalized()
+    }
+
+    /// The numbers of this set that are not in `other`, sorted and merged: a linear walk
+    /// over both sorted range lists.
+    pub fn difference(&self, other: &SequenceSet) -> SequenceSet {
+        let a = self.clone().normalized();
+        let b = other.clone().normalized();
+        let mut out = Vec::with_capacity(a.ranges.len());
+        let mut j = 0;
+        for &(lo, hi) in &a.ranges {
+            let mut lo = lo;
+            // Ranges of `b` wholly below this one can be skipped for every later one too.
+            while j < b.ranges.len() && b.ranges[j].1 < lo {
+                j += 1;
+            }
+            let mut k = j;
+            while lo <= hi {
+                match b.ranges.get(k) {
+                    Some(&(blo, bhi)) if blo <= hi => {
+                        if blo > lo {
+                            out.push((lo, blo - 1));
+                        }
+                        if bhi >= hi {
+                            break;
+                        }
+                        lo = bhi + 1;
+                        k += 1;
+                    }
+                    _ => {
+                        out.push((lo, hi));
+                        break;
+                    }
+                }
+            }
+        }
+        SequenceSet { ranges: out }
+    }
+
     /// How many numbers the set holds (counting `*` as one number, [`STAR`]).
     pub fn len(&self) -> u64 {
         self.ranges
@@ -237,6 +292,34 @@ pub(crate) fn parse(s: &[u8]) -> Option<SequenceSet> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn union_and_difference_match_plain_sets() {
+        use std::collections::BTreeSet;
+        let sets = [
+            vec![],
+            vec![(1, 10)],
+            vec![(3, 3), (5, 9), (20, 25)],
+            vec![(1, 1), (10, 30)],
+            vec![(2, 4), (6, 6), (8, 40)],
+            vec![(1, 100)],
+        ];
+        let plain = |r: &[(u32, u32)]| -> BTreeSet<u32> {
+            r.iter().flat_map(|&(lo, hi)| lo..=hi).collect()
+        };
+        for a in &sets {
+            for b in &sets {
+                let sa = SequenceSet { ranges: a.clone() };
+                let sb = SequenceSet { ranges: b.clone() };
+                let (pa, pb) = (plain(a), plain(b));
+                let diff = sa.difference(&sb);
+                assert_eq!(plain(diff.ranges()), &pa - &pb, "{a:?} - {b:?}");
+                assert_eq!(diff, diff.clone().normalized());
+                let union = sa.union(&sb);
+                assert_eq!(plain(union.ranges()), &pa | &pb, "{a:?} | {b:?}");
+            }
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -37,5 +37,5 @@ pub use codepage::{CodePage, Tag, tags};
 pub use error::{DecodeError, EncodeError, XmlError};
 pub use reader::{Event, Header, Limits, PublicId, Reader};
 pub use tree::{Content, Element};
-pub use writer::{HEADER, Writer};
+pub use writer::{Fragment, HEADER, Writer};
 pub use xml::{from_xml, to_xml};

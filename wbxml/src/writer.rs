@@ -7,6 +7,11 @@
 //!
 //! The content bit of a tag depends on what follows it, so a started tag is held back until the
 //! next call says whether the element has content; that is the only buffering the writer does.
+//!
+//! A [`Fragment`] is a run of sibling elements encoded ahead of time (a mail item rendered as
+//! soon as its bytes arrive, while the next one is still being read) and spliced into a
+//! document later; the document comes out byte for byte as if the elements had been written
+//! in place.
 
 use std::io::Write;
 
@@ -31,6 +36,60 @@ pub struct Writer<W: Write> {
     /// A started element whose tag byte waits for the next call.
     pending: Option<Tag>,
     root_done: bool,
+    /// Writing a [`Fragment`]: no header, any number of top-level elements, and the first
+    /// tag's page is recorded instead of switched to (the document it lands in decides).
+    fragment: bool,
+    first_page: Option<CodePage>,
+}
+
+/// Sibling elements encoded without a header, to be spliced into a document with
+/// [`Writer::splice`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fragment {
+    bytes: Vec<u8>,
+    /// The page of the first tag (None when the fragment is empty).
+    first_page: Option<CodePage>,
+    /// The page in force after the last byte.
+    last_page: Option<CodePage>,
+}
+
+impl Fragment {
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Encoded size in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+impl Writer<Vec<u8>> {
+    /// A writer for a [`Fragment`]: no header, top-level elements written one after another.
+    pub fn fragment() -> Self {
+        Writer {
+            out: Vec::new(),
+            page: CodePage::AirSync,
+            open: Vec::with_capacity(16),
+            pending: None,
+            root_done: false,
+            fragment: true,
+            first_page: None,
+        }
+    }
+
+    /// The fragment written so far; every element must be closed.
+    pub fn into_fragment(self) -> Result<Fragment, EncodeError> {
+        let open = self.open.len() + usize::from(self.pending.is_some());
+        if open > 0 || !self.fragment {
+            return Err(EncodeError::Unclosed { open });
+        }
+        Ok(Fragment {
+            first_page: self.first_page,
+            last_page: self.first_page.map(|_| self.page),
+            bytes: self.out,
+        })
+    }
 }
 
 impl<W: Write> Writer<W> {
@@ -43,7 +102,28 @@ impl<W: Write> Writer<W> {
             open: Vec::with_capacity(16),
             pending: None,
             root_done: false,
+            fragment: false,
+            first_page: None,
         })
+    }
+
+    /// Writes a [`Fragment`]'s elements as content of the innermost open element.
+    pub fn splice(&mut self, f: &Fragment) -> Result<&mut Self, EncodeError> {
+        let (Some(first), Some(last)) = (f.first_page, f.last_page) else {
+            return Ok(self);
+        };
+        self.flush_pending(true)?;
+        if self.open.is_empty() && !self.fragment {
+            return Err(EncodeError::ContentOutsideElement);
+        }
+        if self.fragment && self.first_page.is_none() {
+            self.first_page = Some(first);
+        } else if first != self.page {
+            self.out.write_all(&[SWITCH_PAGE, first.number()])?;
+        }
+        self.out.write_all(&f.bytes)?;
+        self.page = last;
+        Ok(self)
     }
 
     /// Opens an element; its content (children, text or opaque data) follows until [`end`].
@@ -51,7 +131,7 @@ impl<W: Write> Writer<W> {
     /// [`end`]: Writer::end
     pub fn start(&mut self, tag: Tag) -> Result<&mut Self, EncodeError> {
         self.flush_pending(true)?;
-        if self.root_done && self.open.is_empty() {
+        if self.root_done && self.open.is_empty() && !self.fragment {
             return Err(EncodeError::SecondRoot);
         }
         self.pending = Some(tag);
@@ -135,7 +215,10 @@ impl<W: Write> Writer<W> {
     }
 
     fn write_tag(&mut self, tag: Tag, has_content: bool) -> Result<(), EncodeError> {
-        if tag.page() != self.page {
+        if self.fragment && self.first_page.is_none() {
+            self.first_page = Some(tag.page());
+            self.page = tag.page();
+        } else if tag.page() != self.page {
             self.out.write_all(&[SWITCH_PAGE, tag.page().number()])?;
             self.page = tag.page();
         }
@@ -218,6 +301,53 @@ mod test {
         let bytes = w.finish().unwrap();
         let tree = crate::Element::decode(&bytes).unwrap();
         assert_eq!(tree.text(), Some("ab"));
+    }
+
+    #[test]
+    fn a_spliced_fragment_encodes_as_if_written_in_place() {
+        let props = |w: &mut Writer<Vec<u8>>| {
+            w.text_element(email2::ConversationId, "c").unwrap();
+            w.start(airsyncbase::Body).unwrap();
+            w.text_element(airsyncbase::Type, "2").unwrap();
+            w.end().unwrap();
+        };
+        let mut direct = Writer::new(Vec::new()).unwrap();
+        direct.start(airsync::Add).unwrap();
+        direct.start(airsync::ApplicationData).unwrap();
+        props(&mut direct);
+        direct.end().unwrap();
+        direct.text_element(airsync::ServerId, "1:2").unwrap();
+        direct.end().unwrap();
+
+        let mut f = Writer::fragment();
+        props(&mut f);
+        let f = f.into_fragment().unwrap();
+        let mut spliced = Writer::new(Vec::new()).unwrap();
+        spliced.start(airsync::Add).unwrap();
+        spliced.start(airsync::ApplicationData).unwrap();
+        spliced.splice(&f).unwrap();
+        spliced.end().unwrap();
+        spliced.text_element(airsync::ServerId, "1:2").unwrap();
+        spliced.end().unwrap();
+        assert_eq!(direct.finish().unwrap(), spliced.finish().unwrap());
+
+        // Empty fragments leave the document alone, even an empty element empty.
+        let empty = Writer::fragment().into_fragment().unwrap();
+        assert!(empty.is_empty());
+        let mut w = Writer::new(Vec::new()).unwrap();
+        w.start(airsync::Sync)
+            .unwrap()
+            .splice(&empty)
+            .unwrap()
+            .end()
+            .unwrap();
+        assert_eq!(w.finish().unwrap(), [0x03, 0x01, 0x6A, 0x00, 0x05]);
+        // Outside any element a fragment has nowhere to go.
+        let mut w = Writer::new(Vec::new()).unwrap();
+        assert!(matches!(
+            w.splice(&f),
+            Err(EncodeError::ContentOutsideElement)
+        ));
     }
 
     #[test]

@@ -43,6 +43,34 @@ proptest! {
         prop_assert_eq!(back.encode(), bytes);
     }
 
+    /// Any element's children encoded ahead as a fragment and spliced in give the bytes the
+    /// whole tree gives, whatever code pages the fragment starts and ends in.
+    #[test]
+    fn spliced_fragments_encode_like_the_tree(tree in any_element(), wrapper in any_tag()) {
+        let whole = Element::with_children(wrapper, vec![tree.clone()]).encode();
+        let mut w = eas_wbxml::Writer::new(Vec::new()).unwrap();
+        w.start(wrapper).unwrap();
+        match &tree.content {
+            eas_wbxml::Content::Elements(children) => {
+                let mut f = eas_wbxml::Writer::fragment();
+                for c in children {
+                    c.write(&mut f).unwrap();
+                }
+                let f = f.into_fragment().unwrap();
+                w.start(tree.tag).unwrap();
+                w.splice(&f).unwrap();
+                w.end().unwrap();
+            }
+            _ => {
+                let mut f = eas_wbxml::Writer::fragment();
+                tree.write(&mut f).unwrap();
+                w.splice(&f.into_fragment().unwrap()).unwrap();
+            }
+        }
+        w.end().unwrap();
+        prop_assert_eq!(w.finish().unwrap(), whole);
+    }
+
     #[test]
     fn xml_round_trip(tree in any_element()) {
         let xml = eas_wbxml::to_xml(&tree);

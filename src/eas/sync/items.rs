@@ -1,21 +1,22 @@
-//! Mail items as Sync, ItemOperations and (later) Search write them: fetched from the
-//! mailbox in one batch, then written straight into the response's WBXML stream by
-//! [`crate::mime`], one message at a time.
+//! Mail items as Sync, ItemOperations and Search write them: each message is rendered by
+//! [`crate::mime`] into an encoded WBXML [`Fragment`] the moment IMAP delivers it (so the
+//! rendering overlaps Dovecot reading the next message, and the raw message is dropped at
+//! once), then spliced into the response.
 //!
 //! Owns the translation from the command layer's options to [`crate::mime::ItemOptions`] and
 //! the ServerId/FileReference prefix (`<folder>:<uid>`). A batch holds at most one window of
-//! raw messages; nothing here keeps a whole folder.
+//! rendered items and one raw message; nothing here keeps a whole folder.
 
 use std::collections::HashMap;
 use std::io::Write;
 
-use eas_wbxml::Writer;
 use eas_wbxml::tags::airsync as a;
+use eas_wbxml::{Fragment, Writer};
 
 use super::request::Options;
 use crate::eas::EasError;
 use crate::eas::version::ProtocolVersion;
-use crate::mailstore::{Mailstore, Message};
+use crate::mailstore::Mailstore;
 use crate::mime::{
     self, BodyPreference, BodyType, ItemOptions, MessageMeta, MessageView, MimeSupport,
 };
@@ -28,10 +29,16 @@ pub struct Rendered {
     preferences: Vec<BodyPreference>,
     mime_support: MimeSupport,
     mime_truncation: Option<u8>,
-    /// Whole messages (for Add and Fetch).
-    full: HashMap<u32, Message>,
+    /// Whole messages (for Add and Fetch), already encoded.
+    full: HashMap<u32, Item>,
     /// Flags only (for Change).
     flags: HashMap<u32, Vec<String>>,
+}
+
+/// One message's flags as fetched and its properties, encoded.
+struct Item {
+    flags: Vec<String>,
+    properties: Fragment,
 }
 
 pub fn mime_version(v: ProtocolVersion) -> mime::Version {
@@ -79,8 +86,46 @@ pub async fn fetch_and_render(
         ..Rendered::default()
     };
     if !full.is_empty() {
-        for m in store.fetch(mailbox, full).await? {
-            r.full.insert(m.uid, m);
+        let mut failed = None;
+        let Rendered {
+            folder,
+            version,
+            preferences,
+            mime_support,
+            mime_truncation,
+            full: items,
+            ..
+        } = &mut r;
+        let version = version.unwrap_or(mime::Version::V14_1);
+        store
+            .fetch_with(mailbox, full, |m| {
+                let prefix = format!("{folder}:{}", m.uid);
+                let options = ItemOptions {
+                    version,
+                    body_preferences: preferences,
+                    mime_support: *mime_support,
+                    mime_truncation: *mime_truncation,
+                    file_reference_prefix: &prefix,
+                };
+                let mut w = Writer::fragment();
+                let rendered = mime::write_application_data(&mut w, &view(&m), &options)
+                    .and_then(|()| w.into_fragment());
+                match rendered {
+                    Ok(properties) => {
+                        items.insert(
+                            m.uid,
+                            Item {
+                                flags: m.flags,
+                                properties,
+                            },
+                        );
+                    }
+                    Err(e) => failed = Some(e),
+                }
+            })
+            .await?;
+        if let Some(e) = failed {
+            return Err(EasError::Internal(e.to_string()));
         }
     }
     let flags_only: Vec<u32> = uids.iter().copied().filter(|u| !full.contains(u)).collect();
@@ -154,19 +199,10 @@ impl Rendered {
                 .map_err(enc)?;
             return Ok(());
         }
-        let Some(m) = self.full.get(&uid) else {
-            return Ok(());
-        };
-        let view = view(m);
-        let prefix = format!("{}:{uid}", self.folder);
-        let options = ItemOptions {
-            version,
-            body_preferences: &self.preferences,
-            mime_support: self.mime_support,
-            mime_truncation: self.mime_truncation,
-            file_reference_prefix: &prefix,
-        };
-        mime::write_application_data(w, &view, &options).map_err(enc)
+        if let Some(item) = self.full.get(&uid) {
+            w.splice(&item.properties).map_err(enc)?;
+        }
+        Ok(())
     }
 }
 

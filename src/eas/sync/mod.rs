@@ -29,6 +29,7 @@ use super::{Context, EasError, Reply};
 use crate::eas::folders::{DELETED_ITEMS as TRASH, DRAFTS};
 use crate::eas::version::ProtocolVersion;
 use crate::http::auth::AuthenticatedUser;
+use crate::imap::SequenceSet;
 use crate::mailstore::{FolderState, Mailstore};
 use crate::state::{FolderEntry, unix_now};
 use request::{ClientCommand, CollectionRequest, Options, RequestError, SyncRequest};
@@ -188,13 +189,27 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
     remember_collections(ctx, &req)?;
     let response = write_response(&outcome, ctx)?;
     if let Some(fp) = fingerprint {
-        let last = LastAnswer {
-            fingerprint: fp,
-            keys: outcome
-                .iter()
-                .filter_map(|o| Some((o.folder?, o.new_key?)))
-                .collect(),
-            response: response.clone(),
+        // Only an answer to client commands is kept whole: applying them again would not give
+        // the same answer (a second Add, a Delete of what is gone). A retried request without
+        // commands is answered afresh from its key's snapshot, which is still kept (the
+        // previous key stays valid until the device uses the new one), with the same items;
+        // storing every page (about 1 MB each during an initial sync) cost 3-10 ms a page.
+        let last = if has_commands {
+            LastAnswer {
+                fingerprint: fp,
+                keys: outcome
+                    .iter()
+                    .filter_map(|o| Some((o.folder?, o.new_key?)))
+                    .collect(),
+                response: response.clone(),
+            }
+        } else {
+            // Replaces an older memo, which must not be replayed any more.
+            LastAnswer {
+                fingerprint: fp,
+                keys: Vec::new(),
+                response: Vec::new(),
+            }
         };
         ctx.store.put_memo(&device, MEMO_LAST, &last.encode())?;
     }
@@ -391,7 +406,8 @@ async fn collection(
             && state.exists == snap.exists
             && since == snap.since;
         if !unchanged {
-            let (d, states, now) = compute_diff(store, &folder.imap_name, &snap, since).await?;
+            let (d, states, now, all) =
+                compute_diff(store, &folder.imap_name, &snap, since).await?;
             let all_changes = d.changes.len();
             let w = snapshot::window(d, window);
             // Flag changes are found with CHANGEDSINCE the snapshot's HIGHESTMODSEQ; if some
@@ -442,6 +458,7 @@ async fn collection(
             snap.uid_next = now.uid_next;
             snap.exists = now.exists;
             snap.since = since;
+            snap.all = Some(all);
             changed |=
                 !out.commands.is_empty() || snap.encode() != snap_bytes_of(ctx, folder, old_key)?;
         }
@@ -539,20 +556,36 @@ pub async fn estimate(
     {
         return Ok(Ok(0));
     }
-    let (d, _, _) = compute_diff(store, &folder.imap_name, &snap, since).await?;
+    let (d, _, _, _) = compute_diff(store, &folder.imap_name, &snap, since).await?;
     Ok(Ok(d.len()))
 }
 
 /// The diff between what the device knows and the mailbox, the current flag state of the
-/// messages that changed, and the mailbox state to record. With CONDSTORE only the messages
-/// whose mod-sequence moved are fetched; otherwise every message's flags are listed.
+/// messages that changed, the mailbox state to record, and every UID the mailbox has (for
+/// the next snapshot). With CONDSTORE only the messages whose mod-sequence moved are fetched;
+/// otherwise every message's flags are listed.
 async fn compute_diff(
     store: &mut Mailstore,
     mailbox: &str,
     snap: &Snapshot,
     since: u64,
-) -> Result<(snapshot::Diff, HashMap<u32, FlagState>, FolderState), EasError> {
-    if let Some(ch) = store.changes(mailbox, snap.highest_modseq, since).await? {
+) -> Result<
+    (
+        snapshot::Diff,
+        HashMap<u32, FlagState>,
+        FolderState,
+        Vec<(u32, u32)>,
+    ),
+    EasError,
+> {
+    let known_all = snap
+        .all
+        .as_ref()
+        .map(|ranges| SequenceSet::from_ranges(ranges.iter().copied()));
+    if let Some(ch) = store
+        .changes(mailbox, snap.highest_modseq, since, known_all.as_ref())
+        .await?
+    {
         let all = ch.all.normalized();
         let window = ch.window.map(|w| w.normalized());
         let d = snapshot::diff_changes(
@@ -565,12 +598,18 @@ async fn compute_diff(
             |u| member(all.ranges(), u),
             |u| window.as_ref().is_none_or(|w| member(w.ranges(), u)),
         );
-        return Ok((d, ch.changed.into_iter().collect(), ch.state));
+        return Ok((
+            d,
+            ch.changed.into_iter().collect(),
+            ch.state,
+            all.ranges().to_vec(),
+        ));
     }
     let current = store.message_states(mailbox, since).await?;
     let d = snapshot::diff(&snap.items, &current.messages);
     let states = current.messages.iter().map(|m| (m.uid, m.state)).collect();
-    Ok((d, states, current.state))
+    let all: SequenceSet = current.messages.iter().map(|m| m.uid).collect();
+    Ok((d, states, current.state, all.ranges().to_vec()))
 }
 
 /// Whether `n` is in sorted, disjoint ranges (binary search: sets can have many holes).

@@ -82,6 +82,10 @@ pub struct Snapshot {
     pub pending: bool,
     /// Every message the device knows, by UID, with the flag state it was told.
     pub items: BTreeMap<u32, FlagState>,
+    /// Every UID the mailbox held when the snapshot was taken, as sorted, merged ranges:
+    /// with the expunges (VANISHED) and new messages since `highest_modseq` it gives the
+    /// UIDs of now without asking the server for all of them. None when not known.
+    pub all: Option<Vec<(u32, u32)>>,
 }
 
 /// A message as IMAP has it now.
@@ -228,7 +232,7 @@ impl Snapshot {
     /// messages take a few hundred kilobytes at most.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(32 + self.items.len() * 6);
-        out.push(1); // format version
+        out.push(2); // format version
         put(&mut out, u64::from(self.uidvalidity));
         put(&mut out, self.highest_modseq);
         put(&mut out, u64::from(self.uid_next));
@@ -242,6 +246,20 @@ impl Snapshot {
             put(&mut out, u64::from(state));
             prev = uid;
         }
+        match &self.all {
+            None => out.push(0),
+            Some(ranges) => {
+                out.push(1);
+                put(&mut out, ranges.len() as u64);
+                let mut prev = 0u32;
+                // Sorted and disjoint by construction (a normalized UID set).
+                for &(lo, hi) in ranges {
+                    put(&mut out, u64::from(lo.saturating_sub(prev)));
+                    put(&mut out, u64::from(hi.saturating_sub(lo)));
+                    prev = hi;
+                }
+            }
+        }
         out
     }
 
@@ -249,7 +267,7 @@ impl Snapshot {
     /// enough to tell that nothing changed, at a cost independent of the folder's size.
     pub fn decode_header(bytes: &[u8]) -> Option<Snapshot> {
         let (&version, mut rest) = bytes.split_first()?;
-        if version != 1 {
+        if version != 1 && version != 2 {
             return None;
         }
         let mut next = || get(&mut rest);
@@ -267,13 +285,15 @@ impl Snapshot {
             since,
             pending: pending != 0,
             items: BTreeMap::new(),
+            all: None,
         })
     }
 
     /// Reads [`Snapshot::encode`]'s output; None for anything else.
     pub fn decode(bytes: &[u8]) -> Option<Snapshot> {
+        // Version 1 had no `all`.
         let (&version, mut rest) = bytes.split_first()?;
-        if version != 1 {
+        if version != 1 && version != 2 {
             return None;
         }
         let mut next = || get(&mut rest);
@@ -292,6 +312,23 @@ impl Snapshot {
             let state = u32::try_from(get(&mut rest)?).ok()?;
             items.insert(uid, state);
         }
+        let mut all = None;
+        if version == 2 {
+            let (&known, r) = rest.split_first()?;
+            rest = r;
+            if known == 1 {
+                let count = get(&mut rest)?;
+                let mut ranges = Vec::with_capacity(count.min(1 << 16) as usize);
+                let mut prev = 0u32;
+                for _ in 0..count {
+                    let lo = prev.checked_add(u32::try_from(get(&mut rest)?).ok()?)?;
+                    let hi = lo.checked_add(u32::try_from(get(&mut rest)?).ok()?)?;
+                    ranges.push((lo, hi));
+                    prev = hi;
+                }
+                all = Some(ranges);
+            }
+        }
         rest.is_empty().then_some(Snapshot {
             uidvalidity,
             highest_modseq,
@@ -300,6 +337,7 @@ impl Snapshot {
             since,
             pending: pending != 0,
             items,
+            all,
         })
     }
 }
@@ -409,7 +447,19 @@ mod test {
             modseq in any::<u64>(),
             items in proptest::collection::btree_map(1u32.., any::<u32>(), 0..200),
             pending in any::<bool>(),
+            all in proptest::option::of(proptest::collection::btree_set(1u32..1_000_000, 0..100)),
         ) {
+            // Sorted, merged ranges: the runs of consecutive numbers.
+            let all = all.map(|set| {
+                let mut ranges: Vec<(u32, u32)> = Vec::new();
+                for n in set {
+                    match ranges.last_mut() {
+                        Some(last) if n == last.1 + 1 => last.1 = n,
+                        _ => ranges.push((n, n)),
+                    }
+                }
+                ranges
+            });
             let s = Snapshot {
                 uidvalidity,
                 highest_modseq: modseq,
@@ -418,8 +468,9 @@ mod test {
                 since: 1_700_000_000,
                 pending,
                 items,
+                all,
             };
-            let header = Snapshot { items: BTreeMap::new(), ..s.clone() };
+            let header = Snapshot { items: BTreeMap::new(), all: None, ..s.clone() };
             prop_assert_eq!(Snapshot::decode_header(&s.encode()), Some(header));
             prop_assert_eq!(Snapshot::decode(&s.encode()), Some(s));
         }
