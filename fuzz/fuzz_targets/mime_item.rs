@@ -46,7 +46,20 @@ fuzz_target!(|data: &[u8]| {
         internal_date: i64::from(*a) << 24,
         size: raw.len() as u64,
     };
-    let view = MessageView::parse(raw, meta);
+    let view = MessageView::parse(raw, meta.clone());
+    // The item rendered from the skeleton (attachment bodies left out) tells the same.
+    if let Some(skeleton) = eas_gateway::mime::skeleton::skeleton(raw) {
+        let thin = MessageView::parse_with_skeleton(raw, Some(&skeleton), meta.clone());
+        assert_eq!(thin.plain_text(), view.plain_text());
+        assert_eq!(thin.html(), view.html());
+        let names = |v: &MessageView<'_>| {
+            v.attachments()
+                .iter()
+                .map(|a| (a.path.clone(), a.display_name.clone(), a.content_type.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&thin), names(&view));
+    }
     let prefs = [pref];
     let opts = ItemOptions {
         mime_support: MimeSupport::from_code(a / 4 % 3),

@@ -238,7 +238,7 @@ pub(crate) fn collect(
                 .map(|l| crate::mime::xml_safe(l.trim()).into_owned()),
             is_inline,
             method: 1,
-            size: part_bytes(part).len() as u64,
+            size: decoded_size(part),
             content_type,
         });
     }
@@ -267,6 +267,28 @@ pub(crate) fn lookup<'m>(
         content_type,
         data: Cow::Borrowed(part_bytes(part)),
     })
+}
+
+/// The attachment's decoded size: its bytes, or for a part [`super::skeleton`] emptied, the
+/// size it recorded.
+fn decoded_size(part: &MessagePart<'_>) -> u64 {
+    let bytes = part_bytes(part);
+    if bytes.is_empty() {
+        if let Some(size) = part
+            .headers()
+            .iter()
+            .find(|h| {
+                h.name
+                    .as_str()
+                    .eq_ignore_ascii_case(super::skeleton::SIZE_HEADER)
+            })
+            .and_then(|h| h.value.as_text())
+            .and_then(|v| v.trim().parse().ok())
+        {
+            return size;
+        }
+    }
+    bytes.len() as u64
 }
 
 fn part_bytes<'m>(part: &'m MessagePart<'_>) -> &'m [u8] {

@@ -19,6 +19,7 @@
 //!   (sender, recipients, Bcc, quoted replies and forwards).
 //! - [`attachment`]: MIME part paths, FileReferences and attachment lookup.
 //! - [`html`]: HTML made readable as plain text.
+//! - [`skeleton`]: the message without its attachments' base64 bodies, for rendering items.
 //! - [`flags`]: IMAP flags and keywords as Read, Flag, Categories and LastVerbExecuted.
 //! - [`write`]: the WBXML of an item, per protocol version.
 //! - [`date`]: the EAS date format and Windows FILETIME.
@@ -48,6 +49,7 @@ pub mod compose;
 pub mod date;
 pub mod flags;
 pub mod html;
+pub mod skeleton;
 pub mod view;
 pub mod write;
 

@@ -79,9 +79,22 @@ impl std::fmt::Debug for MessageView<'_> {
 impl<'a> MessageView<'a> {
     /// Parses `raw`. Never fails: see the module documentation for what broken input becomes.
     pub fn parse(raw: &'a [u8], meta: MessageMeta) -> MessageView<'a> {
+        MessageView::parse_with_skeleton(raw, None, meta)
+    }
+
+    /// Like [`MessageView::parse`], with the structure, headers and texts read from
+    /// `skeleton` ([`super::skeleton::skeleton`] of `raw`) when given: the item is the same,
+    /// but attachment bytes are not available ([`MessageView::attachment`] needs a view of
+    /// the whole message). MIME bodies still come from `raw`.
+    pub fn parse_with_skeleton(
+        raw: &'a [u8],
+        skeleton: Option<&'a [u8]>,
+        meta: MessageMeta,
+    ) -> MessageView<'a> {
+        let source = skeleton.unwrap_or(raw);
         // mail-parser is fuzzed and documented never to panic; the guard is there because a
         // panic here would take down a whole Sync response for one hostile message.
-        let msg = catch_unwind(AssertUnwindSafe(|| MessageParser::default().parse(raw)))
+        let msg = catch_unwind(AssertUnwindSafe(|| MessageParser::default().parse(source)))
             .ok()
             .flatten()
             .filter(|m| !m.parts.is_empty());

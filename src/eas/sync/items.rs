@@ -108,7 +108,10 @@ pub async fn fetch_and_render(
                     file_reference_prefix: &prefix,
                 };
                 let mut w = Writer::fragment();
-                let rendered = mime::write_application_data(&mut w, &view(&m), &options)
+                // Attachment bytes are never part of an item: parse without them.
+                let skeleton = mime::skeleton::skeleton(&m.raw);
+                let view = MessageView::parse_with_skeleton(&m.raw, skeleton.as_deref(), meta(&m));
+                let rendered = mime::write_application_data(&mut w, &view, &options)
                     .and_then(|()| w.into_fragment());
                 match rendered {
                     Ok(properties) => {
@@ -229,12 +232,13 @@ pub async fn attachment(
 
 /// A fetched message as the MIME layer sees it, with the IMAP facts it needs.
 pub(crate) fn view(m: &crate::mailstore::Message) -> MessageView<'_> {
-    MessageView::parse(
-        &m.raw,
-        MessageMeta {
-            flags: m.flags.clone(),
-            internal_date: m.internal_date,
-            size: m.size,
-        },
-    )
+    MessageView::parse(&m.raw, meta(m))
+}
+
+fn meta(m: &crate::mailstore::Message) -> MessageMeta {
+    MessageMeta {
+        flags: m.flags.clone(),
+        internal_date: m.internal_date,
+        size: m.size,
+    }
 }
