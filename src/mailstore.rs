@@ -235,6 +235,9 @@ pub struct Mailstore {
     /// synced after it; dropped by any command of ours that changes a mailbox. Saves the
     /// round trips a second look within the same request would cost.
     view: Option<FolderState>,
+    /// A STATUS was read on the probe after the view was last synced (see
+    /// [`Mailstore::sync_view`]).
+    unsynced: bool,
     /// A second session for STATUS of the mailbox `session` has selected, taken when first
     /// needed; with its CONDSTORE.
     probe: Option<(Session, bool)>,
@@ -285,6 +288,7 @@ impl Mailstore {
                     condstore: p.condstore,
                     worn: p.worn,
                     view: None,
+                    unsynced: false,
                     probe: None,
                     relogin,
                 });
@@ -298,6 +302,7 @@ impl Mailstore {
             condstore,
             worn: false,
             view: None,
+            unsynced: false,
             probe: None,
             relogin,
         })
@@ -383,16 +388,16 @@ impl Mailstore {
         self.selected.as_ref().is_some_and(|(m, _)| m == mailbox)
     }
 
-    /// STATUS of a mailbox: one round trip, no message touched (two when this session has
-    /// it selected, and the view is synced after them).
+    /// STATUS of a mailbox: one round trip, no message touched.
     ///
     /// STATUS of the selected mailbox would answer from the session's view, and a kept view
     /// can outlive its mailbox: Dovecot keeps showing the old mailbox to a session that has
     /// it selected after another client deleted it and created one of the same name, even
     /// after NOOP. So the state comes from a probe session that opens the mailbox afresh,
     /// and a UIDVALIDITY other than the view's means the view is dropped and the mailbox
-    /// selected again. The view is synced (NOOP) after the STATUS, so what this request
-    /// lists is never older than the state it records.
+    /// selected again. The view is synced (NOOP) after the STATUS, before it is next read
+    /// ([`Mailstore::sync_view`]), so what this request lists is never older than the state
+    /// it records.
     pub async fn folder_state(&mut self, mailbox: &str) -> Result<FolderState, ImapError> {
         if !self.is_selected(mailbox) {
             return status(&mut self.session, mailbox, self.condstore).await;
@@ -404,10 +409,9 @@ impl Mailstore {
         let view_uidvalidity = self.selected.as_ref().map_or(0, |(_, v)| *v);
         match probed {
             Ok(state) if state.uidvalidity == view_uidvalidity => {
-                if let Err(e) = self.session.noop().await {
-                    self.selected = None;
-                    return Err(e);
-                }
+                // Synced before anything is read from it, not now: a Sync that finds nothing
+                // new reads nothing.
+                self.unsynced = true;
                 self.view = Some(state);
                 Ok(state)
             }
@@ -459,10 +463,24 @@ impl Mailstore {
         if self.is_selected(mailbox) {
             let state = self.folder_state(mailbox).await?;
             if self.is_selected(mailbox) {
+                self.sync_view().await?;
                 return Ok(state);
             }
         }
         self.select(mailbox).await
+    }
+
+    /// Brings the kept view up to date (NOOP) when a STATUS on the probe was read after it
+    /// was last synced, so what is listed next is never older than the state recorded.
+    async fn sync_view(&mut self) -> Result<(), ImapError> {
+        if self.unsynced {
+            if let Err(e) = self.session.noop().await {
+                self.selected = None;
+                return Err(e);
+            }
+            self.unsynced = false;
+        }
+        Ok(())
     }
 
     /// Our own command changed a mailbox: what this request read before is out of date.
@@ -477,6 +495,7 @@ impl Mailstore {
             self.worn = true;
         }
         self.view = None;
+        self.unsynced = false;
         // A failed SELECT leaves nothing selected (RFC 3501).
         let s = self.session.select(mailbox).await?;
         self.selected = Some((mailbox.to_owned(), s.uid_validity));
@@ -491,10 +510,11 @@ impl Mailstore {
     }
 
     async fn ensure_selected(&mut self, mailbox: &str) -> Result<(), ImapError> {
-        if !self.is_selected(mailbox) {
-            self.select(mailbox).await?;
+        if self.is_selected(mailbox) {
+            self.sync_view().await
+        } else {
+            self.select(mailbox).await.map(|_| ())
         }
-        Ok(())
     }
 
     /// Every message's UID and flag state, and which are inside the FilterType window
