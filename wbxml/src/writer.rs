@@ -161,8 +161,14 @@ impl<W: Write> Writer<W> {
             return Err(EncodeError::ContentOutsideElement);
         }
         self.out.write_all(&[STR_I])?;
-        for piece in text.as_bytes().split(|&b| b == 0) {
-            self.out.write_all(piece)?;
+        let bytes = text.as_bytes();
+        // Bodies of tens of kilobytes pass through here: one vectorised search, and a copy.
+        if memchr::memchr(0, bytes).is_none() {
+            self.out.write_all(bytes)?;
+        } else {
+            for piece in bytes.split(|&b| b == 0) {
+                self.out.write_all(piece)?;
+            }
         }
         self.out.write_all(&[0])?;
         Ok(self)

@@ -35,6 +35,39 @@ pub struct Rendered {
     flags: HashMap<u32, Vec<String>>,
 }
 
+/// What rendering an item needs, owned so it can move to the rendering thread.
+struct RenderContext {
+    folder: u32,
+    version: mime::Version,
+    preferences: Vec<BodyPreference>,
+    mime_support: MimeSupport,
+    mime_truncation: Option<u8>,
+}
+
+impl RenderContext {
+    fn render(&self, m: crate::mailstore::Message) -> Result<Item, eas_wbxml::EncodeError> {
+        let prefix = format!("{}:{}", self.folder, m.uid);
+        let options = ItemOptions {
+            version: self.version,
+            body_preferences: &self.preferences,
+            mime_support: self.mime_support,
+            mime_truncation: self.mime_truncation,
+            file_reference_prefix: &prefix,
+        };
+        let mut w = Writer::fragment();
+        // Attachment bytes are never part of an item: parse without them.
+        let skeleton = mime::skeleton::skeleton(&m.raw);
+        let view = MessageView::parse_with_skeleton(&m.raw, skeleton.as_deref(), meta(&m));
+        mime::write_application_data(&mut w, &view, &options)?;
+        let properties = w.into_fragment()?;
+        drop(view);
+        Ok(Item {
+            flags: m.flags,
+            properties,
+        })
+    }
+}
+
 /// One message's flags as fetched and its properties, encoded.
 struct Item {
     flags: Vec<String>,
@@ -86,50 +119,36 @@ pub async fn fetch_and_render(
         ..Rendered::default()
     };
     if !full.is_empty() {
-        let mut failed = None;
-        let Rendered {
+        // Rendering runs on a blocking thread while this task goes on reading IMAP: the two
+        // overlap with each other and with Dovecot producing the next message. Rendered
+        // inline, a page of 100 messages took the read plus ~4.5 ms of rendering.
+        let (tx, rx) = std::sync::mpsc::channel::<crate::mailstore::Message>();
+        let context = RenderContext {
             folder,
-            version,
-            preferences,
-            mime_support,
-            mime_truncation,
-            full: items,
-            ..
-        } = &mut r;
-        let version = version.unwrap_or(mime::Version::V14_1);
-        store
+            version: r.version.unwrap_or(mime::Version::V14_1),
+            preferences: r.preferences.clone(),
+            mime_support: r.mime_support,
+            mime_truncation: r.mime_truncation,
+        };
+        let renderer = tokio::task::spawn_blocking(move || {
+            let mut items = HashMap::new();
+            for m in rx {
+                items.insert(m.uid, context.render(m)?);
+            }
+            Ok::<_, eas_wbxml::EncodeError>(items)
+        });
+        let fetched = store
             .fetch_with(mailbox, full, |m| {
-                let prefix = format!("{folder}:{}", m.uid);
-                let options = ItemOptions {
-                    version,
-                    body_preferences: preferences,
-                    mime_support: *mime_support,
-                    mime_truncation: *mime_truncation,
-                    file_reference_prefix: &prefix,
-                };
-                let mut w = Writer::fragment();
-                // Attachment bytes are never part of an item: parse without them.
-                let skeleton = mime::skeleton::skeleton(&m.raw);
-                let view = MessageView::parse_with_skeleton(&m.raw, skeleton.as_deref(), meta(&m));
-                let rendered = mime::write_application_data(&mut w, &view, &options)
-                    .and_then(|()| w.into_fragment());
-                match rendered {
-                    Ok(properties) => {
-                        items.insert(
-                            m.uid,
-                            Item {
-                                flags: m.flags,
-                                properties,
-                            },
-                        );
-                    }
-                    Err(e) => failed = Some(e),
-                }
+                // Fails only once the renderer has stopped on an error, reported below.
+                let _ = tx.send(m);
             })
-            .await?;
-        if let Some(e) = failed {
-            return Err(EasError::Internal(e.to_string()));
-        }
+            .await;
+        drop(tx);
+        let rendered = renderer
+            .await
+            .map_err(|e| EasError::Internal(format!("rendering items: {e}")))?;
+        fetched?;
+        r.full = rendered.map_err(|e| EasError::Internal(e.to_string()))?;
     }
     let flags_only: Vec<u32> = uids.iter().copied().filter(|u| !full.contains(u)).collect();
     if !flags_only.is_empty() {
