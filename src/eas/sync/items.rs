@@ -35,7 +35,7 @@ pub struct Rendered {
     flags: HashMap<u32, Vec<String>>,
 }
 
-/// What rendering an item needs, owned so it can move to the rendering thread.
+/// What rendering an item needs.
 struct RenderContext {
     folder: u32,
     version: mime::Version,
@@ -119,10 +119,9 @@ pub async fn fetch_and_render(
         ..Rendered::default()
     };
     if !full.is_empty() {
-        // Rendering runs on a blocking thread while this task goes on reading IMAP: the two
-        // overlap with each other and with Dovecot producing the next message. Rendered
-        // inline, a page of 100 messages took the read plus ~4.5 ms of rendering.
-        let (tx, rx) = std::sync::mpsc::channel::<crate::mailstore::Message>();
+        // Each message is rendered as soon as it is read, while Dovecot goes on sending the
+        // next ones into the socket. (Rendering on a separate blocking thread was slower on
+        // two cores: 14 ms a page against 10 ms, docs/benchmarks.md.)
         let context = RenderContext {
             folder,
             version: r.version.unwrap_or(mime::Version::V14_1),
@@ -130,25 +129,22 @@ pub async fn fetch_and_render(
             mime_support: r.mime_support,
             mime_truncation: r.mime_truncation,
         };
-        let renderer = tokio::task::spawn_blocking(move || {
-            let mut items = HashMap::new();
-            for m in rx {
-                items.insert(m.uid, context.render(m)?);
-            }
-            Ok::<_, eas_wbxml::EncodeError>(items)
-        });
-        let fetched = store
+        let mut failed = None;
+        let items = &mut r.full;
+        store
             .fetch_with(mailbox, full, |m| {
-                // Fails only once the renderer has stopped on an error, reported below.
-                let _ = tx.send(m);
+                let uid = m.uid;
+                match context.render(m) {
+                    Ok(item) => {
+                        items.insert(uid, item);
+                    }
+                    Err(e) => failed = Some(e),
+                }
             })
-            .await;
-        drop(tx);
-        let rendered = renderer
-            .await
-            .map_err(|e| EasError::Internal(format!("rendering items: {e}")))?;
-        fetched?;
-        r.full = rendered.map_err(|e| EasError::Internal(e.to_string()))?;
+            .await?;
+        if let Some(e) = failed {
+            return Err(EasError::Internal(e.to_string()));
+        }
     }
     let flags_only: Vec<u32> = uids.iter().copied().filter(|u| !full.contains(u)).collect();
     if !flags_only.is_empty() {
