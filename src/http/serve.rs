@@ -65,20 +65,23 @@ pub async fn serve(state: Arc<AppState>, handle: Handle) -> Result<(), ServeErro
             ));
             // The watcher lives as long as the server, not longer.
             let _stop = AbortOnDrop(reload);
-            axum_server::bind_rustls(addr, rustls)
-                .handle(handle)
-                .serve(service)
-                .await?;
+            let mut server = axum_server::bind_rustls(addr, rustls);
+            server.http_builder().http1().max_buf_size(HTTP1_MAX_BUF);
+            server.handle(handle).serve(service).await?;
         }
         _ => {
-            axum_server::bind(addr)
-                .handle(handle)
-                .serve(service)
-                .await?;
+            let mut server = axum_server::bind(addr);
+            server.http_builder().http1().max_buf_size(HTTP1_MAX_BUF);
+            server.handle(handle).serve(service).await?;
         }
     }
     Ok(())
 }
+
+/// hyper's smallest buffer limit (its initial size): a held Ping keeps its connection's
+/// buffers for minutes, and uncapped hyper doubles the read buffer to 16 KiB when a request
+/// head arrives in pieces. Request heads above 8 KiB are refused (431), as nginx does.
+const HTTP1_MAX_BUF: usize = 8192;
 
 fn modified(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
