@@ -234,10 +234,9 @@ fn header_value(s: &str) -> HeaderValue {
 async fn post(
     state: &AppState,
     client: IpAddr,
-    head: axum::http::request::Parts,
+    mut head: axum::http::request::Parts,
     body: Body,
 ) -> (String, Result<Response, HttpError>) {
-    let mut head = head;
     let headers = std::mem::take(&mut head.headers);
     let line = match query::parse(head.uri.query().unwrap_or("")) {
         Ok(line) => line,
