@@ -412,7 +412,19 @@ impl ChildGateway {
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, config)?;
         let log = std::fs::File::create(dir.path().join("gateway.log"))?;
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_eas-gateway"))
+        // PUSH_LOAD_WRAP (e.g. "heaptrack -o /tmp/gw") runs the gateway under a profiler;
+        // RSS is then the wrapper's, not the gateway's.
+        let wrap = std::env::var("PUSH_LOAD_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut command = match words.next() {
+            Some(tool) => {
+                let mut c = std::process::Command::new(tool);
+                c.args(words).arg(env!("CARGO_BIN_EXE_eas-gateway"));
+                c
+            }
+            None => std::process::Command::new(env!("CARGO_BIN_EXE_eas-gateway")),
+        };
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(&path)

@@ -158,7 +158,7 @@ pub async fn dispatch(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Re
         }
         // Boxed: a held Ping lives for minutes, and inline it would carry the size of the
         // largest command's future (thousands of held Pings, each that size).
-        return Box::pin(ping::run(ctx, body.as_ref())).await;
+        return Box::pin(ping::run(ctx, body)).await;
     }
     if command == Command::Sync {
         // An empty Sync is legal: it repeats the previous request's collections.

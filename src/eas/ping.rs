@@ -87,7 +87,8 @@ fn changed(folders: &[&FolderEntry]) -> Reply {
     answer(CHANGES, vec![Element::with_children(p::Folders, list)])
 }
 
-pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply, EasError> {
+/// Takes the request by value: it is parsed at once and not kept while the Ping waits.
+pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, EasError> {
     let device = ctx.device.key.clone();
     let remembered = ctx
         .store
@@ -95,11 +96,12 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
         .and_then(|b| Element::decode(&b).ok())
         .and_then(|e| Params::parse(&e).ok())
         .unwrap_or_default();
-    let sent = match body.map(Params::parse) {
+    let sent = match body.as_ref().map(Params::parse) {
         Some(Ok(p)) => p,
         Some(Err(())) => return Ok(answer(SYNTAX_ERROR, Vec::new())),
         None => Params::default(),
     };
+    drop(body);
     let (Some(heartbeat), Some(ids)) = (
         sent.heartbeat.or(remembered.heartbeat),
         sent.folders.or(remembered.folders),
@@ -175,7 +177,9 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
                 for f in folders.iter().filter(|f| f.imap_name == mailbox) {
                     let state = match state {
                         Some(s) => s,
-                        None => match look(ctx, &f.imap_name).await? {
+                        // Boxed: inline, the login's state would sit in every held
+                        // Ping's future although almost none ever gets here.
+                        None => match Box::pin(look(ctx, &f.imap_name)).await? {
                             Some(s) => s,
                             None => return Ok(answer(HIERARCHY_CHANGED, Vec::new())),
                         },

@@ -234,31 +234,32 @@ fn header_value(s: &str) -> HeaderValue {
 async fn post(
     state: &AppState,
     client: IpAddr,
-    head: axum::http::request::Parts,
+    mut head: axum::http::request::Parts,
     body: Body,
 ) -> (String, Result<Response, HttpError>) {
+    let headers = std::mem::take(&mut head.headers);
     let line = match query::parse(head.uri.query().unwrap_or("")) {
         Ok(line) => line,
         Err(e) => return ("invalid".to_owned(), Err(e.into())),
     };
+    // Like the header values (see run_command), the URI and axum's copy of it in the
+    // extensions (OriginalUri) are slices of hyper's read buffer.
+    drop(head);
     let name = line.command.name().to_owned();
     tracing::Span::current().record("cmd", line.command.name());
-    (
-        name,
-        run_command(state, client, line, &head.headers, body).await,
-    )
+    (name, run_command(state, client, line, headers, body).await)
 }
 
 async fn run_command(
     state: &AppState,
     client: IpAddr,
     line: query::RequestLine,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
     let span = tracing::Span::current();
     // Boxed like the commands: a login's state is large and a held request must not carry it.
-    let user = Box::pin(authenticate(state, client, headers)).await?;
+    let user = Box::pin(authenticate(state, client, &headers)).await?;
     span.record("user", user.key.as_str());
     span.record("device_id", line.device_id.as_str());
 
@@ -284,7 +285,7 @@ async fn run_command(
     let body = Box::pin(read_body(body, limit)).await?;
     let tree = if body.is_empty() {
         None
-    } else if is_raw_mime(line.command, headers, &body) {
+    } else if is_raw_mime(line.command, &headers, &body) {
         // 12.x SendMail/SmartReply/SmartForward: the body is the RFC 822 message itself. It
         // travels to the command as a lone ComposeMail `Mime` element.
         Some(Element::with_opaque(
@@ -301,6 +302,11 @@ async fn run_command(
                 .map_err(|e| HttpError::BadRequest(format!("WBXML: {e}")))?,
         )
     };
+    // The header values and a body that came in one piece are slices of hyper's read buffer
+    // for this connection: kept across a held Ping, they pin that buffer (and the header
+    // map) for minutes, thousands of times over. Nothing below needs them.
+    drop(headers);
+    drop(body);
 
     let key = DeviceKey {
         user: user.key.clone(),
