@@ -1466,6 +1466,45 @@ async fn raw_probe(cfg: &ImapConfig, user: &TestUser) -> Result<()> {
         lap(&mut t, 4, &mut m);
     }
     report("D: kept session, INBOX selected again per batch", &t);
+
+    // E: a second session reads STATUS while this one keeps INBOX selected (NOOP between).
+    let mut p = login(cfg, user).await?;
+    p.enable_qresync().await?;
+    let mut t = [Duration::ZERO; 8];
+    for _ in 0..BATCHES {
+        let mut m = Instant::now();
+        s.noop().await?;
+        lap(&mut t, 6, &mut m);
+        p.status("INBOX", &items).await?;
+        lap(&mut t, 0, &mut m);
+    }
+    report(
+        "E: STATUS on a second session while INBOX stays selected here",
+        &t,
+    );
+    // F: the same with nothing selected anywhere.
+    s.unselect().await?;
+    let mut q = login(cfg, user).await?;
+    q.enable_qresync().await?;
+    let mut t = [Duration::ZERO; 8];
+    for _ in 0..BATCHES {
+        let mut m = Instant::now();
+        q.status("INBOX", &items).await?;
+        lap(&mut t, 0, &mut m);
+    }
+    report("F: STATUS on a fresh session, INBOX selected nowhere", &t);
+    let mut t = [Duration::ZERO; 8];
+    for _ in 0..BATCHES {
+        let mut m = Instant::now();
+        p.status("INBOX", &items).await?;
+        lap(&mut t, 0, &mut m);
+    }
+    report(
+        "G: STATUS on the second session of E, INBOX selected nowhere",
+        &t,
+    );
+    let _ = p.logout().await;
+    let _ = q.logout().await;
     let _ = s.logout().await;
     Ok(())
 }

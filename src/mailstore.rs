@@ -238,6 +238,12 @@ pub struct Mailstore {
     /// A STATUS was read on the probe after the view was last synced (see
     /// [`Mailstore::sync_view`]).
     unsynced: bool,
+    /// The selected mailbox was selected, or its kept view checked against the probe, in
+    /// this request.
+    validated: bool,
+    /// The caller's next request reads the selected mailbox again: keep it selected in the
+    /// pool (see [`Mailstore::close`]).
+    keep_view: bool,
     /// A second session for STATUS of the mailbox `session` has selected, taken when first
     /// needed; with its CONDSTORE.
     probe: Option<(Session, bool)>,
@@ -289,6 +295,8 @@ impl Mailstore {
                     worn: p.worn,
                     view: None,
                     unsynced: false,
+                    keep_view: false,
+                    validated: false,
                     probe: None,
                     relogin,
                 });
@@ -303,6 +311,8 @@ impl Mailstore {
             worn: false,
             view: None,
             unsynced: false,
+            keep_view: false,
+            validated: false,
             probe: None,
             relogin,
         })
@@ -327,12 +337,25 @@ impl Mailstore {
 
     /// Gives the sessions back to the pool for the user's next request.
     pub async fn close(mut self) {
-        // The selected mailbox stays selected: the next request of this user most likely
-        // reads the same folder (a phone paging through it, or asking again), and Dovecot
-        // serves a kept view far cheaper than a new one. At 10,000 messages, fetching 100
-        // messages took 14.6 ms on a session that kept INBOX selected, 30 ms right after a
-        // new SELECT and 44 ms on a new session; STATUS took 0.26 ms on the selected mailbox
-        // against 5.3 ms after UNSELECT (docs/benchmarks.md, "Initial sync").
+        // A mailbox stays selected only when the caller said its next request reads it
+        // ([`Mailstore::keep_view`]: a phone paging through a folder). Dovecot serves a kept
+        // view far cheaper than a new one: at 10,000 messages, fetching 100 messages took
+        // 5.4 ms on a session that kept INBOX selected, 16–21 ms right after a new SELECT
+        // or on a new session (docs/benchmarks.md, "Initial sync"). But while a view is
+        // kept open, STATUS of that mailbox from any other session of the user took ~4 ms
+        // instead of 0.1 ms after a full sync, so a folder that is not being paged through
+        // is closed again: a Sync with nothing new then costs one fast STATUS.
+        if !self.keep_view && self.selected.is_some() {
+            if self.session.unselect().await.is_err() {
+                let _ = self.session.logout().await;
+                if let Some((probe, _)) = self.probe.take() {
+                    let _ = probe.logout().await;
+                }
+                return;
+            }
+            self.selected = None;
+            self.worn = true;
+        }
         let Some((pool, user)) = self.pool.take() else {
             let _ = self.session.logout().await;
             if let Some((probe, _)) = self.probe.take() {
@@ -340,7 +363,14 @@ impl Mailstore {
             }
             return;
         };
+        // A probe that read STATUS while the reader held the mailbox open answers STATUS
+        // slowly afterwards too (3 ms instead of 0.1 ms at 10,000 messages, measured on the
+        // no-change Sync after a full sync): once the paging is over, it is replaced like a
+        // worn session.
+        let mut replacements = 0;
         if let Some((session, condstore)) = self.probe.take() {
+            let worn = !self.keep_view;
+            replacements += usize::from(worn);
             pool.put(
                 &user,
                 Pooled {
@@ -348,11 +378,11 @@ impl Mailstore {
                     selected: None,
                     condstore,
                     since: std::time::Instant::now(),
-                    worn: false,
+                    worn,
                 },
             );
         }
-        let worn = self.worn;
+        replacements += usize::from(self.worn);
         pool.put(
             &user,
             Pooled {
@@ -360,17 +390,20 @@ impl Mailstore {
                 selected: self.selected,
                 condstore: self.condstore,
                 since: std::time::Instant::now(),
-                worn,
+                worn: self.worn,
             },
         );
-        if worn {
-            // The worn session stays until a fresh one replaces it, so the next request
-            // never waits for a login.
+        if replacements > 0 {
+            // Worn sessions stay until fresh ones replace them, so the next request never
+            // waits for a login.
             let (imap, login, password) = self.relogin;
             tokio::spawn(async move {
-                if let Ok((session, condstore)) =
-                    Mailstore::login(&imap, &login, password.expose()).await
-                {
+                for _ in 0..replacements {
+                    let Ok((session, condstore)) =
+                        Mailstore::login(&imap, &login, password.expose()).await
+                    else {
+                        return;
+                    };
                     let fresh = Pooled {
                         session,
                         selected: None,
@@ -382,6 +415,12 @@ impl Mailstore {
                 }
             });
         }
+    }
+
+    /// Keep the selected mailbox selected when the session goes back to the pool: the next
+    /// request reads it again (the next page of a Sync with MoreAvailable).
+    pub fn keep_view(&mut self, keep: bool) {
+        self.keep_view = keep;
     }
 
     fn is_selected(&self, mailbox: &str) -> bool {
@@ -412,6 +451,7 @@ impl Mailstore {
                 // Synced before anything is read from it, not now: a Sync that finds nothing
                 // new reads nothing.
                 self.unsynced = true;
+                self.validated = true;
                 self.view = Some(state);
                 Ok(state)
             }
@@ -460,6 +500,27 @@ impl Mailstore {
     /// The state of a mailbox, selected afterwards, with the session's view of it up to
     /// date (see [`Mailstore::folder_state`]).
     async fn refresh(&mut self, mailbox: &str) -> Result<FolderState, ImapError> {
+        if self.is_selected(mailbox) && self.view.is_none() && self.validated {
+            // Our own commands changed the mailbox in this request, on this view, which was
+            // selected or checked against the probe earlier in the request: synced, the view
+            // itself answers, with no second session involved.
+            let synced = async {
+                self.session.noop().await?;
+                status(&mut self.session, mailbox, self.condstore).await
+            }
+            .await;
+            return match synced {
+                Ok(state) => {
+                    self.unsynced = false;
+                    self.view = Some(state);
+                    Ok(state)
+                }
+                Err(e) => {
+                    self.selected = None;
+                    Err(e)
+                }
+            };
+        }
         if self.is_selected(mailbox) {
             let state = self.folder_state(mailbox).await?;
             if self.is_selected(mailbox) {
@@ -499,6 +560,7 @@ impl Mailstore {
         // A failed SELECT leaves nothing selected (RFC 3501).
         let s = self.session.select(mailbox).await?;
         self.selected = Some((mailbox.to_owned(), s.uid_validity));
+        self.validated = true;
         let state = FolderState {
             uidvalidity: s.uid_validity,
             highest_modseq: s.highest_modseq.unwrap_or(0),
@@ -774,8 +836,9 @@ impl Mailstore {
         uid: u32,
         change: &FlagChange,
     ) -> Result<Option<Vec<String>>, ImapError> {
-        self.dirty();
         self.ensure_selected(mailbox).await?;
+        // After the SELECT, which records the state as it was before this change.
+        self.dirty();
         let one = SequenceSet::single(uid);
         let Some(current) = self.session.uid_fetch_flags(&one).await?.into_iter().next() else {
             return Ok(None);
@@ -836,6 +899,7 @@ impl Mailstore {
             ));
         }
         self.ensure_selected(mailbox).await?;
+        self.dirty();
         let one = SequenceSet::single(uid);
         if self.session.uid_fetch_flags(&one).await?.is_empty() {
             return Ok(false);
@@ -854,8 +918,9 @@ impl Mailstore {
         uid: u32,
         dest: &str,
     ) -> Result<Moved, ImapError> {
-        self.dirty();
         self.ensure_selected(mailbox).await?;
+        // After the SELECT, which records the state as it was before this change.
+        self.dirty();
         let one = SequenceSet::single(uid);
         let Some(found) = self.session.uid_fetch_flags(&one).await?.into_iter().next() else {
             return Ok(Moved::NotFound);
@@ -910,8 +975,9 @@ impl Mailstore {
         uid: u32,
         flag: Flag,
     ) -> Result<bool, ImapError> {
-        self.dirty();
         self.ensure_selected(mailbox).await?;
+        // After the SELECT, which records the state as it was before this change.
+        self.dirty();
         let one = SequenceSet::single(uid);
         if self.session.uid_fetch_flags(&one).await?.is_empty() {
             return Ok(false);
@@ -943,7 +1009,6 @@ impl Mailstore {
 
     /// Removes every message of a mailbox.
     pub async fn empty(&mut self, mailbox: &str) -> Result<(), ImapError> {
-        self.dirty();
         let state = self.select(mailbox).await?;
         if state.exists > 0 {
             self.session

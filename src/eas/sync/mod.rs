@@ -177,6 +177,8 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
         }
         store = Mailstore::open(ctx).await?;
     }
+    // A phone that was told MoreAvailable asks for the next page at once.
+    store.keep_view(outcome.iter().any(|o| o.more));
     store.close().await;
 
     // An empty or partial Sync later continues from the keys of this answer, not from the
