@@ -90,6 +90,11 @@ pub enum Moved {
     },
 }
 
+/// How long a kept view is trusted to show the mailbox of its name after the probe (or a
+/// SELECT) last confirmed it: the window in which a folder deleted and recreated by another
+/// client while a phone pages through it goes unnoticed. Views are kept only while paging.
+const VIEW_TRUST: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How many messages one FETCH asks for at most: bounds the memory a listing or a batch of
 /// whole messages can take.
 const FETCH_BATCH: usize = 200;
@@ -112,6 +117,8 @@ struct Pooled {
     session: Session,
     /// The mailbox the session has selected, and the UIDVALIDITY its view was opened with.
     selected: Option<(String, u32)>,
+    /// When that view was last confirmed to show the mailbox of its name.
+    checked: Option<std::time::Instant>,
     condstore: bool,
     since: std::time::Instant,
     /// The session has closed a mailbox it had selected (UNSELECT, or SELECT of another).
@@ -241,6 +248,12 @@ pub struct Mailstore {
     /// The selected mailbox was selected, or its kept view checked against the probe, in
     /// this request.
     validated: bool,
+    /// When the kept view was last confirmed to show the mailbox of its name (SELECT, or the
+    /// probe's UIDVALIDITY).
+    checked: Option<std::time::Instant>,
+    /// The last thing sent on the session was a NOOP and nothing of ours changed a mailbox
+    /// since: the view is as synced as it gets.
+    fresh_noop: bool,
     /// The caller's next request reads the selected mailbox again: keep it selected in the
     /// pool (see [`Mailstore::close`]).
     keep_view: bool,
@@ -297,6 +310,8 @@ impl Mailstore {
                     unsynced: false,
                     keep_view: false,
                     validated: false,
+                    checked: p.checked,
+                    fresh_noop: true,
                     probe: None,
                     relogin,
                 });
@@ -313,6 +328,8 @@ impl Mailstore {
             unsynced: false,
             keep_view: false,
             validated: false,
+            checked: None,
+            fresh_noop: false,
             probe: None,
             relogin,
         })
@@ -376,6 +393,7 @@ impl Mailstore {
                 Pooled {
                     session,
                     selected: None,
+                    checked: None,
                     condstore,
                     since: std::time::Instant::now(),
                     worn,
@@ -387,6 +405,7 @@ impl Mailstore {
             &user,
             Pooled {
                 session: self.session,
+                checked: self.selected.as_ref().and(self.checked),
                 selected: self.selected,
                 condstore: self.condstore,
                 since: std::time::Instant::now(),
@@ -407,6 +426,7 @@ impl Mailstore {
                     let fresh = Pooled {
                         session,
                         selected: None,
+                        checked: None,
                         condstore,
                         since: std::time::Instant::now(),
                         worn: false,
@@ -444,6 +464,30 @@ impl Mailstore {
         if let Some(state) = self.view {
             return Ok(state);
         }
+        if self.checked.is_some_and(|t| t.elapsed() < VIEW_TRUST) {
+            // Checked against the probe a moment ago (a phone paging): the view's own STATUS,
+            // synced first. At 100,000 messages the probe's STATUS took 50-75 ms while the
+            // view was open, the view's 0.1 ms.
+            let synced = async {
+                if !self.fresh_noop {
+                    self.session.noop().await?;
+                }
+                status(&mut self.session, mailbox, self.condstore).await
+            }
+            .await;
+            return match synced {
+                Ok(state) => {
+                    self.fresh_noop = true;
+                    self.validated = true;
+                    self.view = Some(state);
+                    Ok(state)
+                }
+                Err(e) => {
+                    self.selected = None;
+                    Err(e)
+                }
+            };
+        }
         let probed = self.probe_status(mailbox).await;
         let view_uidvalidity = self.selected.as_ref().map_or(0, |(_, v)| *v);
         match probed {
@@ -452,6 +496,7 @@ impl Mailstore {
                 // new reads nothing.
                 self.unsynced = true;
                 self.validated = true;
+                self.checked = Some(std::time::Instant::now());
                 self.view = Some(state);
                 Ok(state)
             }
@@ -547,6 +592,7 @@ impl Mailstore {
     /// Our own command changed a mailbox: what this request read before is out of date.
     fn dirty(&mut self) {
         self.view = None;
+        self.fresh_noop = false;
     }
 
     async fn select(&mut self, mailbox: &str) -> Result<FolderState, ImapError> {
@@ -561,6 +607,7 @@ impl Mailstore {
         let s = self.session.select(mailbox).await?;
         self.selected = Some((mailbox.to_owned(), s.uid_validity));
         self.validated = true;
+        self.checked = Some(std::time::Instant::now());
         let state = FolderState {
             uidvalidity: s.uid_validity,
             highest_modseq: s.highest_modseq.unwrap_or(0),
