@@ -468,25 +468,8 @@ impl Mailstore {
             // Checked against the probe a moment ago (a phone paging): the view's own STATUS,
             // synced first. At 100,000 messages the probe's STATUS took 50-75 ms while the
             // view was open, the view's 0.1 ms.
-            let synced = async {
-                if !self.fresh_noop {
-                    self.session.noop().await?;
-                }
-                status(&mut self.session, mailbox, self.condstore).await
-            }
-            .await;
-            return match synced {
-                Ok(state) => {
-                    self.fresh_noop = true;
-                    self.validated = true;
-                    self.view = Some(state);
-                    Ok(state)
-                }
-                Err(e) => {
-                    self.selected = None;
-                    Err(e)
-                }
-            };
+            let noop = !self.fresh_noop;
+            return self.view_status(mailbox, noop).await;
         }
         let probed = self.probe_status(mailbox).await;
         let view_uidvalidity = self.selected.as_ref().map_or(0, |(_, v)| *v);
@@ -549,22 +532,7 @@ impl Mailstore {
             // Our own commands changed the mailbox in this request, on this view, which was
             // selected or checked against the probe earlier in the request: synced, the view
             // itself answers, with no second session involved.
-            let synced = async {
-                self.session.noop().await?;
-                status(&mut self.session, mailbox, self.condstore).await
-            }
-            .await;
-            return match synced {
-                Ok(state) => {
-                    self.unsynced = false;
-                    self.view = Some(state);
-                    Ok(state)
-                }
-                Err(e) => {
-                    self.selected = None;
-                    Err(e)
-                }
-            };
+            return self.view_status(mailbox, true).await;
         }
         if self.is_selected(mailbox) {
             let state = self.folder_state(mailbox).await?;
@@ -587,6 +555,31 @@ impl Mailstore {
             self.unsynced = false;
         }
         Ok(())
+    }
+
+    /// STATUS of the selected mailbox from the view itself, synced by a NOOP first when
+    /// `noop`; remembered as this request's state of it. A failure leaves nothing selected.
+    async fn view_status(&mut self, mailbox: &str, noop: bool) -> Result<FolderState, ImapError> {
+        let synced = async {
+            if noop {
+                self.session.noop().await?;
+            }
+            status(&mut self.session, mailbox, self.condstore).await
+        }
+        .await;
+        match synced {
+            Ok(state) => {
+                self.fresh_noop = true;
+                self.unsynced = false;
+                self.validated = true;
+                self.view = Some(state);
+                Ok(state)
+            }
+            Err(e) => {
+                self.selected = None;
+                Err(e)
+            }
+        }
     }
 
     /// Our own command changed a mailbox: what this request read before is out of date.
