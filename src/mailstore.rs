@@ -931,23 +931,16 @@ impl Mailstore {
         uid: u32,
         trash: Option<&str>,
     ) -> Result<bool, ImapError> {
-        self.dirty();
         if let Some(trash) = trash {
             return Ok(matches!(
                 self.move_to(mailbox, uid, trash).await?,
                 Moved::To { .. }
             ));
         }
-        self.ensure_selected(mailbox).await?;
-        self.dirty();
-        let one = SequenceSet::single(uid);
-        if self.session.uid_fetch_flags(&one).await?.is_empty() {
+        if !self.add_flag(mailbox, uid, Flag::Deleted).await? {
             return Ok(false);
         }
-        self.session
-            .uid_store_flags_silent(&one, StoreMode::Add, &[Flag::Deleted])
-            .await?;
-        self.session.uid_expunge(&one).await?;
+        self.session.uid_expunge(&SequenceSet::single(uid)).await?;
         Ok(true)
     }
 
