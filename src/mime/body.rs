@@ -236,29 +236,58 @@ pub fn preview(text: &str, chars: u32) -> String {
 /// Plain text as a small HTML document, for phones that asked for HTML only. Line breaks are
 /// kept as `<br>` rather than `<pre>` so long lines still wrap on a narrow screen.
 pub fn text_to_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 16 + 64);
-    out.push_str("<html><head><meta charset=\"utf-8\"></head><body>");
-    // Runs between the few bytes that need escaping are copied whole: every one of those is
-    // ASCII, so a byte scan never splits a UTF-8 sequence (a char loop cost 2 ms per Sync page
-    // of 100 plain-text messages).
+    const HEAD: &str = "<html><head><meta charset=\"utf-8\"></head><body>";
+    const TAIL: &str = "</body></html>";
+    let mut out = String::with_capacity(HEAD.len() + text.len() + text.len() / 16 + TAIL.len());
+    out.push_str(HEAD);
+    // Runs between the few bytes that need escaping are copied whole. Each 32-byte block is
+    // tested at once (a mask the compiler builds with SIMD compares) and only its marked bytes
+    // are visited: every byte that needs escaping is ASCII, so this never splits a UTF-8
+    // sequence. (A byte-at-a-time loop was ~20 % of a Sync page's CPU; `cargo bench --bench
+    // render`.)
+    let bytes = text.as_bytes();
     let mut run = 0;
-    for (i, b) in text.bytes().enumerate() {
-        let escaped = match b {
+    let mut emit = |out: &mut String, j: usize| {
+        let escaped = match bytes[j] {
             b'&' => "&amp;",
             b'<' => "&lt;",
             b'>' => "&gt;",
             b'"' => "&quot;",
             b'\r' => "",
-            b'\n' => "<br>\n",
-            _ => continue,
+            _ => "<br>\n",
         };
-        out.push_str(&text[run..i]);
+        out.push_str(&text[run..j]);
         out.push_str(escaped);
-        run = i + 1;
+        run = j + 1;
+    };
+    let mut blocks = bytes.chunks_exact(BLOCK);
+    for (n, block) in blocks.by_ref().enumerate() {
+        let mut mask = 0u32;
+        for (k, &b) in block.iter().enumerate() {
+            mask |= u32::from(needs_escape(b)) << k;
+        }
+        while mask != 0 {
+            emit(&mut out, n * BLOCK + mask.trailing_zeros() as usize);
+            mask &= mask - 1;
+        }
+    }
+    let tail = bytes.len() - blocks.remainder().len();
+    for j in tail..bytes.len() {
+        if needs_escape(bytes[j]) {
+            emit(&mut out, j);
+        }
     }
     out.push_str(&text[run..]);
-    out.push_str("</body></html>");
+    out.push_str(TAIL);
     out
+}
+
+const BLOCK: usize = 32;
+
+/// Written with `|` rather than `matches!` so the block test compiles to SIMD compares.
+#[inline(always)]
+fn needs_escape(b: u8) -> bool {
+    (b == b'&') | (b == b'<') | (b == b'>') | (b == b'"') | (b == b'\r') | (b == b'\n')
 }
 
 #[cfg(test)]
@@ -367,5 +396,31 @@ mod test {
     fn text_to_html_escapes() {
         let html = text_to_html("a<b> & \"c\"\r\nnext");
         assert!(html.contains("a&lt;b&gt; &amp; &quot;c&quot;<br>\nnext"));
+    }
+
+    /// The block scan gives what escaping one character at a time gives, wherever the
+    /// special bytes fall relative to the 32-byte blocks (and between multi-byte characters).
+    fn text_to_html_reference(text: &str) -> String {
+        let mut out = String::from("<html><head><meta charset=\"utf-8\"></head><body>");
+        for c in text.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '"' => out.push_str("&quot;"),
+                '\r' => {}
+                '\n' => out.push_str("<br>\n"),
+                c => out.push(c),
+            }
+        }
+        out.push_str("</body></html>");
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn text_to_html_matches_reference(text in "[a-z&<>\"\r\n é€😀]{0,200}") {
+            proptest::prop_assert_eq!(text_to_html(&text), text_to_html_reference(&text));
+        }
     }
 }

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::mime::attachment::{self, AttachmentData, AttachmentError, AttachmentInfo, PartPath};
 use crate::mime::body::{self, BodyOutput, BodyPreference, BodyType, MimeSupport};
 use crate::mime::flags::FlagState;
-use crate::mime::{Version, xml_safe};
+use crate::mime::{Version, xml_safe, xml_safe_owned};
 use crate::mime::{date, html};
 
 /// What IMAP knows about a message besides its bytes.
@@ -341,7 +341,7 @@ impl<'a> MessageView<'a> {
                     }
                     out.push_str(&text);
                 }
-                xml_safe(&out).into_owned()
+                xml_safe_owned(out)
             }
         })
     }
@@ -368,7 +368,7 @@ impl<'a> MessageView<'a> {
                     _ => {}
                 }
             }
-            xml_safe(&out).into_owned()
+            xml_safe_owned(out)
         })
     }
 
@@ -377,7 +377,7 @@ impl<'a> MessageView<'a> {
     pub fn mime_text(&self) -> Cow<'a, str> {
         match String::from_utf8_lossy(self.raw) {
             Cow::Borrowed(s) => xml_safe(s),
-            Cow::Owned(s) => Cow::Owned(xml_safe(&s).into_owned()),
+            Cow::Owned(s) => Cow::Owned(xml_safe_owned(s)),
         }
     }
 
