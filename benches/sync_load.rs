@@ -78,6 +78,7 @@ struct Args {
     search_iterations: usize,
     fts: bool,
     probe: bool,
+    read_ahead: bool,
 }
 
 const USAGE: &str = "\
@@ -86,6 +87,8 @@ usage: cargo bench --bench sync_load -- [initial] [idle] [memory] [search] [opti
   --rounds N            initial: timed rounds of (raw IMAP, gateway) (1)
   --probe               initial: also time each IMAP step of a page on kept, fresh and
                         re-selecting sessions
+  --no-read-ahead       the gateway computes each page only when asked ([sync] read_ahead
+                        = false)
   --idle-sizes A,B,..   idle: mailbox sizes (1000,10000)
   --iterations N        idle: no-change Syncs per size (500)
   --setup-window N      idle: WindowSize of the one-off full sync before measuring (512)
@@ -114,6 +117,7 @@ impl Args {
             search_iterations: 20,
             fts: false,
             probe: false,
+            read_ahead: true,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -127,6 +131,7 @@ impl Args {
                 "search" => args.search = true,
                 "--fts" => args.fts = true,
                 "--probe" => args.probe = true,
+                "--no-read-ahead" => args.read_ahead = false,
                 "--search-sizes" => {
                     args.search_sizes = value()?
                         .split(',')
@@ -307,11 +312,12 @@ async fn raw_imap_session_per_batch(cfg: &ImapConfig, user: &TestUser) -> Result
 struct Gateway {
     base: String,
     handle: axum_server::Handle,
+    state: Arc<AppState>,
     _dir: tempfile::TempDir,
 }
 
 impl Gateway {
-    async fn start(imap: ImapConfig) -> Result<Gateway> {
+    async fn start(imap: ImapConfig, read_ahead: bool) -> Result<Gateway> {
         let dir = tempfile::tempdir()?;
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".parse()?;
@@ -323,14 +329,16 @@ impl Gateway {
         // let the Search deadline (45 s, status 10) decide, not the IMAP inactivity timeout.
         config.imap.timeout_secs = 120;
         config.state.url = format!("sqlite:{}", dir.path().join("state.db").display());
+        config.sync.read_ahead = read_ahead;
         config.validate()?;
         let state = Arc::new(AppState::new(config)?);
         let handle = axum_server::Handle::new();
-        tokio::spawn(serve(state, handle.clone()));
+        tokio::spawn(serve(state.clone(), handle.clone()));
         let addr = handle.listening().await.ok_or("gateway did not start")?;
         Ok(Gateway {
             base: format!("http://127.0.0.1:{}", addr.port()),
             handle,
+            state,
             _dir: dir,
         })
     }
@@ -665,6 +673,7 @@ impl Bench {
                 raw_probe(&cfg, &user).await?;
             }
             let raw = raw_imap(&cfg, &user).await?;
+            let before = self.gateway.state.read_ahead.counts().get();
             let started = Instant::now();
             let (phone, inbox) = self.phone(&user).await?;
             let setup = started.elapsed();
@@ -677,6 +686,13 @@ impl Bench {
                 )
                 .into());
             }
+            let after = self.gateway.state.read_ahead.counts().get();
+            let [started_, refused, used, stale, dropped] =
+                std::array::from_fn(|i| after[i] - before[i]);
+            println!(
+                "  round {round}: pages read ahead: {started_} started, {used} used, {stale} \
+                 stale, {dropped} dropped, {refused} refused"
+            );
             let per_batch = raw_imap_session_per_batch(&cfg, &user).await?;
             let ratio = total.as_secs_f64() / raw.wall.as_secs_f64();
             ratios.push(ratio);
@@ -1071,7 +1087,7 @@ fn main() -> Result<()> {
             ..Default::default()
         };
         let dovecot = Dovecot::start_tuned(&[], &tuning)?;
-        let gateway = Gateway::start(dovecot.imap_config()).await?;
+        let gateway = Gateway::start(dovecot.imap_config(), args.read_ahead).await?;
         let mut bench = Bench {
             dovecot,
             gateway,

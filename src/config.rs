@@ -154,6 +154,9 @@ pub struct SyncConfig {
     /// gets status 14 with the limit.
     pub min_wait_secs: u64,
     pub max_wait_secs: u64,
+    /// While a phone pages through a folder (MoreAvailable), compute the next page before it
+    /// asks; used only when nothing changed in between.
+    pub read_ahead: bool,
 }
 
 impl Default for SyncConfig {
@@ -161,6 +164,7 @@ impl Default for SyncConfig {
         SyncConfig {
             min_wait_secs: 60,
             max_wait_secs: 3540,
+            read_ahead: true,
         }
     }
 }

@@ -106,6 +106,7 @@ pub struct Context<'a> {
     pub hub: &'a std::sync::Arc<crate::push::Hub>,
     pub pool: &'a std::sync::Arc<crate::mailstore::SessionPool>,
     pub directory: &'a crate::directory::Directory,
+    pub read_ahead: &'a crate::eas::sync::read_ahead::ReadAhead,
 }
 
 impl Context<'_> {

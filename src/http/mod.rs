@@ -47,6 +47,8 @@ pub struct AppState {
     pub hub: Arc<crate::push::Hub>,
     pub pool: Arc<crate::mailstore::SessionPool>,
     pub directory: Arc<crate::directory::Directory>,
+    /// Sync pages computed before the phone asks for them.
+    pub read_ahead: crate::eas::sync::read_ahead::ReadAhead,
 }
 
 impl AppState {
@@ -78,6 +80,7 @@ impl AppState {
             metrics: Metrics::default(),
             hub,
             pool,
+            read_ahead: crate::eas::sync::read_ahead::ReadAhead::new(),
         })
     }
 }
@@ -328,6 +331,7 @@ async fn run_command(
         hub: &state.hub,
         pool: &state.pool,
         directory: &state.directory,
+        read_ahead: &state.read_ahead,
     };
     let reply = eas::dispatch(&mut ctx, tree).await?;
     // Only a command that ran is remembered; a refused request leaves the state as it was.

@@ -16,6 +16,7 @@
 
 pub mod drafts;
 pub mod items;
+pub mod read_ahead;
 pub mod request;
 pub mod snapshot;
 
@@ -107,6 +108,26 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
         Some(k) => ctx.store.hierarchy(&device, k)?.unwrap_or_default(),
         None => Vec::new(),
     };
+    // Pages computed ahead for this request's keys; waiting for them first also hands their
+    // IMAP session (with the folder still selected) back to the pool for this request.
+    let mut ready = HashMap::new();
+    for c in &req.collections {
+        let Some(f) = hierarchy
+            .iter()
+            .find(|f| f.id.to_string() == c.collection_id)
+        else {
+            continue;
+        };
+        let key = c
+            .sync_key
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|_| c.commands.is_empty());
+        if let Some(page) = ctx.read_ahead.take(&device, f.id, key).await {
+            ready.insert(f.id, page);
+        }
+    }
     let mut store = Mailstore::open(ctx).await?;
     let window_total = req
         .window_size
@@ -144,7 +165,10 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
                 .find(|f| f.id.to_string() == c.collection_id);
             let r = match folder {
                 None => CollectionOutcome::status(c, HIERARCHY_CHANGED),
-                Some(f) => collection(ctx, &mut store, c, f, &mut budget).await?,
+                Some(f) => {
+                    let page = ready.remove(&f.id);
+                    collection(ctx, &mut store, c, f, &mut budget, page).await?
+                }
             };
             outcome.push(r);
         }
@@ -180,6 +204,11 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
     // A phone that was told MoreAvailable asks for the next page at once.
     store.keep_view(outcome.iter().any(|o| o.more));
     store.close().await;
+    for o in &mut outcome {
+        if let (Some(ahead), Some(folder), Some(key)) = (o.ahead.take(), o.folder, o.new_key) {
+            start_read_ahead(ctx, folder, key, ahead);
+        }
+    }
 
     // An empty or partial Sync later continues from the keys of this answer, not from the
     // ones this request presented.
@@ -239,6 +268,16 @@ struct CollectionOutcome {
     responses: Vec<ItemResponse>,
     /// Written item data for Add (and Fetch responses), keyed by UID.
     messages: items::Rendered,
+    /// What the next page starts from, when read-ahead should compute it.
+    ahead: Option<Ahead>,
+}
+
+/// The snapshot stored under a new key with MoreAvailable, the folder, and what the page
+/// depends on: enough to compute the next page before the phone asks for it.
+struct Ahead {
+    snapshot: Snapshot,
+    imap_name: String,
+    params: read_ahead::Params,
 }
 
 impl CollectionOutcome {
@@ -253,6 +292,7 @@ impl CollectionOutcome {
             commands: Vec::new(),
             responses: Vec::new(),
             messages: items::Rendered::default(),
+            ahead: None,
         }
     }
 
@@ -295,6 +335,7 @@ async fn collection(
     c: &CollectionRequest,
     folder: &FolderEntry,
     budget: &mut usize,
+    ready: Option<read_ahead::Page>,
 ) -> Result<CollectionOutcome, EasError> {
     let device = &ctx.device.key;
     let mut out = CollectionOutcome::status(c, OK);
@@ -407,11 +448,35 @@ async fn collection(
             && state.uid_next == snap.uid_next
             && state.exists == snap.exists
             && since == snap.since;
+        let params = read_ahead::Params {
+            options: options.clone(),
+            window,
+            version: ctx.version,
+            since,
+        };
+        // A page computed ahead is this request's page only if nothing it depends on moved:
+        // the folder state read before it listed anything is the state now (any arrival,
+        // expunge or flag change moves UIDNEXT, MESSAGES or HIGHESTMODSEQ).
+        let ready = ready.filter(|p| {
+            let same = !unchanged
+                && !changed
+                && state.highest_modseq != 0
+                && p.state == state
+                && p.params == params
+                && p.from == snap;
+            ctx.read_ahead.note(same);
+            same
+        });
         if !unchanged {
-            let (d, states, now, all) =
-                compute_diff(store, &folder.imap_name, &snap, since).await?;
-            let all_changes = d.changes.len();
-            let w = snapshot::window(d, window);
+            let (all_changes, w, states, now, all, rendered) = match ready {
+                Some(p) => (p.all_changes, p.window, p.states, p.state, p.all, Some(p.items)),
+                None => {
+                    let (d, states, now, all) =
+                        compute_diff(store, &folder.imap_name, &snap, since).await?;
+                    let all_changes = d.changes.len();
+                    (all_changes, snapshot::window(d, window), states, now, all, None)
+                }
+            };
             // Flag changes are found with CHANGEDSINCE the snapshot's HIGHESTMODSEQ; if some
             // did not fit in this window, the old mod-sequence must stay so they are found
             // again. (Adds and deletes are recomputed from every UID each time.)
@@ -425,18 +490,10 @@ async fn collection(
                 snap.items.remove(&uid);
                 out.commands.push(ServerCommand::SoftDelete(uid));
             }
-            let mut wanted: Vec<u32> = w.changes.clone();
-            wanted.extend(&w.adds);
-            out.messages = items::fetch_and_render(
-                store,
-                &folder.imap_name,
-                folder.id,
-                &wanted,
-                &w.adds,
-                ctx.version,
-                &options,
-            )
-            .await?;
+            out.messages = match rendered {
+                Some(r) => r,
+                None => page_items(store, &folder.imap_name, folder.id, &w, &params).await?,
+            };
             for &uid in &w.changes {
                 if let (true, Some(&state)) = (out.messages.contains(uid), states.get(&uid)) {
                     snap.items.insert(uid, state);
@@ -495,8 +552,92 @@ async fn collection(
             .put_collection_state(device, folder.id, key, Some(old_key), &snap.encode())?;
         out.new_key = Some(key);
         out.sync_key = key.to_string();
+        if out.more && get_changes && ctx.config.sync.read_ahead {
+            out.ahead = Some(Ahead {
+                snapshot: snap,
+                imap_name: folder.imap_name.clone(),
+                params: read_ahead::Params {
+                    options,
+                    window,
+                    version: ctx.version,
+                    since,
+                },
+            });
+        }
     }
     Ok(out)
+}
+
+/// Fetches and renders a window's items: whole messages for the adds, flags for the changes.
+async fn page_items(
+    store: &mut Mailstore,
+    mailbox: &str,
+    folder: u32,
+    w: &snapshot::Window,
+    params: &read_ahead::Params,
+) -> Result<items::Rendered, EasError> {
+    let mut wanted: Vec<u32> = w.changes.clone();
+    wanted.extend(&w.adds);
+    items::fetch_and_render(
+        store,
+        mailbox,
+        folder,
+        &wanted,
+        &w.adds,
+        params.version,
+        &params.options,
+    )
+    .await
+}
+
+/// Computes, in the background, the page the device will ask for with `key`: the same diff,
+/// window and fetch as [`collection`], on a pooled session of the user's.
+fn start_read_ahead(ctx: &Context<'_>, folder: u32, key: u32, ahead: Ahead) {
+    let pool = ctx.pool.clone();
+    let imap = ctx.config.imap_config();
+    let user = ctx.user.key.clone();
+    let login = ctx.user.login.clone();
+    let password = ctx.user.password.clone();
+    let job = async move {
+        let mut store = Mailstore::open_pooled(&pool, &imap, &user, &login, password.expose())
+            .await
+            .ok()?;
+        let Ahead {
+            snapshot,
+            imap_name,
+            params,
+        } = ahead;
+        let page = async {
+            let (d, states, state, all) =
+                compute_diff(&mut store, &imap_name, &snapshot, params.since).await?;
+            let all_changes = d.changes.len();
+            let window = snapshot::window(d, params.window);
+            let items = page_items(&mut store, &imap_name, folder, &window, &params).await?;
+            Ok::<_, EasError>(read_ahead::Page {
+                from: snapshot,
+                params,
+                state,
+                window,
+                all_changes,
+                states,
+                all,
+                items,
+            })
+        }
+        .await;
+        // The page after this one is read on this session too.
+        store.keep_view(page.as_ref().is_ok_and(|p| p.window.more));
+        store.close().await;
+        match page {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::debug!(error = %e, "read-ahead failed; the request computes its page");
+                None
+            }
+        }
+    };
+    ctx.read_ahead
+        .start(ctx.device.key.clone(), folder, key, job);
 }
 
 /// What the next Sync of a collection would send, counted without sending it: the answer to
