@@ -149,6 +149,15 @@ pub(crate) fn xml_safe(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// `String::from_utf8_lossy` with a fast path: it checks one byte at a time, `str::from_utf8`
+/// a word at a time, and most mail is valid UTF-8 (or ASCII). Same result.
+pub(crate) fn utf8_lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.into(),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// [`xml_safe`] for a string the caller owns: no copy when nothing needs dropping.
 pub(crate) fn xml_safe_owned(s: String) -> String {
     if has_control(&s) {
@@ -184,6 +193,31 @@ mod test {
         assert!(!Version::V12_1.has_email2());
         assert!(Version::V14_0.has_email2());
         assert!(Version::V16_0.has_drafts());
+    }
+
+    proptest::proptest! {
+        /// The vendored mail-parser's delimiter search (vendor/mail-parser/PATCHED.md) ends a
+        /// part where the original byte walk did and leaves the stream in the same place,
+        /// from any start, on input rich in dashes and line breaks.
+        #[test]
+        fn vendored_mime_part_matches_the_walk(
+            data in proptest::collection::vec(proptest::sample::select(b"--\r\nab".to_vec()), 0..40),
+            boundary in proptest::sample::select(vec![&b"ab"[..], b"-a", b"b", b"a-b", b"\nab"]),
+            start in 0usize..41,
+        ) {
+            use mail_parser::parsers::MessageStream;
+            let start = start.min(data.len());
+            let mut fast = MessageStream::new(&data);
+            let mut walk = MessageStream::new(&data);
+            fast.skip_bytes(start);
+            walk.skip_bytes(start);
+            proptest::prop_assert_eq!(fast.mime_part(boundary), walk.mime_part_walk(boundary));
+            proptest::prop_assert_eq!(fast.offset(), walk.offset());
+            proptest::prop_assert_eq!(fast.peek(), walk.peek());
+            fast.restore();
+            walk.restore();
+            proptest::prop_assert_eq!(fast.offset(), walk.offset());
+        }
     }
 
     #[test]

@@ -27,6 +27,10 @@ const MAX_DEPTH: usize = 16;
 /// The message with large base64 attachment bodies emptied, or None when there is nothing
 /// to leave out (or the structure is not one this scanner is sure of).
 pub fn skeleton(raw: &[u8]) -> Option<Vec<u8>> {
+    // Most messages have no base64 part at all: don't copy them only to throw the copy away.
+    if !mentions_base64(raw) {
+        return None;
+    }
     let mut out = Vec::with_capacity(raw.len().min(64 * 1024));
     let removed = entity(raw, &mut out, 0)?;
     (removed > 0).then_some(out)
@@ -106,7 +110,7 @@ fn header_block(e: &[u8]) -> Option<(usize, usize)> {
 /// A header's unfolded value, by name. A header given twice is Err: parsers disagree on
 /// which one counts, and the skeleton must be read exactly as the original.
 fn header_value(headers: &[u8], name: &str) -> Result<Option<String>, ()> {
-    let text = String::from_utf8_lossy(headers);
+    let text = crate::mime::utf8_lossy(headers);
     let mut value: Option<String> = None;
     let mut open = false;
     for line in text.split('\n') {
@@ -196,6 +200,13 @@ struct Delimiter {
     /// After the delimiter line's own line break.
     end: usize,
     closing: bool,
+}
+
+/// Whether `base64` (in any case) occurs anywhere: no part can be dropped otherwise.
+fn mentions_base64(raw: &[u8]) -> bool {
+    memchr::memmem::find_iter(raw, b"64").any(|at| {
+        at >= 4 && raw[at - 4..at].eq_ignore_ascii_case(b"base")
+    })
 }
 
 /// The delimiter lines of a multipart body: `--boundary` (or `--boundary--`) at the start

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::mime::attachment::{self, AttachmentData, AttachmentError, AttachmentInfo, PartPath};
 use crate::mime::body::{self, BodyOutput, BodyPreference, BodyType, MimeSupport};
 use crate::mime::flags::FlagState;
-use crate::mime::{Version, xml_safe, xml_safe_owned};
+use crate::mime::{Version, utf8_lossy, xml_safe, xml_safe_owned};
 use crate::mime::{date, html};
 
 /// What IMAP knows about a message besides its bytes.
@@ -327,7 +327,7 @@ impl<'a> MessageView<'a> {
     /// The whole body as plain text: the text/plain parts, or the HTML made readable.
     pub fn plain_text(&self) -> &str {
         self.plain.get_or_init(|| match &self.msg {
-            None => String::from_utf8_lossy(self.raw).into_owned(),
+            None => utf8_lossy(self.raw).into_owned(),
             Some(m) => {
                 let mut out = String::new();
                 for &id in &m.text_body {
@@ -375,7 +375,7 @@ impl<'a> MessageView<'a> {
     /// The raw message as text for a Type 4 body. Bytes that are not UTF-8 (8-bit bodies in
     /// legacy charsets) are replaced: a WBXML string cannot carry them.
     pub fn mime_text(&self) -> Cow<'a, str> {
-        match String::from_utf8_lossy(self.raw) {
+        match utf8_lossy(self.raw) {
             Cow::Borrowed(s) => xml_safe(s),
             Cow::Owned(s) => Cow::Owned(xml_safe_owned(s)),
         }
