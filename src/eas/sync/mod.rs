@@ -108,8 +108,8 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
         Some(k) => ctx.store.hierarchy(&device, k)?.unwrap_or_default(),
         None => Vec::new(),
     };
-    // Pages computed ahead for this request's keys; waiting for them first also hands their
-    // IMAP session (with the folder still selected) back to the pool for this request.
+    // Pages computed ahead continue where the device's keys left off; a request that
+    // carries commands for a folder changes it, so its pager ends.
     let mut ready = HashMap::new();
     for c in &req.collections {
         let Some(f) = hierarchy
@@ -118,17 +118,14 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
         else {
             continue;
         };
-        let key = c
-            .sync_key
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|_| c.commands.is_empty());
-        if let Some(page) = ctx.read_ahead.take(&device, f.id, key).await {
-            ready.insert(f.id, page);
+        if !c.commands.is_empty() {
+            ctx.read_ahead.cancel(&device, f.id);
+        } else if let Some(taken) = ctx.read_ahead.take(&device, f.id).await {
+            ready.insert(f.id, taken);
         }
     }
-    let mut store = Mailstore::open(ctx).await?;
+    // Opened when first needed: a request answered from pages computed ahead needs none.
+    let mut store: Option<Mailstore> = None;
     let window_total = req
         .window_size
         .unwrap_or(request::MAX_WINDOW)
@@ -166,8 +163,8 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
             let r = match folder {
                 None => CollectionOutcome::status(c, HIERARCHY_CHANGED),
                 Some(f) => {
-                    let page = ready.remove(&f.id);
-                    collection(ctx, &mut store, c, f, &mut budget, page).await?
+                    let taken = ready.remove(&f.id);
+                    collection(ctx, &mut store, c, f, &mut budget, taken).await?
                 }
             };
             outcome.push(r);
@@ -176,7 +173,9 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
         let (Some(d), Some(reg), false) = (deadline, registration.as_mut(), anything) else {
             break;
         };
-        store.close().await;
+        if let Some(s) = store.take() {
+            s.close().await;
+        }
         // Wake on the hub's news about these mailboxes; look again now and then anyway, in
         // case a source missed something.
         let woke = tokio::select! {
@@ -199,14 +198,19 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
                 return Ok(Reply::Empty);
             }
         }
-        store = Mailstore::open(ctx).await?;
     }
     // A phone that was told MoreAvailable asks for the next page at once.
-    store.keep_view(outcome.iter().any(|o| o.more));
-    store.close().await;
+    if let Some(mut s) = store.take() {
+        s.keep_view(outcome.iter().any(|o| o.more));
+        s.close().await;
+    }
     for o in &mut outcome {
-        if let (Some(ahead), Some(folder), Some(key)) = (o.ahead.take(), o.folder, o.new_key) {
-            start_read_ahead(ctx, folder, key, ahead);
+        let Some(folder) = o.folder else { continue };
+        if let Some(pager) = o.pager.take() {
+            ctx.read_ahead
+                .give_back(ctx.device.key.clone(), folder, pager);
+        } else if let Some(ahead) = o.ahead.take() {
+            start_read_ahead(ctx, folder, ahead);
         }
     }
 
@@ -270,6 +274,8 @@ struct CollectionOutcome {
     messages: items::Rendered,
     /// What the next page starts from, when read-ahead should compute it.
     ahead: Option<Ahead>,
+    /// The pager this answer's page came from, computing the next.
+    pager: Option<read_ahead::Pager>,
 }
 
 /// The snapshot stored under a new key with MoreAvailable, the folder, and what the page
@@ -293,6 +299,7 @@ impl CollectionOutcome {
             responses: Vec::new(),
             messages: items::Rendered::default(),
             ahead: None,
+            pager: None,
         }
     }
 
@@ -329,13 +336,24 @@ enum ItemResponse {
     },
 }
 
+/// The session of a request, logged in (or taken from the pool) when first needed.
+async fn opened<'s>(
+    ctx: &Context<'_>,
+    store: &'s mut Option<Mailstore>,
+) -> Result<&'s mut Mailstore, EasError> {
+    if store.is_none() {
+        *store = Some(Mailstore::open(ctx).await?);
+    }
+    Ok(store.as_mut().expect("opened above"))
+}
+
 async fn collection(
     ctx: &Context<'_>,
-    store: &mut Mailstore,
+    lazy: &mut Option<Mailstore>,
     c: &CollectionRequest,
     folder: &FolderEntry,
     budget: &mut usize,
-    ready: Option<read_ahead::Page>,
+    ready: Option<read_ahead::Taken>,
 ) -> Result<CollectionOutcome, EasError> {
     let device = &ctx.device.key;
     let mut out = CollectionOutcome::status(c, OK);
@@ -346,6 +364,7 @@ async fn collection(
     if c.sync_key.trim() == "0" {
         // A new partnership for this folder: the device knows nothing.
         ctx.store.reset_collection(device, folder.id)?;
+        let store = opened(ctx, lazy).await?;
         let Some(state) = folder_state(store, &folder.imap_name).await? else {
             out.status = HIERARCHY_CHANGED;
             return Ok(out);
@@ -383,14 +402,59 @@ async fn collection(
         out.status = INVALID_SYNC_KEY;
         return Ok(out);
     };
+    let get_changes = c.get_changes.unwrap_or(true);
+    let window = c
+        .window_size
+        .unwrap_or(request::DEFAULT_WINDOW)
+        .clamp(1, request::MAX_WINDOW)
+        .min(*budget);
+    let params = read_ahead::Params {
+        options: options.clone(),
+        window,
+        version: ctx.version,
+        since,
+    };
+    if let Some(taken) = ready {
+        // The page continues exactly what this key told the device (see `read_ahead`).
+        let snap = Snapshot::decode(&bytes);
+        let usable = c.commands.is_empty()
+            && get_changes
+            && taken.page.params == params
+            && snap.as_ref() == Some(&taken.page.from);
+        ctx.read_ahead.note(usable);
+        if usable {
+            let read_ahead::Taken { page, pager } = taken;
+            let mut snap = page.from;
+            *budget -= page.computed.window.len();
+            out.commands = advance(&mut snap, &page.computed, since);
+            out.more = page.computed.window.more;
+            out.messages = page.computed.items;
+            if !out.commands.is_empty() || snap.encode() != bytes {
+                let key = ctx.store.next_collection_key(device, folder.id)?;
+                ctx.store.put_collection_state(
+                    device,
+                    folder.id,
+                    key,
+                    Some(old_key),
+                    &snap.encode(),
+                )?;
+                out.new_key = Some(key);
+                out.sync_key = key.to_string();
+                if out.more {
+                    out.pager = Some(pager);
+                }
+            }
+            return Ok(out);
+        }
+    }
 
+    let store = opened(ctx, lazy).await?;
     let Some(state) = folder_state(store, &folder.imap_name).await? else {
         out.status = HIERARCHY_CHANGED;
         return Ok(out);
     };
     // The common case, a phone asking again with nothing new: decided from the snapshot's
     // header and one STATUS, without decoding the per-message part.
-    let get_changes = c.get_changes.unwrap_or(true);
     if c.commands.is_empty()
         && get_changes
         && !header.pending
@@ -435,11 +499,6 @@ async fn collection(
         .await?;
     }
 
-    let window = c
-        .window_size
-        .unwrap_or(request::DEFAULT_WINDOW)
-        .clamp(1, request::MAX_WINDOW);
-    let window = window.min(*budget);
     if get_changes && window > 0 {
         let unchanged = !snap.pending
             && !changed
@@ -448,76 +507,21 @@ async fn collection(
             && state.uid_next == snap.uid_next
             && state.exists == snap.exists
             && since == snap.since;
-        let params = read_ahead::Params {
-            options: options.clone(),
-            window,
-            version: ctx.version,
-            since,
-        };
-        // A page computed ahead is this request's page only if nothing it depends on moved:
-        // the folder state read before it listed anything is the state now (any arrival,
-        // expunge or flag change moves UIDNEXT, MESSAGES or HIGHESTMODSEQ).
-        let ready = ready.filter(|p| {
-            let same = !unchanged
-                && !changed
-                && state.highest_modseq != 0
-                && p.state == state
-                && p.params == params
-                && p.from == snap;
-            ctx.read_ahead.note(same);
-            same
-        });
         if !unchanged {
-            let (all_changes, w, states, now, all, rendered) = match ready {
-                Some(p) => (p.all_changes, p.window, p.states, p.state, p.all, Some(p.items)),
-                None => {
-                    let (d, states, now, all) =
-                        compute_diff(store, &folder.imap_name, &snap, since).await?;
-                    let all_changes = d.changes.len();
-                    (all_changes, snapshot::window(d, window), states, now, all, None)
-                }
+            let Some(computed) =
+                compute_page(store, &folder.imap_name, folder.id, &snap, &params).await?
+            else {
+                // Recreated between the STATUS and the listing: as above.
+                ctx.store.reset_collection(device, folder.id)?;
+                out.status = INVALID_SYNC_KEY;
+                out.commands.clear();
+                out.responses.clear();
+                return Ok(out);
             };
-            // Flag changes are found with CHANGEDSINCE the snapshot's HIGHESTMODSEQ; if some
-            // did not fit in this window, the old mod-sequence must stay so they are found
-            // again. (Adds and deletes are recomputed from every UID each time.)
-            let changes_left = w.changes.len() < all_changes;
-            *budget -= w.deletes.len() + w.soft_deletes.len() + w.changes.len() + w.adds.len();
-            for &uid in &w.deletes {
-                snap.items.remove(&uid);
-                out.commands.push(ServerCommand::Delete(uid));
-            }
-            for &uid in &w.soft_deletes {
-                snap.items.remove(&uid);
-                out.commands.push(ServerCommand::SoftDelete(uid));
-            }
-            out.messages = match rendered {
-                Some(r) => r,
-                None => page_items(store, &folder.imap_name, folder.id, &w, &params).await?,
-            };
-            for &uid in &w.changes {
-                if let (true, Some(&state)) = (out.messages.contains(uid), states.get(&uid)) {
-                    snap.items.insert(uid, state);
-                    out.commands.push(ServerCommand::Change(uid));
-                }
-            }
-            for &uid in &w.adds {
-                // A message expunged between the listing and the fetch is simply not added;
-                // the next Sync does not know it either. Its state is what was fetched.
-                if let Some(flags) = out.messages.flags_of(uid) {
-                    snap.items.insert(uid, flag_state(flags));
-                    out.commands.push(ServerCommand::Add(uid));
-                }
-            }
-            snap.pending = w.more;
-            out.more = w.more;
-            snap.uidvalidity = now.uidvalidity;
-            if !changes_left {
-                snap.highest_modseq = now.highest_modseq;
-            }
-            snap.uid_next = now.uid_next;
-            snap.exists = now.exists;
-            snap.since = since;
-            snap.all = Some(all);
+            *budget -= computed.window.len();
+            out.commands.extend(advance(&mut snap, &computed, since));
+            out.more = computed.window.more;
+            out.messages = computed.items;
             changed |=
                 !out.commands.is_empty() || snap.encode() != snap_bytes_of(ctx, folder, old_key)?;
         }
@@ -556,12 +560,7 @@ async fn collection(
             out.ahead = Some(Ahead {
                 snapshot: snap,
                 imap_name: folder.imap_name.clone(),
-                params: read_ahead::Params {
-                    options,
-                    window,
-                    version: ctx.version,
-                    since,
-                },
+                params,
             });
         }
     }
@@ -590,54 +589,127 @@ async fn page_items(
     .await
 }
 
-/// Computes, in the background, the page the device will ask for with `key`: the same diff,
-/// window and fetch as [`collection`], on a pooled session of the user's.
-fn start_read_ahead(ctx: &Context<'_>, folder: u32, key: u32, ahead: Ahead) {
+/// Lists what changed since `snap` and fetches one window of it; None when the folder is not
+/// the one the snapshot knows any more (UIDVALIDITY changed).
+async fn compute_page(
+    store: &mut Mailstore,
+    mailbox: &str,
+    folder: u32,
+    snap: &Snapshot,
+    params: &read_ahead::Params,
+) -> Result<Option<read_ahead::Computed>, EasError> {
+    let (d, states, state, all) = compute_diff(store, mailbox, snap, params.since).await?;
+    if state.uidvalidity != snap.uidvalidity {
+        return Ok(None);
+    }
+    let all_changes = d.changes.len();
+    let window = snapshot::window(d, params.window);
+    let items = page_items(store, mailbox, folder, &window, params).await?;
+    Ok(Some(read_ahead::Computed {
+        state,
+        window,
+        all_changes,
+        states,
+        all,
+        items,
+    }))
+}
+
+/// The commands a computed window sends, applied to the snapshot: what the device knows
+/// after it. The Sync command and read-ahead both use this, so a pager predicts exactly the
+/// snapshot the request stores.
+fn advance(snap: &mut Snapshot, page: &read_ahead::Computed, since: u64) -> Vec<ServerCommand> {
+    let w = &page.window;
+    let mut commands = Vec::with_capacity(w.len());
+    // Flag changes are found with CHANGEDSINCE the snapshot's HIGHESTMODSEQ; if some did not
+    // fit in this window, the old mod-sequence must stay so they are found again. (Adds and
+    // deletes are recomputed from every UID each time.)
+    let changes_left = w.changes.len() < page.all_changes;
+    for &uid in &w.deletes {
+        snap.items.remove(&uid);
+        commands.push(ServerCommand::Delete(uid));
+    }
+    for &uid in &w.soft_deletes {
+        snap.items.remove(&uid);
+        commands.push(ServerCommand::SoftDelete(uid));
+    }
+    for &uid in &w.changes {
+        if let (true, Some(&state)) = (page.items.contains(uid), page.states.get(&uid)) {
+            snap.items.insert(uid, state);
+            commands.push(ServerCommand::Change(uid));
+        }
+    }
+    for &uid in &w.adds {
+        // A message expunged between the listing and the fetch is simply not added; the next
+        // Sync does not know it either. Its state is what was fetched.
+        if let Some(flags) = page.items.flags_of(uid) {
+            snap.items.insert(uid, flag_state(flags));
+            commands.push(ServerCommand::Add(uid));
+        }
+    }
+    let now = page.state;
+    snap.pending = w.more;
+    snap.uidvalidity = now.uidvalidity;
+    if !changes_left {
+        snap.highest_modseq = now.highest_modseq;
+    }
+    snap.uid_next = now.uid_next;
+    snap.exists = now.exists;
+    snap.since = since;
+    snap.all = Some(page.all.clone());
+    commands
+}
+
+/// Starts a pager (see [`read_ahead`]) for the pages after `ahead.snapshot`, on a pooled
+/// session of the user's: page after page, each from the snapshot the previous one leads
+/// to, until the folder is paged through, the phone stops asking, or the folder changes
+/// identity.
+fn start_read_ahead(ctx: &Context<'_>, folder: u32, ahead: Ahead) {
     let pool = ctx.pool.clone();
     let imap = ctx.config.imap_config();
     let user = ctx.user.key.clone();
     let login = ctx.user.login.clone();
     let password = ctx.user.password.clone();
-    let job = async move {
-        let mut store = Mailstore::open_pooled(&pool, &imap, &user, &login, password.expose())
-            .await
-            .ok()?;
+    let job = move |pages: tokio::sync::mpsc::Sender<read_ahead::Page>| async move {
+        let Ok(mut store) =
+            Mailstore::open_pooled(&pool, &imap, &user, &login, password.expose()).await
+        else {
+            return;
+        };
         let Ahead {
-            snapshot,
+            mut snapshot,
             imap_name,
             params,
         } = ahead;
-        let page = async {
-            let (d, states, state, all) =
-                compute_diff(&mut store, &imap_name, &snapshot, params.since).await?;
-            let all_changes = d.changes.len();
-            let window = snapshot::window(d, params.window);
-            let items = page_items(&mut store, &imap_name, folder, &window, &params).await?;
-            Ok::<_, EasError>(read_ahead::Page {
-                from: snapshot,
-                params,
-                state,
-                window,
-                all_changes,
-                states,
-                all,
-                items,
-            })
-        }
-        .await;
-        // The page after this one is read on this session too.
-        store.keep_view(page.as_ref().is_ok_and(|p| p.window.more));
-        store.close().await;
-        match page {
-            Ok(p) => Some(p),
-            Err(e) => {
-                tracing::debug!(error = %e, "read-ahead failed; the request computes its page");
-                None
+        loop {
+            let computed =
+                match compute_page(&mut store, &imap_name, folder, &snapshot, &params).await {
+                    Ok(Some(c)) => c,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "read-ahead failed; requests compute their pages");
+                        break;
+                    }
+                };
+            let from = snapshot.clone();
+            advance(&mut snapshot, &computed, params.since);
+            let more = computed.window.more;
+            let page = read_ahead::Page {
+                from,
+                params: params.clone(),
+                computed,
+            };
+            let sent = tokio::time::timeout(read_ahead::TTL, pages.send(page)).await;
+            if !matches!(sent, Ok(Ok(()))) || !more {
+                break;
             }
+            // The next page reads the folder's state afresh, as a new request would.
+            store.forget_reads();
         }
+        store.close().await;
     };
     ctx.read_ahead
-        .start(ctx.device.key.clone(), folder, key, job);
+        .start(ctx.device.key.clone(), folder, job);
 }
 
 /// What the next Sync of a collection would send, counted without sending it: the answer to

@@ -1,22 +1,25 @@
 //! Read-ahead: while a phone receives one page of a long Sync (MoreAvailable) and sends the
-//! request for the next, the gateway already computes that next page.
+//! request for the next, the gateway already computes the pages that follow.
 //!
 //! A page costs Dovecot most of its time in reading the messages, and the phone cannot ask for
 //! the next page before it has the current one: without read-ahead, IMAP idles during every
-//! round trip and the phone idles during every fetch. With it, the fetch of page n+1 runs
-//! while page n travels (over a mobile network, a round trip is longer than the fetch, so the
-//! phone gets pages as fast as it can take them).
+//! round trip and the phone idles during every fetch. With it, a *pager* per device and
+//! folder lists and fetches page after page on one IMAP session (at most one page waiting and
+//! one being built), so Dovecot reads messages without pause; a request whose page is ready
+//! is answered without touching IMAP at all.
 //!
-//! A page computed ahead is used only when it is exactly what the request would compute
-//! (checked by the Sync command, [`super::collection`]): the same key, snapshot, options and
-//! window, no client commands, and a folder state (UIDVALIDITY, HIGHESTMODSEQ, UIDNEXT,
-//! MESSAGES) equal to the one read before the page was listed — so no message arrived, went
-//! or changed flags in between. Anything else discards it and the page is computed afresh.
+//! A page computed ahead is used only when it continues exactly what the device was told: the
+//! request presents the snapshot the page was computed from (the pager predicts each next
+//! snapshot with the same code the Sync command stores it with), with the same options and
+//! window and no client commands. The folder state the page records is the one read before
+//! its listing, as for any page, so whatever changes after that is found by the next Sync —
+//! nothing is missed, at worst announced a page later. Anything else drops the pager and the
+//! request computes its page itself.
 //!
-//! Owns the table of pages being computed ahead, one per device and folder, and its bounds
-//! (at most [`MAX_PAGES`] at once, each dropped after [`TTL`] unused). Must not touch the
-//! state store: the snapshot a page starts from is handed over in memory, and a page becomes
-//! state only through the Sync command that uses it.
+//! Owns the table of pagers and their bounds (at most [`MAX_PAGERS`] at once, each ended
+//! after [`TTL`] without a request). Must not touch the state store: the snapshot a pager
+//! starts from is handed over in memory, and a page becomes state only through the Sync
+//! command that uses it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,6 +27,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::items::Rendered;
@@ -33,15 +37,16 @@ use crate::eas::version::ProtocolVersion;
 use crate::mailstore::FolderState;
 use crate::state::DeviceKey;
 
-/// Pages kept or being computed at once, over all devices; beyond it no read-ahead starts.
-/// A page holds at most one window of rendered items (about 1 MB for 100 messages with 32 KB
-/// bodies), so this bounds the memory read-ahead can take.
-pub const MAX_PAGES: usize = 32;
+/// Pagers at once, over all devices; beyond it no read-ahead starts. A pager holds at most
+/// two windows of rendered items (about 1 MB each for 100 messages with 32 KB bodies) and one
+/// IMAP session, so this bounds what read-ahead can take.
+pub const MAX_PAGERS: usize = 32;
 
-/// A page the phone has not asked for within this time is dropped: it stopped paging.
+/// A pager whose next page the phone has not asked for within this time ends: it stopped
+/// paging.
 pub const TTL: Duration = Duration::from_secs(30);
 
-/// How long a request waits for the page it can use; past this it computes the page itself.
+/// How long a request waits for the page being computed for it before computing it itself.
 const WAIT: Duration = Duration::from_secs(30);
 
 /// What a page depends on besides the snapshot and the mailbox.
@@ -55,11 +60,9 @@ pub struct Params {
     pub since: u64,
 }
 
-/// A page computed ahead: the Sync command's diff, window and fetched items.
-pub struct Page {
-    /// The snapshot the page was computed from (the one stored under the key).
-    pub from: Snapshot,
-    pub params: Params,
+/// One window of changes, listed and fetched: what the Sync command sends for it.
+#[derive(Default)]
+pub struct Computed {
     /// The folder as read before anything was listed.
     pub state: FolderState,
     pub window: Window,
@@ -72,31 +75,54 @@ pub struct Page {
     pub items: Rendered,
 }
 
-struct Entry {
-    key: u32,
-    started: Instant,
-    task: JoinHandle<Option<Page>>,
+/// A page computed ahead.
+pub struct Page {
+    /// The snapshot it continues from.
+    pub from: Snapshot,
+    pub params: Params,
+    pub computed: Computed,
 }
 
-/// The pages being computed ahead.
+/// The pages of one device and folder, computed one after the other by a background task.
+pub struct Pager {
+    pages: mpsc::Receiver<Page>,
+    task: JoinHandle<()>,
+    touched: Instant,
+}
+
+impl Drop for Pager {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A page taken for a request, and the pager that goes on computing the next ones.
+pub struct Taken {
+    pub page: Page,
+    pub pager: Pager,
+}
+
+/// The pagers of all devices.
 #[derive(Default)]
 pub struct ReadAhead {
-    table: Mutex<HashMap<(DeviceKey, u32), Entry>>,
+    table: Mutex<HashMap<(DeviceKey, u32), Pager>>,
     counts: Counts,
 }
 
-/// What became of the pages computed ahead, for `/metrics` and the benchmarks.
+/// What became of read-ahead, for `/metrics` and the benchmarks.
 #[derive(Debug, Default)]
 pub struct Counts {
-    /// Started.
+    /// Pagers started.
     pub started: AtomicU64,
-    /// Not started: [`MAX_PAGES`] were under way.
+    /// Pagers not started: [`MAX_PAGERS`] were running.
     pub refused: AtomicU64,
-    /// Sent as the answer to the request they were computed for.
+    /// Pages sent as the answer to a request.
     pub used: AtomicU64,
-    /// Computed, but something they depend on had changed: computed again by the request.
+    /// Pages that did not continue what the request presented (another key, other
+    /// options): computed again by the request.
     pub stale: AtomicU64,
-    /// Never asked for (another key, client commands, too old, failed).
+    /// Pagers ended before the folder was paged through (client commands, too old, the
+    /// folder changed identity, failed).
     pub dropped: AtomicU64,
 }
 
@@ -123,71 +149,64 @@ impl ReadAhead {
         ReadAhead::default()
     }
 
-    /// Starts `job`, the page a device will ask for with `key` in `folder`, unless
-    /// [`MAX_PAGES`] are already under way. An older page of the same folder is dropped.
-    pub fn start(
-        &self,
-        device: DeviceKey,
-        folder: u32,
-        key: u32,
-        job: impl Future<Output = Option<Page>> + Send + 'static,
-    ) -> bool {
-        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        let dropped = &self.counts.dropped;
-        table.retain(|_, e| {
-            let keep = e.started.elapsed() < TTL;
-            if !keep {
-                e.task.abort();
-                bump(dropped);
-            }
-            keep
-        });
-        if let Some(old) = table.remove(&(device.clone(), folder)) {
-            old.task.abort();
-            bump(dropped);
+    /// Starts a pager for a device's folder: `job` computes pages and sends each to the
+    /// channel it is given, waiting while one is unclaimed. Not started when
+    /// [`MAX_PAGERS`] are running; an older pager of the same folder ends.
+    pub fn start<F, Fut>(&self, device: DeviceKey, folder: u32, job: F) -> bool
+    where
+        F: FnOnce(mpsc::Sender<Page>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let mut table = self.lock();
+        self.sweep(&mut table);
+        if table.remove(&(device.clone(), folder)).is_some() {
+            bump(&self.counts.dropped);
         }
-        if table.len() >= MAX_PAGES {
+        if table.len() >= MAX_PAGERS {
             bump(&self.counts.refused);
             return false;
         }
         bump(&self.counts.started);
-        let entry = Entry {
-            key,
-            started: Instant::now(),
-            task: tokio::spawn(job),
+        let (tx, rx) = mpsc::channel(1);
+        let pager = Pager {
+            pages: rx,
+            task: tokio::spawn(job(tx)),
+            touched: Instant::now(),
         };
-        table.insert((device, folder), entry);
+        table.insert((device, folder), pager);
         true
     }
 
-    /// Removes the read-ahead of a folder. When it is for `key` (None: the request cannot
-    /// use one, e.g. it carries client commands), waits for it and returns the page.
-    pub async fn take(&self, device: &DeviceKey, folder: u32, key: Option<u32>) -> Option<Page> {
-        let entry = {
-            let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-            table.remove(&(device.clone(), folder))?
-        };
-        if key != Some(entry.key) {
-            entry.task.abort();
-            bump(&self.counts.dropped);
-            return None;
-        }
-        let abort = entry.task.abort_handle();
-        let page = match tokio::time::timeout(WAIT, entry.task).await {
-            Ok(Ok(page)) => page,
-            Ok(Err(_)) => None,
-            Err(_) => {
-                abort.abort();
+    /// The next page of a folder's pager, waiting while it is being computed. The pager is
+    /// the caller's now: [`ReadAhead::give_back`] when the page was used and more follow,
+    /// else drop it (which ends it).
+    pub async fn take(&self, device: &DeviceKey, folder: u32) -> Option<Taken> {
+        let mut pager = self.lock().remove(&(device.clone(), folder))?;
+        match tokio::time::timeout(WAIT, pager.pages.recv()).await {
+            Ok(Some(page)) => Some(Taken { page, pager }),
+            _ => {
+                bump(&self.counts.dropped);
                 None
             }
-        };
-        if page.is_none() {
-            bump(&self.counts.dropped);
         }
-        page
     }
 
-    /// Records whether a page [`ReadAhead::take`] returned was the request's answer.
+    /// Ends a folder's pager (the request changes the folder, or pages differently).
+    pub fn cancel(&self, device: &DeviceKey, folder: u32) {
+        if self.lock().remove(&(device.clone(), folder)).is_some() {
+            bump(&self.counts.dropped);
+        }
+    }
+
+    /// Returns a pager whose page was used; it goes on with the next.
+    pub fn give_back(&self, device: DeviceKey, folder: u32, mut pager: Pager) {
+        pager.touched = Instant::now();
+        let mut table = self.lock();
+        self.sweep(&mut table);
+        table.insert((device, folder), pager);
+    }
+
+    /// Records whether a taken page answered the request.
     pub fn note(&self, used: bool) {
         bump(if used {
             &self.counts.used
@@ -200,21 +219,24 @@ impl ReadAhead {
         &self.counts
     }
 
-    /// Pages kept or under way.
+    /// Pagers running or waiting.
     pub fn len(&self) -> usize {
-        self.table.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
 
-impl Drop for ReadAhead {
-    fn drop(&mut self) {
-        let table = self.table.get_mut().unwrap_or_else(|e| e.into_inner());
-        for e in table.values() {
-            e.task.abort();
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(DeviceKey, u32), Pager>> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sweep(&self, table: &mut HashMap<(DeviceKey, u32), Pager>) {
+        let before = table.len();
+        table.retain(|_, p| p.touched.elapsed() < TTL);
+        for _ in table.len()..before {
+            bump(&self.counts.dropped);
         }
     }
 }
@@ -230,50 +252,72 @@ mod test {
         }
     }
 
-    fn page() -> Page {
+    fn page(n: u32) -> Page {
         Page {
-            from: Snapshot::default(),
+            from: Snapshot {
+                uid_next: n,
+                ..Snapshot::default()
+            },
             params: Params {
                 options: Options::default(),
                 window: 100,
                 version: ProtocolVersion::V14_1,
                 since: 0,
             },
-            state: FolderState::default(),
-            window: Window::default(),
-            all_changes: 0,
-            states: HashMap::new(),
-            all: Vec::new(),
-            items: Rendered::default(),
+            computed: Computed::default(),
+        }
+    }
+
+    /// A pager that sends pages 1..=n.
+    fn pages(n: u32) -> impl FnOnce(mpsc::Sender<Page>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        move |tx| {
+            Box::pin(async move {
+                for i in 1..=n {
+                    if tx.send(page(i)).await.is_err() {
+                        return;
+                    }
+                }
+            })
         }
     }
 
     #[tokio::test]
-    async fn a_page_is_taken_once_and_only_with_its_key() {
+    async fn pages_come_in_order_while_the_pager_is_given_back() {
         let ra = ReadAhead::new();
-        assert!(ra.start(device("a"), 2, 7, async { Some(page()) }));
-        assert!(ra.take(&device("a"), 2, Some(7)).await.is_some());
-        assert!(ra.take(&device("a"), 2, Some(7)).await.is_none());
+        assert!(ra.start(device("a"), 2, pages(3)));
+        for want in 1..=3 {
+            let t = ra.take(&device("a"), 2).await.expect("a page");
+            assert_eq!(t.page.from.uid_next, want);
+            ra.give_back(device("a"), 2, t.pager);
+        }
+        // The pager ended after its last page.
+        assert!(ra.take(&device("a"), 2).await.is_none());
+        assert!(ra.is_empty());
+        assert_eq!(ra.counts().get()[0], 1);
+    }
 
-        // Another key (a retried request) discards it; so does a request with commands.
-        assert!(ra.start(device("a"), 2, 8, async { Some(page()) }));
-        assert!(ra.take(&device("a"), 2, Some(7)).await.is_none());
-        assert!(ra.is_empty());
-        assert!(ra.start(device("a"), 2, 9, async { Some(page()) }));
-        assert!(ra.take(&device("a"), 2, None).await.is_none());
-        assert!(ra.is_empty());
+    #[tokio::test]
+    async fn a_pager_not_given_back_or_cancelled_is_gone() {
+        let ra = ReadAhead::new();
+        assert!(ra.start(device("a"), 2, pages(5)));
+        let t = ra.take(&device("a"), 2).await.expect("a page");
+        drop(t);
+        assert!(ra.take(&device("a"), 2).await.is_none());
+        assert!(ra.start(device("a"), 2, pages(5)));
+        ra.cancel(&device("a"), 2);
+        assert!(ra.take(&device("a"), 2).await.is_none());
     }
 
     #[tokio::test]
     async fn bounded_and_one_per_folder() {
         let ra = ReadAhead::new();
-        for i in 0..MAX_PAGES {
-            assert!(ra.start(device(&i.to_string()), 2, 1, std::future::pending()));
+        for i in 0..MAX_PAGERS {
+            assert!(ra.start(device(&i.to_string()), 2, |_tx| std::future::pending::<()>()));
         }
-        assert!(!ra.start(device("late"), 2, 1, async { Some(page()) }));
-        // A newer page of the same folder replaces the older one.
-        assert!(ra.start(device("0"), 2, 2, async { Some(page()) }));
-        assert_eq!(ra.len(), MAX_PAGES);
-        assert!(ra.take(&device("0"), 2, Some(2)).await.is_some());
+        assert!(!ra.start(device("late"), 2, pages(1)));
+        // A newer pager of the same folder replaces the older one.
+        assert!(ra.start(device("0"), 2, pages(1)));
+        assert_eq!(ra.len(), MAX_PAGERS);
+        assert!(ra.take(&device("0"), 2).await.is_some());
     }
 }

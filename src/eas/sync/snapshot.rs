@@ -203,6 +203,17 @@ pub struct Window {
     pub more: bool,
 }
 
+impl Window {
+    /// Operations in the window.
+    pub fn len(&self) -> usize {
+        self.adds.len() + self.changes.len() + self.deletes.len() + self.soft_deletes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Takes at most `size` operations: deletions first (they free space on the phone and are
 /// cheap), then flag changes, then the newest additions.
 pub fn window(mut d: Diff, size: usize) -> Window {
