@@ -275,6 +275,110 @@ async fn a_message_arriving_between_pages_is_sent_once() {
     assert!(ids.contains(&format!("{inbox}:{late}")));
 }
 
+/// Paging with read-ahead (pages computed before the phone asks) while another client adds,
+/// expunges and flags messages between the pages: after the paging and the one Sync a push
+/// would bring, the phone holds exactly the mailbox — every message once, with its flags —
+/// and pages really were answered from read-ahead.
+#[tokio::test]
+async fn read_ahead_pages_stay_consistent_with_changes_between_pages() {
+    let g = gateway().await;
+    let (p, folders) = phone(&g, "rahel", "14.1").await;
+    let inbox = folder_id(&folders, "Inbox");
+    let mut appended = Vec::new();
+    for i in 0..12 {
+        appended
+            .push(support::append("rahel", "INBOX", &[], &mail(&format!("Page {i}"), "x")).await);
+    }
+    let used_before = g.state.read_ahead.counts().get()[2];
+    let first = sync(&p, "0", &inbox, "").await;
+    // The phone's model: ServerId -> Read.
+    let mut held: std::collections::BTreeMap<String, String> = Default::default();
+    let apply = |got: &Got, held: &mut std::collections::BTreeMap<String, String>| {
+        for (sid, data) in &got.adds {
+            let read = find_text(data, em::Read).unwrap_or_default();
+            assert!(
+                held.insert(sid.clone(), read).is_none(),
+                "{sid} added twice"
+            );
+        }
+        for (sid, data) in &got.changes {
+            let read = find_text(data, em::Read).unwrap_or_default();
+            assert!(
+                held.insert(sid.clone(), read).is_some(),
+                "change of unknown {sid}"
+            );
+        }
+        for sid in &got.deletes {
+            assert!(held.remove(sid).is_some(), "delete of unknown {sid}");
+        }
+    };
+    let mut key = first.key;
+    let mut page = 0;
+    loop {
+        let got = sync(&p, &key, &inbox, "<WindowSize>2</WindowSize>").await;
+        apply(&got, &mut held);
+        key = got.key;
+        page += 1;
+        // Give the pager time to compute the next page before the mailbox changes under it.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        match page {
+            1 => {
+                // Not sent yet: flagged read, expunged, and a new arrival.
+                support::store(
+                    "rahel",
+                    "INBOX",
+                    &appended[2].to_string(),
+                    "+FLAGS (\\Seen)",
+                )
+                .await;
+                support::expunge("rahel", "INBOX", &appended[1].to_string()).await;
+                appended.push(support::append("rahel", "INBOX", &[], &mail("Late", "x")).await);
+            }
+            3 => {
+                // Already sent (newest first): read elsewhere, then expunged elsewhere.
+                support::store(
+                    "rahel",
+                    "INBOX",
+                    &appended[11].to_string(),
+                    "+FLAGS (\\Seen)",
+                )
+                .await;
+                support::expunge("rahel", "INBOX", &appended[10].to_string()).await;
+            }
+            _ => {}
+        }
+        if !got.more {
+            break;
+        }
+    }
+    // What a push would bring: one more Sync, until nothing is left.
+    loop {
+        let got = sync(&p, &key, &inbox, "<WindowSize>2</WindowSize>").await;
+        apply(&got, &mut held);
+        key = got.key;
+        if !got.more {
+            break;
+        }
+    }
+    let mut want = std::collections::BTreeMap::new();
+    for uid in uids("rahel", "INBOX").await {
+        let read = flags("rahel", "INBOX", uid)
+            .await
+            .iter()
+            .any(|f| f == "\\Seen");
+        want.insert(
+            format!("{inbox}:{uid}"),
+            if read { "1" } else { "0" }.to_owned(),
+        );
+    }
+    assert_eq!(held, want, "the phone holds the mailbox");
+    assert!(
+        g.state.read_ahead.counts().get()[2] > used_before,
+        "pages were answered from read-ahead: {:?}",
+        g.state.read_ahead.counts().get()
+    );
+}
+
 #[tokio::test]
 async fn flags_change_on_either_side_and_are_not_echoed() {
     let g = gateway().await;

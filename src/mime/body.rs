@@ -272,9 +272,9 @@ pub fn text_to_html(text: &str) -> String {
         }
     }
     let tail = bytes.len() - blocks.remainder().len();
-    for j in tail..bytes.len() {
-        if needs_escape(bytes[j]) {
-            emit(&mut out, j);
+    for (k, &b) in blocks.remainder().iter().enumerate() {
+        if needs_escape(b) {
+            emit(&mut out, tail + k);
         }
     }
     out.push_str(&text[run..]);

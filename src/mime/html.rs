@@ -272,12 +272,16 @@ fn find_ascii_ci(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     // Candidates start with the needle's first byte in either case; memchr finds those at
     // SIMD speed (a `windows` scan of a 4 KB head was ~5 % of a Sync page).
     let (&first, rest) = needle.split_first()?;
-    memchr::memchr2_iter(first.to_ascii_lowercase(), first.to_ascii_uppercase(), haystack)
-        .find(|&i| {
-            haystack
-                .get(i + 1..i + needle.len())
-                .is_some_and(|w| w.eq_ignore_ascii_case(rest))
-        })
+    memchr::memchr2_iter(
+        first.to_ascii_lowercase(),
+        first.to_ascii_uppercase(),
+        haystack,
+    )
+    .find(|&i| {
+        haystack
+            .get(i + 1..i + needle.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(rest))
+    })
 }
 
 /// Decodes `&name;`, `&#123;` and `&#x7B;`; anything else stays as written.

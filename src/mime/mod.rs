@@ -143,7 +143,10 @@ impl FromStr for Version {
 /// some clients turn WBXML into XML internally and reject the whole response over one of them.
 pub(crate) fn xml_safe(s: &str) -> std::borrow::Cow<'_, str> {
     if has_control(s) {
-        s.chars().filter(|&c| !is_control(c)).collect::<String>().into()
+        s.chars()
+            .filter(|&c| !is_control(c))
+            .collect::<String>()
+            .into()
     } else {
         s.into()
     }
@@ -175,9 +178,9 @@ fn is_control(c: char) -> bool {
 /// (the `|` form compiles to SIMD compares; a `char` scan cost ~10 % of a Sync page).
 fn has_control(s: &str) -> bool {
     s.as_bytes().chunks(64).any(|block| {
-        block
-            .iter()
-            .fold(false, |any, &b| any | ((b < b' ') & (b != b'\t') & (b != b'\n') & (b != b'\r')))
+        block.iter().fold(false, |any, &b| {
+            any | ((b < b' ') & (b != b'\t') & (b != b'\n') & (b != b'\r'))
+        })
     })
 }
 

@@ -204,9 +204,8 @@ struct Delimiter {
 
 /// Whether `base64` (in any case) occurs anywhere: no part can be dropped otherwise.
 fn mentions_base64(raw: &[u8]) -> bool {
-    memchr::memmem::find_iter(raw, b"64").any(|at| {
-        at >= 4 && raw[at - 4..at].eq_ignore_ascii_case(b"base")
-    })
+    memchr::memmem::find_iter(raw, b"64")
+        .any(|at| at >= 4 && raw[at - 4..at].eq_ignore_ascii_case(b"base"))
 }
 
 /// The delimiter lines of a multipart body: `--boundary` (or `--boundary--`) at the start

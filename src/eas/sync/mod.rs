@@ -417,10 +417,18 @@ async fn collection(
     if let Some(taken) = ready {
         // The page continues exactly what this key told the device (see `read_ahead`).
         let snap = Snapshot::decode(&bytes);
-        let usable = c.commands.is_empty()
+        let mut usable = c.commands.is_empty()
             && get_changes
             && taken.page.params == params
             && snap.as_ref() == Some(&taken.page.from);
+        if usable && !taken.page.computed.window.more {
+            // The last page: the phone will not come back for the rest by itself, so it must
+            // hold everything there is now. One STATUS (the pager closed its view before it
+            // sent this page) tells that nothing arrived or changed since it was listed.
+            let store = opened(ctx, lazy).await?;
+            usable =
+                folder_state(store, &folder.imap_name).await? == Some(taken.page.computed.state);
+        }
         ctx.read_ahead.note(usable);
         if usable {
             let read_ahead::Taken { page, pager } = taken;
@@ -682,15 +690,16 @@ fn start_read_ahead(ctx: &Context<'_>, folder: u32, ahead: Ahead) {
             params,
         } = ahead;
         loop {
-            let computed =
-                match compute_page(&mut store, &imap_name, folder, &snapshot, &params).await {
-                    Ok(Some(c)) => c,
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "read-ahead failed; requests compute their pages");
-                        break;
-                    }
-                };
+            let computed = match compute_page(&mut store, &imap_name, folder, &snapshot, &params)
+                .await
+            {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "read-ahead failed; requests compute their pages");
+                    break;
+                }
+            };
             let from = snapshot.clone();
             advance(&mut snapshot, &computed, params.since);
             let more = computed.window.more;
@@ -699,8 +708,16 @@ fn start_read_ahead(ctx: &Context<'_>, folder: u32, ahead: Ahead) {
                 params: params.clone(),
                 computed,
             };
+            if !more {
+                // Closed first: the request for the last page reads the folder's state, which
+                // is slow while another session holds it open, and the session is back in the
+                // pool for the phone's next request.
+                store.close().await;
+                let _ = tokio::time::timeout(read_ahead::TTL, pages.send(page)).await;
+                return;
+            }
             let sent = tokio::time::timeout(read_ahead::TTL, pages.send(page)).await;
-            if !matches!(sent, Ok(Ok(()))) || !more {
+            if !matches!(sent, Ok(Ok(()))) {
                 break;
             }
             // The next page reads the folder's state afresh, as a new request would.
@@ -708,8 +725,7 @@ fn start_read_ahead(ctx: &Context<'_>, folder: u32, ahead: Ahead) {
         }
         store.close().await;
     };
-    ctx.read_ahead
-        .start(ctx.device.key.clone(), folder, job);
+    ctx.read_ahead.start(ctx.device.key.clone(), folder, job);
 }
 
 /// What the next Sync of a collection would send, counted without sending it: the answer to

@@ -269,7 +269,9 @@ mod test {
     }
 
     /// A pager that sends pages 1..=n.
-    fn pages(n: u32) -> impl FnOnce(mpsc::Sender<Page>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    fn pages(
+        n: u32,
+    ) -> impl FnOnce(mpsc::Sender<Page>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
         move |tx| {
             Box::pin(async move {
                 for i in 1..=n {
@@ -312,7 +314,10 @@ mod test {
     async fn bounded_and_one_per_folder() {
         let ra = ReadAhead::new();
         for i in 0..MAX_PAGERS {
-            assert!(ra.start(device(&i.to_string()), 2, |_tx| std::future::pending::<()>()));
+            assert!(
+                ra.start(device(&i.to_string()), 2, |_tx| std::future::pending::<()>(
+                ))
+            );
         }
         assert!(!ra.start(device("late"), 2, pages(1)));
         // A newer pager of the same folder replaces the older one.
