@@ -64,6 +64,69 @@ pub struct MessageView<'a> {
     html: OnceCell<String>,
 }
 
+/// mail-parser's default header parsers, except that `Received` (nothing here reads it) is
+/// kept raw: tokenizing the several Received lines of ordinary mail was ~5 % of rendering a
+/// page of items. Listing every parser is how mail-parser takes exceptions: with any header
+/// configured, unlisted ones are read raw, as its default does for unknown names.
+fn parser() -> &'static MessageParser {
+    use mail_parser::HeaderName as H;
+    static PARSER: std::sync::LazyLock<MessageParser> = std::sync::LazyLock::new(|| {
+        let mut p = MessageParser::new();
+        for h in [
+            H::Subject,
+            H::Comments,
+            H::ContentDescription,
+            H::ContentLocation,
+            H::ContentTransferEncoding,
+        ] {
+            p = p.header_text(h);
+        }
+        for h in [
+            H::From,
+            H::To,
+            H::Cc,
+            H::Bcc,
+            H::ReplyTo,
+            H::Sender,
+            H::ResentTo,
+            H::ResentFrom,
+            H::ResentBcc,
+            H::ResentCc,
+            H::ResentSender,
+            H::ListArchive,
+            H::ListHelp,
+            H::ListId,
+            H::ListOwner,
+            H::ListPost,
+            H::ListSubscribe,
+            H::ListUnsubscribe,
+        ] {
+            p = p.header_address(h);
+        }
+        for h in [H::Date, H::ResentDate] {
+            p = p.header_date(h);
+        }
+        for h in [
+            H::MessageId,
+            H::References,
+            H::InReplyTo,
+            H::ReturnPath,
+            H::ContentId,
+            H::ResentMessageId,
+        ] {
+            p = p.header_id(h);
+        }
+        for h in [H::Keywords, H::ContentLanguage] {
+            p = p.header_comma_separated(h);
+        }
+        for h in [H::ContentType, H::ContentDisposition] {
+            p = p.header_content_type(h);
+        }
+        p.header_raw(H::Received).header_raw(H::MimeVersion)
+    });
+    &PARSER
+}
+
 impl std::fmt::Debug for MessageView<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The parsed tree is large and says little; these identify the message.
@@ -94,7 +157,7 @@ impl<'a> MessageView<'a> {
         let source = skeleton.unwrap_or(raw);
         // mail-parser is fuzzed and documented never to panic; the guard is there because a
         // panic here would take down a whole Sync response for one hostile message.
-        let msg = catch_unwind(AssertUnwindSafe(|| MessageParser::default().parse(source)))
+        let msg = catch_unwind(AssertUnwindSafe(|| parser().parse(source)))
             .ok()
             .flatten()
             .filter(|m| !m.parts.is_empty());
@@ -503,6 +566,53 @@ fn smime_kind(m: &Message<'_>) -> Option<Smime> {
 
 #[cfg(test)]
 mod test {
+    /// The parser with Received kept raw reads every other header as mail-parser's default
+    /// does, on every fixture message and a few headers written to trip it.
+    #[test]
+    fn parser_differs_from_the_default_only_in_received() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut messages: Vec<Vec<u8>> = ["fixtures/mail", "fixtures/mime"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(root.join(d)).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .map(|p| std::fs::read(p).unwrap())
+            .collect();
+        messages.push(
+            b"Received: from a by b; Mon, 1 Jan 2024 00:00:00 +0000\r\n\
+              List-Id: <list.example.org>\r\nKeywords: a, b\r\nResent-Date: Tue, 2 Jan 2024 \
+              00:00:00 +0000\r\nComments: =?utf-8?q?caf=C3=A9?=\r\nX-Other: =?utf-8?q?x?=\r\n\
+              MIME-Version: 1.0\r\nReturn-Path: <a@b>\r\nContent-Language: en, de\r\n\r\nbody"
+                .to_vec(),
+        );
+        assert!(messages.len() > 10);
+        for raw in &messages {
+            // One fixture makes mail-parser panic (the reason for the guard in `parse`).
+            let guarded = |p: &mail_parser::MessageParser| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.parse(raw)))
+                    .ok()
+                    .flatten()
+            };
+            let ours = guarded(super::parser());
+            let theirs = guarded(&mail_parser::MessageParser::default());
+            assert_eq!(ours.is_some(), theirs.is_some());
+            let headers = |m: &Option<mail_parser::Message<'_>>| -> Vec<String> {
+                m.iter()
+                    .flat_map(|m| m.parts.iter())
+                    .flat_map(|p| p.headers.iter())
+                    .filter(|h| h.name != mail_parser::HeaderName::Received)
+                    .map(|h| format!("{:?}", h))
+                    .collect()
+            };
+            assert_eq!(
+                headers(&ours),
+                headers(&theirs),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

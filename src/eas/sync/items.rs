@@ -156,6 +156,11 @@ pub async fn fetch_and_render(
 }
 
 impl Rendered {
+    /// The encoded size of the whole items held.
+    pub fn encoded_len(&self) -> usize {
+        self.full.values().map(|i| i.properties.len() + 64).sum()
+    }
+
     pub fn contains(&self, uid: u32) -> bool {
         self.full.contains_key(&uid) || self.flags.contains_key(&uid)
     }

@@ -437,15 +437,11 @@ async fn collection(
             out.commands = advance(&mut snap, &page.computed, since);
             out.more = page.computed.window.more;
             out.messages = page.computed.items;
-            if !out.commands.is_empty() || snap.encode() != bytes {
+            let encoded = snap.encode();
+            if !out.commands.is_empty() || encoded != bytes {
                 let key = ctx.store.next_collection_key(device, folder.id)?;
-                ctx.store.put_collection_state(
-                    device,
-                    folder.id,
-                    key,
-                    Some(old_key),
-                    &snap.encode(),
-                )?;
+                ctx.store
+                    .put_collection_state(device, folder.id, key, Some(old_key), &encoded)?;
                 out.new_key = Some(key);
                 out.sync_key = key.to_string();
                 if out.more {
@@ -507,6 +503,8 @@ async fn collection(
         .await?;
     }
 
+    // The snapshot's bytes when they were already computed for the comparison below.
+    let mut encoded = None;
     if get_changes && window > 0 {
         let unchanged = !snap.pending
             && !changed
@@ -530,8 +528,16 @@ async fn collection(
             out.commands.extend(advance(&mut snap, &computed, since));
             out.more = computed.window.more;
             out.messages = computed.items;
-            changed |=
-                !out.commands.is_empty() || snap.encode() != snap_bytes_of(ctx, folder, old_key)?;
+            // Client commands may have amended the stored snapshot; without them it is still
+            // the bytes read above.
+            let stored = if c.commands.is_empty() {
+                bytes.clone()
+            } else {
+                snap_bytes_of(ctx, folder, old_key)?
+            };
+            let now = snap.encode();
+            changed |= !out.commands.is_empty() || now != stored;
+            encoded = Some(now);
         }
     }
     // Fetch responses need their items rendered too.
@@ -560,8 +566,9 @@ async fn collection(
 
     if changed {
         let key = ctx.store.next_collection_key(device, folder.id)?;
+        let encoded = encoded.unwrap_or_else(|| snap.encode());
         ctx.store
-            .put_collection_state(device, folder.id, key, Some(old_key), &snap.encode())?;
+            .put_collection_state(device, folder.id, key, Some(old_key), &encoded)?;
         out.new_key = Some(key);
         out.sync_key = key.to_string();
         if out.more && get_changes && ctx.config.sync.read_ahead {
@@ -1129,7 +1136,10 @@ async fn client_command(
 /// Writes the response with the streaming writer: item data is rendered once and copied in.
 fn write_response(outcome: &[CollectionOutcome], ctx: &Context<'_>) -> Result<Vec<u8>, EasError> {
     let enc = |e: eas_wbxml::EncodeError| EasError::Internal(e.to_string());
-    let mut w = Writer::new(Vec::with_capacity(4096)).map_err(enc)?;
+    // Sized for the items up front: a page of 100 is about 1 MB, and growing to it by
+    // doubling copied it several times over.
+    let items: usize = outcome.iter().map(|o| o.messages.encoded_len()).sum();
+    let mut w = Writer::new(Vec::with_capacity(4096 + items + items / 16)).map_err(enc)?;
     w.start(a::Sync).map_err(enc)?;
     w.start(a::Collections).map_err(enc)?;
     for o in outcome {
