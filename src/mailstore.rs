@@ -696,6 +696,20 @@ impl Mailstore {
                 window: None,
             }));
         }
+        // The mod-sequence has not moved since `modseq`: no flag changed, nothing arrived and
+        // nothing was expunged (each moves it), so the UIDs are the ones known then. This is
+        // every page of an initial sync; asking for CHANGEDSINCE anyway cost Dovecot a walk
+        // over the whole folder's index per page.
+        if let Some(known) = known_all.filter(|k| {
+            state.highest_modseq == modseq && k.len() == u64::from(state.exists)
+        }) {
+            return Ok(Some(Changes {
+                state,
+                changed: Vec::new(),
+                all: known.clone(),
+                window: self.window_uids(since).await?,
+            }));
+        }
         let fetched = self
             .session
             .uid_fetch_changes(&SequenceSet::all(), modseq)
@@ -716,18 +730,22 @@ impl Mailstore {
             Some(all) => all,
             None => self.session.uid_search(&SearchKey::All).await?.uids,
         };
-        let window = if since == 0 {
-            None
-        } else {
-            let day = ImapDate::from_unix(since as i64);
-            Some(self.session.uid_search(&SearchKey::Since(day)).await?.uids)
-        };
         Ok(Some(Changes {
             state,
             changed,
             all,
-            window,
+            window: self.window_uids(since).await?,
         }))
+    }
+
+    /// UIDs inside the FilterType window starting at `since` (None for no window) of the
+    /// selected mailbox.
+    async fn window_uids(&mut self, since: u64) -> Result<Option<SequenceSet>, ImapError> {
+        if since == 0 {
+            return Ok(None);
+        }
+        let day = ImapDate::from_unix(since as i64);
+        Ok(Some(self.session.uid_search(&SearchKey::Since(day)).await?.uids))
     }
 
     /// UIDs matching a search, and their INTERNALDATEs (unix seconds), for Search: the dates
