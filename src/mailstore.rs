@@ -738,23 +738,6 @@ impl Mailstore {
         }))
     }
 
-    /// Every UID of a mailbox and those inside the FilterType window, without flags: what a
-    /// first listing needs when nothing is known yet.
-    pub async fn uids(&mut self, mailbox: &str, since: u64) -> Result<Changes, ImapError> {
-        let state = self.refresh(mailbox).await?;
-        let all = if state.exists == 0 {
-            SequenceSet::new()
-        } else {
-            self.session.uid_search(&SearchKey::All).await?.uids
-        };
-        Ok(Changes {
-            state,
-            changed: Vec::new(),
-            all,
-            window: self.window_uids(since).await?,
-        })
-    }
-
     /// UIDs inside the FilterType window starting at `since` (None for no window) of the
     /// selected mailbox.
     async fn window_uids(&mut self, since: u64) -> Result<Option<SequenceSet>, ImapError> {

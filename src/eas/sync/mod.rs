@@ -820,17 +820,10 @@ async fn compute_diff(
         .all
         .as_ref()
         .map(|ranges| SequenceSet::from_ranges(ranges.iter().copied()));
-    let changes = if snap.items.is_empty() && snap.all.is_none() {
-        // The device knows nothing yet (its first page): every message is an Add whose flags
-        // come with its body, so the UIDs are all that is needed — one `UID SEARCH ALL`
-        // instead of every message's flags (at 10,000 messages ~25 ms of the first page).
-        Some(store.uids(mailbox, since).await?)
-    } else {
-        store
-            .changes(mailbox, snap.highest_modseq, since, known_all.as_ref())
-            .await?
-    };
-    if let Some(ch) = changes {
+    if let Some(ch) = store
+        .changes(mailbox, snap.highest_modseq, since, known_all.as_ref())
+        .await?
+    {
         let all = ch.all.normalized();
         let window = ch.window.map(|w| w.normalized());
         let d = snapshot::diff_changes(
