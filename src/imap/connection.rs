@@ -13,8 +13,10 @@ use super::error::ImapError;
 use super::response::Response;
 use super::{frame, parse, tls};
 
-/// How much we ask the socket for at a time once a response is arriving.
-const READ_CHUNK: usize = 16 * 1024;
+/// How much we ask the socket for at a time once a response is arriving. Large enough that a
+/// FETCH of many messages takes few reads; responses are parsed where they lie in the buffer,
+/// so a read that brings several costs no extra copying.
+const READ_CHUNK: usize = 64 * 1024;
 /// What an empty buffer reserves before waiting: a connection spends most of its life
 /// waiting (a watcher in IDLE, a pooled session between requests), and thousands of them
 /// must not each hold a chunk, or the memory of the largest response they ever carried.
@@ -29,8 +31,9 @@ enum Stream {
 
 pub(crate) struct Connection {
     stream: Stream,
-    /// Bytes received but not yet returned as a response.
+    /// Bytes received; those from `start` on are not yet returned as a response.
     buf: Vec<u8>,
+    start: usize,
     timeout: Duration,
 }
 
@@ -56,6 +59,7 @@ impl Connection {
         Ok(Connection {
             stream,
             buf: Vec::new(),
+            start: 0,
             timeout,
         })
     }
@@ -64,7 +68,7 @@ impl Connection {
     pub async fn start_tls(&mut self, host: &str, insecure: bool) -> Result<(), ImapError> {
         // Anything the server sent after its OK was sent in plaintext, where an attacker could
         // have injected it; it must not be read as if it came over TLS (cf. CVE-2011-0411).
-        if !self.buf.is_empty() {
+        if self.buf.len() > self.start {
             return Err(ImapError::Protocol(
                 "server sent data after accepting STARTTLS".into(),
             ));
@@ -86,15 +90,30 @@ impl Connection {
     /// longer than a command may take). Cancel-safe: bytes already read stay in the buffer.
     pub async fn read_response_within(&mut self, wait: Duration) -> Result<Response, ImapError> {
         loop {
+            let pending = &self.buf[self.start..];
             if let Some(len) =
-                frame::response_len(&self.buf).map_err(|e| ImapError::Protocol(e.to_string()))?
+                frame::response_len(pending).map_err(|e| ImapError::Protocol(e.to_string()))?
             {
-                let parsed = parse::response(&self.buf[..len]);
-                self.buf.drain(..len);
-                if self.buf.is_empty() && self.buf.capacity() > WAITING_CAPACITY {
-                    self.buf = Vec::new();
+                let parsed = parse::response(&pending[..len]);
+                self.start += len;
+                if self.start == self.buf.len() {
+                    self.start = 0;
+                    if self.buf.capacity() > WAITING_CAPACITY {
+                        self.buf = Vec::new();
+                    } else {
+                        self.buf.clear();
+                    }
                 }
                 return parsed.map_err(|e| ImapError::Protocol(e.to_string()));
+            }
+            // The returned responses before `start` are dropped when they are most of the
+            // buffer or the next read would otherwise grow it (moving them along).
+            if self.start > 0
+                && (self.start >= self.buf.len() / 2
+                    || self.buf.capacity() - self.buf.len() < READ_CHUNK)
+            {
+                self.buf.drain(..self.start);
+                self.start = 0;
             }
             self.buf.reserve(if self.buf.is_empty() {
                 WAITING_CAPACITY
