@@ -700,9 +700,9 @@ impl Mailstore {
         // nothing was expunged (each moves it), so the UIDs are the ones known then. This is
         // every page of an initial sync; asking for CHANGEDSINCE anyway cost Dovecot a walk
         // over the whole folder's index per page.
-        if let Some(known) = known_all.filter(|k| {
-            state.highest_modseq == modseq && k.len() == u64::from(state.exists)
-        }) {
+        if let Some(known) = known_all
+            .filter(|k| state.highest_modseq == modseq && k.len() == u64::from(state.exists))
+        {
             return Ok(Some(Changes {
                 state,
                 changed: Vec::new(),
@@ -745,7 +745,9 @@ impl Mailstore {
             return Ok(None);
         }
         let day = ImapDate::from_unix(since as i64);
-        Ok(Some(self.session.uid_search(&SearchKey::Since(day)).await?.uids))
+        Ok(Some(
+            self.session.uid_search(&SearchKey::Since(day)).await?.uids,
+        ))
     }
 
     /// UIDs matching a search, and their INTERNALDATEs (unix seconds), for Search: the dates

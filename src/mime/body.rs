@@ -240,6 +240,13 @@ pub fn text_to_html(text: &str) -> String {
     const TAIL: &str = "</body></html>";
     let mut out = String::with_capacity(HEAD.len() + text.len() + text.len() / 16 + TAIL.len());
     out.push_str(HEAD);
+    escape_text_into(&mut out, text);
+    out.push_str(TAIL);
+    out
+}
+
+/// Appends plain text as HTML text: `& < > "` escaped, line breaks as `<br>`, CRs dropped.
+pub(crate) fn escape_text_into(out: &mut String, text: &str) {
     // Runs between the few bytes that need escaping are copied whole. Each 32-byte block is
     // tested at once (a mask the compiler builds with SIMD compares) and only its marked bytes
     // are visited: every byte that needs escaping is ASCII, so this never splits a UTF-8
@@ -267,19 +274,17 @@ pub fn text_to_html(text: &str) -> String {
             mask |= u32::from(needs_escape(b)) << k;
         }
         while mask != 0 {
-            emit(&mut out, n * BLOCK + mask.trailing_zeros() as usize);
+            emit(out, n * BLOCK + mask.trailing_zeros() as usize);
             mask &= mask - 1;
         }
     }
     let tail = bytes.len() - blocks.remainder().len();
     for (k, &b) in blocks.remainder().iter().enumerate() {
         if needs_escape(b) {
-            emit(&mut out, tail + k);
+            emit(out, tail + k);
         }
     }
     out.push_str(&text[run..]);
-    out.push_str(TAIL);
-    out
 }
 
 const BLOCK: usize = 32;

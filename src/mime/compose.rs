@@ -465,18 +465,8 @@ fn multipart(subtype: &str, boundary: &str, parts: &[&[u8]]) -> Vec<u8> {
 }
 
 fn text_to_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 32);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\n' => out.push_str("<br>\n"),
-            '\r' => {}
-            c => out.push(c),
-        }
-    }
+    let mut out = String::with_capacity(text.len() + text.len() / 16);
+    crate::mime::body::escape_text_into(&mut out, text);
     out
 }
 
