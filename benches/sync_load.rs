@@ -45,6 +45,11 @@ use eas_wbxml::tags::{airsync as a, folderhierarchy as fh, provision as pv};
 
 #[path = "common/mailgen.rs"]
 mod mailgen;
+
+// The gateway runs in this process: measure it with the allocator the `eas-gateway` binary
+// ships with (src/main.rs), not the system's.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use mailgen::Generator;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;

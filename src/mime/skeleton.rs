@@ -258,7 +258,16 @@ fn base64_size(body: &[u8]) -> Option<u64> {
     if memchr::memchr(b'-', body).is_some() {
         return None;
     }
-    let breaks = memchr::memchr2_iter(b'\r', b'\n', body).count();
+    // Counted a block at a time (the compiler vectorises the sum): an iterator stopping at
+    // each of the ~5,000 line breaks of a 400 KB attachment cost more than the scan itself.
+    let breaks: usize = body
+        .chunks(256)
+        .map(|c| {
+            c.iter()
+                .map(|&b| u16::from(b == b'\r') + u16::from(b == b'\n'))
+                .sum::<u16>() as usize
+        })
+        .sum();
     let tail = body
         .iter()
         .rev()
