@@ -282,6 +282,8 @@ struct CollectionOutcome {
 /// depends on: enough to compute the next page before the phone asks for it.
 struct Ahead {
     snapshot: Snapshot,
+    /// `snapshot`, encoded (as stored under the new key).
+    encoded: Vec<u8>,
     imap_name: String,
     params: read_ahead::Params,
 }
@@ -416,11 +418,10 @@ async fn collection(
     };
     if let Some(taken) = ready {
         // The page continues exactly what this key told the device (see `read_ahead`).
-        let snap = Snapshot::decode(&bytes);
         let mut usable = c.commands.is_empty()
             && get_changes
             && taken.page.params == params
-            && snap.as_ref() == Some(&taken.page.from);
+            && bytes == taken.page.from;
         if usable && !taken.page.computed.window.more {
             // The last page: the phone will not come back for the rest by itself, so it must
             // hold everything there is now. One STATUS (the pager closed its view before it
@@ -432,16 +433,19 @@ async fn collection(
         ctx.read_ahead.note(usable);
         if usable {
             let read_ahead::Taken { page, pager } = taken;
-            let mut snap = page.from;
             *budget -= page.computed.window.len();
-            out.commands = advance(&mut snap, &page.computed, since);
+            out.commands = page.commands;
             out.more = page.computed.window.more;
             out.messages = page.computed.items;
-            let encoded = snap.encode();
-            if !out.commands.is_empty() || encoded != bytes {
+            if !out.commands.is_empty() || page.next != bytes {
                 let key = ctx.store.next_collection_key(device, folder.id)?;
-                ctx.store
-                    .put_collection_state(device, folder.id, key, Some(old_key), &encoded)?;
+                ctx.store.put_collection_state(
+                    device,
+                    folder.id,
+                    key,
+                    Some(old_key),
+                    &page.next,
+                )?;
                 out.new_key = Some(key);
                 out.sync_key = key.to_string();
                 if out.more {
@@ -569,11 +573,13 @@ async fn collection(
         let encoded = encoded.unwrap_or_else(|| snap.encode());
         ctx.store
             .put_collection_state(device, folder.id, key, Some(old_key), &encoded)?;
+        let encoded_for_ahead = encoded;
         out.new_key = Some(key);
         out.sync_key = key.to_string();
         if out.more && get_changes && ctx.config.sync.read_ahead {
             out.ahead = Some(Ahead {
                 snapshot: snap,
+                encoded: encoded_for_ahead,
                 imap_name: folder.imap_name.clone(),
                 params,
             });
@@ -693,6 +699,7 @@ fn start_read_ahead(ctx: &Context<'_>, folder: u32, ahead: Ahead) {
         };
         let Ahead {
             mut snapshot,
+            encoded: mut from,
             imap_name,
             params,
         } = ahead;
@@ -707,11 +714,13 @@ fn start_read_ahead(ctx: &Context<'_>, folder: u32, ahead: Ahead) {
                     break;
                 }
             };
-            let from = snapshot.clone();
-            advance(&mut snapshot, &computed, params.since);
+            let commands = advance(&mut snapshot, &computed, params.since);
+            let next = snapshot.encode();
             let more = computed.window.more;
             let page = read_ahead::Page {
-                from,
+                from: std::mem::replace(&mut from, next.clone()),
+                next,
+                commands,
                 params: params.clone(),
                 computed,
             };

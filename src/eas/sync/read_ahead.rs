@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 
 use super::items::Rendered;
 use super::request::Options;
-use super::snapshot::{FlagState, Snapshot, Window};
+use super::snapshot::{FlagState, Window};
 use crate::eas::version::ProtocolVersion;
 use crate::mailstore::FolderState;
 use crate::state::DeviceKey;
@@ -77,8 +77,13 @@ pub struct Computed {
 
 /// A page computed ahead.
 pub struct Page {
-    /// The snapshot it continues from.
-    pub from: Snapshot,
+    /// The snapshot it continues from, encoded: a request whose key stores these bytes is
+    /// the one this page answers (a byte comparison, no decoding).
+    pub from: Vec<u8>,
+    /// The snapshot after this page, encoded, and the commands that lead there (computed
+    /// with the Sync command's own `advance`).
+    pub next: Vec<u8>,
+    pub(super) commands: Vec<super::ServerCommand>,
     pub params: Params,
     pub computed: Computed,
 }
@@ -254,10 +259,9 @@ mod test {
 
     fn page(n: u32) -> Page {
         Page {
-            from: Snapshot {
-                uid_next: n,
-                ..Snapshot::default()
-            },
+            from: n.to_le_bytes().to_vec(),
+            next: Vec::new(),
+            commands: Vec::new(),
             params: Params {
                 options: Options::default(),
                 window: 100,
@@ -287,9 +291,9 @@ mod test {
     async fn pages_come_in_order_while_the_pager_is_given_back() {
         let ra = ReadAhead::new();
         assert!(ra.start(device("a"), 2, pages(3)));
-        for want in 1..=3 {
+        for want in 1..=3u32 {
             let t = ra.take(&device("a"), 2).await.expect("a page");
-            assert_eq!(t.page.from.uid_next, want);
+            assert_eq!(t.page.from, want.to_le_bytes());
             ra.give_back(device("a"), 2, t.pager);
         }
         // The pager ended after its last page.
