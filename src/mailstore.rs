@@ -437,16 +437,6 @@ impl Mailstore {
         }
     }
 
-    /// Forgets what was read in this request, as a new request on the session would: the next
-    /// look at a mailbox reads its state again (a kept view is synced first, and checked
-    /// against the probe when its last check is older than the trust window). For a reader
-    /// that lives across requests (Sync read-ahead).
-    pub fn forget_reads(&mut self) {
-        self.view = None;
-        self.validated = false;
-        self.fresh_noop = false;
-    }
-
     /// Keep the selected mailbox selected when the session goes back to the pool: the next
     /// request reads it again (the next page of a Sync with MoreAvailable).
     pub fn keep_view(&mut self, keep: bool) {

@@ -703,16 +703,42 @@ fn start_read_ahead(ctx: &Context<'_>, folder: u32, ahead: Ahead) {
             imap_name,
             params,
         } = ahead;
+        // One listing for all the pages: each window is what the ones before it left, which
+        // is what listing again from the snapshot they lead to would give while nothing
+        // changes. Every page records the folder state read before this listing, so whatever
+        // changes meanwhile is found by the Sync after the paging (the last page is checked
+        // against a STATUS and computed afresh when anything moved); the round trips and the
+        // walk over the folder a listing costs are saved on every page.
+        let listed = compute_diff(&mut store, &imap_name, &snapshot, params.since).await;
+        let (mut rest, states, state, all) = match listed {
+            Ok(l) if l.2.uidvalidity == snapshot.uidvalidity => l,
+            Ok(_) => {
+                store.close().await;
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "read-ahead failed; requests compute their pages");
+                store.close().await;
+                return;
+            }
+        };
         loop {
-            let computed = match compute_page(&mut store, &imap_name, folder, &snapshot, &params)
-                .await
-            {
-                Ok(Some(c)) => c,
-                Ok(None) => break,
+            let all_changes = rest.changes.len();
+            let window = snapshot::take_window(&mut rest, params.window);
+            let items = match page_items(&mut store, &imap_name, folder, &window, &params).await {
+                Ok(items) => items,
                 Err(e) => {
                     tracing::debug!(error = %e, "read-ahead failed; requests compute their pages");
                     break;
                 }
+            };
+            let computed = read_ahead::Computed {
+                state,
+                window,
+                all_changes,
+                states: states.clone(),
+                all: all.clone(),
+                items,
             };
             let commands = advance(&mut snapshot, &computed, params.since);
             let next = snapshot.encode();
@@ -736,8 +762,6 @@ fn start_read_ahead(ctx: &Context<'_>, folder: u32, ahead: Ahead) {
             if !matches!(sent, Ok(Ok(()))) {
                 break;
             }
-            // The next page reads the folder's state afresh, as a new request would.
-            store.forget_reads();
         }
         store.close().await;
     };

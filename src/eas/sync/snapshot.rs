@@ -209,6 +209,29 @@ pub struct Window {
     pub more: bool,
 }
 
+/// [`window`] that leaves the rest in `d`: taking windows one after the other gives the pages
+/// a diff is sent in, each what listing again after the previous ones would give while the
+/// folder does not change.
+pub fn take_window(d: &mut Diff, size: usize) -> Window {
+    let mut left = size;
+    let mut take = |v: &mut Vec<u32>| {
+        let n = v.len().min(left);
+        left -= n;
+        v.drain(..n).collect::<Vec<u32>>()
+    };
+    let deletes = take(&mut d.deletes);
+    let soft_deletes = take(&mut d.soft_deletes);
+    let changes = take(&mut d.changes);
+    let adds = take(&mut d.adds);
+    Window {
+        more: !d.is_empty(),
+        adds,
+        changes,
+        deletes,
+        soft_deletes,
+    }
+}
+
 impl Window {
     /// Operations in the window.
     pub fn len(&self) -> usize {
@@ -438,6 +461,37 @@ mod test {
         assert_eq!(d.changes, vec![2]);
         assert_eq!(d.deletes, vec![1, 9]);
         assert_eq!(d.soft_deletes, vec![6]);
+    }
+
+    proptest! {
+        /// Taking windows one after the other: the first is [`window`]'s, and the next is
+        /// [`window`] over what the first left.
+        #[test]
+        fn take_window_is_window_then_the_rest(
+            deletes in proptest::collection::vec(any::<u32>(), 0..8),
+            soft in proptest::collection::vec(any::<u32>(), 0..8),
+            changes in proptest::collection::vec(any::<u32>(), 0..8),
+            adds in proptest::collection::vec(any::<u32>(), 0..8),
+            n in 1usize..10,
+        ) {
+            let d = || Diff {
+                adds: adds.clone(),
+                changes: changes.clone(),
+                deletes: deletes.clone(),
+                soft_deletes: soft.clone(),
+            };
+            let mut rest = d();
+            let first = take_window(&mut rest, n);
+            prop_assert_eq!(&first, &window(d(), n));
+            let mut left = d();
+            left.deletes.drain(..first.deletes.len());
+            left.soft_deletes.drain(..first.soft_deletes.len());
+            left.changes.drain(..first.changes.len());
+            left.adds.drain(..first.adds.len());
+            prop_assert_eq!(&rest, &left);
+            let mut rest2 = rest;
+            prop_assert_eq!(take_window(&mut rest2, n), window(left, n));
+        }
     }
 
     #[test]
