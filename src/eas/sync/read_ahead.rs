@@ -4,17 +4,18 @@
 //! A page costs Dovecot most of its time in reading the messages, and the phone cannot ask for
 //! the next page before it has the current one: without read-ahead, IMAP idles during every
 //! round trip and the phone idles during every fetch. With it, a *pager* per device and
-//! folder lists and fetches page after page on one IMAP session (at most one page waiting and
-//! one being built), so Dovecot reads messages without pause; a request whose page is ready
-//! is answered without touching IMAP at all.
+//! folder lists the folder once and fetches page after page on one IMAP session (at most one
+//! page waiting and one being built), so Dovecot reads messages without pause; a request whose
+//! page is ready is answered without touching IMAP at all.
 //!
 //! A page computed ahead is used only when it continues exactly what the device was told: the
-//! request presents the snapshot the page was computed from (the pager predicts each next
-//! snapshot with the same code the Sync command stores it with), with the same options and
-//! window and no client commands. The folder state the page records is the one read before
-//! its listing, as for any page, so whatever changes after that is found by the next Sync —
-//! nothing is missed, at worst announced a page later. Anything else drops the pager and the
-//! request computes its page itself.
+//! request's key holds the very snapshot bytes the page was computed from (the pager predicts
+//! each next snapshot with the same code the Sync command stores it with), with the same
+//! options and window and no client commands. The folder state every page records is the one
+//! read before the pager's listing, so whatever changes during the paging is found by the Sync
+//! after it — nothing is missed, at worst announced at the end of the paging; the last page is
+//! checked against a STATUS and computed afresh when anything moved, since the phone will not
+//! come back by itself. Anything else drops the pager and the request computes its page itself.
 //!
 //! Owns the table of pagers and their bounds (at most [`MAX_PAGERS`] at once, each ended
 //! after [`TTL`] without a request). Must not touch the state store: the snapshot a pager
