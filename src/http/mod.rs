@@ -109,6 +109,7 @@ async fn route(State(state): State<Arc<AppState>>, request: Request) -> Response
                  # TYPE eas_imap_pooled_sessions gauge\neas_imap_pooled_sessions {}\n",
                 state.pool.len()
             ));
+            text.push_str(&state.read_ahead.metrics());
             text.into_response()
         }
         _ => HttpError::NotFound.into_response(),

@@ -225,6 +225,24 @@ impl ReadAhead {
         &self.counts
     }
 
+    /// The counters and the running pagers in Prometheus' text format, for `/metrics`.
+    pub fn metrics(&self) -> String {
+        let [started, refused, used, stale, dropped] = self.counts.get();
+        format!(
+            "# HELP eas_sync_read_ahead_pagers Sync pagers computing pages ahead now.\n\
+             # TYPE eas_sync_read_ahead_pagers gauge\n\
+             eas_sync_read_ahead_pagers {}\n\
+             # HELP eas_sync_read_ahead_total What became of Sync read-ahead.\n\
+             # TYPE eas_sync_read_ahead_total counter\n\
+             eas_sync_read_ahead_total{{event=\"started\"}} {started}\n\
+             eas_sync_read_ahead_total{{event=\"refused\"}} {refused}\n\
+             eas_sync_read_ahead_total{{event=\"page_used\"}} {used}\n\
+             eas_sync_read_ahead_total{{event=\"page_stale\"}} {stale}\n\
+             eas_sync_read_ahead_total{{event=\"dropped\"}} {dropped}\n",
+            self.len()
+        )
+    }
+
     /// Pagers running or waiting.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -313,6 +331,26 @@ mod test {
         assert!(ra.start(device("a"), 2, pages(5)));
         ra.cancel(&device("a"), 2);
         assert!(ra.take(&device("a"), 2).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn metrics_count_what_happened() {
+        let ra = ReadAhead::new();
+        assert!(ra.start(device("a"), 2, pages(2)));
+        let t = ra.take(&device("a"), 2).await.expect("a page");
+        ra.note(true);
+        ra.give_back(device("a"), 2, t.pager);
+        let text = ra.metrics();
+        assert!(text.contains("eas_sync_read_ahead_pagers 1\n"), "{text}");
+        assert!(
+            text.contains("eas_sync_read_ahead_total{event=\"started\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("eas_sync_read_ahead_total{event=\"page_used\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.lines().all(|l| !l.starts_with(' ')), "{text}");
     }
 
     #[tokio::test]
