@@ -175,12 +175,7 @@ async fn append_wakes_the_ping_with_no_imap_connection_held() {
     assert!(latency < Duration::from_secs(1), "{latency:?}");
     assert!(events_counter(&g, "accepted") >= 1);
     // The same counters on /metrics, with the IMAP connection gauges.
-    let metrics = reqwest::get(format!("{}/metrics", g.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = g.metrics().await;
     for name in [
         "eas_push_events_total{result=\"accepted\"}",
         "eas_push_events_total{result=\"bad_signature\"}",

@@ -377,12 +377,7 @@ async fn read_ahead_pages_stay_consistent_with_changes_between_pages() {
         "pages were answered from read-ahead: {:?}",
         g.state.read_ahead.counts().get()
     );
-    let metrics = reqwest::get(format!("{}/metrics", g.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = g.metrics().await;
     let used: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("eas_sync_read_ahead_total{event=\"page_used\"} "))

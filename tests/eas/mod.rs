@@ -54,6 +54,16 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// The `/metrics` text (answered to loopback clients).
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The state database as it is on disk, write-ahead log included.
     pub fn state_db_bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::new();
