@@ -55,16 +55,15 @@ pub fn run(config: &Config, action: Action, out: &mut dyn Write) -> anyhow::Resu
                 user: user.to_lowercase(),
                 device_id,
             };
-            let mut device = store
-                .device(&key)?
-                .ok_or_else(|| anyhow::anyhow!("no device {} for {}", key.device_id, key.user))?;
-            device.wipe = WipeState::Requested { account_only };
-            store.put_device(&device)?;
+            if !store.set_wipe(&key, WipeState::Requested { account_only })? {
+                anyhow::bail!("no device {} for {}", key.device_id, key.user);
+            }
             writeln!(
                 out,
-                "wipe requested; the device receives it at its next request{}",
+                "wipe requested; a running gateway ends the device's waiting request within \
+                 seconds and the device receives the wipe then, or at its next request{}",
                 if account_only {
-                    " (account-only: EAS 16.1 devices only)"
+                    " (account-only: EAS 16.1 devices; an older device is blocked instead)"
                 } else {
                     ""
                 }
@@ -75,7 +74,7 @@ pub fn run(config: &Config, action: Action, out: &mut dyn Write) -> anyhow::Resu
                 user: user.to_lowercase(),
                 device_id,
             };
-            if store.delete_device(&key)? {
+            if store.remove_device(&key)? {
                 writeln!(out, "removed")?;
             } else {
                 anyhow::bail!("no device {} for {}", key.device_id, key.user);

@@ -528,3 +528,250 @@ async fn https_with_a_certificate_from_pem_files_reloaded_without_restart() {
         renewed.cert.der().to_vec()
     );
 }
+
+/// Issue 18's wipe tests share this: a provisioned phone that knows its folders, and the
+/// INBOX's ServerId to Ping on.
+async fn provisioned_phone(
+    g: &Gateway,
+    user: &str,
+    device: &str,
+    version: &'static str,
+) -> (Phone, String) {
+    let mut phone = phone(g, user, device);
+    phone.version = version;
+    phone.provision().await;
+    let fs = phone.folder_sync("0").await;
+    let (adds, _, _) = folder_changes(&fs);
+    let inbox = adds.iter().find(|f| f.kind == 2).expect("INBOX").id.clone();
+    (phone, inbox)
+}
+
+fn held_ping(
+    phone: &Phone,
+    inbox: &str,
+) -> tokio::task::JoinHandle<(eas::Answer, std::time::Duration)> {
+    let phone = phone.clone();
+    let xml = format!(
+        r#"<Ping xmlns="Ping:"><HeartbeatInterval>300</HeartbeatInterval><Folders><Folder><Id>{inbox}</Id><Class>Email</Class></Folder></Folders></Ping>"#
+    );
+    tokio::spawn(async move {
+        let start = std::time::Instant::now();
+        let answer = phone.send("Ping", &xml).await;
+        (answer, start.elapsed())
+    })
+}
+
+fn admin(g: &Gateway, action: eas_gateway::devices::Action) {
+    let mut out = Vec::new();
+    eas_gateway::devices::run(&g.state.config, action, &mut out).unwrap();
+}
+
+fn device_key(phone: &Phone) -> eas_gateway::state::DeviceKey {
+    eas_gateway::state::DeviceKey {
+        user: phone.login.to_lowercase(),
+        device_id: phone.device_id.clone(),
+    }
+}
+
+const PROVISION: &str = r#"<Provision xmlns="Provision:"><Policies><Policy><PolicyType>MS-EAS-Provisioning-WBXML</PolicyType></Policy></Policies></Provision>"#;
+
+/// The lost wipe of issue 18: a wipe asked for while the phone holds a Ping (300 s heartbeat)
+/// ends that Ping within seconds with "provision" (142), survives the Ping's own write-back,
+/// and is delivered by the next Provision; once acknowledged, the device stays blocked (129),
+/// Provision included, until the admin removes it.
+#[tokio::test]
+async fn wipe_during_a_held_ping_is_delivered_at_once_and_then_blocks() {
+    use eas_wbxml::tags::ping as pg;
+    let g = gateway().await;
+    let (phone, inbox) = provisioned_phone(&g, "grace", "held-wipe", "14.1").await;
+    let ping = held_ping(&phone, &inbox);
+    // The Ping is registered and waiting before the admin acts.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!ping.is_finished(), "the Ping was answered before the wipe");
+    admin(
+        &g,
+        eas_gateway::devices::Action::Wipe {
+            user: phone.login.clone(),
+            device_id: phone.device_id.clone(),
+            account_only: false,
+        },
+    );
+    let (answer, waited) = tokio::time::timeout(std::time::Duration::from_secs(20), ping)
+        .await
+        .expect("the held Ping was not ended by the wipe")
+        .unwrap();
+    assert!(waited < std::time::Duration::from_secs(20));
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        find_text(&answer.tree(), pg::Status).as_deref(),
+        Some("142")
+    );
+    let device = g.state.store.device(&device_key(&phone)).unwrap().unwrap();
+    assert_eq!(
+        device.wipe,
+        eas_gateway::state::WipeState::Requested {
+            account_only: false
+        },
+        "the Ping's write-back undid the wipe"
+    );
+    assert!(
+        device.policy_key.is_some(),
+        "the Ping reverted the policy key"
+    );
+
+    let r = phone.send("Provision", PROVISION).await.tree();
+    assert!(
+        r.child(p::RemoteWipe).is_some(),
+        "{}",
+        eas_wbxml::to_xml(&r)
+    );
+    let ack = phone
+        .send("Provision", r#"<Provision xmlns="Provision:"><RemoteWipe><Status>1</Status></RemoteWipe></Provision>"#)
+        .await
+        .tree();
+    assert_eq!(ack.child(p::Status).unwrap().text(), Some("1"));
+
+    // Wiped: blocked, and no way back through Provision (no 142 → Provision loop either).
+    assert_eq!(
+        find_text(&phone.folder_sync("0").await, fh::Status).as_deref(),
+        Some("129")
+    );
+    let again = phone.send("Provision", PROVISION).await.tree();
+    assert_eq!(again.child(p::Status).unwrap().text(), Some("129"));
+    assert!(again.child(p::RemoteWipe).is_none() && again.child(p::Policies).is_none());
+
+    // The admin removes it: the phone may set the account up again.
+    admin(
+        &g,
+        eas_gateway::devices::Action::Remove {
+            user: phone.login.clone(),
+            device_id: phone.device_id.clone(),
+        },
+    );
+    let mut phone = phone;
+    phone.policy_key = None;
+    phone.provision().await;
+    assert_eq!(
+        find_text(&phone.folder_sync("0").await, fh::Status).as_deref(),
+        Some("1")
+    );
+}
+
+/// A device removed while it holds a Ping: the Ping ends at once, and its end writes nothing
+/// back: no device row, no memo, no snapshot. The phone starts over (provisions again).
+#[tokio::test]
+async fn remove_during_a_held_ping_stays_removed() {
+    use eas_wbxml::tags::ping as pg;
+    let g = gateway().await;
+    let (phone, inbox) = provisioned_phone(&g, "heidi", "held-remove", "16.1").await;
+    let ping = held_ping(&phone, &inbox);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!ping.is_finished());
+    admin(
+        &g,
+        eas_gateway::devices::Action::Remove {
+            user: phone.login.clone(),
+            device_id: phone.device_id.clone(),
+        },
+    );
+    let (answer, _) = tokio::time::timeout(std::time::Duration::from_secs(20), ping)
+        .await
+        .expect("the held Ping was not ended by the removal")
+        .unwrap();
+    // Provisioning is required: the device, now unknown, is sent to Provision.
+    assert_eq!(
+        find_text(&answer.tree(), pg::Status).as_deref(),
+        Some("142")
+    );
+    let key = device_key(&phone);
+    assert_eq!(
+        g.state.store.device(&key).unwrap(),
+        None,
+        "the Ping brought the device back"
+    );
+    assert_eq!(g.state.store.latest_hierarchy_key(&key).unwrap(), None);
+    assert_eq!(g.state.store.memo(&key, "ping.last").unwrap(), None);
+}
+
+/// An account-only wipe cannot be said to a 14.1 device; it used to loop between 142 and
+/// Provision. Now the device is blocked (129), Provision included, while a 16.1 device gets
+/// the account-only directive.
+#[tokio::test]
+async fn account_only_wipe_blocks_an_old_device_and_reaches_a_new_one() {
+    let g = gateway().await;
+    let (old, _) = provisioned_phone(&g, "ivan", "old-phone", "14.1").await;
+    let (new, _) = provisioned_phone(&g, "ivan", "new-phone", "16.1").await;
+    for phone in [&old, &new] {
+        admin(
+            &g,
+            eas_gateway::devices::Action::Wipe {
+                user: phone.login.clone(),
+                device_id: phone.device_id.clone(),
+                account_only: true,
+            },
+        );
+    }
+    assert_eq!(
+        find_text(&old.folder_sync("0").await, fh::Status).as_deref(),
+        Some("129")
+    );
+    let r = old.send("Provision", PROVISION).await.tree();
+    assert_eq!(r.child(p::Status).unwrap().text(), Some("129"));
+
+    assert_eq!(
+        find_text(&new.folder_sync("0").await, fh::Status).as_deref(),
+        Some("142")
+    );
+    let r = new.send("Provision", PROVISION).await.tree();
+    assert!(
+        r.child(p::AccountOnlyRemoteWipe).is_some(),
+        "{}",
+        eas_wbxml::to_xml(&r)
+    );
+    // A whole-device acknowledgement does not settle an account-only wipe.
+    let wrong = new
+        .send("Provision", r#"<Provision xmlns="Provision:"><RemoteWipe><Status>1</Status></RemoteWipe></Provision>"#)
+        .await
+        .tree();
+    assert_eq!(wrong.child(p::Status).unwrap().text(), Some("2"));
+    let ack = new
+        .send("Provision", r#"<Provision xmlns="Provision:"><AccountOnlyRemoteWipe><Status>1</Status></AccountOnlyRemoteWipe></Provision>"#)
+        .await
+        .tree();
+    assert_eq!(ack.child(p::Status).unwrap().text(), Some("1"));
+    assert_eq!(
+        find_text(&new.folder_sync("0").await, fh::Status).as_deref(),
+        Some("129")
+    );
+}
+
+/// A wipe acknowledgement with no wipe pending is refused and changes nothing; a 12.1 device
+/// that is blocked gets HTTP 403 (12.x has no status in the body).
+#[tokio::test]
+async fn stray_wipe_acknowledgement_and_blocked_12_1_device() {
+    let g = gateway().await;
+    let (phone, _) = provisioned_phone(&g, "judy", "stray-ack", "14.1").await;
+    let r = phone
+        .send("Provision", r#"<Provision xmlns="Provision:"><RemoteWipe><Status>1</Status></RemoteWipe></Provision>"#)
+        .await
+        .tree();
+    assert_eq!(r.child(p::Status).unwrap().text(), Some("2"));
+    let device = g.state.store.device(&device_key(&phone)).unwrap().unwrap();
+    assert_eq!(device.wipe, eas_gateway::state::WipeState::None);
+    assert!(device.policy_key.is_some());
+    assert_eq!(
+        find_text(&phone.folder_sync("0").await, fh::Status).as_deref(),
+        Some("1")
+    );
+
+    let (old, _) = provisioned_phone(&g, "judy", "old-12", "12.1").await;
+    admin(
+        &g,
+        eas_gateway::devices::Action::Wipe {
+            user: old.login.clone(),
+            device_id: old.device_id.clone(),
+            account_only: true,
+        },
+    );
+    assert_eq!(old.folder_sync_raw_status().await, 403);
+}

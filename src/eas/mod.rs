@@ -65,6 +65,10 @@ pub enum EasError {
     /// A 12.x device must provision first; 14.0+ devices get a status in the body instead.
     #[error("device must provision")]
     NeedsProvisioning,
+    /// A 12.x device the admin cut off (it acknowledged a wipe, or cannot receive the
+    /// account-only wipe asked for); 14.0+ devices get status 129 in the body instead.
+    #[error("device is blocked")]
+    Blocked,
     /// The per-device state could not be read or written.
     #[error(transparent)]
     State(#[from] StateError),
@@ -139,13 +143,14 @@ pub async fn dispatch(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Re
     if !IMPLEMENTED.contains(&command) {
         return Err(EasError::NotImplemented(command));
     }
-    if command != Command::Provision {
-        if let Some(status) = provisioning_status(ctx) {
-            if !ctx.version.has_body_status() {
-                return Err(EasError::NeedsProvisioning);
-            }
-            return Ok(Reply::Document(status_document(command, status)));
-        }
+    if let Some(refusal) = gate(
+        command,
+        ctx.version,
+        &ctx.device,
+        ctx.config,
+        ctx.policy_key,
+    ) {
+        return refusal;
     }
     if command == Command::Ping {
         // An empty Ping is legal too: it repeats the previous one.
@@ -212,28 +217,63 @@ pub async fn dispatch(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Re
 const DEVICE_NOT_PROVISIONED: u32 = 142;
 const POLICY_REFRESH: u32 = 143;
 const INVALID_POLICY_KEY: u32 = 144;
+/// MS-ASCMD common status: the device is blocked for this user (an admin cut it off).
+const DEVICE_BLOCKED: u32 = 129;
+
+/// The answer a request gets instead of running, when the device record says it may not run:
+/// it must provision first, or an admin blocked it. `None`: go ahead. The HTTP layer asks
+/// again after a command that ran while the admin changed the device (a held Ping learns of
+/// a wipe at once, not at its next request).
+pub fn gate(
+    command: Command,
+    version: ProtocolVersion,
+    device: &Device,
+    config: &Config,
+    presented_key: Option<u32>,
+) -> Option<Result<Reply, EasError>> {
+    let status = if device.wipe_blocks(version >= ProtocolVersion::V16_1) {
+        // A wipe the device acknowledged, or an account-only wipe a pre-16.1 device cannot
+        // receive (we never escalate it to a whole-device wipe): every command, Provision
+        // included, is refused until an admin removes the device. No 142 → Provision loop.
+        if !version.has_body_status() {
+            return Some(Err(EasError::Blocked));
+        }
+        DEVICE_BLOCKED
+    } else if command == Command::Provision {
+        return None;
+    } else {
+        provisioning_status(device, config, presented_key)?
+    };
+    Some(if !version.has_body_status() {
+        if status == DEVICE_BLOCKED {
+            Err(EasError::Blocked)
+        } else {
+            Err(EasError::NeedsProvisioning)
+        }
+    } else {
+        Ok(Reply::Document(status_document(command, status)))
+    })
+}
 
 /// `Some(status)` when the request may not run until the device provisions.
-fn provisioning_status(ctx: &Context<'_>) -> Option<u32> {
-    let wipe_pending = matches!(ctx.device.wipe, WipeState::Requested { .. });
-    if wipe_pending {
+fn provisioning_status(device: &Device, config: &Config, presented: Option<u32>) -> Option<u32> {
+    if matches!(device.wipe, WipeState::Requested { .. }) {
         // Only Provision can deliver the wipe directive, so every other command sends the
         // device there, whatever the configuration says.
         return Some(DEVICE_NOT_PROVISIONED);
     }
-    if !ctx.config.provision.required {
+    if !config.provision.required {
         return None;
     }
-    let Some(current) = ctx.device.policy_key else {
+    let Some(current) = device.policy_key else {
         return Some(DEVICE_NOT_PROVISIONED);
     };
-    match ctx.policy_key {
+    match presented {
         None | Some(0) => Some(DEVICE_NOT_PROVISIONED),
         Some(k) if k != current => Some(INVALID_POLICY_KEY),
         Some(_) => {
-            let fingerprint = ctx.config.provision.policy.fingerprint();
-            (ctx.device.policy_hash.as_deref() != Some(fingerprint.as_str()))
-                .then_some(POLICY_REFRESH)
+            let fingerprint = config.provision.policy.fingerprint();
+            (device.policy_hash.as_deref() != Some(fingerprint.as_str())).then_some(POLICY_REFRESH)
         }
     }
 }

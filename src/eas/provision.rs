@@ -47,15 +47,26 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         .child(p::RemoteWipe)
         .or_else(|| body.child(p::AccountOnlyRemoteWipe));
     if let Some(ack) = ack {
+        let account_only = ack.tag == p::AccountOnlyRemoteWipe;
+        // Only the directive we sent can be acknowledged: an acknowledgement out of the blue
+        // (or of the other kind of wipe) changes nothing, or a device could mark itself
+        // wiped, or clear a pending whole-device wipe by acknowledging an account-only one.
+        if ctx.device.wipe != (WipeState::Requested { account_only }) {
+            tracing::info!(
+                account_only,
+                "wipe acknowledgement without that wipe pending"
+            );
+            return Ok(document(vec![status_el(PROTOCOL_ERROR)]));
+        }
         let status = child_text(ack, p::Status)
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(1);
-        let account_only = ack.tag == p::AccountOnlyRemoteWipe;
         ctx.device.wipe = WipeState::Acknowledged {
             account_only,
             status,
         };
         ctx.device.policy_key = None;
+        ctx.device.pending_policy_key = None;
         tracing::warn!(status, account_only, "device acknowledged remote wipe");
         response.push(status_el(OK));
         response.push(Element::new(ack.tag));
@@ -117,7 +128,8 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
 }
 
 /// The wipe element for this device, or `None` when an account-only wipe cannot be expressed
-/// (before 16.1 only a whole-device wipe exists, and we never escalate to that).
+/// (before 16.1 only a whole-device wipe exists, and we never escalate to that). Such a device
+/// never gets here: the gate in `eas::dispatch` answers it "blocked" (129) instead.
 fn wipe_directive(account_only: bool, version: ProtocolVersion) -> Option<eas_wbxml::Tag> {
     match (account_only, version >= ProtocolVersion::V16_1) {
         (false, _) => Some(p::RemoteWipe),

@@ -30,6 +30,9 @@ pub enum HttpError {
     /// A 12.x device must run Provision first: 449.
     #[error("device must provision")]
     NeedsProvisioning,
+    /// A 12.x device an admin cut off (wiped, or an account-only wipe it cannot receive): 403.
+    #[error("device blocked")]
+    Forbidden,
     /// Neither EAS path nor Autodiscover: 404.
     #[error("no such path")]
     NotFound,
@@ -54,6 +57,7 @@ impl HttpError {
             HttpError::NeedsProvisioning => {
                 StatusCode::from_u16(449).expect("449 is a valid status code")
             }
+            HttpError::Forbidden => StatusCode::FORBIDDEN,
             HttpError::NotFound => StatusCode::NOT_FOUND,
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -109,6 +113,7 @@ impl From<EasError> for HttpError {
             EasError::Malformed(m) => HttpError::BadRequest(m),
             EasError::NotImplemented(c) => HttpError::NotImplemented(command_name(c)),
             EasError::NeedsProvisioning => HttpError::NeedsProvisioning,
+            EasError::Blocked => HttpError::Forbidden,
             EasError::State(e) => HttpError::Internal(e.to_string()),
             EasError::Imap(e) if e.is_connection_failure() => HttpError::Unavailable(e.to_string()),
             EasError::Imap(e) => HttpError::Internal(e.to_string()),

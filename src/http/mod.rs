@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::eas::version::{Command, ProtocolVersion};
 use crate::eas::{self, Context, Reply};
 use crate::metrics::Metrics;
-use crate::state::{Device, DeviceKey, StateStore, unix_now};
+use crate::state::{Device, DeviceKey, Saved, StateStore, unix_now};
 use auth::{AuthenticatedUser, Authenticator};
 use error::HttpError;
 
@@ -41,7 +41,7 @@ const WBXML_TYPE: &str = "application/vnd.ms-sync.wbxml";
 /// What every request handler shares.
 pub struct AppState {
     pub config: Config,
-    pub store: Box<dyn StateStore>,
+    pub store: Arc<dyn StateStore>,
     pub auth: Authenticator,
     pub metrics: Metrics,
     pub hub: Arc<crate::push::Hub>,
@@ -72,6 +72,12 @@ impl AppState {
         let directory = crate::directory::Source::parse(&config.directory.source)
             .map(crate::directory::Directory::new)
             .unwrap_or_else(|_| crate::directory::Directory::none());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(end_held_requests_on_admin_changes(
+                store.clone(),
+                Arc::downgrade(&hub),
+            ));
+        }
         Ok(AppState {
             directory: Arc::new(directory),
             config,
@@ -82,6 +88,40 @@ impl AppState {
             pool,
             read_ahead: crate::eas::sync::read_ahead::ReadAhead::new(),
         })
+    }
+}
+
+/// How often the store is asked for the admin's wipes and removals (`eas-gateway devices` runs
+/// in another process, so it cannot tell the hub itself).
+const ADMIN_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ends the held request (Ping, waiting Sync) of every device the admin wipes or removes, so
+/// the phone gets the wipe within a second instead of at its heartbeat, up to an hour later.
+/// The request's own end then sees the changed record (`save_device` reports the race) and
+/// answers with what the record demands. Stops when the gateway (its hub) is gone.
+async fn end_held_requests_on_admin_changes(
+    store: Arc<dyn StateStore>,
+    hub: std::sync::Weak<crate::push::Hub>,
+) {
+    let mut seen = None;
+    loop {
+        if hub.strong_count() == 0 {
+            return;
+        }
+        match store.admin_changes(seen) {
+            Ok((newest, keys)) => {
+                if let Some(hub) = hub.upgrade() {
+                    for key in keys {
+                        tracing::info!(user = %key.user, device_id = %key.device_id.escape_debug(),
+                            "admin changed the device; ending its held request");
+                        hub.supersede(&key.user, &key.device_id);
+                    }
+                }
+                seen = Some(newest);
+            }
+            Err(e) => tracing::warn!(error = %e, "polling admin changes"),
+        }
+        tokio::time::sleep(ADMIN_POLL).await;
     }
 }
 
@@ -297,10 +337,7 @@ async fn run_command(
             body.to_vec(),
         ))
     } else {
-        let limits = Limits {
-            max_document: limit,
-            ..Limits::default()
-        };
+        let limits = Limits::for_body(limit);
         Some(
             Element::decode_with(&body, limits)
                 .map_err(|e| HttpError::BadRequest(format!("WBXML: {e}")))?,
@@ -321,6 +358,8 @@ async fn run_command(
         .device(&key)
         .map_err(|e| HttpError::Internal(e.to_string()))?
         .unwrap_or_else(|| Device::new(key, &line.device_type));
+    // What the request saw, so that only what it changes is written back (see save_device).
+    let original = device.clone();
     let mut ctx = Context {
         user: &user,
         line: &line,
@@ -338,15 +377,63 @@ async fn run_command(
     // Only a command that ran is remembered; a refused request leaves the state as it was.
     ctx.device.last_seen = unix_now();
     ctx.device.device_type = line.device_type.clone();
-    state
-        .store
-        .put_device(&ctx.device)
+    let saved = crate::state::save_device(state.store.as_ref(), &original, &ctx.device)
         .map_err(|e| HttpError::Internal(e.to_string()))?;
+    let reply = match saved {
+        Saved::Stored { raced: false, .. } => reply,
+        // The admin (or another request of the device) changed the record while this one
+        // ran, typically a wipe or removal during a held Ping: the answer follows the record
+        // as it is now, so the phone learns of the wipe with this answer.
+        Saved::Stored { device, .. } => recheck(
+            line.command,
+            version,
+            &device,
+            &state.config,
+            policy_key,
+            reply,
+        )?,
+        Saved::Removed => {
+            // Whatever the command wrote for the device (snapshots, memos) goes too, and the
+            // device starts over as a new one.
+            state
+                .store
+                .delete_device(&ctx.device.key)
+                .map_err(|e| HttpError::Internal(e.to_string()))?;
+            let fresh = Device::new(ctx.device.key.clone(), &line.device_type);
+            recheck(
+                line.command,
+                version,
+                &fresh,
+                &state.config,
+                policy_key,
+                reply,
+            )?
+        }
+    };
     Ok(match reply {
         Reply::Document(doc) => wbxml_response(doc.encode()),
         Reply::Empty => wbxml_response(Vec::new()),
         Reply::Bytes(bytes) => wbxml_response(bytes),
     })
+}
+
+/// A command's answer, or what the device record as it now is demands instead. Provision's own
+/// answer stands (it carries the keys it just stored).
+fn recheck(
+    command: Command,
+    version: ProtocolVersion,
+    device: &Device,
+    config: &Config,
+    policy_key: Option<u32>,
+    reply: Reply,
+) -> Result<Reply, HttpError> {
+    if command == Command::Provision {
+        return Ok(reply);
+    }
+    match eas::gate(command, version, device, config, policy_key) {
+        None => Ok(reply),
+        Some(refusal) => Ok(refusal?),
+    }
 }
 
 /// Whether a send command's body is a raw message (`Content-Type: message/rfc822`, or

@@ -6,8 +6,15 @@
 //! *authenticated* user, so one user can never name another user's device, whatever the query
 //! string says.
 //!
-//! Calls are short single-row or single-key transactions; they run inline on the async worker
-//! (SQLite in WAL mode answers in microseconds).
+//! Calls are short single-row or single-key transactions. The SQLite store moves each call off
+//! the async worker (`block_in_place` on a multi-threaded runtime), so a slow disk or a lock
+//! held by the CLI stalls one request, never the other connections on that worker.
+//!
+//! The device record is shared by the phone's requests (which may be held for up to an hour)
+//! and the admin (`eas-gateway devices`, another process). It is therefore never written back
+//! whole: every row carries a version, a request's changes are written by compare-and-set, and
+//! [`save_device`] merges what a request changed into what others changed meanwhile, so a held
+//! Ping can neither undo a wipe nor revert a policy key nor bring back a removed device.
 
 pub mod sqlite;
 
@@ -61,6 +68,9 @@ pub struct Device {
     pub wipe: WipeState,
     pub first_seen: u64,
     pub last_seen: u64,
+    /// Bumped by every write of the row; 0 for a device not stored yet. Writes compare it
+    /// (see [`save_device`]).
+    pub version: u64,
 }
 
 impl Device {
@@ -77,7 +87,123 @@ impl Device {
             wipe: WipeState::None,
             first_seen: now,
             last_seen: now,
+            version: 0,
         }
+    }
+
+    /// Whether an admin has cut this device off: a wipe it acknowledged, or an account-only
+    /// wipe it cannot receive. Only `devices remove` lifts it.
+    pub fn wipe_blocks(&self, can_receive_account_only: bool) -> bool {
+        match self.wipe {
+            WipeState::None => false,
+            WipeState::Requested { account_only } => account_only && !can_receive_account_only,
+            WipeState::Acknowledged { .. } => true,
+        }
+    }
+}
+
+/// What became of a request's device changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Saved {
+    /// Written; the record as it now is. `raced` says that someone else (the admin, another
+    /// request of the device) wrote it while the request ran, so the caller should look at
+    /// the record again before answering.
+    Stored { device: Device, raced: bool },
+    /// The device was removed while the request ran; nothing was written back.
+    Removed,
+}
+
+/// Writes a request's changes to its device: `original` is the record as the request loaded
+/// it (version 0: it was not stored yet), `updated` what the request made of it. Fields the
+/// request did not change keep whatever the store has now; a wipe someone else set or
+/// cleared meanwhile always wins over the request's view of it.
+pub fn save_device(
+    store: &dyn StateStore,
+    original: &Device,
+    updated: &Device,
+) -> Result<Saved, StateError> {
+    let mut raced = false;
+    if original.version == 0 {
+        if store.insert_device(updated)? {
+            let mut device = updated.clone();
+            device.version = 1;
+            return Ok(Saved::Stored { device, raced });
+        }
+    } else {
+        let mut first = updated.clone();
+        first.version = original.version;
+        if store.update_device(&first)? {
+            first.version += 1;
+            return Ok(Saved::Stored {
+                device: first,
+                raced,
+            });
+        }
+    }
+    // Somebody else wrote the row: merge and try again on what they wrote. A handful of
+    // rounds is plenty; only a writer looping on the same device could exhaust them.
+    for _ in 0..8 {
+        raced = true;
+        let Some(current) = store.device(&updated.key)? else {
+            return Ok(Saved::Removed);
+        };
+        let mut merged = merge(original, updated, &current);
+        if store.update_device(&merged)? {
+            merged.version += 1;
+            return Ok(Saved::Stored {
+                device: merged,
+                raced,
+            });
+        }
+    }
+    Err(StateError::Database(format!(
+        "device {} of {} kept changing under a write",
+        updated.key.device_id, updated.key.user
+    )))
+}
+
+/// `current` with the fields `updated` changed relative to `original` (a three-way merge).
+fn merge(original: &Device, updated: &Device, current: &Device) -> Device {
+    fn pick<T: PartialEq + Clone>(original: &T, updated: &T, current: &T) -> T {
+        if updated != original {
+            updated.clone()
+        } else {
+            current.clone()
+        }
+    }
+    Device {
+        key: current.key.clone(),
+        device_type: pick(
+            &original.device_type,
+            &updated.device_type,
+            &current.device_type,
+        ),
+        info: pick(&original.info, &updated.info, &current.info),
+        policy_key: pick(
+            &original.policy_key,
+            &updated.policy_key,
+            &current.policy_key,
+        ),
+        pending_policy_key: pick(
+            &original.pending_policy_key,
+            &updated.pending_policy_key,
+            &current.pending_policy_key,
+        ),
+        policy_hash: pick(
+            &original.policy_hash,
+            &updated.policy_hash,
+            &current.policy_hash,
+        ),
+        // The admin's word on wiping is final: a request that acknowledged a wipe did so
+        // against the record it loaded, which the admin has since changed.
+        wipe: if current.wipe != original.wipe {
+            current.wipe
+        } else {
+            updated.wipe
+        },
+        first_seen: current.first_seen.min(updated.first_seen),
+        last_seen: current.last_seen.max(updated.last_seen),
+        version: current.version,
     }
 }
 
@@ -108,18 +234,42 @@ pub enum StateError {
     /// The state URL in the configuration is not one we know.
     #[error("unsupported state store {0:?} (use sqlite:PATH)")]
     UnsupportedUrl(String),
+    /// The database was written by a newer gateway; this one would misread it.
+    #[error(
+        "state database has schema version {found}, newer than this gateway knows ({known}); \
+         run the newer eas-gateway or restore a backup"
+    )]
+    NewerSchema { found: usize, known: usize },
 }
 
 /// Where per-device state lives.
 pub trait StateStore: Send + Sync {
     /// The device, if it was seen before.
     fn device(&self, key: &DeviceKey) -> Result<Option<Device>, StateError>;
-    /// Creates or replaces the device record.
-    fn put_device(&self, device: &Device) -> Result<(), StateError>;
+    /// Stores a device seen for the first time (version 1). False, writing nothing, when the
+    /// device exists already.
+    fn insert_device(&self, device: &Device) -> Result<bool, StateError>;
+    /// Writes every column of the device if its stored version is still `device.version`,
+    /// and bumps the version. False, writing nothing, when the row changed or is gone. Use
+    /// [`save_device`], which merges and retries.
+    fn update_device(&self, device: &Device) -> Result<bool, StateError>;
+    /// The admin asks for (or, with [`WipeState::None`], cancels) a remote wipe: written by
+    /// column, bumping the version, and announced as an [`StateStore::admin_changes`].
+    /// False when there is no such device.
+    fn set_wipe(&self, key: &DeviceKey, wipe: WipeState) -> Result<bool, StateError>;
     /// Devices of one user, or of everyone.
     fn devices(&self, user: Option<&str>) -> Result<Vec<Device>, StateError>;
-    /// Forgets a device and all its state. Returns whether it existed.
+    /// Forgets a device and all its state. Returns whether it existed. Not announced: the
+    /// gateway uses it to sweep up after a removed device; admins use
+    /// [`StateStore::remove_device`].
     fn delete_device(&self, key: &DeviceKey) -> Result<bool, StateError>;
+    /// The admin forgets a device: [`StateStore::delete_device`], announced as an admin
+    /// change so a request the device holds ends now.
+    fn remove_device(&self, key: &DeviceKey) -> Result<bool, StateError>;
+    /// Devices an admin changed (wipe, removal) after sequence number `after`, and the newest
+    /// sequence number. The gateway polls this to end those devices' held requests at once;
+    /// `after = None` asks only for the newest number.
+    fn admin_changes(&self, after: Option<u64>) -> Result<(u64, Vec<DeviceKey>), StateError>;
 
     /// The stable folder id for a mailbox identity, allocating one on first sight.
     fn folder_id(&self, key: &DeviceKey, mailbox: &str) -> Result<u32, StateError>;
@@ -222,9 +372,9 @@ pub enum SendClaim {
 }
 
 /// Opens the store named by a state URL (`sqlite:PATH`).
-pub fn open(url: &str) -> Result<Box<dyn StateStore>, StateError> {
+pub fn open(url: &str) -> Result<std::sync::Arc<dyn StateStore>, StateError> {
     match url.split_once(':') {
-        Some(("sqlite", path)) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
+        Some(("sqlite", path)) => Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path)?)),
         _ => Err(StateError::UnsupportedUrl(url.to_owned())),
     }
 }

@@ -95,7 +95,23 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user, device_id, client_id)
     );
 "#,
+    r#"
+    -- Every write of a device row bumps its version; writers compare it, so a request that
+    -- loaded the row an hour ago cannot overwrite what the admin or another request wrote.
+    ALTER TABLE devices ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    -- Wipes and removals by the admin (another process), polled by the gateway so that the
+    -- device's held request ends at once rather than at its heartbeat.
+    CREATE TABLE admin_changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        user TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+"#,
 ];
+
+/// How long an admin change is kept for the gateway's poll (which runs every second).
+const ADMIN_CHANGE_RETENTION_SECS: u64 = 24 * 3600;
 
 /// How long a sent ClientId is remembered. Phones retry within minutes; a month is generous.
 const CLIENT_ID_RETENTION_SECS: u64 = 30 * 24 * 3600;
@@ -138,6 +154,14 @@ impl SqliteStore {
         let version: usize = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(db)?;
+        if version > MIGRATIONS.len() {
+            // Its tables may have columns or meanings this binary does not know; writing to
+            // them could corrupt what the newer gateway keeps.
+            return Err(StateError::NewerSchema {
+                found: version,
+                known: MIGRATIONS.len(),
+            });
+        }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
             conn.execute_batch(&format!(
                 "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
@@ -152,10 +176,19 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StateError> {
-        // A panic while holding the lock cannot leave a half-done transaction behind (SQLite
-        // rolls it back), so a poisoned mutex is still safe to use.
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut conn).map_err(db)
+        let run = || {
+            // A panic while holding the lock cannot leave a half-done transaction behind
+            // (SQLite rolls it back), so a poisoned mutex is still safe to use.
+            let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn).map_err(db)
+        };
+        // A call waits for the lock, the disk, or the CLI's transaction (busy timeout 5 s):
+        // off the async worker, so the other requests on that worker go on meanwhile. A
+        // current-thread runtime (unit tests, the CLI) has no other worker to hand off to.
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+            _ => run(),
+        }
     }
 }
 
@@ -198,7 +231,7 @@ fn wipe_from_row(kind: &str, status: Option<u8>) -> WipeState {
 
 const DEVICE_COLUMNS: &str = "user, device_id, device_type, model, imei, friendly_name, os, \
      os_language, phone_number, user_agent, mobile_operator, enable_outbound_sms, policy_key, \
-     pending_policy_key, policy_hash, wipe, wipe_status, first_seen, last_seen";
+     pending_policy_key, policy_hash, wipe, wipe_status, first_seen, last_seen, version";
 
 fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
     let wipe: String = r.get(15)?;
@@ -225,7 +258,19 @@ fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
         wipe: wipe_from_row(&wipe, r.get(16)?),
         first_seen: r.get(17)?,
         last_seen: r.get(18)?,
+        version: r.get(19)?,
     })
+}
+
+fn record_admin_change(tx: &rusqlite::Transaction<'_>, key: &DeviceKey) -> rusqlite::Result<()> {
+    let now = super::unix_now();
+    tx.prepare_cached("DELETE FROM admin_changes WHERE at < ?1")?
+        .execute(params![
+            now.saturating_sub(ADMIN_CHANGE_RETENTION_SECS) as i64
+        ])?;
+    tx.prepare_cached("INSERT INTO admin_changes (user, device_id, at) VALUES (?1, ?2, ?3)")?
+        .execute(params![key.user, key.device_id, now as i64])?;
+    Ok(())
 }
 
 impl StateStore for SqliteStore {
@@ -239,13 +284,13 @@ impl StateStore for SqliteStore {
         })
     }
 
-    fn put_device(&self, d: &Device) -> Result<(), StateError> {
+    fn insert_device(&self, d: &Device) -> Result<bool, StateError> {
         let (wipe, wipe_status) = wipe_to_row(d.wipe);
         self.with(|c| {
             c.prepare_cached(&format!(
-                "INSERT OR REPLACE INTO devices ({DEVICE_COLUMNS}) VALUES \
+                "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES \
                      (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-                     ?17, ?18, ?19)"
+                     ?17, ?18, ?19, 1) ON CONFLICT (user, device_id) DO NOTHING"
             ))?
             .execute(params![
                 d.key.user,
@@ -268,7 +313,98 @@ impl StateStore for SqliteStore {
                 d.first_seen,
                 d.last_seen,
             ])
-            .map(drop)
+            .map(|n| n == 1)
+        })
+    }
+
+    fn update_device(&self, d: &Device) -> Result<bool, StateError> {
+        let (wipe, wipe_status) = wipe_to_row(d.wipe);
+        self.with(|c| {
+            c.prepare_cached(
+                "UPDATE devices SET device_type = ?3, model = ?4, imei = ?5, \
+                 friendly_name = ?6, os = ?7, os_language = ?8, phone_number = ?9, \
+                 user_agent = ?10, mobile_operator = ?11, enable_outbound_sms = ?12, \
+                 policy_key = ?13, pending_policy_key = ?14, policy_hash = ?15, wipe = ?16, \
+                 wipe_status = ?17, first_seen = ?18, last_seen = ?19, version = version + 1 \
+                 WHERE user = ?1 AND device_id = ?2 AND version = ?20",
+            )?
+            .execute(params![
+                d.key.user,
+                d.key.device_id,
+                d.device_type,
+                d.info.model,
+                d.info.imei,
+                d.info.friendly_name,
+                d.info.os,
+                d.info.os_language,
+                d.info.phone_number,
+                d.info.user_agent,
+                d.info.mobile_operator,
+                d.info.enable_outbound_sms,
+                d.policy_key,
+                d.pending_policy_key,
+                d.policy_hash,
+                wipe,
+                wipe_status,
+                d.first_seen,
+                d.last_seen,
+                d.version,
+            ])
+            .map(|n| n == 1)
+        })
+    }
+
+    fn set_wipe(&self, key: &DeviceKey, wipe: WipeState) -> Result<bool, StateError> {
+        let (kind, status) = wipe_to_row(wipe);
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let n = tx
+                .prepare_cached(
+                    "UPDATE devices SET wipe = ?3, wipe_status = ?4, version = version + 1 \
+                     WHERE user = ?1 AND device_id = ?2",
+                )?
+                .execute(params![key.user, key.device_id, kind, status])?;
+            if n == 1 {
+                record_admin_change(&tx, key)?;
+            }
+            tx.commit()?;
+            Ok(n == 1)
+        })
+    }
+
+    fn remove_device(&self, key: &DeviceKey) -> Result<bool, StateError> {
+        let existed = self.delete_device(key)?;
+        if existed {
+            self.with(|c| {
+                let tx = c.transaction()?;
+                record_admin_change(&tx, key)?;
+                tx.commit()
+            })?;
+        }
+        Ok(existed)
+    }
+
+    fn admin_changes(&self, after: Option<u64>) -> Result<(u64, Vec<DeviceKey>), StateError> {
+        self.with(|c| {
+            let newest: u64 = c
+                .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM admin_changes")?
+                .query_row([], |r| r.get(0))?;
+            let Some(after) = after else {
+                return Ok((newest, Vec::new()));
+            };
+            let mut stmt = c.prepare_cached(
+                "SELECT user, device_id FROM admin_changes WHERE seq > ?1 AND seq <= ?2 \
+                 ORDER BY seq",
+            )?;
+            let keys = stmt
+                .query_map(params![after as i64, newest as i64], |r| {
+                    Ok(DeviceKey {
+                        user: r.get(0)?,
+                        device_id: r.get(1)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((newest, keys))
         })
     }
 
@@ -658,6 +794,7 @@ impl StateStore for SqliteStore {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::state::Saved;
 
     fn key(user: &str) -> DeviceKey {
         DeviceKey {
@@ -684,11 +821,113 @@ mod test {
         let mut d = Device::new(key("alice"), "iPhone");
         d.policy_key = Some(42);
         d.wipe = WipeState::Requested { account_only: true };
-        store.put_device(&d).unwrap();
+        assert!(store.insert_device(&d).unwrap());
+        assert!(
+            !store.insert_device(&d).unwrap(),
+            "a second insert changes nothing"
+        );
+        d.version = 1;
         assert_eq!(store.device(&key("alice")).unwrap(), Some(d));
         assert_eq!(store.device(&key("bob")).unwrap(), None);
         assert_eq!(store.devices(Some("bob")).unwrap().len(), 0);
         assert_eq!(store.devices(None).unwrap().len(), 1);
+    }
+
+    /// The lost-wipe race of issue 18: a request loads the device, the admin asks for a wipe
+    /// meanwhile, the request saves what it changed. The wipe must survive, and so must a
+    /// policy key another request of the device set; a removed device must stay removed.
+    #[test]
+    fn a_request_never_undoes_what_others_wrote_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
+        let fresh = Device::new(key("alice"), "iPhone");
+        let Saved::Stored { device: stored, .. } =
+            crate::state::save_device(&store, &fresh, &fresh).unwrap()
+        else {
+            panic!("not stored")
+        };
+        assert_eq!(stored.version, 1);
+
+        // A Ping loads the record and waits.
+        let ping_original = store.device(&key("alice")).unwrap().unwrap();
+        // Meanwhile: Provision on another connection sets a new key, the admin wipes.
+        let mut provisioned = ping_original.clone();
+        provisioned.policy_key = Some(7);
+        crate::state::save_device(&store, &ping_original, &provisioned).unwrap();
+        let (seq0, _) = store.admin_changes(None).unwrap();
+        assert!(
+            store
+                .set_wipe(
+                    &key("alice"),
+                    WipeState::Requested {
+                        account_only: false
+                    }
+                )
+                .unwrap()
+        );
+        let (seq1, changed) = store.admin_changes(Some(seq0)).unwrap();
+        assert_eq!((seq1, changed), (seq0 + 1, vec![key("alice")]));
+        // The Ping ends and saves its own change (last_seen).
+        let mut ping = ping_original.clone();
+        ping.last_seen += 100;
+        let saved = crate::state::save_device(&store, &ping_original, &ping).unwrap();
+        let Saved::Stored { device, raced } = saved else {
+            panic!("removed?")
+        };
+        assert!(raced);
+        assert_eq!(
+            device.wipe,
+            WipeState::Requested {
+                account_only: false
+            }
+        );
+        assert_eq!(device.policy_key, Some(7));
+        assert_eq!(device.last_seen, ping.last_seen);
+        assert_eq!(store.device(&key("alice")).unwrap(), Some(device.clone()));
+
+        // A request that acknowledged a wipe the admin has since cancelled does not win.
+        let before_ack = store.device(&key("alice")).unwrap().unwrap();
+        store.set_wipe(&key("alice"), WipeState::None).unwrap();
+        let mut ack = before_ack.clone();
+        ack.wipe = WipeState::Acknowledged {
+            account_only: false,
+            status: 1,
+        };
+        crate::state::save_device(&store, &before_ack, &ack).unwrap();
+        assert_eq!(
+            store.device(&key("alice")).unwrap().unwrap().wipe,
+            WipeState::None
+        );
+
+        // Removed during the request: stays removed.
+        let held = store.device(&key("alice")).unwrap().unwrap();
+        assert!(store.remove_device(&key("alice")).unwrap());
+        assert_eq!(
+            crate::state::save_device(&store, &held, &held).unwrap(),
+            Saved::Removed
+        );
+        assert_eq!(store.device(&key("alice")).unwrap(), None);
+        let (_, changed) = store.admin_changes(Some(seq1)).unwrap();
+        assert_eq!(
+            changed.len(),
+            2,
+            "the cancel and the removal were announced"
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", MIGRATIONS.len() + 1)
+            .unwrap();
+        drop(conn);
+        let err = SqliteStore::open(&path)
+            .err()
+            .expect("opened a newer schema");
+        assert!(matches!(err, StateError::NewerSchema { .. }), "{err}");
     }
 
     #[test]

@@ -109,6 +109,7 @@ impl Answer {
     }
 }
 
+#[derive(Clone)]
 pub struct Phone {
     pub client: reqwest::Client,
     pub base: String,
