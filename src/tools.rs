@@ -62,4 +62,25 @@ mod test {
         let err = encode(b"<Nope xmlns=\"Ping:\"/>").unwrap_err();
         assert!(!err.to_string().contains('\n'));
     }
+
+    #[test]
+    fn string_table_amplification_is_refused_by_the_default_limits() {
+        // A 6 KB entry referenced 3,000 times: 12 KB that would decode to 18 MB of text.
+        let mut doc = vec![0x03, 0x01, 0x6A, 0xAE, 0x71];
+        doc.extend(std::iter::repeat_n(b'A', 6000));
+        doc.extend_from_slice(&[0x00, 0x45, 0x4B]);
+        doc.extend_from_slice(&[0x83, 0x00].repeat(3000));
+        doc.extend_from_slice(&[0x01, 0x01]);
+        let err = decode(&doc, Limits::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ToolError::Decode(DecodeError::BudgetExceeded {
+                    what: eas_wbxml::Budget::DecodedBytes,
+                    ..
+                })
+            ),
+            "{err}"
+        );
+    }
 }

@@ -65,10 +65,37 @@ pub enum DecodeError {
         limit: usize,
         offset: usize,
     },
+    /// The document decodes to more text and opaque bytes, or more elements, than the
+    /// [`Limits`](crate::Limits) allow; reported where the budget ran out, before the data that
+    /// would exceed it is handed out.
+    #[error("document decodes to more than {limit} {what} (byte {offset})")]
+    BudgetExceeded {
+        what: Budget,
+        limit: usize,
+        offset: usize,
+    },
     /// An element holds both child elements and text/opaque data, or text and opaque data
     /// together: EAS elements hold one kind of content, so the element tree rejects it.
     #[error("element {tag} mixes child elements, text and opaque data")]
     MixedContent { tag: Tag },
+}
+
+/// Which part of the decoding budget a document exhausted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Text and opaque bytes, string-table references counted at every use.
+    DecodedBytes,
+    /// Elements, empty ones included.
+    Elements,
+}
+
+impl std::fmt::Display for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Budget::DecodedBytes => "decoded bytes",
+            Budget::Elements => "elements",
+        })
+    }
 }
 
 /// Why the streaming writer could not produce a document.

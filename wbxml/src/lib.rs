@@ -34,7 +34,7 @@ pub mod writer;
 pub mod xml;
 
 pub use codepage::{CodePage, Tag, tags};
-pub use error::{DecodeError, EncodeError, XmlError};
+pub use error::{Budget, DecodeError, EncodeError, XmlError};
 pub use reader::{Event, Header, Limits, PublicId, Reader};
 pub use tree::{Content, Element};
 pub use writer::{Fragment, HEADER, Writer};

@@ -8,9 +8,28 @@
 //!
 //! The reader never panics and never allocates per event; it enforces [`Limits`] as it goes so
 //! that a hostile document costs at most the configured size and depth.
+//!
+//! # The decoding budget
+//!
+//! Events borrow from the input, but every consumer (the element tree, the XML renderer, the
+//! gateway's commands) copies text and opaque data out of them. STR_I text and OPAQUE data are
+//! never longer than the bytes that carry them, so without a string table a document decodes to
+//! at most its own size. A STR_T reference, though, costs two or three bytes and yields a whole
+//! string-table string, as many times as it is repeated: a 120 KB document made of one 60 KB
+//! entry referenced 30,000 times asks its consumer for 1.8 GB. The reader therefore counts, as
+//! it goes and before handing the event out, every decoded byte (each STR_T reference counted
+//! every time it is used) and every element, and fails with [`DecodeError::BudgetExceeded`] the
+//! moment a document goes over:
+//!
+//! - decoded bytes: at most [`Limits::decoded_budget`] of the document's length, that is
+//!   `max_expansion` times the length (never below [`Limits::MIN_DECODED_BUDGET`]), and never
+//!   more than `max_decoded`;
+//! - elements (with or without content): at most `max_elements`.
+//!
+//! The gateway builds its limits with [`Limits::for_body`] from its request-body cap.
 
 use crate::codepage::{CodePage, Tag};
-use crate::error::DecodeError;
+use crate::error::{Budget, DecodeError};
 
 const SWITCH_PAGE: u8 = 0x00;
 const END: u8 = 0x01;
@@ -43,17 +62,69 @@ pub struct Limits {
     pub max_depth: usize,
     /// Largest single OPAQUE block accepted, in bytes.
     pub max_opaque: usize,
+    /// Most text and opaque bytes one document may decode to in total, whatever its length;
+    /// string-table references count every time they are used.
+    pub max_decoded: usize,
+    /// Most decoded bytes per byte of the document (see [`Limits::decoded_budget`]).
+    pub max_expansion: usize,
+    /// Most elements one document may hold, empty ones included.
+    pub max_elements: usize,
 }
+
+/// Four decoded bytes per document byte. An EAS client sends no string table, so its documents
+/// decode to at most their own size (STR_I text and OPAQUE data are never longer than their
+/// encoding) and use a quarter of this. Encoders that do use the table (libwbxml) put repeated
+/// strings in it; four times the document is room for that, while a repeated reference to a
+/// large entry, which is the only way to decode to more than the input, is stopped after a few
+/// copies, so a request costs its consumer a few times its length and no more.
+const DEFAULT_EXPANSION: usize = 4;
 
 impl Default for Limits {
     /// Generous enough for a SendMail carrying a 40 MB message, small enough that a request body
     /// cannot make the gateway buffer more than that.
     fn default() -> Self {
+        let max_document = 64 * 1024 * 1024;
         Limits {
-            max_document: 64 * 1024 * 1024,
+            max_document,
             max_depth: 64,
             max_opaque: 48 * 1024 * 1024,
+            // A document without a string table decodes to at most its own length, so this
+            // only ever stops string-table amplification.
+            max_decoded: max_document,
+            max_expansion: DEFAULT_EXPANSION,
+            // Far above any request a phone makes (a Sync uploading a hundred contacts is a few
+            // thousand elements); each element costs an element tree a few dozen bytes, so this
+            // caps the tree at a few megabytes even when every input byte is an empty element.
+            max_elements: 100_000,
         }
+    }
+}
+
+impl Limits {
+    /// The decoded-bytes budget never goes below this, so that a small document from an encoder
+    /// that uses the string table freely is not refused for being small.
+    pub const MIN_DECODED_BUDGET: usize = 64 * 1024;
+
+    /// The limits for a request body of at most `max_body_bytes`: that is the largest document,
+    /// and also the most any body may decode to, so a request never costs more decoded data
+    /// than the largest body the server accepts; within that, a body may decode to at most four
+    /// times its own length (`max_expansion`). The other limits are the defaults.
+    pub fn for_body(max_body_bytes: usize) -> Limits {
+        Limits {
+            max_document: max_body_bytes,
+            max_decoded: max_body_bytes,
+            ..Limits::default()
+        }
+    }
+
+    /// How many text and opaque bytes a document of `document_len` bytes may decode to:
+    /// `max_expansion` times its length, at least [`Limits::MIN_DECODED_BUDGET`], at most
+    /// `max_decoded`.
+    pub fn decoded_budget(&self, document_len: usize) -> usize {
+        self.max_expansion
+            .saturating_mul(document_len)
+            .max(Self::MIN_DECODED_BUDGET)
+            .min(self.max_decoded)
     }
 }
 
@@ -104,6 +175,11 @@ pub struct Reader<'a> {
     /// Open elements; its length is the current depth.
     open: Vec<Tag>,
     root_seen: bool,
+    /// Text and opaque bytes handed out so far, and the most allowed for this document.
+    decoded: usize,
+    decoded_budget: usize,
+    /// Elements handed out so far.
+    elements: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -133,6 +209,9 @@ impl<'a> Reader<'a> {
             limits,
             open: Vec::with_capacity(16),
             root_seen: false,
+            decoded: 0,
+            decoded_budget: limits.decoded_budget(buf.len()),
+            elements: 0,
         };
         r.header = r.read_header()?;
         Ok(r)
@@ -151,6 +230,11 @@ impl<'a> Reader<'a> {
     /// Current element depth (0 outside the root).
     pub fn depth(&self) -> usize {
         self.open.len()
+    }
+
+    /// Text and opaque bytes handed out so far, string-table references counted at every use.
+    pub fn decoded(&self) -> usize {
+        self.decoded
     }
 
     fn read_header(&mut self) -> Result<Header<'a>, DecodeError> {
@@ -221,17 +305,22 @@ impl<'a> Reader<'a> {
                 }
                 STR_I => {
                     self.in_element(offset)?;
-                    return self.inline_string().map(|s| Some(Event::Text(s)));
+                    let s = self.inline_string()?;
+                    self.spend(s.len(), offset)?;
+                    return Ok(Some(Event::Text(s)));
                 }
                 STR_T => {
                     self.in_element(offset)?;
                     let index = self.mb_u32()?;
                     let s = self.table_string(index, offset)?;
+                    self.spend(s.len(), offset)?;
                     return Ok(Some(Event::Text(s)));
                 }
                 OPAQUE => {
                     self.in_element(offset)?;
-                    return self.opaque(offset).map(|b| Some(Event::Opaque(b)));
+                    let b = self.opaque(offset)?;
+                    self.spend(b.len(), offset)?;
+                    return Ok(Some(Event::Opaque(b)));
                 }
                 ENTITY
                 | LITERAL
@@ -262,6 +351,14 @@ impl<'a> Reader<'a> {
             offset,
         })?;
         self.root_seen = true;
+        if self.elements >= self.limits.max_elements {
+            return Err(DecodeError::BudgetExceeded {
+                what: Budget::Elements,
+                limit: self.limits.max_elements,
+                offset,
+            });
+        }
+        self.elements += 1;
         if token & CONTENT_BIT == 0 {
             // An empty element still counts as one level for the depth limit.
             if self.open.len() >= self.limits.max_depth {
@@ -278,6 +375,21 @@ impl<'a> Reader<'a> {
         }
         self.open.push(tag);
         Ok(Event::Start(tag))
+    }
+
+    /// Counts `len` decoded bytes against the budget before they are handed out.
+    fn spend(&mut self, len: usize, offset: usize) -> Result<(), DecodeError> {
+        match self.decoded.checked_add(len) {
+            Some(total) if total <= self.decoded_budget => {
+                self.decoded = total;
+                Ok(())
+            }
+            _ => Err(DecodeError::BudgetExceeded {
+                what: Budget::DecodedBytes,
+                limit: self.decoded_budget,
+                offset,
+            }),
+        }
     }
 
     fn in_element(&self, offset: usize) -> Result<(), DecodeError> {
@@ -354,6 +466,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::Element;
     use crate::tags::airsync;
 
     fn events(bytes: &[u8]) -> Result<Vec<Event<'_>>, DecodeError> {
@@ -488,5 +601,97 @@ mod test {
             r.next(),
             Err(DecodeError::OpaqueTooLarge { len: 5, .. })
         ));
+    }
+
+    #[test]
+    fn decoded_budget_is_a_multiple_of_the_document_within_a_floor_and_a_cap() {
+        let limits = Limits {
+            max_decoded: 1_000_000,
+            max_expansion: 4,
+            ..Limits::default()
+        };
+        assert_eq!(limits.decoded_budget(0), Limits::MIN_DECODED_BUDGET);
+        assert_eq!(limits.decoded_budget(100_000), 400_000);
+        assert_eq!(limits.decoded_budget(300_000), 1_000_000);
+        assert_eq!(limits.decoded_budget(usize::MAX), 1_000_000);
+        let body = Limits::for_body(50 << 20);
+        assert_eq!(body.max_document, 50 << 20);
+        assert_eq!(body.decoded_budget(120_000), 480_000);
+        assert_eq!(body.decoded_budget(40 << 20), 50 << 20);
+    }
+
+    #[test]
+    fn every_string_table_reference_is_charged() {
+        // One 10-byte entry; a budget of 25 bytes allows two references, not a third.
+        let mut doc = vec![0x03, 0x01, 0x6A, 0x0B];
+        doc.extend_from_slice(b"0123456789\0");
+        doc.push(0x4B);
+        doc.extend_from_slice(&[0x83, 0x00].repeat(3));
+        doc.push(0x01);
+        let limits = Limits {
+            max_decoded: 25,
+            ..Limits::default()
+        };
+        let mut r = Reader::with_limits(&doc, limits).unwrap();
+        assert_eq!(r.next().unwrap(), Some(Event::Start(airsync::SyncKey)));
+        assert_eq!(r.next().unwrap(), Some(Event::Text("0123456789")));
+        assert_eq!(r.next().unwrap(), Some(Event::Text("0123456789")));
+        assert_eq!(r.decoded(), 20);
+        assert_eq!(
+            r.next(),
+            Err(DecodeError::BudgetExceeded {
+                what: Budget::DecodedBytes,
+                limit: 25,
+                offset: 20,
+            })
+        );
+        // Exactly at the budget is accepted.
+        let exact = Limits {
+            max_decoded: 30,
+            ..Limits::default()
+        };
+        let mut r = Reader::with_limits(&doc, exact).unwrap();
+        while r.next().unwrap().is_some() {}
+        assert_eq!(r.decoded(), 30);
+    }
+
+    #[test]
+    fn inline_text_and_opaque_data_are_charged_too() {
+        let doc = [
+            0x03, 0x01, 0x6A, 0x00, 0x45, 0x4B, 0x03, b'a', b'b', b'c', 0x00, 0x01, 0x4B, 0xC3,
+            0x02, 7, 8, 0x01, 0x01,
+        ];
+        let limits = |max_decoded| Limits {
+            max_decoded,
+            ..Limits::default()
+        };
+        assert!(Element::decode_with(&doc, limits(5)).is_ok());
+        assert_eq!(
+            Element::decode_with(&doc, limits(4)),
+            Err(DecodeError::BudgetExceeded {
+                what: Budget::DecodedBytes,
+                limit: 4,
+                offset: 13,
+            })
+        );
+    }
+
+    #[test]
+    fn elements_are_counted_empty_or_not() {
+        // <Sync><GetChanges/><GetChanges/><GetChanges/></Sync>: four elements.
+        let doc = [0x03, 0x01, 0x6A, 0x00, 0x45, 0x13, 0x13, 0x13, 0x01];
+        let limits = |max_elements| Limits {
+            max_elements,
+            ..Limits::default()
+        };
+        assert!(Element::decode_with(&doc, limits(4)).is_ok());
+        assert_eq!(
+            Element::decode_with(&doc, limits(3)),
+            Err(DecodeError::BudgetExceeded {
+                what: Budget::Elements,
+                limit: 3,
+                offset: 7,
+            })
+        );
     }
 }

@@ -113,7 +113,7 @@ proptest! {
         body in proptest::collection::vec(any::<u8>(), 0..512)
     ) {
         let doc = [&eas_wbxml::HEADER[..], &body].concat();
-        let limits = Limits { max_depth: 8, max_opaque: 64, max_document: 1024 };
+        let limits = Limits { max_depth: 8, max_opaque: 64, max_document: 1024, ..Limits::default() };
         let streamed = eas_wbxml::xml::wbxml_to_xml(&doc, limits);
         match Element::decode_with(&doc, limits) {
             Ok(tree) => {
