@@ -432,7 +432,8 @@ async fn check_sees_the_probe_event_and_names_a_wrong_secret() {
 
     let wrong = dir.path().join("wrong.secret");
     std::fs::write(&wrong, "not the secret\n").unwrap();
-    config.push.events_secret_file = wrong;
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    config.push.events_secret_file = wrong.clone();
     let mut out = Vec::new();
     let ok = eas_gateway::check_events::run(&config, Some(&user), &mut out)
         .await
@@ -440,6 +441,12 @@ async fn check_sees_the_probe_event_and_names_a_wrong_secret() {
     let text = String::from_utf8(out).unwrap();
     assert!(!ok);
     assert!(text.contains("signed with another secret"), "{text}");
+
+    // A secret every local user can read is refused, by check and by the gateway.
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let err = read_secret(&wrong).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
+    assert!(err.to_string().contains("0644"), "{err}");
 }
 
 /// `push.source = "both"`: when every datagram is lost (this gateway is not on the relay), the
@@ -494,6 +501,15 @@ async fn events_through_a_unix_socket() {
     })
     .await;
     assert_eq!(g.state.hub.events_addr(), None, "no UDP port");
+    // Not writable by every local user: the owner and the directory's group (Dovecot's mail
+    // user's, as the test bed sets it up) only.
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::metadata(&socket).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        let dir = std::fs::metadata(socket.parent().unwrap()).unwrap();
+        assert_eq!(meta.gid(), dir.gid());
+    }
     let (ph, inbox, _) = phone_as(&g, &user.login, &user.password, "EV-UNIX").await;
     let held_req = ping_xml(60, &[&inbox]);
     let held = ph.send("Ping", &held_req);

@@ -512,6 +512,57 @@ async fn a_resent_sync_key_gets_the_same_answer_and_changes_nothing_twice() {
     assert_eq!(stale.status, "3");
 }
 
+/// The kept answer to client commands holds message content, so it lives only for the resend
+/// window: a retry after that is told to resync the folder (status 3), and its commands are
+/// not applied a second time.
+#[tokio::test]
+async fn a_retry_after_the_resend_window_resyncs_and_applies_nothing_twice() {
+    let g = gateway().await;
+    let (p, folders) = phone(&g, "walter", "14.1").await;
+    let inbox = folder_id(&folders, "Inbox");
+    let a1 = support::append("walter", "INBOX", &[], &mail("Kept secret", "x")).await;
+    let (key, _) = sync_all(&p, &inbox, 50).await;
+    support::append("walter", "INBOX", &[], &mail("Content", "the body")).await;
+    let xml = format!(
+        r#"<Sync xmlns="AirSync:" xmlns:email="Email:"><Collections><Collection>
+             <SyncKey>{key}</SyncKey><CollectionId>{inbox}</CollectionId><Commands><Change><ServerId>{inbox}:{a1}</ServerId><ApplicationData><email:Read>1</email:Read></ApplicationData></Change></Commands>
+           </Collection></Collections></Sync>"#
+    );
+    let first = p.send("Sync", &xml).await;
+    assert_eq!(collection(&first.tree()).adds.len(), 1);
+    let device = eas_gateway::state::DeviceKey {
+        user: p.login.to_lowercase(),
+        device_id: p.device_id.clone(),
+    };
+    let kept = g
+        .state
+        .store
+        .memo(&device, eas_gateway::eas::sync::MEMO_LAST_RESPONSE)
+        .unwrap()
+        .expect("the answer is kept for a retry");
+    assert_eq!(kept, first.body);
+    // The window passes (the gateway's sweep, run here with "now" an hour ahead).
+    let later = eas_gateway::state::unix_now() + 3600;
+    let gone = g
+        .state
+        .store
+        .expire_memos(eas_gateway::eas::sync::MEMO_LAST_RESPONSE, later)
+        .unwrap();
+    assert!(gone >= 1);
+    assert_eq!(
+        g.state
+            .store
+            .memo(&device, eas_gateway::eas::sync::MEMO_LAST_RESPONSE)
+            .unwrap(),
+        None
+    );
+    // The late retry: resync, no second Add of what the first answer carried.
+    let again = p.send("Sync", &xml).await;
+    let got = collection(&again.tree());
+    assert_eq!(got.status, "3", "{}", again.xml());
+    assert!(got.adds.is_empty());
+}
+
 #[tokio::test]
 async fn unknown_key_and_unknown_collection() {
     let g = gateway().await;

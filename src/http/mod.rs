@@ -104,10 +104,20 @@ async fn end_held_requests_on_admin_changes(
     hub: std::sync::Weak<crate::push::Hub>,
 ) {
     let mut seen = None;
+    let mut round: u64 = 0;
     loop {
         if hub.strong_count() == 0 {
             return;
         }
+        // Once a minute, the same loop drops Sync answers kept for a retry past their window
+        // (they hold message content).
+        if round % 60 == 0 {
+            let before = unix_now().saturating_sub(eas::sync::RESEND_WINDOW_SECS);
+            if let Err(e) = store.expire_memos(eas::sync::MEMO_LAST_RESPONSE, before) {
+                tracing::warn!(error = %e, "expiring kept Sync answers");
+            }
+        }
+        round += 1;
         match store.admin_changes(seen) {
             Ok((newest, keys)) => {
                 if let Some(hub) = hub.upgrade() {

@@ -164,6 +164,21 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The secret as the script reads it: the file's bytes without trailing white space.
 pub fn read_secret(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::PermissionsExt;
+    // Whoever can read the secret can sign events, and whoever can write it can choose it:
+    // the owner and one group (Dovecot's mail user) only, like ssh does for its keys.
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o027 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} has mode {:04o}: other users may read it or its group may change it; \
+                 use chmod 0640 (or 0600)",
+                path.display(),
+                mode & 0o7777
+            ),
+        ));
+    }
     let mut bytes = std::fs::read(path)?;
     while bytes
         .last()
@@ -475,7 +490,22 @@ impl Listener {
                     std::fs::remove_file(path)?;
                 }
                 let s = tokio::net::UnixDatagram::bind(path)?;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+                // Writable by the gateway's user and one group, never by every local user
+                // (forged datagrams are harmless, but a flood of them is work). The group is
+                // the directory's, so the operator grants Dovecot's mail user access by
+                // creating the directory with that group (docs/deploy/dovecot-events.md).
+                use std::os::unix::fs::MetadataExt;
+                if let Some(gid) = path
+                    .parent()
+                    .and_then(|d| std::fs::metadata(d).ok())
+                    .map(|m| m.gid())
+                {
+                    if let Err(e) = std::os::unix::fs::chown(path, None, Some(gid)) {
+                        tracing::warn!(error = %e, gid, socket = %path.display(),
+                            "cannot give the events socket its directory's group");
+                    }
+                }
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
                 Ok(Listener::Unix(s))
             }
         }

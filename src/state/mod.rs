@@ -338,6 +338,9 @@ pub trait StateStore: Send + Sync {
     /// A small named record a command keeps for the device (opaque bytes).
     fn memo(&self, key: &DeviceKey, name: &str) -> Result<Option<Vec<u8>>, StateError>;
     fn put_memo(&self, key: &DeviceKey, name: &str, value: &[u8]) -> Result<(), StateError>;
+    /// Forgets every device's memo `name` written before `written_before` (Unix seconds).
+    /// Returns how many went.
+    fn expire_memos(&self, name: &str, written_before: u64) -> Result<usize, StateError>;
 
     /// Claims a SendMail ClientId before submitting: [`SendClaim::Claimed`] records it as
     /// being sent (at `now`); a ClientId already sent, or claimed less than `stale_after`
@@ -379,7 +382,7 @@ pub fn open(url: &str) -> Result<std::sync::Arc<dyn StateStore>, StateError> {
     }
 }
 
-pub(crate) fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

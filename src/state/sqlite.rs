@@ -101,6 +101,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE devices ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
     -- Wipes and removals by the admin (another process), polled by the gateway so that the
     -- device's held request ends at once rather than at its heartbeat.
+    -- When a memo was written, so that the ones holding message content (the Sync resend
+    -- memo) can be expired.
+    ALTER TABLE device_memos ADD COLUMN at INTEGER NOT NULL DEFAULT 0;
     CREATE TABLE admin_changes (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         user TEXT NOT NULL,
@@ -706,11 +709,24 @@ impl StateStore for SqliteStore {
     fn put_memo(&self, key: &DeviceKey, name: &str, value: &[u8]) -> Result<(), StateError> {
         self.with(|c| {
             c.prepare_cached(
-                "INSERT OR REPLACE INTO device_memos (user, device_id, name, value) \
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR REPLACE INTO device_memos (user, device_id, name, value, at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![key.user, key.device_id, name, value])
+            .execute(params![
+                key.user,
+                key.device_id,
+                name,
+                value,
+                super::unix_now() as i64
+            ])
             .map(|_| ())
+        })
+    }
+
+    fn expire_memos(&self, name: &str, written_before: u64) -> Result<usize, StateError> {
+        self.with(|c| {
+            c.prepare_cached("DELETE FROM device_memos WHERE name = ?1 AND at < ?2")?
+                .execute(params![name, written_before as i64])
         })
     }
 

@@ -455,6 +455,10 @@ fn write_events_files(dir: &Path, accounts: &Accounts) -> Result<(), TestbedErro
     if !accounts.rootless {
         std::os::unix::fs::chown(&secret, Some(accounts.mail.uid), Some(accounts.mail.gid))
             .map_err(|e| TestbedError::io(format!("chown {}", secret.display()), e))?;
+        // The gateway gives its events socket (mode 0660) the group of the directory it is
+        // in; Dovecot's mail user writes to it.
+        std::os::unix::fs::chown(dir, None, Some(accounts.mail.gid))
+            .map_err(|e| TestbedError::io(format!("chown {}", dir.display()), e))?;
     }
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| TestbedError::io(format!("chmod {}", secret.display()), e))

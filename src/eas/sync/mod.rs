@@ -53,6 +53,15 @@ pub const BAD_WAIT: u32 = 14;
 /// Memo names in the state store.
 const MEMO_COLLECTIONS: &str = "sync.collections";
 const MEMO_LAST: &str = "sync.last";
+/// The bytes of the last answer to client commands, kept apart from [`MEMO_LAST`] because
+/// they hold message content: the gateway deletes them [`RESEND_WINDOW_SECS`] after writing.
+pub const MEMO_LAST_RESPONSE: &str = "sync.last.response";
+/// How long the answer to client commands is kept for an identical retry. A phone that lost
+/// an answer retries as soon as it has a connection again, normally within seconds; later, the
+/// retry is answered "invalid SyncKey" (status 3, resync the folder) instead, which never
+/// applies its commands twice. Message content thus lies in the state store for minutes at
+/// most, not until the device's next Sync (which may be hours when it only Pings).
+pub const RESEND_WINDOW_SECS: u64 = 10 * 60;
 
 /// How often a held Sync (Wait / HeartbeatInterval) looks at its folders again even without
 /// news from the push hub.
@@ -70,8 +79,16 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
     if let (Some(fp), Some(last)) = (&fingerprint, ctx.store.memo(&device, MEMO_LAST)?) {
         if let Some(replay) = LastAnswer::decode(&last).filter(|l| &l.fingerprint == fp) {
             if replay.still_latest(ctx)? {
-                tracing::info!("resending the answer to a retried Sync");
-                return Ok(Reply::Bytes(replay.response));
+                return Ok(match ctx.store.memo(&device, MEMO_LAST_RESPONSE)? {
+                    Some(response) => {
+                        tracing::info!("resending the answer to a retried Sync");
+                        Reply::Bytes(response)
+                    }
+                    None => {
+                        tracing::info!("retried Sync after its answer expired: resync");
+                        replay.expired_answer()
+                    }
+                });
             }
         }
     }
@@ -230,20 +247,21 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
         // previous key stays valid until the device uses the new one), with the same items;
         // storing every page (about 1 MB each during an initial sync) cost 3-10 ms a page.
         let last = if has_commands {
+            // The content first: a memo naming keys without it would answer "resync".
+            ctx.store.put_memo(&device, MEMO_LAST_RESPONSE, &response)?;
             LastAnswer {
                 fingerprint: fp,
                 keys: outcome
                     .iter()
                     .filter_map(|o| Some((o.folder?, o.new_key?)))
                     .collect(),
-                response: response.clone(),
             }
         } else {
-            // Replaces an older memo, which must not be replayed any more.
+            // Replaces an older memo, which must not be replayed any more. (Its response, if
+            // any, is never read again and expires with the window.)
             LastAnswer {
                 fingerprint: fp,
                 keys: Vec::new(),
-                response: Vec::new(),
             }
         };
         ctx.store.put_memo(&device, MEMO_LAST, &last.encode())?;
@@ -1434,24 +1452,23 @@ fn options_element(o: &Options) -> Element {
     e
 }
 
-/// The last answer, kept so a retried request gets it again.
+/// The last request and the keys its answer minted, kept so a retried request gets the same
+/// answer (whose bytes are the memo [`MEMO_LAST_RESPONSE`]).
 struct LastAnswer {
     fingerprint: Vec<u8>,
     /// (folder, key minted by this answer).
     keys: Vec<(u32, u32)>,
-    response: Vec<u8>,
 }
 
 impl LastAnswer {
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(40 + self.keys.len() * 8 + self.response.len());
+        let mut out = Vec::with_capacity(40 + self.keys.len() * 8);
         out.extend_from_slice(&self.fingerprint);
         out.extend_from_slice(&(self.keys.len() as u32).to_be_bytes());
         for (f, k) in &self.keys {
             out.extend_from_slice(&f.to_be_bytes());
             out.extend_from_slice(&k.to_be_bytes());
         }
-        out.extend_from_slice(&self.response);
         out
     }
 
@@ -1466,11 +1483,32 @@ impl LastAnswer {
             keys.push((f, k));
             at += 8;
         }
-        Some(LastAnswer {
-            fingerprint,
-            keys,
-            response: bytes.get(at..)?.to_vec(),
-        })
+        // A memo written before the response moved out carries it here; it is not used.
+        let _ = at;
+        Some(LastAnswer { fingerprint, keys })
+    }
+
+    /// The answer to a retry that came after the kept response expired: every collection it
+    /// touched starts over (status 3), since applying its commands again could add twice.
+    fn expired_answer(&self) -> Reply {
+        let collections = self
+            .keys
+            .iter()
+            .map(|(folder, _)| {
+                Element::with_children(
+                    a::Collection,
+                    vec![
+                        Element::with_text(a::SyncKey, "0"),
+                        Element::with_text(a::CollectionId, folder.to_string()),
+                        Element::with_text(a::Status, INVALID_SYNC_KEY.to_string()),
+                    ],
+                )
+            })
+            .collect();
+        Reply::Document(Element::with_children(
+            a::Sync,
+            vec![Element::with_children(a::Collections, collections)],
+        ))
     }
 
     /// The answer may be resent only when it minted keys and the device has used none of them:
