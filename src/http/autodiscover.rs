@@ -4,6 +4,7 @@
 //! Owns the request reading and the two response shapes (settings, or the schema's error). The
 //! caller has already authenticated the user.
 
+use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
 use quick_xml::reader::Reader;
 
@@ -22,8 +23,9 @@ pub struct Request {
 /// element order are not checked: clients differ).
 pub fn parse(body: &[u8]) -> Option<Request> {
     let mut reader = Reader::from_reader(body);
-    reader.config_mut().trim_text(true);
     let mut current = Vec::new();
+    // The element's text so far: it arrives in pieces around each `&...;` reference.
+    let mut text = String::new();
     let (mut email, mut schema) = (None, None);
     let mut depth = 0usize;
     let mut saw_root = false;
@@ -33,18 +35,23 @@ pub fn parse(body: &[u8]) -> Option<Request> {
                 depth += 1;
                 saw_root |= e.local_name().as_ref() == b"Autodiscover" && depth == 1;
                 current = e.local_name().as_ref().to_vec();
+                text.clear();
             }
-            Event::Text(t) => {
-                let text = t.unescape().ok()?.trim().to_owned();
-                match current.as_slice() {
-                    b"EMailAddress" => email = Some(text),
-                    b"AcceptableResponseSchema" => schema = Some(text),
-                    _ => {}
-                }
-            }
+            Event::Text(t) => text.push_str(&t.decode().ok()?),
+            Event::GeneralRef(r) => match r.resolve_char_ref().ok()? {
+                Some(c) => text.push(c),
+                None => text.push_str(resolve_predefined_entity(&r.decode().ok()?)?),
+            },
             Event::End(_) => {
                 depth = depth.checked_sub(1)?;
+                let value = text.trim();
+                match current.as_slice() {
+                    b"EMailAddress" => email = Some(value.to_owned()),
+                    b"AcceptableResponseSchema" => schema = Some(value.to_owned()),
+                    _ => {}
+                }
                 current.clear();
+                text.clear();
             }
             Event::Eof => break,
             _ => {}
@@ -140,5 +147,15 @@ mod test {
         let r = parse(b"<Autodiscover><Request><EMailAddress>a@b</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>").unwrap();
         assert!(!wants_mobilesync(&r));
         assert!(error_response(600).contains("<ErrorCode>600</ErrorCode>"));
+    }
+
+    #[test]
+    fn references_in_the_address_are_resolved() {
+        let r = parse(b"<Autodiscover><Request><EMailAddress> o&apos;brien&#x2B;eas&#64;example.com </EMailAddress></Request></Autodiscover>").unwrap();
+        assert_eq!(r.email, "o'brien+eas@example.com");
+        assert_eq!(
+            parse(b"<Autodiscover><Request><EMailAddress>a&nbsp;b</EMailAddress></Request></Autodiscover>"),
+            None
+        );
     }
 }

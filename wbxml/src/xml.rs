@@ -19,7 +19,10 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use quick_xml::events::{BytesStart, Event as XmlEvent};
+use std::borrow::Cow;
+
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::{BytesRef, BytesStart, Event as XmlEvent};
 use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 
@@ -298,16 +301,19 @@ pub fn from_xml(xml: &str) -> Result<Element, XmlError> {
                 let e = b.finish()?;
                 attach(&mut stack, &mut root, e)?;
             }
+            // Text arrives in pieces around each entity or character reference; the pieces
+            // are joined in the element's text. `decode` does not normalise line ends, so
+            // leaf text is kept exactly.
             XmlEvent::Text(t) => {
-                let text = t.unescape().map_err(|e| XmlError::Syntax {
+                let text = t.decode().map_err(|e| XmlError::Syntax {
                     offset,
                     message: e.to_string(),
                 })?;
-                match stack.last_mut() {
-                    Some(b) => b.text.push_str(&text),
-                    None if text.trim().is_empty() => {}
-                    None => return Err(XmlError::BadDocument),
-                }
+                push_text(&mut stack, &text)?;
+            }
+            XmlEvent::GeneralRef(r) => {
+                let text = reference(&r).map_err(|message| XmlError::Syntax { offset, message })?;
+                push_text(&mut stack, &text)?;
             }
             XmlEvent::CData(t) => {
                 let text = String::from_utf8_lossy(&t).into_owned();
@@ -324,6 +330,28 @@ pub fn from_xml(xml: &str) -> Result<Element, XmlError> {
         return Err(XmlError::BadDocument);
     }
     root.ok_or(XmlError::BadDocument)
+}
+
+/// Text inside the innermost open element; outside the root only whitespace is allowed.
+fn push_text(stack: &mut [Building], text: &str) -> Result<(), XmlError> {
+    match stack.last_mut() {
+        Some(b) => b.text.push_str(text),
+        None if text.trim().is_empty() => {}
+        None => return Err(XmlError::BadDocument),
+    }
+    Ok(())
+}
+
+/// The text of `&name;` or `&#number;`: the five predefined entities and character references,
+/// nothing else (the form declares no entities of its own).
+fn reference(r: &BytesRef<'_>) -> Result<Cow<'static, str>, String> {
+    if let Some(c) = r.resolve_char_ref().map_err(|e| e.to_string())? {
+        return Ok(Cow::Owned(c.to_string()));
+    }
+    let name = r.decode().map_err(|e| e.to_string())?;
+    resolve_predefined_entity(&name)
+        .map(Cow::Borrowed)
+        .ok_or_else(|| format!("unknown entity &{name};"))
 }
 
 fn attach(stack: &mut [Building], root: &mut Option<Element>, e: Element) -> Result<(), XmlError> {
@@ -424,5 +452,30 @@ impl Building {
             tag: self.tag,
             content: Content::Text(self.text),
         })
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn references_join_the_text_around_them_and_line_ends_are_kept() {
+        let tree = from_xml(
+            "<Sync xmlns=\"AirSync:\"><SyncKey>a &amp; b&#13;\r\nc&lt;&#x41;&quot;</SyncKey></Sync>",
+        )
+        .unwrap();
+        assert_eq!(tree.children()[0].text(), Some("a & b\r\r\nc<A\""));
+        assert!(matches!(
+            from_xml("<Sync xmlns=\"AirSync:\"><SyncKey>&nbsp;</SyncKey></Sync>"),
+            Err(XmlError::Syntax { .. })
+        ));
+        assert!(matches!(
+            from_xml("<Sync xmlns=\"AirSync:\">&#65;</Sync>"),
+            Ok(Element {
+                content: Content::Text(t),
+                ..
+            }) if t == "A"
+        ));
     }
 }
