@@ -17,18 +17,14 @@
 //! - [`metrics`]: request counters for `/metrics`.
 //! - [`secret`]: the wrapper that keeps passwords out of logs.
 //! - [`smtp`]: submission of sent mail over SMTP (lettre), as the user or through a relay.
-//! - [`server`], [`check`], [`devices`], [`demo`]: what the CLI's `serve`, `check`, `devices`
-//!   and `demo` run; [`check_events`]: the check of Dovecot's push events.
+//! - [`cli`]: what the CLI's `serve`, `check` (and its check of Dovecot's push events),
+//!   `devices`, `demo` and `wbxml decode|encode` run.
 //! - [`testbed`]: starting a private Dovecot on loopback, for the test harness and the demo.
-//! - [`tools`]: the offline `wbxml decode|encode` conversions.
 //!
 //! The WBXML codec itself is the separate crate `eas-wbxml` (`wbxml/`), usable on its own.
 
-pub mod check;
-pub mod check_events;
+pub mod cli;
 pub mod config;
-pub mod demo;
-pub mod devices;
 pub mod directory;
 pub mod eas;
 pub mod http;
@@ -38,10 +34,8 @@ pub mod metrics;
 pub mod mime;
 pub mod push;
 pub mod secret;
-pub mod server;
 pub mod smtp;
 pub mod state;
 pub mod testbed;
-pub mod tools;
 
-pub use server::run_server;
+pub use cli::server::run_server;

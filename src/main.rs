@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use eas_gateway::config::{Config, Overrides};
-use eas_gateway::{check, demo, devices, tools};
+use eas_gateway::cli::{check, demo, devices, tools};
 use eas_wbxml::Limits;
 
 #[derive(Parser)]

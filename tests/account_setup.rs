@@ -409,9 +409,9 @@ async fn remote_wipe_exchange() {
         device_id: "lostphone".into(),
     };
     let mut out = Vec::new();
-    eas_gateway::devices::run(
+    eas_gateway::cli::devices::run(
         &g.state.config,
-        eas_gateway::devices::Action::Wipe {
+        eas_gateway::cli::devices::Action::Wipe {
             user: phone.login.clone(),
             device_id: "lostphone".into(),
             account_only: false,
@@ -561,9 +561,9 @@ fn held_ping(
     })
 }
 
-fn admin(g: &Gateway, action: eas_gateway::devices::Action) {
+fn admin(g: &Gateway, action: eas_gateway::cli::devices::Action) {
     let mut out = Vec::new();
-    eas_gateway::devices::run(&g.state.config, action, &mut out).unwrap();
+    eas_gateway::cli::devices::run(&g.state.config, action, &mut out).unwrap();
 }
 
 fn device_key(phone: &Phone) -> eas_gateway::state::DeviceKey {
@@ -590,7 +590,7 @@ async fn wipe_during_a_held_ping_is_delivered_at_once_and_then_blocks() {
     assert!(!ping.is_finished(), "the Ping was answered before the wipe");
     admin(
         &g,
-        eas_gateway::devices::Action::Wipe {
+        eas_gateway::cli::devices::Action::Wipe {
             user: phone.login.clone(),
             device_id: phone.device_id.clone(),
             account_only: false,
@@ -643,7 +643,7 @@ async fn wipe_during_a_held_ping_is_delivered_at_once_and_then_blocks() {
     // The admin removes it: the phone may set the account up again.
     admin(
         &g,
-        eas_gateway::devices::Action::Remove {
+        eas_gateway::cli::devices::Action::Remove {
             user: phone.login.clone(),
             device_id: phone.device_id.clone(),
         },
@@ -669,7 +669,7 @@ async fn remove_during_a_held_ping_stays_removed() {
     assert!(!ping.is_finished());
     admin(
         &g,
-        eas_gateway::devices::Action::Remove {
+        eas_gateway::cli::devices::Action::Remove {
             user: phone.login.clone(),
             device_id: phone.device_id.clone(),
         },
@@ -704,7 +704,7 @@ async fn account_only_wipe_blocks_an_old_device_and_reaches_a_new_one() {
     for phone in [&old, &new] {
         admin(
             &g,
-            eas_gateway::devices::Action::Wipe {
+            eas_gateway::cli::devices::Action::Wipe {
                 user: phone.login.clone(),
                 device_id: phone.device_id.clone(),
                 account_only: true,
@@ -767,7 +767,7 @@ async fn stray_wipe_acknowledgement_and_blocked_12_1_device() {
     let (old, _) = provisioned_phone(&g, "judy", "old-12", "12.1").await;
     admin(
         &g,
-        eas_gateway::devices::Action::Wipe {
+        eas_gateway::cli::devices::Action::Wipe {
             user: old.login.clone(),
             device_id: old.device_id.clone(),
             account_only: true,

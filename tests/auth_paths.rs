@@ -140,9 +140,9 @@ async fn check_reports_what_the_gateway_will_see() {
     config.imap.port = imap.port;
     config.imap.security = "none".into();
     config.state.url = format!("sqlite:{}", dir.path().join("s.db").display());
-    let login = eas_gateway::check::Login { user, password };
+    let login = eas_gateway::cli::check::Login { user, password };
     let mut out = Vec::new();
-    let ok = eas_gateway::check::run(&config, Some(&login), &mut out)
+    let ok = eas_gateway::cli::check::run(&config, Some(&login), &mut out)
         .await
         .unwrap();
     let text = String::from_utf8(out).unwrap();
@@ -159,13 +159,13 @@ async fn check_reports_what_the_gateway_will_see() {
     }
     assert!(!text.contains(&login.password));
 
-    let wrong = eas_gateway::check::Login {
+    let wrong = eas_gateway::cli::check::Login {
         user: login.user.clone(),
         password: "wrong".into(),
     };
     let mut out = Vec::new();
     assert!(
-        !eas_gateway::check::run(&config, Some(&wrong), &mut out)
+        !eas_gateway::cli::check::run(&config, Some(&wrong), &mut out)
             .await
             .unwrap()
     );
@@ -174,7 +174,7 @@ async fn check_reports_what_the_gateway_will_see() {
     config.imap.port = 1;
     let mut out = Vec::new();
     assert!(
-        !eas_gateway::check::run(&config, None, &mut out)
+        !eas_gateway::cli::check::run(&config, None, &mut out)
             .await
             .unwrap()
     );

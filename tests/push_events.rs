@@ -414,12 +414,12 @@ async fn check_sees_the_probe_event_and_names_a_wrong_secret() {
         format!("127.0.0.1:{port}").parse().unwrap(),
         d.events_secret_path().unwrap(),
     );
-    let user = eas_gateway::check::Login {
+    let user = eas_gateway::cli::check::Login {
         user: login,
         password,
     };
     let mut out = Vec::new();
-    eas_gateway::check_events::run(&config, Some(&user), &mut out)
+    eas_gateway::cli::check_events::run(&config, Some(&user), &mut out)
         .await
         .unwrap();
     let text = String::from_utf8(out).unwrap();
@@ -435,7 +435,7 @@ async fn check_sees_the_probe_event_and_names_a_wrong_secret() {
     std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
     config.push.events_secret_file = wrong.clone();
     let mut out = Vec::new();
-    let ok = eas_gateway::check_events::run(&config, Some(&user), &mut out)
+    let ok = eas_gateway::cli::check_events::run(&config, Some(&user), &mut out)
         .await
         .unwrap();
     let text = String::from_utf8(out).unwrap();

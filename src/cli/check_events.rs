@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use crate::check::Login;
+use crate::cli::check::Login;
 use crate::config::{Config, PushConfig};
 use crate::imap::Session;
 use crate::push::dovecot_events::{Change, Listener, Rejected, read_secret, verify};

@@ -83,7 +83,7 @@ pub async fn run(
     }
 
     if config.push.source != crate::config::PushSource::Imap {
-        ok &= crate::check_events::run(config, login, out).await?;
+        ok &= crate::cli::check_events::run(config, login, out).await?;
     }
 
     match (&config.server.tls_cert, &config.server.tls_key) {
