@@ -39,6 +39,34 @@ pub struct Config {
     pub push: PushConfig,
     pub directory: DirectoryConfig,
     pub smtp: SmtpSection,
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: what one request may take of the server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Operations one ItemOperations request may hold; the ones after are answered with
+    /// status 2 and not run.
+    pub item_operations_per_request: usize,
+    /// Bytes of fetched items and attachments one ItemOperations response may carry; a
+    /// fetch that would take it past this gets status 11 (the phone asks for it again on
+    /// its own). The first fetch of a request is served whatever its size.
+    pub item_operations_response_bytes: usize,
+    /// The largest message fetched whole from IMAP. Longer ones are shown from their first
+    /// this many bytes and their attachments are refused (status 11); the IMAP client
+    /// refuses any response longer than this plus 8 MiB.
+    pub max_message_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            item_operations_per_request: 32,
+            item_operations_response_bytes: 16 * 1024 * 1024,
+            max_message_bytes: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// `[directory]`: the address book for GAL search, Find and ResolveRecipients.
@@ -428,7 +456,38 @@ impl Config {
         if self.server.max_body_bytes < 64 * 1024 {
             return bad("server.max_body_bytes below 64 KiB would refuse ordinary mail".into());
         }
+        self.check_fetch_limits()?;
         Ok(())
+    }
+
+    /// The sizes a request may fetch: large enough for ordinary mail, small enough that an
+    /// IMAP partial fetch (a 32-bit length) can ask for them.
+    fn check_fetch_limits(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        if l.item_operations_per_request == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.item_operations_per_request must be at least 1".into(),
+            ));
+        }
+        if l.item_operations_response_bytes < 64 * 1024 {
+            return Err(ConfigError::Invalid(
+                "limits.item_operations_response_bytes below 64 KiB would refuse most fetches"
+                    .into(),
+            ));
+        }
+        if !(1024 * 1024..=1024 * 1024 * 1024).contains(&l.max_message_bytes) {
+            return Err(ConfigError::Invalid(
+                "limits.max_message_bytes must be between 1 MiB and 1 GiB".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The longest IMAP response accepted: the largest message fetched whole, and room for
+    /// what comes with it (flags, dates) or in other long responses (a SEARCH of a million
+    /// UIDs is about 7 MB).
+    pub fn imap_response_limit(&self) -> usize {
+        self.limits.max_message_bytes + 8 * 1024 * 1024
     }
 
     fn imap_security(&self) -> Result<Security, ConfigError> {
@@ -593,6 +652,32 @@ mod test {
     fn unknown_keys_are_rejected() {
         let c: Result<Config, _> = toml::from_str("[server]\nlisten_on = \"x\"\n");
         assert!(c.is_err());
+    }
+
+    #[test]
+    fn fetch_limits_are_checked() {
+        let mut c = Config::default();
+        assert_eq!(c.imap_response_limit(), 72 * 1024 * 1024);
+        c.limits.max_message_bytes = 1024;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("max_message_bytes")
+        );
+        c.limits.max_message_bytes = 2 * 1024 * 1024 * 1024;
+        assert!(
+            c.validate().is_err(),
+            "more than a partial FETCH can ask for"
+        );
+        c.limits.max_message_bytes = 1024 * 1024;
+        c.limits.item_operations_per_request = 0;
+        assert!(c.validate().is_err());
+        c.limits.item_operations_per_request = 1;
+        c.limits.item_operations_response_bytes = 1000;
+        assert!(c.validate().is_err());
+        c.limits.item_operations_response_bytes = 64 * 1024;
+        assert!(c.validate().is_ok());
     }
 
     #[test]

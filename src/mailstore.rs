@@ -228,6 +228,43 @@ impl SessionPool {
     }
 }
 
+/// The limit broken, when `e` says the server sent a response longer than the session
+/// accepts ([`FetchLimits::max_response`]). The session is then unusable; the caller drops it
+/// and may go on with a fresh one.
+pub fn response_too_large(e: &ImapError) -> Option<usize> {
+    match e {
+        ImapError::TooLarge { limit } => Some(*limit),
+        _ => None,
+    }
+}
+
+/// What one request may fetch, from the configuration: see [`Mailstore::limit_fetches`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// The longest IMAP response accepted ([`crate::config::Config::imap_response_limit`]).
+    pub max_response: usize,
+    /// Messages rendered are fetched up to this many bytes (`limits.max_message_bytes`).
+    pub max_message: u32,
+    /// See [`Mailstore::attachment_limit`].
+    pub attachment_limit: Option<u64>,
+}
+
+impl FetchLimits {
+    pub fn of(config: &crate::config::Config) -> FetchLimits {
+        let policy = &config.provision.policy;
+        FetchLimits {
+            max_response: config.imap_response_limit(),
+            // Validated to at most 1 GiB.
+            max_message: u32::try_from(config.limits.max_message_bytes).unwrap_or(u32::MAX),
+            attachment_limit: if policy.allow_attachments {
+                policy.max_attachment_bytes.map(u64::from)
+            } else {
+                Some(0)
+            },
+        }
+    }
+}
+
 pub struct Mailstore {
     session: Session,
     /// Where the sessions go back to, and for whom.
@@ -260,6 +297,11 @@ pub struct Mailstore {
     /// A second session for STATUS of the mailbox `session` has selected, taken when first
     /// needed; with its CONDSTORE.
     probe: Option<(Session, bool)>,
+    /// Messages rendered from [`Mailstore::fetch_with`] are fetched up to this many bytes
+    /// (`limits.max_message_bytes`); None fetches them whole.
+    max_message: Option<u32>,
+    /// See [`Mailstore::attachment_limit`].
+    attachment_limit: Option<u64>,
     /// What a replacement login needs: server, login and password.
     relogin: (
         crate::imap::ImapConfig,
@@ -271,14 +313,33 @@ pub struct Mailstore {
 impl Mailstore {
     /// A session for the requesting user.
     pub async fn open(ctx: &Context<'_>) -> Result<Mailstore, ImapError> {
-        Mailstore::open_pooled(
+        let mut store = Mailstore::open_pooled(
             ctx.pool,
             &ctx.config.imap_config(),
             &ctx.user.key,
             &ctx.user.login,
             ctx.user.password.expose(),
         )
-        .await
+        .await?;
+        store.limit_fetches(FetchLimits::of(ctx.config));
+        Ok(store)
+    }
+
+    /// Applies the bounds on what this store fetches ([`Mailstore::open`] does; a store from
+    /// [`Mailstore::open_pooled`] that renders items for a device must too).
+    pub fn limit_fetches(&mut self, limits: FetchLimits) {
+        // No command fetches more than the largest message in one response, so a longer one
+        // is refused from its announcement instead of being buffered.
+        self.session.set_max_response_bytes(limits.max_response);
+        self.max_message = Some(limits.max_message);
+        self.attachment_limit = limits.attachment_limit;
+    }
+
+    /// The largest attachment the device may be handed (the provisioning policy's; 0 when
+    /// attachments are not allowed; None without a limit): for renderers of MIME bodies,
+    /// which carry attachments inside.
+    pub fn attachment_limit(&self) -> Option<u64> {
+        self.attachment_limit
     }
 
     /// A session for a user outside a command (a push source looking at STATUS): a kept one
@@ -313,6 +374,8 @@ impl Mailstore {
                     checked: p.checked,
                     fresh_noop: true,
                     probe: None,
+                    max_message: None,
+                    attachment_limit: None,
                     relogin,
                 });
             }
@@ -331,6 +394,8 @@ impl Mailstore {
             checked: None,
             fresh_noop: false,
             probe: None,
+            max_message: None,
+            attachment_limit: None,
             relogin,
         })
     }
@@ -834,29 +899,74 @@ impl Mailstore {
         Ok(out)
     }
 
-    /// Whole messages, in batches; UIDs that no longer exist are left out.
+    /// Whole messages, in batches; UIDs that no longer exist are left out. A message longer
+    /// than the session accepts fails with [`ImapError::TooLarge`] (see
+    /// [`Mailstore::message_size`] to ask first).
     pub async fn fetch(&mut self, mailbox: &str, uids: &[u32]) -> Result<Vec<Message>, ImapError> {
         let mut out = Vec::with_capacity(uids.len());
-        self.fetch_with(mailbox, uids, |m| out.push(m)).await?;
+        self.fetch_messages(mailbox, uids, None, |m| out.push(m))
+            .await?;
         Ok(out)
+    }
+
+    /// RFC822.SIZE of one message, or None when it does not exist.
+    pub async fn message_size(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+    ) -> Result<Option<u64>, ImapError> {
+        self.ensure_selected(mailbox).await?;
+        let mut size = None;
+        self.session
+            .uid_fetch_with(&SequenceSet::single(uid), &FetchQuery::new().size(), |f| {
+                if f.uid == uid {
+                    size = f.size;
+                }
+            })
+            .await?;
+        Ok(size)
     }
 
     /// Whole messages handed to `each` one by one as they are read, in the server's order:
     /// the caller's work on one message overlaps Dovecot reading and sending the next, and
     /// only one raw message is held at a time.
+    ///
+    /// For rendering: a message longer than `limits.max_message_bytes` comes cut to that
+    /// length (its `size` says how long it is), so a Sync page shows it from what was read
+    /// rather than failing on it again and again.
     pub async fn fetch_with(
         &mut self,
         mailbox: &str,
         uids: &[u32],
+        each: impl FnMut(Message) + Send,
+    ) -> Result<(), ImapError> {
+        self.fetch_messages(mailbox, uids, self.max_message, each)
+            .await
+    }
+
+    /// Messages whole, or their first `cut` bytes.
+    async fn fetch_messages(
+        &mut self,
+        mailbox: &str,
+        uids: &[u32],
+        cut: Option<u32>,
         mut each: impl FnMut(Message) + Send,
     ) -> Result<(), ImapError> {
         self.ensure_selected(mailbox).await?;
-        let query = FetchQuery::new().flags().internal_date().size().body();
+        let query = FetchQuery::new().flags().internal_date().size();
+        let query = match cut {
+            Some(len) => query.partial(Section::Full, 0, len),
+            None => query.body(),
+        };
         for chunk in uids.chunks(FETCH_BATCH) {
             let set: SequenceSet = chunk.iter().collect();
             self.session
                 .uid_fetch_with(&set, &query, |mut f| {
-                    let Some(raw) = f.take_section(&Section::Full) else {
+                    let raw = match cut {
+                        Some(_) => f.take_partial(&Section::Full, 0),
+                        None => f.take_section(&Section::Full),
+                    };
+                    let Some(raw) = raw else {
                         return;
                     };
                     each(Message {

@@ -5,6 +5,19 @@
 //!
 //! Attachment data goes out base64-encoded inside `Data` (the multipart response form is not
 //! offered). Item properties are written by the same code as Sync's, into `Properties`.
+//!
+//! Memory per request is bounded (`[limits]`): operations past `item_operations_per_request`
+//! get status 2 and are not run; a fetch whose data would take the response past
+//! `item_operations_response_bytes` gets status 11 ("the requested data size is too large")
+//! without being read, so a phone that batches asks again for the rest, each then fitting as
+//! the first of its own request (the first item or attachment of a response is always served).
+//! Fetches run one at a time and each one's buffers are gone before the next. The provisioning
+//! policy is enforced here, not only announced: with `allow_attachments` off an attachment gets
+//! status 6 (not found or access denied), and one larger than `max_attachment_bytes` (whole,
+//! whatever the Range) or in a message longer than `limits.max_message_bytes` gets status 11.
+
+use std::io::Write;
+use std::sync::{Mutex, PoisonError};
 
 use base64::Engine as _;
 use eas_wbxml::tags::{airsync as a, airsyncbase as asb, itemoperations as io, search};
@@ -16,12 +29,19 @@ use crate::mailstore::Mailstore;
 
 const OK: u32 = 1;
 const PROTOCOL_ERROR: u32 = 2;
+/// "Object not found or access denied": also what an attachment the policy forbids gets.
 const NOT_FOUND: u32 = 6;
 const BAD_RANGE: u32 = 8;
 const UNKNOWN_STORE: u32 = 9;
+/// "The requested data size is too large": over the policy's attachment limit, in a message
+/// longer than the gateway fetches, or past what this response may still carry.
+const TOO_LARGE: u32 = 11;
 const ATTACHMENT_INVALID: u32 = 15;
 /// MS-ASCMD common status: the operation is not supported by this server.
 const NOT_SUPPORTED: u32 = 156;
+
+/// What an item or attachment adds to the response besides its data (status, ids, type).
+const ENVELOPE_BYTES: usize = 256;
 
 enum Op {
     Item {
@@ -44,20 +64,142 @@ enum Op {
     Status(Element),
 }
 
+/// The response under construction. The writer's sink is shared with the code that streams
+/// base64 into a `Data` element (see [`Response::data`]), and counts what the response holds.
+struct Response<'o> {
+    w: Writer<Sink<'o>>,
+    out: &'o Mutex<Vec<u8>>,
+    /// Bytes of item and attachment data this response may carry in all.
+    budget: usize,
+    /// An item or attachment has been written: from now on the budget applies.
+    carrying: bool,
+}
+
+/// The response buffer as the writer's sink. A `Mutex` because the handler's future must be
+/// `Send` while the writer holds a reference to the buffer; it is never contended.
+struct Sink<'o>(&'o Mutex<Vec<u8>>);
+
+impl Write for Sink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        lock(self.0).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn lock(out: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
+    out.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn enc(e: eas_wbxml::EncodeError) -> EasError {
+    EasError::Internal(e.to_string())
+}
+
+impl Response<'_> {
+    fn len(&self) -> usize {
+        lock(self.out).len()
+    }
+
+    /// Whether `bytes` more of item or attachment data fit. The first item of a response
+    /// always does: a phone that asks for one large attachment at a time must get it.
+    fn fits(&self, bytes: usize) -> bool {
+        !self.carrying || self.len().saturating_add(bytes) <= self.budget
+    }
+
+    /// Nothing more fits: later fetches are answered without being read.
+    fn full(&self) -> bool {
+        self.carrying && self.len() >= self.budget
+    }
+
+    /// `<Data>` with `bytes` base64-encoded, written straight into the response: no encoded
+    /// copy is built first.
+    fn data(&mut self, bytes: &[u8]) -> Result<(), EasError> {
+        // The writer opens the element and writes an empty inline string (its STR_I and the
+        // terminating NUL); the encoded text goes between the two. Base64 holds no NUL, so
+        // the string stays one STR_I, which is what phones parse.
+        self.w.start(io::Data).map_err(enc)?.text("").map_err(enc)?;
+        {
+            let mut out = lock(self.out);
+            if out.pop() != Some(0) {
+                return Err(EasError::Internal(
+                    "the WBXML writer did not end an inline string as expected".into(),
+                ));
+            }
+            let len = base64::encoded_len(bytes.len(), true)
+                .ok_or_else(|| EasError::Internal("attachment too large to encode".into()))?;
+            let start = out.len();
+            if out.capacity() - start < len + 1 {
+                // Room for the whole budget at once: growing an attachment at a time
+                // reallocates, and each buffer left behind stays resident in the allocator
+                // for a while (ten 2 MB attachments peaked 10 MB higher that way, and 20 MB
+                // higher growing exactly). Pages not written to cost nothing.
+                out.reserve_exact((len + 1).max(self.budget.saturating_sub(start)));
+            }
+            out.resize(start + len, 0);
+            let written = base64::engine::general_purpose::STANDARD
+                .encode_slice(bytes, &mut out[start..])
+                .map_err(|e| EasError::Internal(e.to_string()))?;
+            out.truncate(start + written);
+            out.push(0);
+        }
+        self.w.end().map_err(enc)?;
+        Ok(())
+    }
+}
+
+/// The limits and policy that apply to this request's fetches.
+struct Limits {
+    operations: usize,
+    response_bytes: usize,
+    max_message: u64,
+    /// None: attachments may not be downloaded at all.
+    max_attachment: Option<u64>,
+}
+
+impl Limits {
+    fn of(ctx: &Context<'_>) -> Limits {
+        let l = &ctx.config.limits;
+        let policy = &ctx.config.provision.policy;
+        Limits {
+            operations: l.item_operations_per_request,
+            response_bytes: l.item_operations_response_bytes,
+            max_message: l.max_message_bytes as u64,
+            max_attachment: policy
+                .allow_attachments
+                .then(|| policy.max_attachment_bytes.map_or(u64::MAX, u64::from)),
+        }
+    }
+}
+
 pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
+    let limits = Limits::of(ctx);
     let mut ops = Vec::new();
-    for op in body.children() {
-        ops.push(plan(ctx, op)?);
+    for (i, op) in body.children().iter().enumerate() {
+        // Operations past the limit are answered without being planned or run: each could
+        // be the fetch of a whole message.
+        ops.push(if i < limits.operations {
+            plan(ctx, op)?
+        } else {
+            refused(op, PROTOCOL_ERROR)
+        });
     }
     let mut store = Mailstore::open(ctx).await?;
-    let enc = |e: eas_wbxml::EncodeError| EasError::Internal(e.to_string());
-    let mut w = Writer::new(Vec::with_capacity(4096)).map_err(enc)?;
-    w.start(io::ItemOperations).map_err(enc)?;
-    w.text_element(io::Status, "1").map_err(enc)?;
-    w.start(io::Response).map_err(enc)?;
+    let out = Mutex::new(Vec::with_capacity(4096));
+    let mut r = Response {
+        w: Writer::new(Sink(&out)).map_err(enc)?,
+        out: &out,
+        budget: limits.response_bytes,
+        carrying: false,
+    };
+    r.w.start(io::ItemOperations).map_err(enc)?;
+    r.w.text_element(io::Status, "1").map_err(enc)?;
+    r.w.start(io::Response).map_err(enc)?;
     for op in ops {
         match op {
-            Op::Status(e) => e.write(&mut w).map_err(enc)?,
+            Op::Status(e) => e.write(&mut r.w).map_err(enc)?,
             Op::Empty {
                 collection_id,
                 folder,
@@ -76,12 +218,12 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                         OK
                     }
                 };
-                w.start(io::EmptyFolderContents).map_err(enc)?;
-                w.text_element(io::Status, &status.to_string())
+                r.w.start(io::EmptyFolderContents).map_err(enc)?;
+                r.w.text_element(io::Status, &status.to_string())
                     .map_err(enc)?;
-                w.text_element(a::CollectionId, &collection_id)
+                r.w.text_element(a::CollectionId, &collection_id)
                     .map_err(enc)?;
-                w.end().map_err(enc)?;
+                r.w.end().map_err(enc)?;
             }
             Op::Item {
                 server_id,
@@ -90,10 +232,10 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                 options,
                 long_id,
             } => {
-                w.start(io::Fetch).map_err(enc)?;
                 let rendered = match (&folder, uid) {
-                    (Some(f), Some(uid)) => Some(
-                        items::fetch_and_render(
+                    (Some(_), Some(_)) if r.full() => Err(TOO_LARGE),
+                    (Some(f), Some(uid)) => {
+                        let fetched = items::fetch_and_render(
                             &mut store,
                             &f.imap_name,
                             f.id,
@@ -102,82 +244,176 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                             ctx.version,
                             &options,
                         )
-                        .await?,
-                    )
-                    .filter(|r| r.contains(uid)),
-                    _ => None,
+                        .await;
+                        match recover(ctx, &mut store, fetched).await? {
+                            Err(status) => Err(status),
+                            Ok(r) if !r.contains(uid) => Err(NOT_FOUND),
+                            Ok(rendered) => Ok(rendered),
+                        }
+                    }
+                    _ => Err(NOT_FOUND),
                 };
-                let status = if rendered.is_some() { OK } else { NOT_FOUND };
-                w.text_element(io::Status, &status.to_string())
+                let rendered = rendered.and_then(|item| {
+                    if r.fits(item.encoded_len() + ENVELOPE_BYTES) {
+                        Ok(item)
+                    } else {
+                        Err(TOO_LARGE)
+                    }
+                });
+                r.w.start(io::Fetch).map_err(enc)?;
+                let status = rendered.as_ref().err().copied().unwrap_or(OK);
+                r.w.text_element(io::Status, &status.to_string())
                     .map_err(enc)?;
                 if long_id {
-                    w.text_element(search::LongId, &server_id).map_err(enc)?;
+                    r.w.text_element(search::LongId, &server_id).map_err(enc)?;
                 } else {
                     if let Some(f) = &folder {
-                        w.text_element(a::CollectionId, &f.id.to_string())
+                        r.w.text_element(a::CollectionId, &f.id.to_string())
                             .map_err(enc)?;
                     }
-                    w.text_element(a::ServerId, &server_id).map_err(enc)?;
+                    r.w.text_element(a::ServerId, &server_id).map_err(enc)?;
                 }
-                if let (Some(r), Some(uid)) = (rendered, uid) {
-                    w.text_element(a::Class, "Email").map_err(enc)?;
-                    w.start(io::Properties).map_err(enc)?;
-                    r.write_properties(&mut w, uid)?;
-                    w.end().map_err(enc)?;
+                if let (Ok(item), Some(uid)) = (rendered, uid) {
+                    r.w.text_element(a::Class, "Email").map_err(enc)?;
+                    r.w.start(io::Properties).map_err(enc)?;
+                    item.write_properties(&mut r.w, uid)?;
+                    r.w.end().map_err(enc)?;
+                    r.carrying = true;
                 }
-                w.end().map_err(enc)?;
+                r.w.end().map_err(enc)?;
             }
             Op::Attachment {
                 reference,
                 range,
                 bad_range,
             } => {
-                w.start(io::Fetch).map_err(enc)?;
                 let found = match attachment_location(ctx, &reference)? {
+                    None => Err(ATTACHMENT_INVALID),
+                    Some(_) if limits.max_attachment.is_none() => Err(NOT_FOUND),
+                    Some(_) if r.full() => Err(TOO_LARGE),
                     Some((folder, uid, part)) => {
-                        items::attachment(&mut store, &folder.imap_name, uid, &part).await?
-                    }
-                    None => None,
-                };
-                let status = match (&found, bad_range) {
-                    (None, _) => ATTACHMENT_INVALID,
-                    (Some(_), true) => BAD_RANGE,
-                    (Some((_, data)), false) => match range {
-                        Some((from, _)) if from >= data.len() as u64 => BAD_RANGE,
-                        _ => OK,
-                    },
-                };
-                w.text_element(io::Status, &status.to_string())
-                    .map_err(enc)?;
-                w.text_element(asb::FileReference, &reference)
-                    .map_err(enc)?;
-                if let (OK, Some((content_type, data))) = (status, found) {
-                    w.start(io::Properties).map_err(enc)?;
-                    w.text_element(asb::ContentType, &content_type)
-                        .map_err(enc)?;
-                    let total = data.len() as u64;
-                    let slice = match range {
-                        Some((from, to)) => {
-                            let end = to.saturating_add(1).min(total);
-                            w.text_element(io::Range, &format!("{from}-{}", end.saturating_sub(1)))
-                                .map_err(enc)?;
-                            w.text_element(io::Total, &total.to_string()).map_err(enc)?;
-                            data.get(from as usize..end as usize).unwrap_or_default()
+                        let fetched = items::attachment(
+                            &mut store,
+                            &folder.imap_name,
+                            uid,
+                            &part,
+                            limits.max_message,
+                        )
+                        .await;
+                        match recover(ctx, &mut store, fetched).await? {
+                            Err(status) => Err(status),
+                            Ok(items::AttachmentFetch::Missing) => Err(ATTACHMENT_INVALID),
+                            Ok(items::AttachmentFetch::MessageTooLarge(size)) => {
+                                tracing::info!(
+                                    size,
+                                    limit = limits.max_message,
+                                    "attachment refused: its message is larger than \
+                                     limits.max_message_bytes"
+                                );
+                                Err(TOO_LARGE)
+                            }
+                            Ok(items::AttachmentFetch::Found(a)) => Ok(a),
                         }
-                        None => &data[..],
+                    }
+                };
+                let checked = found.and_then(|a| {
+                    let total = a.data.len() as u64;
+                    if total > limits.max_attachment.unwrap_or(0) {
+                        return Err(TOO_LARGE);
+                    }
+                    if bad_range || range.is_some_and(|(from, _)| from >= total) {
+                        return Err(BAD_RANGE);
+                    }
+                    let (from, end) = match range {
+                        Some((from, to)) => (from, to.saturating_add(1).min(total)),
+                        None => (0, total),
                     };
-                    let b64 = base64::engine::general_purpose::STANDARD.encode(slice);
-                    w.text_element(io::Data, &b64).map_err(enc)?;
-                    w.end().map_err(enc)?;
+                    let sent = (end - from) as usize;
+                    let encoded = base64::encoded_len(sent, true).unwrap_or(usize::MAX);
+                    if !r.fits(encoded.saturating_add(ENVELOPE_BYTES)) {
+                        return Err(TOO_LARGE);
+                    }
+                    Ok((a, from as usize..end as usize))
+                });
+                r.w.start(io::Fetch).map_err(enc)?;
+                let status = checked.as_ref().err().copied().unwrap_or(OK);
+                r.w.text_element(io::Status, &status.to_string())
+                    .map_err(enc)?;
+                r.w.text_element(asb::FileReference, &reference)
+                    .map_err(enc)?;
+                if let Ok((a, sent)) = checked {
+                    r.w.start(io::Properties).map_err(enc)?;
+                    r.w.text_element(asb::ContentType, &a.content_type)
+                        .map_err(enc)?;
+                    if range.is_some() {
+                        let last = sent.end.saturating_sub(1);
+                        r.w.text_element(io::Range, &format!("{}-{last}", sent.start))
+                            .map_err(enc)?;
+                        r.w.text_element(io::Total, &a.data.len().to_string())
+                            .map_err(enc)?;
+                    }
+                    r.data(&a.data[sent])?;
+                    r.w.end().map_err(enc)?;
+                    r.carrying = true;
                 }
-                w.end().map_err(enc)?;
+                r.w.end().map_err(enc)?;
             }
         }
     }
-    w.end().map_err(enc)?;
-    w.end().map_err(enc)?;
+    r.w.end().map_err(enc)?;
+    r.w.end().map_err(enc)?;
     store.close().await;
-    Ok(Reply::Bytes(w.finish().map_err(enc)?))
+    r.w.finish().map_err(enc)?;
+    Ok(Reply::Bytes(
+        out.into_inner().unwrap_or_else(PoisonError::into_inner),
+    ))
+}
+
+/// A fetch that met a response longer than the IMAP client accepts becomes status 11 for
+/// that operation; the session it broke is dropped and a fresh one serves the rest. Any
+/// other failure fails the request as before.
+async fn recover<T>(
+    ctx: &Context<'_>,
+    store: &mut Mailstore,
+    fetched: Result<T, EasError>,
+) -> Result<Result<T, u32>, EasError> {
+    match fetched {
+        Ok(v) => Ok(Ok(v)),
+        Err(EasError::Imap(e)) => match crate::mailstore::response_too_large(&e) {
+            Some(limit) => {
+                tracing::warn!(
+                    limit,
+                    "IMAP response over the limit; the fetch answered status 11"
+                );
+                let fresh = Mailstore::open(ctx).await?;
+                // The broken session is dropped, not pooled: the rest of the response is
+                // still on its wire.
+                drop(std::mem::replace(store, fresh));
+                Ok(Err(TOO_LARGE))
+            }
+            None => Err(EasError::Imap(e)),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// An operation answered with `status` and not run, with the ids the phone matches answers
+/// by.
+fn refused(op: &Element, status: u32) -> Op {
+    let ids = [
+        search::LongId,
+        a::CollectionId,
+        a::ServerId,
+        asb::FileReference,
+        io::ConversationId,
+    ];
+    let extra = op
+        .children()
+        .iter()
+        .filter(|c| ids.contains(&c.tag))
+        .cloned()
+        .collect();
+    status_element(op.tag, status, extra)
 }
 
 fn status_element(tag: eas_wbxml::Tag, status: u32, extra: Vec<Element>) -> Op {
@@ -308,6 +544,37 @@ fn attachment_location(
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn data_is_one_inline_string_of_base64() {
+        let out = Mutex::new(Vec::new());
+        let mut r = Response {
+            w: Writer::new(Sink(&out)).unwrap(),
+            out: &out,
+            budget: 0,
+            carrying: false,
+        };
+        r.w.start(io::ItemOperations).unwrap();
+        r.w.start(io::Properties).unwrap();
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(100_001).collect();
+        r.data(&bytes).unwrap();
+        r.w.end().unwrap();
+        r.w.end().unwrap();
+        r.w.finish().unwrap();
+        let doc = out.into_inner().unwrap();
+        let tree = Element::decode(&doc).unwrap();
+        let text = tree
+            .child(io::Properties)
+            .and_then(|p| p.child(io::Data))
+            .and_then(Element::text)
+            .unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap();
+        assert_eq!(decoded, bytes);
+        // The header's version byte and a single STR_I: phones read Data as one string.
+        assert_eq!(doc.iter().filter(|&&b| b == 0x03).count(), 2);
+    }
 
     #[test]
     fn ranges() {

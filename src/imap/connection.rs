@@ -35,6 +35,8 @@ pub(crate) struct Connection {
     buf: Vec<u8>,
     start: usize,
     timeout: Duration,
+    /// The longest response accepted ([`frame::frame`]).
+    max_response: usize,
 }
 
 impl Connection {
@@ -61,6 +63,7 @@ impl Connection {
             buf: Vec::new(),
             start: 0,
             timeout,
+            max_response: frame::MAX_RESPONSE_BYTES,
         })
     }
 
@@ -81,6 +84,11 @@ impl Connection {
         Ok(())
     }
 
+    /// Responses longer than this are refused with [`ImapError::TooLarge`].
+    pub fn set_max_response(&mut self, bytes: usize) {
+        self.max_response = bytes;
+    }
+
     /// Reads the next complete response.
     pub async fn read_response(&mut self) -> Result<Response, ImapError> {
         self.read_response_within(self.timeout).await
@@ -91,21 +99,25 @@ impl Connection {
     pub async fn read_response_within(&mut self, wait: Duration) -> Result<Response, ImapError> {
         loop {
             let pending = &self.buf[self.start..];
-            if let Some(len) =
-                frame::response_len(pending).map_err(|e| ImapError::Protocol(e.to_string()))?
-            {
-                let parsed = parse::response(&pending[..len]);
-                self.start += len;
-                if self.start == self.buf.len() {
-                    self.start = 0;
-                    if self.buf.capacity() > WAITING_CAPACITY {
-                        self.buf = Vec::new();
-                    } else {
-                        self.buf.clear();
+            let at_least = match frame::frame(pending, self.max_response) {
+                Ok(frame::Framed::Complete(len)) => {
+                    let parsed = parse::response(&pending[..len]);
+                    self.start += len;
+                    if self.start == self.buf.len() {
+                        self.start = 0;
+                        if self.buf.capacity() > WAITING_CAPACITY {
+                            self.buf = Vec::new();
+                        } else {
+                            self.buf.clear();
+                        }
                     }
+                    return parsed.map_err(|e| ImapError::Protocol(e.to_string()));
                 }
-                return parsed.map_err(|e| ImapError::Protocol(e.to_string()));
-            }
+                Ok(frame::Framed::Incomplete { at_least }) => at_least,
+                Err(frame::FrameError::TooLarge { limit }) => {
+                    return Err(ImapError::TooLarge { limit });
+                }
+            };
             // The returned responses before `start` are dropped when they are most of the
             // buffer or the next read would otherwise grow it (moving them along).
             if self.start > 0
@@ -115,11 +127,19 @@ impl Connection {
                 self.buf.drain(..self.start);
                 self.start = 0;
             }
-            self.buf.reserve(if self.buf.is_empty() {
-                WAITING_CAPACITY
+            let missing = (self.start + at_least).saturating_sub(self.buf.len());
+            if missing > READ_CHUNK {
+                // A large literal is on its way and its length is known: room for exactly
+                // that, where growing a chunk at a time would double the buffer's capacity
+                // and leave up to half of it unused (a 30 MB message held in 64 MB).
+                self.buf.reserve_exact(missing + READ_CHUNK);
             } else {
-                READ_CHUNK
-            });
+                self.buf.reserve(if self.buf.is_empty() {
+                    WAITING_CAPACITY
+                } else {
+                    READ_CHUNK
+                });
+            }
             let n = match &mut self.stream {
                 Stream::Plain(s) => within(wait, s.read_buf(&mut self.buf)).await??,
                 Stream::Tls(s) => within(wait, s.read_buf(&mut self.buf)).await??,

@@ -32,6 +32,13 @@ pub enum ImapError {
     #[error("IMAP protocol error: {0}")]
     Protocol(String),
 
+    /// The server announced a response longer than the session accepts (`limit` bytes: a
+    /// message larger than the caller ever asks for whole). Refused from the announcement,
+    /// so none of it was buffered; the rest of it is still on the wire, so the session is
+    /// unusable.
+    #[error("IMAP response larger than the {limit} bytes accepted")]
+    TooLarge { limit: usize },
+
     /// The server closed the connection with an untagged BYE (shutdown, idle timeout, too many
     /// connections, greeting refused). The text is the server's reason.
     #[error("IMAP server closed the connection: {text}")]

@@ -471,10 +471,19 @@ impl Fetched {
 
     /// Moves the bytes of `section` out (no copy), e.g. to hand a whole message to a parser.
     pub fn take_section(&mut self, section: &Section) -> Option<Vec<u8>> {
+        self.take(section, None)
+    }
+
+    /// Moves the bytes of a partial fetch of `section` that started at `start` out.
+    pub fn take_partial(&mut self, section: &Section, start: u32) -> Option<Vec<u8>> {
+        self.take(section, Some(start))
+    }
+
+    fn take(&mut self, section: &Section, origin: Option<u32>) -> Option<Vec<u8>> {
         let key = section.wire().ok()?;
         self.sections
             .iter_mut()
-            .find(|d| d.origin.is_none() && d.section == key)
+            .find(|d| d.origin == origin && d.section == key)
             .and_then(|d| d.data.take())
     }
 
@@ -747,6 +756,13 @@ mod tests {
         assert_eq!(f.section(&Section::Part(vec![1, 2])), None);
         assert_eq!(f.section(&Section::Part(vec![2])), None);
         assert_eq!(f.sections.len(), 4);
+        let mut f = f;
+        assert_eq!(f.take_partial(&Section::Part(vec![1, 2]), 0), None);
+        assert_eq!(
+            f.take_partial(&Section::Part(vec![1, 2]), 4).as_deref(),
+            Some(&b"ab"[..])
+        );
+        assert_eq!(f.partial(&Section::Part(vec![1, 2]), 4), None, "moved out");
     }
 
     #[test]

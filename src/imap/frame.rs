@@ -8,41 +8,67 @@
 //! This module only finds boundaries; it is pure (no I/O), so the connection can feed it
 //! whatever the socket delivered and [`super::parse`] gets exactly one response at a time.
 
-/// The most we buffer for a single response. A FETCH of a large message is one response, so
-/// this has to be generous; it exists so a broken server cannot make us allocate without end.
+/// The most we buffer for a single response unless the session is given another limit
+/// ([`super::Session::set_max_response_bytes`]). A FETCH of a large message is one response,
+/// so this has to be generous; it exists so a broken server cannot make us allocate without
+/// end. The gateway sets a tighter limit derived from the largest message it fetches.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 
 /// Why the buffered bytes cannot be a response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
-    /// The response (a line, or a literal it announces) would exceed [`MAX_RESPONSE_BYTES`].
-    #[error("response larger than {MAX_RESPONSE_BYTES} bytes")]
-    TooLarge,
+    /// The response (a line, or a literal it announces) would exceed `limit` bytes.
+    #[error("response larger than {limit} bytes")]
+    TooLarge { limit: usize },
+}
+
+/// How far the buffered bytes get towards a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framed {
+    /// The first response is the first `n` bytes.
+    Complete(usize),
+    /// More bytes are needed: at least this many in all (a literal's announced length says
+    /// how many; for an unfinished line, one more than there are).
+    Incomplete { at_least: usize },
 }
 
 /// Returns the length of the first complete response at the start of `buf`, or `None` when
-/// more bytes are needed. Lines end in CRLF; a bare LF is tolerated.
+/// more bytes are needed, within [`MAX_RESPONSE_BYTES`]. Lines end in CRLF; a bare LF is
+/// tolerated.
 pub fn response_len(buf: &[u8]) -> Result<Option<usize>, FrameError> {
+    Ok(match frame(buf, MAX_RESPONSE_BYTES)? {
+        Framed::Complete(n) => Some(n),
+        Framed::Incomplete { .. } => None,
+    })
+}
+
+/// Finds the first response in `buf`, refusing one longer than `limit` bytes as soon as its
+/// length is known: a literal announcement over the limit is refused before any of its bytes
+/// are waited for, so nothing of it is ever buffered.
+pub fn frame(buf: &[u8], limit: usize) -> Result<Framed, FrameError> {
+    let too_large = FrameError::TooLarge { limit };
     let mut pos = 0;
     loop {
         let Some(nl) = memchr(b'\n', &buf[pos..]) else {
-            return if buf.len() > MAX_RESPONSE_BYTES {
-                Err(FrameError::TooLarge)
+            return if buf.len() > limit {
+                Err(too_large)
             } else {
-                Ok(None)
+                Ok(Framed::Incomplete {
+                    at_least: buf.len() + 1,
+                })
             };
         };
         let line_end = pos + nl + 1;
         let line = trim_eol(&buf[pos..line_end]);
         match literal_len(line) {
-            None => return Ok(Some(line_end)),
+            None => return Ok(Framed::Complete(line_end)),
             Some(n) => {
-                let next = line_end.checked_add(n).ok_or(FrameError::TooLarge)?;
-                if next > MAX_RESPONSE_BYTES {
-                    return Err(FrameError::TooLarge);
+                let next = line_end.checked_add(n).ok_or(too_large.clone())?;
+                if next > limit {
+                    return Err(too_large);
                 }
                 if next > buf.len() {
-                    return Ok(None);
+                    return Ok(Framed::Incomplete { at_least: next });
                 }
                 pos = next;
             }
@@ -128,7 +154,30 @@ mod tests {
     fn refuses_absurd_literals() {
         assert_eq!(
             response_len(b"* 1 FETCH (BODY[] {4294967295}\r\n"),
-            Err(FrameError::TooLarge)
+            Err(FrameError::TooLarge {
+                limit: MAX_RESPONSE_BYTES
+            })
+        );
+    }
+
+    #[test]
+    fn a_literal_over_the_limit_is_refused_from_its_announcement() {
+        let head = b"* 1 FETCH (UID 7 BODY[] {1000}\r\n";
+        assert_eq!(frame(head, 1000), Err(FrameError::TooLarge { limit: 1000 }));
+        // Within the limit it waits, and says for how many bytes.
+        assert_eq!(
+            frame(head, 2000),
+            Ok(Framed::Incomplete {
+                at_least: head.len() + 1000
+            })
+        );
+        let line = b"* OK a line with no end yet";
+        assert_eq!(frame(line, 10), Err(FrameError::TooLarge { limit: 10 }));
+        assert_eq!(
+            frame(line, 100),
+            Ok(Framed::Incomplete {
+                at_least: line.len() + 1
+            })
         );
     }
 }

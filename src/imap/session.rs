@@ -130,6 +130,13 @@ impl Session {
         Ok(session)
     }
 
+    /// Refuse any response longer than `bytes` with [`ImapError::TooLarge`] (the default is
+    /// [`super::frame::MAX_RESPONSE_BYTES`]). A caller that never fetches more than N bytes
+    /// in one response sets a little over N, so a server cannot make it buffer more.
+    pub fn set_max_response_bytes(&mut self, bytes: usize) {
+        self.conn.set_max_response(bytes);
+    }
+
     /// What the server currently says it supports.
     pub fn capabilities(&self) -> &Capabilities {
         &self.caps

@@ -269,6 +269,41 @@ pub(crate) fn lookup<'m>(
     })
 }
 
+/// An attachment's decoded bytes, owned: what [`take`] moves out of a parsed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedAttachment {
+    /// As in [`AttachmentData::content_type`].
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
+/// Like [`lookup`], but moves the bytes out of the parsed message, which is left without
+/// them. Decoded bytes (base64, quoted-printable, text in another charset) are moved, not
+/// copied, so the raw message can be dropped before they are sent: only bytes the parser
+/// borrowed from the message unchanged are copied.
+pub(crate) fn take(
+    msg: &mut Message<'_>,
+    paths: &[(u32, PartPath)],
+    path: &PartPath,
+) -> Result<OwnedAttachment, AttachmentError> {
+    let content_type = lookup(msg, paths, path)?.content_type;
+    let (id, _) = paths
+        .iter()
+        .find(|(id, p)| p == path && msg.attachments.contains(id))
+        .ok_or_else(|| AttachmentError::NotFound(path.clone()))?;
+    let part = msg
+        .parts
+        .get_mut(*id as usize)
+        .ok_or_else(|| AttachmentError::NotFound(path.clone()))?;
+    let data = match std::mem::replace(&mut part.body, PartType::Multipart(Vec::new())) {
+        PartType::Text(t) | PartType::Html(t) => t.into_owned().into_bytes(),
+        PartType::Binary(b) | PartType::InlineBinary(b) => b.into_owned(),
+        PartType::Message(m) => m.raw_message.into_owned(),
+        PartType::Multipart(_) => Vec::new(),
+    };
+    Ok(OwnedAttachment { content_type, data })
+}
+
 /// The attachment's decoded size: its bytes, or for a part [`super::skeleton`] emptied, the
 /// size it recorded.
 fn decoded_size(part: &MessagePart<'_>) -> u64 {

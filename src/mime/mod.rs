@@ -56,7 +56,7 @@ pub mod write;
 use std::fmt;
 use std::str::FromStr;
 
-pub use attachment::{AttachmentData, AttachmentError, AttachmentInfo, PartPath};
+pub use attachment::{AttachmentData, AttachmentError, AttachmentInfo, OwnedAttachment, PartPath};
 pub use body::{BodyOutput, BodyPreference, BodyType, MimeSupport};
 pub use flags::FlagState;
 pub use view::{Importance, MessageMeta, MessageView};

@@ -15,6 +15,8 @@
 //! Owns nothing but this copy; the original bytes stay what MIME bodies and attachment
 //! downloads are made from.
 
+use super::attachment::PartPath;
+
 /// The header added to an emptied part: its decoded size in bytes.
 pub const SIZE_HEADER: &str = "X-EAS-Gateway-Decoded-Size";
 
@@ -27,18 +29,63 @@ const MAX_DEPTH: usize = 16;
 /// The message with large base64 attachment bodies emptied, or None when there is nothing
 /// to leave out (or the structure is not one this scanner is sure of).
 pub fn skeleton(raw: &[u8]) -> Option<Vec<u8>> {
+    build(raw, None, None)
+}
+
+/// Like [`skeleton`], but the part at `keep` (an attachment's [`PartPath`]) keeps its body:
+/// parsing the result decodes that attachment and none of the others, where the whole
+/// message would have them all decoded at once. None when there is nothing else to leave out.
+pub fn skeleton_keeping(raw: &[u8], keep: &PartPath) -> Option<Vec<u8>> {
+    build(raw, Some(keep.segments()), None)
+}
+
+/// The message with the base64 attachments larger than `limit` decoded bytes left out as
+/// [`skeleton`] leaves them out (the size recorded, the body empty), and everything else
+/// as it was: a MIME body a phone may have when a policy limits attachments. None when no
+/// attachment is over the limit (or the structure is not one this scanner is sure of).
+pub fn without_attachments_over(raw: &[u8], limit: u64) -> Option<Vec<u8>> {
+    build(raw, None, Some(limit))
+}
+
+fn build(raw: &[u8], keep: Option<&[u32]>, over: Option<u64>) -> Option<Vec<u8>> {
     // Most messages have no base64 part at all: don't copy them only to throw the copy away.
     if !mentions_base64(raw) {
         return None;
     }
     let mut out = Vec::with_capacity(raw.len().min(64 * 1024));
-    let removed = entity(raw, &mut out, 0)?;
+    let mut at = Where {
+        path: Vec::new(),
+        keep,
+        over,
+    };
+    let removed = entity(raw, &mut out, &mut at)?;
     (removed > 0).then_some(out)
+}
+
+/// The part being copied (IMAP section numbering, as [`PartPath`]), the one to keep, and
+/// the decoded size above which attachments go (None: every one worth leaving out).
+struct Where<'k> {
+    path: Vec<u32>,
+    keep: Option<&'k [u32]>,
+    over: Option<u64>,
+}
+
+impl Where<'_> {
+    fn keeps_this(&self) -> bool {
+        // A message that is not multipart has its body as part 1.
+        let here: &[u32] = if self.path.is_empty() {
+            &[1]
+        } else {
+            &self.path
+        };
+        self.keep == Some(here)
+    }
 }
 
 /// Copies one entity (headers and body) into `out`; returns how many body bytes were left
 /// out.
-fn entity(e: &[u8], out: &mut Vec<u8>, depth: usize) -> Option<usize> {
+fn entity(e: &[u8], out: &mut Vec<u8>, at: &mut Where<'_>) -> Option<usize> {
+    let depth = at.path.len();
     if depth > MAX_DEPTH {
         return None;
     }
@@ -53,7 +100,7 @@ fn entity(e: &[u8], out: &mut Vec<u8>, depth: usize) -> Option<usize> {
     if media.starts_with("multipart/") {
         let boundary = boundary.filter(|b| !b.is_empty() && b.len() <= 200)?;
         out.extend_from_slice(&e[..body_start]);
-        return multipart(body, boundary.as_bytes(), out, depth);
+        return multipart(body, boundary.as_bytes(), out, at);
     }
     let cte = header_value(headers, "content-transfer-encoding")
         .ok()?
@@ -65,8 +112,10 @@ fn entity(e: &[u8], out: &mut Vec<u8>, depth: usize) -> Option<usize> {
         && !media.starts_with("text/")
         && !media.starts_with("message/")
         && !media.contains("pkcs7")
-        && body.len() >= MIN_BODY;
-    let Some(size) = droppable.then(|| base64_size(body)).flatten() else {
+        && (at.over.is_some() || body.len() >= MIN_BODY)
+        && !at.keeps_this();
+    let size = droppable.then(|| base64_size(body)).flatten();
+    let Some(size) = size.filter(|&size| at.over.is_none_or(|limit| size > limit)) else {
         out.extend_from_slice(e);
         return Some(0);
     };
@@ -175,7 +224,7 @@ fn param(value: &str, name: &str) -> Option<String> {
 
 /// Copies a multipart body: preamble, each part (through [`entity`]), delimiters and
 /// epilogue as they were. A body whose closing delimiter is missing is not understood.
-fn multipart(body: &[u8], boundary: &[u8], out: &mut Vec<u8>, depth: usize) -> Option<usize> {
+fn multipart(body: &[u8], boundary: &[u8], out: &mut Vec<u8>, at: &mut Where<'_>) -> Option<usize> {
     let delims = delimiters(body, boundary);
     let last = delims.last()?;
     if !last.closing || delims[..delims.len() - 1].iter().any(|d| d.closing) {
@@ -183,12 +232,15 @@ fn multipart(body: &[u8], boundary: &[u8], out: &mut Vec<u8>, depth: usize) -> O
     }
     let mut removed = 0;
     out.extend_from_slice(&body[..delims[0].start]);
-    for pair in delims.windows(2) {
+    for (index, pair) in (1..).zip(delims.windows(2)) {
         let (d, next) = (&pair[0], &pair[1]);
         out.extend_from_slice(&body[d.start..d.end]);
         // The line break before the next delimiter belongs to it (RFC 2046).
         let part_end = next.start;
-        removed += entity(&body[d.end..part_end], out, depth + 1)?;
+        at.path.push(index);
+        let child = entity(&body[d.end..part_end], out, at);
+        at.path.pop();
+        removed += child?;
     }
     out.extend_from_slice(&body[last.start..]);
     Some(removed)
@@ -356,6 +408,78 @@ mod test {
             assert_eq!(full.attachments(), thin.attachments());
             assert_eq!(thin.attachments()[0].size, 5000);
         }
+    }
+
+    /// [`message`] with a second attachment (part 3) after the PDF.
+    fn two_attachments(pdf: &[u8], png: &[u8]) -> Vec<u8> {
+        let mut raw = message(pdf, "\r\n");
+        let end = memchr::memmem::rfind(&raw, b"--outer--").unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(png);
+        let part = format!(
+            "--outer\r\nContent-Type: image/png\r\nContent-Disposition: attachment; \
+             filename=\"p.png\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n"
+        );
+        raw.splice(end..end, part.into_bytes());
+        raw
+    }
+
+    #[test]
+    fn keeping_one_attachment_decodes_it_alone() {
+        let pdf: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let png: Vec<u8> = (0..7000u32).map(|i| (i % 239) as u8).collect();
+        let raw = two_attachments(&pdf, &png);
+        let full = MessageView::parse(&raw, meta());
+        for (path, bytes) in [("2", &pdf), ("3", &png)] {
+            let path: PartPath = path.parse().unwrap();
+            let skel = skeleton_keeping(&raw, &path).expect("the other one is left out");
+            assert!(skel.len() < raw.len() * 3 / 4);
+            let thin = MessageView::parse_with_skeleton(&raw, Some(&skel), meta());
+            assert_eq!(full.attachments(), thin.attachments());
+            assert_eq!(&thin.attachment(&path).unwrap().data[..], &bytes[..]);
+            assert_eq!(thin.into_attachment(&path).unwrap().data, *bytes);
+        }
+        // A message that is not multipart has its body as part 1.
+        let single = format!(
+            "Subject: x\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: \
+             base64\r\n\r\n{}\r\n",
+            base64::engine::general_purpose::STANDARD.encode(&pdf)
+        );
+        assert_eq!(
+            skeleton_keeping(single.as_bytes(), &"1".parse().unwrap()),
+            None
+        );
+        assert!(skeleton(single.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn attachments_over_a_limit_are_left_out_of_a_mime_body() {
+        let pdf: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let png: Vec<u8> = (0..300u32).map(|i| (i % 239) as u8).collect();
+        let raw = two_attachments(&pdf, &png);
+        let stripped = without_attachments_over(&raw, 1000).expect("the PDF is over");
+        let view = MessageView::parse(&stripped, meta());
+        assert_eq!(view.attachments().len(), 2);
+        assert_eq!(view.attachments()[0].size, 5000, "the size is still told");
+        assert!(
+            view.attachment(&"2".parse().unwrap())
+                .unwrap()
+                .data
+                .is_empty()
+        );
+        assert_eq!(
+            &view.attachment(&"3".parse().unwrap()).unwrap().data[..],
+            &png[..],
+            "a small one stays, however small"
+        );
+        let none = without_attachments_over(&raw, 0).unwrap();
+        let view = MessageView::parse(&none, meta());
+        assert!(
+            view.attachment(&"3".parse().unwrap())
+                .unwrap()
+                .data
+                .is_empty()
+        );
+        assert_eq!(without_attachments_over(&raw, 5000), None, "nothing over");
     }
 
     #[test]

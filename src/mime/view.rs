@@ -356,6 +356,19 @@ impl<'a> MessageView<'a> {
         }
     }
 
+    /// The attachment at `path`, its bytes moved out of the view (see
+    /// [`attachment::take`]): once the view is consumed the raw message can be dropped while
+    /// the attachment is sent.
+    pub fn into_attachment(
+        mut self,
+        path: &PartPath,
+    ) -> Result<attachment::OwnedAttachment, AttachmentError> {
+        match &mut self.msg {
+            Some(m) => attachment::take(m, &self.paths, path),
+            None => Err(AttachmentError::NotFound(path.clone())),
+        }
+    }
+
     /// `email2:ConversationId`: 16 bytes that every message of a thread shares, hashed from
     /// the thread root's Message-ID (the first References entry, else In-Reply-To, else the
     /// message's own id). A message with none of them is its own conversation, keyed by its
@@ -471,6 +484,10 @@ impl<'a> MessageView<'a> {
             _ => full.len() as u64,
         };
         let (truncated, data) = body::truncate(full, pref);
+        // A message longer than the gateway fetches whole arrives cut to that length: the
+        // phone must not take what it got for all of it.
+        let cut = kind == BodyType::Mime && (self.raw.len() as u64) < self.meta.size;
+        let truncated = truncated || cut;
         let preview = pref
             .preview
             .filter(|&n| n > 0 && version.has_email2())

@@ -42,9 +42,17 @@ struct RenderContext {
     preferences: Vec<BodyPreference>,
     mime_support: MimeSupport,
     mime_truncation: Option<u8>,
+    /// Attachments larger than this are left out of MIME bodies ([`Mailstore::attachment_limit`]).
+    attachment_limit: Option<u64>,
 }
 
 impl RenderContext {
+    /// Whether the body sent may be the whole message ([`mime::body::select`] can pick MIME).
+    fn may_send_mime(&self) -> bool {
+        self.mime_support != MimeSupport::Never
+            || self.preferences.iter().any(|p| p.kind == BodyType::Mime)
+    }
+
     fn render(&self, m: crate::mailstore::Message) -> Result<Item, eas_wbxml::EncodeError> {
         let prefix = format!("{}:{}", self.folder, m.uid);
         let options = ItemOptions {
@@ -55,9 +63,16 @@ impl RenderContext {
             file_reference_prefix: &prefix,
         };
         let mut w = Writer::fragment();
+        // A MIME body carries the attachments inside: those the policy does not let the
+        // device download are left out of it, as from an ItemOperations fetch.
+        let allowed = self
+            .attachment_limit
+            .filter(|_| self.may_send_mime())
+            .and_then(|limit| mime::skeleton::without_attachments_over(&m.raw, limit));
+        let raw = allowed.as_deref().unwrap_or(&m.raw);
         // Attachment bytes are never part of an item: parse without them.
-        let skeleton = mime::skeleton::skeleton(&m.raw);
-        let view = MessageView::parse_with_skeleton(&m.raw, skeleton.as_deref(), meta(&m));
+        let skeleton = mime::skeleton::skeleton(raw);
+        let view = MessageView::parse_with_skeleton(raw, skeleton.as_deref(), meta(&m));
         mime::write_application_data(&mut w, &view, &options)?;
         let properties = w.into_fragment()?;
         drop(view);
@@ -128,6 +143,7 @@ pub async fn fetch_and_render(
             preferences: r.preferences.clone(),
             mime_support: r.mime_support,
             mime_truncation: r.mime_truncation,
+            attachment_limit: store.attachment_limit(),
         };
         let mut failed = None;
         let items = &mut r.full;
@@ -229,25 +245,45 @@ impl Rendered {
     }
 }
 
+/// What looking for one attachment found.
+#[derive(Debug)]
+pub enum AttachmentFetch {
+    /// No such message, or no attachment at that part.
+    Missing,
+    /// The message is longer than the gateway fetches whole (its size): not fetched.
+    MessageTooLarge(u64),
+    Found(mime::OwnedAttachment),
+}
+
 /// The decoded bytes and content type of one attachment (`part` is the FileReference's
-/// part path), or None when the message or the part does not exist.
+/// part path). The message's size is asked first, so one longer than `max_message` is
+/// refused without being read. Only the wanted attachment is decoded, and the raw message
+/// is dropped before the caller gets the bytes.
 pub async fn attachment(
     store: &mut Mailstore,
     mailbox: &str,
     uid: u32,
     part: &str,
-) -> Result<Option<(String, Vec<u8>)>, EasError> {
+    max_message: u64,
+) -> Result<AttachmentFetch, EasError> {
     let Ok(path) = part.parse::<mime::PartPath>() else {
-        return Ok(None);
+        return Ok(AttachmentFetch::Missing);
     };
+    match store.message_size(mailbox, uid).await? {
+        None => return Ok(AttachmentFetch::Missing),
+        Some(size) if size > max_message => return Ok(AttachmentFetch::MessageTooLarge(size)),
+        Some(_) => {}
+    }
     let Some(m) = store.fetch(mailbox, &[uid]).await?.into_iter().next() else {
-        return Ok(None);
+        return Ok(AttachmentFetch::Missing);
     };
-    let view = view(&m);
-    Ok(view
-        .attachment(&path)
-        .ok()
-        .map(|a| (a.content_type.clone(), a.data.into_owned())))
+    // Every other attachment left out before parsing: the parser decodes all it sees.
+    let skeleton = mime::skeleton::skeleton_keeping(&m.raw, &path);
+    let view = MessageView::parse_with_skeleton(&m.raw, skeleton.as_deref(), meta(&m));
+    Ok(match view.into_attachment(&path) {
+        Ok(a) => AttachmentFetch::Found(a),
+        Err(_) => AttachmentFetch::Missing,
+    })
 }
 
 /// A fetched message as the MIME layer sees it, with the IMAP facts it needs.

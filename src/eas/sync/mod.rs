@@ -709,12 +709,15 @@ fn start_read_ahead(ctx: &Context<'_>, folder: u32, ahead: Ahead) {
     let user = ctx.user.key.clone();
     let login = ctx.user.login.clone();
     let password = ctx.user.password.clone();
+    let limits = crate::mailstore::FetchLimits::of(ctx.config);
     let job = move |pages: tokio::sync::mpsc::Sender<read_ahead::Page>| async move {
         let Ok(mut store) =
             Mailstore::open_pooled(&pool, &imap, &user, &login, password.expose()).await
         else {
             return;
         };
+        // The pages go to the device: the same bounds as its own requests.
+        store.limit_fetches(limits);
         let Ahead {
             mut snapshot,
             encoded: mut from,
