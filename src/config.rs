@@ -42,10 +42,26 @@ pub struct Config {
     pub limits: LimitsConfig,
 }
 
-/// `[limits]`: what one request may take of the server.
+/// `[limits]`: what one connection, client address or user may take of the server.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// Open client connections; more are answered 503 and closed. Lowered at start to half
+    /// the open-file limit (the other half is for IMAP connections and files).
+    pub max_connections: usize,
+    /// Seconds a new connection, or a request head once begun, may take to arrive.
+    pub header_timeout_secs: u64,
+    /// Seconds a connection with no request under way stays open (held Pings are under way).
+    pub idle_timeout_secs: u64,
+    /// Seconds a request body may pause; the whole body must also average 8 KiB/s after it.
+    pub body_timeout_secs: u64,
+    /// Pings and Syncs under way at once (held ones wait up to an hour) per user, and per
+    /// client address (IPv6: per /64); more get 503 with Retry-After.
+    pub held_requests_per_user: usize,
+    pub held_requests_per_address: usize,
+    /// Devices a user may have in the state store; a further new DeviceId is refused
+    /// (status 177, 403 before 14.0) until an admin removes one.
+    pub devices_per_user: usize,
     /// Operations one ItemOperations request may hold; the ones after are answered with
     /// status 2 and not run.
     pub item_operations_per_request: usize,
@@ -62,6 +78,13 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
+            max_connections: 20_000,
+            header_timeout_secs: 30,
+            idle_timeout_secs: 120,
+            body_timeout_secs: 60,
+            held_requests_per_user: 50,
+            held_requests_per_address: 5_000,
+            devices_per_user: 100,
             item_operations_per_request: 32,
             item_operations_response_bytes: 16 * 1024 * 1024,
             max_message_bytes: 64 * 1024 * 1024,
@@ -248,6 +271,16 @@ pub struct AuthConfig {
     pub default_domain: Option<String>,
     /// Failed log-ins (per user, and per client address) before responses are slowed down.
     pub failures_before_delay: u32,
+    /// Distinct wrong passwords for one user, and from one client network (an IPv4 address,
+    /// an IPv6 /64), within `lockout_secs` before log-ins are refused without asking IMAP
+    /// for `lockout_secs`. A locked user is refused only from the networks that failed.
+    pub user_failures_before_lockout: u32,
+    pub network_failures_before_lockout: u32,
+    pub lockout_secs: u64,
+    /// IMAP LOGINs checking a password at once, per user and per client network; further
+    /// attempts wait their turn.
+    pub logins_in_flight_per_user: usize,
+    pub logins_in_flight_per_network: usize,
 }
 
 /// `[provision]`: device policy.
@@ -318,6 +351,11 @@ impl Default for AuthConfig {
             cache_ttl_secs: 300,
             default_domain: None,
             failures_before_delay: 3,
+            user_failures_before_lockout: 5,
+            network_failures_before_lockout: 100,
+            lockout_secs: 900,
+            logins_in_flight_per_user: 2,
+            logins_in_flight_per_network: 8,
         }
     }
 }
@@ -430,9 +468,17 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return bad("server.tls_cert and server.tls_key go together".into());
         }
-        self.imap_security()?;
+        let imap_security = self.imap_security()?;
         if self.imap.host.is_empty() {
             return bad("imap.host is empty".into());
+        }
+        // Every phone's password goes to the IMAP server in its LOGIN, as for SMTP.
+        if imap_security == Security::None && !is_loopback_host(&self.imap.host) {
+            return bad(format!(
+                "imap.security = \"none\" would send users' passwords in clear to {}; use \
+                 starttls or tls (plain is only for loopback)",
+                self.imap.host
+            ));
         }
         if !self.state.url.starts_with("sqlite:") {
             return bad(format!(
@@ -456,6 +502,7 @@ impl Config {
         if self.server.max_body_bytes < 64 * 1024 {
             return bad("server.max_body_bytes below 64 KiB would refuse ordinary mail".into());
         }
+        self.check_limits()?;
         self.check_fetch_limits()?;
         Ok(())
     }
@@ -488,6 +535,52 @@ impl Config {
     /// UIDs is about 7 MB).
     pub fn imap_response_limit(&self) -> usize {
         self.limits.max_message_bytes + 8 * 1024 * 1024
+    }
+
+    /// `[limits]` and the throttling part of `[auth]`: zero would turn a limit into a ban.
+    fn check_limits(&self) -> Result<(), ConfigError> {
+        let (a, l) = (&self.auth, &self.limits);
+        let count = |n: usize| n as u64;
+        let zero = [
+            (
+                "auth.user_failures_before_lockout",
+                u64::from(a.user_failures_before_lockout),
+            ),
+            ("auth.lockout_secs", a.lockout_secs),
+            (
+                "auth.logins_in_flight_per_user",
+                count(a.logins_in_flight_per_user),
+            ),
+            (
+                "auth.logins_in_flight_per_network",
+                count(a.logins_in_flight_per_network),
+            ),
+            ("limits.max_connections", count(l.max_connections)),
+            ("limits.header_timeout_secs", l.header_timeout_secs),
+            ("limits.idle_timeout_secs", l.idle_timeout_secs),
+            ("limits.body_timeout_secs", l.body_timeout_secs),
+            (
+                "limits.held_requests_per_user",
+                count(l.held_requests_per_user),
+            ),
+            (
+                "limits.held_requests_per_address",
+                count(l.held_requests_per_address),
+            ),
+            ("limits.devices_per_user", count(l.devices_per_user)),
+        ];
+        if let Some((name, _)) = zero.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+        }
+        // Many phones of a company share one NAT address: a network must be allowed more
+        // failures than any one of its users.
+        if a.network_failures_before_lockout < a.user_failures_before_lockout {
+            return Err(ConfigError::Invalid(
+                "auth.network_failures_before_lockout is below auth.user_failures_before_lockout"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     fn imap_security(&self) -> Result<Security, ConfigError> {
@@ -538,9 +631,7 @@ impl Config {
         if s.host.is_empty() {
             return Err(ConfigError::Invalid("smtp.host is empty".into()));
         }
-        let loopback =
-            s.host == "localhost" || s.host.parse::<IpAddr>().is_ok_and(|a| a.is_loopback());
-        if auth == SmtpAuth::User && security == SmtpSecurity::None && !loopback {
+        if auth == SmtpAuth::User && security == SmtpSecurity::None && !is_loopback_host(&s.host) {
             return Err(ConfigError::Invalid(format!(
                 "smtp.security = \"none\" would send users' passwords in clear to {}; use \
                  starttls or tls (plain is only for loopback)",
@@ -577,6 +668,12 @@ impl Config {
             self.server.public_url.trim_end_matches('/')
         )
     }
+}
+
+/// A host name that can only mean this machine.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|a| a.is_loopback())
 }
 
 #[cfg(test)]
@@ -639,6 +736,24 @@ mod test {
     }
 
     #[test]
+    fn plaintext_imap_only_on_loopback() {
+        let mut c = Config::default();
+        c.imap.security = "none".into();
+        for host in ["127.0.0.1", "localhost", "::1", "[::1]"] {
+            c.imap.host = host.into();
+            assert!(c.validate().is_ok(), "{host}");
+        }
+        c.imap.host = "imap.example.com".into();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("in clear") && err.contains("imap.security"),
+            "{err}"
+        );
+        c.imap.security = "starttls".into();
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
     fn push_source_names() {
         let c: Config = toml::from_str("[push]\nsource = \"dovecot-events\"\n").unwrap();
         assert_eq!(c.push.source, PushSource::DovecotEvents);
@@ -646,6 +761,19 @@ mod test {
         assert_eq!(c.push.source, PushSource::Both);
         assert_eq!(Config::default().push.source, PushSource::Imap);
         assert!(toml::from_str::<Config>("[push]\nsource = \"lua\"\n").is_err());
+    }
+
+    #[test]
+    fn limits_that_would_ban_everyone_are_refused() {
+        let mut c = Config::default();
+        assert!(c.validate().is_ok());
+        c.limits.held_requests_per_user = 0;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("limits.held_requests_per_user"), "{err}");
+        let mut c = Config::default();
+        c.auth.network_failures_before_lockout = 3;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("network_failures_before_lockout"), "{err}");
     }
 
     #[test]

@@ -107,10 +107,17 @@ const FETCH_BATCH: usize = 200;
 /// A kept session may keep a mailbox selected (see [`Mailstore::close`]); one that has
 /// nothing selected and never closed a mailbox serves as the *probe* that reads STATUS of a
 /// mailbox another session has selected (see [`Mailstore::folder_state`]).
+///
+/// Sessions are kept per exact log-in name *and* password ([`SessionPool::key`]): an IMAP
+/// server may tell `Alice` from `alice`, and a session logged in with a password that has
+/// since changed must not serve a request that brings the new one (nor one still bringing
+/// the old one, once IMAP would refuse it: that request logs in anew and learns so).
 pub struct SessionPool {
     idle: std::sync::Mutex<HashMap<String, Vec<Pooled>>>,
     max_idle: std::time::Duration,
     per_user: usize,
+    /// Salts the password part of the keys, which live in memory only.
+    salt: [u8; 16],
 }
 
 struct Pooled {
@@ -140,11 +147,30 @@ enum Role {
 
 impl SessionPool {
     pub fn new(max_idle: std::time::Duration, per_user: usize) -> SessionPool {
+        let mut salt = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut salt);
         SessionPool {
             idle: std::sync::Mutex::new(HashMap::new()),
             max_idle,
             per_user,
+            salt,
         }
+    }
+
+    /// The key sessions logged in with these credentials are kept under.
+    fn key(&self, login: &str, password: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(self.salt)
+            .chain_update(password.as_bytes())
+            .finalize();
+        let mut key = String::with_capacity(login.len() + 33);
+        key.push_str(login);
+        key.push('\0');
+        for b in &digest[..16] {
+            key.push_str(&format!("{b:02x}"));
+        }
+        key
     }
 
     fn take(&self, user: &str, role: Role) -> Option<Pooled> {
@@ -344,14 +370,16 @@ impl Mailstore {
 
     /// A session for a user outside a command (a push source looking at STATUS): a kept one
     /// from `pool`, else a new login. [`Mailstore::close`] gives it back to the pool.
+    /// `_user_key` (the lower-cased login that names the user's state) does not choose the
+    /// session: the exact credentials do (see [`SessionPool`]).
     pub async fn open_pooled(
         pool: &std::sync::Arc<SessionPool>,
         imap: &crate::imap::ImapConfig,
-        key: &str,
+        _user_key: &str,
         login: &str,
         password: &str,
     ) -> Result<Mailstore, ImapError> {
-        let user = key.to_owned();
+        let user = pool.key(login, password);
         let relogin = (
             imap.clone(),
             login.to_owned(),
@@ -1222,4 +1250,26 @@ fn valid_keyword(k: &str) -> bool {
             b.is_ascii_graphic()
                 && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
         })
+}
+
+#[cfg(test)]
+mod pool_test {
+    use super::SessionPool;
+
+    #[test]
+    fn sessions_are_kept_per_exact_login_and_password() {
+        let pool = SessionPool::new(std::time::Duration::from_secs(60), 4);
+        let alice = pool.key("alice", "secret-1");
+        assert_eq!(alice, pool.key("alice", "secret-1"));
+        assert_ne!(
+            alice,
+            pool.key("Alice", "secret-1"),
+            "IMAP may tell them apart"
+        );
+        assert_ne!(alice, pool.key("alice", "secret-2"), "a changed password");
+        assert!(!alice.contains("secret"));
+        // Another pool (another process) salts differently.
+        let other = SessionPool::new(std::time::Duration::from_secs(60), 4);
+        assert_ne!(alice, other.key("alice", "secret-1"));
+    }
 }

@@ -518,11 +518,11 @@ async fn a_resent_sync_key_gets_the_same_answer_and_changes_nothing_twice() {
 #[tokio::test]
 async fn a_retry_after_the_resend_window_resyncs_and_applies_nothing_twice() {
     let g = gateway().await;
-    let (p, folders) = phone(&g, "walter", "14.1").await;
+    let (p, folders) = phone(&g, "resendwin", "14.1").await;
     let inbox = folder_id(&folders, "Inbox");
-    let a1 = support::append("walter", "INBOX", &[], &mail("Kept secret", "x")).await;
+    let a1 = support::append("resendwin", "INBOX", &[], &mail("Kept secret", "x")).await;
     let (key, _) = sync_all(&p, &inbox, 50).await;
-    support::append("walter", "INBOX", &[], &mail("Content", "the body")).await;
+    support::append("resendwin", "INBOX", &[], &mail("Content", "the body")).await;
     let xml = format!(
         r#"<Sync xmlns="AirSync:" xmlns:email="Email:"><Collections><Collection>
              <SyncKey>{key}</SyncKey><CollectionId>{inbox}</CollectionId><Commands><Change><ServerId>{inbox}:{a1}</ServerId><ApplicationData><email:Read>1</email:Read></ApplicationData></Change></Commands>

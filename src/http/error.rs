@@ -11,6 +11,7 @@ use crate::eas::EasError;
 use crate::eas::version::Command;
 use crate::http::auth::AuthError;
 use crate::http::query::QueryError;
+use crate::imap::ImapError;
 
 /// Why a request gets no EAS document.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,17 @@ pub enum HttpError {
     /// The IMAP server is down or unreachable: 503 with Retry-After, so the phone backs off.
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+    /// A limit refuses the request for now (log-ins locked out, too many held requests): 503
+    /// with Retry-After. Not 401, which makes a phone ask its user for a password that may
+    /// well be right; not 429, which MS-ASHTTP does not know and phones treat as a failure.
+    #[error("refused for now: {reason}")]
+    Busy {
+        reason: &'static str,
+        retry_after: u64,
+    },
+    /// The request body stalled (`limits.body_timeout_secs`): 408.
+    #[error("request body timed out")]
+    RequestTimeout,
     /// Anything else: 500.
     #[error("internal error: {0}")]
     Internal(String),
@@ -60,7 +72,8 @@ impl HttpError {
             HttpError::Forbidden => StatusCode::FORBIDDEN,
             HttpError::NotFound => StatusCode::NOT_FOUND,
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            HttpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Unavailable(_) | HttpError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             HttpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -79,6 +92,12 @@ impl IntoResponse for HttpError {
             }
             HttpError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            }
+            HttpError::Busy { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+            }
+            HttpError::RequestTimeout => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             HttpError::MethodNotAllowed => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("OPTIONS, POST"));
@@ -102,6 +121,13 @@ impl From<AuthError> for HttpError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Missing | AuthError::Rejected => HttpError::Unauthorized,
+            AuthError::Throttled {
+                reason,
+                retry_after,
+            } => HttpError::Busy {
+                reason,
+                retry_after: retry_after.as_secs().max(1),
+            },
             AuthError::Backend(e) => HttpError::Unavailable(e.to_string()),
         }
     }
@@ -115,6 +141,10 @@ impl From<EasError> for HttpError {
             EasError::NeedsProvisioning => HttpError::NeedsProvisioning,
             EasError::Blocked => HttpError::Forbidden,
             EasError::State(e) => HttpError::Internal(e.to_string()),
+            // The password was accepted when it was cached and is not any more (changed since):
+            // like any wrong password, 401, so the phone asks for the new one. The request
+            // path forgets the cached one (`http::post`).
+            EasError::Imap(ImapError::LoginRejected) => HttpError::Unauthorized,
             EasError::Imap(e) if e.is_connection_failure() => HttpError::Unavailable(e.to_string()),
             EasError::Imap(e) => HttpError::Internal(e.to_string()),
             EasError::NotSent {
@@ -131,4 +161,39 @@ impl From<EasError> for HttpError {
 
 fn command_name(c: Command) -> String {
     c.name().to_owned()
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn a_login_rejected_inside_a_command_asks_for_the_password() {
+        let e = HttpError::from(EasError::Imap(ImapError::LoginRejected));
+        assert!(matches!(e, HttpError::Unauthorized));
+        let r = e.into_response();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
+        // Other IMAP refusals stay server errors.
+        let e = HttpError::from(EasError::Imap(ImapError::No {
+            code: None,
+            text: "x".into(),
+        }));
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn refusals_for_now_say_when_to_come_back() {
+        let r = HttpError::Busy {
+            reason: "test",
+            retry_after: 120,
+        }
+        .into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "120");
+        assert_eq!(
+            HttpError::RequestTimeout.into_response().status(),
+            StatusCode::REQUEST_TIMEOUT
+        );
+    }
 }

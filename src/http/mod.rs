@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod autodiscover;
 pub mod error;
+pub mod limits;
 pub mod query;
 pub mod serve;
 
@@ -44,6 +45,8 @@ pub struct AppState {
     pub store: Arc<dyn StateStore>,
     pub auth: Authenticator,
     pub metrics: Metrics,
+    /// `[limits]`: held requests, new devices, connections, body timeouts.
+    pub limits: limits::Limits,
     pub hub: Arc<crate::push::Hub>,
     pub pool: Arc<crate::mailstore::SessionPool>,
     pub directory: Arc<crate::directory::Directory>,
@@ -56,12 +59,7 @@ impl AppState {
     /// events, binding their socket: call it inside a Tokio runtime).
     pub fn new(config: Config) -> anyhow::Result<AppState> {
         let store = crate::state::open(&config.state.url)?;
-        let auth = Authenticator::new(
-            config.imap_config(),
-            std::time::Duration::from_secs(config.auth.cache_ttl_secs),
-            config.auth.failures_before_delay,
-            config.auth.default_domain.clone(),
-        );
+        let auth = Authenticator::from_config(&config);
         // Kept a minute: phones come back within seconds (Ping answered → Sync → Ping).
         let pool = Arc::new(crate::mailstore::SessionPool::new(
             std::time::Duration::from_secs(60),
@@ -79,6 +77,7 @@ impl AppState {
             ));
         }
         Ok(AppState {
+            limits: limits::Limits::new(&config.limits),
             directory: Arc::new(directory),
             config,
             store,
@@ -147,6 +146,11 @@ async fn route(State(state): State<Arc<AppState>>, request: Request) -> Response
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let client = client_address(&state.config, peer, request.headers());
+    let (head, body) = request.into_parts();
+    let body = state
+        .limits
+        .timed_body(body, &head.headers, state.config.server.max_body_bytes);
+    let request = Request::from_parts(head, body);
     match path.trim_end_matches('/') {
         // Each boxed at its own size: a held Ping's task then carries only ActiveSync's state.
         "/microsoft-server-activesync" => Box::pin(activesync(state, client, request)).await,
@@ -160,6 +164,12 @@ async fn route(State(state): State<Arc<AppState>>, request: Request) -> Response
                 state.pool.len()
             ));
             text.push_str(&state.read_ahead.metrics());
+            text.push_str(&state.auth.counters().render());
+            state.limits.counters.connections_open.store(
+                state.limits.connections.open() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            text.push_str(&state.limits.counters.render());
             text.into_response()
         }
         _ => HttpError::NotFound.into_response(),
@@ -227,7 +237,14 @@ async fn activesync(state: Arc<AppState>, client: IpAddr, request: Request) -> R
             );
         }
         if method != Method::POST {
-            return (method.to_string(), Err(HttpError::MethodNotAllowed));
+            // A metrics label: any token is a method, so only the standard ones are named.
+            let name = match method.as_str() {
+                "GET" | "HEAD" | "PUT" | "DELETE" | "PATCH" | "CONNECT" | "TRACE" => {
+                    method.as_str()
+                }
+                _ => "other",
+            };
+            return (name.to_owned(), Err(HttpError::MethodNotAllowed));
         }
         post(&state, client, head, body).await
     }
@@ -301,7 +318,19 @@ async fn post(
     drop(head);
     let name = line.command.name().to_owned();
     tracing::Span::current().record("cmd", line.command.name());
-    (name, run_command(state, client, line, headers, body).await)
+    let creds = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth::parse_basic);
+    let result = run_command(state, client, line, headers, body).await;
+    if let (Err(HttpError::Unauthorized), Some(creds)) = (&result, &creds) {
+        // Authenticated from the cache, then refused by IMAP inside the command: the password
+        // changed since. The next request asks IMAP (and gets its 401 there).
+        if state.auth.forget(creds) {
+            tracing::info!("the IMAP server refused the cached password; forgotten");
+        }
+    }
+    (name, result)
 }
 
 async fn run_command(
@@ -314,6 +343,7 @@ async fn run_command(
     let span = tracing::Span::current();
     // Boxed like the commands: a login's state is large and a held request must not carry it.
     let user = Box::pin(authenticate(state, client, &headers)).await?;
+    let _held = state.limits.hold(line.command, &user.key, client)?;
     span.record("user", user.key.as_str());
     span.record("device_id", line.device_id.as_str());
 
@@ -363,11 +393,19 @@ async fn run_command(
         user: user.key.clone(),
         device_id: line.device_id.clone(),
     };
-    let device = state
+    let device = match state
         .store
         .device(&key)
         .map_err(|e| HttpError::Internal(e.to_string()))?
-        .unwrap_or_else(|| Device::new(key, &line.device_type));
+    {
+        Some(device) => device,
+        None => {
+            if let Some(refusal) = admit_new_device(state, &key.user, line.command, version)? {
+                return Ok(refusal);
+            }
+            Device::new(key, &line.device_type)
+        }
+    };
     // What the request saw, so that only what it changes is written back (see save_device).
     let original = device.clone();
     let mut ctx = Context {
@@ -469,10 +507,28 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, HttpError> {
         let text = format!("{e:?}");
         if text.contains("LengthLimit") {
             HttpError::TooLarge
+        } else if text.contains("BodyTimeout") {
+            HttpError::RequestTimeout
         } else {
             HttpError::BadRequest(format!("body: {e}"))
         }
     })
+}
+
+/// `limits.devices_per_user`, asked at the first sight of a DeviceId: `Some` answer when the
+/// user may not add another device.
+fn admit_new_device(
+    state: &AppState,
+    user: &str,
+    command: Command,
+    version: ProtocolVersion,
+) -> Result<Option<Response>, HttpError> {
+    let known = state
+        .store
+        .devices(Some(user))
+        .map_err(|e| HttpError::Internal(e.to_string()))?
+        .len();
+    state.limits.admit_new_device(known, command, version)
 }
 
 fn wbxml_response(bytes: Vec<u8>) -> Response {

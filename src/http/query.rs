@@ -8,11 +8,14 @@
 
 use base64::Engine as _;
 
+use super::limits::log_safe;
 use crate::eas::version::{Command, ProtocolVersion};
 
 /// Longest DeviceId we accept. The spec says 32, real clients send more; we only need a bound.
 const MAX_DEVICE_ID: usize = 64;
 const MAX_DEVICE_TYPE: usize = 64;
+/// The longest command name is 17 characters; more of an unknown one says nothing.
+const MAX_LOGGED_COMMAND: usize = 40;
 
 /// What the query string says about the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +51,9 @@ pub enum QueryError {
     /// A required parameter (`Cmd`, `DeviceId`, `DeviceType`) is absent or empty.
     #[error("missing {0}")]
     Missing(&'static str),
-    /// `Cmd` names no EAS command (or the base64 form has an unknown command code).
+    /// `Cmd` names no EAS command (or the base64 form has an unknown command code). The value
+    /// is kept escaped and shortened ([`log_safe`]): it is logged before any log-in, and a
+    /// raw one could forge log lines.
     #[error("unknown command {0:?}")]
     UnknownCommand(String),
     /// A DeviceId or DeviceType longer than we accept, or with control characters.
@@ -113,7 +118,8 @@ fn parse_plain(query: &str) -> Result<RequestLine, QueryError> {
     let cmd = cmd
         .filter(|c| !c.is_empty())
         .ok_or(QueryError::Missing("Cmd"))?;
-    line.command = Command::from_name(&cmd).ok_or(QueryError::UnknownCommand(cmd))?;
+    line.command = Command::from_name(&cmd)
+        .ok_or_else(|| QueryError::UnknownCommand(log_safe(&cmd, MAX_LOGGED_COMMAND)))?;
     check_device(&line.device_id, &line.device_type)?;
     Ok(line)
 }
@@ -292,6 +298,37 @@ mod test {
         assert_eq!(
             parse(&format!("Cmd=Sync&DeviceId={long}&DeviceType=y")),
             Err(QueryError::Invalid("DeviceId"))
+        );
+    }
+
+    #[test]
+    fn an_unknown_command_reaches_the_log_escaped() {
+        let forged = "Foo%0A2026-12-04T10:00:00Z%20INFO%20eas:%20answered%20user=admin";
+        let Err(e) = parse(&format!("Cmd={forged}&DeviceId=a&DeviceType=b")) else {
+            panic!("an unknown command was accepted");
+        };
+        let logged = format!(
+            "{} / {}",
+            e,
+            super::super::error::HttpError::from(e.clone())
+        );
+        assert!(!logged.contains('\n'), "{logged}");
+        assert!(logged.contains("Foo\\n2026"), "{logged}");
+        let long = "X".repeat(5000);
+        let Err(QueryError::UnknownCommand(kept)) =
+            parse(&format!("Cmd={long}&DeviceId=a&DeviceType=b"))
+        else {
+            panic!("accepted");
+        };
+        assert!(kept.len() < 50, "{kept}");
+        // Device id and type with control characters are refused outright.
+        assert_eq!(
+            parse("Cmd=Sync&DeviceId=a%0Ab&DeviceType=b"),
+            Err(QueryError::Invalid("DeviceId"))
+        );
+        assert_eq!(
+            parse("Cmd=Sync&DeviceId=a&DeviceType=b%0D"),
+            Err(QueryError::Invalid("DeviceType"))
         );
     }
 

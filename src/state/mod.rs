@@ -108,7 +108,7 @@ pub enum Saved {
     /// Written; the record as it now is. `raced` says that someone else (the admin, another
     /// request of the device) wrote it while the request ran, so the caller should look at
     /// the record again before answering.
-    Stored { device: Device, raced: bool },
+    Stored { device: Box<Device>, raced: bool },
     /// The device was removed while the request ran; nothing was written back.
     Removed,
 }
@@ -125,7 +125,7 @@ pub fn save_device(
     let mut raced = false;
     if original.version == 0 {
         if store.insert_device(updated)? {
-            let mut device = updated.clone();
+            let mut device = Box::new(updated.clone());
             device.version = 1;
             return Ok(Saved::Stored { device, raced });
         }
@@ -135,7 +135,7 @@ pub fn save_device(
         if store.update_device(&first)? {
             first.version += 1;
             return Ok(Saved::Stored {
-                device: first,
+                device: Box::new(first),
                 raced,
             });
         }
@@ -151,7 +151,7 @@ pub fn save_device(
         if store.update_device(&merged)? {
             merged.version += 1;
             return Ok(Saved::Stored {
-                device: merged,
+                device: Box::new(merged),
                 raced,
             });
         }

@@ -899,7 +899,7 @@ mod test {
         );
         assert_eq!(device.policy_key, Some(7));
         assert_eq!(device.last_seen, ping.last_seen);
-        assert_eq!(store.device(&key("alice")).unwrap(), Some(device.clone()));
+        assert_eq!(store.device(&key("alice")).unwrap(), Some(*device.clone()));
 
         // A request that acknowledged a wipe the admin has since cancelled does not win.
         let before_ack = store.device(&key("alice")).unwrap().unwrap();
