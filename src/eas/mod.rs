@@ -15,6 +15,7 @@ pub mod itemoperations;
 pub mod moveitems;
 pub mod ping;
 pub mod provision;
+pub mod request;
 pub mod resolverecipients;
 pub mod search;
 pub mod send;
@@ -25,10 +26,9 @@ pub mod version;
 use eas_wbxml::{Element, Tag, tags};
 
 use crate::config::Config;
-use crate::http::auth::AuthenticatedUser;
-use crate::http::query::RequestLine;
 use crate::imap::{ImapError, Session};
 use crate::state::{Device, DeviceKey, StateError, StateStore, WipeState};
+pub use request::{AuthenticatedUser, RequestLine};
 use version::{Command, ProtocolVersion};
 
 /// The commands this build implements; `OPTIONS` advertises exactly these.

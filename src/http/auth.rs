@@ -76,17 +76,7 @@ pub struct Credentials {
     pub password: Secret<String>,
 }
 
-/// A user whose password the IMAP server accepted.
-#[derive(Debug, Clone)]
-pub struct AuthenticatedUser {
-    /// The log-in name for IMAP.
-    pub login: String,
-    /// Lower-case log-in name: the key of all this user's state.
-    pub key: String,
-    /// The user's e-mail address.
-    pub email: String,
-    pub password: Secret<String>,
-}
+pub use crate::eas::request::AuthenticatedUser;
 
 /// Why authentication failed.
 #[derive(Debug, thiserror::Error)]

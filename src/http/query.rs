@@ -17,33 +17,7 @@ const MAX_DEVICE_TYPE: usize = 64;
 /// The longest command name is 17 characters; more of an unknown one says nothing.
 const MAX_LOGGED_COMMAND: usize = 40;
 
-/// What the query string says about the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestLine {
-    pub command: Command,
-    /// `User=` as the client typed it; informational only (identity comes from Authorization).
-    pub user: Option<String>,
-    pub device_id: String,
-    pub device_type: String,
-    /// Only the base64 form carries these; the plain form sends headers instead.
-    pub version: Option<ProtocolVersion>,
-    pub policy_key: Option<u32>,
-    pub locale: Option<u16>,
-    pub params: CommandParams,
-}
-
-/// Command parameters of the query (used by SendMail/SmartReply/SmartForward in 12.x,
-/// GetAttachment, and the ItemOperations multipart option).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CommandParams {
-    pub attachment_name: Option<String>,
-    pub collection_id: Option<String>,
-    pub item_id: Option<String>,
-    pub long_id: Option<String>,
-    pub occurrence: Option<String>,
-    pub save_in_sent: bool,
-    pub accept_multipart: bool,
-}
+pub use crate::eas::request::{CommandParams, RequestLine};
 
 /// Why a query string is not an EAS request line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -28,8 +28,8 @@ use sha2::{Digest, Sha256};
 
 use super::{Context, EasError, Reply};
 use crate::eas::folders::{DELETED_ITEMS as TRASH, DRAFTS};
+use crate::eas::request::AuthenticatedUser;
 use crate::eas::version::ProtocolVersion;
-use crate::http::auth::AuthenticatedUser;
 use crate::imap::SequenceSet;
 use crate::mailstore::{FolderState, Mailstore};
 use crate::state::{FolderEntry, unix_now};
