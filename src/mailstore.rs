@@ -8,11 +8,54 @@
 
 use std::collections::HashMap;
 
-use crate::eas::Context;
-use crate::eas::sync::snapshot::{Current, flag_state};
-use crate::imap::{
-    FetchQuery, Flag, ImapDate, ImapError, SearchKey, Section, SequenceSet, Session, StoreMode,
-};
+use crate::imap::{FetchQuery, Section, Session, StoreMode};
+// The IMAP vocabulary the commands put into their requests (what to search for, which UIDs,
+// which flags, what a mailbox is) and the error they classify. Commands name them through
+// this module, never through `imap`, so the backend stays the one place that talks IMAP.
+pub use crate::imap::{Flag, ImapDate, ImapError, Mailbox, SearchKey, SequenceSet, SpecialUse};
+
+/// The flag state of one message as the device last saw it, folded to 32 bits: the low bits
+/// are `\Seen` and `\Flagged`, the rest a hash of the keywords shown as Categories. Only a
+/// difference matters, never the value, so a hash is enough.
+pub type FlagState = u32;
+
+/// The bits of `\Seen` and `\Flagged` in a [`FlagState`].
+pub const SEEN: u32 = 1;
+pub const FLAGGED: u32 = 2;
+
+/// Folds IMAP flags into a [`FlagState`]. Which keywords count as categories is decided by
+/// [`crate::mime::FlagState`], the same code that writes them, so a keyword the phone never
+/// sees never causes a Change.
+pub fn flag_state<S: AsRef<str>>(flags: &[S]) -> FlagState {
+    let seen = crate::mime::FlagState::from_imap(flags);
+    let mut bits = 0;
+    if seen.read {
+        bits |= SEEN;
+    }
+    if seen.flagged {
+        bits |= FLAGGED;
+    }
+    let mut keywords: Vec<&str> = seen.categories.iter().map(String::as_str).collect();
+    keywords.sort_unstable();
+    // FNV-1a over the sorted keywords.
+    let mut h: u32 = 0x811c_9dc5;
+    for k in keywords {
+        for b in k.bytes().chain([0]) {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+    }
+    (h & !3) | bits
+}
+
+/// A message as IMAP has it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Current {
+    pub uid: u32,
+    pub state: FlagState,
+    /// Inside the FilterType window.
+    pub in_window: bool,
+}
 
 /// What STATUS says about a mailbox; enough to tell "nothing changed" without touching a
 /// single message.
@@ -52,7 +95,7 @@ pub struct Listing {
 pub struct Changes {
     pub state: FolderState,
     /// New or changed messages, with their flag state.
-    pub changed: Vec<(u32, crate::eas::sync::snapshot::FlagState)>,
+    pub changed: Vec<(u32, FlagState)>,
     /// Every UID in the mailbox.
     pub all: SequenceSet,
     /// UIDs inside the FilterType window (None: no window).
@@ -337,17 +380,18 @@ pub struct Mailstore {
 }
 
 impl Mailstore {
-    /// A session for the requesting user.
-    pub async fn open(ctx: &Context<'_>) -> Result<Mailstore, ImapError> {
-        let mut store = Mailstore::open_pooled(
-            ctx.pool,
-            &ctx.config.imap_config(),
-            &ctx.user.key,
-            &ctx.user.login,
-            ctx.user.password.expose(),
-        )
-        .await?;
-        store.limit_fetches(FetchLimits::of(ctx.config));
+    /// A session for a user (`key` is the user's state key, `login` what IMAP LOGIN takes),
+    /// bounded as the configuration says.
+    pub async fn open(
+        pool: &std::sync::Arc<SessionPool>,
+        config: &crate::config::Config,
+        key: &str,
+        login: &str,
+        password: &str,
+    ) -> Result<Mailstore, ImapError> {
+        let mut store =
+            Mailstore::open_pooled(pool, &config.imap_config(), key, login, password).await?;
+        store.limit_fetches(FetchLimits::of(config));
         Ok(store)
     }
 
@@ -1250,6 +1294,57 @@ fn valid_keyword(k: &str) -> bool {
             b.is_ascii_graphic()
                 && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
         })
+}
+
+/// The user's folder hierarchy: listing, creating, renaming and deleting mailboxes, on a
+/// session of its own (not pooled: hierarchy changes are rare, and a pooled session's kept
+/// view must not see a mailbox renamed under it).
+pub struct Hierarchy {
+    session: Session,
+}
+
+impl Hierarchy {
+    /// Logs in as the user.
+    pub async fn open(
+        imap: &crate::imap::ImapConfig,
+        login: &str,
+        password: &str,
+    ) -> Result<Hierarchy, ImapError> {
+        let mut session = Session::connect(imap).await?;
+        session.login(login, password).await?;
+        Ok(Hierarchy { session })
+    }
+
+    pub async fn list(&mut self) -> Result<Vec<Mailbox>, ImapError> {
+        self.session.list().await
+    }
+
+    /// Every mailbox with its UIDVALIDITY where the server tells it in the listing.
+    pub async fn list_with_uidvalidity(
+        &mut self,
+    ) -> Result<Vec<(Mailbox, Option<u32>)>, ImapError> {
+        self.session.list_with_uidvalidity().await
+    }
+
+    pub async fn create(&mut self, name: &str) -> Result<(), ImapError> {
+        self.session.create(name).await
+    }
+
+    pub async fn rename(&mut self, from: &str, to: &str) -> Result<(), ImapError> {
+        self.session.rename(from, to).await
+    }
+
+    pub async fn delete(&mut self, name: &str) -> Result<(), ImapError> {
+        self.session.delete(name).await
+    }
+
+    pub async fn subscribe(&mut self, name: &str) -> Result<(), ImapError> {
+        self.session.subscribe(name).await
+    }
+
+    pub async fn logout(self) -> Result<(), ImapError> {
+        self.session.logout().await
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use eas_wbxml::{Element, Tag};
 use super::folders::{self, Layout, is_special};
 use super::foldersync::parse_key;
 use super::{Context, EasError, Reply, child_text};
-use crate::imap::{ImapError, Session};
+use crate::mailstore::{Hierarchy, ImapError};
 use crate::state::FolderEntry;
 
 const OK: u32 = 1;
@@ -47,8 +47,8 @@ async fn current_snapshot(
 }
 
 /// The IMAP session and the server's hierarchy layout.
-async fn session(ctx: &Context<'_>) -> Result<(Session, Layout), EasError> {
-    let mut session = ctx.imap().await?;
+async fn session(ctx: &Context<'_>) -> Result<(Hierarchy, Layout), EasError> {
+    let mut session = ctx.hierarchy().await?;
     let mailboxes = session.list().await?;
     let (layout, _) = folders::plan(&mailboxes);
     Ok((session, layout))
@@ -269,7 +269,7 @@ pub async fn delete(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
         return Ok(reply(root, SPECIAL_FOLDER, vec![]));
     }
     let doomed = subtree(&snapshot, entry.id);
-    let mut session = ctx.imap().await?;
+    let mut session = ctx.hierarchy().await?;
     // Children first: IMAP refuses to delete a mailbox that still has children.
     for id in doomed.iter().rev() {
         let Some(f) = snapshot.iter().find(|f| f.id == *id) else {

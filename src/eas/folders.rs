@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use crate::imap::{Mailbox, Session, SpecialUse};
+use crate::mailstore::{Hierarchy, Mailbox, SpecialUse};
 use crate::state::{DeviceKey, FolderEntry, StateError, StateStore};
 
 pub const INBOX: u8 = 2;
@@ -164,7 +164,7 @@ pub fn missing_defaults(folders: &[PlannedFolder]) -> Vec<(u8, &'static str)> {
 /// with ids assigned. `known` is what the device was last told: a mailbox that vanished from
 /// it and reappears under another name with the same UIDVALIDITY was renamed, and keeps its id.
 pub async fn current(
-    session: &mut Session,
+    session: &mut Hierarchy,
     store: &dyn StateStore,
     device: &DeviceKey,
     known: &[FolderEntry],
@@ -252,7 +252,7 @@ pub fn assign_ids(
 #[derive(Debug, thiserror::Error)]
 pub enum CurrentError {
     #[error(transparent)]
-    Imap(#[from] crate::imap::ImapError),
+    Imap(#[from] crate::mailstore::ImapError),
     #[error(transparent)]
     State(#[from] StateError),
 }

@@ -86,7 +86,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         snapshot
     };
 
-    let mut session = ctx.imap().await?;
+    let mut session = ctx.hierarchy().await?;
     let (_, current) = folders::current(&mut session, ctx.store, &device, &base).await?;
     let _ = session.logout().await;
 

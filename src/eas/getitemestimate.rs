@@ -7,7 +7,6 @@ use eas_wbxml::tags::{airsync as a, getitemestimate as g};
 
 use super::sync::{self, request::Options};
 use super::{Context, EasError, Reply, child_text};
-use crate::mailstore::Mailstore;
 
 const OK: u32 = 1;
 const INVALID_COLLECTION: u32 = 2;
@@ -19,7 +18,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
             INVALID_COLLECTION,
         )));
     };
-    let mut store = Mailstore::open(ctx).await?;
+    let mut store = ctx.mailstore().await?;
     let mut responses = Vec::new();
     for c in collections.children_with(g::Collection) {
         let id = child_text(c, g::CollectionId).unwrap_or("").to_owned();

@@ -186,7 +186,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
             refused(op, PROTOCOL_ERROR)
         });
     }
-    let mut store = Mailstore::open(ctx).await?;
+    let mut store = ctx.mailstore().await?;
     let out = Mutex::new(Vec::with_capacity(4096));
     let mut r = Response {
         w: Writer::new(Sink(&out)).map_err(enc)?,
@@ -385,7 +385,7 @@ async fn recover<T>(
                     limit,
                     "IMAP response over the limit; the fetch answered status 11"
                 );
-                let fresh = Mailstore::open(ctx).await?;
+                let fresh = ctx.mailstore().await?;
                 // The broken session is dropped, not pooled: the rest of the response is
                 // still on its wire.
                 drop(std::mem::replace(store, fresh));

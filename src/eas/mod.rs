@@ -26,7 +26,7 @@ pub mod version;
 use eas_wbxml::{Element, Tag, tags};
 
 use crate::config::Config;
-use crate::imap::{ImapError, Session};
+use crate::mailstore::ImapError;
 use crate::state::{Device, DeviceKey, StateError, StateStore, WipeState};
 pub use request::{AuthenticatedUser, RequestLine};
 use version::{Command, ProtocolVersion};
@@ -127,13 +127,26 @@ impl Context<'_> {
         }
     }
 
-    /// An IMAP session logged in as the requesting user.
-    pub async fn imap(&self) -> Result<Session, ImapError> {
-        let mut session = Session::connect(&self.config.imap_config()).await?;
-        session
-            .login(&self.user.login, self.user.password.expose())
-            .await?;
-        Ok(session)
+    /// The requesting user's mail, over a pooled session.
+    pub async fn mailstore(&self) -> Result<crate::mailstore::Mailstore, ImapError> {
+        crate::mailstore::Mailstore::open(
+            self.pool,
+            self.config,
+            &self.user.key,
+            &self.user.login,
+            self.user.password.expose(),
+        )
+        .await
+    }
+
+    /// The requesting user's folder hierarchy, on a session of its own.
+    pub async fn hierarchy(&self) -> Result<crate::mailstore::Hierarchy, ImapError> {
+        crate::mailstore::Hierarchy::open(
+            &self.config.imap_config(),
+            &self.user.login,
+            self.user.password.expose(),
+        )
+        .await
     }
 }
 

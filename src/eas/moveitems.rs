@@ -36,7 +36,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                 None => (INVALID_SOURCE, None),
                 Some(uid) => {
                     if store.is_none() {
-                        store = Some(Mailstore::open(ctx).await?);
+                        store = Some(ctx.mailstore().await?);
                     }
                     let s = store.as_mut().expect("opened above");
                     match s.move_to(&src.imap_name, uid, &dst.imap_name).await? {

@@ -15,7 +15,7 @@ use eas_wbxml::tags::ping as p;
 
 use super::{Context, EasError, Reply, child_text};
 use crate::eas::sync;
-use crate::mailstore::{FolderState, Mailstore};
+use crate::mailstore::FolderState;
 use crate::push::Signal;
 use crate::state::FolderEntry;
 
@@ -232,10 +232,10 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, 
 /// A mailbox's counters over a short connection of our own (when the source had none).
 /// None when the mailbox is gone.
 async fn look(ctx: &Context<'_>, mailbox: &str) -> Result<Option<FolderState>, EasError> {
-    let mut store = Mailstore::open(ctx).await?;
+    let mut store = ctx.mailstore().await?;
     let state = match store.folder_state(mailbox).await {
         Ok(s) => Some(s),
-        Err(crate::imap::ImapError::No { .. }) => None,
+        Err(crate::mailstore::ImapError::No { .. }) => None,
         Err(e) => return Err(e.into()),
     };
     store.close().await;

@@ -12,8 +12,8 @@ use eas_wbxml::{Element, Writer};
 
 use super::sync::{self, items, request::Options};
 use super::{Context, EasError, Reply, child_text, gal};
-use crate::imap::{ImapDate, SearchKey};
 use crate::mailstore::Mailstore;
+use crate::mailstore::{ImapDate, SearchKey};
 use crate::mime::{MessageMeta, MessageView};
 use crate::state::FolderEntry;
 
@@ -218,7 +218,7 @@ pub(crate) async fn find(
         Some(f) => f,
         None => return Ok(Found::FolderSyncRequired),
     };
-    let mut mailstore = Mailstore::open(ctx).await?;
+    let mut mailstore = ctx.mailstore().await?;
     let searched = tokio::time::timeout(
         DEADLINE,
         search_folders(&mut mailstore, &folders, query, keep),
@@ -230,13 +230,15 @@ pub(crate) async fn find(
             tracing::info!(folders = folders.len(), "search timed out");
             Ok(Found::TimedOut)
         }
-        Ok(Err(crate::imap::ImapError::Timeout(_))) => {
+        Ok(Err(crate::mailstore::ImapError::Timeout(_))) => {
             // Dovecot went quiet for the whole IMAP timeout (e.g. building its full-text
             // index for a big folder): to the phone that is a search that timed out.
             tracing::info!(folders = folders.len(), "IMAP search timed out");
             Ok(Found::TimedOut)
         }
-        Ok(Err(crate::imap::ImapError::No { .. } | crate::imap::ImapError::Bad { .. })) => {
+        Ok(Err(
+            crate::mailstore::ImapError::No { .. } | crate::mailstore::ImapError::Bad { .. },
+        )) => {
             mailstore.close().await;
             Ok(Found::ServerError)
         }
@@ -259,7 +261,7 @@ async fn search_folders(
     folders: &[FolderEntry],
     query: &Query,
     keep: usize,
-) -> Result<(Vec<Hit>, usize), crate::imap::ImapError> {
+) -> Result<(Vec<Hit>, usize), crate::mailstore::ImapError> {
     let mut key = imap_key(query);
     if let Some(id) = &query.conversation {
         match conversation_key(mailstore, folders, id).await? {
@@ -345,7 +347,7 @@ async fn conversation_key(
     mailstore: &mut Mailstore,
     folders: &[FolderEntry],
     id: &[u8],
-) -> Result<Option<SearchKey>, crate::imap::ImapError> {
+) -> Result<Option<SearchKey>, crate::mailstore::ImapError> {
     for f in folders {
         let uids = mailstore.search_uids(&f.imap_name, &SearchKey::All).await?;
         for chunk in uids.rchunks(CONVERSATION_BATCH) {

@@ -44,8 +44,8 @@ use eas_wbxml::tags::composemail as cm;
 use super::sync::{self, parse_server_id};
 use super::version::Command;
 use super::{Context, EasError, Reply, child_text, status_document};
-use crate::imap::{Flag, SpecialUse};
 use crate::mailstore::Mailstore;
+use crate::mailstore::{Flag, SpecialUse};
 use crate::mime::compose::{self, ComposeError, Smart};
 use crate::smtp::{self, Envelope, SubmitError};
 use crate::state::{SendClaim, unix_now};
@@ -345,7 +345,7 @@ async fn submit(
 ) -> Result<Submitted, Failure> {
     let needs_store = request.save_in_sent || request.kind != Kind::Send;
     let mut store = if needs_store {
-        Some(Mailstore::open(ctx).await.map_err(|e| {
+        Some(ctx.mailstore().await.map_err(|e| {
             tracing::warn!(error = %e, "mailbox unavailable; nothing sent");
             Failure::RetryLater
         })?)

@@ -30,7 +30,7 @@ use super::{Context, EasError, Reply};
 use crate::eas::folders::{DELETED_ITEMS as TRASH, DRAFTS};
 use crate::eas::request::AuthenticatedUser;
 use crate::eas::version::ProtocolVersion;
-use crate::imap::SequenceSet;
+use crate::mailstore::SequenceSet;
 use crate::mailstore::{FolderState, Mailstore};
 use crate::state::{FolderEntry, unix_now};
 use request::{ClientCommand, CollectionRequest, Options, RequestError, SyncRequest};
@@ -362,7 +362,7 @@ async fn opened<'s>(
     store: &'s mut Option<Mailstore>,
 ) -> Result<&'s mut Mailstore, EasError> {
     if store.is_none() {
-        *store = Some(Mailstore::open(ctx).await?);
+        *store = Some(ctx.mailstore().await?);
     }
     Ok(store.as_mut().expect("opened above"))
 }
@@ -1031,7 +1031,7 @@ async fn folder_state(
 ) -> Result<Option<FolderState>, EasError> {
     match store.folder_state(mailbox).await {
         Ok(s) => Ok(Some(s)),
-        Err(crate::imap::ImapError::No { .. }) => Ok(None),
+        Err(crate::mailstore::ImapError::No { .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

@@ -11,38 +11,7 @@
 
 use std::collections::BTreeMap;
 
-/// The flag state of one message as the device last saw it, folded to 32 bits: the low bits
-/// are `\Seen` and `\Flagged`, the rest a hash of the keywords shown as Categories. Only a
-/// difference matters, never the value, so a hash is enough.
-pub type FlagState = u32;
-
-const SEEN: u32 = 1;
-const FLAGGED: u32 = 2;
-
-/// Folds IMAP flags into a [`FlagState`]. Which keywords count as categories is decided by
-/// [`crate::mime::FlagState`], the same code that writes them, so a keyword the phone never
-/// sees never causes a Change.
-pub fn flag_state<S: AsRef<str>>(flags: &[S]) -> FlagState {
-    let seen = crate::mime::FlagState::from_imap(flags);
-    let mut bits = 0;
-    if seen.read {
-        bits |= SEEN;
-    }
-    if seen.flagged {
-        bits |= FLAGGED;
-    }
-    let mut keywords: Vec<&str> = seen.categories.iter().map(String::as_str).collect();
-    keywords.sort_unstable();
-    // FNV-1a over the sorted keywords.
-    let mut h: u32 = 0x811c_9dc5;
-    for k in keywords {
-        for b in k.bytes().chain([0]) {
-            h ^= u32::from(b);
-            h = h.wrapping_mul(0x0100_0193);
-        }
-    }
-    (h & !3) | bits
-}
+pub use crate::mailstore::{Current, FLAGGED, FlagState, SEEN, flag_state};
 
 /// The state the device has after it changed some flags itself: its old state with only the
 /// parts it sent replaced. A change another client made meanwhile therefore still differs
@@ -86,15 +55,6 @@ pub struct Snapshot {
     /// with the expunges (VANISHED) and new messages since `highest_modseq` it gives the
     /// UIDs of now without asking the server for all of them. None when not known.
     pub all: Option<Vec<(u32, u32)>>,
-}
-
-/// A message as IMAP has it now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Current {
-    pub uid: u32,
-    pub state: FlagState,
-    /// Inside the FilterType window.
-    pub in_window: bool,
 }
 
 /// What the device must be told, before windowing.
