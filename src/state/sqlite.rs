@@ -265,6 +265,41 @@ fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
     })
 }
 
+/// Runs `f` with the device's columns as parameters ?1..?19 in [`DEVICE_COLUMNS`] order
+/// (the version left out), and `extra` as ?20.
+fn with_device_params<T>(
+    d: &Device,
+    extra: Option<u64>,
+    f: impl FnOnce(&[&dyn rusqlite::ToSql]) -> T,
+) -> T {
+    let (wipe, wipe_status) = wipe_to_row(d.wipe);
+    let mut p: Vec<&dyn rusqlite::ToSql> = vec![
+        &d.key.user,
+        &d.key.device_id,
+        &d.device_type,
+        &d.info.model,
+        &d.info.imei,
+        &d.info.friendly_name,
+        &d.info.os,
+        &d.info.os_language,
+        &d.info.phone_number,
+        &d.info.user_agent,
+        &d.info.mobile_operator,
+        &d.info.enable_outbound_sms,
+        &d.policy_key,
+        &d.pending_policy_key,
+        &d.policy_hash,
+        &wipe,
+        &wipe_status,
+        &d.first_seen,
+        &d.last_seen,
+    ];
+    if let Some(extra) = &extra {
+        p.push(extra);
+    }
+    f(&p)
+}
+
 fn record_admin_change(tx: &rusqlite::Transaction<'_>, key: &DeviceKey) -> rusqlite::Result<()> {
     let now = super::unix_now();
     tx.prepare_cached("DELETE FROM admin_changes WHERE at < ?1")?
@@ -288,72 +323,27 @@ impl StateStore for SqliteStore {
     }
 
     fn insert_device(&self, d: &Device) -> Result<bool, StateError> {
-        let (wipe, wipe_status) = wipe_to_row(d.wipe);
         self.with(|c| {
-            c.prepare_cached(&format!(
+            let mut stmt = c.prepare_cached(&format!(
                 "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES \
                      (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
                      ?17, ?18, ?19, 1) ON CONFLICT (user, device_id) DO NOTHING"
-            ))?
-            .execute(params![
-                d.key.user,
-                d.key.device_id,
-                d.device_type,
-                d.info.model,
-                d.info.imei,
-                d.info.friendly_name,
-                d.info.os,
-                d.info.os_language,
-                d.info.phone_number,
-                d.info.user_agent,
-                d.info.mobile_operator,
-                d.info.enable_outbound_sms,
-                d.policy_key,
-                d.pending_policy_key,
-                d.policy_hash,
-                wipe,
-                wipe_status,
-                d.first_seen,
-                d.last_seen,
-            ])
-            .map(|n| n == 1)
+            ))?;
+            with_device_params(d, None, |p| stmt.execute(p)).map(|n| n == 1)
         })
     }
 
     fn update_device(&self, d: &Device) -> Result<bool, StateError> {
-        let (wipe, wipe_status) = wipe_to_row(d.wipe);
         self.with(|c| {
-            c.prepare_cached(
+            let mut stmt = c.prepare_cached(
                 "UPDATE devices SET device_type = ?3, model = ?4, imei = ?5, \
                  friendly_name = ?6, os = ?7, os_language = ?8, phone_number = ?9, \
                  user_agent = ?10, mobile_operator = ?11, enable_outbound_sms = ?12, \
                  policy_key = ?13, pending_policy_key = ?14, policy_hash = ?15, wipe = ?16, \
                  wipe_status = ?17, first_seen = ?18, last_seen = ?19, version = version + 1 \
                  WHERE user = ?1 AND device_id = ?2 AND version = ?20",
-            )?
-            .execute(params![
-                d.key.user,
-                d.key.device_id,
-                d.device_type,
-                d.info.model,
-                d.info.imei,
-                d.info.friendly_name,
-                d.info.os,
-                d.info.os_language,
-                d.info.phone_number,
-                d.info.user_agent,
-                d.info.mobile_operator,
-                d.info.enable_outbound_sms,
-                d.policy_key,
-                d.pending_policy_key,
-                d.policy_hash,
-                wipe,
-                wipe_status,
-                d.first_seen,
-                d.last_seen,
-                d.version,
-            ])
-            .map(|n| n == 1)
+            )?;
+            with_device_params(d, Some(d.version), |p| stmt.execute(p)).map(|n| n == 1)
         })
     }
 
