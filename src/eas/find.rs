@@ -9,16 +9,10 @@ use eas_wbxml::tags::{airsync as a, email, email2, find as f, itemoperations as 
 use eas_wbxml::{Element, Writer};
 
 use super::search::{self, Found, Query, QueryError};
+use super::status::FindStatus;
 use super::{Context, EasError, Reply, child_text, gal};
 use crate::mime::MessageView;
 use crate::mime::body::preview;
-
-const OK: u32 = 1;
-const INVALID_REQUEST: u32 = 2;
-const FOLDER_SYNC_REQUIRED: u32 = 3;
-const RANGE_NOT_FROM_ZERO: u32 = 4;
-/// MS-ASCMD common status: a server-side failure the phone should retry later.
-const SERVER_ERROR_RETRY: u32 = 111;
 
 /// Characters of body text in a result's Preview.
 const PREVIEW_CHARS: u32 = 255;
@@ -26,13 +20,13 @@ const PREVIEW_CHARS: u32 = 255;
 pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
     if ctx.version < super::version::ProtocolVersion::V16_1 {
         // Find exists only in 16.1; an older request form cannot carry it.
-        return Ok(status_only(INVALID_REQUEST));
+        return Ok(status_only(FindStatus::InvalidRequest));
     }
     let Some(exec) = body.child(f::ExecuteSearch) else {
-        return Ok(status_only(INVALID_REQUEST));
+        return Ok(status_only(FindStatus::InvalidRequest));
     };
     if child_text(body, f::SearchId).is_none_or(|id| id.trim().is_empty()) {
-        return Ok(status_only(INVALID_REQUEST));
+        return Ok(status_only(FindStatus::InvalidRequest));
     }
     if let Some(criterion) = exec.child(f::MailBoxSearchCriterion) {
         return mailbox(ctx, criterion).await;
@@ -40,18 +34,18 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
     if let Some(criterion) = exec.child(f::GalSearchCriterion) {
         return gal_find(ctx, criterion);
     }
-    Ok(status_only(INVALID_REQUEST))
+    Ok(status_only(FindStatus::InvalidRequest))
 }
 
 /// The criterion's Range: `0-n` (Find requires the first result to be 0).
-fn range(criterion: &Element) -> Result<(usize, usize), u32> {
+fn range(criterion: &Element) -> Result<(usize, usize), FindStatus> {
     let options = criterion.child(f::Options);
     match options.and_then(|o| child_text(o, f::Range)) {
         None => Ok((0, search::MAX_RANGE - 1)),
         Some(r) => match search::parse_range(r) {
             Some((0, last)) => Ok((0, last)),
-            Some(_) => Err(RANGE_NOT_FROM_ZERO),
-            None => Err(INVALID_REQUEST),
+            Some(_) => Err(FindStatus::StartWithRangeZero),
+            None => Err(FindStatus::InvalidRequest),
         },
     }
 }
@@ -70,18 +64,18 @@ async fn mailbox(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasErr
         Err(status) => return Ok(response_status(status)),
     };
     let Some(q) = criterion.child(f::Query) else {
-        return Ok(response_status(INVALID_REQUEST));
+        return Ok(response_status(FindStatus::InvalidRequest));
     };
     if child_text(q, a::Class).is_some_and(|c| c.trim() != "Email") {
-        return Ok(response_status(INVALID_REQUEST));
+        return Ok(response_status(FindStatus::InvalidRequest));
     }
     let Some(text) = query_text(criterion) else {
-        return Ok(response_status(INVALID_REQUEST));
+        return Ok(response_status(FindStatus::InvalidRequest));
     };
     let words = match search::free_text(text) {
         Ok(w) => w,
         Err(QueryError::Invalid(_) | QueryError::TooComplex(_)) => {
-            return Ok(response_status(INVALID_REQUEST));
+            return Ok(response_status(FindStatus::InvalidRequest));
         }
     };
     let query = Query {
@@ -102,8 +96,10 @@ async fn mailbox(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasErr
             total,
             mailstore,
         } => (folders, hits, total, *mailstore),
-        Found::FolderSyncRequired => return Ok(response_status(FOLDER_SYNC_REQUIRED)),
-        Found::ServerError | Found::TimedOut => return Ok(status_only(SERVER_ERROR_RETRY)),
+        Found::FolderSyncRequired => return Ok(response_status(FindStatus::FolderSyncRequired)),
+        Found::ServerError | Found::TimedOut => {
+            return Ok(status_only(FindStatus::ServerErrorRetryLater));
+        }
     };
     let Some((first, last)) = gal::window(first, last, total.min(hits.len()), search::MAX_RANGE)
     else {
@@ -129,10 +125,12 @@ async fn mailbox(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasErr
     let enc = |e: eas_wbxml::EncodeError| EasError::Internal(e.to_string());
     let mut w = Writer::new(Vec::with_capacity(8192)).map_err(enc)?;
     w.start(f::Find).map_err(enc)?;
-    w.text_element(f::Status, "1").map_err(enc)?;
+    w.text_element(f::Status, FindStatus::Success.as_str())
+        .map_err(enc)?;
     w.start(f::Response).map_err(enc)?;
     w.text_element(io::Store, "Mailbox").map_err(enc)?;
-    w.text_element(f::Status, &OK.to_string()).map_err(enc)?;
+    w.text_element(f::Status, FindStatus::Success.as_str())
+        .map_err(enc)?;
     let mut written = 0;
     for &(_, i, uid) in page {
         let Some((_, m)) = fetched.iter().find(|(fi, m)| *fi == i && m.uid == uid) else {
@@ -200,13 +198,13 @@ fn gal_find(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasError> {
         Err(status) => return Ok(response_status(status)),
     };
     let Some(text) = query_text(criterion) else {
-        return Ok(response_status(INVALID_REQUEST));
+        return Ok(response_status(FindStatus::InvalidRequest));
     };
     let found = match ctx.directory.search(text) {
         Ok(found) => found,
         Err(e) => {
             tracing::warn!(error = %e, "directory unavailable");
-            return Ok(status_only(SERVER_ERROR_RETRY));
+            return Ok(status_only(FindStatus::ServerErrorRetryLater));
         }
     };
     let Some((first, last)) = gal::window(first, last, found.len(), search::MAX_RANGE) else {
@@ -222,10 +220,12 @@ fn gal_find(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasError> {
     let enc = |e: eas_wbxml::EncodeError| EasError::Internal(e.to_string());
     let mut w = Writer::new(Vec::with_capacity(4096)).map_err(enc)?;
     w.start(f::Find).map_err(enc)?;
-    w.text_element(f::Status, "1").map_err(enc)?;
+    w.text_element(f::Status, FindStatus::Success.as_str())
+        .map_err(enc)?;
     w.start(f::Response).map_err(enc)?;
     w.text_element(io::Store, "GAL").map_err(enc)?;
-    w.text_element(f::Status, &OK.to_string()).map_err(enc)?;
+    w.text_element(f::Status, FindStatus::Success.as_str())
+        .map_err(enc)?;
     let tags = gal::ResultTags {
         result: f::Result,
         properties: f::Properties,
@@ -246,21 +246,21 @@ fn gal_find(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasError> {
 }
 
 /// `<Find><Status>n</Status></Find>`: the request as a whole could not be run.
-fn status_only(status: u32) -> Reply {
+fn status_only(status: FindStatus) -> Reply {
     Reply::Document(Element::with_children(
         f::Find,
-        vec![Element::with_text(f::Status, status.to_string())],
+        vec![Element::with_text(f::Status, status.as_str())],
     ))
 }
 
 /// The request was understood; its one search failed with `status`.
-fn response_status(status: u32) -> Reply {
-    response(vec![Element::with_text(f::Status, status.to_string())])
+fn response_status(status: FindStatus) -> Reply {
+    response(vec![Element::with_text(f::Status, status.as_str())])
 }
 
 fn no_results(total: usize) -> Reply {
     response(vec![
-        Element::with_text(f::Status, OK.to_string()),
+        Element::with_text(f::Status, FindStatus::Success.as_str()),
         Element::with_text(f::Total, total.to_string()),
     ])
 }
@@ -270,7 +270,7 @@ fn response(children: Vec<Element>) -> Reply {
     Reply::Document(Element::with_children(
         f::Find,
         vec![
-            Element::with_text(f::Status, "1"),
+            Element::with_text(f::Status, FindStatus::Success.as_str()),
             Element::with_children(f::Response, children),
         ],
     ))

@@ -14,35 +14,27 @@ use eas_wbxml::{Element, Tag};
 
 use super::folders::{self, Layout, is_special};
 use super::foldersync::parse_key;
+use super::status::FolderStatus;
 use super::{Context, EasError, Reply, child_text};
 use crate::mailstore::{Hierarchy, ImapError};
 use crate::state::FolderEntry;
-
-const OK: u32 = 1;
-const ALREADY_EXISTS: u32 = 2;
-const SPECIAL_FOLDER: u32 = 3;
-const NOT_FOUND: u32 = 4;
-const PARENT_NOT_FOUND: u32 = 5;
-const SERVER_ERROR: u32 = 6;
-const INVALID_SYNC_KEY: u32 = 9;
-const MALFORMED: u32 = 10;
 
 /// The hierarchy as the device knows it under its current key, or the status to answer.
 async fn current_snapshot(
     ctx: &Context<'_>,
     body: &Element,
-) -> Result<Result<(u32, Vec<FolderEntry>), u32>, EasError> {
+) -> Result<Result<(u32, Vec<FolderEntry>), FolderStatus>, EasError> {
     let device = &ctx.device.key;
     let Some(key) = child_text(body, fh::SyncKey).map(str::trim) else {
-        return Ok(Err(MALFORMED));
+        return Ok(Err(FolderStatus::Malformed));
     };
     let latest = ctx.store.latest_hierarchy_key(device)?;
     match (parse_key(key), latest) {
         (Some(k), Some(l)) if k == l => match ctx.store.hierarchy(device, k)? {
             Some(s) => Ok(Ok((k, s))),
-            None => Ok(Err(INVALID_SYNC_KEY)),
+            None => Ok(Err(FolderStatus::InvalidSyncKey)),
         },
-        _ => Ok(Err(INVALID_SYNC_KEY)),
+        _ => Ok(Err(FolderStatus::InvalidSyncKey)),
     }
 }
 
@@ -54,19 +46,19 @@ async fn session(ctx: &Context<'_>) -> Result<(Hierarchy, Layout), EasError> {
     Ok((session, layout))
 }
 
-fn reply(root: Tag, status: u32, extra: Vec<Element>) -> Reply {
-    let mut children = vec![Element::with_text(fh::Status, status.to_string())];
+fn reply(root: Tag, status: FolderStatus, extra: Vec<Element>) -> Reply {
+    let mut children = vec![Element::with_text(fh::Status, status.as_str())];
     children.extend(extra);
     Reply::Document(Element::with_children(root, children))
 }
 
 /// Status for an IMAP failure of CREATE/RENAME/DELETE.
-fn imap_status(e: &ImapError, missing: u32) -> Result<u32, EasError> {
+fn imap_status(e: &ImapError, missing: FolderStatus) -> Result<FolderStatus, EasError> {
     match e {
         ImapError::No { code, .. } => Ok(match code.as_deref().map(str::to_ascii_uppercase) {
-            Some(c) if c.starts_with("ALREADYEXISTS") => ALREADY_EXISTS,
+            Some(c) if c.starts_with("ALREADYEXISTS") => FolderStatus::AlreadyExists,
             Some(c) if c.starts_with("NONEXISTENT") => missing,
-            _ => SERVER_ERROR,
+            _ => FolderStatus::ServerError,
         }),
         // Connection-level failures are not the folder's fault: let the client retry.
         other => Err(EasError::Imap(clone_error(other))),
@@ -123,33 +115,33 @@ pub async fn create(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
         child_text(body, fh::DisplayName),
         child_text(body, fh::Type).and_then(|t| t.trim().parse::<u8>().ok()),
     ) else {
-        return Ok(reply(root, MALFORMED, vec![]));
+        return Ok(reply(root, FolderStatus::Malformed, vec![]));
     };
     // Only mail folders exist on an IMAP server.
     if kind != folders::USER_MAIL && kind != 1 {
-        return Ok(reply(root, MALFORMED, vec![]));
+        return Ok(reply(root, FolderStatus::Malformed, vec![]));
     }
     let parent_id: u32 = match parent.parse() {
         Ok(id) => id,
-        Err(_) => return Ok(reply(root, PARENT_NOT_FOUND, vec![])),
+        Err(_) => return Ok(reply(root, FolderStatus::ParentNotFound, vec![])),
     };
     let parent_entry = snapshot.iter().find(|f| f.id == parent_id).cloned();
     if parent_id != 0 && parent_entry.is_none() {
-        return Ok(reply(root, PARENT_NOT_FOUND, vec![]));
+        return Ok(reply(root, FolderStatus::ParentNotFound, vec![]));
     }
     let (mut session, layout) = session(ctx).await?;
     if !valid_name(name, &layout) {
         let _ = session.logout().await;
-        return Ok(reply(root, MALFORMED, vec![]));
+        return Ok(reply(root, FolderStatus::Malformed, vec![]));
     }
     if name_taken(&snapshot, parent_id, name, None) {
         let _ = session.logout().await;
-        return Ok(reply(root, ALREADY_EXISTS, vec![]));
+        return Ok(reply(root, FolderStatus::AlreadyExists, vec![]));
     }
     let imap_name = layout.child_name(parent_entry.as_ref().map(|p| p.imap_name.as_str()), name);
     let created = session.create(&imap_name).await;
     if let Err(e) = created {
-        let status = imap_status(&e, PARENT_NOT_FOUND)?;
+        let status = imap_status(&e, FolderStatus::ParentNotFound)?;
         let _ = session.logout().await;
         return Ok(reply(root, status, vec![]));
     }
@@ -167,7 +159,7 @@ pub async fn create(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
     let key = commit(ctx, &snapshot).await?;
     Ok(reply(
         root,
-        OK,
+        FolderStatus::Success,
         vec![
             Element::with_text(fh::SyncKey, key.to_string()),
             Element::with_text(fh::ServerId, id.to_string()),
@@ -186,39 +178,39 @@ pub async fn update(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
         child_text(body, fh::ParentId).map(str::trim),
         child_text(body, fh::DisplayName),
     ) else {
-        return Ok(reply(root, MALFORMED, vec![]));
+        return Ok(reply(root, FolderStatus::Malformed, vec![]));
     };
     let Some(entry) = server_id
         .parse::<u32>()
         .ok()
         .and_then(|id| snapshot.iter().find(|f| f.id == id).cloned())
     else {
-        return Ok(reply(root, NOT_FOUND, vec![]));
+        return Ok(reply(root, FolderStatus::NotFound, vec![]));
     };
     if is_special(entry.kind) {
-        return Ok(reply(root, SPECIAL_FOLDER, vec![]));
+        return Ok(reply(root, FolderStatus::SpecialFolder, vec![]));
     }
     let parent_id: Option<u32> = parent.parse().ok();
     let parent_entry = parent_id.and_then(|p| snapshot.iter().find(|f| f.id == p).cloned());
     let moved_below_itself = parent_id.is_some_and(|p| subtree(&snapshot, entry.id).contains(&p));
     if parent_id.is_none() || (parent_id != Some(0) && parent_entry.is_none()) || moved_below_itself
     {
-        return Ok(reply(root, PARENT_NOT_FOUND, vec![]));
+        return Ok(reply(root, FolderStatus::ParentNotFound, vec![]));
     }
     let parent_id = parent_id.unwrap_or(0);
     let (mut session, layout) = session(ctx).await?;
     if !valid_name(name, &layout) {
         let _ = session.logout().await;
-        return Ok(reply(root, MALFORMED, vec![]));
+        return Ok(reply(root, FolderStatus::Malformed, vec![]));
     }
     if name_taken(&snapshot, parent_id, name, Some(entry.id)) {
         let _ = session.logout().await;
-        return Ok(reply(root, ALREADY_EXISTS, vec![]));
+        return Ok(reply(root, FolderStatus::AlreadyExists, vec![]));
     }
     let new_name = layout.child_name(parent_entry.as_ref().map(|p| p.imap_name.as_str()), name);
     if new_name != entry.imap_name {
         if let Err(e) = session.rename(&entry.imap_name, &new_name).await {
-            let status = imap_status(&e, NOT_FOUND)?;
+            let status = imap_status(&e, FolderStatus::NotFound)?;
             let _ = session.logout().await;
             return Ok(reply(root, status, vec![]));
         }
@@ -244,7 +236,7 @@ pub async fn update(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
     let key = commit(ctx, &snapshot).await?;
     Ok(reply(
         root,
-        OK,
+        FolderStatus::Success,
         vec![Element::with_text(fh::SyncKey, key.to_string())],
     ))
 }
@@ -256,17 +248,17 @@ pub async fn delete(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
         Err(status) => return Ok(reply(root, status, vec![])),
     };
     let Some(server_id) = child_text(body, fh::ServerId).map(str::trim) else {
-        return Ok(reply(root, MALFORMED, vec![]));
+        return Ok(reply(root, FolderStatus::Malformed, vec![]));
     };
     let Some(entry) = server_id
         .parse::<u32>()
         .ok()
         .and_then(|id| snapshot.iter().find(|f| f.id == id).cloned())
     else {
-        return Ok(reply(root, NOT_FOUND, vec![]));
+        return Ok(reply(root, FolderStatus::NotFound, vec![]));
     };
     if is_special(entry.kind) {
-        return Ok(reply(root, SPECIAL_FOLDER, vec![]));
+        return Ok(reply(root, FolderStatus::SpecialFolder, vec![]));
     }
     let doomed = subtree(&snapshot, entry.id);
     let mut session = ctx.hierarchy().await?;
@@ -276,8 +268,8 @@ pub async fn delete(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
             continue;
         };
         if let Err(e) = session.delete(&f.imap_name).await {
-            let status = imap_status(&e, NOT_FOUND)?;
-            if status != NOT_FOUND {
+            let status = imap_status(&e, FolderStatus::NotFound)?;
+            if status != FolderStatus::NotFound {
                 let _ = session.logout().await;
                 return Ok(reply(root, status, vec![]));
             }
@@ -289,7 +281,7 @@ pub async fn delete(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
     let key = commit(ctx, &snapshot).await?;
     Ok(reply(
         root,
-        OK,
+        FolderStatus::Success,
         vec![Element::with_text(fh::SyncKey, key.to_string())],
     ))
 }

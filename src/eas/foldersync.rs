@@ -11,14 +11,9 @@
 use eas_wbxml::Element;
 use eas_wbxml::tags::folderhierarchy as fh;
 
+use super::status::FolderStatus;
 use super::{Context, EasError, Reply, child_text, folders};
 use crate::state::FolderEntry;
-
-const OK: u32 = 1;
-/// The SyncKey is not one we handed out (the client starts again from 0).
-const INVALID_SYNC_KEY: u32 = 9;
-/// The request is malformed.
-const MALFORMED: u32 = 10;
 
 /// Changes between two hierarchy snapshots.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -68,7 +63,7 @@ pub fn diff(old: &[FolderEntry], new: &[FolderEntry]) -> Changes {
 
 pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
     let Some(key) = child_text(body, fh::SyncKey).map(str::trim) else {
-        return Ok(status(MALFORMED));
+        return Ok(status(FolderStatus::Malformed));
     };
     let device = ctx.device.key.clone();
     let base = if key == "0" {
@@ -81,7 +76,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
             .transpose()?
             .flatten()
         else {
-            return Ok(status(INVALID_SYNC_KEY));
+            return Ok(status(FolderStatus::InvalidSyncKey));
         };
         snapshot
     };
@@ -113,10 +108,10 @@ pub fn parse_key(key: &str) -> Option<u32> {
     key.parse().ok().filter(|k| *k > 0)
 }
 
-fn status(code: u32) -> Reply {
+fn status(status: FolderStatus) -> Reply {
     Reply::Document(Element::with_children(
         fh::FolderSync,
-        vec![Element::with_text(fh::Status, code.to_string())],
+        vec![Element::with_text(fh::Status, status.as_str())],
     ))
 }
 
@@ -151,7 +146,7 @@ fn response(key: &str, changes: &Changes) -> Element {
     Element::with_children(
         fh::FolderSync,
         vec![
-            Element::with_text(fh::Status, OK.to_string()),
+            Element::with_text(fh::Status, FolderStatus::Success.as_str()),
             Element::with_text(fh::SyncKey, key),
             Element::with_children(fh::Changes, list),
         ],

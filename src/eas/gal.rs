@@ -5,14 +5,9 @@
 use eas_wbxml::tags::gal as g;
 use eas_wbxml::{Element, Tag, Writer};
 
+use super::status::PictureStatus;
 use super::{EasError, child_text};
 use crate::directory::Entry;
-
-/// MS-ASCMD picture statuses.
-pub const PICTURE_OK: u32 = 1;
-pub const NO_PICTURE: u32 = 173;
-pub const PICTURE_TOO_LARGE: u32 = 174;
-pub const PICTURE_LIMIT_REACHED: u32 = 175;
 
 /// What the request asked for photos: none at all without a Picture element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,19 +48,19 @@ impl PictureBudget {
     }
 
     /// The status and the bytes to send for one entry's photo; None when no photo was asked.
-    pub fn take<'e>(&mut self, entry: &'e Entry) -> Option<(u32, Option<&'e [u8]>)> {
+    pub fn take<'e>(&mut self, entry: &'e Entry) -> Option<(PictureStatus, Option<&'e [u8]>)> {
         let request = self.request?;
         let Some(photo) = entry.photo.as_deref() else {
-            return Some((NO_PICTURE, None));
+            return Some((PictureStatus::NoPicture, None));
         };
         if request.max_size.is_some_and(|m| photo.len() > m) {
-            return Some((PICTURE_TOO_LARGE, None));
+            return Some((PictureStatus::PictureTooLarge, None));
         }
         if request.max_pictures.is_some_and(|m| self.sent >= m) {
-            return Some((PICTURE_LIMIT_REACHED, None));
+            return Some((PictureStatus::PictureLimitReached, None));
         }
         self.sent += 1;
-        Some((PICTURE_OK, Some(photo)))
+        Some((PictureStatus::Success, Some(photo)))
     }
 }
 
@@ -97,8 +92,7 @@ pub fn write_properties<W: std::io::Write>(
     }
     if let Some((status, data)) = pictures.take(entry) {
         w.start(g::Picture).map_err(enc)?;
-        w.text_element(g::Status, &status.to_string())
-            .map_err(enc)?;
+        w.text_element(g::Status, status.as_str()).map_err(enc)?;
         if let Some(data) = data {
             w.opaque_element(g::Data, data).map_err(enc)?;
         }
@@ -167,14 +161,23 @@ mod test {
             max_size: Some(3),
             max_pictures: Some(1),
         }));
-        assert_eq!(b.take(&without), Some((NO_PICTURE, None)));
-        assert_eq!(b.take(&with), Some((PICTURE_OK, Some(&[1u8, 2, 3][..]))));
-        assert_eq!(b.take(&with), Some((PICTURE_LIMIT_REACHED, None)));
+        assert_eq!(b.take(&without), Some((PictureStatus::NoPicture, None)));
+        assert_eq!(
+            b.take(&with),
+            Some((PictureStatus::Success, Some(&[1u8, 2, 3][..])))
+        );
+        assert_eq!(
+            b.take(&with),
+            Some((PictureStatus::PictureLimitReached, None))
+        );
         let mut small = PictureBudget::new(Some(PictureRequest {
             max_size: Some(2),
             max_pictures: None,
         }));
-        assert_eq!(small.take(&with), Some((PICTURE_TOO_LARGE, None)));
+        assert_eq!(
+            small.take(&with),
+            Some((PictureStatus::PictureTooLarge, None))
+        );
     }
 
     #[test]

@@ -5,17 +5,15 @@
 use eas_wbxml::Element;
 use eas_wbxml::tags::{airsync as a, getitemestimate as g};
 
+use super::status::GetItemEstimateStatus;
 use super::sync::{self, request::Options};
 use super::{Context, EasError, Reply, child_text};
-
-const OK: u32 = 1;
-const INVALID_COLLECTION: u32 = 2;
 
 pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
     let Some(collections) = body.child(g::Collections) else {
         return Ok(Reply::Document(super::status_document(
             super::version::Command::GetItemEstimate,
-            INVALID_COLLECTION,
+            GetItemEstimateStatus::InvalidCollection,
         )));
     };
     let mut store = ctx.mailstore().await?;
@@ -40,16 +38,13 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         let status = match result {
             Ok(n) => {
                 collection.push(Element::with_text(g::Estimate, n.to_string()));
-                OK
+                GetItemEstimateStatus::Success
             }
             Err(status) => status,
         };
         responses.push(Element::with_children(
             g::Response,
-            vec![
-                Element::with_text(g::Status, status.to_string()),
-                collection,
-            ],
+            vec![Element::with_text(g::Status, status.as_str()), collection],
         ));
     }
     store.close().await;

@@ -23,22 +23,10 @@ use base64::Engine as _;
 use eas_wbxml::tags::{airsync as a, airsyncbase as asb, itemoperations as io, search};
 use eas_wbxml::{Element, Writer};
 
+use super::status::ItemOperationsStatus;
 use super::sync::{self, items, parse_server_id, request};
 use super::{Context, EasError, Reply, child_text};
 use crate::mailstore::Mailstore;
-
-const OK: u32 = 1;
-const PROTOCOL_ERROR: u32 = 2;
-/// "Object not found or access denied": also what an attachment the policy forbids gets.
-const NOT_FOUND: u32 = 6;
-const BAD_RANGE: u32 = 8;
-const UNKNOWN_STORE: u32 = 9;
-/// "The requested data size is too large": over the policy's attachment limit, in a message
-/// longer than the gateway fetches, or past what this response may still carry.
-const TOO_LARGE: u32 = 11;
-const ATTACHMENT_INVALID: u32 = 15;
-/// MS-ASCMD common status: the operation is not supported by this server.
-const NOT_SUPPORTED: u32 = 156;
 
 /// What an item or attachment adds to the response besides its data (status, ids, type).
 const ENVELOPE_BYTES: usize = 256;
@@ -183,7 +171,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         ops.push(if i < limits.operations {
             plan(ctx, op)?
         } else {
-            refused(op, PROTOCOL_ERROR)
+            refused(op, ItemOperationsStatus::ProtocolError)
         });
     }
     let mut store = ctx.mailstore().await?;
@@ -195,7 +183,8 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         carrying: false,
     };
     r.w.start(io::ItemOperations).map_err(enc)?;
-    r.w.text_element(io::Status, "1").map_err(enc)?;
+    r.w.text_element(io::Status, ItemOperationsStatus::Success.as_str())
+        .map_err(enc)?;
     r.w.start(io::Response).map_err(enc)?;
     for op in ops {
         match op {
@@ -206,7 +195,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                 delete_subfolders,
             } => {
                 let status = match folder {
-                    None => NOT_FOUND,
+                    None => ItemOperationsStatus::NotFound,
                     Some(f) => {
                         store.empty(&f.imap_name).await?;
                         sync::amend_snapshots(ctx, f.id, |snap| snap.items.clear())?;
@@ -215,12 +204,11 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                                 store.delete_mailbox(&child.imap_name).await?;
                             }
                         }
-                        OK
+                        ItemOperationsStatus::Success
                     }
                 };
                 r.w.start(io::EmptyFolderContents).map_err(enc)?;
-                r.w.text_element(io::Status, &status.to_string())
-                    .map_err(enc)?;
+                r.w.text_element(io::Status, status.as_str()).map_err(enc)?;
                 r.w.text_element(a::CollectionId, &collection_id)
                     .map_err(enc)?;
                 r.w.end().map_err(enc)?;
@@ -233,7 +221,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                 long_id,
             } => {
                 let rendered = match (&folder, uid) {
-                    (Some(_), Some(_)) if r.full() => Err(TOO_LARGE),
+                    (Some(_), Some(_)) if r.full() => Err(ItemOperationsStatus::DataTooLarge),
                     (Some(f), Some(uid)) => {
                         let fetched = items::fetch_and_render(
                             &mut store,
@@ -247,23 +235,26 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                         .await;
                         match recover(ctx, &mut store, fetched).await? {
                             Err(status) => Err(status),
-                            Ok(r) if !r.contains(uid) => Err(NOT_FOUND),
+                            Ok(r) if !r.contains(uid) => Err(ItemOperationsStatus::NotFound),
                             Ok(rendered) => Ok(rendered),
                         }
                     }
-                    _ => Err(NOT_FOUND),
+                    _ => Err(ItemOperationsStatus::NotFound),
                 };
                 let rendered = rendered.and_then(|item| {
                     if r.fits(item.encoded_len() + ENVELOPE_BYTES) {
                         Ok(item)
                     } else {
-                        Err(TOO_LARGE)
+                        Err(ItemOperationsStatus::DataTooLarge)
                     }
                 });
                 r.w.start(io::Fetch).map_err(enc)?;
-                let status = rendered.as_ref().err().copied().unwrap_or(OK);
-                r.w.text_element(io::Status, &status.to_string())
-                    .map_err(enc)?;
+                let status = rendered
+                    .as_ref()
+                    .err()
+                    .copied()
+                    .unwrap_or(ItemOperationsStatus::Success);
+                r.w.text_element(io::Status, status.as_str()).map_err(enc)?;
                 if long_id {
                     r.w.text_element(search::LongId, &server_id).map_err(enc)?;
                 } else {
@@ -288,9 +279,11 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                 bad_range,
             } => {
                 let found = match attachment_location(ctx, &reference)? {
-                    None => Err(ATTACHMENT_INVALID),
-                    Some(_) if limits.max_attachment.is_none() => Err(NOT_FOUND),
-                    Some(_) if r.full() => Err(TOO_LARGE),
+                    None => Err(ItemOperationsStatus::AttachmentInvalid),
+                    Some(_) if limits.max_attachment.is_none() => {
+                        Err(ItemOperationsStatus::NotFound)
+                    }
+                    Some(_) if r.full() => Err(ItemOperationsStatus::DataTooLarge),
                     Some((folder, uid, part)) => {
                         let fetched = items::attachment(
                             &mut store,
@@ -302,7 +295,9 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                         .await;
                         match recover(ctx, &mut store, fetched).await? {
                             Err(status) => Err(status),
-                            Ok(items::AttachmentFetch::Missing) => Err(ATTACHMENT_INVALID),
+                            Ok(items::AttachmentFetch::Missing) => {
+                                Err(ItemOperationsStatus::AttachmentInvalid)
+                            }
                             Ok(items::AttachmentFetch::MessageTooLarge(size)) => {
                                 tracing::info!(
                                     size,
@@ -310,7 +305,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                                     "attachment refused: its message is larger than \
                                      limits.max_message_bytes"
                                 );
-                                Err(TOO_LARGE)
+                                Err(ItemOperationsStatus::DataTooLarge)
                             }
                             Ok(items::AttachmentFetch::Found(a)) => Ok(a),
                         }
@@ -319,10 +314,10 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                 let checked = found.and_then(|a| {
                     let total = a.data.len() as u64;
                     if total > limits.max_attachment.unwrap_or(0) {
-                        return Err(TOO_LARGE);
+                        return Err(ItemOperationsStatus::DataTooLarge);
                     }
                     if bad_range || range.is_some_and(|(from, _)| from >= total) {
-                        return Err(BAD_RANGE);
+                        return Err(ItemOperationsStatus::InvalidRange);
                     }
                     let (from, end) = match range {
                         Some((from, to)) => (from, to.saturating_add(1).min(total)),
@@ -331,14 +326,17 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                     let sent = (end - from) as usize;
                     let encoded = base64::encoded_len(sent, true).unwrap_or(usize::MAX);
                     if !r.fits(encoded.saturating_add(ENVELOPE_BYTES)) {
-                        return Err(TOO_LARGE);
+                        return Err(ItemOperationsStatus::DataTooLarge);
                     }
                     Ok((a, from as usize..end as usize))
                 });
                 r.w.start(io::Fetch).map_err(enc)?;
-                let status = checked.as_ref().err().copied().unwrap_or(OK);
-                r.w.text_element(io::Status, &status.to_string())
-                    .map_err(enc)?;
+                let status = checked
+                    .as_ref()
+                    .err()
+                    .copied()
+                    .unwrap_or(ItemOperationsStatus::Success);
+                r.w.text_element(io::Status, status.as_str()).map_err(enc)?;
                 r.w.text_element(asb::FileReference, &reference)
                     .map_err(enc)?;
                 if let Ok((a, sent)) = checked {
@@ -376,7 +374,7 @@ async fn recover<T>(
     ctx: &Context<'_>,
     store: &mut Mailstore,
     fetched: Result<T, EasError>,
-) -> Result<Result<T, u32>, EasError> {
+) -> Result<Result<T, ItemOperationsStatus>, EasError> {
     match fetched {
         Ok(v) => Ok(Ok(v)),
         Err(EasError::Imap(e)) => match crate::mailstore::response_too_large(&e) {
@@ -389,7 +387,7 @@ async fn recover<T>(
                 // The broken session is dropped, not pooled: the rest of the response is
                 // still on its wire.
                 drop(std::mem::replace(store, fresh));
-                Ok(Err(TOO_LARGE))
+                Ok(Err(ItemOperationsStatus::DataTooLarge))
             }
             None => Err(EasError::Imap(e)),
         },
@@ -399,7 +397,7 @@ async fn recover<T>(
 
 /// An operation answered with `status` and not run, with the ids the phone matches answers
 /// by.
-fn refused(op: &Element, status: u32) -> Op {
+fn refused(op: &Element, status: ItemOperationsStatus) -> Op {
     let ids = [
         search::LongId,
         a::CollectionId,
@@ -416,8 +414,8 @@ fn refused(op: &Element, status: u32) -> Op {
     status_element(op.tag, status, extra)
 }
 
-fn status_element(tag: eas_wbxml::Tag, status: u32, extra: Vec<Element>) -> Op {
-    let mut children = vec![Element::with_text(io::Status, status.to_string())];
+fn status_element(tag: eas_wbxml::Tag, status: ItemOperationsStatus, extra: Vec<Element>) -> Op {
+    let mut children = vec![Element::with_text(io::Status, status.as_str())];
     children.extend(extra);
     Op::Status(Element::with_children(tag, children))
 }
@@ -427,7 +425,11 @@ fn plan(ctx: &Context<'_>, op: &Element) -> Result<Op, EasError> {
     if op.tag == io::Fetch {
         let store = child_text(op, io::Store).unwrap_or("");
         if !store.eq_ignore_ascii_case("Mailbox") {
-            return Ok(status_element(io::Fetch, UNKNOWN_STORE, Vec::new()));
+            return Ok(status_element(
+                io::Fetch,
+                ItemOperationsStatus::UnknownStore,
+                Vec::new(),
+            ));
         }
         let options_el = op.child(io::Options);
         if let Some(reference) = child_text(op, asb::FileReference) {
@@ -439,7 +441,11 @@ fn plan(ctx: &Context<'_>, op: &Element) -> Result<Op, EasError> {
                 },
             };
             if reference.is_empty() {
-                return Ok(status_element(io::Fetch, ATTACHMENT_INVALID, Vec::new()));
+                return Ok(status_element(
+                    io::Fetch,
+                    ItemOperationsStatus::AttachmentInvalid,
+                    Vec::new(),
+                ));
             }
             return Ok(Op::Attachment {
                 reference: reference.to_owned(),
@@ -463,7 +469,11 @@ fn plan(ctx: &Context<'_>, op: &Element) -> Result<Op, EasError> {
         let (Some(collection), Some(server_id)) =
             (child_text(op, a::CollectionId), child_text(op, a::ServerId))
         else {
-            return Ok(status_element(io::Fetch, PROTOCOL_ERROR, Vec::new()));
+            return Ok(status_element(
+                io::Fetch,
+                ItemOperationsStatus::ProtocolError,
+                Vec::new(),
+            ));
         };
         let folder = sync::current_folder(ctx, collection)?;
         let uid = folder
@@ -491,11 +501,15 @@ fn plan(ctx: &Context<'_>, op: &Element) -> Result<Op, EasError> {
         let conversation = op.child(io::ConversationId).cloned();
         return Ok(status_element(
             io::Move,
-            NOT_SUPPORTED,
+            ItemOperationsStatus::ActionNotSupported,
             conversation.into_iter().collect(),
         ));
     }
-    Ok(status_element(op.tag, PROTOCOL_ERROR, Vec::new()))
+    Ok(status_element(
+        op.tag,
+        ItemOperationsStatus::ProtocolError,
+        Vec::new(),
+    ))
 }
 
 fn item_options(o: &Element) -> request::Options {

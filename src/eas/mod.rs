@@ -20,6 +20,7 @@ pub mod resolverecipients;
 pub mod search;
 pub mod send;
 pub mod settings;
+pub mod status;
 pub mod sync;
 pub mod version;
 
@@ -29,6 +30,7 @@ use crate::config::Config;
 use crate::mailstore::ImapError;
 use crate::state::{Device, DeviceKey, StateError, StateStore, WipeState};
 pub use request::{AuthenticatedUser, RequestLine};
+use status::{Common, ComposeMailStatus, StatusCode};
 use version::{Command, ProtocolVersion};
 
 /// The commands this build implements; `OPTIONS` advertises exactly these.
@@ -78,7 +80,10 @@ pub enum EasError {
     /// A 12.x SendMail, SmartReply or SmartForward failed. 12.x has no Status element, so the
     /// HTTP status says it: 503 when trying again later may succeed (`retry`), else 500.
     #[error("message not sent (status {status})")]
-    NotSent { status: u32, retry: bool },
+    NotSent {
+        status: ComposeMailStatus,
+        retry: bool,
+    },
     /// A bug on our side (a response we failed to encode).
     #[error("internal: {0}")]
     Internal(String),
@@ -226,13 +231,6 @@ pub async fn dispatch(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Re
     }
 }
 
-/// MS-ASPROV's reasons to send a device to Provision, as the 14.0+ status codes.
-const DEVICE_NOT_PROVISIONED: u32 = 142;
-const POLICY_REFRESH: u32 = 143;
-const INVALID_POLICY_KEY: u32 = 144;
-/// MS-ASCMD common status: the device is blocked for this user (an admin cut it off).
-const DEVICE_BLOCKED: u32 = 129;
-
 /// The answer a request gets instead of running, when the device record says it may not run:
 /// it must provision first, or an admin blocked it. `None`: go ahead. The HTTP layer asks
 /// again after a command that ran while the admin changed the device (a held Ping learns of
@@ -251,14 +249,14 @@ pub fn gate(
         if !version.has_body_status() {
             return Some(Err(EasError::Blocked));
         }
-        DEVICE_BLOCKED
+        Common::DeviceIsBlockedForThisUser
     } else if command == Command::Provision {
         return None;
     } else {
         provisioning_status(device, config, presented_key)?
     };
     Some(if !version.has_body_status() {
-        if status == DEVICE_BLOCKED {
+        if status == Common::DeviceIsBlockedForThisUser {
             Err(EasError::Blocked)
         } else {
             Err(EasError::NeedsProvisioning)
@@ -268,25 +266,27 @@ pub fn gate(
     })
 }
 
-/// `Some(status)` when the request may not run until the device provisions.
-fn provisioning_status(device: &Device, config: &Config, presented: Option<u32>) -> Option<u32> {
+/// `Some(status)` when the request may not run until the device provisions (MS-ASPROV's
+/// reasons to send a device to Provision, as the 14.0+ common statuses).
+fn provisioning_status(device: &Device, config: &Config, presented: Option<u32>) -> Option<Common> {
     if matches!(device.wipe, WipeState::Requested { .. }) {
         // Only Provision can deliver the wipe directive, so every other command sends the
         // device there, whatever the configuration says.
-        return Some(DEVICE_NOT_PROVISIONED);
+        return Some(Common::DeviceNotProvisioned);
     }
     if !config.provision.required {
         return None;
     }
     let Some(current) = device.policy_key else {
-        return Some(DEVICE_NOT_PROVISIONED);
+        return Some(Common::DeviceNotProvisioned);
     };
     match presented {
-        None | Some(0) => Some(DEVICE_NOT_PROVISIONED),
-        Some(k) if k != current => Some(INVALID_POLICY_KEY),
+        None | Some(0) => Some(Common::DeviceNotProvisioned),
+        Some(k) if k != current => Some(Common::InvalidPolicyKey),
         Some(_) => {
             let fingerprint = config.provision.policy.fingerprint();
-            (device.policy_hash.as_deref() != Some(fingerprint.as_str())).then_some(POLICY_REFRESH)
+            (device.policy_hash.as_deref() != Some(fingerprint.as_str()))
+                .then_some(Common::PolicyRefresh)
         }
     }
 }
@@ -343,13 +343,14 @@ fn status_tag(command: Command) -> Option<Tag> {
     })
 }
 
-/// `<Command><Status>n</Status></Command>`: how 14.0+ reports a command-wide failure.
-pub fn status_document(command: Command, status: u32) -> Element {
+/// `<Command><Status>n</Status></Command>`: how 14.0+ reports a command-wide failure. The
+/// status is the command family's own or a [`Common`] one.
+pub fn status_document(command: Command, status: impl StatusCode) -> Element {
     let (Some(root), Some(tag)) = (root_tag(command), status_tag(command)) else {
         // Only the pre-12 commands lack these, and they never reach dispatch.
-        return Element::with_text(tags::folderhierarchy::Status, status.to_string());
+        return Element::with_text(tags::folderhierarchy::Status, status.as_str());
     };
-    Element::with_children(root, vec![Element::with_text(tag, status.to_string())])
+    Element::with_children(root, vec![Element::with_text(tag, status.as_str())])
 }
 
 /// The text of a child element, if present.

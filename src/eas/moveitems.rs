@@ -7,15 +7,10 @@
 use eas_wbxml::Element;
 use eas_wbxml::tags::moveitems as m;
 
+use super::status::MoveItemsStatus;
 use super::sync::{self, parse_server_id, snapshot::flag_state};
 use super::{Context, EasError, Reply, child_text};
 use crate::mailstore::{Mailstore, Moved};
-
-const INVALID_SOURCE: u32 = 1;
-const INVALID_DESTINATION: u32 = 2;
-const SUCCESS: u32 = 3;
-const SAME_FOLDER: u32 = 4;
-const FAILED: u32 = 5;
 
 pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
     let mut store: Option<Mailstore> = None;
@@ -29,18 +24,18 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
             sync::current_folder(ctx, src_fld)?,
             sync::current_folder(ctx, dst_fld)?,
         ) {
-            (None, _) => (INVALID_SOURCE, None),
-            (_, None) => (INVALID_DESTINATION, None),
-            (Some(src), Some(dst)) if src.id == dst.id => (SAME_FOLDER, None),
+            (None, _) => (MoveItemsStatus::InvalidSource, None),
+            (_, None) => (MoveItemsStatus::InvalidDestination, None),
+            (Some(src), Some(dst)) if src.id == dst.id => (MoveItemsStatus::SameFolder, None),
             (Some(src), Some(dst)) => match parse_server_id(&src_msg, src.id) {
-                None => (INVALID_SOURCE, None),
+                None => (MoveItemsStatus::InvalidSource, None),
                 Some(uid) => {
                     if store.is_none() {
                         store = Some(ctx.mailstore().await?);
                     }
                     let s = store.as_mut().expect("opened above");
                     match s.move_to(&src.imap_name, uid, &dst.imap_name).await? {
-                        Moved::NotFound => (INVALID_SOURCE, None),
+                        Moved::NotFound => (MoveItemsStatus::InvalidSource, None),
                         Moved::To {
                             uid: new_uid,
                             flags,
@@ -55,17 +50,19 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                                 })?;
                             }
                             match new_uid {
-                                Some(n) => (SUCCESS, Some(format!("{}:{n}", dst.id))),
+                                Some(n) => {
+                                    (MoveItemsStatus::Success, Some(format!("{}:{n}", dst.id)))
+                                }
                                 // Moved, but the server did not say where (no UIDPLUS): the
                                 // destination's next Sync announces it.
-                                None => (FAILED, None),
+                                None => (MoveItemsStatus::Failed, None),
                             }
                         }
                     }
                 }
             },
         };
-        response.push(Element::with_text(m::Status, status.to_string()));
+        response.push(Element::with_text(m::Status, status.as_str()));
         if let Some(id) = new_id {
             response.push(Element::with_text(m::DstMsgId, id));
         }

@@ -13,20 +13,12 @@ use std::time::Duration;
 use eas_wbxml::Element;
 use eas_wbxml::tags::ping as p;
 
+use super::status::PingStatus;
 use super::{Context, EasError, Reply, child_text};
 use crate::eas::sync;
 use crate::mailstore::FolderState;
 use crate::push::Signal;
 use crate::state::FolderEntry;
-
-const NO_CHANGES: u32 = 1;
-const CHANGES: u32 = 2;
-const MISSING_PARAMETERS: u32 = 3;
-const SYNTAX_ERROR: u32 = 4;
-const BAD_HEARTBEAT: u32 = 5;
-const TOO_MANY_FOLDERS: u32 = 6;
-const HIERARCHY_CHANGED: u32 = 7;
-const SERVER_ERROR: u32 = 8;
 
 const MEMO: &str = "ping.last";
 
@@ -73,8 +65,8 @@ impl Params {
     }
 }
 
-fn answer(status: u32, extra: Vec<Element>) -> Reply {
-    let mut children = vec![Element::with_text(p::Status, status.to_string())];
+fn answer(status: PingStatus, extra: Vec<Element>) -> Reply {
+    let mut children = vec![Element::with_text(p::Status, status.as_str())];
     children.extend(extra);
     Reply::Document(Element::with_children(p::Ping, children))
 }
@@ -84,7 +76,10 @@ fn changed(folders: &[&FolderEntry]) -> Reply {
         .iter()
         .map(|f| Element::with_text(p::Folder, f.id.to_string()))
         .collect();
-    answer(CHANGES, vec![Element::with_children(p::Folders, list)])
+    answer(
+        PingStatus::Changes,
+        vec![Element::with_children(p::Folders, list)],
+    )
 }
 
 /// Takes the request by value: it is parsed at once and not kept while the Ping waits.
@@ -98,7 +93,7 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, 
         .unwrap_or_default();
     let sent = match body.as_ref().map(Params::parse) {
         Some(Ok(p)) => p,
-        Some(Err(())) => return Ok(answer(SYNTAX_ERROR, Vec::new())),
+        Some(Err(())) => return Ok(answer(PingStatus::SyntaxError, Vec::new())),
         None => Params::default(),
     };
     drop(body);
@@ -106,19 +101,19 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, 
         sent.heartbeat.or(remembered.heartbeat),
         sent.folders.or(remembered.folders),
     ) else {
-        return Ok(answer(MISSING_PARAMETERS, Vec::new()));
+        return Ok(answer(PingStatus::MissingParameters, Vec::new()));
     };
     let push = &ctx.config.push;
     if heartbeat < push.min_heartbeat_secs || heartbeat > push.max_heartbeat_secs {
         let limit = heartbeat.clamp(push.min_heartbeat_secs, push.max_heartbeat_secs);
         return Ok(answer(
-            BAD_HEARTBEAT,
+            PingStatus::HeartbeatOutOfRange,
             vec![Element::with_text(p::HeartbeatInterval, limit.to_string())],
         ));
     }
     if ids.len() > push.max_folders {
         return Ok(answer(
-            TOO_MANY_FOLDERS,
+            PingStatus::TooManyFolders,
             vec![Element::with_text(
                 p::MaxFolders,
                 push.max_folders.to_string(),
@@ -126,7 +121,7 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, 
         ));
     }
     if ids.is_empty() {
-        return Ok(answer(MISSING_PARAMETERS, Vec::new()));
+        return Ok(answer(PingStatus::MissingParameters, Vec::new()));
     }
     ctx.store.put_memo(
         &device,
@@ -147,7 +142,7 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, 
         match hierarchy.iter().find(|f| f.id.to_string() == *id) {
             Some(f) => folders.push(f),
             // A folder the device's hierarchy does not have: it must FolderSync first.
-            None => return Ok(answer(HIERARCHY_CHANGED, Vec::new())),
+            None => return Ok(answer(PingStatus::FolderSyncRequired, Vec::new())),
         }
     }
 
@@ -167,7 +162,7 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, 
             s = reg.signals.recv() => s,
             _ = tokio::time::sleep_until(deadline) => {
                 // The backend being away for the whole heartbeat is worth telling; a blip is not.
-                let status = if down_since.is_some() { SERVER_ERROR } else { NO_CHANGES };
+                let status = if down_since.is_some() { PingStatus::ServerError } else { PingStatus::NoChanges };
                 return Ok(answer(status, Vec::new()));
             }
         };
@@ -181,7 +176,7 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, 
                         // Ping's future although almost none ever gets here.
                         None => match Box::pin(look(ctx, &f.imap_name)).await? {
                             Some(s) => s,
-                            None => return Ok(answer(HIERARCHY_CHANGED, Vec::new())),
+                            None => return Ok(answer(PingStatus::FolderSyncRequired, Vec::new())),
                         },
                     };
                     if sync::is_stale(ctx, f.id, &state)? {
@@ -215,7 +210,7 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, 
             Some(Signal::Hierarchy(name)) => {
                 // News only if the device does not know the mailbox under that name.
                 if !hierarchy.iter().any(|f| f.imap_name == name) {
-                    return Ok(answer(HIERARCHY_CHANGED, Vec::new()));
+                    return Ok(answer(PingStatus::FolderSyncRequired, Vec::new()));
                 }
             }
             Some(Signal::BackendDown) => {
@@ -223,7 +218,7 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, 
             }
             Some(Signal::BackendUp) => down_since = None,
             Some(Signal::Superseded) | Some(Signal::Shutdown) | None => {
-                return Ok(answer(NO_CHANGES, Vec::new()));
+                return Ok(answer(PingStatus::NoChanges, Vec::new()));
             }
         }
     }

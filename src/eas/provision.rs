@@ -19,6 +19,7 @@ use eas_wbxml::tags::settings as s;
 use rand::Rng;
 
 use super::settings::apply_device_information;
+use super::status::{PolicyStatus, ProvisionStatus, SettingsStatus};
 use super::version::ProtocolVersion;
 use super::{Context, EasError, Reply, child_text};
 use crate::config::Policy;
@@ -26,13 +27,6 @@ use crate::state::WipeState;
 
 /// The only policy type of EAS 12.0 and later.
 pub const POLICY_TYPE: &str = "MS-EAS-Provisioning-WBXML";
-
-const OK: u32 = 1;
-const PROTOCOL_ERROR: u32 = 2;
-/// Policy status: the PolicyType is not one we know.
-const UNKNOWN_POLICY_TYPE: u32 = 3;
-/// Policy status: the client acknowledged a key we did not hand out.
-const WRONG_POLICY_KEY: u32 = 5;
 
 pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
     let mut response = vec![];
@@ -56,7 +50,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                 account_only,
                 "wipe acknowledgement without that wipe pending"
             );
-            return Ok(document(vec![status_el(PROTOCOL_ERROR)]));
+            return Ok(document(vec![status_el(ProvisionStatus::ProtocolError)]));
         }
         let status = child_text(ack, p::Status)
             .and_then(|s| s.trim().parse().ok())
@@ -68,19 +62,22 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         ctx.device.policy_key = None;
         ctx.device.pending_policy_key = None;
         tracing::warn!(status, account_only, "device acknowledged remote wipe");
-        response.push(status_el(OK));
+        response.push(status_el(ProvisionStatus::Success));
         response.push(Element::new(ack.tag));
         return Ok(document(response));
     }
 
     let Some(policy) = body.child(p::Policies).and_then(|ps| ps.child(p::Policy)) else {
-        return Ok(document(vec![status_el(PROTOCOL_ERROR)]));
+        return Ok(document(vec![status_el(ProvisionStatus::ProtocolError)]));
     };
-    response.push(status_el(OK));
+    response.push(status_el(ProvisionStatus::Success));
     if device_info.is_some() {
         response.push(Element::with_children(
             s::DeviceInformation,
-            vec![Element::with_text(s::Status, "1")],
+            vec![Element::with_text(
+                s::Status,
+                SettingsStatus::Success.as_str(),
+            )],
         ));
     }
 
@@ -94,7 +91,12 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
 
     let policy_type = child_text(policy, p::PolicyType).unwrap_or("").trim();
     if policy_type != POLICY_TYPE {
-        response.push(policy_el(policy_type, UNKNOWN_POLICY_TYPE, None, None));
+        response.push(policy_el(
+            policy_type,
+            PolicyStatus::UnknownPolicyType,
+            None,
+            None,
+        ));
         return Ok(document(response));
     }
 
@@ -106,7 +108,12 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
             let temporary = new_key();
             ctx.device.pending_policy_key = Some(temporary);
             let doc = Element::with_children(p::Data, vec![provision_doc(configured)]);
-            response.push(policy_el(POLICY_TYPE, OK, Some(temporary), Some(doc)));
+            response.push(policy_el(
+                POLICY_TYPE,
+                PolicyStatus::Success,
+                Some(temporary),
+                Some(doc),
+            ));
         }
         Some(key) => {
             // Phase 2: the device applied (status 1) or partly applied (2) the policy.
@@ -114,14 +121,24 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
             let presented: Option<u32> = key.parse().ok();
             let expected = ctx.device.pending_policy_key;
             if presented.is_none() || presented != expected {
-                response.push(policy_el(POLICY_TYPE, WRONG_POLICY_KEY, None, None));
+                response.push(policy_el(
+                    POLICY_TYPE,
+                    PolicyStatus::WrongPolicyKey,
+                    None,
+                    None,
+                ));
                 return Ok(document(response));
             }
             let final_key = new_key();
             ctx.device.policy_key = Some(final_key);
             ctx.device.pending_policy_key = None;
             ctx.device.policy_hash = Some(configured.fingerprint());
-            response.push(policy_el(POLICY_TYPE, OK, Some(final_key), None));
+            response.push(policy_el(
+                POLICY_TYPE,
+                PolicyStatus::Success,
+                Some(final_key),
+                None,
+            ));
         }
     }
     Ok(document(response))
@@ -150,14 +167,14 @@ fn document(children: Vec<Element>) -> Reply {
     Reply::Document(Element::with_children(p::Provision, children))
 }
 
-fn status_el(status: u32) -> Element {
-    Element::with_text(p::Status, status.to_string())
+fn status_el(status: ProvisionStatus) -> Element {
+    Element::with_text(p::Status, status.as_str())
 }
 
-fn policy_el(kind: &str, status: u32, key: Option<u32>, data: Option<Element>) -> Element {
+fn policy_el(kind: &str, status: PolicyStatus, key: Option<u32>, data: Option<Element>) -> Element {
     let mut children = vec![
         Element::with_text(p::PolicyType, kind),
-        Element::with_text(p::Status, status.to_string()),
+        Element::with_text(p::Status, status.as_str()),
     ];
     if let Some(key) = key {
         children.push(Element::with_text(p::PolicyKey, key.to_string()));

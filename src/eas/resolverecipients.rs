@@ -8,19 +8,9 @@
 use eas_wbxml::Element;
 use eas_wbxml::tags::resolverecipients as r;
 
+use super::status::ResolveRecipientsStatus;
 use super::{Context, EasError, Reply, child_text, gal, search};
 use crate::directory::{Entry, Resolution};
-
-const OK: u32 = 1;
-const PROTOCOL_ERROR: u32 = 5;
-const SERVER_ERROR: u32 = 6;
-
-const RESOLVED: u32 = 1;
-const AMBIGUOUS: u32 = 2;
-const AMBIGUOUS_PARTIAL: u32 = 3;
-const NOT_RESOLVED: u32 = 4;
-
-const NO_VALID_CERTIFICATE: u32 = 7;
 
 /// Most `To` elements one request may carry.
 const MAX_TO: usize = 100;
@@ -45,7 +35,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         Ok(r) => r,
         Err(why) => {
             tracing::info!(%why, "bad ResolveRecipients");
-            return Ok(top(PROTOCOL_ERROR));
+            return Ok(top(ResolveRecipientsStatus::ProtocolError));
         }
     };
     let mut budget = gal::PictureBudget::new(request.pictures);
@@ -55,12 +45,15 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "directory unavailable");
-                return Ok(top(SERVER_ERROR));
+                return Ok(top(ResolveRecipientsStatus::ServerError));
             }
         };
         responses.push(response(to, resolution, &request, &mut budget));
     }
-    let mut children = vec![Element::with_text(r::Status, OK.to_string())];
+    let mut children = vec![Element::with_text(
+        r::Status,
+        ResolveRecipientsStatus::Success.as_str(),
+    )];
     children.extend(responses);
     Ok(Reply::Document(Element::with_children(
         r::ResolveRecipients,
@@ -133,23 +126,24 @@ fn response(
     request: &Request,
     budget: &mut gal::PictureBudget,
 ) -> Element {
-    let (status, count, shown, unique): (u32, usize, Vec<Entry>, bool) = match resolution {
-        Resolution::Resolved(e) => (RESOLVED, 1, vec![*e], true),
-        Resolution::Ambiguous(all) => {
-            let count = all.len();
-            let shown: Vec<Entry> = all.into_iter().take(request.max_ambiguous).collect();
-            let status = if shown.len() < count {
-                AMBIGUOUS_PARTIAL
-            } else {
-                AMBIGUOUS
-            };
-            (status, count, shown, false)
-        }
-        Resolution::NotFound => (NOT_RESOLVED, 0, Vec::new(), false),
-    };
+    let (status, count, shown, unique): (ResolveRecipientsStatus, usize, Vec<Entry>, bool) =
+        match resolution {
+            Resolution::Resolved(e) => (ResolveRecipientsStatus::Success, 1, vec![*e], true),
+            Resolution::Ambiguous(all) => {
+                let count = all.len();
+                let shown: Vec<Entry> = all.into_iter().take(request.max_ambiguous).collect();
+                let status = if shown.len() < count {
+                    ResolveRecipientsStatus::AmbiguousPartial
+                } else {
+                    ResolveRecipientsStatus::Ambiguous
+                };
+                (status, count, shown, false)
+            }
+            Resolution::NotFound => (ResolveRecipientsStatus::NotResolved, 0, Vec::new(), false),
+        };
     let mut children = vec![
         Element::with_text(r::To, to),
-        Element::with_text(r::Status, status.to_string()),
+        Element::with_text(r::Status, status.as_str()),
         Element::with_text(r::RecipientCount, count.to_string()),
     ];
     for entry in &shown {
@@ -176,7 +170,7 @@ fn recipient(
         c.push(Element::with_children(
             r::Availability,
             vec![
-                Element::with_text(r::Status, OK.to_string()),
+                Element::with_text(r::Status, ResolveRecipientsStatus::Success.as_str()),
                 // 4 = no data, for every half hour: the gateway has no calendar.
                 Element::with_text(r::MergedFreeBusy, "4".repeat(slots as usize)),
             ],
@@ -186,13 +180,16 @@ fn recipient(
         c.push(Element::with_children(
             r::Certificates,
             vec![
-                Element::with_text(r::Status, NO_VALID_CERTIFICATE.to_string()),
+                Element::with_text(
+                    r::Status,
+                    ResolveRecipientsStatus::NoValidCertificate.as_str(),
+                ),
                 Element::with_text(r::CertificateCount, "0"),
             ],
         ));
     }
     if let Some((status, data)) = budget.take(entry) {
-        let mut p = vec![Element::with_text(r::Status, status.to_string())];
+        let mut p = vec![Element::with_text(r::Status, status.as_str())];
         if let Some(data) = data {
             p.push(Element::with_opaque(r::Data, data.to_vec()));
         }
@@ -201,10 +198,10 @@ fn recipient(
     Element::with_children(r::Recipient, c)
 }
 
-fn top(status: u32) -> Reply {
+fn top(status: ResolveRecipientsStatus) -> Reply {
     Reply::Document(Element::with_children(
         r::ResolveRecipients,
-        vec![Element::with_text(r::Status, status.to_string())],
+        vec![Element::with_text(r::Status, status.as_str())],
     ))
 }
 

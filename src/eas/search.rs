@@ -10,19 +10,13 @@
 use eas_wbxml::tags::{airsync as a, email, search as s};
 use eas_wbxml::{Element, Writer};
 
+use super::status::SearchStatus;
 use super::sync::{self, items, request::Options};
 use super::{Context, EasError, Reply, child_text, gal};
 use crate::mailstore::Mailstore;
 use crate::mailstore::{ImapDate, SearchKey};
 use crate::mime::{MessageMeta, MessageView};
 use crate::state::FolderEntry;
-
-const OK: u32 = 1;
-const INVALID_REQUEST: u32 = 2;
-const SERVER_ERROR: u32 = 3;
-const TOO_COMPLEX: u32 = 8;
-const TIMED_OUT: u32 = 10;
-const FOLDER_SYNC_REQUIRED: u32 = 11;
 
 /// At most this many results per response, as Exchange does.
 pub(crate) const MAX_RANGE: usize = 100;
@@ -77,7 +71,7 @@ pub(crate) enum Found {
 
 pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
     let Some(store) = body.child(s::Store) else {
-        return Ok(top(INVALID_REQUEST));
+        return Ok(top(SearchStatus::InvalidRequest));
     };
     let name = child_text(store, s::Name)
         .unwrap_or("")
@@ -89,24 +83,24 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         Some(r) => parse_range(r),
     };
     let Some((first, last)) = range else {
-        return Ok(store_status(INVALID_REQUEST));
+        return Ok(store_status(SearchStatus::InvalidRequest));
     };
     match name.as_str() {
         "gal" => return gal_search(ctx, store, options, first, last),
         "mailbox" => {}
-        _ => return Ok(store_status(INVALID_REQUEST)),
+        _ => return Ok(store_status(SearchStatus::InvalidRequest)),
     }
     let query = match store.child(s::Query).map(parse_query) {
         Some(Ok(q)) => q,
         Some(Err(QueryError::TooComplex(why))) => {
             tracing::info!(%why, "search too complex");
-            return Ok(store_status(TOO_COMPLEX));
+            return Ok(store_status(SearchStatus::QueryTooComplex));
         }
         Some(Err(QueryError::Invalid(why))) => {
             tracing::info!(%why, "invalid search");
-            return Ok(store_status(INVALID_REQUEST));
+            return Ok(store_status(SearchStatus::InvalidRequest));
         }
-        None => return Ok(store_status(INVALID_REQUEST)),
+        None => return Ok(store_status(SearchStatus::InvalidRequest)),
     };
     // Results are never cached between requests, so RebuildResults needs nothing more, and
     // no message is ever rights-managed, so RightsManagementSupport changes nothing either.
@@ -131,9 +125,9 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
             total,
             mailstore,
         } => (folders, hits, total, *mailstore),
-        Found::FolderSyncRequired => return Ok(store_status(FOLDER_SYNC_REQUIRED)),
-        Found::ServerError => return Ok(store_status(SERVER_ERROR)),
-        Found::TimedOut => return Ok(store_status(TIMED_OUT)),
+        Found::FolderSyncRequired => return Ok(store_status(SearchStatus::FolderSyncRequired)),
+        Found::ServerError => return Ok(store_status(SearchStatus::ServerError)),
+        Found::TimedOut => return Ok(store_status(SearchStatus::TimedOut)),
     };
     if total == 0 || first >= total || first >= hits.len() {
         mailstore.close().await;
@@ -148,10 +142,12 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
     let enc = |e: eas_wbxml::EncodeError| EasError::Internal(e.to_string());
     let mut w = Writer::new(Vec::with_capacity(8192)).map_err(enc)?;
     w.start(s::Search).map_err(enc)?;
-    w.text_element(s::Status, "1").map_err(enc)?;
+    w.text_element(s::Status, SearchStatus::Success.as_str())
+        .map_err(enc)?;
     w.start(s::Response).map_err(enc)?;
     w.start(s::Store).map_err(enc)?;
-    w.text_element(s::Status, &OK.to_string()).map_err(enc)?;
+    w.text_element(s::Status, SearchStatus::Success.as_str())
+        .map_err(enc)?;
     // One fetch per folder for the page's messages, then written in the page's order.
     let mut rendered: Vec<items::Rendered> = Vec::new();
     for (i, f) in folders.iter().enumerate() {
@@ -570,20 +566,20 @@ pub(crate) fn parse_range(r: &str) -> Option<(usize, usize)> {
     (a <= b).then_some((a, b))
 }
 
-fn top(status: u32) -> Reply {
+fn top(status: SearchStatus) -> Reply {
     Reply::Document(Element::with_children(
         s::Search,
-        vec![Element::with_text(s::Status, status.to_string())],
+        vec![Element::with_text(s::Status, status.as_str())],
     ))
 }
 
-fn store_status(status: u32) -> Reply {
-    store_reply(vec![Element::with_text(s::Status, status.to_string())])
+fn store_status(status: SearchStatus) -> Reply {
+    store_reply(vec![Element::with_text(s::Status, status.as_str())])
 }
 
 fn no_results(total: usize) -> Reply {
     store_reply(vec![
-        Element::with_text(s::Status, "1"),
+        Element::with_text(s::Status, SearchStatus::Success.as_str()),
         Element::with_text(s::Total, total.to_string()),
     ])
 }
@@ -593,7 +589,7 @@ fn store_reply(children: Vec<Element>) -> Reply {
     Reply::Document(Element::with_children(
         s::Search,
         vec![
-            Element::with_text(s::Status, "1"),
+            Element::with_text(s::Status, SearchStatus::Success.as_str()),
             Element::with_children(
                 s::Response,
                 vec![Element::with_children(s::Store, children)],
@@ -613,13 +609,13 @@ fn gal_search(
 ) -> Result<Reply, EasError> {
     let text = store.child(s::Query).and_then(|q| q.text()).unwrap_or("");
     if text.trim().is_empty() {
-        return Ok(store_status(INVALID_REQUEST));
+        return Ok(store_status(SearchStatus::InvalidRequest));
     }
     let found = match ctx.directory.search(text) {
         Ok(found) => found,
         Err(e) => {
             tracing::warn!(error = %e, "directory unavailable");
-            return Ok(store_status(SERVER_ERROR));
+            return Ok(store_status(SearchStatus::ServerError));
         }
     };
     let Some((first, last)) = gal::window(first, last, found.len(), MAX_RANGE) else {
@@ -631,10 +627,12 @@ fn gal_search(
     let enc = |e: eas_wbxml::EncodeError| EasError::Internal(e.to_string());
     let mut w = Writer::new(Vec::with_capacity(4096)).map_err(enc)?;
     w.start(s::Search).map_err(enc)?;
-    w.text_element(s::Status, "1").map_err(enc)?;
+    w.text_element(s::Status, SearchStatus::Success.as_str())
+        .map_err(enc)?;
     w.start(s::Response).map_err(enc)?;
     w.start(s::Store).map_err(enc)?;
-    w.text_element(s::Status, &OK.to_string()).map_err(enc)?;
+    w.text_element(s::Status, SearchStatus::Success.as_str())
+        .map_err(enc)?;
     let tags = gal::ResultTags {
         result: s::Result,
         properties: s::Properties,

@@ -41,6 +41,7 @@
 use eas_wbxml::Element;
 use eas_wbxml::tags::composemail as cm;
 
+use super::status::ComposeMailStatus;
 use super::sync::{self, parse_server_id};
 use super::version::Command;
 use super::{Context, EasError, Reply, child_text, status_document};
@@ -107,17 +108,17 @@ pub enum Failure {
 
 impl Failure {
     /// The ComposeMail Status (MS-ASCMD 2.2.2 common status codes).
-    pub fn status(self) -> u32 {
+    pub fn status(self) -> ComposeMailStatus {
         match self {
-            Failure::InvalidMime => 107,          // InvalidMIME
-            Failure::NoRecipients => 119,         // MessageHasNoRecipient
-            Failure::PreviouslySent => 118,       // MessagePreviouslySent
-            Failure::SourceNotFound => 150,       // ItemNotFound
-            Failure::RetryLater => 111,           // ServerErrorRetryLater
-            Failure::SubmissionFailed => 120,     // MailSubmissionFailed
-            Failure::TooLarge => 115,             // SendQuotaExceeded
-            Failure::MailboxQuotaExceeded => 113, // MailboxQuotaExceeded
-            Failure::ServerError => 110,          // ServerError
+            Failure::InvalidMime => ComposeMailStatus::InvalidMime,
+            Failure::NoRecipients => ComposeMailStatus::MessageHasNoRecipient,
+            Failure::PreviouslySent => ComposeMailStatus::MessagePreviouslySent,
+            Failure::SourceNotFound => ComposeMailStatus::ItemNotFound,
+            Failure::RetryLater => ComposeMailStatus::ServerErrorRetryLater,
+            Failure::SubmissionFailed => ComposeMailStatus::MailSubmissionFailed,
+            Failure::TooLarge => ComposeMailStatus::SendQuotaExceeded,
+            Failure::MailboxQuotaExceeded => ComposeMailStatus::MailboxQuotaExceeded,
+            Failure::ServerError => ComposeMailStatus::ServerError,
         }
     }
 
@@ -502,7 +503,7 @@ mod test {
             Failure::MailboxQuotaExceeded,
             Failure::ServerError,
         ];
-        let mut codes: Vec<u32> = all.iter().map(|f| f.status()).collect();
+        let mut codes: Vec<u32> = all.iter().map(|f| f.status().code()).collect();
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), all.len());

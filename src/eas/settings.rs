@@ -16,22 +16,23 @@
 use eas_wbxml::Element;
 use eas_wbxml::tags::settings as s;
 
+use super::status::SettingsStatus;
 use super::version::ProtocolVersion;
 use super::{Context, EasError, Reply};
 use crate::state::Device;
 
-const OK: &str = "1";
-const PROTOCOL_ERROR: &str = "2";
-const DENIED_BY_POLICY: &str = "7";
-
 pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
-    let mut out = vec![Element::with_text(s::Status, OK)];
+    let mut out = vec![Element::with_text(
+        s::Status,
+        SettingsStatus::Success.as_str(),
+    )];
     for block in body.children() {
         let answer = match block.tag {
-            s::Oof => Element::with_children(s::Oof, vec![status(DENIED_BY_POLICY)]),
-            s::DevicePassword => {
-                Element::with_children(s::DevicePassword, vec![status(DENIED_BY_POLICY)])
-            }
+            s::Oof => Element::with_children(s::Oof, vec![status(SettingsStatus::DeniedByPolicy)]),
+            s::DevicePassword => Element::with_children(
+                s::DevicePassword,
+                vec![status(SettingsStatus::DeniedByPolicy)],
+            ),
             s::DeviceInformation => {
                 let ok = block.child(s::Set).is_some();
                 if ok {
@@ -39,14 +40,18 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                 }
                 Element::with_children(
                     s::DeviceInformation,
-                    vec![status(if ok { OK } else { PROTOCOL_ERROR })],
+                    vec![status(if ok {
+                        SettingsStatus::Success
+                    } else {
+                        SettingsStatus::ProtocolError
+                    })],
                 )
             }
             s::UserInformation => user_information(ctx, block),
             s::RightsManagementInformation => Element::with_children(
                 s::RightsManagementInformation,
                 // No rights-management templates exist on this server.
-                vec![status(OK), Element::new(s::Get)],
+                vec![status(SettingsStatus::Success), Element::new(s::Get)],
             ),
             _ => continue, // unknown blocks are skipped, as the spec asks of unknown elements
         };
@@ -55,13 +60,16 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
     Ok(Reply::Document(Element::with_children(s::Settings, out)))
 }
 
-fn status(value: &str) -> Element {
-    Element::with_text(s::Status, value)
+fn status(value: SettingsStatus) -> Element {
+    Element::with_text(s::Status, value.as_str())
 }
 
 fn user_information(ctx: &Context<'_>, block: &Element) -> Element {
     if block.child(s::Get).is_none() {
-        return Element::with_children(s::UserInformation, vec![status(PROTOCOL_ERROR)]);
+        return Element::with_children(
+            s::UserInformation,
+            vec![status(SettingsStatus::ProtocolError)],
+        );
     }
     let email = &ctx.user.email;
     let get = if ctx.version >= ProtocolVersion::V14_1 {
@@ -86,7 +94,10 @@ fn user_information(ctx: &Context<'_>, block: &Element) -> Element {
             )],
         )
     };
-    Element::with_children(s::UserInformation, vec![status(OK), get])
+    Element::with_children(
+        s::UserInformation,
+        vec![status(SettingsStatus::Success), get],
+    )
 }
 
 /// Copies `DeviceInformation > Set` into the device record; unknown or empty fields are

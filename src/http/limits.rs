@@ -20,6 +20,7 @@ use axum::response::Response;
 
 use super::error::HttpError;
 use crate::config::LimitsConfig;
+use crate::eas::status::Common;
 use crate::eas::version::{Command, ProtocolVersion};
 use crate::metrics::{self, LimitCounters};
 
@@ -29,9 +30,6 @@ pub const RETRY_AFTER_SECS: u64 = 60;
 /// The slowest average a request body may arrive at once it started: 64 kbit/s, below the
 /// worst mobile link a phone still syncs over.
 const MIN_BODY_RATE: u64 = 8 * 1024;
-
-/// MS-ASCMD common status 177: the user has as many device partnerships as allowed.
-const MAXIMUM_DEVICES_REACHED: u32 = 177;
 
 /// A client network: an IPv4 address, or the /64 an IPv6 address is in (one subscriber line
 /// or LAN gets a whole /64, so counting single IPv6 addresses would count nothing).
@@ -200,7 +198,7 @@ impl Limits {
         if !version.has_body_status() {
             return Err(HttpError::Forbidden);
         }
-        let doc = crate::eas::status_document(command, MAXIMUM_DEVICES_REACHED);
+        let doc = crate::eas::status_document(command, Common::MaximumDevicesReached);
         Ok(Some(super::wbxml_response(doc.encode())))
     }
 

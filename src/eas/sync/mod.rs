@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use super::{Context, EasError, Reply};
 use crate::eas::folders::{DELETED_ITEMS as TRASH, DRAFTS};
 use crate::eas::request::AuthenticatedUser;
+use crate::eas::status::{GetItemEstimateStatus, SyncStatus};
 use crate::eas::version::ProtocolVersion;
 use crate::mailstore::SequenceSet;
 use crate::mailstore::{FolderState, Mailstore};
@@ -36,19 +37,6 @@ use crate::state::{FolderEntry, unix_now};
 use request::{ClientCommand, CollectionRequest, Options, RequestError, SyncRequest};
 use snapshot::{FlagState, Snapshot, flag_state};
 use std::collections::HashMap;
-
-/// Sync statuses (MS-ASCMD 2.2.3.177.17).
-pub const OK: u32 = 1;
-pub const INVALID_SYNC_KEY: u32 = 3;
-pub const PROTOCOL_ERROR: u32 = 4;
-pub const SERVER_ERROR: u32 = 5;
-pub const CONFLICT: u32 = 7;
-pub const OBJECT_NOT_FOUND: u32 = 8;
-pub const HIERARCHY_CHANGED: u32 = 12;
-pub const EMPTY_NOT_CACHED: u32 = 13;
-/// Per-item status for an Add the server does not accept (mail other than 16.x drafts).
-pub const ADD_REFUSED: u32 = 6;
-pub const BAD_WAIT: u32 = 14;
 
 /// Memo names in the state store.
 const MEMO_COLLECTIONS: &str = "sync.collections";
@@ -99,7 +87,7 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
             Err(RequestError::BadWait { limit_secs }) => return Ok(bad_wait(limit_secs)),
             Err(e) => {
                 tracing::info!(error = %e, "malformed Sync");
-                return Ok(top_status(PROTOCOL_ERROR));
+                return Ok(top_status(SyncStatus::ProtocolError));
             }
         },
         None => SyncRequest::default(),
@@ -110,7 +98,7 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
         .and_then(|b| Cached::decode(&b));
     if body.is_none() || req.partial {
         let Some(cached) = cached.clone() else {
-            return Ok(top_status(EMPTY_NOT_CACHED));
+            return Ok(top_status(SyncStatus::IncompleteRequest));
         };
         req = cached.merge(req);
     } else if let Some(c) = &cached {
@@ -118,7 +106,7 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
         c.fill_options(&mut req);
     }
     if req.collections.is_empty() {
-        return Ok(top_status(PROTOCOL_ERROR));
+        return Ok(top_status(SyncStatus::ProtocolError));
     }
 
     let hierarchy = match ctx.store.latest_hierarchy_key(&device)? {
@@ -178,7 +166,7 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
                 .iter()
                 .find(|f| f.id.to_string() == c.collection_id);
             let r = match folder {
-                None => CollectionOutcome::status(c, HIERARCHY_CHANGED),
+                None => CollectionOutcome::status(c, SyncStatus::FolderHierarchyChanged),
                 Some(f) => {
                     let taken = ready.remove(&f.id);
                     collection(ctx, &mut store, c, f, &mut budget, taken).await?
@@ -234,7 +222,7 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
     // An empty or partial Sync later continues from the keys of this answer, not from the
     // ones this request presented.
     for (c, o) in req.collections.iter_mut().zip(&outcome) {
-        if o.status == OK {
+        if o.status == SyncStatus::Success {
             c.sync_key = o.sync_key.clone();
         }
     }
@@ -284,7 +272,7 @@ struct CollectionOutcome {
     sync_key: String,
     /// A newly minted key, when the snapshot advanced.
     new_key: Option<u32>,
-    status: u32,
+    status: SyncStatus,
     more: bool,
     commands: Vec<ServerCommand>,
     responses: Vec<ItemResponse>,
@@ -307,7 +295,7 @@ struct Ahead {
 }
 
 impl CollectionOutcome {
-    fn status(c: &CollectionRequest, status: u32) -> CollectionOutcome {
+    fn status(c: &CollectionRequest, status: SyncStatus) -> CollectionOutcome {
         CollectionOutcome {
             collection_id: c.collection_id.clone(),
             folder: None,
@@ -327,7 +315,10 @@ impl CollectionOutcome {
     fn has_news(&self) -> bool {
         // A new key alone (the counters moved without anything for the device) is not news:
         // a held Sync keeps waiting.
-        self.status != OK || !self.commands.is_empty() || !self.responses.is_empty() || self.more
+        self.status != SyncStatus::Success
+            || !self.commands.is_empty()
+            || !self.responses.is_empty()
+            || self.more
     }
 }
 
@@ -343,7 +334,7 @@ enum ItemResponse {
     Failed {
         command: &'static str,
         server_id: String,
-        status: u32,
+        status: SyncStatus,
     },
     Fetch {
         server_id: String,
@@ -352,7 +343,7 @@ enum ItemResponse {
     Add {
         client_id: String,
         server_id: Option<String>,
-        status: u32,
+        status: SyncStatus,
     },
 }
 
@@ -376,7 +367,7 @@ async fn collection(
     ready: Option<read_ahead::Taken>,
 ) -> Result<CollectionOutcome, EasError> {
     let device = &ctx.device.key;
-    let mut out = CollectionOutcome::status(c, OK);
+    let mut out = CollectionOutcome::status(c, SyncStatus::Success);
     out.folder = Some(folder.id);
     let options = c.options.clone().unwrap_or_default();
     let since = options.since(unix_now());
@@ -386,7 +377,7 @@ async fn collection(
         ctx.store.reset_collection(device, folder.id)?;
         let store = opened(ctx, lazy).await?;
         let Some(state) = folder_state(store, &folder.imap_name).await? else {
-            out.status = HIERARCHY_CHANGED;
+            out.status = SyncStatus::FolderHierarchyChanged;
             return Ok(out);
         };
         let snap = Snapshot {
@@ -415,11 +406,11 @@ async fn collection(
         .transpose()?
         .flatten()
     else {
-        out.status = INVALID_SYNC_KEY;
+        out.status = SyncStatus::InvalidSyncKey;
         return Ok(out);
     };
     let Some(header) = Snapshot::decode_header(&bytes) else {
-        out.status = INVALID_SYNC_KEY;
+        out.status = SyncStatus::InvalidSyncKey;
         return Ok(out);
     };
     let get_changes = c.get_changes.unwrap_or(true);
@@ -476,7 +467,7 @@ async fn collection(
 
     let store = opened(ctx, lazy).await?;
     let Some(state) = folder_state(store, &folder.imap_name).await? else {
-        out.status = HIERARCHY_CHANGED;
+        out.status = SyncStatus::FolderHierarchyChanged;
         return Ok(out);
     };
     // The common case, a phone asking again with nothing new: decided from the snapshot's
@@ -494,7 +485,7 @@ async fn collection(
         return Ok(out);
     }
     let Some(mut snap) = Snapshot::decode(&bytes) else {
-        out.status = INVALID_SYNC_KEY;
+        out.status = SyncStatus::InvalidSyncKey;
         return Ok(out);
     };
     if state.uidvalidity != snap.uidvalidity {
@@ -504,7 +495,7 @@ async fn collection(
             "UIDVALIDITY changed; the device resyncs"
         );
         ctx.store.reset_collection(device, folder.id)?;
-        out.status = INVALID_SYNC_KEY;
+        out.status = SyncStatus::InvalidSyncKey;
         return Ok(out);
     }
 
@@ -541,7 +532,7 @@ async fn collection(
             else {
                 // Recreated between the STATUS and the listing: as above.
                 ctx.store.reset_collection(device, folder.id)?;
-                out.status = INVALID_SYNC_KEY;
+                out.status = SyncStatus::InvalidSyncKey;
                 out.commands.clear();
                 out.responses.clear();
                 return Ok(out);
@@ -790,21 +781,21 @@ fn start_read_ahead(ctx: &Context<'_>, folder: u32, ahead: Ahead) {
 }
 
 /// What the next Sync of a collection would send, counted without sending it: the answer to
-/// GetItemEstimate. `Err(status)` carries GetItemEstimate's own status (2 unknown collection,
-/// 3 key 0 / not primed, 4 unknown key).
+/// GetItemEstimate. `Err(status)` carries GetItemEstimate's own status (unknown collection,
+/// key 0 / not primed, unknown key).
 pub async fn estimate(
     ctx: &Context<'_>,
     store: &mut Mailstore,
     collection_id: &str,
     sync_key: &str,
     options: Option<Options>,
-) -> Result<Result<usize, u32>, EasError> {
+) -> Result<Result<usize, GetItemEstimateStatus>, EasError> {
     let device = &ctx.device.key;
     let Some(folder) = current_folder(ctx, collection_id)? else {
-        return Ok(Err(2));
+        return Ok(Err(GetItemEstimateStatus::InvalidCollection));
     };
     if sync_key.trim() == "0" {
-        return Ok(Err(3));
+        return Ok(Err(GetItemEstimateStatus::NotPrimed));
     }
     let Some(snap) = sync_key
         .trim()
@@ -815,7 +806,7 @@ pub async fn estimate(
         .flatten()
         .and_then(|b| Snapshot::decode(&b))
     else {
-        return Ok(Err(4));
+        return Ok(Err(GetItemEstimateStatus::InvalidSyncKey));
     };
     // Without options in the request, the ones the device last synced with apply.
     let options = match options {
@@ -834,10 +825,10 @@ pub async fn estimate(
     };
     let since = options.since(unix_now());
     let Some(state) = folder_state(store, &folder.imap_name).await? else {
-        return Ok(Err(2));
+        return Ok(Err(GetItemEstimateStatus::InvalidCollection));
     };
     if state.uidvalidity != snap.uidvalidity {
-        return Ok(Err(4));
+        return Ok(Err(GetItemEstimateStatus::InvalidSyncKey));
     }
     if !snap.pending
         && state.highest_modseq != 0
@@ -1087,7 +1078,7 @@ async fn client_command(
                 out.responses.push(ItemResponse::Failed {
                     command: "Change",
                     server_id: server_id.clone(),
-                    status: OBJECT_NOT_FOUND,
+                    status: SyncStatus::ObjectNotFound,
                 });
                 return Ok(false);
             };
@@ -1113,7 +1104,7 @@ async fn client_command(
                     out.responses.push(ItemResponse::Failed {
                         command: "Change",
                         server_id: server_id.clone(),
-                        status: OBJECT_NOT_FOUND,
+                        status: SyncStatus::ObjectNotFound,
                     });
                     Ok(false)
                 }
@@ -1126,7 +1117,7 @@ async fn client_command(
                 out.responses.push(ItemResponse::Failed {
                     command: "Delete",
                     server_id: server_id.clone(),
-                    status: OBJECT_NOT_FOUND,
+                    status: SyncStatus::ObjectNotFound,
                 });
                 return Ok(false);
             };
@@ -1160,7 +1151,7 @@ async fn client_command(
                 out.responses.push(ItemResponse::Add {
                     client_id: client_id.clone(),
                     server_id: None,
-                    status: ADD_REFUSED,
+                    status: SyncStatus::ConversionError,
                 });
                 return Ok(false);
             };
@@ -1170,7 +1161,7 @@ async fn client_command(
                     out.responses.push(ItemResponse::Add {
                         client_id: client_id.clone(),
                         server_id: Some(format!("{}:{uid}", folder.id)),
-                        status: OK,
+                        status: SyncStatus::Success,
                     });
                     Ok(true)
                 }
@@ -1178,7 +1169,7 @@ async fn client_command(
                     out.responses.push(ItemResponse::Add {
                         client_id: client_id.clone(),
                         server_id: None,
-                        status: SERVER_ERROR,
+                        status: SyncStatus::ServerError,
                     });
                     Ok(false)
                 }
@@ -1201,8 +1192,7 @@ fn write_response(outcome: &[CollectionOutcome], ctx: &Context<'_>) -> Result<Ve
         w.text_element(a::SyncKey, &o.sync_key).map_err(enc)?;
         w.text_element(a::CollectionId, &o.collection_id)
             .map_err(enc)?;
-        w.text_element(a::Status, &o.status.to_string())
-            .map_err(enc)?;
+        w.text_element(a::Status, o.status.as_str()).map_err(enc)?;
         if o.more {
             w.empty(a::MoreAvailable).map_err(enc)?;
         }
@@ -1255,8 +1245,7 @@ fn write_response(outcome: &[CollectionOutcome], ctx: &Context<'_>) -> Result<Ve
                         })
                         .map_err(enc)?;
                         w.text_element(a::ServerId, server_id).map_err(enc)?;
-                        w.text_element(a::Status, &status.to_string())
-                            .map_err(enc)?;
+                        w.text_element(a::Status, status.as_str()).map_err(enc)?;
                         w.end().map_err(enc)?;
                     }
                     ItemResponse::Fetch { server_id, uid } => {
@@ -1264,11 +1253,12 @@ fn write_response(outcome: &[CollectionOutcome], ctx: &Context<'_>) -> Result<Ve
                         w.text_element(a::ServerId, server_id).map_err(enc)?;
                         match uid.filter(|u| o.messages.contains(*u)) {
                             Some(uid) => {
-                                w.text_element(a::Status, "1").map_err(enc)?;
+                                w.text_element(a::Status, SyncStatus::Success.as_str())
+                                    .map_err(enc)?;
                                 o.messages.write(&mut w, uid, false)?;
                             }
                             None => {
-                                w.text_element(a::Status, &OBJECT_NOT_FOUND.to_string())
+                                w.text_element(a::Status, SyncStatus::ObjectNotFound.as_str())
                                     .map_err(enc)?;
                             }
                         }
@@ -1284,8 +1274,7 @@ fn write_response(outcome: &[CollectionOutcome], ctx: &Context<'_>) -> Result<Ve
                         if let Some(s) = server_id {
                             w.text_element(a::ServerId, s).map_err(enc)?;
                         }
-                        w.text_element(a::Status, &status.to_string())
-                            .map_err(enc)?;
+                        w.text_element(a::Status, status.as_str()).map_err(enc)?;
                         w.end().map_err(enc)?;
                     }
                 }
@@ -1300,10 +1289,10 @@ fn write_response(outcome: &[CollectionOutcome], ctx: &Context<'_>) -> Result<Ve
     w.finish().map_err(enc)
 }
 
-fn top_status(status: u32) -> Reply {
+fn top_status(status: SyncStatus) -> Reply {
     Reply::Document(Element::with_children(
         a::Sync,
-        vec![Element::with_text(a::Status, status.to_string())],
+        vec![Element::with_text(a::Status, status.as_str())],
     ))
 }
 
@@ -1311,7 +1300,7 @@ fn bad_wait(limit: u64) -> Reply {
     Reply::Document(Element::with_children(
         a::Sync,
         vec![
-            Element::with_text(a::Status, BAD_WAIT.to_string()),
+            Element::with_text(a::Status, SyncStatus::InvalidWaitOrHeartbeat.as_str()),
             Element::with_text(a::Limit, limit.to_string()),
         ],
     ))
@@ -1503,7 +1492,7 @@ impl LastAnswer {
                     vec![
                         Element::with_text(a::SyncKey, "0"),
                         Element::with_text(a::CollectionId, folder.to_string()),
-                        Element::with_text(a::Status, INVALID_SYNC_KEY.to_string()),
+                        Element::with_text(a::Status, SyncStatus::InvalidSyncKey.as_str()),
                     ],
                 )
             })
