@@ -3,6 +3,8 @@
 //! limits enforced by the server, and messages longer than the gateway fetches whole (the
 //! IMAP client's response cap).
 
+#[path = "../benches/common/amplification.rs"]
+mod amplification;
 mod eas;
 mod support;
 
@@ -537,6 +539,23 @@ async fn peak_memory_of_a_ten_fetch_item_operations() {
         .iter()
         .map(|uid| fetch_attachment(&format!("{inbox}:{uid}:2"), None))
         .collect();
+    // ITEMOPS_AMPLIFY=N: meanwhile N string-table amplification documents (issue 18, point 1)
+    // are POSTed at once by another device, for the combined figure.
+    let amplify: usize = std::env::var("ITEMOPS_AMPLIFY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let attackers: Vec<_> = (0..amplify)
+        .map(|i| {
+            let mut a = p.clone();
+            a.device_id = format!("AMPLIFY{i}");
+            tokio::spawn(async move {
+                a.post("FolderSync", amplification::amplification(60_000, 30_000))
+                    .await
+                    .status
+            })
+        })
+        .collect();
     let t = std::time::Instant::now();
     let answer = p
         .send(
@@ -547,6 +566,11 @@ async fn peak_memory_of_a_ten_fetch_item_operations() {
         )
         .await;
     let took = t.elapsed();
+    let mut refused = 0;
+    for a in attackers {
+        refused += usize::from(a.await.unwrap() == 400);
+    }
+    assert_eq!(refused, amplify, "every amplification document is refused");
     let bytes = answer.body.len();
     assert_eq!(answer.status, 200);
     // The response of the gateway before these limits is larger than a request may be.
@@ -561,7 +585,7 @@ async fn peak_memory_of_a_ten_fetch_item_operations() {
     let peak = kib("VmHWM");
     let after = kib("VmRSS");
     println!(
-        "{binary}: 10 fetches of {mb} MB attachments: {served} served ({} statuses {:?}), \
+        "{binary}: 10 fetches of {mb} MB attachments ({amplify} amplification POSTs meanwhile): {served} served ({} statuses {:?}), \
          response {:.1} MB in {:.2} s; gateway VmHWM before the request {:.1} MiB, peak \
          {:.1} MiB, VmRSS after {:.1} MiB",
         got.len(),

@@ -3,33 +3,17 @@
 //! gateway's memory does not follow what the document would decode to, and other phones are
 //! answered as before. Real HTTP, real Dovecot.
 
+#[path = "../benches/common/amplification.rs"]
+mod amplification;
 mod eas;
 mod support;
+
+use amplification::amplification;
 
 use std::time::{Duration, Instant};
 
 use eas::{Gateway, Phone, find_text, folder_changes};
 use eas_wbxml::tags::folderhierarchy as fh;
-
-/// `<Sync><SyncKey>` holding `references` STR_T references to one `entry_len`-byte entry: it
-/// would decode to `entry_len × references` bytes of text.
-fn amplification(entry_len: usize, references: usize) -> Vec<u8> {
-    let table_len = entry_len + 1;
-    assert!(table_len < 1 << 21, "three-byte mb_u_int32 below");
-    let mut doc = vec![
-        0x03,
-        0x01,
-        0x6A,
-        0x80 | (table_len >> 14) as u8,
-        0x80 | ((table_len >> 7) & 0x7F) as u8,
-        (table_len & 0x7F) as u8,
-    ];
-    doc.extend(std::iter::repeat_n(b'A', entry_len));
-    doc.extend_from_slice(&[0x00, 0x45, 0x4B]);
-    doc.extend_from_slice(&[0x83, 0x00].repeat(references));
-    doc.extend_from_slice(&[0x01, 0x01]);
-    doc
-}
 
 async fn provisioned(g: &Gateway, user: &str, device: &str) -> Phone {
     let (login, password) = support::credentials(user);
