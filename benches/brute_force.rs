@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use eas_gateway::config::Config;
 use eas_gateway::http::{AppState, auth::parse_basic, serve};
-use eas_gateway::testbed::{Dovecot, TestUser};
+use eas_testbed::{Dovecot, TestUser};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use eas_gateway::config::{Config, PushSource};
 use eas_gateway::http::{AppState, serve};
-use eas_gateway::testbed::{Dovecot, TestUser, Tuning};
+use eas_testbed::{Dovecot, TestUser, Tuning};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 

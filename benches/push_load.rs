@@ -54,7 +54,7 @@ use std::time::{Duration, Instant};
 use eas_gateway::config::{Config, PushSource};
 use eas_gateway::http::{AppState, serve};
 use eas_gateway::imap::{IdleEnd, ImapConfig, Notice, Session};
-use eas_gateway::testbed::{Dovecot, TestUser, Tuning};
+use eas_testbed::{Dovecot, TestUser, Tuning};
 use eas_wbxml::Element;
 use eas_wbxml::tags::{airsync as a, folderhierarchy as fh, ping as pg, provision as pv};
 use rand::{Rng as _, SeedableRng as _};

@@ -1,4 +1,4 @@
-//! Load benchmarks for email Sync: a private Dovecot (`eas_gateway::testbed`), the gateway
+//! Load benchmarks for email Sync: a private Dovecot (`eas_testbed`), the gateway
 //! in process on plain HTTP over loopback (SQLite state in a temporary directory), and a
 //! simulated iPhone speaking WBXML with reqwest.
 //!
@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use eas_gateway::config::Config;
 use eas_gateway::http::{AppState, serve};
 use eas_gateway::imap::{FetchQuery, ImapConfig, SequenceSet, Session};
-use eas_gateway::testbed::{Dovecot, TestUser};
+use eas_testbed::{Dovecot, TestUser};
 use eas_wbxml::Element;
 use eas_wbxml::tags::{airsync as a, folderhierarchy as fh, provision as pv};
 
@@ -197,7 +197,7 @@ async fn fill(dovecot: &Dovecot, user: &TestUser, n: usize, how: Fill) -> Result
                 &user.login,
                 (0..n).map(|i| {
                     let m = Generator::message(i);
-                    eas_gateway::testbed::MaildirMessage {
+                    eas_testbed::MaildirMessage {
                         raw: m.raw,
                         date: m.date,
                         seen: m.seen,
@@ -1139,7 +1139,7 @@ fn main() -> Result<()> {
     runtime.block_on(async {
         let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
         println!("sync_load: {cpus} CPUs, args {args:?}");
-        let tuning = eas_gateway::testbed::Tuning {
+        let tuning = eas_testbed::Tuning {
             fts_xapian: args.fts,
             ..Default::default()
         };

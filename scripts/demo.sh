@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The gateway's main job, as a demo: a private Dovecot with a demo user and a few messages, and
 # the gateway in front of it on HTTPS (self-signed certificate) with the embedded state store.
-# Installs Dovecot, lua-socket and Postfix when missing, like scripts/test.sh. Extra arguments go to `eas-gateway demo`
-# (e.g. --listen 0.0.0.0:8443 --host mail.lan, or --push dovecot-events for push from Dovecot's
-# own events). Stop with Ctrl-C.
+# Installs Dovecot, lua-socket and Postfix when missing, like scripts/test.sh. Extra arguments go
+# to `eas-demo` (e.g. --listen 0.0.0.0:8443 --host mail.lan, or --push dovecot-events for push
+# from Dovecot's own events). Stop with Ctrl-C.
+# The demo is a binary of the dev-only crate eas-testbed (testbed/), not a subcommand of the
+# shipped eas-gateway, so the test bed that starts the private Dovecot is not in that binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -20,4 +22,4 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-exec cargo run --release --locked -- demo "$@"
+exec cargo run --release --locked -p eas-testbed --bin eas-demo -- "$@"

@@ -18,10 +18,12 @@
 //! - [`secret`]: the wrapper that keeps passwords out of logs.
 //! - [`smtp`]: submission of sent mail over SMTP (lettre), as the user or through a relay.
 //! - [`cli`]: what the CLI's `serve`, `check` (and its check of Dovecot's push events),
-//!   `devices`, `demo` and `wbxml decode|encode` run.
-//! - [`testbed`]: starting a private Dovecot on loopback, for the test harness and the demo.
+//!   `devices` and `wbxml decode|encode` run.
 //!
-//! The WBXML codec itself is the separate crate `eas-wbxml` (`wbxml/`), usable on its own.
+//! The WBXML codec itself is the separate crate `eas-wbxml` (`wbxml/`), usable on its own. The
+//! test bed (a private Dovecot and Postfix on loopback) and the demo are the dev-only crate
+//! `eas-testbed` (`testbed/`): tests and benches get it as a dev-dependency, so none of it is
+//! in the shipped binary.
 
 pub mod cli;
 pub mod config;
@@ -36,6 +38,5 @@ pub mod push;
 pub mod secret;
 pub mod smtp;
 pub mod state;
-pub mod testbed;
 
 pub use cli::server::run_server;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use eas_gateway::cli::{check, devices, tools};
 use eas_gateway::config::{Config, Overrides};
-use eas_gateway::cli::{check, demo, devices, tools};
 use eas_wbxml::Limits;
 
 #[derive(Parser)]
@@ -34,8 +34,6 @@ enum Command {
         #[arg(long)]
         user: Option<String>,
     },
-    /// Start a private Dovecot with a demo user and the gateway in front of it.
-    Demo(demo::DemoArgs),
     /// List devices, ask for a remote wipe, or forget a device.
     Devices {
         #[command(flatten)]
@@ -170,11 +168,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
-        }
-        Command::Demo(args) => {
-            init_logging();
-            runtime()?.block_on(demo::run(args))?;
-            Ok(ExitCode::SUCCESS)
         }
         Command::Devices { config, action } => {
             let config = config.load()?;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use eas::{Gateway, Phone};
 use eas_gateway::imap::ImapConfig;
-use eas_gateway::testbed::{Dovecot, TestUser};
+use eas_testbed::{Dovecot, TestUser};
 
 /// Everything any span or event of this process writes, at TRACE level.
 fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use eas::{Gateway, Phone, find_text, folder_changes};
 use eas_gateway::http::auth::parse_basic;
-use eas_gateway::testbed::TestUser;
+use eas_testbed::TestUser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use eas_gateway::imap::{self, ImapConfig, ImapError, Security, Session, SpecialUse};
-use eas_gateway::testbed::{Dovecot, TestUser};
+use eas_testbed::{Dovecot, TestUser};
 
 fn names(mailboxes: &[imap::Mailbox]) -> Vec<&str> {
     mailboxes.iter().map(|m| m.name.as_str()).collect()

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use eas::{Gateway, Phone, find_text, folder_changes, sync_to_end};
 use eas_gateway::config::PushSource;
 use eas_gateway::push::dovecot_events::{MAGIC, escape, read_secret, sign};
-use eas_gateway::testbed::{Dovecot, TestUser, Tuning};
+use eas_testbed::{Dovecot, TestUser, Tuning};
 use eas_wbxml::Element;
 use eas_wbxml::tags::ping as p;
 

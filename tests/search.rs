@@ -8,7 +8,7 @@ mod support;
 use base64::Engine as _;
 use eas::{Gateway, Phone, find_text, folder_changes};
 use eas_gateway::mime::{MessageMeta, MessageView};
-use eas_gateway::testbed::MaildirMessage;
+use eas_testbed::MaildirMessage;
 use eas_wbxml::Element;
 use eas_wbxml::tags::{
     airsync as a, email as em, find as f, gal as g, resolverecipients as r, search as s,

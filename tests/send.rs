@@ -729,7 +729,7 @@ async fn the_compose_mail_fixtures_replayed() {
 
 #[tokio::test]
 async fn a_sent_copy_that_would_exceed_the_quota_is_refused_before_sending() {
-    use eas_gateway::testbed::{Dovecot, Tuning};
+    use eas_testbed::{Dovecot, Tuning};
     let user = support::user("victor");
     let dovecot = Dovecot::start_tuned(
         std::slice::from_ref(&user),

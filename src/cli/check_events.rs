@@ -27,6 +27,9 @@ const PLUGINS: [&str; 4] = [
     "push_notification",
     "push_notification_lua",
 ];
+/// Where Debian's `lua-socket` puts the module the push script needs (Dovecot links Lua 5.4).
+/// The test bed (`eas-testbed`) checks the same path before it starts a Dovecot with events.
+pub const LUA_SOCKET: &str = "/usr/share/lua/5.4/socket.lua";
 
 /// What the datagrams that arrived said.
 #[derive(Default)]
@@ -369,7 +372,7 @@ fn dovecot_side(push: &PushConfig, out: &mut dyn Write) -> std::io::Result<()> {
             )?;
         }
     }
-    if !std::path::Path::new(crate::testbed::LUA_SOCKET).exists() {
+    if !std::path::Path::new(LUA_SOCKET).exists() {
         fine = false;
         writeln!(
             out,

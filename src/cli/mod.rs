@@ -1,6 +1,7 @@
 //! What the command-line subcommands run: `serve` ([`server`]), `check` ([`check`], with
-//! [`check_events`] for Dovecot's push events), `devices`, `demo` and the offline `wbxml
-//! decode|encode` ([`tools`]).
+//! [`check_events`] for Dovecot's push events), `devices` and the offline `wbxml
+//! decode|encode` ([`tools`]). The demo is not here: it needs the test bed, so it is the
+//! `eas-demo` binary of the dev-only `eas-testbed` crate.
 //!
 //! Owns the operator's side: reading a configuration, starting or probing the service,
 //! printing for a terminal. Sits on top of everything else; nothing below imports it
@@ -8,7 +9,6 @@
 
 pub mod check;
 pub mod check_events;
-pub mod demo;
 pub mod devices;
 pub mod server;
 pub mod tools;

@@ -28,6 +28,26 @@
 //!
 //! Mailbox names in this API are Unicode; the client encodes and decodes modified UTF-7.
 //! Passwords and message contents are never logged: only command names and tags are.
+//!
+//! Why a client of our own: the gateway relies on NOTIFY (RFC 5465: one watcher per user
+//! instead of one IDLE per folder), ESEARCH (RFC 4731: a large result as a compact UID set),
+//! SELECT with QRESYNC and `UID FETCH … (CHANGEDSINCE m VANISHED)` (RFC 7162: the per-Sync
+//! diff), messages handed over one by one as their FETCH responses arrive, a response refused
+//! as soon as a literal's announced size is over a cap (nothing of it buffered), and an IDLE
+//! that ends on a stop future or a deadline and always finishes with DONE over cancel-safe
+//! reads, so the session goes back to the pool. What the maintained crates' docs.rs pages
+//! show: `async-imap` (0.11, 0.12) has IDLE, QUOTA, ID and COMPRESS as extensions, no NOTIFY,
+//! no ESEARCH and no CONDSTORE/QRESYNC API that we found, and types its unsolicited responses
+//! only for STATUS, RECENT, EXISTS and EXPUNGE (the rest, VANISHED too, as untyped `Other`).
+//! `imap-codec` is a codec (with `imap-next`, a sans-I/O layer for literals, AUTHENTICATE and
+//! IDLE); it has CONDSTORE/QRESYNC behind its `ext_condstore_qresync` feature (how completely,
+//! we did not check), but no NOTIFY or ESEARCH among the extension modules of 2.0.0-alpha.8
+//! (1.0 is the stable release), and the session on top (tags, typed commands, what the responses mean to
+//! us) would still be ours to write. Either crate would need forking or wrapping.
+//!
+//! The client stays in this tree (not a workspace crate beside `wbxml/`, which issue 13
+//! asked about): it uses nothing of the gateway (no `crate::` path outside `imap`), so moving
+//! it would change only the packaging, not a dependency.
 
 pub mod capability;
 mod command;

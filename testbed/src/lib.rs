@@ -1,4 +1,10 @@
-//! Private Dovecot instances on loopback, for the test harness and `eas-gateway demo`.
+//! `eas-testbed`: private Dovecot (and Postfix) instances on loopback, for the integration
+//! tests, the benchmarks and the demo (`eas-demo`, which `scripts/demo.sh` runs).
+//!
+//! A dev-only workspace crate (`publish = false`): `eas-gateway` has it as a dev-dependency
+//! only, so the shipped binary carries none of it. It uses nothing of the gateway but
+//! [`ImapConfig`] (what it hands to tests) and the lua-socket path the gateway's
+//! `check` also looks for.
 //!
 //! [`Dovecot::start`] writes a self-contained configuration into a fresh directory (users in
 //! a passwd-file, maildirs, sockets, state and log all inside it), starts `dovecot -F` on two
@@ -27,7 +33,8 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::imap::{ImapConfig, Security};
+use eas_gateway::cli::check_events::LUA_SOCKET;
+use eas_gateway::imap::{ImapConfig, Security};
 
 use account::Accounts;
 pub use config::Tuning;
@@ -427,9 +434,6 @@ fn check_installed() -> Result<(), TestbedError> {
     }
     Ok(())
 }
-
-/// Where Debian's `lua-socket` puts the module the push script needs (Dovecot links Lua 5.4).
-pub const LUA_SOCKET: &str = "/usr/share/lua/5.4/socket.lua";
 
 /// The shipped push script, and a secret (kept across restarts of the same directory) that
 /// Dovecot's mail user can read.

@@ -9,7 +9,7 @@
 //! [`Dovecot::leak_until_exit`]: an `atexit` hook stops it (and removes its temporary
 //! directory) when the test binary exits, and because its master process is tied to a keeper
 //! thread with `PR_SET_PDEATHSIG`, the kernel terminates it even if the binary is killed
-//! (Ctrl-C, a timeout's SIGKILL) and no hook runs. See `eas_gateway::testbed` for details.
+//! (Ctrl-C, a timeout's SIGKILL) and no hook runs. See `eas_testbed` for details.
 //!
 //! If Dovecot is not installed, every test that asks for it fails (never skips) with the
 //! command that installs it.
@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use eas_gateway::imap::Session;
-use eas_gateway::testbed::{Dovecot, Postfix, TestUser, Tuning};
+use eas_testbed::{Dovecot, Postfix, TestUser, Tuning};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 

@@ -1,4 +1,4 @@
-//! `eas-gateway demo`: a private Dovecot with a demo user and a few messages, and the gateway
+//! The demo (`scripts/demo.sh`): a private Dovecot with a demo user and a few messages, and the gateway
 //! in front of it on HTTPS with a self-signed certificate and the embedded state store. Prints
 //! what to type into a phone; runs until Ctrl-C.
 
@@ -9,10 +9,10 @@ use std::sync::Arc;
 use axum_server::Handle;
 use clap::Args;
 
-use crate::config::{Config, PushSource};
-use crate::http::{self, AppState};
-use crate::imap::Session;
-use crate::testbed::{Dovecot, TestUser, Tuning};
+use eas_gateway::config::{Config, PushSource};
+use eas_gateway::http::{self, AppState};
+use eas_gateway::imap::Session;
+use eas_testbed::{Dovecot, Postfix, TestUser, Tuning};
 
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -85,7 +85,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Sending works when a private Postfix can run next to Dovecot (Postfix installed, root);
     // it delivers only to the demo domain, over LMTP into the same Dovecot.
     let domain = DEMO_USER.rsplit('@').next().unwrap_or("example.com");
-    let postfix = match crate::testbed::Postfix::start(&dovecot, &[domain]) {
+    let postfix = match Postfix::start(&dovecot, &[domain]) {
         Ok(p) => {
             config.smtp.host = "127.0.0.1".into();
             config.smtp.port = p.submission_port();
