@@ -11,6 +11,7 @@ pub mod folders;
 pub mod foldersync;
 pub mod gal;
 pub mod getitemestimate;
+pub mod ids;
 pub mod itemoperations;
 pub mod moveitems;
 pub mod ping;
