@@ -176,17 +176,13 @@ impl fmt::Display for CollectionId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ServerId {
     folder: CollectionId,
-    uid: NonZeroU32,
+    uid: u32,
 }
 
 impl ServerId {
-    pub const fn new(folder: CollectionId, uid: NonZeroU32) -> ServerId {
+    /// The id of message `uid` (an IMAP UID, so never 0) in `folder`.
+    pub const fn new(folder: CollectionId, uid: u32) -> ServerId {
         ServerId { folder, uid }
-    }
-
-    /// The id of message `uid` in `folder`; None for UID 0, which no message has.
-    pub fn of(folder: u32, uid: u32) -> Option<ServerId> {
-        NonZeroU32::new(uid).map(|uid| ServerId::new(CollectionId(folder), uid))
     }
 
     pub const fn folder(self) -> CollectionId {
@@ -195,7 +191,7 @@ impl ServerId {
 
     /// The UID this id names in `folder`; None when it names an item of another folder.
     pub fn uid_in(self, folder: CollectionId) -> Option<u32> {
-        (self.folder == folder).then_some(self.uid.get())
+        (self.folder == folder).then_some(self.uid)
     }
 }
 
@@ -205,10 +201,11 @@ impl TryFrom<&str> for ServerId {
     fn try_from(text: &str) -> Result<ServerId, Malformed> {
         let malformed = Malformed("ServerId");
         let (folder, uid) = text.split_once(':').ok_or(malformed)?;
-        Ok(ServerId {
-            folder: CollectionId(folder.parse().map_err(|_| malformed)?),
-            uid: uid.parse().map_err(|_| malformed)?,
-        })
+        let folder = CollectionId(folder.parse().map_err(|_| malformed)?);
+        match uid.parse() {
+            Ok(uid) if uid > 0 => Ok(ServerId { folder, uid }),
+            _ => Err(malformed),
+        }
     }
 }
 
@@ -359,8 +356,7 @@ mod test {
         assert_eq!(uid("542", 5), None);
         assert_eq!(uid("05:42", 5), Some(42));
         assert_eq!(uid("5:42:1", 5), None);
-        assert_eq!(ServerId::of(5, 42).unwrap().to_string(), "5:42");
-        assert_eq!(ServerId::of(5, 0), None);
+        assert_eq!(ServerId::new(CollectionId::new(5), 42).to_string(), "5:42");
     }
 
     #[test]

@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Context, EasError, Reply};
 use crate::eas::folders::{DELETED_ITEMS as TRASH, DRAFTS};
+use crate::eas::ids::{CollectionId, Presented, ServerId, SyncKey};
 use crate::eas::request::AuthenticatedUser;
 use crate::eas::status::{GetItemEstimateStatus, SyncStatus};
 use crate::eas::version::ProtocolVersion;
@@ -117,10 +118,7 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
     // carries commands for a folder changes it, so its pager ends.
     let mut ready = HashMap::new();
     for c in &req.collections {
-        let Some(f) = hierarchy
-            .iter()
-            .find(|f| f.id.to_string() == c.collection_id)
-        else {
+        let Some(f) = folder_of(&hierarchy, &c.collection_id) else {
             continue;
         };
         if !c.commands.is_empty() {
@@ -148,11 +146,7 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
         let mailboxes = req
             .collections
             .iter()
-            .filter_map(|c| {
-                hierarchy
-                    .iter()
-                    .find(|f| f.id.to_string() == c.collection_id)
-            })
+            .filter_map(|c| folder_of(&hierarchy, &c.collection_id))
             .map(|f| f.imap_name.clone());
         ctx.hub
             .register(&ctx.credentials(), &device.device_id, mailboxes)
@@ -162,10 +156,7 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
         outcome = Vec::with_capacity(req.collections.len());
         let mut budget = window_total;
         for c in &req.collections {
-            let folder = hierarchy
-                .iter()
-                .find(|f| f.id.to_string() == c.collection_id);
-            let r = match folder {
+            let r = match folder_of(&hierarchy, &c.collection_id) {
                 None => CollectionOutcome::status(c, SyncStatus::FolderHierarchyChanged),
                 Some(f) => {
                     let taken = ready.remove(&f.id);
@@ -266,10 +257,10 @@ fn remember_collections(ctx: &Context<'_>, req: &SyncRequest) -> Result<(), EasE
 
 /// What one collection answers.
 struct CollectionOutcome {
-    collection_id: String,
+    collection_id: Presented<CollectionId>,
     folder: Option<u32>,
-    /// The key to answer with (the old one when nothing changed).
-    sync_key: String,
+    /// The key to answer with (the old one, as sent, when nothing changed).
+    sync_key: Presented<SyncKey>,
     /// A newly minted key, when the snapshot advanced.
     new_key: Option<u32>,
     status: SyncStatus,
@@ -333,16 +324,16 @@ enum ItemResponse {
     /// A client Change or Delete that failed (status per item).
     Failed {
         command: &'static str,
-        server_id: String,
+        server_id: Presented<ServerId>,
         status: SyncStatus,
     },
     Fetch {
-        server_id: String,
+        server_id: Presented<ServerId>,
         uid: Option<u32>,
     },
     Add {
         client_id: String,
-        server_id: Option<String>,
+        server_id: Option<ServerId>,
         status: SyncStatus,
     },
 }
@@ -372,7 +363,7 @@ async fn collection(
     let options = c.options.clone().unwrap_or_default();
     let since = options.since(unix_now());
 
-    if c.sync_key.trim() == "0" {
+    if c.sync_key.id().is_some_and(SyncKey::is_initial) {
         // A new partnership for this folder: the device knows nothing.
         ctx.store.reset_collection(device, folder.id)?;
         let store = opened(ctx, lazy).await?;
@@ -390,14 +381,13 @@ async fn collection(
         ctx.store
             .put_collection_state(device, folder.id, key, None, &snap.encode())?;
         out.new_key = Some(key);
-        out.sync_key = key.to_string();
+        out.sync_key = SyncKey::minted(key).into();
         return Ok(out);
     }
     let Some((old_key, bytes)) = c
         .sync_key
-        .trim()
-        .parse::<u32>()
-        .ok()
+        .id()
+        .and_then(SyncKey::stored)
         .map(|k| {
             ctx.store
                 .collection_state(device, folder.id, k)
@@ -456,7 +446,7 @@ async fn collection(
                     &page.next,
                 )?;
                 out.new_key = Some(key);
-                out.sync_key = key.to_string();
+                out.sync_key = SyncKey::minted(key).into();
                 if out.more {
                     out.pager = Some(pager);
                 }
@@ -584,7 +574,7 @@ async fn collection(
             .put_collection_state(device, folder.id, key, Some(old_key), &encoded)?;
         let encoded_for_ahead = encoded;
         out.new_key = Some(key);
-        out.sync_key = key.to_string();
+        out.sync_key = SyncKey::minted(key).into();
         if out.more && get_changes && ctx.config.sync.read_ahead {
             out.ahead = Some(Ahead {
                 snapshot: snap,
@@ -818,7 +808,7 @@ pub async fn estimate(
             .and_then(|c| {
                 c.collections
                     .into_iter()
-                    .find(|c| c.collection_id == collection_id)
+                    .find(|c| c.collection_id.text() == collection_id)
                     .and_then(|c| c.options)
             })
             .unwrap_or_default(),
@@ -1042,6 +1032,20 @@ fn trash_of(ctx: &Context<'_>) -> Result<Option<String>, EasError> {
     })
 }
 
+/// The folder a collection names in the device's folder list.
+fn folder_of<'h>(
+    hierarchy: &'h [FolderEntry],
+    id: &Presented<CollectionId>,
+) -> Option<&'h FolderEntry> {
+    let id = id.id()?;
+    hierarchy.iter().find(|f| f.id == id.number())
+}
+
+/// The UID a client command's ServerId names in this folder.
+fn uid_in(server_id: &Presented<ServerId>, folder: &FolderEntry) -> Option<u32> {
+    server_id.id()?.uid_in(CollectionId::new(folder.id))
+}
+
 /// The UID a ServerId names in this folder (`<folder>:<uid>`).
 pub fn parse_server_id(server_id: &str, folder: u32) -> Option<u32> {
     let (f, uid) = server_id.split_once(':')?;
@@ -1072,9 +1076,7 @@ async fn client_command(
             flag,
             categories,
         } => {
-            let Some(uid) =
-                parse_server_id(server_id, folder.id).filter(|u| snap.items.contains_key(u))
-            else {
+            let Some(uid) = uid_in(server_id, folder).filter(|u| snap.items.contains_key(u)) else {
                 out.responses.push(ItemResponse::Failed {
                     command: "Change",
                     server_id: server_id.clone(),
@@ -1111,9 +1113,7 @@ async fn client_command(
             }
         }
         ClientCommand::Delete { server_id } => {
-            let Some(uid) =
-                parse_server_id(server_id, folder.id).filter(|u| snap.items.contains_key(u))
-            else {
+            let Some(uid) = uid_in(server_id, folder).filter(|u| snap.items.contains_key(u)) else {
                 out.responses.push(ItemResponse::Failed {
                     command: "Delete",
                     server_id: server_id.clone(),
@@ -1131,7 +1131,7 @@ async fn client_command(
             Ok(true)
         }
         ClientCommand::Fetch { server_id } => {
-            let uid = parse_server_id(server_id, folder.id);
+            let uid = uid_in(server_id, folder);
             out.responses.push(ItemResponse::Fetch {
                 server_id: server_id.clone(),
                 uid,
@@ -1160,7 +1160,7 @@ async fn client_command(
                     snap.items.insert(uid, flag_state(&flags));
                     out.responses.push(ItemResponse::Add {
                         client_id: client_id.clone(),
-                        server_id: Some(format!("{}:{uid}", folder.id)),
+                        server_id: Some(ServerId::new(CollectionId::new(folder.id), uid)),
                         status: SyncStatus::Success,
                     });
                     Ok(true)
@@ -1189,8 +1189,8 @@ fn write_response(outcome: &[CollectionOutcome], ctx: &Context<'_>) -> Result<Ve
     w.start(a::Collections).map_err(enc)?;
     for o in outcome {
         w.start(a::Collection).map_err(enc)?;
-        w.text_element(a::SyncKey, &o.sync_key).map_err(enc)?;
-        w.text_element(a::CollectionId, &o.collection_id)
+        w.text_element(a::SyncKey, o.sync_key.text()).map_err(enc)?;
+        w.text_element(a::CollectionId, o.collection_id.text())
             .map_err(enc)?;
         w.text_element(a::Status, o.status.as_str()).map_err(enc)?;
         if o.more {
@@ -1199,7 +1199,7 @@ fn write_response(outcome: &[CollectionOutcome], ctx: &Context<'_>) -> Result<Ve
         if !o.commands.is_empty() {
             w.start(a::Commands).map_err(enc)?;
             for cmd in &o.commands {
-                let folder = o.folder.unwrap_or(0);
+                let folder = CollectionId::new(o.folder.unwrap_or(0));
                 match cmd {
                     ServerCommand::Add(uid) | ServerCommand::Change(uid) => {
                         let tag = if matches!(cmd, ServerCommand::Add(_)) {
@@ -1208,7 +1208,7 @@ fn write_response(outcome: &[CollectionOutcome], ctx: &Context<'_>) -> Result<Ve
                             a::Change
                         };
                         w.start(tag).map_err(enc)?;
-                        w.text_element(a::ServerId, &format!("{folder}:{uid}"))
+                        w.text_element(a::ServerId, &ServerId::new(folder, *uid).to_string())
                             .map_err(enc)?;
                         o.messages
                             .write(&mut w, *uid, matches!(cmd, ServerCommand::Change(_)))?;
@@ -1221,7 +1221,7 @@ fn write_response(outcome: &[CollectionOutcome], ctx: &Context<'_>) -> Result<Ve
                             a::SoftDelete
                         };
                         w.start(tag).map_err(enc)?;
-                        w.text_element(a::ServerId, &format!("{folder}:{uid}"))
+                        w.text_element(a::ServerId, &ServerId::new(folder, *uid).to_string())
                             .map_err(enc)?;
                         w.end().map_err(enc)?;
                     }
@@ -1244,13 +1244,13 @@ fn write_response(outcome: &[CollectionOutcome], ctx: &Context<'_>) -> Result<Ve
                             a::Delete
                         })
                         .map_err(enc)?;
-                        w.text_element(a::ServerId, server_id).map_err(enc)?;
+                        w.text_element(a::ServerId, server_id.text()).map_err(enc)?;
                         w.text_element(a::Status, status.as_str()).map_err(enc)?;
                         w.end().map_err(enc)?;
                     }
                     ItemResponse::Fetch { server_id, uid } => {
                         w.start(a::Fetch).map_err(enc)?;
-                        w.text_element(a::ServerId, server_id).map_err(enc)?;
+                        w.text_element(a::ServerId, server_id.text()).map_err(enc)?;
                         match uid.filter(|u| o.messages.contains(*u)) {
                             Some(uid) => {
                                 w.text_element(a::Status, SyncStatus::Success.as_str())
@@ -1272,7 +1272,7 @@ fn write_response(outcome: &[CollectionOutcome], ctx: &Context<'_>) -> Result<Ve
                         w.start(a::Add).map_err(enc)?;
                         w.text_element(a::ClientId, client_id).map_err(enc)?;
                         if let Some(s) = server_id {
-                            w.text_element(a::ServerId, s).map_err(enc)?;
+                            w.text_element(a::ServerId, &s.to_string()).map_err(enc)?;
                         }
                         w.text_element(a::Status, status.as_str()).map_err(enc)?;
                         w.end().map_err(enc)?;
@@ -1337,7 +1337,7 @@ impl Cached {
         for c in req.collections.drain(..) {
             match merged
                 .iter_mut()
-                .find(|m| m.collection_id == c.collection_id)
+                .find(|m| m.collection_id.text() == c.collection_id.text())
             {
                 Some(m) => {
                     let options = c.options.clone().or_else(|| m.options.clone());
@@ -1360,7 +1360,7 @@ impl Cached {
                 c.options = self
                     .collections
                     .iter()
-                    .find(|m| m.collection_id == c.collection_id)
+                    .find(|m| m.collection_id.text() == c.collection_id.text())
                     .and_then(|m| m.options.clone());
             }
         }
@@ -1373,8 +1373,8 @@ impl Cached {
         let mut cols = Element::new(a::Collections);
         for c in &self.collections {
             let mut e = Element::new(a::Collection);
-            e.push(Element::with_text(a::SyncKey, c.sync_key.clone()));
-            e.push(Element::with_text(a::CollectionId, c.collection_id.clone()));
+            e.push(Element::with_text(a::SyncKey, c.sync_key.text()));
+            e.push(Element::with_text(a::CollectionId, c.collection_id.text()));
             if let Some(g) = c.get_changes {
                 e.push(Element::with_text(a::GetChanges, if g { "1" } else { "0" }));
             }
@@ -1490,8 +1490,8 @@ impl LastAnswer {
                 Element::with_children(
                     a::Collection,
                     vec![
-                        Element::with_text(a::SyncKey, "0"),
-                        Element::with_text(a::CollectionId, folder.to_string()),
+                        Element::with_text(a::SyncKey, SyncKey::INITIAL.to_string()),
+                        Element::with_text(a::CollectionId, CollectionId::new(*folder).to_string()),
                         Element::with_text(a::Status, SyncStatus::InvalidSyncKey.as_str()),
                     ],
                 )

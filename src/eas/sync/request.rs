@@ -8,6 +8,7 @@ use eas_wbxml::Element;
 use eas_wbxml::tags::{airsync as a, airsyncbase as asb};
 
 use crate::eas::child_text;
+use crate::eas::ids::{CollectionId, Presented, ServerId, SyncKey};
 
 /// Largest WindowSize the spec allows; also the default when a device sends none.
 pub const MAX_WINDOW: usize = 512;
@@ -63,17 +64,17 @@ impl Options {
 pub enum ClientCommand {
     /// Read / Flag / Categories changed on the phone.
     Change {
-        server_id: String,
+        server_id: Presented<ServerId>,
         read: Option<bool>,
         /// Some(None) when the Flag element is present but empty (flag cleared).
         flag: Option<Option<u8>>,
         categories: Option<Vec<String>>,
     },
     Delete {
-        server_id: String,
+        server_id: Presented<ServerId>,
     },
     Fetch {
-        server_id: String,
+        server_id: Presented<ServerId>,
     },
     /// A new item (16.x drafts); kept whole for the handler.
     Add {
@@ -82,11 +83,12 @@ pub enum ClientCommand {
     },
 }
 
-/// One `<Collection>` of a request.
+/// One `<Collection>` of a request. Its ids are kept as sent: a malformed one is answered
+/// per collection (and echoed), not by refusing the request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectionRequest {
-    pub sync_key: String,
-    pub collection_id: String,
+    pub sync_key: Presented<SyncKey>,
+    pub collection_id: Presented<CollectionId>,
     /// GetChanges: absent means yes, except on SyncKey 0.
     pub get_changes: Option<bool>,
     pub window_size: Option<usize>,
@@ -174,11 +176,11 @@ pub fn parse(root: &Element, wait_bounds: (u64, u64)) -> Result<SyncRequest, Req
 
 fn collection(c: &Element) -> Result<CollectionRequest, RequestError> {
     let collection_id = child_text(c, a::CollectionId)
-        .ok_or_else(|| RequestError::Protocol("Collection without CollectionId".into()))?
-        .to_owned();
+        .map(Presented::new)
+        .ok_or_else(|| RequestError::Protocol("Collection without CollectionId".into()))?;
     let sync_key = child_text(c, a::SyncKey)
-        .ok_or_else(|| RequestError::Protocol("Collection without SyncKey".into()))?
-        .to_owned();
+        .map(Presented::new)
+        .ok_or_else(|| RequestError::Protocol("Collection without SyncKey".into()))?;
     // An empty GetChanges element means "yes".
     let get_changes = c
         .child(a::GetChanges)
@@ -244,7 +246,7 @@ fn parse_options(o: &Element) -> Result<Options, RequestError> {
 fn command(cmd: &Element) -> Result<ClientCommand, RequestError> {
     let server_id = || {
         child_text(cmd, a::ServerId)
-            .map(str::to_owned)
+            .map(Presented::new)
             .ok_or_else(|| RequestError::Protocol(format!("{:?} without ServerId", cmd.tag)))
     };
     Ok(match cmd.tag {
@@ -317,7 +319,9 @@ mod test {
         )
         .unwrap();
         let c = &r.collections[0];
-        assert_eq!((c.sync_key.as_str(), c.collection_id.as_str()), ("3", "2"));
+        assert_eq!((c.sync_key.text(), c.collection_id.text()), ("3", "2"));
+        assert_eq!(c.sync_key.id(), SyncKey::try_from("3").ok());
+        assert_eq!(c.collection_id.id(), Some(CollectionId::new(2)));
         assert_eq!(c.get_changes, Some(true));
         assert_eq!(c.deletes_as_moves, Some(true));
         assert_eq!(c.window_size, Some(25));
@@ -328,7 +332,7 @@ mod test {
         assert_eq!(
             c.commands[0],
             ClientCommand::Change {
-                server_id: "2:7".into(),
+                server_id: Presented::new("2:7"),
                 read: Some(true),
                 flag: Some(None),
                 categories: None
