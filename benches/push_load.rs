@@ -46,6 +46,9 @@
 //! With events the Ping may be answered before the APPEND's tagged OK reaches the client
 //! (Dovecot sends the datagram while it finishes the command), so latencies can be negative.
 
+#[path = "common/procfs.rs"]
+mod procfs;
+use procfs::mib;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -259,24 +262,12 @@ fn raise_nofile(want: u64) -> u64 {
 
 /// A field of /proc/self/status in KiB (VmRSS, VmHWM).
 fn status_kib(field: &str) -> u64 {
-    proc_status_kib("self", field)
+    procfs::status_kib("self", field)
 }
 
 /// A field of /proc/<pid>/status in KiB.
 fn proc_status_kib(pid: &str, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
+    procfs::status_kib(pid, field)
 }
 
 /// Dovecot processes (the master and its children), and their summed RSS in KiB.
@@ -364,6 +355,10 @@ impl Gateway {
         config.state.url = format!("sqlite:{}", dir.path().join("state.db").display());
         config.push.min_heartbeat_secs = 10;
         config.push.max_heartbeat_secs = config.push.max_heartbeat_secs.max(heartbeat);
+        // Every simulated phone comes from 127.0.0.1: the per-address cap on held requests
+        // and the connection cap would stop the load long before the gateway does.
+        config.limits.held_requests_per_address = usize::MAX / 2;
+        config.limits.max_connections = usize::MAX / 2;
         push.apply(&mut config)?;
         config.validate()?;
         let state = Arc::new(AppState::new(config)?);
@@ -402,6 +397,7 @@ impl ChildGateway {
             "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://mail.example.com\"\n\
              [imap]\nhost = \"{}\"\nport = {}\nsecurity = \"none\"\n\
              [state]\nurl = \"sqlite:{}\"\n\
+             [limits]\nheld_requests_per_address = 100000000\nmax_connections = 100000000\n\
              [push]\nmin_heartbeat_secs = 10\nmax_heartbeat_secs = {}\n{}",
             imap.host,
             imap.port,
