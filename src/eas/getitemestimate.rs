@@ -5,6 +5,7 @@
 use eas_wbxml::Element;
 use eas_wbxml::tags::{airsync as a, getitemestimate as g};
 
+use super::ids::{CollectionId, Presented, SyncKey};
 use super::status::GetItemEstimateStatus;
 use super::sync::{self, request::Options};
 use super::{Context, EasError, Reply, child_text};
@@ -19,9 +20,11 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
     let mut store = ctx.mailstore().await?;
     let mut responses = Vec::new();
     for c in collections.children_with(g::Collection) {
-        let id = child_text(c, g::CollectionId).unwrap_or("").to_owned();
+        let id = Presented::read(child_text(c, g::CollectionId).unwrap_or(""), |t| {
+            CollectionId::try_from(t.trim())
+        });
         // 12.1 puts SyncKey and FilterType in the collection; 14.0+ inside airsync:Options.
-        let key = child_text(c, a::SyncKey).unwrap_or("").to_owned();
+        let key = SyncKey::try_from(child_text(c, a::SyncKey).unwrap_or("")).ok();
         let filter = child_text(c, a::FilterType)
             .or_else(|| {
                 c.child(a::Options)
@@ -32,9 +35,9 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
             filter_type,
             ..Options::default()
         });
-        let result = sync::estimate(ctx, &mut store, &id, &key, options).await?;
+        let result = sync::estimate(ctx, &mut store, &id, key, options).await?;
         let mut collection = Element::new(g::Collection);
-        collection.push(Element::with_text(g::CollectionId, id));
+        collection.push(Element::with_text(g::CollectionId, id.text()));
         let status = match result {
             Ok(n) => {
                 collection.push(Element::with_text(g::Estimate, n.to_string()));

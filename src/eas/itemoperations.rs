@@ -23,8 +23,9 @@ use base64::Engine as _;
 use eas_wbxml::tags::{airsync as a, airsyncbase as asb, itemoperations as io, search};
 use eas_wbxml::{Element, Writer};
 
+use super::ids::{CollectionId, Presented, ServerId};
 use super::status::ItemOperationsStatus;
-use super::sync::{self, items, parse_server_id, request};
+use super::sync::{self, items, request};
 use super::{Context, EasError, Reply, child_text};
 use crate::mailstore::Mailstore;
 
@@ -33,7 +34,7 @@ const ENVELOPE_BYTES: usize = 256;
 
 enum Op {
     Item {
-        server_id: String,
+        server_id: Presented<ServerId>,
         folder: Option<crate::state::FolderEntry>,
         uid: Option<u32>,
         options: request::Options,
@@ -45,7 +46,7 @@ enum Op {
         bad_range: bool,
     },
     Empty {
-        collection_id: String,
+        collection_id: Presented<CollectionId>,
         folder: Option<crate::state::FolderEntry>,
         delete_subfolders: bool,
     },
@@ -209,7 +210,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                 };
                 r.w.start(io::EmptyFolderContents).map_err(enc)?;
                 r.w.text_element(io::Status, status.as_str()).map_err(enc)?;
-                r.w.text_element(a::CollectionId, &collection_id)
+                r.w.text_element(a::CollectionId, collection_id.text())
                     .map_err(enc)?;
                 r.w.end().map_err(enc)?;
             }
@@ -256,13 +257,15 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                     .unwrap_or(ItemOperationsStatus::Success);
                 r.w.text_element(io::Status, status.as_str()).map_err(enc)?;
                 if long_id {
-                    r.w.text_element(search::LongId, &server_id).map_err(enc)?;
+                    r.w.text_element(search::LongId, server_id.text())
+                        .map_err(enc)?;
                 } else {
                     if let Some(f) = &folder {
-                        r.w.text_element(a::CollectionId, &f.id.to_string())
+                        r.w.text_element(a::CollectionId, &CollectionId::new(f.id).to_string())
                             .map_err(enc)?;
                     }
-                    r.w.text_element(a::ServerId, &server_id).map_err(enc)?;
+                    r.w.text_element(a::ServerId, server_id.text())
+                        .map_err(enc)?;
                 }
                 if let (Ok(item), Some(uid)) = (rendered, uid) {
                     r.w.text_element(a::Class, "Email").map_err(enc)?;
@@ -455,11 +458,13 @@ fn plan(ctx: &Context<'_>, op: &Element) -> Result<Op, EasError> {
         }
         let options = options_el.map(item_options).unwrap_or_default();
         if let Some(long_id) = child_text(op, search::LongId) {
+            // The folder is looked up by the text before the colon, as a CollectionId is.
             let folder_part = long_id.split(':').next().unwrap_or("");
-            let folder = sync::current_folder(ctx, folder_part)?;
-            let uid = folder.as_ref().and_then(|f| parse_server_id(long_id, f.id));
+            let folder = sync::current_folder(ctx, collection(folder_part))?;
+            let server_id = Presented::new(long_id);
+            let uid = folder.as_ref().and_then(|f| uid_in(&server_id, f));
             return Ok(Op::Item {
-                server_id: long_id.to_owned(),
+                server_id,
                 folder,
                 uid,
                 options,
@@ -475,12 +480,11 @@ fn plan(ctx: &Context<'_>, op: &Element) -> Result<Op, EasError> {
                 Vec::new(),
             ));
         };
-        let folder = sync::current_folder(ctx, collection)?;
-        let uid = folder
-            .as_ref()
-            .and_then(|f| parse_server_id(server_id, f.id));
+        let folder = sync::current_folder(ctx, self::collection(collection))?;
+        let server_id = Presented::new(server_id);
+        let uid = folder.as_ref().and_then(|f| uid_in(&server_id, f));
         return Ok(Op::Item {
-            server_id: server_id.to_owned(),
+            server_id,
             folder,
             uid,
             options,
@@ -488,9 +492,11 @@ fn plan(ctx: &Context<'_>, op: &Element) -> Result<Op, EasError> {
         });
     }
     if op.tag == io::EmptyFolderContents {
-        let collection_id = child_text(op, a::CollectionId).unwrap_or("").to_owned();
+        let collection_id = Presented::read(child_text(op, a::CollectionId).unwrap_or(""), |t| {
+            CollectionId::try_from(t.trim())
+        });
         return Ok(Op::Empty {
-            folder: sync::current_folder(ctx, &collection_id)?,
+            folder: sync::current_folder(ctx, collection_id.id())?,
             collection_id,
             delete_subfolders: op
                 .child(io::Options)
@@ -510,6 +516,15 @@ fn plan(ctx: &Context<'_>, op: &Element) -> Result<Op, EasError> {
         ItemOperationsStatus::ProtocolError,
         Vec::new(),
     ))
+}
+
+/// The folder id a text names, white space around it ignored.
+fn collection(text: &str) -> Option<CollectionId> {
+    CollectionId::try_from(text.trim()).ok()
+}
+
+fn uid_in(server_id: &Presented<ServerId>, folder: &crate::state::FolderEntry) -> Option<u32> {
+    server_id.id()?.uid_in(CollectionId::new(folder.id))
 }
 
 fn item_options(o: &Element) -> request::Options {
@@ -552,7 +567,7 @@ fn attachment_location(
     let Some(uid) = uid.parse::<u32>().ok().filter(|&u| u > 0) else {
         return Ok(None);
     };
-    Ok(sync::current_folder(ctx, folder)?.map(|f| (f, uid, part.to_owned())))
+    Ok(sync::current_folder(ctx, collection(folder))?.map(|f| (f, uid, part.to_owned())))
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@
 use eas_wbxml::Element;
 use eas_wbxml::tags::moveitems as m;
 
+use super::ids::{CollectionId, Presented, ServerId};
 use super::status::MoveItemsStatus;
-use super::sync::{self, parse_server_id, snapshot::flag_state};
+use super::sync::{self, snapshot::flag_state};
 use super::{Context, EasError, Reply, child_text};
 use crate::mailstore::{Mailstore, Moved};
 
@@ -16,10 +17,11 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
     let mut store: Option<Mailstore> = None;
     let mut responses = Vec::new();
     for mv in body.children_with(m::Move) {
-        let src_msg = child_text(mv, m::SrcMsgId).unwrap_or("").to_owned();
-        let src_fld = child_text(mv, m::SrcFldId).unwrap_or("");
-        let dst_fld = child_text(mv, m::DstFldId).unwrap_or("");
-        let mut response = vec![Element::with_text(m::SrcMsgId, src_msg.clone())];
+        let src_msg: Presented<ServerId> =
+            Presented::new(child_text(mv, m::SrcMsgId).unwrap_or(""));
+        let folder = |tag| CollectionId::try_from(child_text(mv, tag).unwrap_or("").trim()).ok();
+        let (src_fld, dst_fld) = (folder(m::SrcFldId), folder(m::DstFldId));
+        let mut response = vec![Element::with_text(m::SrcMsgId, src_msg.text())];
         let (status, new_id) = match (
             sync::current_folder(ctx, src_fld)?,
             sync::current_folder(ctx, dst_fld)?,
@@ -27,7 +29,10 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
             (None, _) => (MoveItemsStatus::InvalidSource, None),
             (_, None) => (MoveItemsStatus::InvalidDestination, None),
             (Some(src), Some(dst)) if src.id == dst.id => (MoveItemsStatus::SameFolder, None),
-            (Some(src), Some(dst)) => match parse_server_id(&src_msg, src.id) {
+            (Some(src), Some(dst)) => match src_msg
+                .id()
+                .and_then(|s| s.uid_in(CollectionId::new(src.id)))
+            {
                 None => (MoveItemsStatus::InvalidSource, None),
                 Some(uid) => {
                     if store.is_none() {
@@ -50,9 +55,10 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                                 })?;
                             }
                             match new_uid {
-                                Some(n) => {
-                                    (MoveItemsStatus::Success, Some(format!("{}:{n}", dst.id)))
-                                }
+                                Some(n) => (
+                                    MoveItemsStatus::Success,
+                                    Some(ServerId::new(CollectionId::new(dst.id), n)),
+                                ),
                                 // Moved, but the server did not say where (no UIDPLUS): the
                                 // destination's next Sync announces it.
                                 None => (MoveItemsStatus::Failed, None),
@@ -64,7 +70,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         };
         response.push(Element::with_text(m::Status, status.as_str()));
         if let Some(id) = new_id {
-            response.push(Element::with_text(m::DstMsgId, id));
+            response.push(Element::with_text(m::DstMsgId, id.to_string()));
         }
         responses.push(Element::with_children(m::Response, response));
     }

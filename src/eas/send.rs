@@ -41,8 +41,9 @@
 use eas_wbxml::Element;
 use eas_wbxml::tags::composemail as cm;
 
+use super::ids::{CollectionId, ServerId};
 use super::status::ComposeMailStatus;
-use super::sync::{self, parse_server_id};
+use super::sync;
 use super::version::Command;
 use super::{Context, EasError, Reply, child_text, status_document};
 use crate::mailstore::Mailstore;
@@ -59,14 +60,27 @@ enum Kind {
     Forward,
 }
 
-/// Where the original of a SmartReply/SmartForward is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Source {
-    /// A collection and a ServerId in it (`FolderId` + `ItemId`; 12.x `CollectionId` +
-    /// `ItemId`).
-    Item { folder: String, item: String },
-    /// A Search result's LongId (`<folder>:<uid>`, the same form as a ServerId).
-    LongId(String),
+/// Where the original of a SmartReply/SmartForward is: a collection and a ServerId in it
+/// (`FolderId` + `ItemId`; 12.x `CollectionId` + `ItemId`), or a Search result's LongId (the
+/// same form as a ServerId, whose folder part names the collection). Either is None when its
+/// text names nothing, and the original is then not found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Source {
+    folder: Option<CollectionId>,
+    item: Option<ServerId>,
+}
+
+impl Source {
+    fn item(folder: &str, item: &str) -> Source {
+        Source {
+            folder: CollectionId::try_from(folder.trim()).ok(),
+            item: ServerId::try_from(item).ok(),
+        }
+    }
+
+    fn long_id(long_id: &str) -> Source {
+        Source::item(long_id.split(':').next().unwrap_or(""), long_id)
+    }
 }
 
 /// A send request, from either form.
@@ -184,11 +198,8 @@ fn parse(ctx: &Context<'_>, body: Option<Element>) -> Result<Request, Failure> {
         let mime = body.opaque().map(<[u8]>::to_vec).unwrap_or_default();
         let p = &ctx.line.params;
         let source = match (&p.long_id, &p.collection_id, &p.item_id) {
-            (Some(long_id), _, _) => Some(Source::LongId(long_id.clone())),
-            (None, Some(folder), Some(item)) => Some(Source::Item {
-                folder: folder.clone(),
-                item: item.clone(),
-            }),
+            (Some(long_id), _, _) => Some(Source::long_id(long_id)),
+            (None, Some(folder), Some(item)) => Some(Source::item(folder, item)),
             _ => None,
         };
         return Ok(Request {
@@ -214,12 +225,12 @@ fn parse(ctx: &Context<'_>, body: Option<Element>) -> Result<Request, Failure> {
         .ok_or(Failure::InvalidMime)?;
     let source = body.child(cm::Source).and_then(|s| {
         if let Some(long_id) = child_text(s, cm::LongId) {
-            return Some(Source::LongId(long_id.trim().to_owned()));
+            return Some(Source::long_id(long_id.trim()));
         }
-        Some(Source::Item {
-            folder: child_text(s, cm::FolderId)?.trim().to_owned(),
-            item: child_text(s, cm::ItemId)?.trim().to_owned(),
-        })
+        Some(Source::item(
+            child_text(s, cm::FolderId)?.trim(),
+            child_text(s, cm::ItemId)?.trim(),
+        ))
     });
     Ok(Request {
         kind,
@@ -448,14 +459,13 @@ async fn submit(
 
 /// The source's mailbox and UID, if its folder is one the device knows.
 fn locate(ctx: &Context<'_>, source: &Source) -> Result<Option<(String, u32)>, EasError> {
-    let (folder_id, server_id) = match source {
-        Source::Item { folder, item } => (folder.as_str(), item.as_str()),
-        Source::LongId(id) => (id.split(':').next().unwrap_or(""), id.as_str()),
-    };
-    let Some(folder) = sync::current_folder(ctx, folder_id)? else {
+    let Some(folder) = sync::current_folder(ctx, source.folder)? else {
         return Ok(None);
     };
-    Ok(parse_server_id(server_id, folder.id).map(|uid| (folder.imap_name, uid)))
+    let uid = source
+        .item
+        .and_then(|s| s.uid_in(CollectionId::new(folder.id)));
+    Ok(uid.map(|uid| (folder.imap_name, uid)))
 }
 
 /// Where the Sent copy goes: the Sent folder the device knows, else the server's `\Sent`,

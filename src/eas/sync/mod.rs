@@ -776,21 +776,19 @@ fn start_read_ahead(ctx: &Context<'_>, folder: u32, ahead: Ahead) {
 pub async fn estimate(
     ctx: &Context<'_>,
     store: &mut Mailstore,
-    collection_id: &str,
-    sync_key: &str,
+    collection_id: &Presented<CollectionId>,
+    sync_key: Option<SyncKey>,
     options: Option<Options>,
 ) -> Result<Result<usize, GetItemEstimateStatus>, EasError> {
     let device = &ctx.device.key;
-    let Some(folder) = current_folder(ctx, collection_id)? else {
+    let Some(folder) = current_folder(ctx, collection_id.id())? else {
         return Ok(Err(GetItemEstimateStatus::InvalidCollection));
     };
-    if sync_key.trim() == "0" {
+    if sync_key.is_some_and(SyncKey::is_initial) {
         return Ok(Err(GetItemEstimateStatus::NotPrimed));
     }
     let Some(snap) = sync_key
-        .trim()
-        .parse::<u32>()
-        .ok()
+        .and_then(SyncKey::stored)
         .map(|k| ctx.store.collection_state(device, folder.id, k))
         .transpose()?
         .flatten()
@@ -808,7 +806,7 @@ pub async fn estimate(
             .and_then(|c| {
                 c.collections
                     .into_iter()
-                    .find(|c| c.collection_id.text() == collection_id)
+                    .find(|c| c.collection_id.text() == collection_id.text())
                     .and_then(|c| c.options)
             })
             .unwrap_or_default(),
@@ -891,11 +889,15 @@ fn member(ranges: &[(u32, u32)], n: u32) -> bool {
     ranges.get(i).is_some_and(|&(lo, _)| lo <= n)
 }
 
-/// The folder a CollectionId names in the device's newest folder list.
+/// The folder a CollectionId names in the device's newest folder list; a malformed id (None)
+/// names none.
 pub fn current_folder(
     ctx: &Context<'_>,
-    collection_id: &str,
+    collection_id: Option<CollectionId>,
 ) -> Result<Option<FolderEntry>, EasError> {
+    let Some(id) = collection_id else {
+        return Ok(None);
+    };
     let device = &ctx.device.key;
     Ok(match ctx.store.latest_hierarchy_key(device)? {
         Some(k) => ctx
@@ -903,7 +905,7 @@ pub fn current_folder(
             .hierarchy(device, k)?
             .unwrap_or_default()
             .into_iter()
-            .find(|f| f.id.to_string() == collection_id.trim()),
+            .find(|f| f.id == id.number()),
         None => None,
     })
 }
@@ -1044,15 +1046,6 @@ fn folder_of<'h>(
 /// The UID a client command's ServerId names in this folder.
 fn uid_in(server_id: &Presented<ServerId>, folder: &FolderEntry) -> Option<u32> {
     server_id.id()?.uid_in(CollectionId::new(folder.id))
-}
-
-/// The UID a ServerId names in this folder (`<folder>:<uid>`).
-pub fn parse_server_id(server_id: &str, folder: u32) -> Option<u32> {
-    let (f, uid) = server_id.split_once(':')?;
-    (f.parse::<u32>().ok()? == folder)
-        .then(|| uid.parse().ok())
-        .flatten()
-        .filter(|&u| u > 0)
 }
 
 /// Applies one client command to IMAP and the snapshot. Returns whether the snapshot changed.
@@ -1533,14 +1526,5 @@ mod test {
         let expected: Vec<u32> = [1, 2, 3, 7].into_iter().chain(10..=20).collect();
         assert_eq!(inside, expected);
         assert!(!member(&[], 1));
-    }
-
-    #[test]
-    fn server_ids() {
-        assert_eq!(parse_server_id("5:42", 5), Some(42));
-        assert_eq!(parse_server_id("5:42", 6), None);
-        assert_eq!(parse_server_id("5:0", 5), None);
-        assert_eq!(parse_server_id("5:x", 5), None);
-        assert_eq!(parse_server_id("542", 5), None);
     }
 }
