@@ -8,6 +8,7 @@
 use eas_wbxml::tags::{airsync as a, email, email2, find as f, itemoperations as io};
 use eas_wbxml::{Element, Writer};
 
+use super::ids::{CollectionId, ServerId};
 use super::search::{self, Found, Query, QueryError};
 use super::status::FindStatus;
 use super::{Context, EasError, Reply, child_text, gal};
@@ -80,7 +81,7 @@ async fn mailbox(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasErr
     };
     let query = Query {
         collections: child_text(q, a::CollectionId)
-            .map(|c| vec![c.trim().to_owned()])
+            .map(|c| vec![CollectionId::try_from(c.trim()).ok()])
             .unwrap_or_default(),
         text: words,
         ..Query::default()
@@ -140,9 +141,10 @@ async fn mailbox(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasErr
         let view = super::sync::items::view(m);
         w.start(f::Result).map_err(enc)?;
         w.text_element(a::Class, "Email").map_err(enc)?;
-        w.text_element(a::ServerId, &format!("{}:{uid}", folder.id))
+        let collection = CollectionId::new(folder.id);
+        w.text_element(a::ServerId, &ServerId::new(collection, uid).to_string())
             .map_err(enc)?;
-        w.text_element(a::CollectionId, &folder.id.to_string())
+        w.text_element(a::CollectionId, &collection.to_string())
             .map_err(enc)?;
         w.start(f::Properties).map_err(enc)?;
         write_mail_properties(&mut w, &view).map_err(enc)?;

@@ -13,7 +13,7 @@ use eas_wbxml::tags::folderhierarchy as fh;
 use eas_wbxml::{Element, Tag};
 
 use super::folders::{self, Layout, is_special};
-use super::foldersync::parse_key;
+use super::ids::{CollectionId, HierarchyKey};
 use super::status::FolderStatus;
 use super::{Context, EasError, Reply, child_text};
 use crate::mailstore::{Hierarchy, ImapError};
@@ -28,8 +28,11 @@ async fn current_snapshot(
     let Some(key) = child_text(body, fh::SyncKey).map(str::trim) else {
         return Ok(Err(FolderStatus::Malformed));
     };
+    let presented = HierarchyKey::try_from(key)
+        .ok()
+        .and_then(HierarchyKey::number);
     let latest = ctx.store.latest_hierarchy_key(device)?;
-    match (parse_key(key), latest) {
+    match (presented, latest) {
         (Some(k), Some(l)) if k == l => match ctx.store.hierarchy(device, k)? {
             Some(s) => Ok(Ok((k, s))),
             None => Ok(Err(FolderStatus::InvalidSyncKey)),
@@ -97,11 +100,18 @@ fn name_taken(folders: &[FolderEntry], parent: u32, name: &str, except: Option<u
     })
 }
 
-async fn commit(ctx: &Context<'_>, folders: &[FolderEntry]) -> Result<u32, EasError> {
+async fn commit(ctx: &Context<'_>, folders: &[FolderEntry]) -> Result<HierarchyKey, EasError> {
     let device = &ctx.device.key;
     let next = ctx.store.latest_hierarchy_key(device)?.unwrap_or(0) + 1;
     ctx.store.put_hierarchy(device, next, folders)?;
-    Ok(next)
+    Ok(HierarchyKey::stored(next))
+}
+
+/// A folder id as the hierarchy commands read ServerId and ParentId: any decimal number.
+fn folder_id(text: &str) -> Option<u32> {
+    CollectionId::parse_number(text)
+        .ok()
+        .map(CollectionId::number)
 }
 
 pub async fn create(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
@@ -121,9 +131,8 @@ pub async fn create(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
     if kind != folders::USER_MAIL && kind != 1 {
         return Ok(reply(root, FolderStatus::Malformed, vec![]));
     }
-    let parent_id: u32 = match parent.parse() {
-        Ok(id) => id,
-        Err(_) => return Ok(reply(root, FolderStatus::ParentNotFound, vec![])),
+    let Some(parent_id) = folder_id(parent) else {
+        return Ok(reply(root, FolderStatus::ParentNotFound, vec![]));
     };
     let parent_entry = snapshot.iter().find(|f| f.id == parent_id).cloned();
     if parent_id != 0 && parent_entry.is_none() {
@@ -162,7 +171,7 @@ pub async fn create(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
         FolderStatus::Success,
         vec![
             Element::with_text(fh::SyncKey, key.to_string()),
-            Element::with_text(fh::ServerId, id.to_string()),
+            Element::with_text(fh::ServerId, CollectionId::new(id).to_string()),
         ],
     ))
 }
@@ -180,17 +189,15 @@ pub async fn update(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
     ) else {
         return Ok(reply(root, FolderStatus::Malformed, vec![]));
     };
-    let Some(entry) = server_id
-        .parse::<u32>()
-        .ok()
-        .and_then(|id| snapshot.iter().find(|f| f.id == id).cloned())
+    let Some(entry) =
+        folder_id(server_id).and_then(|id| snapshot.iter().find(|f| f.id == id).cloned())
     else {
         return Ok(reply(root, FolderStatus::NotFound, vec![]));
     };
     if is_special(entry.kind) {
         return Ok(reply(root, FolderStatus::SpecialFolder, vec![]));
     }
-    let parent_id: Option<u32> = parent.parse().ok();
+    let parent_id = folder_id(parent);
     let parent_entry = parent_id.and_then(|p| snapshot.iter().find(|f| f.id == p).cloned());
     let moved_below_itself = parent_id.is_some_and(|p| subtree(&snapshot, entry.id).contains(&p));
     if parent_id.is_none() || (parent_id != Some(0) && parent_entry.is_none()) || moved_below_itself
@@ -250,10 +257,8 @@ pub async fn delete(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
     let Some(server_id) = child_text(body, fh::ServerId).map(str::trim) else {
         return Ok(reply(root, FolderStatus::Malformed, vec![]));
     };
-    let Some(entry) = server_id
-        .parse::<u32>()
-        .ok()
-        .and_then(|id| snapshot.iter().find(|f| f.id == id).cloned())
+    let Some(entry) =
+        folder_id(server_id).and_then(|id| snapshot.iter().find(|f| f.id == id).cloned())
     else {
         return Ok(reply(root, FolderStatus::NotFound, vec![]));
     };

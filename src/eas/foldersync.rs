@@ -11,6 +11,7 @@
 use eas_wbxml::Element;
 use eas_wbxml::tags::folderhierarchy as fh;
 
+use super::ids::{CollectionId, HierarchyKey, Presented};
 use super::status::FolderStatus;
 use super::{Context, EasError, Reply, child_text, folders};
 use crate::state::FolderEntry;
@@ -62,23 +63,26 @@ pub fn diff(old: &[FolderEntry], new: &[FolderEntry]) -> Changes {
 }
 
 pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
-    let Some(key) = child_text(body, fh::SyncKey).map(str::trim) else {
+    let Some(key) = child_text(body, fh::SyncKey)
+        .map(str::trim)
+        .map(Presented::<HierarchyKey>::new)
+    else {
         return Ok(status(FolderStatus::Malformed));
     };
+    let Some(presented) = key.id() else {
+        return Ok(status(FolderStatus::InvalidSyncKey));
+    };
     let device = ctx.device.key.clone();
-    let base = if key == "0" {
+    let base = match presented.number() {
         // A new partnership: forget what the device was told before.
-        ctx.store.reset_hierarchy(&device)?;
-        Vec::new()
-    } else {
-        let Some(snapshot) = parse_key(key)
-            .map(|k| ctx.store.hierarchy(&device, k))
-            .transpose()?
-            .flatten()
-        else {
-            return Ok(status(FolderStatus::InvalidSyncKey));
-        };
-        snapshot
+        None => {
+            ctx.store.reset_hierarchy(&device)?;
+            Vec::new()
+        }
+        Some(k) => match ctx.store.hierarchy(&device, k)? {
+            Some(snapshot) => snapshot,
+            None => return Ok(status(FolderStatus::InvalidSyncKey)),
+        },
     };
 
     let mut session = ctx.hierarchy().await?;
@@ -86,26 +90,18 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
     let _ = session.logout().await;
 
     let changes = diff(&base, &current);
-    let new_key = if key == "0" || !changes.is_empty() {
+    let new_key = if presented.is_initial() || !changes.is_empty() {
         let next = ctx.store.latest_hierarchy_key(&device)?.unwrap_or(0) + 1;
         ctx.store.put_hierarchy(&device, next, &current)?;
-        next.to_string()
+        HierarchyKey::stored(next).into()
     } else {
-        // Nothing the device needs to hear; keep its key (and refresh the snapshot, in case an
-        // IMAP name changed under an unchanged folder).
+        // Nothing the device needs to hear; keep its key, as it sent it (and refresh the
+        // snapshot, in case an IMAP name changed under an unchanged folder).
         ctx.store
-            .put_hierarchy(&device, parse_key(key).unwrap_or(0), &current)?;
-        key.to_owned()
+            .put_hierarchy(&device, presented.number().unwrap_or(0), &current)?;
+        key
     };
-    Ok(Reply::Document(response(&new_key, &changes)))
-}
-
-/// Hierarchy keys are decimal counters; anything else is unknown.
-pub fn parse_key(key: &str) -> Option<u32> {
-    if key.len() > 10 || key.starts_with('0') {
-        return None;
-    }
-    key.parse().ok().filter(|k| *k > 0)
+    Ok(Reply::Document(response(new_key.text(), &changes)))
 }
 
 fn status(status: FolderStatus) -> Reply {
@@ -119,8 +115,8 @@ fn folder_element(tag: eas_wbxml::Tag, f: &FolderEntry) -> Element {
     Element::with_children(
         tag,
         vec![
-            Element::with_text(fh::ServerId, f.id.to_string()),
-            Element::with_text(fh::ParentId, f.parent.to_string()),
+            Element::with_text(fh::ServerId, CollectionId::new(f.id).to_string()),
+            Element::with_text(fh::ParentId, CollectionId::new(f.parent).to_string()),
             Element::with_text(fh::DisplayName, f.display_name.as_str()),
             Element::with_text(fh::Type, f.kind.to_string()),
         ],
@@ -139,7 +135,10 @@ fn response(key: &str, changes: &Changes) -> Element {
     list.extend(changes.deleted.iter().map(|id| {
         Element::with_children(
             fh::Delete,
-            vec![Element::with_text(fh::ServerId, id.to_string())],
+            vec![Element::with_text(
+                fh::ServerId,
+                CollectionId::new(*id).to_string(),
+            )],
         )
     }));
     list.extend(changes.added.iter().map(|f| folder_element(fh::Add, f)));
@@ -186,10 +185,15 @@ mod test {
 
     #[test]
     fn keys() {
-        assert_eq!(parse_key("7"), Some(7));
-        assert_eq!(parse_key("07"), None);
-        assert_eq!(parse_key("0"), None);
-        assert_eq!(parse_key("{abc}1"), None);
-        assert_eq!(parse_key("99999999999"), None);
+        let stored = |t| {
+            HierarchyKey::try_from(t)
+                .ok()
+                .and_then(HierarchyKey::number)
+        };
+        assert_eq!(stored("7"), Some(7));
+        assert_eq!(stored("07"), None);
+        assert_eq!(stored("0"), None);
+        assert_eq!(stored("{abc}1"), None);
+        assert_eq!(stored("99999999999"), None);
     }
 }

@@ -281,9 +281,10 @@ fn provisioning_status(device: &Device, config: &Config, presented: Option<u32>)
     let Some(current) = device.policy_key else {
         return Some(Common::DeviceNotProvisioned);
     };
-    match presented {
-        None | Some(0) => Some(Common::DeviceNotProvisioned),
-        Some(k) if k != current => Some(Common::InvalidPolicyKey),
+    // A presented 0 is no key at all.
+    match presented.and_then(ids::PolicyKey::from_number) {
+        None => Some(Common::DeviceNotProvisioned),
+        Some(k) if k.number() != current => Some(Common::InvalidPolicyKey),
         Some(_) => {
             let fingerprint = config.provision.policy.fingerprint();
             (device.policy_hash.as_deref() != Some(fingerprint.as_str()))

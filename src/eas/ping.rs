@@ -13,6 +13,7 @@ use std::time::Duration;
 use eas_wbxml::Element;
 use eas_wbxml::tags::ping as p;
 
+use super::ids::{CollectionId, Presented};
 use super::status::PingStatus;
 use super::{Context, EasError, Reply, child_text};
 use crate::eas::sync;
@@ -26,7 +27,9 @@ const MEMO: &str = "ping.last";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Params {
     heartbeat: Option<u64>,
-    folders: Option<Vec<String>>,
+    /// Kept as sent: an id the device's hierarchy lacks is answered when the Ping runs, and
+    /// an empty Ping repeats it.
+    folders: Option<Vec<Presented<CollectionId>>>,
 }
 
 impl Params {
@@ -37,7 +40,7 @@ impl Params {
         };
         let folders = e.child(p::Folders).map(|f| {
             f.children_with(p::Folder)
-                .filter_map(|x| child_text(x, p::Id).map(|s| s.trim().to_owned()))
+                .filter_map(|x| child_text(x, p::Id).map(|s| Presented::new(s.trim())))
                 .collect()
         });
         Ok(Params { heartbeat, folders })
@@ -54,7 +57,7 @@ impl Params {
                 f.push(Element::with_children(
                     p::Folder,
                     vec![
-                        Element::with_text(p::Id, id.clone()),
+                        Element::with_text(p::Id, id.text()),
                         Element::with_text(p::Class, "Email"),
                     ],
                 ));
@@ -74,7 +77,7 @@ fn answer(status: PingStatus, extra: Vec<Element>) -> Reply {
 fn changed(folders: &[&FolderEntry]) -> Reply {
     let list = folders
         .iter()
-        .map(|f| Element::with_text(p::Folder, f.id.to_string()))
+        .map(|f| Element::with_text(p::Folder, CollectionId::new(f.id).to_string()))
         .collect();
     answer(
         PingStatus::Changes,
@@ -139,7 +142,10 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, 
     };
     let mut folders: Vec<&FolderEntry> = Vec::with_capacity(ids.len());
     for id in &ids {
-        match hierarchy.iter().find(|f| f.id.to_string() == *id) {
+        match id
+            .id()
+            .and_then(|id| hierarchy.iter().find(|f| f.id == id.number()))
+        {
             Some(f) => folders.push(f),
             // A folder the device's hierarchy does not have: it must FolderSync first.
             None => return Ok(answer(PingStatus::FolderSyncRequired, Vec::new())),

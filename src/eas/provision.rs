@@ -16,8 +16,8 @@
 use eas_wbxml::Element;
 use eas_wbxml::tags::provision as p;
 use eas_wbxml::tags::settings as s;
-use rand::Rng;
 
+use super::ids::PolicyKey;
 use super::settings::apply_device_information;
 use super::status::{PolicyStatus, ProvisionStatus, SettingsStatus};
 use super::version::ProtocolVersion;
@@ -105,8 +105,8 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
     match acknowledged_key {
         None => {
             // Phase 1: a temporary key and the policy document.
-            let temporary = new_key();
-            ctx.device.pending_policy_key = Some(temporary);
+            let temporary = PolicyKey::generate();
+            ctx.device.pending_policy_key = Some(temporary.number());
             let doc = Element::with_children(p::Data, vec![provision_doc(configured)]);
             response.push(policy_el(
                 POLICY_TYPE,
@@ -117,9 +117,11 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         }
         Some(key) => {
             // Phase 2: the device applied (status 1) or partly applied (2) the policy.
-            // Keys are compared as numbers: "0123" and "123" are the same key.
-            let presented: Option<u32> = key.parse().ok();
-            let expected = ctx.device.pending_policy_key;
+            let presented = PolicyKey::try_from(key).ok();
+            let expected = ctx
+                .device
+                .pending_policy_key
+                .and_then(PolicyKey::from_number);
             if presented.is_none() || presented != expected {
                 response.push(policy_el(
                     POLICY_TYPE,
@@ -129,8 +131,8 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                 ));
                 return Ok(document(response));
             }
-            let final_key = new_key();
-            ctx.device.policy_key = Some(final_key);
+            let final_key = PolicyKey::generate();
+            ctx.device.policy_key = Some(final_key.number());
             ctx.device.pending_policy_key = None;
             ctx.device.policy_hash = Some(configured.fingerprint());
             response.push(policy_el(
@@ -158,11 +160,6 @@ fn wipe_directive(account_only: bool, version: ProtocolVersion) -> Option<eas_wb
     }
 }
 
-/// Policy keys are non-zero 32-bit numbers (0 means "none" to clients).
-fn new_key() -> u32 {
-    rand::thread_rng().gen_range(1..=u32::MAX)
-}
-
 fn document(children: Vec<Element>) -> Reply {
     Reply::Document(Element::with_children(p::Provision, children))
 }
@@ -171,7 +168,12 @@ fn status_el(status: ProvisionStatus) -> Element {
     Element::with_text(p::Status, status.as_str())
 }
 
-fn policy_el(kind: &str, status: PolicyStatus, key: Option<u32>, data: Option<Element>) -> Element {
+fn policy_el(
+    kind: &str,
+    status: PolicyStatus,
+    key: Option<PolicyKey>,
+    data: Option<Element>,
+) -> Element {
     let mut children = vec![
         Element::with_text(p::PolicyType, kind),
         Element::with_text(p::Status, status.as_str()),

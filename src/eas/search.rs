@@ -10,6 +10,7 @@
 use eas_wbxml::tags::{airsync as a, email, search as s};
 use eas_wbxml::{Element, Writer};
 
+use super::ids::{CollectionId, ServerId};
 use super::status::SearchStatus;
 use super::sync::{self, items, request::Options};
 use super::{Context, EasError, Reply, child_text, gal};
@@ -32,7 +33,9 @@ const CONVERSATION_BATCH: usize = 500;
 /// A parsed mailbox query.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Query {
-    pub collections: Vec<String>,
+    /// The collections named, each None when its text is not a CollectionId (it names no
+    /// folder, which is answered like an unknown one).
+    pub collections: Vec<Option<CollectionId>>,
     /// IMAP text terms, all of which must match (FreeText words, Or groups).
     pub text: Vec<SearchKey>,
     /// DateReceived > after (unix seconds).
@@ -182,9 +185,10 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         }
         w.start(s::Result).map_err(enc)?;
         w.text_element(a::Class, "Email").map_err(enc)?;
-        w.text_element(s::LongId, &format!("{}:{uid}", f.id))
+        let collection = CollectionId::new(f.id);
+        w.text_element(s::LongId, &ServerId::new(collection, uid).to_string())
             .map_err(enc)?;
-        w.text_element(a::CollectionId, &f.id.to_string())
+        w.text_element(a::CollectionId, &collection.to_string())
             .map_err(enc)?;
         w.start(s::Properties).map_err(enc)?;
         r.write_properties(&mut w, uid)?;
@@ -403,7 +407,7 @@ fn folders(ctx: &Context<'_>, q: &Query, deep: bool) -> Result<Option<Vec<Folder
     }
     let mut out: Vec<FolderEntry> = Vec::new();
     for id in &q.collections {
-        let Some(f) = all.iter().find(|f| f.id.to_string() == *id) else {
+        let Some(f) = id.and_then(|id| all.iter().find(|f| f.id == id.number())) else {
             return Ok(None);
         };
         if !out.iter().any(|o| o.id == f.id) {
@@ -484,7 +488,8 @@ fn term(e: &Element, q: &mut Query, depth: usize) -> Result<(), QueryError> {
             }
         }
         t if t == a::CollectionId => {
-            q.collections.push(e.text().unwrap_or("").trim().to_owned());
+            let text = e.text().unwrap_or("").trim();
+            q.collections.push(CollectionId::try_from(text).ok());
         }
         t if t == s::GreaterThan || t == s::LessThan => {
             if e.child(email::DateReceived).is_none() {
@@ -680,7 +685,7 @@ mod test {
         )
         .unwrap();
         let parsed = parse_query(&q).unwrap();
-        assert_eq!(parsed.collections, vec!["10"]);
+        assert_eq!(parsed.collections, vec![Some(CollectionId::new(10))]);
         assert_eq!(
             parsed.text,
             vec![

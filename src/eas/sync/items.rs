@@ -15,6 +15,7 @@ use eas_wbxml::{Fragment, Writer};
 
 use super::request::Options;
 use crate::eas::EasError;
+use crate::eas::ids::{CollectionId, ServerId};
 use crate::eas::version::ProtocolVersion;
 use crate::mailstore::Mailstore;
 use crate::mime::{
@@ -54,7 +55,8 @@ impl RenderContext {
     }
 
     fn render(&self, m: crate::mailstore::Message) -> Result<Item, eas_wbxml::EncodeError> {
-        let prefix = format!("{}:{}", self.folder, m.uid);
+        // Attachments are named below their item: `<ServerId>:<part>`.
+        let prefix = ServerId::new(CollectionId::new(self.folder), m.uid).to_string();
         let options = ItemOptions {
             version: self.version,
             body_preferences: &self.preferences,
