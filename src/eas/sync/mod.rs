@@ -29,7 +29,6 @@ use sha2::{Digest, Sha256};
 use super::{Context, EasError, Reply};
 use crate::eas::folders::{DELETED_ITEMS as TRASH, DRAFTS};
 use crate::eas::ids::{CollectionId, Presented, ServerId, SyncKey};
-use crate::eas::request::AuthenticatedUser;
 use crate::eas::status::{GetItemEstimateStatus, SyncStatus};
 use crate::eas::version::ProtocolVersion;
 use crate::mailstore::SequenceSet;
@@ -57,49 +56,85 @@ pub const RESEND_WINDOW_SECS: u64 = 10 * 60;
 const WAIT_POLL: Duration = Duration::from_secs(60);
 
 /// Runs a Sync. `body` is None for the empty request that reuses the cached collections.
+///
+/// In steps: a retried request is answered again; the request is read (and completed from the
+/// cached one); the request is planned (folders, pages computed ahead, item budget, how long
+/// it may wait); each collection gets its client commands applied and the server's changes
+/// (held until there are some, when the request may wait); the answer is written and
+/// remembered.
 pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply, EasError> {
-    let device = ctx.device.key.clone();
     // A newer request from the device ends its held Ping or Sync.
-    ctx.hub.supersede(&device.user, &device.device_id);
-    let bounds = (ctx.config.sync.min_wait_secs, ctx.config.sync.max_wait_secs);
+    ctx.hub
+        .supersede(&ctx.device.key.user, &ctx.device.key.device_id);
     let fingerprint = body.map(|b| Sha256::digest(b.encode()).to_vec());
-
-    // A retried request whose answer was lost: answer it again, byte for byte.
-    if let (Some(fp), Some(last)) = (&fingerprint, ctx.store.memo(&device, MEMO_LAST)?) {
-        if let Some(replay) = LastAnswer::decode(&last).filter(|l| &l.fingerprint == fp) {
-            if replay.still_latest(ctx)? {
-                return Ok(match ctx.store.memo(&device, MEMO_LAST_RESPONSE)? {
-                    Some(response) => {
-                        tracing::info!("resending the answer to a retried Sync");
-                        Reply::Bytes(response)
-                    }
-                    None => {
-                        tracing::info!("retried Sync after its answer expired: resync");
-                        replay.expired_answer()
-                    }
-                });
-            }
-        }
+    if let Some(replayed) = replay(ctx, fingerprint.as_deref())? {
+        return Ok(replayed);
     }
+    let mut req = match read_request(ctx, body)? {
+        Ok(req) => req,
+        Err(refused) => return Ok(refused),
+    };
+    let mut plan = RequestPlan::new(ctx, &req).await?;
+    // A held Sync waits in the push hub like a Ping, holding no IMAP connection.
+    let mut registration = plan.deadline.map(|_| register(ctx, &req, &plan.hierarchy));
+    let Some(mut outcome) = answer(ctx, &req, &mut plan, registration.as_mut()).await? else {
+        // Heartbeat over, superseded by a newer request, or shutting down: nothing happened,
+        // which the spec answers with an empty response.
+        remember_collections(ctx, &req)?;
+        return Ok(Reply::Empty);
+    };
+    hand_over_pagers(ctx, &mut outcome);
+    respond(ctx, &mut req, &outcome, fingerprint, plan.has_commands)
+}
 
-    let mut req = match body {
-        Some(b) => match request::parse(b, bounds) {
-            Ok(r) => r,
-            Err(RequestError::BadWait { limit_secs }) => return Ok(bad_wait(limit_secs)),
-            Err(e) => {
-                tracing::info!(error = %e, "malformed Sync");
-                return Ok(top_status(SyncStatus::ProtocolError));
-            }
-        },
+/// The answer again, byte for byte, when `fingerprint` is that of a retried request whose
+/// answer was lost (or "start over" once the kept answer expired); None for any other request.
+fn replay(ctx: &Context<'_>, fingerprint: Option<&[u8]>) -> Result<Option<Reply>, EasError> {
+    let device = &ctx.device.key;
+    let (Some(fp), Some(last)) = (fingerprint, ctx.store.memo(device, MEMO_LAST)?) else {
+        return Ok(None);
+    };
+    let Some(last) = LastAnswer::decode(&last).filter(|l| l.fingerprint == fp) else {
+        return Ok(None);
+    };
+    if !last.still_latest(ctx)? {
+        return Ok(None);
+    }
+    Ok(Some(match ctx.store.memo(device, MEMO_LAST_RESPONSE)? {
+        Some(response) => {
+            tracing::info!("resending the answer to a retried Sync");
+            Reply::Bytes(response)
+        }
+        None => {
+            tracing::info!("retried Sync after its answer expired: resync");
+            last.expired_answer()
+        }
+    }))
+}
+
+/// The request to run: the body read (none for an empty Sync) and completed from the
+/// collections of the last full request. `Err` is the answer to a request that cannot run.
+fn read_request(
+    ctx: &Context<'_>,
+    body: Option<&Element>,
+) -> Result<Result<SyncRequest, Reply>, EasError> {
+    let bounds = (ctx.config.sync.min_wait_secs, ctx.config.sync.max_wait_secs);
+    let mut req = match body.map(|b| request::parse(b, bounds)) {
+        Some(Ok(r)) => r,
+        Some(Err(RequestError::BadWait { limit_secs })) => return Ok(Err(bad_wait(limit_secs))),
+        Some(Err(e)) => {
+            tracing::info!(error = %e, "malformed Sync");
+            return Ok(Err(top_status(SyncStatus::ProtocolError)));
+        }
         None => SyncRequest::default(),
     };
     let cached = ctx
         .store
-        .memo(&device, MEMO_COLLECTIONS)?
+        .memo(&ctx.device.key, MEMO_COLLECTIONS)?
         .and_then(|b| Cached::decode(&b));
     if body.is_none() || req.partial {
-        let Some(cached) = cached.clone() else {
-            return Ok(top_status(SyncStatus::IncompleteRequest));
+        let Some(cached) = cached else {
+            return Ok(Err(top_status(SyncStatus::IncompleteRequest)));
         };
         req = cached.merge(req);
     } else if let Some(c) = &cached {
@@ -107,100 +142,171 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
         c.fill_options(&mut req);
     }
     if req.collections.is_empty() {
-        return Ok(top_status(SyncStatus::ProtocolError));
+        return Ok(Err(top_status(SyncStatus::ProtocolError)));
     }
+    Ok(Ok(req))
+}
 
-    let hierarchy = match ctx.store.latest_hierarchy_key(&device)? {
-        Some(k) => ctx.store.hierarchy(&device, k)?.unwrap_or_default(),
-        None => Vec::new(),
-    };
-    // Pages computed ahead continue where the device's keys left off; a request that
-    // carries commands for a folder changes it, so its pager ends.
+/// What a request's collections are answered from.
+struct RequestPlan {
+    /// The device's newest folder list.
+    hierarchy: Vec<FolderEntry>,
+    /// Pages computed ahead, by folder, for collections without client commands.
+    ready: HashMap<u32, read_ahead::Taken>,
+    /// Items one answer carries at most, over all its collections.
+    window_total: usize,
+    has_commands: bool,
+    /// When a held Sync (Wait / HeartbeatInterval) answers at the latest; None: at once.
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl RequestPlan {
+    async fn new(ctx: &Context<'_>, req: &SyncRequest) -> Result<RequestPlan, EasError> {
+        let device = &ctx.device.key;
+        let hierarchy = match ctx.store.latest_hierarchy_key(device)? {
+            Some(k) => ctx.store.hierarchy(device, k)?.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let ready = take_ready_pages(ctx, req, &hierarchy).await;
+        let window_total = req
+            .window_size
+            .unwrap_or(request::MAX_WINDOW)
+            .clamp(1, request::MAX_WINDOW);
+        // A request that carries client commands is answered at once: waiting would mean
+        // applying them again on every look.
+        let has_commands = req.collections.iter().any(|c| !c.commands.is_empty());
+        let deadline = req
+            .wait_secs
+            .filter(|_| !has_commands)
+            .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+        Ok(RequestPlan {
+            hierarchy,
+            ready,
+            window_total,
+            has_commands,
+            deadline,
+        })
+    }
+}
+
+/// Pages computed ahead continue where the device's keys left off; a request that carries
+/// commands for a folder changes it, so its pager ends.
+async fn take_ready_pages(
+    ctx: &Context<'_>,
+    req: &SyncRequest,
+    hierarchy: &[FolderEntry],
+) -> HashMap<u32, read_ahead::Taken> {
+    let device = &ctx.device.key;
     let mut ready = HashMap::new();
     for c in &req.collections {
-        let Some(f) = folder_of(&hierarchy, &c.collection_id) else {
+        let Some(f) = folder_of(hierarchy, &c.collection_id) else {
             continue;
         };
         if !c.commands.is_empty() {
-            ctx.read_ahead.cancel(&device, f.id);
-        } else if let Some(taken) = ctx.read_ahead.take(&device, f.id).await {
+            ctx.read_ahead.cancel(device, f.id);
+        } else if let Some(taken) = ctx.read_ahead.take(device, f.id).await {
             ready.insert(f.id, taken);
         }
     }
+    ready
+}
+
+/// Registers a held Sync's mailboxes with the push hub, which wakes it on news.
+fn register(
+    ctx: &Context<'_>,
+    req: &SyncRequest,
+    hierarchy: &[FolderEntry],
+) -> crate::push::Registration {
+    let mailboxes = req
+        .collections
+        .iter()
+        .filter_map(|c| folder_of(hierarchy, &c.collection_id))
+        .map(|f| f.imap_name.clone());
+    ctx.hub
+        .register(&ctx.credentials(), &ctx.device.key.device_id, mailboxes)
+}
+
+/// Every collection's answer: at once, or for a held Sync (`registration`) as soon as one has
+/// news. None when a held Sync ends without news.
+async fn answer(
+    ctx: &Context<'_>,
+    req: &SyncRequest,
+    plan: &mut RequestPlan,
+    mut registration: Option<&mut crate::push::Registration>,
+) -> Result<Option<Vec<CollectionOutcome>>, EasError> {
     // Opened when first needed: a request answered from pages computed ahead needs none.
     let mut store: Option<Mailstore> = None;
-    let window_total = req
-        .window_size
-        .unwrap_or(request::MAX_WINDOW)
-        .clamp(1, request::MAX_WINDOW);
-    // A request that carries client commands is answered at once: waiting would mean
-    // applying them again on every look.
-    let has_commands = req.collections.iter().any(|c| !c.commands.is_empty());
-    let deadline = req
-        .wait_secs
-        .filter(|_| !has_commands)
-        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
-
-    // A held Sync waits in the push hub like a Ping, holding no IMAP connection.
-    let mut registration = deadline.map(|_| {
-        let mailboxes = req
-            .collections
-            .iter()
-            .filter_map(|c| folder_of(&hierarchy, &c.collection_id))
-            .map(|f| f.imap_name.clone());
-        ctx.hub
-            .register(&ctx.credentials(), &device.device_id, mailboxes)
-    });
-    let mut outcome;
     loop {
-        outcome = Vec::with_capacity(req.collections.len());
-        let mut budget = window_total;
-        for c in &req.collections {
-            let r = match folder_of(&hierarchy, &c.collection_id) {
-                None => CollectionOutcome::status(c, SyncStatus::FolderHierarchyChanged),
-                Some(f) => {
-                    let taken = ready.remove(&f.id);
-                    collection(ctx, &mut store, c, f, &mut budget, taken).await?
-                }
-            };
-            outcome.push(r);
-        }
-        let anything = outcome.iter().any(CollectionOutcome::has_news);
-        let (Some(d), Some(reg), false) = (deadline, registration.as_mut(), anything) else {
-            break;
+        let outcome = look(ctx, &mut store, req, plan).await?;
+        let news = outcome.iter().any(CollectionOutcome::has_news);
+        let (Some(deadline), Some(reg), false) = (plan.deadline, registration.as_deref_mut(), news)
+        else {
+            if let Some(mut s) = store.take() {
+                // A phone that was told MoreAvailable asks for the next page at once.
+                s.keep_view(outcome.iter().any(|o| o.more));
+                s.close().await;
+            }
+            return Ok(Some(outcome));
         };
         if let Some(s) = store.take() {
             s.close().await;
         }
-        // Wake on the hub's news about these mailboxes; look again now and then anyway, in
-        // case a source missed something.
-        let woke = tokio::select! {
-            s = reg.signals.recv() => s,
-            _ = tokio::time::sleep(WAIT_POLL) => Some(crate::push::Signal::BackendUp),
-            _ = tokio::time::sleep_until(d) => None,
-        };
-        match woke {
-            Some(
-                crate::push::Signal::Mailbox(..)
-                | crate::push::Signal::Arrived { .. }
-                | crate::push::Signal::Hierarchy(_)
-                | crate::push::Signal::BackendUp
-                | crate::push::Signal::BackendDown,
-            ) => {}
-            // Heartbeat over, superseded by a newer request, or shutting down: nothing
-            // happened, which the spec answers with an empty response.
-            _ => {
-                remember_collections(ctx, &req)?;
-                return Ok(Reply::Empty);
-            }
+        if !wait_for_news(reg, deadline).await {
+            return Ok(None);
         }
     }
-    // A phone that was told MoreAvailable asks for the next page at once.
-    if let Some(mut s) = store.take() {
-        s.keep_view(outcome.iter().any(|o| o.more));
-        s.close().await;
+}
+
+/// One look at every collection: its answer as of now, within the request's item budget.
+async fn look(
+    ctx: &Context<'_>,
+    store: &mut Option<Mailstore>,
+    req: &SyncRequest,
+    plan: &mut RequestPlan,
+) -> Result<Vec<CollectionOutcome>, EasError> {
+    let mut outcome = Vec::with_capacity(req.collections.len());
+    let mut budget = plan.window_total;
+    for c in &req.collections {
+        outcome.push(match folder_of(&plan.hierarchy, &c.collection_id) {
+            None => CollectionOutcome::status(c, SyncStatus::FolderHierarchyChanged),
+            Some(f) => {
+                let taken = plan.ready.remove(&f.id);
+                collection(ctx, store, c, f, &mut budget, taken).await?
+            }
+        });
     }
-    for o in &mut outcome {
+    Ok(outcome)
+}
+
+/// Waits for the hub's news about a held Sync's mailboxes, looking again after a while
+/// anyway in case a source missed something. False when the wait ends without news (the
+/// deadline passed, a newer request superseded this one, or the server shuts down).
+async fn wait_for_news(
+    reg: &mut crate::push::Registration,
+    deadline: tokio::time::Instant,
+) -> bool {
+    use crate::push::Signal;
+    let woke = tokio::select! {
+        s = reg.signals.recv() => s,
+        _ = tokio::time::sleep(WAIT_POLL) => Some(Signal::BackendUp),
+        _ = tokio::time::sleep_until(deadline) => None,
+    };
+    matches!(
+        woke,
+        Some(
+            Signal::Mailbox(..)
+                | Signal::Arrived { .. }
+                | Signal::Hierarchy(_)
+                | Signal::BackendUp
+                | Signal::BackendDown,
+        )
+    )
+}
+
+/// Read-ahead after the answer: a pager whose page was sent goes on with the next, and an
+/// answer computed here with MoreAvailable starts one.
+fn hand_over_pagers(ctx: &Context<'_>, outcome: &mut [CollectionOutcome]) {
+    for o in outcome {
         let Some(folder) = o.folder else { continue };
         if let Some(pager) = o.pager.take() {
             ctx.read_ahead
@@ -209,43 +315,66 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
             start_read_ahead(ctx, folder, ahead);
         }
     }
+}
 
+/// Writes the answer and remembers what a later request builds on: the collections (for an
+/// empty or partial Sync) and, for a retry, the answer itself.
+fn respond(
+    ctx: &Context<'_>,
+    req: &mut SyncRequest,
+    outcome: &[CollectionOutcome],
+    fingerprint: Option<Vec<u8>>,
+    has_commands: bool,
+) -> Result<Reply, EasError> {
     // An empty or partial Sync later continues from the keys of this answer, not from the
     // ones this request presented.
-    for (c, o) in req.collections.iter_mut().zip(&outcome) {
+    for (c, o) in req.collections.iter_mut().zip(outcome) {
         if o.status == SyncStatus::Success {
             c.sync_key = o.sync_key.clone();
         }
     }
-    remember_collections(ctx, &req)?;
-    let response = write_response(&outcome, ctx)?;
+    remember_collections(ctx, req)?;
+    let response = write_response(outcome)?;
     if let Some(fp) = fingerprint {
-        // Only an answer to client commands is kept whole: applying them again would not give
-        // the same answer (a second Add, a Delete of what is gone). A retried request without
-        // commands is answered afresh from its key's snapshot, which is still kept (the
-        // previous key stays valid until the device uses the new one), with the same items;
-        // storing every page (about 1 MB each during an initial sync) cost 3-10 ms a page.
-        let last = if has_commands {
-            // The content first: a memo naming keys without it would answer "resync".
-            ctx.store.put_memo(&device, MEMO_LAST_RESPONSE, &response)?;
-            LastAnswer {
-                fingerprint: fp,
-                keys: outcome
-                    .iter()
-                    .filter_map(|o| Some((o.folder?, o.new_key?)))
-                    .collect(),
-            }
-        } else {
-            // Replaces an older memo, which must not be replayed any more. (Its response, if
-            // any, is never read again and expires with the window.)
-            LastAnswer {
-                fingerprint: fp,
-                keys: Vec::new(),
-            }
-        };
-        ctx.store.put_memo(&device, MEMO_LAST, &last.encode())?;
+        remember_answer(ctx, fp, outcome, &response, has_commands)?;
     }
     Ok(Reply::Bytes(response))
+}
+
+/// Keeps what an identical retry of this request is answered with.
+fn remember_answer(
+    ctx: &Context<'_>,
+    fingerprint: Vec<u8>,
+    outcome: &[CollectionOutcome],
+    response: &[u8],
+    has_commands: bool,
+) -> Result<(), EasError> {
+    let device = &ctx.device.key;
+    // Only an answer to client commands is kept whole: applying them again would not give
+    // the same answer (a second Add, a Delete of what is gone). A retried request without
+    // commands is answered afresh from its key's snapshot, which is still kept (the
+    // previous key stays valid until the device uses the new one), with the same items;
+    // storing every page (about 1 MB each during an initial sync) cost 3-10 ms a page.
+    let last = if has_commands {
+        // The content first: a memo naming keys without it would answer "resync".
+        ctx.store.put_memo(device, MEMO_LAST_RESPONSE, response)?;
+        LastAnswer {
+            fingerprint,
+            keys: outcome
+                .iter()
+                .filter_map(|o| Some((o.folder?, o.new_key?)))
+                .collect(),
+        }
+    } else {
+        // Replaces an older memo, which must not be replayed any more. (Its response, if
+        // any, is never read again and expires with the window.)
+        LastAnswer {
+            fingerprint,
+            keys: Vec::new(),
+        }
+    };
+    ctx.store.put_memo(device, MEMO_LAST, &last.encode())?;
+    Ok(())
 }
 
 fn remember_collections(ctx: &Context<'_>, req: &SyncRequest) -> Result<(), EasError> {
@@ -302,6 +431,19 @@ impl CollectionOutcome {
         }
     }
 
+    fn with_status(mut self, status: SyncStatus) -> CollectionOutcome {
+        self.status = status;
+        self
+    }
+
+    /// The collection starts over (status 3): nothing else of this answer is sent.
+    fn restart(mut self) -> CollectionOutcome {
+        self.status = SyncStatus::InvalidSyncKey;
+        self.commands.clear();
+        self.responses.clear();
+        self
+    }
+
     /// Whether a held Sync should answer now.
     fn has_news(&self) -> bool {
         // A new key alone (the counters moved without anything for the device) is not news:
@@ -349,6 +491,71 @@ async fn opened<'s>(
     Ok(store.as_mut().expect("opened above"))
 }
 
+/// One collection of a request, planned: what it asks for and what its page depends on.
+struct CollectionPlan<'r> {
+    request: &'r CollectionRequest,
+    folder: &'r FolderEntry,
+    get_changes: bool,
+    /// The options, window, version and filter window a page is computed with; a page
+    /// computed ahead is used only when it was computed with the same.
+    params: read_ahead::Params,
+}
+
+impl<'r> CollectionPlan<'r> {
+    /// `budget`: the items the request's earlier collections left for this one.
+    fn new(
+        ctx: &Context<'_>,
+        request: &'r CollectionRequest,
+        folder: &'r FolderEntry,
+        budget: usize,
+    ) -> CollectionPlan<'r> {
+        let options = request.options.clone().unwrap_or_default();
+        let since = options.since(unix_now());
+        let window = request
+            .window_size
+            .unwrap_or(request::DEFAULT_WINDOW)
+            .clamp(1, request::MAX_WINDOW)
+            .min(budget);
+        CollectionPlan {
+            request,
+            folder,
+            get_changes: request.get_changes.unwrap_or(true),
+            params: read_ahead::Params {
+                options,
+                window,
+                version: ctx.version,
+                since,
+            },
+        }
+    }
+
+    fn since(&self) -> u64 {
+        self.params.since
+    }
+}
+
+/// The snapshot the presented SyncKey names, as stored.
+struct Known {
+    key: u32,
+    bytes: Vec<u8>,
+    /// Its counters, read without decoding the per-message part.
+    header: Snapshot,
+}
+
+/// A collection's answer while it is built on a known snapshot.
+struct Draft {
+    known: Known,
+    /// What the device will know after this answer.
+    snap: Snapshot,
+    out: CollectionOutcome,
+    /// Whether `snap` moved from the known snapshot, so the answer mints a key.
+    changed: bool,
+    /// `snap`, encoded, when the comparison with the stored bytes already did it.
+    encoded: Option<Vec<u8>>,
+}
+
+/// A collection's answer: a new partnership, the page computed ahead, or the client's
+/// commands applied and then the server's changes since the presented key.
 async fn collection(
     ctx: &Context<'_>,
     lazy: &mut Option<Mailstore>,
@@ -357,126 +564,35 @@ async fn collection(
     budget: &mut usize,
     ready: Option<read_ahead::Taken>,
 ) -> Result<CollectionOutcome, EasError> {
-    let device = &ctx.device.key;
+    let plan = CollectionPlan::new(ctx, c, folder, *budget);
     let mut out = CollectionOutcome::status(c, SyncStatus::Success);
     out.folder = Some(folder.id);
-    let options = c.options.clone().unwrap_or_default();
-    let since = options.since(unix_now());
-
     if c.sync_key.id().is_some_and(SyncKey::is_initial) {
-        // A new partnership for this folder: the device knows nothing.
-        ctx.store.reset_collection(device, folder.id)?;
-        let store = opened(ctx, lazy).await?;
-        let Some(state) = folder_state(store, &folder.imap_name).await? else {
-            out.status = SyncStatus::FolderHierarchyChanged;
-            return Ok(out);
-        };
-        let snap = Snapshot {
-            uidvalidity: state.uidvalidity,
-            since,
-            pending: true,
-            ..Snapshot::default()
-        };
-        let key = ctx.store.next_collection_key(device, folder.id)?;
-        ctx.store
-            .put_collection_state(device, folder.id, key, None, &snap.encode())?;
-        out.new_key = Some(key);
-        out.sync_key = SyncKey::minted(key).into();
-        return Ok(out);
+        return start_partnership(ctx, lazy, &plan, out).await;
     }
-    let Some((old_key, bytes)) = c
-        .sync_key
-        .id()
-        .and_then(SyncKey::stored)
-        .map(|k| {
-            ctx.store
-                .collection_state(device, folder.id, k)
-                .map(|b| b.map(|b| (k, b)))
-        })
-        .transpose()?
-        .flatten()
-    else {
-        out.status = SyncStatus::InvalidSyncKey;
-        return Ok(out);
-    };
-    let Some(header) = Snapshot::decode_header(&bytes) else {
-        out.status = SyncStatus::InvalidSyncKey;
-        return Ok(out);
-    };
-    let get_changes = c.get_changes.unwrap_or(true);
-    let window = c
-        .window_size
-        .unwrap_or(request::DEFAULT_WINDOW)
-        .clamp(1, request::MAX_WINDOW)
-        .min(*budget);
-    let params = read_ahead::Params {
-        options: options.clone(),
-        window,
-        version: ctx.version,
-        since,
+    let Some(known) = known_snapshot(ctx, &plan)? else {
+        return Ok(out.with_status(SyncStatus::InvalidSyncKey));
     };
     if let Some(taken) = ready {
-        // The page continues exactly what this key told the device (see `read_ahead`).
-        let mut usable = c.commands.is_empty()
-            && get_changes
-            && taken.page.params == params
-            && bytes == taken.page.from;
-        if usable && !taken.page.computed.window.more {
-            // The last page: the phone will not come back for the rest by itself, so it must
-            // hold everything there is now. One STATUS (the pager closed its view before it
-            // sent this page) tells that nothing arrived or changed since it was listed.
-            let store = opened(ctx, lazy).await?;
-            usable =
-                folder_state(store, &folder.imap_name).await? == Some(taken.page.computed.state);
-        }
-        ctx.read_ahead.note(usable);
-        if usable {
-            let read_ahead::Taken { page, pager } = taken;
-            *budget -= page.computed.window.len();
-            out.commands = page.commands;
-            out.more = page.computed.window.more;
-            out.messages = page.computed.items;
-            if !out.commands.is_empty() || page.next != bytes {
-                let key = ctx.store.next_collection_key(device, folder.id)?;
-                ctx.store.put_collection_state(
-                    device,
-                    folder.id,
-                    key,
-                    Some(old_key),
-                    &page.next,
-                )?;
-                out.new_key = Some(key);
-                out.sync_key = SyncKey::minted(key).into();
-                if out.more {
-                    out.pager = Some(pager);
-                }
-            }
-            return Ok(out);
+        if let Some(taken) = usable_page(ctx, lazy, &plan, &known, taken).await? {
+            return serve_page(ctx, &plan, &known, taken, budget, out);
         }
     }
-
     let store = opened(ctx, lazy).await?;
     let Some(state) = folder_state(store, &folder.imap_name).await? else {
-        out.status = SyncStatus::FolderHierarchyChanged;
-        return Ok(out);
+        return Ok(out.with_status(SyncStatus::FolderHierarchyChanged));
     };
     // The common case, a phone asking again with nothing new: decided from the snapshot's
     // header and one STATUS, without decoding the per-message part.
     if c.commands.is_empty()
-        && get_changes
-        && !header.pending
-        && state.highest_modseq != 0
-        && state.uidvalidity == header.uidvalidity
-        && state.highest_modseq == header.highest_modseq
-        && state.uid_next == header.uid_next
-        && state.exists == header.exists
-        && since == header.since
+        && plan.get_changes
+        && !known.header.pending
+        && counters_match(&known.header, &state, plan.since())
     {
         return Ok(out);
     }
-    let Some(mut snap) = Snapshot::decode(&bytes) else {
-        out.status = SyncStatus::InvalidSyncKey;
-        return Ok(out);
+    let Some(snap) = Snapshot::decode(&known.bytes) else {
+        return Ok(out.with_status(SyncStatus::InvalidSyncKey));
     };
     if state.uidvalidity != snap.uidvalidity {
         // Every UID the device holds is void: it must start over with SyncKey 0.
@@ -484,66 +600,193 @@ async fn collection(
             folder = folder.id,
             "UIDVALIDITY changed; the device resyncs"
         );
-        ctx.store.reset_collection(device, folder.id)?;
-        out.status = SyncStatus::InvalidSyncKey;
-        return Ok(out);
+        ctx.store.reset_collection(&ctx.device.key, folder.id)?;
+        return Ok(out.with_status(SyncStatus::InvalidSyncKey));
     }
-
-    let mut changed = false;
-    let trash = trash_of(ctx)?;
-    for cmd in &c.commands {
-        changed |= client_command(
-            ctx.user,
-            ctx.version,
-            store,
-            folder,
-            cmd,
-            c,
-            &trash,
-            &mut snap,
-            &mut out,
-        )
-        .await?;
+    let mut draft = Draft {
+        known,
+        snap,
+        out,
+        changed: false,
+        encoded: None,
+    };
+    draft.changed = apply_commands(ctx, store, &plan, &mut draft.snap, &mut draft.out).await?;
+    let wants_page = plan.get_changes
+        && plan.params.window > 0
+        && (draft.snap.pending
+            || draft.changed
+            || !counters_match(&draft.snap, &state, plan.since()));
+    if wants_page && !server_changes(ctx, store, &plan, &mut draft, budget).await? {
+        // Recreated between the STATUS and the listing: as above.
+        ctx.store.reset_collection(&ctx.device.key, folder.id)?;
+        return Ok(draft.out.restart());
     }
+    render_fetches(ctx, store, &plan, &mut draft.out).await?;
+    if draft.changed {
+        mint(ctx, plan, draft)
+    } else {
+        Ok(draft.out)
+    }
+}
 
-    // The snapshot's bytes when they were already computed for the comparison below.
-    let mut encoded = None;
-    if get_changes && window > 0 {
-        let unchanged = !snap.pending
-            && !changed
-            && state.highest_modseq != 0
-            && state.highest_modseq == snap.highest_modseq
-            && state.uid_next == snap.uid_next
-            && state.exists == snap.exists
-            && since == snap.since;
-        if !unchanged {
-            let Some(computed) =
-                compute_page(store, &folder.imap_name, folder.id, &snap, &params).await?
-            else {
-                // Recreated between the STATUS and the listing: as above.
-                ctx.store.reset_collection(device, folder.id)?;
-                out.status = SyncStatus::InvalidSyncKey;
-                out.commands.clear();
-                out.responses.clear();
-                return Ok(out);
-            };
-            *budget -= computed.window.len();
-            out.commands.extend(advance(&mut snap, &computed, since));
-            out.more = computed.window.more;
-            out.messages = computed.items;
-            // Client commands may have amended the stored snapshot; without them it is still
-            // the bytes read above.
-            let stored = if c.commands.is_empty() {
-                bytes.clone()
-            } else {
-                snap_bytes_of(ctx, folder, old_key)?
-            };
-            let now = snap.encode();
-            changed |= !out.commands.is_empty() || now != stored;
-            encoded = Some(now);
+/// SyncKey 0, a new partnership for this folder: the device knows nothing, and its first key
+/// names an empty snapshot still to be filled.
+async fn start_partnership(
+    ctx: &Context<'_>,
+    lazy: &mut Option<Mailstore>,
+    plan: &CollectionPlan<'_>,
+    mut out: CollectionOutcome,
+) -> Result<CollectionOutcome, EasError> {
+    let device = &ctx.device.key;
+    let folder = plan.folder;
+    ctx.store.reset_collection(device, folder.id)?;
+    let store = opened(ctx, lazy).await?;
+    let Some(state) = folder_state(store, &folder.imap_name).await? else {
+        return Ok(out.with_status(SyncStatus::FolderHierarchyChanged));
+    };
+    let snap = Snapshot {
+        uidvalidity: state.uidvalidity,
+        since: plan.since(),
+        pending: true,
+        ..Snapshot::default()
+    };
+    let key = ctx.store.next_collection_key(device, folder.id)?;
+    ctx.store
+        .put_collection_state(device, folder.id, key, None, &snap.encode())?;
+    out.new_key = Some(key);
+    out.sync_key = SyncKey::minted(key).into();
+    Ok(out)
+}
+
+/// The stored snapshot the presented key names; None when it names none (a malformed key, an
+/// unknown one, or one whose snapshot cannot be read).
+fn known_snapshot(ctx: &Context<'_>, plan: &CollectionPlan<'_>) -> Result<Option<Known>, EasError> {
+    let Some(key) = plan.request.sync_key.id().and_then(SyncKey::stored) else {
+        return Ok(None);
+    };
+    let Some(bytes) = ctx
+        .store
+        .collection_state(&ctx.device.key, plan.folder.id, key)?
+    else {
+        return Ok(None);
+    };
+    Ok(Snapshot::decode_header(&bytes).map(|header| Known { key, bytes, header }))
+}
+
+/// The page computed ahead, when it is exactly the one this request would compute: no client
+/// commands, the same parameters, from the snapshot this key told the device (see
+/// `read_ahead`), and for the last page a folder unchanged since it was listed.
+async fn usable_page(
+    ctx: &Context<'_>,
+    lazy: &mut Option<Mailstore>,
+    plan: &CollectionPlan<'_>,
+    known: &Known,
+    taken: read_ahead::Taken,
+) -> Result<Option<read_ahead::Taken>, EasError> {
+    let page = &taken.page;
+    let mut usable = plan.request.commands.is_empty()
+        && plan.get_changes
+        && page.params == plan.params
+        && known.bytes == page.from;
+    if usable && !page.computed.window.more {
+        // The last page: the phone will not come back for the rest by itself, so it must
+        // hold everything there is now. One STATUS (the pager closed its view before it
+        // sent this page) tells that nothing arrived or changed since it was listed.
+        let store = opened(ctx, lazy).await?;
+        usable = folder_state(store, &plan.folder.imap_name).await? == Some(page.computed.state);
+    }
+    ctx.read_ahead.note(usable);
+    Ok(usable.then_some(taken))
+}
+
+/// Answers with a page computed ahead: a new key when it moves the snapshot, and the pager
+/// kept for the page after it when there is more.
+fn serve_page(
+    ctx: &Context<'_>,
+    plan: &CollectionPlan<'_>,
+    known: &Known,
+    taken: read_ahead::Taken,
+    budget: &mut usize,
+    mut out: CollectionOutcome,
+) -> Result<CollectionOutcome, EasError> {
+    let read_ahead::Taken { page, pager } = taken;
+    *budget -= page.computed.window.len();
+    out.commands = page.commands;
+    out.more = page.computed.window.more;
+    out.messages = page.computed.items;
+    if !out.commands.is_empty() || page.next != known.bytes {
+        let device = &ctx.device.key;
+        let key = ctx.store.next_collection_key(device, plan.folder.id)?;
+        ctx.store
+            .put_collection_state(device, plan.folder.id, key, Some(known.key), &page.next)?;
+        out.new_key = Some(key);
+        out.sync_key = SyncKey::minted(key).into();
+        if out.more {
+            out.pager = Some(pager);
         }
     }
-    // Fetch responses need their items rendered too.
+    Ok(out)
+}
+
+/// Whether the mailbox's counters are the ones `snap` was taken at, for the same filter
+/// window: then nothing changed since (a server without CONDSTORE cannot tell, so never).
+fn counters_match(snap: &Snapshot, state: &FolderState, since: u64) -> bool {
+    state.highest_modseq != 0
+        && state.uidvalidity == snap.uidvalidity
+        && state.highest_modseq == snap.highest_modseq
+        && state.uid_next == snap.uid_next
+        && state.exists == snap.exists
+        && since == snap.since
+}
+
+/// The server's changes since the snapshot, one window of them, added to the answer and
+/// folded into the snapshot. False when the mailbox is no longer the one the snapshot knows
+/// (its UIDVALIDITY changed between the STATUS and the listing).
+async fn server_changes(
+    ctx: &Context<'_>,
+    store: &mut Mailstore,
+    plan: &CollectionPlan<'_>,
+    draft: &mut Draft,
+    budget: &mut usize,
+) -> Result<bool, EasError> {
+    let folder = plan.folder;
+    let Some(page) = compute_page(
+        store,
+        &folder.imap_name,
+        folder.id,
+        &draft.snap,
+        &plan.params,
+    )
+    .await?
+    else {
+        return Ok(false);
+    };
+    *budget -= page.window.len();
+    let out = &mut draft.out;
+    out.commands
+        .extend(advance(&mut draft.snap, &page, plan.since()));
+    out.more = page.window.more;
+    out.messages = page.items;
+    let now = draft.snap.encode();
+    // Client commands may have amended the stored snapshot; without them it is still the
+    // bytes read before.
+    let moved = if plan.request.commands.is_empty() {
+        now != draft.known.bytes
+    } else {
+        now != snap_bytes_of(ctx, folder, draft.known.key)?
+    };
+    draft.changed |= !out.commands.is_empty() || moved;
+    draft.encoded = Some(now);
+    Ok(true)
+}
+
+/// Renders the items Fetch responses carry, unless the page already holds them.
+async fn render_fetches(
+    ctx: &Context<'_>,
+    store: &mut Mailstore,
+    plan: &CollectionPlan<'_>,
+    out: &mut CollectionOutcome,
+) -> Result<(), EasError> {
     let fetch_uids: Vec<u32> = out
         .responses
         .iter()
@@ -553,36 +796,53 @@ async fn collection(
         })
         .filter(|u| !out.messages.contains(*u))
         .collect();
-    if !fetch_uids.is_empty() {
-        let fetched = items::fetch_and_render(
-            store,
-            &folder.imap_name,
-            folder.id,
-            &fetch_uids,
-            &fetch_uids,
-            ctx.version,
-            &options,
-        )
-        .await?;
-        out.messages.extend(fetched);
+    if fetch_uids.is_empty() {
+        return Ok(());
     }
+    let folder = plan.folder;
+    let fetched = items::fetch_and_render(
+        store,
+        &folder.imap_name,
+        folder.id,
+        &fetch_uids,
+        &fetch_uids,
+        ctx.version,
+        &plan.params.options,
+    )
+    .await?;
+    out.messages.extend(fetched);
+    Ok(())
+}
 
-    if changed {
-        let key = ctx.store.next_collection_key(device, folder.id)?;
-        let encoded = encoded.unwrap_or_else(|| snap.encode());
-        ctx.store
-            .put_collection_state(device, folder.id, key, Some(old_key), &encoded)?;
-        let encoded_for_ahead = encoded;
-        out.new_key = Some(key);
-        out.sync_key = SyncKey::minted(key).into();
-        if out.more && get_changes && ctx.config.sync.read_ahead {
-            out.ahead = Some(Ahead {
-                snapshot: snap,
-                encoded: encoded_for_ahead,
-                imap_name: folder.imap_name.clone(),
-                params,
-            });
-        }
+/// Stores the snapshot the answer leads to under a new key, and keeps what read-ahead needs
+/// to compute the page after it when there is more.
+fn mint(
+    ctx: &Context<'_>,
+    plan: CollectionPlan<'_>,
+    draft: Draft,
+) -> Result<CollectionOutcome, EasError> {
+    let Draft {
+        known,
+        snap,
+        mut out,
+        encoded,
+        ..
+    } = draft;
+    let device = &ctx.device.key;
+    let folder = plan.folder;
+    let key = ctx.store.next_collection_key(device, folder.id)?;
+    let encoded = encoded.unwrap_or_else(|| snap.encode());
+    ctx.store
+        .put_collection_state(device, folder.id, key, Some(known.key), &encoded)?;
+    out.new_key = Some(key);
+    out.sync_key = SyncKey::minted(key).into();
+    if out.more && plan.get_changes && ctx.config.sync.read_ahead {
+        out.ahead = Some(Ahead {
+            snapshot: snap,
+            encoded,
+            imap_name: folder.imap_name.clone(),
+            params: plan.params,
+        });
     }
     Ok(out)
 }
@@ -681,9 +941,7 @@ fn advance(snap: &mut Snapshot, page: &read_ahead::Computed, since: u64) -> Vec<
 }
 
 /// Starts a pager (see [`read_ahead`]) for the pages after `ahead.snapshot`, on a pooled
-/// session of the user's: page after page, each from the snapshot the previous one leads
-/// to, until the folder is paged through, the phone stops asking, or the folder changes
-/// identity.
+/// session of the user's.
 fn start_read_ahead(ctx: &Context<'_>, folder: u32, ahead: Ahead) {
     let pool = ctx.pool.clone();
     let imap = ctx.config.imap_config();
@@ -699,75 +957,97 @@ fn start_read_ahead(ctx: &Context<'_>, folder: u32, ahead: Ahead) {
         };
         // The pages go to the device: the same bounds as its own requests.
         store.limit_fetches(limits);
-        let Ahead {
-            mut snapshot,
-            encoded: mut from,
-            imap_name,
-            params,
-        } = ahead;
-        // One listing for all the pages: each window is what the ones before it left, which
-        // is what listing again from the snapshot they lead to would give while nothing
-        // changes. Every page records the folder state read before this listing, so whatever
-        // changes meanwhile is found by the Sync after the paging (the last page is checked
-        // against a STATUS and computed afresh when anything moved); the round trips and the
-        // walk over the folder a listing costs are saved on every page.
-        let listed = compute_diff(&mut store, &imap_name, &snapshot, params.since).await;
-        let (mut rest, states, state, all) = match listed {
-            Ok(l) if l.2.uidvalidity == snapshot.uidvalidity => l,
-            Ok(_) => {
-                store.close().await;
-                return;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "read-ahead failed; requests compute their pages");
-                store.close().await;
-                return;
-            }
-        };
-        loop {
-            let all_changes = rest.changes.len();
-            let window = snapshot::take_window(&mut rest, params.window);
-            let items = match page_items(&mut store, &imap_name, folder, &window, &params).await {
-                Ok(items) => items,
-                Err(e) => {
-                    tracing::debug!(error = %e, "read-ahead failed; requests compute their pages");
-                    break;
-                }
-            };
-            let computed = read_ahead::Computed {
-                state,
-                window,
-                all_changes,
-                states: states.clone(),
-                all: all.clone(),
-                items,
-            };
-            let commands = advance(&mut snapshot, &computed, params.since);
-            let next = snapshot.encode();
-            let more = computed.window.more;
-            let page = read_ahead::Page {
-                from: std::mem::replace(&mut from, next.clone()),
-                next,
-                commands,
-                params: params.clone(),
-                computed,
-            };
-            if !more {
-                // Closed first: the request for the last page reads the folder's state, which
-                // is slow while another session holds it open, and the session is back in the
-                // pool for the phone's next request.
-                store.close().await;
-                let _ = tokio::time::timeout(read_ahead::TTL, pages.send(page)).await;
-                return;
-            }
-            let sent = tokio::time::timeout(read_ahead::TTL, pages.send(page)).await;
-            if !matches!(sent, Ok(Ok(()))) {
-                break;
-            }
-        }
-        store.close().await;
+        page_through(store, folder, ahead, pages).await;
     };
     ctx.read_ahead.start(ctx.device.key.clone(), folder, job);
+}
+
+/// A pager's work: page after page, each from the snapshot the previous one leads to, until
+/// the folder is paged through, the phone stops asking, or the folder changes identity.
+/// Closes the session when done.
+async fn page_through(
+    mut store: Mailstore,
+    folder: u32,
+    ahead: Ahead,
+    pages: tokio::sync::mpsc::Sender<read_ahead::Page>,
+) {
+    let Ahead {
+        mut snapshot,
+        encoded: mut from,
+        imap_name,
+        params,
+    } = ahead;
+    // One listing for all the pages: each window is what the ones before it left, which
+    // is what listing again from the snapshot they lead to would give while nothing
+    // changes. Every page records the folder state read before this listing, so whatever
+    // changes meanwhile is found by the Sync after the paging (the last page is checked
+    // against a STATUS and computed afresh when anything moved); the round trips and the
+    // walk over the folder a listing costs are saved on every page.
+    let listed = compute_diff(&mut store, &imap_name, &snapshot, params.since).await;
+    let (mut rest, states, state, all) = match listed {
+        Ok(l) if l.2.uidvalidity == snapshot.uidvalidity => l,
+        Ok(_) => {
+            store.close().await;
+            return;
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "read-ahead failed; requests compute their pages");
+            store.close().await;
+            return;
+        }
+    };
+    loop {
+        let all_changes = rest.changes.len();
+        let window = snapshot::take_window(&mut rest, params.window);
+        let items = match page_items(&mut store, &imap_name, folder, &window, &params).await {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::debug!(error = %e, "read-ahead failed; requests compute their pages");
+                break;
+            }
+        };
+        let computed = read_ahead::Computed {
+            state,
+            window,
+            all_changes,
+            states: states.clone(),
+            all: all.clone(),
+            items,
+        };
+        let page = next_page(&mut snapshot, &mut from, computed, &params);
+        if !page.computed.window.more {
+            // Closed first: the request for the last page reads the folder's state, which
+            // is slow while another session holds it open, and the session is back in the
+            // pool for the phone's next request.
+            store.close().await;
+            let _ = tokio::time::timeout(read_ahead::TTL, pages.send(page)).await;
+            return;
+        }
+        let sent = tokio::time::timeout(read_ahead::TTL, pages.send(page)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            break;
+        }
+    }
+    store.close().await;
+}
+
+/// The page a computed window makes, with `snapshot` advanced to what the device knows after
+/// it and `from` (the encoded snapshot a page starts from) to the next page's start.
+fn next_page(
+    snapshot: &mut Snapshot,
+    from: &mut Vec<u8>,
+    computed: read_ahead::Computed,
+    params: &read_ahead::Params,
+) -> read_ahead::Page {
+    let commands = advance(snapshot, &computed, params.since);
+    let next = snapshot.encode();
+    read_ahead::Page {
+        from: std::mem::replace(from, next.clone()),
+        next,
+        commands,
+        params: params.clone(),
+        computed,
+    }
 }
 
 /// What the next Sync of a collection would send, counted without sending it: the answer to
@@ -818,13 +1098,7 @@ pub async fn estimate(
     if state.uidvalidity != snap.uidvalidity {
         return Ok(Err(GetItemEstimateStatus::InvalidSyncKey));
     }
-    if !snap.pending
-        && state.highest_modseq != 0
-        && state.highest_modseq == snap.highest_modseq
-        && state.uid_next == snap.uid_next
-        && state.exists == snap.exists
-        && since == snap.since
-    {
+    if !snap.pending && counters_match(&snap, &state, since) {
         return Ok(Ok(0));
     }
     let (d, _, _, _) = compute_diff(store, &folder.imap_name, &snap, since).await?;
@@ -1048,20 +1322,67 @@ fn uid_in(server_id: &Presented<ServerId>, folder: &FolderEntry) -> Option<u32> 
     server_id.id()?.uid_in(CollectionId::new(folder.id))
 }
 
-/// Applies one client command to IMAP and the snapshot. Returns whether the snapshot changed.
-#[allow(clippy::too_many_arguments)]
-async fn client_command(
-    user: &AuthenticatedUser,
-    version: ProtocolVersion,
+/// What one client command did: whether the snapshot changed, and its entry in Responses.
+struct Applied {
+    changed: bool,
+    response: Option<ItemResponse>,
+}
+
+impl Applied {
+    fn changed() -> Applied {
+        Applied {
+            changed: true,
+            response: None,
+        }
+    }
+
+    fn answered(response: ItemResponse) -> Applied {
+        Applied {
+            changed: false,
+            response: Some(response),
+        }
+    }
+
+    /// The item of a Change or Delete is not one the device may have.
+    fn not_found(command: &'static str, server_id: &Presented<ServerId>) -> Applied {
+        Applied::answered(ItemResponse::Failed {
+            command,
+            server_id: server_id.clone(),
+            status: SyncStatus::ObjectNotFound,
+        })
+    }
+}
+
+/// Applies the client's commands to IMAP and the snapshot, adding the answers they get.
+/// Returns whether the snapshot changed.
+async fn apply_commands(
+    ctx: &Context<'_>,
     store: &mut Mailstore,
-    folder: &FolderEntry,
-    cmd: &ClientCommand,
-    c: &CollectionRequest,
-    trash: &Option<String>,
+    plan: &CollectionPlan<'_>,
     snap: &mut Snapshot,
     out: &mut CollectionOutcome,
 ) -> Result<bool, EasError> {
-    let mailbox = &folder.imap_name;
+    let trash = trash_of(ctx)?;
+    let mut changed = false;
+    for cmd in &plan.request.commands {
+        let applied = client_command(ctx, store, plan, trash.as_deref(), snap, cmd).await?;
+        changed |= applied.changed;
+        out.responses.extend(applied.response);
+    }
+    Ok(changed)
+}
+
+/// Applies one client command to IMAP and the snapshot. `trash` is the user's Trash, where
+/// deletes go when the device wants them as moves.
+async fn client_command(
+    ctx: &Context<'_>,
+    store: &mut Mailstore,
+    plan: &CollectionPlan<'_>,
+    trash: Option<&str>,
+    snap: &mut Snapshot,
+    cmd: &ClientCommand,
+) -> Result<Applied, EasError> {
+    let folder = plan.folder;
     match cmd {
         ClientCommand::Change {
             server_id,
@@ -1069,111 +1390,117 @@ async fn client_command(
             flag,
             categories,
         } => {
-            let Some(uid) = uid_in(server_id, folder).filter(|u| snap.items.contains_key(u)) else {
-                out.responses.push(ItemResponse::Failed {
-                    command: "Change",
-                    server_id: server_id.clone(),
-                    status: SyncStatus::ObjectNotFound,
-                });
-                return Ok(false);
-            };
             let change = crate::mailstore::FlagChange {
                 seen: *read,
                 flagged: flag.map(|f| f == Some(2)),
                 categories: categories.clone(),
             };
-            match store.change_flags(mailbox, uid, &change).await? {
-                Some(_) => {
-                    let old = snap.items.get(&uid).copied().unwrap_or(0);
-                    let new = snapshot::with_client_change(
-                        old,
-                        change.seen,
-                        change.flagged,
-                        change.categories.as_deref(),
-                    );
-                    snap.items.insert(uid, new);
-                    Ok(true)
-                }
-                None => {
-                    // Gone on the server: the deletion reaches the device with the changes.
-                    out.responses.push(ItemResponse::Failed {
-                        command: "Change",
-                        server_id: server_id.clone(),
-                        status: SyncStatus::ObjectNotFound,
-                    });
-                    Ok(false)
-                }
-            }
+            change_flags(store, folder, snap, server_id, change).await
         }
         ClientCommand::Delete { server_id } => {
-            let Some(uid) = uid_in(server_id, folder).filter(|u| snap.items.contains_key(u)) else {
-                out.responses.push(ItemResponse::Failed {
-                    command: "Delete",
-                    server_id: server_id.clone(),
-                    status: SyncStatus::ObjectNotFound,
-                });
-                return Ok(false);
-            };
-            let as_move = c.deletes_as_moves.unwrap_or(true)
+            let as_move = plan.request.deletes_as_moves.unwrap_or(true)
                 && folder.kind != TRASH
-                && trash.as_deref().is_some_and(|t| t != mailbox);
-            let target = if as_move { trash.as_deref() } else { None };
-            store.delete(mailbox, uid, target).await?;
-            // Whether or not it was still there, the device no longer has it.
-            snap.items.remove(&uid);
-            Ok(true)
+                && trash.is_some_and(|t| t != folder.imap_name);
+            let target = if as_move { trash } else { None };
+            delete(store, folder, snap, server_id, target).await
         }
-        ClientCommand::Fetch { server_id } => {
-            let uid = uid_in(server_id, folder);
-            out.responses.push(ItemResponse::Fetch {
-                server_id: server_id.clone(),
-                uid,
-            });
-            Ok(false)
-        }
+        ClientCommand::Fetch { server_id } => Ok(Applied::answered(ItemResponse::Fetch {
+            server_id: server_id.clone(),
+            uid: uid_in(server_id, folder),
+        })),
         ClientCommand::Add { client_id, data } => {
-            // Mail is created by SendMail; the only Add EAS allows for mail is a 16.x draft
-            // in the Drafts folder. Anything else gets the spec's per-item status 6.
-            let draft = (folder.kind == DRAFTS && version >= ProtocolVersion::V16_0)
-                .then(|| {
-                    let host = user.email.rsplit_once('@').map_or("localhost", |(_, h)| h);
-                    drafts::message(data, &user.email, unix_now() as i64, host)
-                })
-                .flatten();
-            let Some(bytes) = draft else {
-                out.responses.push(ItemResponse::Add {
-                    client_id: client_id.clone(),
-                    server_id: None,
-                    status: SyncStatus::ConversionError,
-                });
-                return Ok(false);
-            };
-            match store.append_draft(mailbox, &bytes).await? {
-                Some((uid, flags)) => {
-                    snap.items.insert(uid, flag_state(&flags));
-                    out.responses.push(ItemResponse::Add {
-                        client_id: client_id.clone(),
-                        server_id: Some(ServerId::new(CollectionId::new(folder.id), uid)),
-                        status: SyncStatus::Success,
-                    });
-                    Ok(true)
-                }
-                None => {
-                    out.responses.push(ItemResponse::Add {
-                        client_id: client_id.clone(),
-                        server_id: None,
-                        status: SyncStatus::ServerError,
-                    });
-                    Ok(false)
-                }
-            }
+            add_draft(ctx, store, folder, snap, client_id, data).await
         }
     }
 }
 
+/// A Change of Read, Flag or Categories, folded into the snapshot so it is not echoed.
+async fn change_flags(
+    store: &mut Mailstore,
+    folder: &FolderEntry,
+    snap: &mut Snapshot,
+    server_id: &Presented<ServerId>,
+    change: crate::mailstore::FlagChange,
+) -> Result<Applied, EasError> {
+    let Some(uid) = uid_in(server_id, folder).filter(|u| snap.items.contains_key(u)) else {
+        return Ok(Applied::not_found("Change", server_id));
+    };
+    if store
+        .change_flags(&folder.imap_name, uid, &change)
+        .await?
+        .is_none()
+    {
+        // Gone on the server: the deletion reaches the device with the changes.
+        return Ok(Applied::not_found("Change", server_id));
+    }
+    let old = snap.items.get(&uid).copied().unwrap_or(0);
+    let new = snapshot::with_client_change(
+        old,
+        change.seen,
+        change.flagged,
+        change.categories.as_deref(),
+    );
+    snap.items.insert(uid, new);
+    Ok(Applied::changed())
+}
+
+/// A Delete: moved to `target` (Trash), or expunged when there is none.
+async fn delete(
+    store: &mut Mailstore,
+    folder: &FolderEntry,
+    snap: &mut Snapshot,
+    server_id: &Presented<ServerId>,
+    target: Option<&str>,
+) -> Result<Applied, EasError> {
+    let Some(uid) = uid_in(server_id, folder).filter(|u| snap.items.contains_key(u)) else {
+        return Ok(Applied::not_found("Delete", server_id));
+    };
+    store.delete(&folder.imap_name, uid, target).await?;
+    // Whether or not it was still there, the device no longer has it.
+    snap.items.remove(&uid);
+    Ok(Applied::changed())
+}
+
+/// An Add. Mail is created by SendMail; the only Add EAS allows for mail is a 16.x draft in
+/// the Drafts folder. Anything else gets the spec's per-item status 6.
+async fn add_draft(
+    ctx: &Context<'_>,
+    store: &mut Mailstore,
+    folder: &FolderEntry,
+    snap: &mut Snapshot,
+    client_id: &str,
+    data: &Element,
+) -> Result<Applied, EasError> {
+    let answer = |server_id, status| ItemResponse::Add {
+        client_id: client_id.to_owned(),
+        server_id,
+        status,
+    };
+    let email = &ctx.user.email;
+    let draft = (folder.kind == DRAFTS && ctx.version >= ProtocolVersion::V16_0)
+        .then(|| {
+            let host = email.rsplit_once('@').map_or("localhost", |(_, h)| h);
+            drafts::message(data, email, unix_now() as i64, host)
+        })
+        .flatten();
+    let Some(bytes) = draft else {
+        return Ok(Applied::answered(answer(None, SyncStatus::ConversionError)));
+    };
+    match store.append_draft(&folder.imap_name, &bytes).await? {
+        Some((uid, flags)) => {
+            snap.items.insert(uid, flag_state(&flags));
+            let id = ServerId::new(CollectionId::new(folder.id), uid);
+            Ok(Applied {
+                changed: true,
+                response: Some(answer(Some(id), SyncStatus::Success)),
+            })
+        }
+        None => Ok(Applied::answered(answer(None, SyncStatus::ServerError))),
+    }
+}
+
 /// Writes the response with the streaming writer: item data is rendered once and copied in.
-fn write_response(outcome: &[CollectionOutcome], ctx: &Context<'_>) -> Result<Vec<u8>, EasError> {
-    let enc = |e: eas_wbxml::EncodeError| EasError::Internal(e.to_string());
+fn write_response(outcome: &[CollectionOutcome]) -> Result<Vec<u8>, EasError> {
     // Sized for the items up front: a page of 100 is about 1 MB, and growing to it by
     // doubling copied it several times over.
     let items: usize = outcome.iter().map(|o| o.messages.encoded_len()).sum();
@@ -1181,105 +1508,121 @@ fn write_response(outcome: &[CollectionOutcome], ctx: &Context<'_>) -> Result<Ve
     w.start(a::Sync).map_err(enc)?;
     w.start(a::Collections).map_err(enc)?;
     for o in outcome {
-        w.start(a::Collection).map_err(enc)?;
-        w.text_element(a::SyncKey, o.sync_key.text()).map_err(enc)?;
-        w.text_element(a::CollectionId, o.collection_id.text())
-            .map_err(enc)?;
-        w.text_element(a::Status, o.status.as_str()).map_err(enc)?;
-        if o.more {
-            w.empty(a::MoreAvailable).map_err(enc)?;
+        write_collection(&mut w, o)?;
+    }
+    w.end().map_err(enc)?;
+    w.end().map_err(enc)?;
+    w.finish().map_err(enc)
+}
+
+fn enc(e: eas_wbxml::EncodeError) -> EasError {
+    EasError::Internal(e.to_string())
+}
+
+/// One `<Collection>` of the response.
+fn write_collection(w: &mut Writer<Vec<u8>>, o: &CollectionOutcome) -> Result<(), EasError> {
+    w.start(a::Collection).map_err(enc)?;
+    w.text_element(a::SyncKey, o.sync_key.text()).map_err(enc)?;
+    w.text_element(a::CollectionId, o.collection_id.text())
+        .map_err(enc)?;
+    w.text_element(a::Status, o.status.as_str()).map_err(enc)?;
+    if o.more {
+        w.empty(a::MoreAvailable).map_err(enc)?;
+    }
+    if !o.commands.is_empty() {
+        w.start(a::Commands).map_err(enc)?;
+        let folder = CollectionId::new(o.folder.unwrap_or(0));
+        for cmd in &o.commands {
+            write_server_command(w, folder, &o.messages, cmd)?;
         }
-        if !o.commands.is_empty() {
-            w.start(a::Commands).map_err(enc)?;
-            for cmd in &o.commands {
-                let folder = CollectionId::new(o.folder.unwrap_or(0));
-                match cmd {
-                    ServerCommand::Add(uid) | ServerCommand::Change(uid) => {
-                        let tag = if matches!(cmd, ServerCommand::Add(_)) {
-                            a::Add
-                        } else {
-                            a::Change
-                        };
-                        w.start(tag).map_err(enc)?;
-                        w.text_element(a::ServerId, &ServerId::new(folder, *uid).to_string())
-                            .map_err(enc)?;
-                        o.messages
-                            .write(&mut w, *uid, matches!(cmd, ServerCommand::Change(_)))?;
-                        w.end().map_err(enc)?;
-                    }
-                    ServerCommand::Delete(uid) | ServerCommand::SoftDelete(uid) => {
-                        let tag = if matches!(cmd, ServerCommand::Delete(_)) {
-                            a::Delete
-                        } else {
-                            a::SoftDelete
-                        };
-                        w.start(tag).map_err(enc)?;
-                        w.text_element(a::ServerId, &ServerId::new(folder, *uid).to_string())
-                            .map_err(enc)?;
-                        w.end().map_err(enc)?;
-                    }
-                }
-            }
-            w.end().map_err(enc)?;
-        }
-        if !o.responses.is_empty() {
-            w.start(a::Responses).map_err(enc)?;
-            for r in &o.responses {
-                match r {
-                    ItemResponse::Failed {
-                        command,
-                        server_id,
-                        status,
-                    } => {
-                        w.start(if *command == "Change" {
-                            a::Change
-                        } else {
-                            a::Delete
-                        })
-                        .map_err(enc)?;
-                        w.text_element(a::ServerId, server_id.text()).map_err(enc)?;
-                        w.text_element(a::Status, status.as_str()).map_err(enc)?;
-                        w.end().map_err(enc)?;
-                    }
-                    ItemResponse::Fetch { server_id, uid } => {
-                        w.start(a::Fetch).map_err(enc)?;
-                        w.text_element(a::ServerId, server_id.text()).map_err(enc)?;
-                        match uid.filter(|u| o.messages.contains(*u)) {
-                            Some(uid) => {
-                                w.text_element(a::Status, SyncStatus::Success.as_str())
-                                    .map_err(enc)?;
-                                o.messages.write(&mut w, uid, false)?;
-                            }
-                            None => {
-                                w.text_element(a::Status, SyncStatus::ObjectNotFound.as_str())
-                                    .map_err(enc)?;
-                            }
-                        }
-                        w.end().map_err(enc)?;
-                    }
-                    ItemResponse::Add {
-                        client_id,
-                        server_id,
-                        status,
-                    } => {
-                        w.start(a::Add).map_err(enc)?;
-                        w.text_element(a::ClientId, client_id).map_err(enc)?;
-                        if let Some(s) = server_id {
-                            w.text_element(a::ServerId, &s.to_string()).map_err(enc)?;
-                        }
-                        w.text_element(a::Status, status.as_str()).map_err(enc)?;
-                        w.end().map_err(enc)?;
-                    }
-                }
-            }
-            w.end().map_err(enc)?;
+        w.end().map_err(enc)?;
+    }
+    if !o.responses.is_empty() {
+        w.start(a::Responses).map_err(enc)?;
+        for r in &o.responses {
+            write_item_response(w, &o.messages, r)?;
         }
         w.end().map_err(enc)?;
     }
     w.end().map_err(enc)?;
+    Ok(())
+}
+
+/// An Add, Change, Delete or SoftDelete the server sends; Add and Change carry the item's
+/// data from `messages`.
+fn write_server_command(
+    w: &mut Writer<Vec<u8>>,
+    folder: CollectionId,
+    messages: &items::Rendered,
+    cmd: &ServerCommand,
+) -> Result<(), EasError> {
+    let (tag, uid, data) = match *cmd {
+        ServerCommand::Add(uid) => (a::Add, uid, Some(false)),
+        ServerCommand::Change(uid) => (a::Change, uid, Some(true)),
+        ServerCommand::Delete(uid) => (a::Delete, uid, None),
+        ServerCommand::SoftDelete(uid) => (a::SoftDelete, uid, None),
+    };
+    w.start(tag).map_err(enc)?;
+    w.text_element(a::ServerId, &ServerId::new(folder, uid).to_string())
+        .map_err(enc)?;
+    if let Some(change_only) = data {
+        messages.write(w, uid, change_only)?;
+    }
     w.end().map_err(enc)?;
-    let _ = ctx;
-    w.finish().map_err(enc)
+    Ok(())
+}
+
+/// The answer to one client command, in Responses.
+fn write_item_response(
+    w: &mut Writer<Vec<u8>>,
+    messages: &items::Rendered,
+    r: &ItemResponse,
+) -> Result<(), EasError> {
+    match r {
+        ItemResponse::Failed {
+            command,
+            server_id,
+            status,
+        } => {
+            w.start(if *command == "Change" {
+                a::Change
+            } else {
+                a::Delete
+            })
+            .map_err(enc)?;
+            w.text_element(a::ServerId, server_id.text()).map_err(enc)?;
+            w.text_element(a::Status, status.as_str()).map_err(enc)?;
+        }
+        ItemResponse::Fetch { server_id, uid } => {
+            w.start(a::Fetch).map_err(enc)?;
+            w.text_element(a::ServerId, server_id.text()).map_err(enc)?;
+            match uid.filter(|u| messages.contains(*u)) {
+                Some(uid) => {
+                    w.text_element(a::Status, SyncStatus::Success.as_str())
+                        .map_err(enc)?;
+                    messages.write(w, uid, false)?;
+                }
+                None => {
+                    w.text_element(a::Status, SyncStatus::ObjectNotFound.as_str())
+                        .map_err(enc)?;
+                }
+            }
+        }
+        ItemResponse::Add {
+            client_id,
+            server_id,
+            status,
+        } => {
+            w.start(a::Add).map_err(enc)?;
+            w.text_element(a::ClientId, client_id).map_err(enc)?;
+            if let Some(s) = server_id {
+                w.text_element(a::ServerId, &s.to_string()).map_err(enc)?;
+            }
+            w.text_element(a::Status, status.as_str()).map_err(enc)?;
+        }
+    }
+    w.end().map_err(enc)?;
+    Ok(())
 }
 
 fn top_status(status: SyncStatus) -> Reply {
