@@ -17,6 +17,7 @@
 //! whatever the Range) or in a message longer than `limits.max_message_bytes` gets status 11.
 
 use std::io::Write;
+use std::ops::Range;
 use std::sync::{Mutex, PoisonError};
 
 use base64::Engine as _;
@@ -32,25 +33,36 @@ use crate::mailstore::Mailstore;
 /// What an item or attachment adds to the response besides its data (status, ids, type).
 const ENVELOPE_BYTES: usize = 256;
 
+/// One operation of the request, planned.
 enum Op {
-    Item {
-        server_id: Presented<ServerId>,
-        folder: Option<crate::state::FolderEntry>,
-        uid: Option<u32>,
-        options: request::Options,
-        long_id: bool,
-    },
-    Attachment {
-        reference: String,
-        range: Option<(u64, u64)>,
-        bad_range: bool,
-    },
-    Empty {
-        collection_id: Presented<CollectionId>,
-        folder: Option<crate::state::FolderEntry>,
-        delete_subfolders: bool,
-    },
+    Item(ItemFetch),
+    Attachment(AttachmentFetch),
+    Empty(EmptyFolder),
+    /// Answered without running: its whole answer.
     Status(Element),
+}
+
+/// A Fetch of an item, by CollectionId + ServerId or by LongId.
+struct ItemFetch {
+    server_id: Presented<ServerId>,
+    folder: Option<crate::state::FolderEntry>,
+    uid: Option<u32>,
+    options: request::Options,
+    long_id: bool,
+}
+
+/// A Fetch of an attachment by FileReference, whole or a byte range of it.
+struct AttachmentFetch {
+    reference: String,
+    range: Option<(u64, u64)>,
+    bad_range: bool,
+}
+
+/// An EmptyFolderContents.
+struct EmptyFolder {
+    collection_id: Presented<CollectionId>,
+    folder: Option<crate::state::FolderEntry>,
+    delete_subfolders: bool,
 }
 
 /// The response under construction. The writer's sink is shared with the code that streams
@@ -190,174 +202,10 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
     for op in ops {
         match op {
             Op::Status(e) => e.write(&mut r.w).map_err(enc)?,
-            Op::Empty {
-                collection_id,
-                folder,
-                delete_subfolders,
-            } => {
-                let status = match folder {
-                    None => ItemOperationsStatus::NotFound,
-                    Some(f) => {
-                        store.empty(&f.imap_name).await?;
-                        sync::amend_snapshots(ctx, f.id, |snap| snap.items.clear())?;
-                        if delete_subfolders {
-                            for child in sync::descendants(ctx, f.id)? {
-                                store.delete_mailbox(&child.imap_name).await?;
-                            }
-                        }
-                        ItemOperationsStatus::Success
-                    }
-                };
-                r.w.start(io::EmptyFolderContents).map_err(enc)?;
-                r.w.text_element(io::Status, status.as_str()).map_err(enc)?;
-                r.w.text_element(a::CollectionId, collection_id.text())
-                    .map_err(enc)?;
-                r.w.end().map_err(enc)?;
-            }
-            Op::Item {
-                server_id,
-                folder,
-                uid,
-                options,
-                long_id,
-            } => {
-                let rendered = match (&folder, uid) {
-                    (Some(_), Some(_)) if r.full() => Err(ItemOperationsStatus::DataTooLarge),
-                    (Some(f), Some(uid)) => {
-                        let fetched = items::fetch_and_render(
-                            &mut store,
-                            &f.imap_name,
-                            f.id,
-                            &[uid],
-                            &[uid],
-                            ctx.version,
-                            &options,
-                        )
-                        .await;
-                        match recover(ctx, &mut store, fetched).await? {
-                            Err(status) => Err(status),
-                            Ok(r) if !r.contains(uid) => Err(ItemOperationsStatus::NotFound),
-                            Ok(rendered) => Ok(rendered),
-                        }
-                    }
-                    _ => Err(ItemOperationsStatus::NotFound),
-                };
-                let rendered = rendered.and_then(|item| {
-                    if r.fits(item.encoded_len() + ENVELOPE_BYTES) {
-                        Ok(item)
-                    } else {
-                        Err(ItemOperationsStatus::DataTooLarge)
-                    }
-                });
-                r.w.start(io::Fetch).map_err(enc)?;
-                let status = rendered
-                    .as_ref()
-                    .err()
-                    .copied()
-                    .unwrap_or(ItemOperationsStatus::Success);
-                r.w.text_element(io::Status, status.as_str()).map_err(enc)?;
-                if long_id {
-                    r.w.text_element(search::LongId, server_id.text())
-                        .map_err(enc)?;
-                } else {
-                    if let Some(f) = &folder {
-                        r.w.text_element(a::CollectionId, &CollectionId::new(f.id).to_string())
-                            .map_err(enc)?;
-                    }
-                    r.w.text_element(a::ServerId, server_id.text())
-                        .map_err(enc)?;
-                }
-                if let (Ok(item), Some(uid)) = (rendered, uid) {
-                    r.w.text_element(a::Class, "Email").map_err(enc)?;
-                    r.w.start(io::Properties).map_err(enc)?;
-                    item.write_properties(&mut r.w, uid)?;
-                    r.w.end().map_err(enc)?;
-                    r.carrying = true;
-                }
-                r.w.end().map_err(enc)?;
-            }
-            Op::Attachment {
-                reference,
-                range,
-                bad_range,
-            } => {
-                let found = match attachment_location(ctx, &reference)? {
-                    None => Err(ItemOperationsStatus::AttachmentInvalid),
-                    Some(_) if limits.max_attachment.is_none() => {
-                        Err(ItemOperationsStatus::NotFound)
-                    }
-                    Some(_) if r.full() => Err(ItemOperationsStatus::DataTooLarge),
-                    Some((folder, uid, part)) => {
-                        let fetched = items::attachment(
-                            &mut store,
-                            &folder.imap_name,
-                            uid,
-                            &part,
-                            limits.max_message,
-                        )
-                        .await;
-                        match recover(ctx, &mut store, fetched).await? {
-                            Err(status) => Err(status),
-                            Ok(items::AttachmentFetch::Missing) => {
-                                Err(ItemOperationsStatus::AttachmentInvalid)
-                            }
-                            Ok(items::AttachmentFetch::MessageTooLarge(size)) => {
-                                tracing::info!(
-                                    size,
-                                    limit = limits.max_message,
-                                    "attachment refused: its message is larger than \
-                                     limits.max_message_bytes"
-                                );
-                                Err(ItemOperationsStatus::DataTooLarge)
-                            }
-                            Ok(items::AttachmentFetch::Found(a)) => Ok(a),
-                        }
-                    }
-                };
-                let checked = found.and_then(|a| {
-                    let total = a.data.len() as u64;
-                    if total > limits.max_attachment.unwrap_or(0) {
-                        return Err(ItemOperationsStatus::DataTooLarge);
-                    }
-                    if bad_range || range.is_some_and(|(from, _)| from >= total) {
-                        return Err(ItemOperationsStatus::InvalidRange);
-                    }
-                    let (from, end) = match range {
-                        Some((from, to)) => (from, to.saturating_add(1).min(total)),
-                        None => (0, total),
-                    };
-                    let sent = (end - from) as usize;
-                    let encoded = base64::encoded_len(sent, true).unwrap_or(usize::MAX);
-                    if !r.fits(encoded.saturating_add(ENVELOPE_BYTES)) {
-                        return Err(ItemOperationsStatus::DataTooLarge);
-                    }
-                    Ok((a, from as usize..end as usize))
-                });
-                r.w.start(io::Fetch).map_err(enc)?;
-                let status = checked
-                    .as_ref()
-                    .err()
-                    .copied()
-                    .unwrap_or(ItemOperationsStatus::Success);
-                r.w.text_element(io::Status, status.as_str()).map_err(enc)?;
-                r.w.text_element(asb::FileReference, &reference)
-                    .map_err(enc)?;
-                if let Ok((a, sent)) = checked {
-                    r.w.start(io::Properties).map_err(enc)?;
-                    r.w.text_element(asb::ContentType, &a.content_type)
-                        .map_err(enc)?;
-                    if range.is_some() {
-                        let last = sent.end.saturating_sub(1);
-                        r.w.text_element(io::Range, &format!("{}-{last}", sent.start))
-                            .map_err(enc)?;
-                        r.w.text_element(io::Total, &a.data.len().to_string())
-                            .map_err(enc)?;
-                    }
-                    r.data(&a.data[sent])?;
-                    r.w.end().map_err(enc)?;
-                    r.carrying = true;
-                }
-                r.w.end().map_err(enc)?;
+            Op::Empty(empty) => empty_folder(ctx, &mut store, &mut r, empty).await?,
+            Op::Item(item) => fetch_item(ctx, &mut store, &mut r, item).await?,
+            Op::Attachment(fetch) => {
+                fetch_attachment(ctx, &mut store, &mut r, &limits, fetch).await?;
             }
         }
     }
@@ -368,6 +216,227 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
     Ok(Reply::Bytes(
         out.into_inner().unwrap_or_else(PoisonError::into_inner),
     ))
+}
+
+/// Runs an EmptyFolderContents: the folder's messages (and with DeleteSubFolders its
+/// subfolders) deleted, and its snapshots emptied so Sync does not send the deletes again.
+async fn empty_folder(
+    ctx: &Context<'_>,
+    store: &mut Mailstore,
+    r: &mut Response<'_>,
+    empty: EmptyFolder,
+) -> Result<(), EasError> {
+    let status = match empty.folder {
+        None => ItemOperationsStatus::NotFound,
+        Some(f) => {
+            store.empty(&f.imap_name).await?;
+            sync::amend_snapshots(ctx, f.id, |snap| snap.items.clear())?;
+            if empty.delete_subfolders {
+                for child in sync::descendants(ctx, f.id)? {
+                    store.delete_mailbox(&child.imap_name).await?;
+                }
+            }
+            ItemOperationsStatus::Success
+        }
+    };
+    r.w.start(io::EmptyFolderContents).map_err(enc)?;
+    r.w.text_element(io::Status, status.as_str()).map_err(enc)?;
+    r.w.text_element(a::CollectionId, empty.collection_id.text())
+        .map_err(enc)?;
+    r.w.end().map_err(enc)?;
+    Ok(())
+}
+
+/// Runs a Fetch of an item: rendered with the operation's options, if it exists and fits.
+async fn fetch_item(
+    ctx: &Context<'_>,
+    store: &mut Mailstore,
+    r: &mut Response<'_>,
+    item: ItemFetch,
+) -> Result<(), EasError> {
+    let rendered = match (&item.folder, item.uid) {
+        (Some(_), Some(_)) if r.full() => Err(ItemOperationsStatus::DataTooLarge),
+        (Some(f), Some(uid)) => render_item(ctx, store, f, uid, &item.options).await?,
+        _ => Err(ItemOperationsStatus::NotFound),
+    };
+    let rendered = rendered.and_then(|rendered| {
+        if r.fits(rendered.encoded_len() + ENVELOPE_BYTES) {
+            Ok(rendered)
+        } else {
+            Err(ItemOperationsStatus::DataTooLarge)
+        }
+    });
+    write_item(r, &item, rendered)
+}
+
+/// The item rendered, or the status of a fetch that failed (not there, or too large).
+async fn render_item(
+    ctx: &Context<'_>,
+    store: &mut Mailstore,
+    folder: &crate::state::FolderEntry,
+    uid: u32,
+    options: &request::Options,
+) -> Result<Result<items::Rendered, ItemOperationsStatus>, EasError> {
+    let fetched = items::fetch_and_render(
+        store,
+        &folder.imap_name,
+        folder.id,
+        &[uid],
+        &[uid],
+        ctx.version,
+        options,
+    )
+    .await;
+    Ok(match recover(ctx, store, fetched).await? {
+        Err(status) => Err(status),
+        Ok(r) if !r.contains(uid) => Err(ItemOperationsStatus::NotFound),
+        Ok(rendered) => Ok(rendered),
+    })
+}
+
+/// The Fetch element of an item: its status and ids as the phone sent them, and its
+/// properties when it was fetched.
+fn write_item(
+    r: &mut Response<'_>,
+    item: &ItemFetch,
+    rendered: Result<items::Rendered, ItemOperationsStatus>,
+) -> Result<(), EasError> {
+    r.w.start(io::Fetch).map_err(enc)?;
+    let status = rendered
+        .as_ref()
+        .err()
+        .copied()
+        .unwrap_or(ItemOperationsStatus::Success);
+    r.w.text_element(io::Status, status.as_str()).map_err(enc)?;
+    if item.long_id {
+        r.w.text_element(search::LongId, item.server_id.text())
+            .map_err(enc)?;
+    } else {
+        if let Some(f) = &item.folder {
+            r.w.text_element(a::CollectionId, &CollectionId::new(f.id).to_string())
+                .map_err(enc)?;
+        }
+        r.w.text_element(a::ServerId, item.server_id.text())
+            .map_err(enc)?;
+    }
+    if let (Ok(rendered), Some(uid)) = (rendered, item.uid) {
+        r.w.text_element(a::Class, "Email").map_err(enc)?;
+        r.w.start(io::Properties).map_err(enc)?;
+        rendered.write_properties(&mut r.w, uid)?;
+        r.w.end().map_err(enc)?;
+        r.carrying = true;
+    }
+    r.w.end().map_err(enc)?;
+    Ok(())
+}
+
+/// Runs a Fetch of an attachment: decoded, checked against the policy and the response's
+/// budget, and sent whole or the range asked for.
+async fn fetch_attachment(
+    ctx: &Context<'_>,
+    store: &mut Mailstore,
+    r: &mut Response<'_>,
+    limits: &Limits,
+    fetch: AttachmentFetch,
+) -> Result<(), EasError> {
+    let found = match attachment_location(ctx, &fetch.reference)? {
+        None => Err(ItemOperationsStatus::AttachmentInvalid),
+        Some(_) if limits.max_attachment.is_none() => Err(ItemOperationsStatus::NotFound),
+        Some(_) if r.full() => Err(ItemOperationsStatus::DataTooLarge),
+        Some((folder, uid, part)) => {
+            read_attachment(ctx, store, limits, &folder.imap_name, uid, &part).await?
+        }
+    };
+    let checked = found.and_then(|found| slice_attachment(found, &fetch, limits, r));
+    write_attachment(r, &fetch, checked)
+}
+
+/// The attachment decoded, or the status of a fetch that failed.
+async fn read_attachment(
+    ctx: &Context<'_>,
+    store: &mut Mailstore,
+    limits: &Limits,
+    mailbox: &str,
+    uid: u32,
+    part: &str,
+) -> Result<Result<crate::mime::OwnedAttachment, ItemOperationsStatus>, EasError> {
+    let fetched = items::attachment(store, mailbox, uid, part, limits.max_message).await;
+    Ok(match recover(ctx, store, fetched).await? {
+        Err(status) => Err(status),
+        Ok(items::AttachmentFetch::Missing) => Err(ItemOperationsStatus::AttachmentInvalid),
+        Ok(items::AttachmentFetch::MessageTooLarge(size)) => {
+            tracing::info!(
+                size,
+                limit = limits.max_message,
+                "attachment refused: its message is larger than limits.max_message_bytes"
+            );
+            Err(ItemOperationsStatus::DataTooLarge)
+        }
+        Ok(items::AttachmentFetch::Found(found)) => Ok(found),
+    })
+}
+
+/// The bytes of `found` to send: the range asked for (or all), when the policy allows that
+/// size and the response has room for it.
+fn slice_attachment(
+    found: crate::mime::OwnedAttachment,
+    fetch: &AttachmentFetch,
+    limits: &Limits,
+    r: &Response<'_>,
+) -> Result<(crate::mime::OwnedAttachment, Range<usize>), ItemOperationsStatus> {
+    let total = found.data.len() as u64;
+    if total > limits.max_attachment.unwrap_or(0) {
+        return Err(ItemOperationsStatus::DataTooLarge);
+    }
+    let range = fetch.range;
+    if fetch.bad_range || range.is_some_and(|(from, _)| from >= total) {
+        return Err(ItemOperationsStatus::InvalidRange);
+    }
+    let (from, end) = match range {
+        Some((from, to)) => (from, to.saturating_add(1).min(total)),
+        None => (0, total),
+    };
+    let sent = (end - from) as usize;
+    let encoded = base64::encoded_len(sent, true).unwrap_or(usize::MAX);
+    if !r.fits(encoded.saturating_add(ENVELOPE_BYTES)) {
+        return Err(ItemOperationsStatus::DataTooLarge);
+    }
+    Ok((found, from as usize..end as usize))
+}
+
+/// The Fetch element of an attachment: its status and FileReference, and its data when it
+/// was fetched.
+fn write_attachment(
+    r: &mut Response<'_>,
+    fetch: &AttachmentFetch,
+    checked: Result<(crate::mime::OwnedAttachment, Range<usize>), ItemOperationsStatus>,
+) -> Result<(), EasError> {
+    r.w.start(io::Fetch).map_err(enc)?;
+    let status = checked
+        .as_ref()
+        .err()
+        .copied()
+        .unwrap_or(ItemOperationsStatus::Success);
+    r.w.text_element(io::Status, status.as_str()).map_err(enc)?;
+    r.w.text_element(asb::FileReference, &fetch.reference)
+        .map_err(enc)?;
+    if let Ok((found, sent)) = checked {
+        r.w.start(io::Properties).map_err(enc)?;
+        r.w.text_element(asb::ContentType, &found.content_type)
+            .map_err(enc)?;
+        if fetch.range.is_some() {
+            let last = sent.end.saturating_sub(1);
+            r.w.text_element(io::Range, &format!("{}-{last}", sent.start))
+                .map_err(enc)?;
+            r.w.text_element(io::Total, &found.data.len().to_string())
+                .map_err(enc)?;
+        }
+        r.data(&found.data[sent])?;
+        r.w.end().map_err(enc)?;
+        r.carrying = true;
+    }
+    r.w.end().map_err(enc)?;
+    Ok(())
 }
 
 /// A fetch that met a response longer than the IMAP client accepts becomes status 11 for
@@ -450,11 +519,11 @@ fn plan(ctx: &Context<'_>, op: &Element) -> Result<Op, EasError> {
                     Vec::new(),
                 ));
             }
-            return Ok(Op::Attachment {
+            return Ok(Op::Attachment(AttachmentFetch {
                 reference: reference.to_owned(),
                 range,
                 bad_range,
-            });
+            }));
         }
         let options = options_el.map(item_options).unwrap_or_default();
         if let Some(long_id) = child_text(op, search::LongId) {
@@ -463,13 +532,13 @@ fn plan(ctx: &Context<'_>, op: &Element) -> Result<Op, EasError> {
             let folder = sync::current_folder(ctx, collection(folder_part))?;
             let server_id = Presented::new(long_id);
             let uid = folder.as_ref().and_then(|f| uid_in(&server_id, f));
-            return Ok(Op::Item {
+            return Ok(Op::Item(ItemFetch {
                 server_id,
                 folder,
                 uid,
                 options,
                 long_id: true,
-            });
+            }));
         }
         let (Some(collection), Some(server_id)) =
             (child_text(op, a::CollectionId), child_text(op, a::ServerId))
@@ -483,25 +552,25 @@ fn plan(ctx: &Context<'_>, op: &Element) -> Result<Op, EasError> {
         let folder = sync::current_folder(ctx, self::collection(collection))?;
         let server_id = Presented::new(server_id);
         let uid = folder.as_ref().and_then(|f| uid_in(&server_id, f));
-        return Ok(Op::Item {
+        return Ok(Op::Item(ItemFetch {
             server_id,
             folder,
             uid,
             options,
             long_id: false,
-        });
+        }));
     }
     if op.tag == io::EmptyFolderContents {
         let collection_id = Presented::read(child_text(op, a::CollectionId).unwrap_or(""), |t| {
             CollectionId::try_from(t.trim())
         });
-        return Ok(Op::Empty {
+        return Ok(Op::Empty(EmptyFolder {
             folder: sync::current_folder(ctx, collection_id.id())?,
             collection_id,
             delete_subfolders: op
                 .child(io::Options)
                 .is_some_and(|o| o.child(io::DeleteSubFolders).is_some()),
-        });
+        }));
     }
     if op.tag == io::Move {
         let conversation = op.child(io::ConversationId).cloned();
