@@ -388,6 +388,39 @@ async fn a_message_longer_than_the_gateway_fetches_is_shown_cut_and_its_attachme
     assert_eq!(got[1], ("1".to_owned(), Some(small[0].clone())));
 }
 
+/// Find (16.1) shows a message longer than the IMAP client takes whole (the cap plus 8 MiB)
+/// from what was read, instead of failing the whole search.
+#[tokio::test]
+async fn find_lists_a_message_over_the_imap_cap() {
+    let g = gateway(|c| c.limits.max_message_bytes = 1024 * 1024).await;
+    let (mut p, _) = phone(&g, "kim").await;
+    // About 13 MB of message: a 10 MB attachment in base64, over 1 MiB + 8 MiB.
+    let (raw, _) = with_attachments("Far too long", &[10_000_000]);
+    assert!(raw.len() > 9 * 1024 * 1024 + 100_000);
+    support::append("kim", "INBOX", &[], &raw).await;
+    p.version = "16.1";
+    p.device_id = "FINDER".into();
+    p.policy_key = None;
+    p.provision().await;
+    p.folder_sync("0").await;
+    let found = p
+        .send(
+            "Find",
+            r#"<Find xmlns="Find:" xmlns:airsync="AirSync:"><SearchId>F1</SearchId><ExecuteSearch><MailBoxSearchCriterion><Query><airsync:Class>Email</airsync:Class><FreeText>Far</FreeText></Query><Options><Range>0-9</Range></Options></MailBoxSearchCriterion></ExecuteSearch></Find>"#,
+        )
+        .await;
+    assert_eq!(found.status, 200, "the whole Find failed");
+    let tree = found.tree();
+    let response = tree.child(eas_wbxml::tags::find::Response).unwrap();
+    assert_eq!(
+        find_text(response, eas_wbxml::tags::find::Status).as_deref(),
+        Some("1"),
+        "{}",
+        found.xml()
+    );
+    assert!(found.xml().contains("Far too long"), "{}", found.xml());
+}
+
 #[tokio::test]
 async fn the_imap_client_refuses_a_literal_over_its_cap_before_reading_it() {
     let (raw, _) = with_attachments("Over the cap", &[3_000_000]);

@@ -116,9 +116,11 @@ async fn mailbox(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasErr
             .map(|h| h.2)
             .collect();
         if !uids.is_empty() {
-            for m in mailstore.fetch(&folder.imap_name, &uids).await? {
-                fetched.push((i as u32, m));
-            }
+            // Cut to `limits.max_message_bytes` like Sync's pages: a result shows a message's
+            // headers and start, and a huge one must not fail the whole Find.
+            mailstore
+                .fetch_with(&folder.imap_name, &uids, |m| fetched.push((i as u32, m)))
+                .await?;
         }
     }
     mailstore.close().await;
