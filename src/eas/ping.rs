@@ -87,71 +87,19 @@ fn changed(folders: &[&FolderEntry]) -> Reply {
 
 /// Takes the request by value: it is parsed at once and not kept while the Ping waits.
 pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, EasError> {
-    let device = ctx.device.key.clone();
-    let remembered = ctx
-        .store
-        .memo(&device, MEMO)?
-        .and_then(|b| Element::decode(&b).ok())
-        .and_then(|e| Params::parse(&e).ok())
-        .unwrap_or_default();
-    let sent = match body.as_ref().map(Params::parse) {
-        Some(Ok(p)) => p,
-        Some(Err(())) => return Ok(answer(PingStatus::SyntaxError, Vec::new())),
-        None => Params::default(),
+    let (heartbeat, ids) = match read_params(ctx, body)? {
+        Ok(params) => params,
+        Err(refused) => return Ok(refused),
     };
-    drop(body);
-    let (Some(heartbeat), Some(ids)) = (
-        sent.heartbeat.or(remembered.heartbeat),
-        sent.folders.or(remembered.folders),
-    ) else {
-        return Ok(answer(PingStatus::MissingParameters, Vec::new()));
-    };
-    let push = &ctx.config.push;
-    if heartbeat < push.min_heartbeat_secs || heartbeat > push.max_heartbeat_secs {
-        let limit = heartbeat.clamp(push.min_heartbeat_secs, push.max_heartbeat_secs);
-        return Ok(answer(
-            PingStatus::HeartbeatOutOfRange,
-            vec![Element::with_text(p::HeartbeatInterval, limit.to_string())],
-        ));
-    }
-    if ids.len() > push.max_folders {
-        return Ok(answer(
-            PingStatus::TooManyFolders,
-            vec![Element::with_text(
-                p::MaxFolders,
-                push.max_folders.to_string(),
-            )],
-        ));
-    }
-    if ids.is_empty() {
-        return Ok(answer(PingStatus::MissingParameters, Vec::new()));
-    }
-    ctx.store.put_memo(
-        &device,
-        MEMO,
-        &Params {
-            heartbeat: Some(heartbeat),
-            folders: Some(ids.clone()),
-        }
-        .encode(),
-    )?;
-
-    let hierarchy = match ctx.store.latest_hierarchy_key(&device)? {
-        Some(k) => ctx.store.hierarchy(&device, k)?.unwrap_or_default(),
+    let device = &ctx.device.key;
+    let hierarchy = match ctx.store.latest_hierarchy_key(device)? {
+        Some(k) => ctx.store.hierarchy(device, k)?.unwrap_or_default(),
         None => Vec::new(),
     };
-    let mut folders: Vec<&FolderEntry> = Vec::with_capacity(ids.len());
-    for id in &ids {
-        match id
-            .id()
-            .and_then(|id| hierarchy.iter().find(|f| f.id == id.number()))
-        {
-            Some(f) => folders.push(f),
-            // A folder the device's hierarchy does not have: it must FolderSync first.
-            None => return Ok(answer(PingStatus::FolderSyncRequired, Vec::new())),
-        }
-    }
-
+    let Some(folders) = watched(&hierarchy, &ids) else {
+        // A folder the device's hierarchy does not have: it must FolderSync first.
+        return Ok(answer(PingStatus::FolderSyncRequired, Vec::new()));
+    };
     // Registering makes the user's watcher read every watched mailbox's STATUS on its own
     // connection and publish it, so news that is already there wakes this Ping at once, and
     // a Ping costs no IMAP login of its own (at thousands of phones, logins were the cost).
@@ -160,8 +108,96 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, 
         &device.device_id,
         folders.iter().map(|f| f.imap_name.clone()),
     );
-
     let deadline = tokio::time::Instant::now() + Duration::from_secs(heartbeat);
+    wait(ctx, &mut reg, &hierarchy, &folders, deadline).await
+}
+
+/// The heartbeat and folders to watch: those sent, completed from the last Ping's (which
+/// they then replace). `Err` is the answer to a Ping that cannot run.
+fn read_params(
+    ctx: &Context<'_>,
+    body: Option<Element>,
+) -> Result<Result<(u64, Vec<Presented<CollectionId>>), Reply>, EasError> {
+    let device = &ctx.device.key;
+    let remembered = ctx
+        .store
+        .memo(device, MEMO)?
+        .and_then(|b| Element::decode(&b).ok())
+        .and_then(|e| Params::parse(&e).ok())
+        .unwrap_or_default();
+    let sent = match body.as_ref().map(Params::parse) {
+        Some(Ok(p)) => p,
+        Some(Err(())) => return Ok(Err(answer(PingStatus::SyntaxError, Vec::new()))),
+        None => Params::default(),
+    };
+    drop(body);
+    let (Some(heartbeat), Some(ids)) = (
+        sent.heartbeat.or(remembered.heartbeat),
+        sent.folders.or(remembered.folders),
+    ) else {
+        return Ok(Err(answer(PingStatus::MissingParameters, Vec::new())));
+    };
+    if let Some(refused) = out_of_bounds(ctx, heartbeat, &ids) {
+        return Ok(Err(refused));
+    }
+    let params = Params {
+        heartbeat: Some(heartbeat),
+        folders: Some(ids.clone()),
+    };
+    ctx.store.put_memo(device, MEMO, &params.encode())?;
+    Ok(Ok((heartbeat, ids)))
+}
+
+/// The answer to a heartbeat or a folder list outside what the configuration allows.
+fn out_of_bounds(
+    ctx: &Context<'_>,
+    heartbeat: u64,
+    ids: &[Presented<CollectionId>],
+) -> Option<Reply> {
+    let push = &ctx.config.push;
+    if heartbeat < push.min_heartbeat_secs || heartbeat > push.max_heartbeat_secs {
+        let limit = heartbeat.clamp(push.min_heartbeat_secs, push.max_heartbeat_secs);
+        return Some(answer(
+            PingStatus::HeartbeatOutOfRange,
+            vec![Element::with_text(p::HeartbeatInterval, limit.to_string())],
+        ));
+    }
+    if ids.len() > push.max_folders {
+        return Some(answer(
+            PingStatus::TooManyFolders,
+            vec![Element::with_text(
+                p::MaxFolders,
+                push.max_folders.to_string(),
+            )],
+        ));
+    }
+    if ids.is_empty() {
+        return Some(answer(PingStatus::MissingParameters, Vec::new()));
+    }
+    None
+}
+
+/// The folders the ids name in the device's hierarchy; None when one names none.
+fn watched<'h>(
+    hierarchy: &'h [FolderEntry],
+    ids: &[Presented<CollectionId>],
+) -> Option<Vec<&'h FolderEntry>> {
+    ids.iter()
+        .map(|id| {
+            let id = id.id()?;
+            hierarchy.iter().find(|f| f.id == id.number())
+        })
+        .collect()
+}
+
+/// Waits for news about the watched folders until `deadline`, and answers.
+async fn wait(
+    ctx: &Context<'_>,
+    reg: &mut crate::push::Registration,
+    hierarchy: &[FolderEntry],
+    folders: &[&FolderEntry],
+    deadline: tokio::time::Instant,
+) -> Result<Reply, EasError> {
     let mut down_since: Option<tokio::time::Instant> = None;
     loop {
         let signal = tokio::select! {
@@ -172,62 +208,87 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, 
                 return Ok(answer(status, Vec::new()));
             }
         };
-        match signal {
+        let answered = match signal {
             Some(Signal::Mailbox(mailbox, state)) => {
-                let mut news: BTreeSet<u32> = BTreeSet::new();
-                for f in folders.iter().filter(|f| f.imap_name == mailbox) {
-                    let state = match state {
-                        Some(s) => s,
-                        // Boxed: inline, the login's state would sit in every held
-                        // Ping's future although almost none ever gets here.
-                        None => match Box::pin(look(ctx, &f.imap_name)).await? {
-                            Some(s) => s,
-                            None => return Ok(answer(PingStatus::FolderSyncRequired, Vec::new())),
-                        },
-                    };
-                    if sync::is_stale(ctx, f.id, &state)? {
-                        news.insert(f.id);
-                    }
-                }
-                if !news.is_empty() {
-                    let hit: Vec<&FolderEntry> = folders
-                        .iter()
-                        .copied()
-                        .filter(|f| news.contains(&f.id))
-                        .collect();
-                    return Ok(changed(&hit));
-                }
+                counters_changed(ctx, folders, &mailbox, state).await?
             }
             Some(Signal::Arrived {
                 mailbox,
                 uidvalidity,
                 uid,
-            }) => {
-                let mut hit: Vec<&FolderEntry> = Vec::new();
-                for f in folders.iter().copied().filter(|f| f.imap_name == mailbox) {
-                    if sync::is_new_arrival(ctx, f.id, uidvalidity, uid)? {
-                        hit.push(f);
-                    }
-                }
-                if !hit.is_empty() {
-                    return Ok(changed(&hit));
-                }
-            }
+            }) => arrived(ctx, folders, &mailbox, uidvalidity, uid)?,
             Some(Signal::Hierarchy(name)) => {
                 // News only if the device does not know the mailbox under that name.
-                if !hierarchy.iter().any(|f| f.imap_name == name) {
-                    return Ok(answer(PingStatus::FolderSyncRequired, Vec::new()));
-                }
+                (!hierarchy.iter().any(|f| f.imap_name == name))
+                    .then(|| answer(PingStatus::FolderSyncRequired, Vec::new()))
             }
             Some(Signal::BackendDown) => {
                 down_since.get_or_insert_with(tokio::time::Instant::now);
+                None
             }
-            Some(Signal::BackendUp) => down_since = None,
+            Some(Signal::BackendUp) => {
+                down_since = None;
+                None
+            }
             Some(Signal::Superseded) | Some(Signal::Shutdown) | None => {
-                return Ok(answer(PingStatus::NoChanges, Vec::new()));
+                Some(answer(PingStatus::NoChanges, Vec::new()))
             }
+        };
+        if let Some(reply) = answered {
+            return Ok(reply);
         }
     }
+}
+
+/// A mailbox's counters changed (`state`, or read here when the source had none): the
+/// answer when that is news for a watched folder the device has a snapshot of.
+async fn counters_changed(
+    ctx: &Context<'_>,
+    folders: &[&FolderEntry],
+    mailbox: &str,
+    state: Option<FolderState>,
+) -> Result<Option<Reply>, EasError> {
+    let mut news: BTreeSet<u32> = BTreeSet::new();
+    for f in folders.iter().filter(|f| f.imap_name == mailbox) {
+        let state = match state {
+            Some(s) => s,
+            // Boxed: inline, the login's state would sit in every held Ping's future
+            // although almost none ever gets here.
+            None => match Box::pin(look(ctx, &f.imap_name)).await? {
+                Some(s) => s,
+                None => return Ok(Some(answer(PingStatus::FolderSyncRequired, Vec::new()))),
+            },
+        };
+        if sync::is_stale(ctx, f.id, &state)? {
+            news.insert(f.id);
+        }
+    }
+    if news.is_empty() {
+        return Ok(None);
+    }
+    let hit: Vec<&FolderEntry> = folders
+        .iter()
+        .copied()
+        .filter(|f| news.contains(&f.id))
+        .collect();
+    Ok(Some(changed(&hit)))
+}
+
+/// A message arrived in a mailbox: the answer when that is news for a watched folder.
+fn arrived(
+    ctx: &Context<'_>,
+    folders: &[&FolderEntry],
+    mailbox: &str,
+    uidvalidity: u32,
+    uid: u32,
+) -> Result<Option<Reply>, EasError> {
+    let mut hit: Vec<&FolderEntry> = Vec::new();
+    for f in folders.iter().copied().filter(|f| f.imap_name == mailbox) {
+        if sync::is_new_arrival(ctx, f.id, uidvalidity, uid)? {
+            hit.push(f);
+        }
+    }
+    Ok((!hit.is_empty()).then(|| changed(&hit)))
 }
 
 /// A mailbox's counters over a short connection of our own (when the source had none).
