@@ -87,8 +87,8 @@ fn changed(folders: &[&FolderEntry]) -> Reply {
 
 /// Takes the request by value: it is parsed at once and not kept while the Ping waits.
 pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, EasError> {
-    let (heartbeat, ids) = match read_params(ctx, body)? {
-        Ok(params) => params,
+    let Watch { heartbeat, ids } = match read_params(ctx, body)? {
+        Ok(watch) => watch,
         Err(refused) => return Ok(refused),
     };
     let device = &ctx.device.key;
@@ -112,12 +112,15 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, 
     wait(ctx, &mut reg, &hierarchy, &folders, deadline).await
 }
 
+/// What a Ping watches, and for how long.
+struct Watch {
+    heartbeat: u64,
+    ids: Vec<Presented<CollectionId>>,
+}
+
 /// The heartbeat and folders to watch: those sent, completed from the last Ping's (which
 /// they then replace). `Err` is the answer to a Ping that cannot run.
-fn read_params(
-    ctx: &Context<'_>,
-    body: Option<Element>,
-) -> Result<Result<(u64, Vec<Presented<CollectionId>>), Reply>, EasError> {
+fn read_params(ctx: &Context<'_>, body: Option<Element>) -> Result<Result<Watch, Reply>, EasError> {
     let device = &ctx.device.key;
     let remembered = ctx
         .store
@@ -145,7 +148,7 @@ fn read_params(
         folders: Some(ids.clone()),
     };
     ctx.store.put_memo(device, MEMO, &params.encode())?;
-    Ok(Ok((heartbeat, ids)))
+    Ok(Ok(Watch { heartbeat, ids }))
 }
 
 /// The answer to a heartbeat or a folder list outside what the configuration allows.
