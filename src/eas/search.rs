@@ -93,35 +93,56 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         "mailbox" => {}
         _ => return Ok(store_status(SearchStatus::InvalidRequest)),
     }
-    let query = match store.child(s::Query).map(parse_query) {
-        Some(Ok(q)) => q,
-        Some(Err(QueryError::TooComplex(why))) => {
-            tracing::info!(%why, "search too complex");
-            return Ok(store_status(SearchStatus::QueryTooComplex));
-        }
-        Some(Err(QueryError::Invalid(why))) => {
-            tracing::info!(%why, "invalid search");
-            return Ok(store_status(SearchStatus::InvalidRequest));
-        }
-        None => return Ok(store_status(SearchStatus::InvalidRequest)),
+    let query = match mailbox_query(store) {
+        Ok(q) => q,
+        Err(status) => return Ok(store_status(status)),
     };
     // Results are never cached between requests, so RebuildResults needs nothing more, and
     // no message is ever rights-managed, so RightsManagementSupport changes nothing either.
     let deep = options.is_some_and(|o| o.child(s::DeepTraversal).is_some());
-    let mut item_options = Options::default();
-    if let Some(o) = options {
-        let mut shaped = Element::new(a::Options);
-        for c in o.children() {
-            shaped.push(c.clone());
-        }
-        // Search carries the same BodyPreference elements as Sync's Options.
-        if let Ok(parsed) = sync::request::parse_options_element(&shaped) {
-            item_options = parsed;
-        }
-    }
+    let item_options = result_options(options);
+    mailbox_search(ctx, &query, deep, &item_options, (first, last)).await
+}
 
+/// The mailbox query of a Store, or the status an unreadable one is answered with.
+fn mailbox_query(store: &Element) -> Result<Query, SearchStatus> {
+    match store.child(s::Query).map(parse_query) {
+        Some(Ok(q)) => Ok(q),
+        Some(Err(QueryError::TooComplex(why))) => {
+            tracing::info!(%why, "search too complex");
+            Err(SearchStatus::QueryTooComplex)
+        }
+        Some(Err(QueryError::Invalid(why))) => {
+            tracing::info!(%why, "invalid search");
+            Err(SearchStatus::InvalidRequest)
+        }
+        None => Err(SearchStatus::InvalidRequest),
+    }
+}
+
+/// How results are rendered: Search carries the same BodyPreference elements as Sync's
+/// Options.
+fn result_options(options: Option<&Element>) -> Options {
+    let Some(o) = options else {
+        return Options::default();
+    };
+    let mut shaped = Element::new(a::Options);
+    for c in o.children() {
+        shaped.push(c.clone());
+    }
+    sync::request::parse_options_element(&shaped).unwrap_or_default()
+}
+
+/// Runs a mailbox query and answers with the results in `range` (first and last, 0-based).
+async fn mailbox_search(
+    ctx: &Context<'_>,
+    query: &Query,
+    deep: bool,
+    item_options: &Options,
+    (first, last): (usize, usize),
+) -> Result<Reply, EasError> {
     let keep = last.min(first + MAX_RANGE - 1) + 1;
-    let (folders, hits, total, mut mailstore) = match find(ctx, &query, deep, keep).await? {
+    let (folders, hits, total, mut mailstore) = match find(ctx, query, deep, keep).await? {
         Found::Hits {
             folders,
             hits,
@@ -141,17 +162,19 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         .min(total - 1)
         .min(hits.len() - 1);
     let page = &hits[first..=last];
+    let rendered = render_results(ctx, &mut mailstore, &folders, page, item_options).await?;
+    mailstore.close().await;
+    write_results(&folders, page, &rendered, first, total)
+}
 
-    let enc = |e: eas_wbxml::EncodeError| EasError::Internal(e.to_string());
-    let mut w = Writer::new(Vec::with_capacity(8192)).map_err(enc)?;
-    w.start(s::Search).map_err(enc)?;
-    w.text_element(s::Status, SearchStatus::Success.as_str())
-        .map_err(enc)?;
-    w.start(s::Response).map_err(enc)?;
-    w.start(s::Store).map_err(enc)?;
-    w.text_element(s::Status, SearchStatus::Success.as_str())
-        .map_err(enc)?;
-    // One fetch per folder for the page's messages, then written in the page's order.
+/// The page's messages rendered, one fetch per folder: entry `i` holds those of `folders[i]`.
+async fn render_results(
+    ctx: &Context<'_>,
+    mailstore: &mut Mailstore,
+    folders: &[FolderEntry],
+    page: &[Hit],
+    item_options: &Options,
+) -> Result<Vec<items::Rendered>, EasError> {
     let mut rendered: Vec<items::Rendered> = Vec::new();
     for (i, f) in folders.iter().enumerate() {
         let uids: Vec<u32> = page
@@ -163,19 +186,39 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
             items::Rendered::default()
         } else {
             items::fetch_and_render(
-                &mut mailstore,
+                mailstore,
                 &f.imap_name,
                 f.id,
                 &uids,
                 &uids,
                 ctx.version,
-                &item_options,
+                item_options,
             )
             .await?
         };
         rendered.push(r);
     }
-    mailstore.close().await;
+    Ok(rendered)
+}
+
+/// The response: the page's results in its order (those expunged since the search left out),
+/// the range they cover and the total.
+fn write_results(
+    folders: &[FolderEntry],
+    page: &[Hit],
+    rendered: &[items::Rendered],
+    first: usize,
+    total: usize,
+) -> Result<Reply, EasError> {
+    let enc = |e: eas_wbxml::EncodeError| EasError::Internal(e.to_string());
+    let mut w = Writer::new(Vec::with_capacity(8192)).map_err(enc)?;
+    w.start(s::Search).map_err(enc)?;
+    w.text_element(s::Status, SearchStatus::Success.as_str())
+        .map_err(enc)?;
+    w.start(s::Response).map_err(enc)?;
+    w.start(s::Store).map_err(enc)?;
+    w.text_element(s::Status, SearchStatus::Success.as_str())
+        .map_err(enc)?;
     let mut written = 0;
     for &(_, i, uid) in page {
         let f = &folders[i as usize];
