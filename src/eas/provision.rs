@@ -29,48 +29,22 @@ use crate::state::WipeState;
 pub const POLICY_TYPE: &str = "MS-EAS-Provisioning-WBXML";
 
 pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
-    let mut response = vec![];
     let device_info = body.child(s::DeviceInformation);
     if let Some(info) = device_info {
         // A DeviceInformation block we cannot read never fails the Provision.
         apply_device_information(&mut ctx.device, info);
     }
-
     // The device confirms a wipe directive.
     let ack = body
         .child(p::RemoteWipe)
         .or_else(|| body.child(p::AccountOnlyRemoteWipe));
     if let Some(ack) = ack {
-        let account_only = ack.tag == p::AccountOnlyRemoteWipe;
-        // Only the directive we sent can be acknowledged: an acknowledgement out of the blue
-        // (or of the other kind of wipe) changes nothing, or a device could mark itself
-        // wiped, or clear a pending whole-device wipe by acknowledging an account-only one.
-        if ctx.device.wipe != (WipeState::Requested { account_only }) {
-            tracing::info!(
-                account_only,
-                "wipe acknowledgement without that wipe pending"
-            );
-            return Ok(document(vec![status_el(ProvisionStatus::ProtocolError)]));
-        }
-        let status = child_text(ack, p::Status)
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(1);
-        ctx.device.wipe = WipeState::Acknowledged {
-            account_only,
-            status,
-        };
-        ctx.device.policy_key = None;
-        ctx.device.pending_policy_key = None;
-        tracing::warn!(status, account_only, "device acknowledged remote wipe");
-        response.push(status_el(ProvisionStatus::Success));
-        response.push(Element::new(ack.tag));
-        return Ok(document(response));
+        return Ok(acknowledge_wipe(ctx, ack));
     }
-
     let Some(policy) = body.child(p::Policies).and_then(|ps| ps.child(p::Policy)) else {
         return Ok(document(vec![status_el(ProvisionStatus::ProtocolError)]));
     };
-    response.push(status_el(ProvisionStatus::Success));
+    let mut response = vec![status_el(ProvisionStatus::Success)];
     if device_info.is_some() {
         response.push(Element::with_children(
             s::DeviceInformation,
@@ -80,7 +54,6 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
             )],
         ));
     }
-
     if let WipeState::Requested { account_only } = ctx.device.wipe {
         if let Some(directive) = wipe_directive(account_only, ctx.version) {
             tracing::warn!(account_only, "sending remote wipe directive");
@@ -88,62 +61,75 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
             return Ok(document(response));
         }
     }
-
     let policy_type = child_text(policy, p::PolicyType).unwrap_or("").trim();
-    if policy_type != POLICY_TYPE {
-        response.push(policy_el(
-            policy_type,
-            PolicyStatus::UnknownPolicyType,
-            None,
-            None,
-        ));
-        return Ok(document(response));
-    }
-
-    let acknowledged_key = child_text(policy, p::PolicyKey).map(str::trim);
-    let configured = &ctx.config.provision.policy;
-    match acknowledged_key {
-        None => {
-            // Phase 1: a temporary key and the policy document.
-            let temporary = PolicyKey::generate();
-            ctx.device.pending_policy_key = Some(temporary.number());
-            let doc = Element::with_children(p::Data, vec![provision_doc(configured)]);
-            response.push(policy_el(
-                POLICY_TYPE,
-                PolicyStatus::Success,
-                Some(temporary),
-                Some(doc),
-            ));
+    response.push(if policy_type != POLICY_TYPE {
+        policy_el(policy_type, PolicyStatus::UnknownPolicyType, None, None)
+    } else {
+        match child_text(policy, p::PolicyKey).map(str::trim) {
+            None => send_policy(ctx),
+            Some(key) => acknowledge_policy(ctx, key),
         }
-        Some(key) => {
-            // Phase 2: the device applied (status 1) or partly applied (2) the policy.
-            let presented = PolicyKey::try_from(key).ok();
-            let expected = ctx
-                .device
-                .pending_policy_key
-                .and_then(PolicyKey::from_number);
-            if presented.is_none() || presented != expected {
-                response.push(policy_el(
-                    POLICY_TYPE,
-                    PolicyStatus::WrongPolicyKey,
-                    None,
-                    None,
-                ));
-                return Ok(document(response));
-            }
-            let final_key = PolicyKey::generate();
-            ctx.device.policy_key = Some(final_key.number());
-            ctx.device.pending_policy_key = None;
-            ctx.device.policy_hash = Some(configured.fingerprint());
-            response.push(policy_el(
-                POLICY_TYPE,
-                PolicyStatus::Success,
-                Some(final_key),
-                None,
-            ));
-        }
-    }
+    });
     Ok(document(response))
+}
+
+/// The device acknowledges a wipe directive: only the one we sent counts. An acknowledgement
+/// out of the blue (or of the other kind of wipe) changes nothing, or a device could mark
+/// itself wiped, or clear a pending whole-device wipe by acknowledging an account-only one.
+fn acknowledge_wipe(ctx: &mut Context<'_>, ack: &Element) -> Reply {
+    let account_only = ack.tag == p::AccountOnlyRemoteWipe;
+    if ctx.device.wipe != (WipeState::Requested { account_only }) {
+        tracing::info!(
+            account_only,
+            "wipe acknowledgement without that wipe pending"
+        );
+        return document(vec![status_el(ProvisionStatus::ProtocolError)]);
+    }
+    let status = child_text(ack, p::Status)
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1);
+    ctx.device.wipe = WipeState::Acknowledged {
+        account_only,
+        status,
+    };
+    ctx.device.policy_key = None;
+    ctx.device.pending_policy_key = None;
+    tracing::warn!(status, account_only, "device acknowledged remote wipe");
+    document(vec![
+        status_el(ProvisionStatus::Success),
+        Element::new(ack.tag),
+    ])
+}
+
+/// Phase 1: a temporary key and the policy document.
+fn send_policy(ctx: &mut Context<'_>) -> Element {
+    let temporary = PolicyKey::generate();
+    ctx.device.pending_policy_key = Some(temporary.number());
+    let doc = Element::with_children(p::Data, vec![provision_doc(&ctx.config.provision.policy)]);
+    policy_el(
+        POLICY_TYPE,
+        PolicyStatus::Success,
+        Some(temporary),
+        Some(doc),
+    )
+}
+
+/// Phase 2: the device applied (status 1) or partly applied (2) the policy and presents the
+/// temporary key; it gets the final key every later request carries.
+fn acknowledge_policy(ctx: &mut Context<'_>, key: &str) -> Element {
+    let presented = PolicyKey::try_from(key).ok();
+    let expected = ctx
+        .device
+        .pending_policy_key
+        .and_then(PolicyKey::from_number);
+    if presented.is_none() || presented != expected {
+        return policy_el(POLICY_TYPE, PolicyStatus::WrongPolicyKey, None, None);
+    }
+    let final_key = PolicyKey::generate();
+    ctx.device.policy_key = Some(final_key.number());
+    ctx.device.pending_policy_key = None;
+    ctx.device.policy_hash = Some(ctx.config.provision.policy.fingerprint());
+    policy_el(POLICY_TYPE, PolicyStatus::Success, Some(final_key), None)
 }
 
 /// The wipe element for this device, or `None` when an account-only wipe cannot be expressed
