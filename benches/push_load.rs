@@ -50,16 +50,16 @@
 mod procfs;
 use procfs::mib;
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eas_gateway::config::{Config, PushSource};
-use eas_gateway::http::{AppState, serve};
 use eas_gateway::imap::{IdleEnd, ImapConfig, Notice, Session};
-use eas_testbed::{Dovecot, TestUser, Tuning};
+use eas_testbed::{Dovecot, Gateway, Phone, TestUser, Tuning};
 use eas_wbxml::Element;
-use eas_wbxml::tags::{airsync as a, folderhierarchy as fh, ping as pg, provision as pv};
+use eas_wbxml::tags::ping as pg;
 use rand::{Rng as _, SeedableRng as _};
 use tokio::sync::{Semaphore, watch};
 
@@ -306,13 +306,6 @@ fn dovecot_processes(master: u32) -> (usize, u64) {
 // ---------------------------------------------------------------------------------------------
 // The gateway and the phones
 
-struct Gateway {
-    base: String,
-    state: Arc<AppState>,
-    handle: axum_server::Handle,
-    _dir: tempfile::TempDir,
-}
-
 /// `push.source` and, with events, where they arrive and the secret.
 #[derive(Clone)]
 struct PushSetup {
@@ -322,15 +315,14 @@ struct PushSetup {
 }
 
 impl PushSetup {
-    fn apply(&self, config: &mut Config) -> Result<()> {
+    fn apply(&self, config: &mut Config) {
         config.push.source = match self.source {
             Source::Imap => PushSource::Imap,
             Source::Events => PushSource::DovecotEvents,
             Source::Both => PushSource::Both,
         };
-        config.push.events_listen = format!("127.0.0.1:{}", self.events_port).parse()?;
+        config.push.events_listen = SocketAddr::from(([127, 0, 0, 1], self.events_port));
         config.push.events_secret_file = self.secret.clone();
-        Ok(())
     }
 
     fn toml(&self) -> String {
@@ -343,44 +335,21 @@ impl PushSetup {
     }
 }
 
-impl Gateway {
-    async fn start(imap: ImapConfig, heartbeat: u64, push: &PushSetup) -> Result<Gateway> {
-        let dir = tempfile::tempdir()?;
-        let mut config = Config::default();
-        config.server.listen = "127.0.0.1:0".parse()?;
-        config.server.public_url = "https://mail.example.com".into();
-        config.imap.host = imap.host.clone();
-        config.imap.port = imap.port;
-        config.imap.security = "none".into();
-        config.state.url = format!("sqlite:{}", dir.path().join("state.db").display());
+/// The gateway in this process ([`Gateway`], shared with the tests), set up for the run.
+async fn start_gateway(imap: ImapConfig, heartbeat: u64, push: &PushSetup) -> Result<Gateway> {
+    Ok(Gateway::try_start(imap, |config| {
         config.push.min_heartbeat_secs = 10;
         config.push.max_heartbeat_secs = config.push.max_heartbeat_secs.max(heartbeat);
         // Every simulated phone comes from 127.0.0.1: the per-address cap on held requests
         // and the connection cap would stop the load long before the gateway does.
         config.limits.held_requests_per_address = usize::MAX / 2;
         config.limits.max_connections = usize::MAX / 2;
-        push.apply(&mut config)?;
-        config.validate()?;
-        let state = Arc::new(AppState::new(config)?);
-        let handle = axum_server::Handle::new();
-        tokio::spawn(serve(state.clone(), handle.clone()));
-        let addr = handle.listening().await.ok_or("gateway did not start")?;
-        Ok(Gateway {
-            base: format!("http://127.0.0.1:{}", addr.port()),
-            state,
-            handle,
-            _dir: dir,
-        })
-    }
+        push.apply(config);
+    })
+    .await?)
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-    }
-}
-
-/// `eas-gateway serve` as a child process, with the same settings as [`Gateway::start`].
+/// `eas-gateway serve` as a child process, with the same settings as [`start_gateway`].
 struct ChildGateway {
     base: String,
     child: std::process::Child,
@@ -547,160 +516,39 @@ impl Target {
     }
 }
 
-/// One simulated iPhone.
-struct Phone {
-    client: reqwest::Client,
-    url: String,
-    user: TestUser,
-    policy_key: Option<u32>,
-}
+/// What a phone sends when it syncs the Inbox after a Ping: from key 0 bare, then changes
+/// with WindowSize 100 and 512 bytes of plain text.
+const SYNC_OPTIONS: &str = "<GetChanges>1</GetChanges><WindowSize>100</WindowSize><Options>\
+     <airsyncbase:BodyPreference><airsyncbase:Type>1</airsyncbase:Type>\
+     <airsyncbase:TruncationSize>512</airsyncbase:TruncationSize>\
+     </airsyncbase:BodyPreference></Options>";
 
-impl Phone {
-    fn new(client: &reqwest::Client, base: &str, user: &TestUser, device_id: &str) -> Phone {
-        Phone {
-            client: client.clone(),
-            url: format!(
-                "{base}/Microsoft-Server-ActiveSync?User={}&DeviceId={device_id}&DeviceType=iPhone",
-                user.login
-            ),
-            user: user.clone(),
-            policy_key: None,
+/// Syncs the Inbox from `key` like a phone after a Ping: until a page comes without
+/// MoreAvailable (after the key-0 round trip); the new key and the ServerIds added on the way.
+/// Not the tests' `eas_testbed::sync_to_end`, which sends no options and adds a round that
+/// confirms nothing changed: here each announcement costs the Syncs a phone would send, no
+/// more.
+async fn sync_to_end(phone: &Phone, inbox: &str, key: &str) -> Result<(String, Vec<String>)> {
+    let mut key = key.to_owned();
+    let mut added = Vec::new();
+    loop {
+        let first = key == "0";
+        let options = if first { "" } else { SYNC_OPTIONS };
+        let page = phone.try_sync(inbox, &key, options).await?;
+        if page.empty {
+            // Nothing changed: the key stays.
+            return Ok((key, added));
         }
-    }
-
-    /// POSTs an encoded command; the HTTP status and the body.
-    async fn post(&self, cmd: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>)> {
-        let mut req = self
-            .client
-            .post(format!("{}&Cmd={cmd}", self.url))
-            .basic_auth(&self.user.login, Some(&self.user.password))
-            .header("Content-Type", "application/vnd.ms-sync.wbxml")
-            .header("User-Agent", "Apple-iPhone15C2/2104.112")
-            .header("MS-ASProtocolVersion", "14.1")
-            .body(body);
-        if let Some(k) = self.policy_key {
-            req = req.header("X-MS-PolicyKey", k.to_string());
+        if page.status != "1" {
+            return Err(format!("Sync: status {}", page.status).into());
         }
-        // Without the URL, so failures of different devices count as one kind.
-        let r = req.send().await.map_err(|e| e.without_url())?;
-        let status = r.status().as_u16();
-        Ok((
-            status,
-            r.bytes().await.map_err(|e| e.without_url())?.to_vec(),
-        ))
-    }
-
-    /// POSTs a command in readable XML; the decoded answer (HTTP 200 required).
-    async fn send(&self, cmd: &str, xml: &str) -> Result<Element> {
-        let (status, body) = self.post(cmd, eas_wbxml::from_xml(xml)?.encode()).await?;
-        if status != 200 {
-            return Err(format!("{cmd}: HTTP {status}").into());
+        if page.key.is_empty() {
+            return Err("Sync answer without SyncKey".into());
         }
-        Ok(Element::decode(&body)?)
-    }
-
-    async fn provision(&mut self) -> Result<()> {
-        let key = |e: &Element| -> Result<u32> {
-            Ok(e.child(pv::Policies)
-                .and_then(|p| p.child(pv::Policy))
-                .and_then(|p| p.child(pv::PolicyKey))
-                .and_then(|k| k.text())
-                .ok_or("no PolicyKey")?
-                .parse()?)
-        };
-        let phase1 = self
-            .send(
-                "Provision",
-                r#"<Provision xmlns="Provision:"><Policies><Policy>
-                     <PolicyType>MS-EAS-Provisioning-WBXML</PolicyType>
-                   </Policy></Policies></Provision>"#,
-            )
-            .await?;
-        let temporary = key(&phase1)?;
-        let phase2 = self
-            .send(
-                "Provision",
-                &format!(
-                    r#"<Provision xmlns="Provision:"><Policies><Policy>
-                         <PolicyType>MS-EAS-Provisioning-WBXML</PolicyType>
-                         <PolicyKey>{temporary}</PolicyKey><Status>1</Status>
-                       </Policy></Policies></Provision>"#
-                ),
-            )
-            .await?;
-        self.policy_key = Some(key(&phase2)?);
-        Ok(())
-    }
-
-    /// FolderSync from 0; the Inbox's CollectionId.
-    async fn inbox(&self) -> Result<String> {
-        let fs = self
-            .send(
-                "FolderSync",
-                r#"<FolderSync xmlns="FolderHierarchy:"><SyncKey>0</SyncKey></FolderSync>"#,
-            )
-            .await?;
-        let changes = fs.child(fh::Changes).ok_or("FolderSync without Changes")?;
-        changes
-            .children_with(fh::Add)
-            .find(|f| f.child(fh::Type).and_then(|t| t.text()) == Some("2"))
-            .and_then(|f| f.child(fh::ServerId)?.text().map(str::to_owned))
-            .ok_or_else(|| "no Inbox in FolderSync".into())
-    }
-
-    /// Syncs the Inbox from `key` until nothing more is pending; the new key and the
-    /// ServerIds added on the way.
-    async fn sync_to_end(&self, inbox: &str, key: &str) -> Result<(String, Vec<String>)> {
-        let mut key = key.to_owned();
-        let mut added = Vec::new();
-        loop {
-            let options = if key == "0" {
-                String::new()
-            } else {
-                "<GetChanges>1</GetChanges><WindowSize>100</WindowSize><Options>\
-                 <airsyncbase:BodyPreference><airsyncbase:Type>1</airsyncbase:Type>\
-                 <airsyncbase:TruncationSize>512</airsyncbase:TruncationSize>\
-                 </airsyncbase:BodyPreference></Options>"
-                    .to_owned()
-            };
-            let xml = format!(
-                r#"<Sync xmlns="AirSync:" xmlns:airsyncbase="AirSyncBase:"><Collections><Collection><SyncKey>{key}</SyncKey><CollectionId>{inbox}</CollectionId>{options}</Collection></Collections></Sync>"#
-            );
-            let (status, body) = self
-                .post("Sync", eas_wbxml::from_xml(&xml)?.encode())
-                .await?;
-            if status != 200 {
-                return Err(format!("Sync: HTTP {status}").into());
-            }
-            if body.is_empty() {
-                // Nothing changed: the key stays.
-                return Ok((key, added));
-            }
-            let tree = Element::decode(&body)?;
-            let c = tree
-                .child(a::Collections)
-                .and_then(|c| c.child(a::Collection))
-                .ok_or("Sync answer without Collection")?;
-            let status = c.child(a::Status).and_then(|s| s.text()).unwrap_or("");
-            if status != "1" {
-                return Err(format!("Sync: status {status}").into());
-            }
-            let first = key == "0";
-            key = c
-                .child(a::SyncKey)
-                .and_then(|k| k.text())
-                .ok_or("Sync answer without SyncKey")?
-                .to_owned();
-            if let Some(commands) = c.child(a::Commands) {
-                added.extend(commands.children_with(a::Add).filter_map(|add| {
-                    add.child(a::ServerId)
-                        .and_then(|s| s.text())
-                        .map(str::to_owned)
-                }));
-            }
-            if !first && c.child(a::MoreAvailable).is_none() {
-                return Ok((key, added));
-            }
+        key = page.key;
+        added.extend(page.added);
+        if !first && !page.more {
+            return Ok((key, added));
         }
     }
 }
@@ -788,9 +636,9 @@ struct Device {
 }
 
 async fn set_up(mut d: Device) -> Result<Device> {
-    d.phone.provision().await?;
-    d.inbox = d.phone.inbox().await?;
-    let (key, _) = d.phone.sync_to_end(&d.inbox, "0").await?;
+    d.phone.try_provision().await?;
+    d.inbox = d.phone.try_inbox().await?;
+    let (key, _) = sync_to_end(&d.phone, &d.inbox, "0").await?;
     d.key = key;
     Ok(d)
 }
@@ -801,14 +649,14 @@ async fn device_loop(mut d: Device, heartbeat: u64, shared: Arc<Shared>) {
     let prefix = format!("{}:", d.inbox);
     let pause = Duration::from_millis(500);
     while !shared.stopping.load(Ordering::Relaxed) {
-        let r = d.phone.post("Ping", body.clone()).await;
+        let r = d.phone.try_post("Ping", body.clone()).await;
         let at = Instant::now();
         if shared.stopping.load(Ordering::Relaxed) {
             break;
         }
         let c = &shared.counters;
         let tree = match r {
-            Ok((200, bytes)) => match Element::decode(&bytes) {
+            Ok(answer) if answer.status == 200 => match Element::decode(&answer.body) {
                 Ok(t) => t,
                 Err(e) => {
                     shared.fail(&c.failed, format!("Ping: undecodable answer ({e})"));
@@ -816,13 +664,14 @@ async fn device_loop(mut d: Device, heartbeat: u64, shared: Arc<Shared>) {
                     continue;
                 }
             },
-            Ok((status, _)) => {
-                shared.fail(&c.failed, format!("Ping: HTTP {status}"));
+            Ok(answer) => {
+                shared.fail(&c.failed, format!("Ping: HTTP {}", answer.status));
                 tokio::time::sleep(pause).await;
                 continue;
             }
             Err(e) => {
-                shared.fail(&c.failed, format!("Ping: {e}"));
+                // Without the URL, so failures of different devices count as one kind.
+                shared.fail(&c.failed, format!("Ping: {}", e.without_url()));
                 tokio::time::sleep(pause).await;
                 continue;
             }
@@ -833,7 +682,7 @@ async fn device_loop(mut d: Device, heartbeat: u64, shared: Arc<Shared>) {
             }
             "2" => {
                 c.status2.fetch_add(1, Ordering::Relaxed);
-                match d.phone.sync_to_end(&d.inbox, &d.key).await {
+                match sync_to_end(&d.phone, &d.inbox, &d.key).await {
                     Ok((key, added)) => {
                         d.key = key;
                         if added.is_empty() {
@@ -1188,7 +1037,7 @@ async fn run(
             reqwest::Client::new(),
         )
     } else {
-        Target::InProcess(Gateway::start(imap.clone(), args.heartbeat, push).await?)
+        Target::InProcess(start_gateway(imap.clone(), args.heartbeat, push).await?)
     };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(args.heartbeat + 120))
@@ -1211,10 +1060,11 @@ async fn run(
         let device = Device {
             index,
             user,
-            phone: Phone::new(
-                &client,
+            phone: Phone::with_client(
+                client.clone(),
                 gateway.base(),
-                &users[user],
+                &users[user].login,
+                &users[user].password,
                 &format!("LOAD{index:06}"),
             ),
             inbox: String::new(),

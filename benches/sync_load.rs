@@ -1,6 +1,8 @@
 //! Load benchmarks for email Sync: a private Dovecot (`eas_testbed`), the gateway
-//! in process on plain HTTP over loopback (SQLite state in a temporary directory), and a
-//! simulated iPhone speaking WBXML with reqwest.
+//! in process on plain HTTP over loopback (SQLite state in a temporary directory,
+//! `eas_testbed::Gateway`), and a simulated iPhone speaking WBXML with reqwest (the tests'
+//! `eas_testbed::Phone`; the timed Syncs are sent and read by this file, see [`timed_post`]
+//! and [`read_page`]).
 //!
 //! ```text
 //! cargo bench --bench sync_load -- [initial] [idle] [memory] [flags]
@@ -36,12 +38,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use eas_gateway::config::Config;
-use eas_gateway::http::{AppState, serve};
 use eas_gateway::imap::{FetchQuery, ImapConfig, SequenceSet, Session};
-use eas_testbed::{Dovecot, TestUser};
+use eas_testbed::{Dovecot, Gateway, Phone, TestUser, find_text};
 use eas_wbxml::Element;
-use eas_wbxml::tags::{airsync as a, folderhierarchy as fh, provision as pv};
+use eas_wbxml::tags::airsync as a;
 
 #[path = "common/mailgen.rs"]
 mod mailgen;
@@ -314,53 +314,15 @@ async fn raw_imap_session_per_batch(cfg: &ImapConfig, user: &TestUser) -> Result
 // ---------------------------------------------------------------------------------------------
 // The gateway and the phone
 
-struct Gateway {
-    base: String,
-    handle: axum_server::Handle,
-    state: Arc<AppState>,
-    _dir: tempfile::TempDir,
-}
-
-impl Gateway {
-    async fn start(imap: ImapConfig, read_ahead: bool) -> Result<Gateway> {
-        let dir = tempfile::tempdir()?;
-        let mut config = Config::default();
-        config.server.listen = "127.0.0.1:0".parse()?;
-        config.server.public_url = "https://mail.example.com".into();
-        config.imap.host = imap.host.clone();
-        config.imap.port = imap.port;
-        config.imap.security = "none".into();
+/// The gateway in this process ([`Gateway`], shared with the tests) as the phases need it.
+async fn start_gateway(imap: ImapConfig, read_ahead: bool) -> Result<Gateway> {
+    Ok(Gateway::try_start(imap, |config| {
         // Searches of big folders without a full-text index keep Dovecot silent for long:
         // let the Search deadline (45 s, status 10) decide, not the IMAP inactivity timeout.
         config.imap.timeout_secs = 120;
-        config.state.url = format!("sqlite:{}", dir.path().join("state.db").display());
         config.sync.read_ahead = read_ahead;
-        config.validate()?;
-        let state = Arc::new(AppState::new(config)?);
-        let handle = axum_server::Handle::new();
-        tokio::spawn(serve(state.clone(), handle.clone()));
-        let addr = handle.listening().await.ok_or("gateway did not start")?;
-        Ok(Gateway {
-            base: format!("http://127.0.0.1:{}", addr.port()),
-            handle,
-            state,
-            _dir: dir,
-        })
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-    }
-}
-
-struct Phone {
-    client: reqwest::Client,
-    base: String,
-    user: TestUser,
-    device_id: String,
-    policy_key: Option<u32>,
+    })
+    .await?)
 }
 
 /// One collection of a Sync answer.
@@ -373,101 +335,27 @@ struct Page {
     commands: usize,
 }
 
-impl Phone {
-    fn new(g: &Gateway, user: &TestUser, device_id: &str) -> Phone {
-        Phone {
-            client: reqwest::Client::new(),
-            base: g.base.clone(),
-            user: user.clone(),
-            device_id: device_id.into(),
-            policy_key: None,
-        }
+/// POSTs an encoded command with the shared [`Phone`]; the body and the round trip (from
+/// sending the request to the last byte of the answer; building it and decoding the answer
+/// are left out). Local rather than `Phone::try_post` because the timed span must hold no
+/// more than the exchange, and the body stays the `Bytes` reqwest hands out (no copy of a
+/// 1 MB page).
+async fn timed_post(phone: &Phone, cmd: &str, body: Vec<u8>) -> Result<(bytes::Bytes, Duration)> {
+    let req = phone.request(cmd, body);
+    let started = Instant::now();
+    let r = req.send().await?;
+    let status = r.status();
+    let bytes = r.bytes().await?;
+    let took = started.elapsed();
+    if !status.is_success() {
+        return Err(format!("{cmd}: HTTP {status}").into());
     }
-
-    /// POSTs an encoded command; returns the body and the round-trip time.
-    async fn post(&self, cmd: &str, body: Vec<u8>) -> Result<(bytes::Bytes, Duration)> {
-        let url = format!(
-            "{}/Microsoft-Server-ActiveSync?Cmd={cmd}&User={}&DeviceId={}&DeviceType=iPhone",
-            self.base, self.user.login, self.device_id
-        );
-        let mut req = self
-            .client
-            .post(url)
-            .basic_auth(&self.user.login, Some(&self.user.password))
-            .header("Content-Type", "application/vnd.ms-sync.wbxml")
-            .header("User-Agent", "Apple-iPhone15C2/2104.112")
-            .header("MS-ASProtocolVersion", "14.1")
-            .body(body);
-        if let Some(k) = self.policy_key {
-            req = req.header("X-MS-PolicyKey", k.to_string());
-        }
-        let started = Instant::now();
-        let r = req.send().await?;
-        let status = r.status();
-        let bytes = r.bytes().await?;
-        let took = started.elapsed();
-        if !status.is_success() {
-            return Err(format!("{cmd}: HTTP {status}").into());
-        }
-        Ok((bytes, took))
-    }
-
-    async fn send(&self, cmd: &str, xml: &str) -> Result<Element> {
-        let (body, _) = self.post(cmd, eas_wbxml::from_xml(xml)?.encode()).await?;
-        Ok(Element::decode(&body)?)
-    }
-
-    async fn provision(&mut self) -> Result<()> {
-        let key = |e: &Element| -> Result<u32> {
-            Ok(e.child(pv::Policies)
-                .and_then(|p| p.child(pv::Policy))
-                .and_then(|p| p.child(pv::PolicyKey))
-                .and_then(|k| k.text())
-                .ok_or("no PolicyKey")?
-                .parse()?)
-        };
-        let phase1 = self
-            .send(
-                "Provision",
-                r#"<Provision xmlns="Provision:"><Policies><Policy>
-                     <PolicyType>MS-EAS-Provisioning-WBXML</PolicyType>
-                   </Policy></Policies></Provision>"#,
-            )
-            .await?;
-        let temporary = key(&phase1)?;
-        let phase2 = self
-            .send(
-                "Provision",
-                &format!(
-                    r#"<Provision xmlns="Provision:"><Policies><Policy>
-                         <PolicyType>MS-EAS-Provisioning-WBXML</PolicyType>
-                         <PolicyKey>{temporary}</PolicyKey><Status>1</Status>
-                       </Policy></Policies></Provision>"#
-                ),
-            )
-            .await?;
-        self.policy_key = Some(key(&phase2)?);
-        Ok(())
-    }
-
-    /// FolderSync from 0; the INBOX's CollectionId.
-    async fn inbox(&self) -> Result<String> {
-        let fs = self
-            .send(
-                "FolderSync",
-                r#"<FolderSync xmlns="FolderHierarchy:"><SyncKey>0</SyncKey></FolderSync>"#,
-            )
-            .await?;
-        let changes = fs.child(fh::Changes).ok_or("FolderSync without Changes")?;
-        changes
-            .children_with(fh::Add)
-            .find(|f| f.child(fh::Type).and_then(|t| t.text()) == Some("2"))
-            .and_then(|f| f.child(fh::ServerId)?.text().map(str::to_owned))
-            .ok_or_else(|| "no INBOX in FolderSync".into())
-    }
+    Ok((bytes, took))
 }
 
-/// The Sync request an iPhone sends for a mail folder.
+/// The Sync request an iPhone sends for a mail folder (its own rather than
+/// `Phone::try_sync`: the bench encodes it once and POSTs the same bytes again and again, and
+/// reads the answer with [`read_page`]).
 fn sync_request(key: &str, collection: &str, window: usize) -> Vec<u8> {
     let options = if key == "0" {
         String::new()
@@ -567,18 +455,16 @@ async fn sync_all(
     mut each_page: impl FnMut(usize, Duration),
 ) -> Result<SyncReport> {
     let started = Instant::now();
-    let (body, mut server) = phone
-        .post("Sync", sync_request("0", collection, window))
-        .await?;
+    let (body, mut server) =
+        timed_post(phone, "Sync", sync_request("0", collection, window)).await?;
     let first = read_page(&body)?;
     if first.status != "1" {
         return Err(format!("Sync key 0: status {}", first.status).into());
     }
     let (mut key, mut pages, mut adds, mut bytes) = (first.key, 0, 0, 0u64);
     loop {
-        let (body, took) = phone
-            .post("Sync", sync_request(&key, collection, window))
-            .await?;
+        let (body, took) =
+            timed_post(phone, "Sync", sync_request(&key, collection, window)).await?;
         server += took;
         bytes += body.len() as u64;
         let page = read_page(&body)?;
@@ -696,9 +582,10 @@ impl Bench {
     /// A provisioned phone that has done its FolderSync; with the INBOX's CollectionId.
     async fn phone(&mut self, user: &TestUser) -> Result<(Phone, String)> {
         self.devices += 1;
-        let mut p = Phone::new(&self.gateway, user, &format!("BENCH{:04}", self.devices));
-        p.provision().await?;
-        let inbox = p.inbox().await?;
+        let device = format!("BENCH{:04}", self.devices);
+        let mut p = Phone::new(&self.gateway, &user.login, &user.password, &device);
+        p.try_provision().await?;
+        let inbox = p.try_inbox().await?;
         Ok((p, inbox))
     }
 
@@ -805,7 +692,7 @@ impl Bench {
             let request = sync_request(&s.key, &inbox, 100);
             let mut times = Vec::with_capacity(self.args.iterations);
             for i in 0..self.args.iterations + 20 {
-                let (body, took) = phone.post("Sync", request.clone()).await?;
+                let (body, took) = timed_post(&phone, "Sync", request.clone()).await?;
                 let page = read_page(&body)?;
                 if page.status != "1" || page.commands != 0 || page.key != s.key {
                     return Err(format!(
@@ -968,7 +855,7 @@ impl Bench {
                             warm.elapsed().as_secs_f64()
                         );
                     }
-                    let (body, took) = phone.post("Search", request.clone()).await?;
+                    let (body, took) = timed_post(&phone, "Search", request.clone()).await?;
                     let tree = Element::decode(&body)?;
                     let store_status = tree
                         .child(eas_wbxml::tags::search::Response)
@@ -1067,13 +954,6 @@ async fn raw_search(
     Ok(sorted.len())
 }
 
-fn find_text(e: &Element, tag: eas_wbxml::Tag) -> Option<String> {
-    if e.tag == tag {
-        return e.text().map(str::to_owned);
-    }
-    e.children().iter().find_map(|c| find_text(c, tag))
-}
-
 const STATUS_ITEMS: [&str; 4] = ["UIDVALIDITY", "UIDNEXT", "MESSAGES", "HIGHESTMODSEQ"];
 
 /// p50 of the bare IMAP work a no-change Sync does (connect, LOGIN, STATUS, LOGOUT), and
@@ -1144,7 +1024,7 @@ fn main() -> Result<()> {
             ..Default::default()
         };
         let dovecot = Dovecot::start_tuned(&[], &tuning)?;
-        let gateway = Gateway::start(dovecot.imap_config(), args.read_ahead).await?;
+        let gateway = start_gateway(dovecot.imap_config(), args.read_ahead).await?;
         let mut bench = Bench {
             dovecot,
             gateway,

@@ -2,9 +2,14 @@
 //! tests, the benchmarks and the demo (`eas-demo`, which `scripts/demo.sh` runs).
 //!
 //! A dev-only workspace crate (`publish = false`): `eas-gateway` has it as a dev-dependency
-//! only, so the shipped binary carries none of it. It uses nothing of the gateway but
-//! [`ImapConfig`] (what it hands to tests) and the lua-socket path the gateway's
-//! `check` also looks for.
+//! only, so the shipped binary carries none of it. The Dovecot and Postfix side uses nothing
+//! of the gateway but [`ImapConfig`] (what it hands to tests) and the lua-socket path the
+//! gateway's `check` also looks for.
+//!
+//! The other side of the gateway lives here too: [`Gateway`] starts one in this process on a
+//! loopback port, and [`Phone`] is the one simulated phone that the integration tests
+//! (`tests/eas`) and the load benchmarks (`benches/sync_load.rs`, `benches/push_load.rs`)
+//! speak EAS with over real HTTP.
 //!
 //! [`Dovecot::start`] writes a self-contained configuration into a fresh directory (users in
 //! a passwd-file, maildirs, sockets, state and log all inside it), starts `dovecot -F` on two
@@ -14,14 +19,17 @@
 //! [`Postfix::start`] runs a private Postfix next to it (submission with SASL checked by this
 //! Dovecot, delivery to its LMTP port), so sent mail travels the path it does in production.
 //!
-//! Submodules: `config` renders `dovecot.conf`; `postfix` runs Postfix; `account` decides which OS users Dovecot
+//! Submodules: `config` renders `dovecot.conf`; `postfix` runs Postfix; `gateway` and `phone`
+//! are the gateway in process and the simulated phone; `account` decides which OS users Dovecot
 //! runs as (an unprivileged `easgw-mail` owns the mail when we are root; the current user
 //! when we are not); `process` keeps the master process tied to us so it cannot outlive the
 //! program (see there for how).
 
 mod account;
 mod config;
+mod gateway;
 mod maildir;
+mod phone;
 mod postfix;
 mod process;
 
@@ -38,7 +46,12 @@ use eas_gateway::imap::{ImapConfig, Security};
 
 use account::Accounts;
 pub use config::Tuning;
+pub use gateway::Gateway;
 pub use maildir::MaildirMessage;
+pub use phone::{
+    Answer, Folder, Phone, PhoneError, QueryForm, SyncPage, find_text, folder_changes, policy_key,
+    sync_to_end,
+};
 pub use postfix::{POSTFIX_INSTALL_HINT, Postfix};
 use process::Supervisor;
 
