@@ -28,6 +28,7 @@
 mod account;
 mod config;
 mod gateway;
+pub mod logs;
 mod maildir;
 mod phone;
 mod postfix;
