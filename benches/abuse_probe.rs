@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use eas_testbed::{Dovecot, TestUser};
+use eas_testbed::{ChildGateway, Dovecot, TestUser};
 use procfs::mib;
 
 #[path = "common/amplification.rs"]
@@ -64,59 +64,9 @@ fn proc_kib(pid: u32, field: &str) -> u64 {
     procfs::status_kib(&pid.to_string(), field)
 }
 
-struct Child {
-    child: std::process::Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_gateway(bin: &str, dovecot: &Dovecot) -> Result<Child> {
-    let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let imap = dovecot.imap_config();
-    let config = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://mail.example.com\"\n\
-         [imap]\nhost = \"{}\"\nport = {}\nsecurity = \"none\"\n\
-         [state]\nurl = \"sqlite:{}\"\n[provision]\nrequired = false\n",
-        imap.host,
-        imap.port,
-        dir.path().join("state.db").display(),
-    );
-    let path = dir.path().join("gateway.toml");
-    std::fs::write(&path, config)?;
-    let log = std::fs::File::create(dir.path().join("gateway.log"))?;
-    let child = std::process::Command::new(bin)
-        .arg("serve")
-        .arg("--config")
-        .arg(&path)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        if started.elapsed() > Duration::from_secs(10) {
-            return Err(format!("{bin} serve did not listen within 10 s").into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(Child {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    })
+async fn start_gateway(bin: &str, dovecot: &Dovecot) -> Result<ChildGateway> {
+    let extra = "[provision]\nrequired = false\n";
+    Ok(ChildGateway::start(bin, &[], &dovecot.imap_config(), extra).await?)
 }
 
 fn post(
@@ -146,7 +96,7 @@ fn folder_sync() -> Vec<u8> {
 
 async fn probe(bin: &str, args: &Args, dovecot: &Dovecot, users: &[TestUser]) -> Result<()> {
     let gateway = start_gateway(bin, dovecot).await?;
-    let pid = gateway.child.id();
+    let pid = gateway.pid();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(120))

@@ -23,9 +23,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use eas_gateway::config::Config;
-use eas_gateway::http::{AppState, auth::parse_basic, serve};
+use eas_gateway::http::{AppState, serve};
 use eas_testbed::{Dovecot, TestUser};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -130,14 +129,7 @@ async fn main() -> Result<(), Error> {
         let (url, victim, state) = (url.clone(), victim.clone(), state.clone());
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let header = format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD
-                    .encode(format!("{}:{}", victim.login, victim.password))
-            );
-            state
-                .auth
-                .forget(&parse_basic(&header).expect("credentials"));
+            state.auth.forget(&victim.login, &victim.password);
             let client = reqwest::Client::builder()
                 .local_address(IpAddr::from([127, 0, 0, 2]))
                 .build()

@@ -57,7 +57,7 @@ use std::time::{Duration, Instant};
 
 use eas_gateway::config::{Config, PushSource};
 use eas_gateway::imap::{IdleEnd, ImapConfig, Notice, Session};
-use eas_testbed::{Dovecot, Gateway, Phone, TestUser, Tuning};
+use eas_testbed::{ChildGateway, Dovecot, Gateway, Phone, TestUser, Tuning};
 use eas_wbxml::Element;
 use eas_wbxml::tags::ping as pg;
 use rand::{Rng as _, SeedableRng as _};
@@ -350,106 +350,18 @@ async fn start_gateway(imap: ImapConfig, heartbeat: u64, push: &PushSetup) -> Re
 }
 
 /// `eas-gateway serve` as a child process, with the same settings as [`start_gateway`].
-struct ChildGateway {
-    base: String,
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl ChildGateway {
-    async fn start(imap: ImapConfig, heartbeat: u64, push: &PushSetup) -> Result<ChildGateway> {
-        let dir = tempfile::tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let config = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://mail.example.com\"\n\
-             [imap]\nhost = \"{}\"\nport = {}\nsecurity = \"none\"\n\
-             [state]\nurl = \"sqlite:{}\"\n\
-             [limits]\nheld_requests_per_address = 100000000\nmax_connections = 100000000\n\
-             [push]\nmin_heartbeat_secs = 10\nmax_heartbeat_secs = {}\n{}",
-            imap.host,
-            imap.port,
-            dir.path().join("state.db").display(),
-            heartbeat.max(3540),
-            push.toml()
-        );
-        let path = dir.path().join("gateway.toml");
-        std::fs::write(&path, config)?;
-        let log = std::fs::File::create(dir.path().join("gateway.log"))?;
-        // PUSH_LOAD_WRAP (e.g. "heaptrack -o /tmp/gw") runs the gateway under a profiler;
-        // RSS is then the wrapper's, not the gateway's.
-        let wrap = std::env::var("PUSH_LOAD_WRAP").unwrap_or_default();
-        let mut words = wrap.split_whitespace();
-        let mut command = match words.next() {
-            Some(tool) => {
-                let mut c = std::process::Command::new(tool);
-                c.args(words).arg(env!("CARGO_BIN_EXE_eas-gateway"));
-                c
-            }
-            None => std::process::Command::new(env!("CARGO_BIN_EXE_eas-gateway")),
-        };
-        let child = command
-            .arg("serve")
-            .arg("--config")
-            .arg(&path)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            if started.elapsed() > Duration::from_secs(10) {
-                return Err("eas-gateway serve did not listen within 10 s".into());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(ChildGateway {
-            base: format!("http://127.0.0.1:{port}"),
-            child,
-            _dir: dir,
-        })
-    }
-
-    /// Warnings and errors the child logged: their number and the first few.
-    fn log_summary(&self) -> (usize, Vec<String>) {
-        let text =
-            std::fs::read_to_string(self._dir.path().join("gateway.log")).unwrap_or_default();
-        let bad: Vec<&str> = text
-            .lines()
-            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
-            .collect();
-        (
-            bad.len(),
-            bad.iter().take(5).map(|l| l.to_string()).collect(),
-        )
-    }
-
-    /// SIGTERM: the gateway answers every held Ping, then stops.
-    fn terminate(&self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-    }
-}
-
-impl Drop for ChildGateway {
-    fn drop(&mut self) {
-        self.terminate();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+async fn child_gateway(imap: ImapConfig, heartbeat: u64, push: &PushSetup) -> Result<ChildGateway> {
+    let extra = format!(
+        "[limits]\nheld_requests_per_address = 100000000\nmax_connections = 100000000\n\
+         [push]\nmin_heartbeat_secs = 10\nmax_heartbeat_secs = {}\n{}",
+        heartbeat.max(3540),
+        push.toml()
+    );
+    // PUSH_LOAD_WRAP (e.g. "heaptrack -o /tmp/gw") runs the gateway under a profiler; RSS is
+    // then the wrapper's, not the gateway's.
+    let wrap = std::env::var("PUSH_LOAD_WRAP").unwrap_or_default();
+    let words: Vec<&str> = wrap.split_whitespace().collect();
+    Ok(ChildGateway::start(env!("CARGO_BIN_EXE_eas-gateway"), &words, &imap, &extra).await?)
 }
 
 /// The gateway under test, wherever it runs.
@@ -497,7 +409,7 @@ impl Target {
     fn kib(&self, field: &str) -> u64 {
         match self {
             Target::InProcess(_) => status_kib(field),
-            Target::Child(g, _) => proc_status_kib(&g.child.id().to_string(), field),
+            Target::Child(g, _) => proc_status_kib(&g.pid().to_string(), field),
         }
     }
 
@@ -1033,7 +945,7 @@ async fn run(
     }
     let gateway = if args.separate {
         Target::Child(
-            ChildGateway::start(imap.clone(), args.heartbeat, push).await?,
+            child_gateway(imap.clone(), args.heartbeat, push).await?,
             reqwest::Client::new(),
         )
     } else {

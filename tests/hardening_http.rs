@@ -90,7 +90,7 @@ async fn a_brute_force_storm_costs_a_handful_of_logins_and_not_the_real_user() {
         let creds = creds.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            state.auth.forget(&creds);
+            state.auth.forget(&creds.login, creds.password.expose());
             let t = Instant::now();
             (elsewhere.options().await.status, t.elapsed())
         })
@@ -145,7 +145,7 @@ async fn a_brute_force_storm_costs_a_handful_of_logins_and_not_the_real_user() {
     // Once its cached password is gone, the real user is refused from the attacker's
     // address (503 + Retry-After, so the phone retries later rather than asking for the
     // password) but gets in from anywhere else.
-    assert!(g.state.auth.forget(&creds));
+    assert!(g.state.auth.forget(&creds.login, creds.password.expose()));
     let r = real.options().await;
     assert_eq!(r.status, 503);
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();

@@ -500,52 +500,18 @@ async fn peak_memory_of_a_ten_fetch_item_operations() {
         references.push(uid);
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let imap = support::dovecot().imap_config();
-    let config = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://mail.example.com\"\n\
-         [imap]\nhost = \"{}\"\nport = {}\nsecurity = \"none\"\n\
-         [state]\nurl = \"sqlite:{}\"\n",
-        imap.host,
-        imap.port,
-        dir.path().join("state.db").display()
-    );
     // ITEMOPS_BUDGET: limits.item_operations_response_bytes (left out by default, so that
     // a gateway without the setting can be measured too).
-    let config = match std::env::var("ITEMOPS_BUDGET") {
-        Ok(bytes) => format!("{config}[limits]\nitem_operations_response_bytes = {bytes}\n"),
-        Err(_) => config,
+    let extra = match std::env::var("ITEMOPS_BUDGET") {
+        Ok(bytes) => format!("[limits]\nitem_operations_response_bytes = {bytes}\n"),
+        Err(_) => String::new(),
     };
-    let path = dir.path().join("gateway.toml");
-    std::fs::write(&path, config).unwrap();
-    let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
-    let mut child = std::process::Command::new(&binary)
-        .arg("serve")
-        .arg("--config")
-        .arg(&path)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
-    let started = std::time::Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed().as_secs() < 10,
-            "the gateway did not listen"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let child =
+        eas_testbed::ChildGateway::start(&binary, &[], &support::dovecot().imap_config(), &extra)
+            .await
+            .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
     let kib = |field: &str| -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        std::fs::read_to_string(format!("/proc/{}/status", child.pid()))
             .unwrap()
             .lines()
             .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
@@ -555,7 +521,7 @@ async fn peak_memory_of_a_ten_fetch_item_operations() {
 
     let mut p = Phone {
         client: reqwest::Client::new(),
-        base: format!("http://127.0.0.1:{port}"),
+        base: child.base.clone(),
         login,
         password,
         device_id: "IOLMEMORY".into(),
@@ -629,11 +595,7 @@ async fn peak_memory_of_a_ten_fetch_item_operations() {
         peak as f64 / 1024.0,
         after as f64 / 1024.0,
     );
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let _ = child.wait();
+    drop(child);
 }
 
 #[tokio::test]

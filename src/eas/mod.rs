@@ -243,27 +243,22 @@ pub fn gate(
     config: &Config,
     presented_key: Option<u32>,
 ) -> Option<Result<Reply, EasError>> {
-    let status = if device.wipe_blocks(version >= ProtocolVersion::V16_1) {
-        // A wipe the device acknowledged, or an account-only wipe a pre-16.1 device cannot
-        // receive (we never escalate it to a whole-device wipe): every command, Provision
-        // included, is refused until an admin removes the device. No 142 → Provision loop.
-        if !version.has_body_status() {
-            return Some(Err(EasError::Blocked));
-        }
-        Common::DeviceIsBlockedForThisUser
+    // A wipe the device acknowledged, or an account-only wipe a pre-16.1 device cannot
+    // receive (we never escalate it to a whole-device wipe): every command, Provision
+    // included, is refused until an admin removes the device. No 142 → Provision loop.
+    let (status, twelve) = if device.wipe_blocks(version >= ProtocolVersion::V16_1) {
+        (Common::DeviceIsBlockedForThisUser, EasError::Blocked)
     } else if command == Command::Provision {
         return None;
     } else {
-        provisioning_status(device, config, presented_key)?
+        let status = provisioning_status(device, config, presented_key)?;
+        (status, EasError::NeedsProvisioning)
     };
-    Some(if !version.has_body_status() {
-        if status == Common::DeviceIsBlockedForThisUser {
-            Err(EasError::Blocked)
-        } else {
-            Err(EasError::NeedsProvisioning)
-        }
-    } else {
+    // 12.x has no status in the body: the HTTP status says it (403, 449).
+    Some(if version.has_body_status() {
         Ok(Reply::Document(status_document(command, status)))
+    } else {
+        Err(twelve)
     })
 }
 

@@ -318,19 +318,7 @@ async fn post(
     drop(head);
     let name = line.command.name().to_owned();
     tracing::Span::current().record("cmd", line.command.name());
-    let creds = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(auth::parse_basic);
-    let result = run_command(state, client, line, headers, body).await;
-    if let (Err(HttpError::Unauthorized), Some(creds)) = (&result, &creds) {
-        // Authenticated from the cache, then refused by IMAP inside the command: the password
-        // changed since. The next request asks IMAP (and gets its 401 there).
-        if state.auth.forget(creds) {
-            tracing::info!("the IMAP server refused the cached password; forgotten");
-        }
-    }
-    (name, result)
+    (name, run_command(state, client, line, headers, body).await)
 }
 
 async fn run_command(
@@ -340,9 +328,29 @@ async fn run_command(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
-    let span = tracing::Span::current();
     // Boxed like the commands: a login's state is large and a held request must not carry it.
     let user = Box::pin(authenticate(state, client, &headers)).await?;
+    let result = run_as(state, client, line, headers, body, &user).await;
+    if let Err(HttpError::Unauthorized) = &result {
+        // Authenticated from the cache, then refused by IMAP inside the command: the password
+        // changed since. The next request asks IMAP (and gets its 401 there).
+        if state.auth.forget(&user.login, user.password.expose()) {
+            tracing::info!("the IMAP server refused the cached password; forgotten");
+        }
+    }
+    result
+}
+
+/// The command of an authenticated user.
+async fn run_as(
+    state: &AppState,
+    client: IpAddr,
+    line: query::RequestLine,
+    headers: HeaderMap,
+    body: Body,
+    user: &AuthenticatedUser,
+) -> Result<Response, HttpError> {
+    let span = tracing::Span::current();
     let _held = state.limits.hold(line.command, &user.key, client)?;
     span.record("user", user.key.as_str());
     span.record("device_id", line.device_id.as_str());
@@ -409,7 +417,7 @@ async fn run_command(
     // What the request saw, so that only what it changes is written back (see save_device).
     let original = device.clone();
     let mut ctx = Context {
-        user: &user,
+        user,
         line: &line,
         version,
         policy_key,

@@ -26,6 +26,7 @@
 //! program (see there for how).
 
 mod account;
+mod child;
 mod config;
 mod gateway;
 pub mod logs;
@@ -46,6 +47,7 @@ use eas_gateway::cli::check_events::LUA_SOCKET;
 use eas_gateway::imap::{ImapConfig, Security};
 
 use account::Accounts;
+pub use child::ChildGateway;
 pub use config::Tuning;
 pub use gateway::Gateway;
 pub use maildir::MaildirMessage;
