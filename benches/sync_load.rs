@@ -981,12 +981,16 @@ async fn imap_floor(cfg: &ImapConfig, user: &TestUser) -> Result<(Duration, Dura
 /// Median time to decode the stored snapshot of an `n`-message collection, which every Sync
 /// does before it can tell that nothing changed.
 fn snapshot_decode(n: usize) -> Duration {
-    use eas_gateway::eas::sync::snapshot::Snapshot;
+    use eas_gateway::backend::Snapshot;
+    use eas_gateway::backend::mail::MailToken;
     let snap = Snapshot {
-        uidvalidity: 1,
-        highest_modseq: 2 * n as u64,
-        uid_next: n as u32 + 1,
-        exists: n as u32,
+        token: MailToken {
+            uidvalidity: 1,
+            highest_modseq: 2 * n as u64,
+            uid_next: n as u32 + 1,
+            exists: n as u32,
+            all: None,
+        },
         items: (1..=n as u32).map(|u| (u, u & 3)).collect(),
         ..Snapshot::default()
     };
@@ -994,7 +998,7 @@ fn snapshot_decode(n: usize) -> Duration {
     let mut times: Vec<Duration> = (0..21)
         .map(|_| {
             let started = Instant::now();
-            std::hint::black_box(Snapshot::decode(std::hint::black_box(&bytes)));
+            std::hint::black_box(Snapshot::<MailToken>::decode(std::hint::black_box(&bytes)));
             started.elapsed()
         })
         .collect();

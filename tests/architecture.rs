@@ -22,6 +22,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("cli", 60),
     ("http", 50),
     ("eas", 40),
+    ("backend", 35),
     ("mailstore", 30),
     ("push", 31),
     ("state", 20),

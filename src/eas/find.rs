@@ -140,7 +140,7 @@ async fn mailbox(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasErr
             continue; // expunged since the search
         };
         let folder = &folders[i as usize];
-        let view = super::sync::items::view(m);
+        let view = crate::backend::mail::render::view(m);
         w.start(f::Result).map_err(enc)?;
         w.text_element(a::Class, "Email").map_err(enc)?;
         let collection = CollectionId::new(folder.id);

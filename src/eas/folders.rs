@@ -16,11 +16,7 @@ use std::collections::HashMap;
 use crate::mailstore::{Hierarchy, Mailbox, SpecialUse};
 use crate::state::{DeviceKey, FolderEntry, StateError, StateStore};
 
-pub const INBOX: u8 = 2;
-pub const DRAFTS: u8 = 3;
-pub const DELETED_ITEMS: u8 = 4;
-pub const SENT_ITEMS: u8 = 5;
-pub const USER_MAIL: u8 = 12;
+pub use crate::backend::kinds::{DELETED_ITEMS, DRAFTS, INBOX, SENT_ITEMS, USER_MAIL};
 
 /// Whether a folder type is one of the defaults that cannot be renamed or deleted.
 pub fn is_special(kind: u8) -> bool {

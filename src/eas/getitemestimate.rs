@@ -7,7 +7,7 @@ use eas_wbxml::tags::{airsync as a, getitemestimate as g};
 
 use super::ids::{CollectionId, Presented, SyncKey};
 use super::status::GetItemEstimateStatus;
-use super::sync::{self, request::Options};
+use super::sync::{self, Stores, request::Options};
 use super::{Context, EasError, Reply, child_text};
 
 pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
@@ -17,7 +17,11 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
             GetItemEstimateStatus::InvalidCollection,
         )));
     };
-    let mut store = ctx.mailstore().await?;
+    let hierarchy = match ctx.store.latest_hierarchy_key(&ctx.device.key)? {
+        Some(k) => ctx.store.hierarchy(&ctx.device.key, k)?.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut stores = Stores::default();
     let mut responses = Vec::new();
     for c in collections.children_with(g::Collection) {
         let id = Presented::read(child_text(c, g::CollectionId).unwrap_or(""), |t| {
@@ -35,7 +39,22 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
             filter_type,
             ..Options::default()
         });
-        let result = sync::estimate(ctx, &mut store, &id, key, options).await?;
+        let folder = id
+            .id()
+            .and_then(|c| hierarchy.iter().find(|f| f.id == c.number()));
+        let result = match folder {
+            None => Err(GetItemEstimateStatus::InvalidCollection),
+            Some(folder) => {
+                // Without options in the request, the ones the device last synced with apply.
+                let options = match options {
+                    Some(o) => o,
+                    None => sync::cached_options(ctx, &id)?,
+                };
+                stores
+                    .estimate(ctx, &hierarchy, folder, key, &options)
+                    .await?
+            }
+        };
         let mut collection = Element::new(g::Collection);
         collection.push(Element::with_text(g::CollectionId, id.text()));
         let status = match result {
@@ -50,7 +69,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
             vec![Element::with_text(g::Status, status.as_str()), collection],
         ));
     }
-    store.close().await;
+    stores.finish(false).await;
     Ok(Reply::Document(Element::with_children(
         g::GetItemEstimate,
         responses,

@@ -26,8 +26,10 @@ use eas_wbxml::{Element, Writer};
 
 use super::ids::{CollectionId, Presented, ServerId};
 use super::status::ItemOperationsStatus;
-use super::sync::{self, items, request};
+use super::sync::{self, engine, request};
 use super::{Context, EasError, Reply, child_text};
+use crate::backend::Rendered;
+use crate::backend::mail::{MailToken, render as items};
 use crate::mailstore::Mailstore;
 
 /// What an item or attachment adds to the response besides its data (status, ids, type).
@@ -230,7 +232,7 @@ async fn empty_folder(
         None => ItemOperationsStatus::NotFound,
         Some(f) => {
             store.empty(&f.imap_name).await?;
-            sync::amend_snapshots(ctx, f.id, |snap| snap.items.clear())?;
+            engine::amend_snapshots::<MailToken>(ctx, f.id, |snap| snap.items.clear())?;
             if empty.delete_subfolders {
                 for child in sync::descendants(ctx, f.id)? {
                     store.delete_mailbox(&child.imap_name).await?;
@@ -276,22 +278,23 @@ async fn render_item(
     folder: &crate::state::FolderEntry,
     uid: u32,
     options: &request::Options,
-) -> Result<Result<items::Rendered, ItemOperationsStatus>, EasError> {
+) -> Result<Result<Rendered, ItemOperationsStatus>, EasError> {
     let fetched = items::fetch_and_render(
         store,
         &folder.imap_name,
         folder.id,
         &[uid],
         &[uid],
-        ctx.version,
-        options,
+        &engine::render_options_of(ctx.version, options),
     )
     .await;
-    Ok(match recover(ctx, store, fetched).await? {
-        Err(status) => Err(status),
-        Ok(r) if !r.contains(uid) => Err(ItemOperationsStatus::NotFound),
-        Ok(rendered) => Ok(rendered),
-    })
+    Ok(
+        match recover(ctx, store, fetched.map_err(EasError::from)).await? {
+            Err(status) => Err(status),
+            Ok(r) if !r.contains(uid) => Err(ItemOperationsStatus::NotFound),
+            Ok(rendered) => Ok(rendered),
+        },
+    )
 }
 
 /// The Fetch element of an item: its status and ids as the phone sent them, and its
@@ -299,7 +302,7 @@ async fn render_item(
 fn write_item(
     r: &mut Response<'_>,
     item: &ItemFetch,
-    rendered: Result<items::Rendered, ItemOperationsStatus>,
+    rendered: Result<Rendered, ItemOperationsStatus>,
 ) -> Result<(), EasError> {
     r.w.start(io::Fetch).map_err(enc)?;
     let status = rendered
@@ -322,7 +325,7 @@ fn write_item(
     if let (Ok(rendered), Some(uid)) = (rendered, item.uid) {
         r.w.text_element(a::Class, "Email").map_err(enc)?;
         r.w.start(io::Properties).map_err(enc)?;
-        rendered.write_properties(&mut r.w, uid)?;
+        rendered.write_properties(&mut r.w, uid).map_err(enc)?;
         r.w.end().map_err(enc)?;
         r.carrying = true;
     }
@@ -361,19 +364,21 @@ async fn read_attachment(
     part: &str,
 ) -> Result<Result<crate::mime::OwnedAttachment, ItemOperationsStatus>, EasError> {
     let fetched = items::attachment(store, mailbox, uid, part, limits.max_message).await;
-    Ok(match recover(ctx, store, fetched).await? {
-        Err(status) => Err(status),
-        Ok(items::AttachmentFetch::Missing) => Err(ItemOperationsStatus::AttachmentInvalid),
-        Ok(items::AttachmentFetch::MessageTooLarge(size)) => {
-            tracing::info!(
-                size,
-                limit = limits.max_message,
-                "attachment refused: its message is larger than limits.max_message_bytes"
-            );
-            Err(ItemOperationsStatus::DataTooLarge)
-        }
-        Ok(items::AttachmentFetch::Found(found)) => Ok(found),
-    })
+    Ok(
+        match recover(ctx, store, fetched.map_err(EasError::from)).await? {
+            Err(status) => Err(status),
+            Ok(items::AttachmentFetch::Missing) => Err(ItemOperationsStatus::AttachmentInvalid),
+            Ok(items::AttachmentFetch::MessageTooLarge(size)) => {
+                tracing::info!(
+                    size,
+                    limit = limits.max_message,
+                    "attachment refused: its message is larger than limits.max_message_bytes"
+                );
+                Err(ItemOperationsStatus::DataTooLarge)
+            }
+            Ok(items::AttachmentFetch::Found(found)) => Ok(found),
+        },
+    )
 }
 
 /// The bytes of `found` to send: the range asked for (or all), when the policy allows that

@@ -351,6 +351,15 @@ pub fn status_document(command: Command, status: impl StatusCode) -> Element {
 }
 
 /// The text of a child element, if present.
+impl From<crate::backend::BackendError> for EasError {
+    fn from(e: crate::backend::BackendError) -> EasError {
+        match e {
+            crate::backend::BackendError::Imap(e) => EasError::Imap(e),
+            crate::backend::BackendError::Internal(s) => EasError::Internal(s),
+        }
+    }
+}
+
 pub(crate) fn child_text(e: &Element, tag: Tag) -> Option<&str> {
     e.child(tag).and_then(|c| c.text())
 }

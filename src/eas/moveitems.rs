@@ -9,8 +9,10 @@ use eas_wbxml::tags::moveitems as m;
 
 use super::ids::{CollectionId, Presented, ServerId};
 use super::status::MoveItemsStatus;
-use super::sync::{self, snapshot::flag_state};
+use super::sync::{self, engine};
 use super::{Context, EasError, Reply, child_text};
+use crate::backend::mail::MailToken;
+use crate::mailstore::flag_state;
 use crate::mailstore::{Mailstore, Moved};
 
 pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
@@ -45,12 +47,12 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                             uid: new_uid,
                             flags,
                         } => {
-                            sync::amend_snapshots(ctx, src.id, |snap| {
+                            engine::amend_snapshots::<MailToken>(ctx, src.id, |snap| {
                                 snap.items.remove(&uid);
                             })?;
                             if let Some(new_uid) = new_uid {
                                 let state = flag_state(&flags);
-                                sync::amend_snapshots(ctx, dst.id, |snap| {
+                                engine::amend_snapshots::<MailToken>(ctx, dst.id, |snap| {
                                     snap.items.insert(new_uid, state);
                                 })?;
                             }

@@ -12,8 +12,10 @@ use eas_wbxml::{Element, Writer};
 
 use super::ids::{CollectionId, ServerId};
 use super::status::SearchStatus;
-use super::sync::{self, items, request::Options};
+use super::sync::{self, engine, request::Options};
 use super::{Context, EasError, Reply, child_text, gal};
+use crate::backend::Rendered;
+use crate::backend::mail::render as items;
 use crate::mailstore::Mailstore;
 use crate::mailstore::{ImapDate, SearchKey};
 use crate::mime::{MessageMeta, MessageView};
@@ -174,8 +176,9 @@ async fn render_results(
     folders: &[FolderEntry],
     page: &[Hit],
     item_options: &Options,
-) -> Result<Vec<items::Rendered>, EasError> {
-    let mut rendered: Vec<items::Rendered> = Vec::new();
+) -> Result<Vec<Rendered>, EasError> {
+    let mut rendered: Vec<Rendered> = Vec::new();
+    let render = engine::render_options_of(ctx.version, item_options);
     for (i, f) in folders.iter().enumerate() {
         let uids: Vec<u32> = page
             .iter()
@@ -183,18 +186,9 @@ async fn render_results(
             .map(|h| h.2)
             .collect();
         let r = if uids.is_empty() {
-            items::Rendered::default()
+            Rendered::default()
         } else {
-            items::fetch_and_render(
-                mailstore,
-                &f.imap_name,
-                f.id,
-                &uids,
-                &uids,
-                ctx.version,
-                item_options,
-            )
-            .await?
+            items::fetch_and_render(mailstore, &f.imap_name, f.id, &uids, &uids, &render).await?
         };
         rendered.push(r);
     }
@@ -206,7 +200,7 @@ async fn render_results(
 fn write_results(
     folders: &[FolderEntry],
     page: &[Hit],
-    rendered: &[items::Rendered],
+    rendered: &[Rendered],
     first: usize,
     total: usize,
 ) -> Result<Reply, EasError> {
@@ -234,7 +228,7 @@ fn write_results(
         w.text_element(a::CollectionId, &collection.to_string())
             .map_err(enc)?;
         w.start(s::Properties).map_err(enc)?;
-        r.write_properties(&mut w, uid)?;
+        r.write_properties(&mut w, uid).map_err(enc)?;
         w.end().map_err(enc)?;
         w.end().map_err(enc)?;
         written += 1;

@@ -14,11 +14,9 @@
 //! - a change the device made is applied to IMAP and folded into the snapshot, so it is
 //!   never echoed back.
 
-pub mod drafts;
-pub mod items;
+pub mod engine;
 pub mod read_ahead;
 pub mod request;
-pub mod snapshot;
 
 use std::time::Duration;
 
@@ -27,15 +25,14 @@ use eas_wbxml::{Element, Writer};
 use sha2::{Digest, Sha256};
 
 use super::{Context, EasError, Reply};
-use crate::eas::folders::{DELETED_ITEMS as TRASH, DRAFTS};
+use crate::backend::kinds::{Class, DELETED_ITEMS as TRASH};
+use crate::backend::mail::{MailItems, MailToken};
+use crate::backend::{ItemId, ItemStore, Rendered};
 use crate::eas::ids::{CollectionId, Presented, ServerId, SyncKey};
 use crate::eas::status::{GetItemEstimateStatus, SyncStatus};
-use crate::eas::version::ProtocolVersion;
-use crate::mailstore::SequenceSet;
 use crate::mailstore::{FolderState, Mailstore};
-use crate::state::{FolderEntry, unix_now};
-use request::{ClientCommand, CollectionRequest, Options, RequestError, SyncRequest};
-use snapshot::{FlagState, Snapshot, flag_state};
+use crate::state::FolderEntry;
+use request::{CollectionRequest, Options, RequestError, SyncRequest};
 use std::collections::HashMap;
 
 /// Memo names in the state store.
@@ -235,22 +232,18 @@ async fn answer(
     mut registration: Option<&mut crate::push::Registration>,
 ) -> Result<Option<Vec<CollectionOutcome>>, EasError> {
     // Opened when first needed: a request answered from pages computed ahead needs none.
-    let mut store: Option<Mailstore> = None;
+    let mut stores = Stores::default();
     loop {
-        let outcome = look(ctx, &mut store, req, plan).await?;
+        let outcome = look(ctx, &mut stores, req, plan).await?;
         let news = outcome.iter().any(CollectionOutcome::has_news);
         let (Some(deadline), Some(reg), false) = (plan.deadline, registration.as_deref_mut(), news)
         else {
-            if let Some(mut s) = store.take() {
-                // A phone that was told MoreAvailable asks for the next page at once.
-                s.keep_view(outcome.iter().any(|o| o.more));
-                s.close().await;
-            }
+            // A phone that was told MoreAvailable asks for the next page at once.
+            let paging = outcome.iter().any(|o| o.more);
+            stores.finish(paging).await;
             return Ok(Some(outcome));
         };
-        if let Some(s) = store.take() {
-            s.close().await;
-        }
+        stores.finish(false).await;
         if !wait_for_news(reg, deadline).await {
             return Ok(None);
         }
@@ -260,18 +253,21 @@ async fn answer(
 /// One look at every collection: its answer as of now, within the request's item budget.
 async fn look(
     ctx: &Context<'_>,
-    store: &mut Option<Mailstore>,
+    stores: &mut Stores,
     req: &SyncRequest,
     plan: &mut RequestPlan,
 ) -> Result<Vec<CollectionOutcome>, EasError> {
     let mut outcome = Vec::with_capacity(req.collections.len());
     let mut budget = plan.window_total;
+    let hierarchy = &plan.hierarchy;
     for c in &req.collections {
-        outcome.push(match folder_of(&plan.hierarchy, &c.collection_id) {
+        outcome.push(match folder_of(hierarchy, &c.collection_id) {
             None => CollectionOutcome::status(c, SyncStatus::FolderHierarchyChanged),
             Some(f) => {
                 let taken = plan.ready.remove(&f.id);
-                collection(ctx, store, c, f, &mut budget, taken).await?
+                stores
+                    .collection(ctx, hierarchy, c, f, &mut budget, taken)
+                    .await?
             }
         });
     }
@@ -311,8 +307,8 @@ fn hand_over_pagers(ctx: &Context<'_>, outcome: &mut [CollectionOutcome]) {
         if let Some(pager) = o.pager.take() {
             ctx.read_ahead
                 .give_back(ctx.device.key.clone(), folder, pager);
-        } else if let Some(ahead) = o.ahead.take() {
-            start_read_ahead(ctx, folder, ahead);
+        } else if let Some(job) = o.ahead.take() {
+            ctx.read_ahead.start(ctx.device.key.clone(), folder, job);
         }
     }
 }
@@ -396,22 +392,12 @@ struct CollectionOutcome {
     more: bool,
     commands: Vec<ServerCommand>,
     responses: Vec<ItemResponse>,
-    /// Written item data for Add (and Fetch responses), keyed by UID.
-    messages: items::Rendered,
-    /// What the next page starts from, when read-ahead should compute it.
-    ahead: Option<Ahead>,
+    /// Written item data for Add, Change (and Fetch responses), keyed by item id.
+    messages: Rendered,
+    /// The pager that computes the next page, to start once this answer is on its way.
+    ahead: Option<read_ahead::Job>,
     /// The pager this answer's page came from, computing the next.
     pager: Option<read_ahead::Pager>,
-}
-
-/// The snapshot stored under a new key with MoreAvailable, the folder, and what the page
-/// depends on: enough to compute the next page before the phone asks for it.
-struct Ahead {
-    snapshot: Snapshot,
-    /// `snapshot`, encoded (as stored under the new key).
-    encoded: Vec<u8>,
-    imap_name: String,
-    params: read_ahead::Params,
 }
 
 impl CollectionOutcome {
@@ -425,7 +411,7 @@ impl CollectionOutcome {
             more: false,
             commands: Vec::new(),
             responses: Vec::new(),
-            messages: items::Rendered::default(),
+            messages: Rendered::default(),
             ahead: None,
             pager: None,
         }
@@ -456,10 +442,10 @@ impl CollectionOutcome {
 }
 
 enum ServerCommand {
-    Add(u32),
-    Change(u32),
-    Delete(u32),
-    SoftDelete(u32),
+    Add(ItemId),
+    Change(ItemId),
+    Delete(ItemId),
+    SoftDelete(ItemId),
 }
 
 enum ItemResponse {
@@ -471,696 +457,13 @@ enum ItemResponse {
     },
     Fetch {
         server_id: Presented<ServerId>,
-        uid: Option<u32>,
+        uid: Option<ItemId>,
     },
     Add {
         client_id: String,
         server_id: Option<ServerId>,
         status: SyncStatus,
     },
-}
-
-/// The session of a request, logged in (or taken from the pool) when first needed.
-async fn opened<'s>(
-    ctx: &Context<'_>,
-    store: &'s mut Option<Mailstore>,
-) -> Result<&'s mut Mailstore, EasError> {
-    if store.is_none() {
-        *store = Some(ctx.mailstore().await?);
-    }
-    Ok(store.as_mut().expect("opened above"))
-}
-
-/// One collection of a request, planned: what it asks for and what its page depends on.
-struct CollectionPlan<'r> {
-    request: &'r CollectionRequest,
-    folder: &'r FolderEntry,
-    get_changes: bool,
-    /// The options, window, version and filter window a page is computed with; a page
-    /// computed ahead is used only when it was computed with the same.
-    params: read_ahead::Params,
-}
-
-impl<'r> CollectionPlan<'r> {
-    /// `budget`: the items the request's earlier collections left for this one.
-    fn new(
-        ctx: &Context<'_>,
-        request: &'r CollectionRequest,
-        folder: &'r FolderEntry,
-        budget: usize,
-    ) -> CollectionPlan<'r> {
-        let options = request.options.clone().unwrap_or_default();
-        let since = options.since(unix_now());
-        let window = request
-            .window_size
-            .unwrap_or(request::DEFAULT_WINDOW)
-            .clamp(1, request::MAX_WINDOW)
-            .min(budget);
-        CollectionPlan {
-            request,
-            folder,
-            get_changes: request.get_changes.unwrap_or(true),
-            params: read_ahead::Params {
-                options,
-                window,
-                version: ctx.version,
-                since,
-            },
-        }
-    }
-
-    fn since(&self) -> u64 {
-        self.params.since
-    }
-}
-
-/// The snapshot the presented SyncKey names, as stored.
-struct Known {
-    key: u32,
-    bytes: Vec<u8>,
-    /// Its counters, read without decoding the per-message part.
-    header: Snapshot,
-}
-
-/// A collection's answer while it is built on a known snapshot.
-struct Draft {
-    known: Known,
-    /// What the device will know after this answer.
-    snap: Snapshot,
-    out: CollectionOutcome,
-    /// Whether `snap` moved from the known snapshot, so the answer mints a key.
-    changed: bool,
-    /// `snap`, encoded, when the comparison with the stored bytes already did it.
-    encoded: Option<Vec<u8>>,
-}
-
-/// A collection's answer: a new partnership, the page computed ahead, or the client's
-/// commands applied and then the server's changes since the presented key.
-async fn collection(
-    ctx: &Context<'_>,
-    lazy: &mut Option<Mailstore>,
-    c: &CollectionRequest,
-    folder: &FolderEntry,
-    budget: &mut usize,
-    ready: Option<read_ahead::Taken>,
-) -> Result<CollectionOutcome, EasError> {
-    let plan = CollectionPlan::new(ctx, c, folder, *budget);
-    let mut out = CollectionOutcome::status(c, SyncStatus::Success);
-    out.folder = Some(folder.id);
-    if c.sync_key.id().is_some_and(SyncKey::is_initial) {
-        return start_partnership(ctx, lazy, &plan, out).await;
-    }
-    let Some(known) = known_snapshot(ctx, &plan)? else {
-        return Ok(out.with_status(SyncStatus::InvalidSyncKey));
-    };
-    if let Some(taken) = ready {
-        if let Some(taken) = usable_page(ctx, lazy, &plan, &known, taken).await? {
-            return serve_page(ctx, &plan, &known, taken, budget, out);
-        }
-    }
-    let store = opened(ctx, lazy).await?;
-    let Some(state) = folder_state(store, &folder.imap_name).await? else {
-        return Ok(out.with_status(SyncStatus::FolderHierarchyChanged));
-    };
-    // The common case, a phone asking again with nothing new: decided from the snapshot's
-    // header and one STATUS, without decoding the per-message part.
-    if c.commands.is_empty()
-        && plan.get_changes
-        && !known.header.pending
-        && counters_match(&known.header, &state, plan.since())
-    {
-        return Ok(out);
-    }
-    let Some(snap) = Snapshot::decode(&known.bytes) else {
-        return Ok(out.with_status(SyncStatus::InvalidSyncKey));
-    };
-    if state.uidvalidity != snap.uidvalidity {
-        // Every UID the device holds is void: it must start over with SyncKey 0.
-        tracing::info!(
-            folder = folder.id,
-            "UIDVALIDITY changed; the device resyncs"
-        );
-        ctx.store.reset_collection(&ctx.device.key, folder.id)?;
-        return Ok(out.with_status(SyncStatus::InvalidSyncKey));
-    }
-    let mut draft = Draft {
-        known,
-        snap,
-        out,
-        changed: false,
-        encoded: None,
-    };
-    draft.changed = apply_commands(ctx, store, &plan, &mut draft.snap, &mut draft.out).await?;
-    let wants_page = plan.get_changes
-        && plan.params.window > 0
-        && (draft.snap.pending
-            || draft.changed
-            || !counters_match(&draft.snap, &state, plan.since()));
-    if wants_page && !server_changes(ctx, store, &plan, &mut draft, budget).await? {
-        // Recreated between the STATUS and the listing: as above.
-        ctx.store.reset_collection(&ctx.device.key, folder.id)?;
-        return Ok(draft.out.restart());
-    }
-    render_fetches(ctx, store, &plan, &mut draft.out).await?;
-    if draft.changed {
-        mint(ctx, plan, draft)
-    } else {
-        Ok(draft.out)
-    }
-}
-
-/// SyncKey 0, a new partnership for this folder: the device knows nothing, and its first key
-/// names an empty snapshot still to be filled.
-async fn start_partnership(
-    ctx: &Context<'_>,
-    lazy: &mut Option<Mailstore>,
-    plan: &CollectionPlan<'_>,
-    mut out: CollectionOutcome,
-) -> Result<CollectionOutcome, EasError> {
-    let device = &ctx.device.key;
-    let folder = plan.folder;
-    ctx.store.reset_collection(device, folder.id)?;
-    let store = opened(ctx, lazy).await?;
-    let Some(state) = folder_state(store, &folder.imap_name).await? else {
-        return Ok(out.with_status(SyncStatus::FolderHierarchyChanged));
-    };
-    let snap = Snapshot {
-        uidvalidity: state.uidvalidity,
-        since: plan.since(),
-        pending: true,
-        ..Snapshot::default()
-    };
-    let key = ctx.store.next_collection_key(device, folder.id)?;
-    ctx.store
-        .put_collection_state(device, folder.id, key, None, &snap.encode())?;
-    out.new_key = Some(key);
-    out.sync_key = SyncKey::minted(key).into();
-    Ok(out)
-}
-
-/// The stored snapshot the presented key names; None when it names none (a malformed key, an
-/// unknown one, or one whose snapshot cannot be read).
-fn known_snapshot(ctx: &Context<'_>, plan: &CollectionPlan<'_>) -> Result<Option<Known>, EasError> {
-    let Some(key) = plan.request.sync_key.id().and_then(SyncKey::stored) else {
-        return Ok(None);
-    };
-    let Some(bytes) = ctx
-        .store
-        .collection_state(&ctx.device.key, plan.folder.id, key)?
-    else {
-        return Ok(None);
-    };
-    Ok(Snapshot::decode_header(&bytes).map(|header| Known { key, bytes, header }))
-}
-
-/// The page computed ahead, when it is exactly the one this request would compute: no client
-/// commands, the same parameters, from the snapshot this key told the device (see
-/// `read_ahead`), and for the last page a folder unchanged since it was listed.
-async fn usable_page(
-    ctx: &Context<'_>,
-    lazy: &mut Option<Mailstore>,
-    plan: &CollectionPlan<'_>,
-    known: &Known,
-    taken: read_ahead::Taken,
-) -> Result<Option<read_ahead::Taken>, EasError> {
-    let page = &taken.page;
-    let mut usable = plan.request.commands.is_empty()
-        && plan.get_changes
-        && page.params == plan.params
-        && known.bytes == page.from;
-    if usable && !page.computed.window.more {
-        // The last page: the phone will not come back for the rest by itself, so it must
-        // hold everything there is now. One STATUS (the pager closed its view before it
-        // sent this page) tells that nothing arrived or changed since it was listed.
-        let store = opened(ctx, lazy).await?;
-        usable = folder_state(store, &plan.folder.imap_name).await? == Some(page.computed.state);
-    }
-    ctx.read_ahead.note(usable);
-    Ok(usable.then_some(taken))
-}
-
-/// Answers with a page computed ahead: a new key when it moves the snapshot, and the pager
-/// kept for the page after it when there is more.
-fn serve_page(
-    ctx: &Context<'_>,
-    plan: &CollectionPlan<'_>,
-    known: &Known,
-    taken: read_ahead::Taken,
-    budget: &mut usize,
-    mut out: CollectionOutcome,
-) -> Result<CollectionOutcome, EasError> {
-    let read_ahead::Taken { page, pager } = taken;
-    *budget -= page.computed.window.len();
-    out.commands = page.commands;
-    out.more = page.computed.window.more;
-    out.messages = page.computed.items;
-    if !out.commands.is_empty() || page.next != known.bytes {
-        let device = &ctx.device.key;
-        let key = ctx.store.next_collection_key(device, plan.folder.id)?;
-        ctx.store
-            .put_collection_state(device, plan.folder.id, key, Some(known.key), &page.next)?;
-        out.new_key = Some(key);
-        out.sync_key = SyncKey::minted(key).into();
-        if out.more {
-            out.pager = Some(pager);
-        }
-    }
-    Ok(out)
-}
-
-/// Whether the mailbox's counters are the ones `snap` was taken at, for the same filter
-/// window: then nothing changed since (a server without CONDSTORE cannot tell, so never).
-fn counters_match(snap: &Snapshot, state: &FolderState, since: u64) -> bool {
-    state.highest_modseq != 0
-        && state.uidvalidity == snap.uidvalidity
-        && state.highest_modseq == snap.highest_modseq
-        && state.uid_next == snap.uid_next
-        && state.exists == snap.exists
-        && since == snap.since
-}
-
-/// The server's changes since the snapshot, one window of them, added to the answer and
-/// folded into the snapshot. False when the mailbox is no longer the one the snapshot knows
-/// (its UIDVALIDITY changed between the STATUS and the listing).
-async fn server_changes(
-    ctx: &Context<'_>,
-    store: &mut Mailstore,
-    plan: &CollectionPlan<'_>,
-    draft: &mut Draft,
-    budget: &mut usize,
-) -> Result<bool, EasError> {
-    let folder = plan.folder;
-    let Some(page) = compute_page(
-        store,
-        &folder.imap_name,
-        folder.id,
-        &draft.snap,
-        &plan.params,
-    )
-    .await?
-    else {
-        return Ok(false);
-    };
-    *budget -= page.window.len();
-    let out = &mut draft.out;
-    out.commands
-        .extend(advance(&mut draft.snap, &page, plan.since()));
-    out.more = page.window.more;
-    out.messages = page.items;
-    let now = draft.snap.encode();
-    // Client commands may have amended the stored snapshot; without them it is still the
-    // bytes read before.
-    let moved = if plan.request.commands.is_empty() {
-        now != draft.known.bytes
-    } else {
-        now != snap_bytes_of(ctx, folder, draft.known.key)?
-    };
-    draft.changed |= !out.commands.is_empty() || moved;
-    draft.encoded = Some(now);
-    Ok(true)
-}
-
-/// Renders the items Fetch responses carry, unless the page already holds them.
-async fn render_fetches(
-    ctx: &Context<'_>,
-    store: &mut Mailstore,
-    plan: &CollectionPlan<'_>,
-    out: &mut CollectionOutcome,
-) -> Result<(), EasError> {
-    let fetch_uids: Vec<u32> = out
-        .responses
-        .iter()
-        .filter_map(|r| match r {
-            ItemResponse::Fetch { uid: Some(u), .. } => Some(*u),
-            _ => None,
-        })
-        .filter(|u| !out.messages.contains(*u))
-        .collect();
-    if fetch_uids.is_empty() {
-        return Ok(());
-    }
-    let folder = plan.folder;
-    let fetched = items::fetch_and_render(
-        store,
-        &folder.imap_name,
-        folder.id,
-        &fetch_uids,
-        &fetch_uids,
-        ctx.version,
-        &plan.params.options,
-    )
-    .await?;
-    out.messages.extend(fetched);
-    Ok(())
-}
-
-/// Stores the snapshot the answer leads to under a new key, and keeps what read-ahead needs
-/// to compute the page after it when there is more.
-fn mint(
-    ctx: &Context<'_>,
-    plan: CollectionPlan<'_>,
-    draft: Draft,
-) -> Result<CollectionOutcome, EasError> {
-    let Draft {
-        known,
-        snap,
-        mut out,
-        encoded,
-        ..
-    } = draft;
-    let device = &ctx.device.key;
-    let folder = plan.folder;
-    let key = ctx.store.next_collection_key(device, folder.id)?;
-    let encoded = encoded.unwrap_or_else(|| snap.encode());
-    ctx.store
-        .put_collection_state(device, folder.id, key, Some(known.key), &encoded)?;
-    out.new_key = Some(key);
-    out.sync_key = SyncKey::minted(key).into();
-    if out.more && plan.get_changes && ctx.config.sync.read_ahead {
-        out.ahead = Some(Ahead {
-            snapshot: snap,
-            encoded,
-            imap_name: folder.imap_name.clone(),
-            params: plan.params,
-        });
-    }
-    Ok(out)
-}
-
-/// Fetches and renders a window's items: whole messages for the adds, flags for the changes.
-async fn page_items(
-    store: &mut Mailstore,
-    mailbox: &str,
-    folder: u32,
-    w: &snapshot::Window,
-    params: &read_ahead::Params,
-) -> Result<items::Rendered, EasError> {
-    let mut wanted: Vec<u32> = w.changes.clone();
-    wanted.extend(&w.adds);
-    items::fetch_and_render(
-        store,
-        mailbox,
-        folder,
-        &wanted,
-        &w.adds,
-        params.version,
-        &params.options,
-    )
-    .await
-}
-
-/// Lists what changed since `snap` and fetches one window of it; None when the folder is not
-/// the one the snapshot knows any more (UIDVALIDITY changed).
-async fn compute_page(
-    store: &mut Mailstore,
-    mailbox: &str,
-    folder: u32,
-    snap: &Snapshot,
-    params: &read_ahead::Params,
-) -> Result<Option<read_ahead::Computed>, EasError> {
-    let (d, states, state, all) = compute_diff(store, mailbox, snap, params.since).await?;
-    if state.uidvalidity != snap.uidvalidity {
-        return Ok(None);
-    }
-    let all_changes = d.changes.len();
-    let window = snapshot::window(d, params.window);
-    let items = page_items(store, mailbox, folder, &window, params).await?;
-    Ok(Some(read_ahead::Computed {
-        state,
-        window,
-        all_changes,
-        states,
-        all,
-        items,
-    }))
-}
-
-/// The commands a computed window sends, applied to the snapshot: what the device knows
-/// after it. The Sync command and read-ahead both use this, so a pager predicts exactly the
-/// snapshot the request stores.
-fn advance(snap: &mut Snapshot, page: &read_ahead::Computed, since: u64) -> Vec<ServerCommand> {
-    let w = &page.window;
-    let mut commands = Vec::with_capacity(w.len());
-    // Flag changes are found with CHANGEDSINCE the snapshot's HIGHESTMODSEQ; if some did not
-    // fit in this window, the old mod-sequence must stay so they are found again. (Adds and
-    // deletes are recomputed from every UID each time.)
-    let changes_left = w.changes.len() < page.all_changes;
-    for &uid in &w.deletes {
-        snap.items.remove(&uid);
-        commands.push(ServerCommand::Delete(uid));
-    }
-    for &uid in &w.soft_deletes {
-        snap.items.remove(&uid);
-        commands.push(ServerCommand::SoftDelete(uid));
-    }
-    for &uid in &w.changes {
-        if let (true, Some(&state)) = (page.items.contains(uid), page.states.get(&uid)) {
-            snap.items.insert(uid, state);
-            commands.push(ServerCommand::Change(uid));
-        }
-    }
-    for &uid in &w.adds {
-        // A message expunged between the listing and the fetch is simply not added; the next
-        // Sync does not know it either. Its state is what was fetched.
-        if let Some(flags) = page.items.flags_of(uid) {
-            snap.items.insert(uid, flag_state(flags));
-            commands.push(ServerCommand::Add(uid));
-        }
-    }
-    let now = page.state;
-    snap.pending = w.more;
-    snap.uidvalidity = now.uidvalidity;
-    if !changes_left {
-        snap.highest_modseq = now.highest_modseq;
-    }
-    snap.uid_next = now.uid_next;
-    snap.exists = now.exists;
-    snap.since = since;
-    snap.all = Some(page.all.clone());
-    commands
-}
-
-/// Starts a pager (see [`read_ahead`]) for the pages after `ahead.snapshot`, on a pooled
-/// session of the user's.
-fn start_read_ahead(ctx: &Context<'_>, folder: u32, ahead: Ahead) {
-    let pool = ctx.pool.clone();
-    let imap = ctx.config.imap_config();
-    let user = ctx.user.key.clone();
-    let login = ctx.user.login.clone();
-    let password = ctx.user.password.clone();
-    let limits = crate::mailstore::FetchLimits::of(ctx.config);
-    let job = move |pages: tokio::sync::mpsc::Sender<read_ahead::Page>| async move {
-        let Ok(mut store) =
-            Mailstore::open_pooled(&pool, &imap, &user, &login, password.expose()).await
-        else {
-            return;
-        };
-        // The pages go to the device: the same bounds as its own requests.
-        store.limit_fetches(limits);
-        page_through(store, folder, ahead, pages).await;
-    };
-    ctx.read_ahead.start(ctx.device.key.clone(), folder, job);
-}
-
-/// A pager's work: page after page, each from the snapshot the previous one leads to, until
-/// the folder is paged through, the phone stops asking, or the folder changes identity.
-/// Closes the session when done.
-async fn page_through(
-    mut store: Mailstore,
-    folder: u32,
-    ahead: Ahead,
-    pages: tokio::sync::mpsc::Sender<read_ahead::Page>,
-) {
-    let Ahead {
-        mut snapshot,
-        encoded: mut from,
-        imap_name,
-        params,
-    } = ahead;
-    // One listing for all the pages: each window is what the ones before it left, which
-    // is what listing again from the snapshot they lead to would give while nothing
-    // changes. Every page records the folder state read before this listing, so whatever
-    // changes meanwhile is found by the Sync after the paging (the last page is checked
-    // against a STATUS and computed afresh when anything moved); the round trips and the
-    // walk over the folder a listing costs are saved on every page.
-    let listed = compute_diff(&mut store, &imap_name, &snapshot, params.since).await;
-    let (mut rest, states, state, all) = match listed {
-        Ok(l) if l.2.uidvalidity == snapshot.uidvalidity => l,
-        Ok(_) => {
-            store.close().await;
-            return;
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "read-ahead failed; requests compute their pages");
-            store.close().await;
-            return;
-        }
-    };
-    loop {
-        let all_changes = rest.changes.len();
-        let window = snapshot::take_window(&mut rest, params.window);
-        let items = match page_items(&mut store, &imap_name, folder, &window, &params).await {
-            Ok(items) => items,
-            Err(e) => {
-                tracing::debug!(error = %e, "read-ahead failed; requests compute their pages");
-                break;
-            }
-        };
-        let computed = read_ahead::Computed {
-            state,
-            window,
-            all_changes,
-            states: states.clone(),
-            all: all.clone(),
-            items,
-        };
-        let page = next_page(&mut snapshot, &mut from, computed, &params);
-        if !page.computed.window.more {
-            // Closed first: the request for the last page reads the folder's state, which
-            // is slow while another session holds it open, and the session is back in the
-            // pool for the phone's next request.
-            store.close().await;
-            let _ = tokio::time::timeout(read_ahead::TTL, pages.send(page)).await;
-            return;
-        }
-        let sent = tokio::time::timeout(read_ahead::TTL, pages.send(page)).await;
-        if !matches!(sent, Ok(Ok(()))) {
-            break;
-        }
-    }
-    store.close().await;
-}
-
-/// The page a computed window makes, with `snapshot` advanced to what the device knows after
-/// it and `from` (the encoded snapshot a page starts from) to the next page's start.
-fn next_page(
-    snapshot: &mut Snapshot,
-    from: &mut Vec<u8>,
-    computed: read_ahead::Computed,
-    params: &read_ahead::Params,
-) -> read_ahead::Page {
-    let commands = advance(snapshot, &computed, params.since);
-    let next = snapshot.encode();
-    read_ahead::Page {
-        from: std::mem::replace(from, next.clone()),
-        next,
-        commands,
-        params: params.clone(),
-        computed,
-    }
-}
-
-/// What the next Sync of a collection would send, counted without sending it: the answer to
-/// GetItemEstimate. `Err(status)` carries GetItemEstimate's own status (unknown collection,
-/// key 0 / not primed, unknown key).
-pub async fn estimate(
-    ctx: &Context<'_>,
-    store: &mut Mailstore,
-    collection_id: &Presented<CollectionId>,
-    sync_key: Option<SyncKey>,
-    options: Option<Options>,
-) -> Result<Result<usize, GetItemEstimateStatus>, EasError> {
-    let device = &ctx.device.key;
-    let Some(folder) = current_folder(ctx, collection_id.id())? else {
-        return Ok(Err(GetItemEstimateStatus::InvalidCollection));
-    };
-    if sync_key.is_some_and(SyncKey::is_initial) {
-        return Ok(Err(GetItemEstimateStatus::NotPrimed));
-    }
-    let Some(snap) = sync_key
-        .and_then(SyncKey::stored)
-        .map(|k| ctx.store.collection_state(device, folder.id, k))
-        .transpose()?
-        .flatten()
-        .and_then(|b| Snapshot::decode(&b))
-    else {
-        return Ok(Err(GetItemEstimateStatus::InvalidSyncKey));
-    };
-    // Without options in the request, the ones the device last synced with apply.
-    let options = match options {
-        Some(o) => o,
-        None => ctx
-            .store
-            .memo(device, MEMO_COLLECTIONS)?
-            .and_then(|b| Cached::decode(&b))
-            .and_then(|c| {
-                c.collections
-                    .into_iter()
-                    .find(|c| c.collection_id.text() == collection_id.text())
-                    .and_then(|c| c.options)
-            })
-            .unwrap_or_default(),
-    };
-    let since = options.since(unix_now());
-    let Some(state) = folder_state(store, &folder.imap_name).await? else {
-        return Ok(Err(GetItemEstimateStatus::InvalidCollection));
-    };
-    if state.uidvalidity != snap.uidvalidity {
-        return Ok(Err(GetItemEstimateStatus::InvalidSyncKey));
-    }
-    if !snap.pending && counters_match(&snap, &state, since) {
-        return Ok(Ok(0));
-    }
-    let (d, _, _, _) = compute_diff(store, &folder.imap_name, &snap, since).await?;
-    Ok(Ok(d.len()))
-}
-
-/// The diff between what the device knows and the mailbox, the current flag state of the
-/// messages that changed, the mailbox state to record, and every UID the mailbox has (for
-/// the next snapshot). With CONDSTORE only the messages whose mod-sequence moved are fetched;
-/// otherwise every message's flags are listed.
-async fn compute_diff(
-    store: &mut Mailstore,
-    mailbox: &str,
-    snap: &Snapshot,
-    since: u64,
-) -> Result<
-    (
-        snapshot::Diff,
-        HashMap<u32, FlagState>,
-        FolderState,
-        Vec<(u32, u32)>,
-    ),
-    EasError,
-> {
-    let known_all = snap
-        .all
-        .as_ref()
-        .map(|ranges| SequenceSet::from_ranges(ranges.iter().copied()));
-    if let Some(ch) = store
-        .changes(mailbox, snap.highest_modseq, since, known_all.as_ref())
-        .await?
-    {
-        let all = ch.all.normalized();
-        let window = ch.window.map(|w| w.normalized());
-        let d = snapshot::diff_changes(
-            &snap.items,
-            &ch.changed,
-            all.ranges()
-                .iter()
-                .rev()
-                .flat_map(|&(lo, hi)| (lo..=hi).rev()),
-            |u| member(all.ranges(), u),
-            |u| window.as_ref().is_none_or(|w| member(w.ranges(), u)),
-        );
-        return Ok((
-            d,
-            ch.changed.into_iter().collect(),
-            ch.state,
-            all.ranges().to_vec(),
-        ));
-    }
-    let current = store.message_states(mailbox, since).await?;
-    let d = snapshot::diff(&snap.items, &current.messages);
-    let states = current.messages.iter().map(|m| (m.uid, m.state)).collect();
-    let all: SequenceSet = current.messages.iter().map(|m| m.uid).collect();
-    Ok((d, states, current.state, all.ranges().to_vec()))
-}
-
-/// Whether `n` is in sorted, disjoint ranges (binary search: sets can have many holes).
-fn member(ranges: &[(u32, u32)], n: u32) -> bool {
-    let i = ranges.partition_point(|&(_, hi)| hi < n);
-    ranges.get(i).is_some_and(|&(lo, _)| lo <= n)
 }
 
 /// The folder a CollectionId names in the device's newest folder list; a malformed id (None)
@@ -1184,52 +487,6 @@ pub fn current_folder(
     })
 }
 
-/// Whether a folder's counters say the device's newest snapshot of it is out of date. A
-/// folder the device never synced is not news (it has nothing to be out of date with).
-pub fn is_stale(ctx: &Context<'_>, folder: u32, state: &FolderState) -> Result<bool, EasError> {
-    let Some(snap) = newest_snapshot(ctx, folder)? else {
-        return Ok(false);
-    };
-    Ok(snap.pending
-        || snap.uidvalidity != state.uidvalidity
-        || snap.uid_next != state.uid_next
-        || snap.exists != state.exists
-        // Flag changes show only in HIGHESTMODSEQ; a server without CONDSTORE has none, and
-        // such changes then wait for the next new mail rather than loop the phone.
-        || (snap.highest_modseq != 0
-            && state.highest_modseq != 0
-            && snap.highest_modseq != state.highest_modseq))
-}
-
-/// The device's newest Sync snapshot of a folder (None before its first Sync).
-fn newest_snapshot(ctx: &Context<'_>, folder: u32) -> Result<Option<Snapshot>, EasError> {
-    let device = &ctx.device.key;
-    let Some(latest) = ctx.store.collection_keys(device, folder)?.into_iter().max() else {
-        return Ok(None);
-    };
-    Ok(ctx
-        .store
-        .collection_state(device, folder, latest)?
-        .and_then(|b| Snapshot::decode(&b)))
-}
-
-/// [`is_stale`] for news that only says "a message with this UID arrived" (Dovecot's events
-/// for deliveries and APPENDs): news unless the device's newest snapshot already has that
-/// message (its own APPEND, draft or move) or was taken after it arrived.
-pub fn is_new_arrival(
-    ctx: &Context<'_>,
-    folder: u32,
-    uidvalidity: u32,
-    uid: u32,
-) -> Result<bool, EasError> {
-    let Some(snap) = newest_snapshot(ctx, folder)? else {
-        return Ok(false);
-    };
-    Ok(snap.pending
-        || snap.uidvalidity != uidvalidity
-        || (uid >= snap.uid_next && !snap.items.contains_key(&uid)))
-}
-
 /// Every folder below `parent` in the device's newest folder list, deepest first (so they
 /// can be deleted in order).
 pub fn descendants(ctx: &Context<'_>, parent: u32) -> Result<Vec<FolderEntry>, EasError> {
@@ -1250,64 +507,6 @@ pub fn descendants(ctx: &Context<'_>, parent: u32) -> Result<Vec<FolderEntry>, E
     Ok(out)
 }
 
-/// Edits every live snapshot of a collection in place, without minting a key: for commands
-/// other than Sync (MoveItems, ItemOperations) that change what the device holds, so the
-/// next Sync neither echoes their effect nor misses it.
-pub fn amend_snapshots(
-    ctx: &Context<'_>,
-    folder: u32,
-    edit: impl Fn(&mut Snapshot),
-) -> Result<(), EasError> {
-    let device = &ctx.device.key;
-    for key in ctx.store.collection_keys(device, folder)? {
-        if let Some(mut snap) = ctx
-            .store
-            .collection_state(device, folder, key)?
-            .and_then(|b| Snapshot::decode(&b))
-        {
-            edit(&mut snap);
-            ctx.store
-                .replace_collection_state(device, folder, key, &snap.encode())?;
-        }
-    }
-    Ok(())
-}
-
-fn snap_bytes_of(ctx: &Context<'_>, folder: &FolderEntry, key: u32) -> Result<Vec<u8>, EasError> {
-    Ok(ctx
-        .store
-        .collection_state(&ctx.device.key, folder.id, key)?
-        .unwrap_or_default())
-}
-
-/// STATUS of a collection's mailbox; None when the mailbox is gone (deleted or renamed by
-/// another client), which the commands answer with their "folder hierarchy changed" status.
-async fn folder_state(
-    store: &mut Mailstore,
-    mailbox: &str,
-) -> Result<Option<FolderState>, EasError> {
-    match store.folder_state(mailbox).await {
-        Ok(s) => Ok(Some(s)),
-        Err(crate::mailstore::ImapError::No { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The IMAP name of the user's Trash, from the device's folder list.
-fn trash_of(ctx: &Context<'_>) -> Result<Option<String>, EasError> {
-    let device = &ctx.device.key;
-    Ok(match ctx.store.latest_hierarchy_key(device)? {
-        Some(k) => ctx
-            .store
-            .hierarchy(device, k)?
-            .unwrap_or_default()
-            .into_iter()
-            .find(|f| f.kind == TRASH)
-            .map(|f| f.imap_name),
-        None => None,
-    })
-}
-
 /// The folder a collection names in the device's folder list.
 fn folder_of<'h>(
     hierarchy: &'h [FolderEntry],
@@ -1315,11 +514,6 @@ fn folder_of<'h>(
 ) -> Option<&'h FolderEntry> {
     let id = id.id()?;
     hierarchy.iter().find(|f| f.id == id.number())
-}
-
-/// The UID a client command's ServerId names in this folder.
-fn uid_in(server_id: &Presented<ServerId>, folder: &FolderEntry) -> Option<u32> {
-    server_id.id()?.uid_in(CollectionId::new(folder.id))
 }
 
 /// What one client command did: whether the snapshot changed, and its entry in Responses.
@@ -1353,149 +547,131 @@ impl Applied {
     }
 }
 
-/// Applies the client's commands to IMAP and the snapshot, adding the answers they get.
-/// Returns whether the snapshot changed.
-async fn apply_commands(
+/// Whether a mail folder's STATUS says the device's newest snapshot of it is out of date
+/// (what Ping asks of the push sources' news).
+pub fn is_stale(ctx: &Context<'_>, folder: u32, state: &FolderState) -> Result<bool, EasError> {
+    engine::is_stale(ctx, folder, &MailToken::from(*state))
+}
+
+/// Whether news that only says "a message with this UID arrived" is news for the device
+/// (see [`crate::backend::mail::is_new_arrival`]).
+pub fn is_new_arrival(
     ctx: &Context<'_>,
-    store: &mut Mailstore,
-    plan: &CollectionPlan<'_>,
-    snap: &mut Snapshot,
-    out: &mut CollectionOutcome,
+    folder: u32,
+    uidvalidity: u32,
+    uid: u32,
 ) -> Result<bool, EasError> {
-    let trash = trash_of(ctx)?;
-    let mut changed = false;
-    for cmd in &plan.request.commands {
-        let applied = client_command(ctx, store, plan, trash.as_deref(), snap, cmd).await?;
-        changed |= applied.changed;
-        out.responses.extend(applied.response);
-    }
-    Ok(changed)
+    Ok(engine::newest_snapshot::<MailToken>(ctx, folder)?
+        .is_some_and(|s| crate::backend::mail::is_new_arrival(&s, uidvalidity, uid)))
 }
 
-/// Applies one client command to IMAP and the snapshot. `trash` is the user's Trash, where
-/// deletes go when the device wants them as moves.
-async fn client_command(
+/// The options a device last synced a collection with (for GetItemEstimate without any).
+pub fn cached_options(
     ctx: &Context<'_>,
-    store: &mut Mailstore,
-    plan: &CollectionPlan<'_>,
-    trash: Option<&str>,
-    snap: &mut Snapshot,
-    cmd: &ClientCommand,
-) -> Result<Applied, EasError> {
-    let folder = plan.folder;
-    match cmd {
-        ClientCommand::Change {
-            server_id,
-            read,
-            flag,
-            categories,
-        } => {
-            let change = crate::mailstore::FlagChange {
-                seen: *read,
-                flagged: flag.map(|f| f == Some(2)),
-                categories: categories.clone(),
-            };
-            change_flags(store, folder, snap, server_id, change).await
-        }
-        ClientCommand::Delete { server_id } => {
-            let as_move = plan.request.deletes_as_moves.unwrap_or(true)
-                && folder.kind != TRASH
-                && trash.is_some_and(|t| t != folder.imap_name);
-            let target = if as_move { trash } else { None };
-            delete(store, folder, snap, server_id, target).await
-        }
-        ClientCommand::Fetch { server_id } => Ok(Applied::answered(ItemResponse::Fetch {
-            server_id: server_id.clone(),
-            uid: uid_in(server_id, folder),
-        })),
-        ClientCommand::Add { client_id, data } => {
-            add_draft(ctx, store, folder, snap, client_id, data).await
-        }
-    }
-}
-
-/// A Change of Read, Flag or Categories, folded into the snapshot so it is not echoed.
-async fn change_flags(
-    store: &mut Mailstore,
-    folder: &FolderEntry,
-    snap: &mut Snapshot,
-    server_id: &Presented<ServerId>,
-    change: crate::mailstore::FlagChange,
-) -> Result<Applied, EasError> {
-    let Some(uid) = uid_in(server_id, folder).filter(|u| snap.items.contains_key(u)) else {
-        return Ok(Applied::not_found("Change", server_id));
-    };
-    if store
-        .change_flags(&folder.imap_name, uid, &change)
-        .await?
-        .is_none()
-    {
-        // Gone on the server: the deletion reaches the device with the changes.
-        return Ok(Applied::not_found("Change", server_id));
-    }
-    let old = snap.items.get(&uid).copied().unwrap_or(0);
-    let new = snapshot::with_client_change(
-        old,
-        change.seen,
-        change.flagged,
-        change.categories.as_deref(),
-    );
-    snap.items.insert(uid, new);
-    Ok(Applied::changed())
-}
-
-/// A Delete: moved to `target` (Trash), or expunged when there is none.
-async fn delete(
-    store: &mut Mailstore,
-    folder: &FolderEntry,
-    snap: &mut Snapshot,
-    server_id: &Presented<ServerId>,
-    target: Option<&str>,
-) -> Result<Applied, EasError> {
-    let Some(uid) = uid_in(server_id, folder).filter(|u| snap.items.contains_key(u)) else {
-        return Ok(Applied::not_found("Delete", server_id));
-    };
-    store.delete(&folder.imap_name, uid, target).await?;
-    // Whether or not it was still there, the device no longer has it.
-    snap.items.remove(&uid);
-    Ok(Applied::changed())
-}
-
-/// An Add. Mail is created by SendMail; the only Add EAS allows for mail is a 16.x draft in
-/// the Drafts folder. Anything else gets the spec's per-item status 6.
-async fn add_draft(
-    ctx: &Context<'_>,
-    store: &mut Mailstore,
-    folder: &FolderEntry,
-    snap: &mut Snapshot,
-    client_id: &str,
-    data: &Element,
-) -> Result<Applied, EasError> {
-    let answer = |server_id, status| ItemResponse::Add {
-        client_id: client_id.to_owned(),
-        server_id,
-        status,
-    };
-    let email = &ctx.user.email;
-    let draft = (folder.kind == DRAFTS && ctx.version >= ProtocolVersion::V16_0)
-        .then(|| {
-            let host = email.rsplit_once('@').map_or("localhost", |(_, h)| h);
-            drafts::message(data, email, unix_now() as i64, host)
+    collection_id: &Presented<CollectionId>,
+) -> Result<Options, EasError> {
+    Ok(ctx
+        .store
+        .memo(&ctx.device.key, MEMO_COLLECTIONS)?
+        .and_then(|b| Cached::decode(&b))
+        .and_then(|c| {
+            c.collections
+                .into_iter()
+                .find(|c| c.collection_id.text() == collection_id.text())
+                .and_then(|c| c.options)
         })
-        .flatten();
-    let Some(bytes) = draft else {
-        return Ok(Applied::answered(answer(None, SyncStatus::ConversionError)));
-    };
-    match store.append_draft(&folder.imap_name, &bytes).await? {
-        Some((uid, flags)) => {
-            snap.items.insert(uid, flag_state(&flags));
-            let id = ServerId::new(CollectionId::new(folder.id), uid);
-            Ok(Applied {
-                changed: true,
-                response: Some(answer(Some(id), SyncStatus::Success)),
+        .unwrap_or_default())
+}
+
+/// The stores of one request, each opened when a collection of its class first needs it.
+#[derive(Default)]
+pub struct Stores {
+    mail: Option<MailItems>,
+}
+
+impl Stores {
+    /// One collection's answer, from the store of its class.
+    #[allow(clippy::too_many_arguments)]
+    async fn collection(
+        &mut self,
+        ctx: &Context<'_>,
+        hierarchy: &[FolderEntry],
+        c: &CollectionRequest,
+        folder: &FolderEntry,
+        budget: &mut usize,
+        ready: Option<read_ahead::Taken>,
+    ) -> Result<CollectionOutcome, EasError> {
+        match Class::of(folder.kind) {
+            Class::Email => {
+                engine::collection(ctx, &mut self.mail, hierarchy, c, folder, budget, ready).await
+            }
+            // No store holds other classes yet, so no folder list names one.
+            _ => Ok(CollectionOutcome::status(
+                c,
+                SyncStatus::FolderHierarchyChanged,
+            )),
+        }
+    }
+
+    /// What the next Sync of a collection would send (GetItemEstimate).
+    pub async fn estimate(
+        &mut self,
+        ctx: &Context<'_>,
+        hierarchy: &[FolderEntry],
+        folder: &FolderEntry,
+        sync_key: Option<SyncKey>,
+        options: &Options,
+    ) -> Result<Result<usize, GetItemEstimateStatus>, EasError> {
+        match Class::of(folder.kind) {
+            Class::Email => {
+                if self.mail.is_none() {
+                    self.mail = Some(<MailItems as engine::Store>::open(ctx, hierarchy).await?);
+                }
+                let store = self.mail.as_mut().expect("opened above");
+                engine::estimate(ctx, store, folder, sync_key, options).await
+            }
+            _ => Ok(Err(GetItemEstimateStatus::InvalidCollection)),
+        }
+    }
+
+    /// Ends every store's use by this request; `paging`: the phone asks for the next page at
+    /// once.
+    pub async fn finish(&mut self, paging: bool) {
+        if let Some(s) = self.mail.take() {
+            s.finish(paging).await;
+        }
+    }
+}
+
+impl engine::Store for MailItems {
+    async fn open(ctx: &Context<'_>, hierarchy: &[FolderEntry]) -> Result<MailItems, EasError> {
+        let trash = hierarchy
+            .iter()
+            .find(|f| f.kind == TRASH)
+            .map(|f| f.imap_name.clone());
+        Ok(MailItems::new(ctx.mailstore().await?, trash))
+    }
+
+    fn opener(
+        ctx: &Context<'_>,
+    ) -> impl FnOnce() -> engine::BoxFuture<Option<MailItems>> + Send + 'static {
+        let pool = ctx.pool.clone();
+        let imap = ctx.config.imap_config();
+        let user = ctx.user.key.clone();
+        let login = ctx.user.login.clone();
+        let password = ctx.user.password.clone();
+        let limits = crate::mailstore::FetchLimits::of(ctx.config);
+        move || {
+            Box::pin(async move {
+                let mut store =
+                    Mailstore::open_pooled(&pool, &imap, &user, &login, password.expose())
+                        .await
+                        .ok()?;
+                // The pages go to the device: the same bounds as its own requests.
+                store.limit_fetches(limits);
+                Some(MailItems::new(store, None))
             })
         }
-        None => Ok(Applied::answered(answer(None, SyncStatus::ServerError))),
     }
 }
 
@@ -1553,7 +729,7 @@ fn write_collection(w: &mut Writer<Vec<u8>>, o: &CollectionOutcome) -> Result<()
 fn write_server_command(
     w: &mut Writer<Vec<u8>>,
     folder: CollectionId,
-    messages: &items::Rendered,
+    messages: &Rendered,
     cmd: &ServerCommand,
 ) -> Result<(), EasError> {
     let (tag, uid, data) = match *cmd {
@@ -1566,7 +742,7 @@ fn write_server_command(
     w.text_element(a::ServerId, &ServerId::new(folder, uid).to_string())
         .map_err(enc)?;
     if let Some(change_only) = data {
-        messages.write(w, uid, change_only)?;
+        messages.write(w, uid, change_only).map_err(enc)?;
     }
     w.end().map_err(enc)?;
     Ok(())
@@ -1575,7 +751,7 @@ fn write_server_command(
 /// The answer to one client command, in Responses.
 fn write_item_response(
     w: &mut Writer<Vec<u8>>,
-    messages: &items::Rendered,
+    messages: &Rendered,
     r: &ItemResponse,
 ) -> Result<(), EasError> {
     match r {
@@ -1600,7 +776,7 @@ fn write_item_response(
                 Some(uid) => {
                     w.text_element(a::Status, SyncStatus::Success.as_str())
                         .map_err(enc)?;
-                    messages.write(w, uid, false)?;
+                    messages.write(w, uid, false).map_err(enc)?;
                 }
                 None => {
                     w.text_element(a::Status, SyncStatus::ObjectNotFound.as_str())
@@ -1855,19 +1031,5 @@ impl LastAnswer {
             }
         }
         Ok(true)
-    }
-}
-
-#[cfg(test)]
-mod test {
-    use super::*;
-
-    #[test]
-    fn membership_in_ranges() {
-        let r = [(1, 3), (7, 7), (10, 20)];
-        let inside: Vec<u32> = (0..25).filter(|&n| member(&r, n)).collect();
-        let expected: Vec<u32> = [1, 2, 3, 7].into_iter().chain(10..=20).collect();
-        assert_eq!(inside, expected);
-        assert!(!member(&[], 1));
     }
 }

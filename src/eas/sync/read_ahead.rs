@@ -31,11 +31,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::items::Rendered;
 use super::request::Options;
-use super::snapshot::{FlagState, Window};
+use crate::backend::Rendered;
 use crate::eas::version::ProtocolVersion;
-use crate::mailstore::FolderState;
 use crate::state::DeviceKey;
 
 /// Pagers at once, over all devices; beyond it no read-ahead starts. A pager holds at most
@@ -61,33 +59,29 @@ pub struct Params {
     pub since: u64,
 }
 
-/// One window of changes, listed and fetched: what the Sync command sends for it.
-#[derive(Default)]
-pub struct Computed {
-    /// The folder as read before anything was listed.
-    pub state: FolderState,
-    pub window: Window,
-    /// Flag changes found in all (the window may hold only some).
-    pub all_changes: usize,
-    /// Flag states of the messages whose mod-sequence moved.
-    pub states: HashMap<u32, FlagState>,
-    /// Every UID in the folder, as ranges.
-    pub all: Vec<(u32, u32)>,
-    pub items: Rendered,
-}
-
 /// A page computed ahead.
 pub struct Page {
     /// The snapshot it continues from, encoded: a request whose key stores these bytes is
     /// the one this page answers (a byte comparison, no decoding).
     pub from: Vec<u8>,
     /// The snapshot after this page, encoded, and the commands that lead there (computed
-    /// with the Sync command's own `advance`).
+    /// with the Sync engine's own `advance`).
     pub next: Vec<u8>,
     pub(super) commands: Vec<super::ServerCommand>,
     pub params: Params,
-    pub computed: Computed,
+    /// The head of the collection's token as read before the listing: the last page is used
+    /// only while a fresh look reads the same.
+    pub listed: Vec<u8>,
+    /// Operations in the page, and whether more follow it.
+    pub len: usize,
+    pub more: bool,
+    pub items: Rendered,
 }
+
+/// The work of a pager, started once the answer that told MoreAvailable is on its way.
+pub type Job = Box<
+    dyn FnOnce(mpsc::Sender<Page>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send,
+>;
 
 /// The pages of one device and folder, computed one after the other by a background task.
 pub struct Pager {
@@ -287,7 +281,10 @@ mod test {
                 version: ProtocolVersion::V14_1,
                 since: 0,
             },
-            computed: Computed::default(),
+            listed: Vec::new(),
+            len: 0,
+            more: true,
+            items: Rendered::default(),
         }
     }
 

@@ -62,13 +62,11 @@ impl Options {
 /// A command the device sends about one item.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientCommand {
-    /// Read / Flag / Categories changed on the phone.
+    /// An item changed on the phone; its ApplicationData is read by the item's store (for
+    /// mail: Read, Flag and Categories).
     Change {
         server_id: Presented<ServerId>,
-        read: Option<bool>,
-        /// Some(None) when the Flag element is present but empty (flag cleared).
-        flag: Option<Option<u8>>,
-        categories: Option<Vec<String>>,
+        data: Element,
     },
     Delete {
         server_id: Presented<ServerId>,
@@ -250,27 +248,10 @@ fn command(cmd: &Element) -> Result<ClientCommand, RequestError> {
             .ok_or_else(|| RequestError::Protocol(format!("{:?} without ServerId", cmd.tag)))
     };
     Ok(match cmd.tag {
-        t if t == a::Change => {
-            let data = cmd.child(a::ApplicationData);
-            let read = data.and_then(|d| flag(d, eas_wbxml::tags::email::Read));
-            let flag_el = data.and_then(|d| d.child(eas_wbxml::tags::email::Flag));
-            let flag = flag_el.map(|f| {
-                child_text(f, eas_wbxml::tags::email::Status).and_then(|s| s.trim().parse().ok())
-            });
-            let categories = data
-                .and_then(|d| d.child(eas_wbxml::tags::email::Categories))
-                .map(|c| {
-                    c.children_with(eas_wbxml::tags::email::Category)
-                        .filter_map(|x| x.text().map(str::to_owned))
-                        .collect()
-                });
-            ClientCommand::Change {
-                server_id: server_id()?,
-                read,
-                flag,
-                categories,
-            }
-        }
+        t if t == a::Change => ClientCommand::Change {
+            server_id: server_id()?,
+            data: application_data(cmd),
+        },
         t if t == a::Delete => ClientCommand::Delete {
             server_id: server_id()?,
         },
@@ -281,13 +262,17 @@ fn command(cmd: &Element) -> Result<ClientCommand, RequestError> {
             client_id: child_text(cmd, a::ClientId)
                 .ok_or_else(|| RequestError::Protocol("Add without ClientId".into()))?
                 .to_owned(),
-            data: cmd
-                .child(a::ApplicationData)
-                .cloned()
-                .unwrap_or_else(|| Element::new(a::ApplicationData)),
+            data: application_data(cmd),
         },
         other => return Err(RequestError::Protocol(format!("unknown command {other:?}"))),
     })
+}
+
+/// A command's ApplicationData, kept whole for the item's store (empty when absent).
+fn application_data(cmd: &Element) -> Element {
+    cmd.child(a::ApplicationData)
+        .cloned()
+        .unwrap_or_else(|| Element::new(a::ApplicationData))
 }
 
 #[cfg(test)]
@@ -329,15 +314,12 @@ mod test {
         assert_eq!(o.filter_type, 3);
         assert_eq!(o.body_preferences[0].truncation_size, Some(5120));
         assert_eq!(o.body_preferences[0].preview, Some(255));
-        assert_eq!(
-            c.commands[0],
-            ClientCommand::Change {
-                server_id: Presented::new("2:7"),
-                read: Some(true),
-                flag: Some(None),
-                categories: None
-            }
-        );
+        let ClientCommand::Change { server_id, data } = &c.commands[0] else {
+            panic!("not a Change: {:?}", c.commands[0]);
+        };
+        assert_eq!(server_id, &Presented::new("2:7"));
+        assert_eq!(data.tag, a::ApplicationData);
+        assert_eq!(data.children().len(), 2);
         assert_eq!(r.window_size, Some(100));
     }
 

@@ -9,8 +9,6 @@ use base64::Engine as _;
 use eas_wbxml::Element;
 use eas_wbxml::tags::{airsyncbase as asb, email, email2};
 
-use crate::eas::child_text;
-
 /// The message for a draft item, or None when the item is not a draft we can store (no
 /// usable body type).
 pub fn message(
@@ -110,6 +108,10 @@ fn rfc5322_date(unix: i64) -> String {
         "{weekday}, {day} {} {y} {time} +0000",
         MONTHS[month.clamp(1, 12) - 1]
     )
+}
+
+fn child_text(e: &Element, tag: eas_wbxml::Tag) -> Option<&str> {
+    e.child(tag).and_then(|c| c.text())
 }
 
 #[cfg(test)]

@@ -11,50 +11,23 @@
 
 use std::collections::BTreeMap;
 
-pub use crate::mailstore::{Current, FLAGGED, FlagState, SEEN, flag_state};
-
-/// The state the device has after it changed some flags itself: its old state with only the
-/// parts it sent replaced. A change another client made meanwhile therefore still differs
-/// from the server's state and reaches the device as a Change (the server wins, the spec's
-/// default conflict resolution), instead of being absorbed by the device's own Change.
-pub fn with_client_change(
-    old: FlagState,
-    seen: Option<bool>,
-    flagged: Option<bool>,
-    categories: Option<&[String]>,
-) -> FlagState {
-    let mut state = old;
-    if let Some(s) = seen {
-        state = if s { state | SEEN } else { state & !SEEN };
-    }
-    if let Some(f) = flagged {
-        state = if f { state | FLAGGED } else { state & !FLAGGED };
-    }
-    if let Some(c) = categories {
-        state = (state & 3) | (flag_state(c) & !3);
-    }
-    state
-}
+use super::{Fold, ItemId, Token};
+// A store's listing of what it holds now (item id, fold, inside the filter window): the
+// mail store's `UID FETCH 1:*` row, the shape every store can give.
+pub use crate::mailstore::Current;
 
 /// A collection's state as of one SyncKey.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Snapshot {
-    pub uidvalidity: u32,
-    /// HIGHESTMODSEQ when the snapshot was taken (0: the server has none).
-    pub highest_modseq: u64,
-    pub uid_next: u32,
-    pub exists: u32,
+pub struct Snapshot<T> {
+    /// The collection's state when the snapshot was taken.
+    pub token: T,
     /// Start of the FilterType window (unix seconds) the snapshot was computed for; 0 for all.
     pub since: u64,
-    /// True when changes were left for a later Sync (MoreAvailable): the mailbox may be
+    /// True when changes were left for a later Sync (MoreAvailable): the collection may be
     /// unchanged while the device still has something to get.
     pub pending: bool,
-    /// Every message the device knows, by UID, with the flag state it was told.
-    pub items: BTreeMap<u32, FlagState>,
-    /// Every UID the mailbox held when the snapshot was taken, as sorted, merged ranges:
-    /// with the expunges (VANISHED) and new messages since `highest_modseq` it gives the
-    /// UIDs of now without asking the server for all of them. None when not known.
-    pub all: Option<Vec<(u32, u32)>>,
+    /// Every item the device knows, by id, with the fold it was told.
+    pub items: BTreeMap<ItemId, Fold>,
 }
 
 /// What the device must be told, before windowing.
@@ -85,7 +58,7 @@ impl Diff {
 
 /// Compares what the device knows with the mailbox. `current` must be sorted by UID (as
 /// `UID FETCH 1:*` returns it); a merge walk keeps this linear with no extra copies.
-pub fn diff(known: &BTreeMap<u32, FlagState>, current: &[Current]) -> Diff {
+pub fn diff(known: &BTreeMap<ItemId, Fold>, current: &[Current]) -> Diff {
     let mut d = Diff::default();
     let mut k = known.iter().peekable();
     for c in current {
@@ -123,8 +96,8 @@ pub fn diff(known: &BTreeMap<u32, FlagState>, current: &[Current]) -> Diff {
 /// every UID, highest first (for messages the device has not been sent yet, e.g. while paging).
 /// Gives the same answer as [`diff`] over a full listing.
 pub fn diff_changes(
-    known: &BTreeMap<u32, FlagState>,
-    changed: &[(u32, FlagState)],
+    known: &BTreeMap<ItemId, Fold>,
+    changed: &[(ItemId, Fold)],
     all_desc: impl Iterator<Item = u32>,
     exists: impl Fn(u32) -> bool,
     in_window: impl Fn(u32) -> bool,
@@ -227,129 +200,76 @@ pub fn window(mut d: Diff, size: usize) -> Window {
     }
 }
 
-impl Snapshot {
-    /// The byte form the state store keeps. UIDs are delta-encoded varints, so 100,000
-    /// messages take a few hundred kilobytes at most.
+impl<T: Token> Snapshot<T> {
+    /// The byte form the state store keeps: a format byte, the token's head, the filter
+    /// window, the pending bit, the items (ids delta-encoded as varints, so 100,000 items
+    /// take a few hundred kilobytes at most), the token's tail.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(32 + self.items.len() * 6);
         out.push(2); // format version
-        put(&mut out, u64::from(self.uidvalidity));
-        put(&mut out, self.highest_modseq);
-        put(&mut out, u64::from(self.uid_next));
-        put(&mut out, u64::from(self.exists));
+        self.token.encode_head(&mut out);
         put(&mut out, self.since);
         out.push(u8::from(self.pending));
         put(&mut out, self.items.len() as u64);
         let mut prev = 0u32;
-        for (&uid, &state) in &self.items {
-            put(&mut out, u64::from(uid - prev));
-            put(&mut out, u64::from(state));
-            prev = uid;
+        for (&id, &fold) in &self.items {
+            put(&mut out, u64::from(id - prev));
+            put(&mut out, u64::from(fold));
+            prev = id;
         }
-        match &self.all {
-            None => out.push(0),
-            Some(ranges) => {
-                out.push(1);
-                put(&mut out, ranges.len() as u64);
-                let mut prev = 0u32;
-                // Sorted and disjoint by construction (a normalized UID set).
-                for &(lo, hi) in ranges {
-                    put(&mut out, u64::from(lo.saturating_sub(prev)));
-                    put(&mut out, u64::from(hi.saturating_sub(lo)));
-                    prev = hi;
-                }
-            }
-        }
+        self.token.encode_tail(&mut out);
         out
     }
 
-    /// Only the counters at the front of [`Snapshot::encode`]'s output (`items` left empty):
-    /// enough to tell that nothing changed, at a cost independent of the folder's size.
-    pub fn decode_header(bytes: &[u8]) -> Option<Snapshot> {
-        let (&version, mut rest) = bytes.split_first()?;
-        if version != 1 && version != 2 {
+    /// Only the front of [`Snapshot::encode`]'s output (`items` left empty, the token without
+    /// its tail): enough to tell that nothing changed, at a cost independent of the
+    /// collection's size.
+    pub fn decode_header(bytes: &[u8]) -> Option<Snapshot<T>> {
+        Self::decode_front(bytes).map(|(_, snap, _)| snap)
+    }
+
+    fn decode_front(bytes: &[u8]) -> Option<(u8, Snapshot<T>, &[u8])> {
+        let (&format, mut rest) = bytes.split_first()?;
+        if format != 1 && format != 2 {
             return None;
         }
-        let mut next = || get(&mut rest);
-        let uidvalidity = u32::try_from(next()?).ok()?;
-        let highest_modseq = next()?;
-        let uid_next = u32::try_from(next()?).ok()?;
-        let exists = u32::try_from(next()?).ok()?;
-        let since = next()?;
-        let (&pending, _) = rest.split_first()?;
-        Some(Snapshot {
-            uidvalidity,
-            highest_modseq,
-            uid_next,
-            exists,
+        let token = T::decode_head(&mut rest)?;
+        let since = get(&mut rest)?;
+        let (&pending, rest) = rest.split_first()?;
+        let snap = Snapshot {
+            token,
             since,
             pending: pending != 0,
             items: BTreeMap::new(),
-            all: None,
-        })
+        };
+        Some((format, snap, rest))
     }
 
     /// Reads [`Snapshot::encode`]'s output; None for anything else.
-    pub fn decode(bytes: &[u8]) -> Option<Snapshot> {
-        // Version 1 had no `all`.
-        let (&version, mut rest) = bytes.split_first()?;
-        if version != 1 && version != 2 {
-            return None;
-        }
-        let mut next = || get(&mut rest);
-        let uidvalidity = u32::try_from(next()?).ok()?;
-        let highest_modseq = next()?;
-        let uid_next = u32::try_from(next()?).ok()?;
-        let exists = u32::try_from(next()?).ok()?;
-        let since = next()?;
-        let (&pending, r) = rest.split_first()?;
-        rest = r;
+    pub fn decode(bytes: &[u8]) -> Option<Snapshot<T>> {
+        let (format, mut snap, mut rest) = Self::decode_front(bytes)?;
         let count = get(&mut rest)?;
         // Ascending by construction: collected first, the map is built in one pass instead of
-        // one insertion per message.
+        // one insertion per item.
         let mut sorted = Vec::with_capacity(count.min(1 << 20) as usize);
-        let mut uid = 0u32;
+        let mut id = 0u32;
         for i in 0..count {
             let delta = u32::try_from(get(&mut rest)?).ok()?;
             if i > 0 && delta == 0 {
                 return None;
             }
-            uid = uid.checked_add(delta)?;
-            let state = u32::try_from(get(&mut rest)?).ok()?;
-            sorted.push((uid, state));
+            id = id.checked_add(delta)?;
+            let fold = u32::try_from(get(&mut rest)?).ok()?;
+            sorted.push((id, fold));
         }
-        let items: BTreeMap<u32, FlagState> = sorted.into_iter().collect();
-        let mut all = None;
-        if version == 2 {
-            let (&known, r) = rest.split_first()?;
-            rest = r;
-            if known == 1 {
-                let count = get(&mut rest)?;
-                let mut ranges = Vec::with_capacity(count.min(1 << 16) as usize);
-                let mut prev = 0u32;
-                for _ in 0..count {
-                    let lo = prev.checked_add(u32::try_from(get(&mut rest)?).ok()?)?;
-                    let hi = lo.checked_add(u32::try_from(get(&mut rest)?).ok()?)?;
-                    ranges.push((lo, hi));
-                    prev = hi;
-                }
-                all = Some(ranges);
-            }
-        }
-        rest.is_empty().then_some(Snapshot {
-            uidvalidity,
-            highest_modseq,
-            uid_next,
-            exists,
-            since,
-            pending: pending != 0,
-            items,
-            all,
-        })
+        snap.items = sorted.into_iter().collect();
+        snap.token.decode_tail(&mut rest, format)?;
+        rest.is_empty().then_some(snap)
     }
 }
 
-fn put(out: &mut Vec<u8>, mut v: u64) {
+/// Writes a varint (7 bits a byte, low first): for tokens' fields too.
+pub fn put(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -357,7 +277,8 @@ fn put(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn get(input: &mut &[u8]) -> Option<u64> {
+/// Reads a [`put`] varint.
+pub fn get(input: &mut &[u8]) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let (&b, rest) = input.split_first()?;
@@ -373,7 +294,10 @@ fn get(input: &mut &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::backend::mail::MailToken;
     use proptest::prelude::*;
+
+    type Mail = Snapshot<MailToken>;
 
     fn cur(uid: u32, state: u32) -> Current {
         Current {
@@ -381,20 +305,6 @@ mod test {
             state,
             in_window: true,
         }
-    }
-
-    #[test]
-    fn flag_states() {
-        assert_eq!(flag_state::<&str>(&[]) & 3, 0);
-        assert_eq!(flag_state(&["\\Seen"]) & 3, 1);
-        assert_eq!(flag_state(&["\\seen", "\\Flagged"]) & 3, 3);
-        // Machinery flags do not change what the phone sees; labels do.
-        assert_eq!(
-            flag_state(&["\\Seen", "$Forwarded", "\\Answered"]),
-            flag_state(&["\\Seen"])
-        );
-        assert_ne!(flag_state(&["\\Seen", "Work"]), flag_state(&["\\Seen"]));
-        assert_eq!(flag_state(&["b", "a"]), flag_state(&["a", "b", "a"]));
     }
 
     #[test]
@@ -471,11 +381,11 @@ mod test {
 
     #[test]
     fn garbage_is_not_a_snapshot() {
-        assert_eq!(Snapshot::decode(&[]), None);
-        assert_eq!(Snapshot::decode(&[2, 0, 0]), None);
-        let mut b = Snapshot::default().encode();
+        assert_eq!(Mail::decode(&[]), None);
+        assert_eq!(Mail::decode(&[2, 0, 0]), None);
+        let mut b = Mail::default().encode();
         b.push(0);
-        assert_eq!(Snapshot::decode(&b), None);
+        assert_eq!(Mail::decode(&b), None);
     }
 
     proptest! {
@@ -498,24 +408,27 @@ mod test {
                 }
                 ranges
             });
-            let s = Snapshot {
-                uidvalidity,
-                highest_modseq: modseq,
-                uid_next: 7,
-                exists: items.len() as u32,
+            let s = Mail {
+                token: MailToken {
+                    uidvalidity,
+                    highest_modseq: modseq,
+                    uid_next: 7,
+                    exists: items.len() as u32,
+                    all,
+                },
                 since: 1_700_000_000,
                 pending,
                 items,
-                all,
             };
-            let header = Snapshot { items: BTreeMap::new(), all: None, ..s.clone() };
-            prop_assert_eq!(Snapshot::decode_header(&s.encode()), Some(header));
-            prop_assert_eq!(Snapshot::decode(&s.encode()), Some(s));
+            let mut header = Mail { items: BTreeMap::new(), ..s.clone() };
+            header.token.all = None;
+            prop_assert_eq!(Mail::decode_header(&s.encode()), Some(header));
+            prop_assert_eq!(Mail::decode(&s.encode()), Some(s));
         }
 
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let _ = Snapshot::decode(&bytes);
+            let _ = Mail::decode(&bytes);
         }
 
         /// The CONDSTORE diff agrees with the full one when `changed` covers every message
