@@ -390,6 +390,34 @@ mod test {
         assert_eq!(flag_state(&["b", "a"]), flag_state(&["a", "b", "a"]));
     }
 
+    /// The bytes snapshots were stored in before the store trait existed: phones keep their
+    /// SyncKeys across the upgrade only while this holds.
+    #[test]
+    fn snapshot_bytes_are_the_format_phones_hold_keys_for() {
+        let snap = Snapshot {
+            token: MailToken {
+                uidvalidity: 5,
+                highest_modseq: 300,
+                uid_next: 10,
+                exists: 2,
+                all: Some(vec![(3, 3), (7, 7)]),
+            },
+            since: 0,
+            pending: false,
+            items: [(3, 1), (7, 0)].into(),
+        };
+        let bytes = [
+            2, 5, 0xac, 0x02, 10, 2, 0, 0, 2, 3, 1, 4, 0, 1, 2, 3, 0, 4, 0,
+        ];
+        assert_eq!(snap.encode(), bytes);
+        assert_eq!(Snapshot::decode(&bytes), Some(snap));
+        // Format 1 had no UID ranges.
+        let v1 = [1, 5, 0xac, 0x02, 10, 2, 0, 1, 1, 3, 1];
+        let old = Snapshot::<MailToken>::decode(&v1).expect("a format-1 snapshot");
+        assert_eq!(old.token.all, None);
+        assert!(old.pending);
+    }
+
     #[test]
     fn a_change_names_read_flag_and_categories() {
         let data = eas_wbxml::from_xml(
