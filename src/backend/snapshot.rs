@@ -1,11 +1,12 @@
-//! What a device was told about one mail folder, under one SyncKey, and how the folder's
+//! What a device was told about one collection, under one SyncKey, and how the collection's
 //! current state differs from it.
 //!
-//! Owns the snapshot's compact byte form (stored opaquely by the state store) and the diff
-//! that turns "what the device knows" plus "what IMAP has now" into Add / Change / Delete /
-//! SoftDelete lists. Pure: no IMAP, no storage, no WBXML.
+//! Owns the snapshot's compact byte form (stored opaquely by the state store; the store's
+//! [`Token`] writes its own part) and the diff that turns "what the device knows" plus "what
+//! the store has now" into Add / Change / Delete / SoftDelete lists, and the windows a diff is
+//! sent in. Pure: no I/O, no storage, no WBXML.
 //!
-//! The invariant the whole Sync command rests on: every UID in `items` was announced to the
+//! The invariant the whole Sync command rests on: every id in `items` was announced to the
 //! device and not yet announced deleted. An item therefore either stays, is changed, or is
 //! deleted — it can never vanish silently or be announced twice.
 

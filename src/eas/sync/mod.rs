@@ -1,17 +1,19 @@
-//! Sync for mail folders (MS-ASCMD 2.2.1.21): several collections per request, client
-//! commands applied to IMAP first, then the server's changes in windows, newest first.
+//! Sync (MS-ASCMD 2.2.1.21): several collections per request, each answered by the item store
+//! of its class (client commands applied to the store first, then the store's changes in
+//! windows, newest first).
 //!
-//! Owns the command's flow and its statuses. What the device knows lives in
-//! [`snapshot::Snapshot`]s stored per SyncKey; the request is read by [`request`]; items are
-//! written by [`items`]; the mailbox is reached only through [`crate::mailstore::Mailstore`].
+//! Owns the command's flow and its statuses: the retry memo, the request read and completed
+//! from the cached one, the held Sync, the answer written and remembered, and [`Stores`], which
+//! picks a collection's store by its folder class. One collection's answer is [`engine`]'s,
+//! written once against [`crate::backend::ItemStore`]; the request is read by [`request`].
 //!
 //! Guarantees:
 //! - a SyncKey names exactly one snapshot; the previous key stays valid until the device uses
 //!   the new one, and an identical retry of the previous request gets the identical answer
 //!   (a lost response changes nothing twice);
-//! - a Sync with nothing new does one STATUS per collection and no per-message work
-//!   (CONDSTORE's HIGHESTMODSEQ, UIDNEXT and MESSAGES all unchanged);
-//! - a change the device made is applied to IMAP and folded into the snapshot, so it is
+//! - a Sync with nothing new does one look at each collection's token and no per-item work
+//!   (for mail one STATUS: CONDSTORE's HIGHESTMODSEQ, UIDNEXT and MESSAGES all unchanged);
+//! - a change the device made is applied to the store and folded into the snapshot, so it is
 //!   never echoed back.
 
 pub mod engine;
