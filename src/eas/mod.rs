@@ -109,7 +109,7 @@ pub struct Context<'a> {
     pub line: &'a RequestLine,
     pub version: ProtocolVersion,
     /// The policy key the request presented (header or base64 query).
-    pub policy_key: Option<u32>,
+    pub policy_key: Option<ids::PolicyKey>,
     pub device: Device,
     pub store: &'a dyn StateStore,
     pub config: &'a Config,
@@ -241,7 +241,7 @@ pub fn gate(
     version: ProtocolVersion,
     device: &Device,
     config: &Config,
-    presented_key: Option<u32>,
+    presented_key: Option<ids::PolicyKey>,
 ) -> Option<Result<Reply, EasError>> {
     // A wipe the device acknowledged, or an account-only wipe a pre-16.1 device cannot
     // receive (we never escalate it to a whole-device wipe): every command, Provision
@@ -264,7 +264,11 @@ pub fn gate(
 
 /// `Some(status)` when the request may not run until the device provisions (MS-ASPROV's
 /// reasons to send a device to Provision, as the 14.0+ common statuses).
-fn provisioning_status(device: &Device, config: &Config, presented: Option<u32>) -> Option<Common> {
+fn provisioning_status(
+    device: &Device,
+    config: &Config,
+    presented: Option<ids::PolicyKey>,
+) -> Option<Common> {
     if matches!(device.wipe, WipeState::Requested { .. }) {
         // Only Provision can deliver the wipe directive, so every other command sends the
         // device there, whatever the configuration says.
@@ -276,8 +280,7 @@ fn provisioning_status(device: &Device, config: &Config, presented: Option<u32>)
     let Some(current) = device.policy_key else {
         return Some(Common::DeviceNotProvisioned);
     };
-    // A presented 0 is no key at all.
-    match presented.and_then(ids::PolicyKey::from_number) {
+    match presented {
         None => Some(Common::DeviceNotProvisioned),
         Some(k) if k.number() != current => Some(Common::InvalidPolicyKey),
         Some(_) => {

@@ -17,7 +17,8 @@ pub struct RequestLine {
     pub device_type: String,
     /// Only the base64 form carries these; the plain form sends headers instead.
     pub version: Option<ProtocolVersion>,
-    pub policy_key: Option<u32>,
+    /// None also for a presented 0, which clients send when they have no key.
+    pub policy_key: Option<super::ids::PolicyKey>,
     pub locale: Option<u16>,
     pub params: CommandParams,
 }

@@ -366,11 +366,12 @@ async fn run_as(
             })?,
     };
     span.record("protocol_version", version.as_str());
+    // A header that is not a key (or is 0) presents none.
     let policy_key = line.policy_key.or_else(|| {
         headers
             .get("X-MS-PolicyKey")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok())
+            .and_then(|v| eas::ids::PolicyKey::try_from(v.trim()).ok())
     });
 
     let limit = state.config.server.max_body_bytes;
@@ -480,7 +481,7 @@ fn recheck(
     version: ProtocolVersion,
     device: &Device,
     config: &Config,
-    policy_key: Option<u32>,
+    policy_key: Option<eas::ids::PolicyKey>,
     reply: Reply,
 ) -> Result<Reply, HttpError> {
     if command == Command::Provision {

@@ -9,6 +9,7 @@
 use base64::Engine as _;
 
 use super::limits::log_safe;
+use crate::eas::ids::PolicyKey;
 use crate::eas::version::{Command, ProtocolVersion};
 
 /// Longest DeviceId we accept. The spec says 32, real clients send more; we only need a bound.
@@ -113,7 +114,9 @@ fn parse_base64(query: &str) -> Result<RequestLine, QueryError> {
     let device_id = device_id_from_bytes(r.field()?);
     let policy_key = match r.u8()? {
         0 => None,
-        4 => Some(u32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes"))),
+        4 => PolicyKey::from_number(u32::from_le_bytes(
+            r.take(4)?.try_into().expect("4 bytes"),
+        )),
         _ => return Err(QueryError::MalformedBase64),
     };
     let device_type =
@@ -336,7 +339,7 @@ mod test {
         .unwrap();
         assert_eq!(line.command, Command::Provision);
         assert_eq!(line.device_id, "000102030405060708090A0B0C0D0E0F");
-        assert_eq!(line.policy_key, Some(0x1234_5678));
+        assert_eq!(line.policy_key, PolicyKey::from_number(0x1234_5678));
         assert_eq!(line.user.as_deref(), Some("jane"));
         assert!(line.params.save_in_sent && line.params.accept_multipart);
         // Cut anywhere: never a panic, and an error while a field is incomplete.
