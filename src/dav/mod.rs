@@ -472,10 +472,13 @@ impl DavClient {
                 url,
                 kind,
                 display_name: r.text(xml::DAV, "displayname"),
-                components: r
-                    .prop(xml::CALDAV, "supported-calendar-component-set")
-                    .map(xml::components)
-                    .unwrap_or_default(),
+                components: match kind {
+                    Kind::Calendar => r
+                        .prop(xml::CALDAV, "supported-calendar-component-set")
+                        .map(xml::components)
+                        .unwrap_or_default(),
+                    Kind::AddressBook => Vec::new(),
+                },
                 ctag: r.text(xml::CALSERVER, "getctag"),
                 sync_token: r.text(xml::DAV, "sync-token"),
             });
