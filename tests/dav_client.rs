@@ -72,7 +72,11 @@ fn client(server: Server, name: &str) -> DavClient {
 /// A fresh address book of this test, made with extended MKCOL in the user's home.
 async fn new_address_book(c: &DavClient, name: &str) -> Url {
     let d = c.discover(&[Kind::AddressBook]).await.unwrap();
-    let home = d.addressbook_homes.first().expect("an address book home").clone();
+    let home = d
+        .addressbook_homes
+        .first()
+        .expect("an address book home")
+        .clone();
     let slug: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
     let url = home.join(&format!("{}/", support::unique(&slug))).unwrap();
     c.make_collection(&url, Kind::AddressBook, name, &[])
@@ -115,13 +119,18 @@ async fn discovery_finds_collections(server: Server) {
         .unwrap_or_else(|| panic!("{book} not among {:?}", d.collections));
     assert_eq!(found.kind, Kind::AddressBook);
     assert_eq!(found.display_name.as_deref(), Some("Friends & Family"));
-    assert!(found.sync_token.is_some() || found.ctag.is_some(), "{found:?}");
+    assert!(
+        found.sync_token.is_some() || found.ctag.is_some(),
+        "{found:?}"
+    );
     assert!(d.collections.iter().all(|c| c.kind == Kind::AddressBook));
 
     // A calendar restricted to tasks, then renamed.
     let d = c.discover(&[Kind::Calendar]).await.unwrap();
     let home = d.calendar_homes.first().expect("a calendar home").clone();
-    let cal = home.join(&format!("{}/", support::unique("tasks"))).unwrap();
+    let cal = home
+        .join(&format!("{}/", support::unique("tasks")))
+        .unwrap();
     c.make_collection(&cal, Kind::Calendar, "Tasks", &["VTODO"])
         .await
         .unwrap();
@@ -159,7 +168,10 @@ async fn create_change_delete_with_preconditions(server: Server) {
         .unwrap();
     // Created again: the precondition fails, nothing is overwritten.
     let again = c.put(&card, ct, vcard("one", "Other"), Write::Create).await;
-    assert!(matches!(again, Err(DavError::PreconditionFailed)), "{again:?}");
+    assert!(
+        matches!(again, Err(DavError::PreconditionFailed)),
+        "{again:?}"
+    );
     let got = c.get(&card).await.unwrap();
     assert!(got.data.as_deref().unwrap().contains("FN:First"));
     let etag1 = got.etag.expect("GET gives an ETag");
@@ -173,9 +185,15 @@ async fn create_change_delete_with_preconditions(server: Server) {
     let stale = c
         .put(&card, ct, vcard("one", "Third"), Write::Replace(&etag1))
         .await;
-    assert!(matches!(stale, Err(DavError::PreconditionFailed)), "{stale:?}");
+    assert!(
+        matches!(stale, Err(DavError::PreconditionFailed)),
+        "{stale:?}"
+    );
     let stale = c.delete(&card, Some(&etag1)).await;
-    assert!(matches!(stale, Err(DavError::PreconditionFailed)), "{stale:?}");
+    assert!(
+        matches!(stale, Err(DavError::PreconditionFailed)),
+        "{stale:?}"
+    );
     assert!(
         c.get(&card)
             .await
@@ -208,9 +226,14 @@ async fn sync_collection_listing_and_multiget(server: Server) {
     let mut urls = Vec::new();
     for i in 0..3 {
         let url = book.join(&format!("c{i}.vcf")).unwrap();
-        c.put(&url, ct, vcard(&format!("c{i}"), &format!("Card {i}")), Write::Create)
-            .await
-            .unwrap();
+        c.put(
+            &url,
+            ct,
+            vcard(&format!("c{i}"), &format!("Card {i}")),
+            Write::Create,
+        )
+        .await
+        .unwrap();
         urls.push(url);
     }
     let changes = c.sync_collection(&book, Some(&token)).await.unwrap();
@@ -338,4 +361,45 @@ async fn answers_over_the_bound_are_refused() {
     );
     let e = c.discover(&[Kind::AddressBook]).await.unwrap_err();
     assert!(matches!(e, DavError::TooLarge { limit: 64 }), "{e:?}");
+}
+
+#[tokio::test]
+async fn check_reports_what_discovery_finds() {
+    let u = support::user("grace");
+    let c = client(Server::Radicale, "grace");
+    new_address_book(&c, "Check Book").await;
+    let mut config = eas_gateway::config::Config::default();
+    config.dav.url = radicale().url();
+    let login = eas_gateway::cli::check::Login {
+        user: u.login.clone(),
+        password: u.password.clone(),
+    };
+    let mut out = Vec::new();
+    let ok = eas_gateway::cli::check_dav::run(&config, Some(&login), &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(ok, "{text}");
+    assert!(text.contains("principal "), "{text}");
+    assert!(text.contains("address book \"Check Book\""), "{text}");
+    assert!(!text.contains(&u.password), "{text}");
+    let wrong = eas_gateway::cli::check::Login {
+        user: u.login.clone(),
+        password: "wrong".into(),
+    };
+    let mut out = Vec::new();
+    assert!(
+        !eas_gateway::cli::check_dav::run(&config, Some(&wrong), &mut out)
+            .await
+            .unwrap()
+    );
+    assert!(String::from_utf8(out).unwrap().contains("401"));
+    // Nothing configured is not a problem: the phone gets mail only.
+    config.dav.url = String::new();
+    let mut out = Vec::new();
+    assert!(
+        eas_gateway::cli::check_dav::run(&config, Some(&login), &mut out)
+            .await
+            .unwrap()
+    );
 }

@@ -17,7 +17,8 @@ use eas_wbxml::tags::{airsyncbase as asb, contacts as c};
 
 /// Parses one stored vCard (2.1 with QUOTED-PRINTABLE and CHARSET, 3.0, 4.0).
 pub fn parse_vcard(text: &str) -> Result<VCard, ContactError> {
-    VCard::parse(text).map_err(|e| ContactError::BadVCard(format!("{e:?}").chars().take(120).collect()))
+    VCard::parse(text)
+        .map_err(|e| ContactError::BadVCard(format!("{e:?}").chars().take(120).collect()))
 }
 
 /// The vCard as text, in its own version (2.1 is written as 3.0: calcard writes 3.0 syntax).
@@ -57,7 +58,13 @@ impl AdrKind {
                 BusinessPostalCode,
                 BusinessCountry,
             ],
-            AdrKind::Other => [OtherStreet, OtherCity, OtherState, OtherPostalCode, OtherCountry],
+            AdrKind::Other => [
+                OtherStreet,
+                OtherCity,
+                OtherState,
+                OtherPostalCode,
+                OtherCountry,
+            ],
         }
     }
 }
@@ -457,7 +464,11 @@ fn texts(e: &VCardEntry) -> Vec<String> {
     e.values
         .iter()
         .filter_map(|v| text_of(v, ","))
-        .flat_map(|t| t.split(',').map(|s| s.trim().to_owned()).collect::<Vec<_>>())
+        .flat_map(|t| {
+            t.split(',')
+                .map(|s| s.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
         .filter(|t| !t.is_empty())
         .collect()
 }
@@ -556,7 +567,8 @@ fn new_entry(f: Field, v: &str, v4: bool) -> Option<VCardEntry> {
     };
     Some(match f {
         Email1 | Email2 | Email3 => {
-            let e = VCardEntry::new(VCardProperty::Email).with_value(VCardValue::Text(v.to_owned()));
+            let e =
+                VCardEntry::new(VCardProperty::Email).with_value(VCardValue::Text(v.to_owned()));
             if v4 { e } else { e.with_param(typ("INTERNET")) }
         }
         HomePhone | Home2Phone => tel(&["HOME", "VOICE"]),
@@ -603,7 +615,11 @@ fn new_entry(f: Field, v: &str, v4: bool) -> Option<VCardEntry> {
 /// Writes `v` into an existing whole-entry slot, keeping its parameters, group and the form
 /// of its value (a `tel:` or `xmpp:` prefix).
 fn set_value(e: &mut VCardEntry, f: Field, v: &str) {
-    let old = e.values.first().and_then(|x| text_of(x, " ")).unwrap_or_default();
+    let old = e
+        .values
+        .first()
+        .and_then(|x| text_of(x, " "))
+        .unwrap_or_default();
     let value = match f {
         Field::Birthday | Field::Anniversary => match day_of_eas_date(v) {
             Some(day) if matches!(e.values.first(), Some(VCardValue::PartialDateTime(_))) => {
@@ -612,7 +628,9 @@ fn set_value(e: &mut VCardEntry, f: Field, v: &str) {
             Some((y, m, d)) => VCardValue::Text(format!("{y:04}-{m:02}-{d:02}")),
             None => return,
         },
-        Field::Im1 | Field::Im2 | Field::Im3 if strip_scheme(&old) != old && strip_scheme(v) == v => {
+        Field::Im1 | Field::Im2 | Field::Im3
+            if strip_scheme(&old) != old && strip_scheme(v) == v =>
+        {
             let scheme = &old[..old.len() - strip_scheme(&old).len()];
             VCardValue::Text(format!("{scheme}{v}"))
         }
@@ -645,19 +663,23 @@ fn display_name(c: &Contact) -> String {
     if !names.is_empty() {
         return names.join(" ");
     }
-    [Field::CompanyName, Field::NickName, Field::Email1, Field::MobilePhone]
-        .into_iter()
-        .find_map(|f| c.get(f))
-        .unwrap_or("")
-        .to_owned()
+    [
+        Field::CompanyName,
+        Field::NickName,
+        Field::Email1,
+        Field::MobilePhone,
+    ]
+    .into_iter()
+    .find_map(|f| c.get(f))
+    .unwrap_or("")
+    .to_owned()
 }
 
 /// A new vCard 3.0 for a contact the phone added, with `uid`.
 pub fn new_vcard(phone: &Contact, uid: &str, opts: &MergeOptions) -> VCard {
     let mut card = VCard::default();
-    card.entries.push(
-        VCardEntry::new(VCardProperty::Version).with_value(VCardValue::Text("3.0".into())),
-    );
+    card.entries
+        .push(VCardEntry::new(VCardProperty::Version).with_value(VCardValue::Text("3.0".into())));
     card.entries
         .push(VCardEntry::new(VCardProperty::Uid).with_value(VCardValue::Text(uid.to_owned())));
     let opts = MergeOptions {
@@ -678,8 +700,20 @@ pub fn merge(stored: &VCard, phone: &Contact, opts: &MergeOptions) -> VCard {
     // Structured entries the phone fills for the first time.
     let mut a = assign(&card);
     let mut groups: Vec<(VCardProperty, usize, Vec<Field>, Vec<Slot>, Option<&str>)> = vec![
-        (VCardProperty::N, 5, N_FIELDS.to_vec(), (0..5).map(|c| (0, Some(c))).collect(), None),
-        (VCardProperty::Org, 2, ORG_FIELDS.to_vec(), (0..2).map(|c| (0, Some(c))).collect(), None),
+        (
+            VCardProperty::N,
+            5,
+            N_FIELDS.to_vec(),
+            (0..5).map(|c| (0, Some(c))).collect(),
+            None,
+        ),
+        (
+            VCardProperty::Org,
+            2,
+            ORG_FIELDS.to_vec(),
+            (0..2).map(|c| (0, Some(c))).collect(),
+            None,
+        ),
     ];
     for (kind, t) in [
         (AdrKind::Home, Some("HOME")),

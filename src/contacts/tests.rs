@@ -125,10 +125,17 @@ fn reads_every_kind_of_property() {
     assert_eq!(got.get(OtherStreet), None);
     assert_eq!(got.categories, vec!["Friends", "Work"]);
     assert_eq!(got.children, vec!["Jimmy"]);
-    assert_eq!(got.body.as_deref(), Some("Met at the conference.\nLikes tea."));
+    assert_eq!(
+        got.body.as_deref(),
+        Some("Met at the conference.\nLikes tea.")
+    );
     assert_eq!(
         got.picture.as_deref(),
-        Some(&[0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, 0x4A, 0x46, 0x49, 0x46, 0, 1, 1][..])
+        Some(
+            &[
+                0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, 0x4A, 0x46, 0x49, 0x46, 0, 1, 1
+            ][..]
+        )
     );
 }
 
@@ -169,17 +176,29 @@ fn vcard_4_forms() {
     let got = from_vcard(&card);
     assert_eq!(got.get(Field::MobilePhone), Some("+1-555-0199"));
     assert_eq!(got.get(Field::Birthday), Some("1970-01-01T00:00:00.000Z"));
-    assert_eq!(got.get(Field::Anniversary), Some("2000-02-29T00:00:00.000Z"));
+    assert_eq!(
+        got.get(Field::Anniversary),
+        Some("2000-02-29T00:00:00.000Z")
+    );
     assert_eq!(got.get(Field::Spouse), Some("Bo"));
     assert_eq!(got.children, vec!["Cy"]);
-    assert_eq!(got.picture.as_deref().map(|p| &p[..4]), Some(&b"\x89PNG"[..]));
+    assert_eq!(
+        got.picture.as_deref().map(|p| &p[..4]),
+        Some(&b"\x89PNG"[..])
+    );
     // The data URI survives a write (calcard would escape its comma).
     let mut phone = got.clone();
     phone.picture = Some(b"\x89PNG\r\n\x1a\nnew".to_vec());
     let merged = merge(&card, &phone, &opts());
     let text = to_text(&merged);
-    assert!(text.contains("data:image/png;base64,iVBORw0KGgpuZXc="), "{text}");
-    assert_eq!(from_vcard(&parse_vcard(&text).unwrap()).picture, phone.picture);
+    assert!(
+        text.contains("data:image/png;base64,iVBORw0KGgpuZXc="),
+        "{text}"
+    );
+    assert_eq!(
+        from_vcard(&parse_vcard(&text).unwrap()).picture,
+        phone.picture
+    );
     // A changed number keeps its tel: URI form.
     phone.set(Field::MobilePhone, "+1-555-0000");
     let text = to_text(&merge(&card, &phone, &opts()));
@@ -331,8 +350,9 @@ fn truncated_notes_are_not_cut_by_an_edit() {
 
 #[test]
 fn names_remake_a_derived_display_name() {
-    let card = parse_vcard("BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Ann Lee\r\nN:Lee;Ann;;;\r\nEND:VCARD\r\n")
-        .unwrap();
+    let card =
+        parse_vcard("BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Ann Lee\r\nN:Lee;Ann;;;\r\nEND:VCARD\r\n")
+            .unwrap();
     let mut phone = from_vcard(&card);
     phone.set(Field::FirstName, "Anne");
     let back = from_vcard(&merge(&card, &phone, &opts()));
@@ -385,7 +405,10 @@ fn malformed_phone_values_are_item_errors() {
     ));
     let huge = Element::with_children(
         a::ApplicationData,
-        vec![Element::with_text(c::Picture, "A".repeat(MAX_PHONE_PICTURE_BASE64 + 4))],
+        vec![Element::with_text(
+            c::Picture,
+            "A".repeat(MAX_PHONE_PICTURE_BASE64 + 4),
+        )],
     );
     assert_eq!(
         parse_application_data(&huge),
@@ -399,7 +422,10 @@ fn malformed_phone_values_are_item_errors() {
     // A display-name form of an address is reduced to the address.
     let named = Element::with_children(
         a::ApplicationData,
-        vec![Element::with_text(c::Email1Address, "\"Doe, Jane\" <jane@x.example>")],
+        vec![Element::with_text(
+            c::Email1Address,
+            "\"Doe, Jane\" <jane@x.example>",
+        )],
     );
     assert_eq!(
         parse_application_data(&named).unwrap().get(Field::Email1),
@@ -427,7 +453,12 @@ mod prop {
             proptest::collection::vec("[A-Za-z0-9][A-Za-z0-9 _-]{0,8}[A-Za-z0-9]", 0..3),
             proptest::option::of("[A-Za-z0-9][A-Za-z0-9 ,;.\n]{0,30}[A-Za-z0-9]"),
             // Images start with their magic bytes (calcard reads bytes that are UTF-8 as text).
-            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64).prop_map(|mut v| { v.splice(0..0, [0xFF, 0xD8]); v })),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64).prop_map(
+                |mut v| {
+                    v.splice(0..0, [0xFF, 0xD8]);
+                    v
+                },
+            )),
         )
             .prop_map(|(fields, bday, categories, body, picture)| {
                 let mut c = Contact {
@@ -454,7 +485,10 @@ mod prop {
     ];
 
     fn group_values(c: &Contact, g: &[Field]) -> Vec<String> {
-        g.iter().filter_map(|f| c.get(*f)).map(str::to_owned).collect()
+        g.iter()
+            .filter_map(|f| c.get(*f))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// `back` holds what `phone` sent: the same single fields, and each group's values first.

@@ -316,10 +316,7 @@ impl DavClient {
             .send(
                 "PROPFIND",
                 url,
-                &[
-                    ("Depth", depth.to_string()),
-                    ("Content-Type", XML.into()),
-                ],
+                &[("Depth", depth.to_string()), ("Content-Type", XML.into())],
                 Some(xml::propfind(props)),
             )
             .await?;
@@ -342,10 +339,14 @@ impl DavClient {
             .await?;
         for r in &ms.responses {
             if let Some(p) = r.prop(xml::CARDDAV, "addressbook-home-set") {
-                found.addressbook_homes.extend(self.join_all(&principal, &p.hrefs()));
+                found
+                    .addressbook_homes
+                    .extend(self.join_all(&principal, &p.hrefs()));
             }
             if let Some(p) = r.prop(xml::CALDAV, "calendar-home-set") {
-                found.calendar_homes.extend(self.join_all(&principal, &p.hrefs()));
+                found
+                    .calendar_homes
+                    .extend(self.join_all(&principal, &p.hrefs()));
             }
         }
         let mut homes = Vec::new();
@@ -384,9 +385,15 @@ impl DavClient {
                 Kind::AddressBook => "/.well-known/carddav",
                 Kind::Calendar => "/.well-known/caldav",
             };
-            starts.push(base.join(well_known).map_err(|e| DavError::Config(e.to_string()))?);
+            starts.push(
+                base.join(well_known)
+                    .map_err(|e| DavError::Config(e.to_string()))?,
+            );
         }
-        starts.push(base.join("/").map_err(|e| DavError::Config(e.to_string()))?);
+        starts.push(
+            base.join("/")
+                .map_err(|e| DavError::Config(e.to_string()))?,
+        );
         let mut last = None;
         for start in starts {
             match self.principal_from(start).await {
@@ -552,7 +559,10 @@ impl DavClient {
         Ok(ms
             .responses
             .into_iter()
-            .filter(|r| r.prop(xml::DAV, "resourcetype").is_none_or(|t| t.children.is_empty()))
+            .filter(|r| {
+                r.prop(xml::DAV, "resourcetype")
+                    .is_none_or(|t| t.children.is_empty())
+            })
             .filter_map(|r| {
                 let url = collection.join(&r.href).ok()?;
                 (url.path() != collection.path()).then(|| Member {

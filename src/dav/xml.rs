@@ -242,7 +242,10 @@ pub fn status_code(line: &str) -> Option<u16> {
 pub fn parse_multistatus(body: &[u8]) -> Result<Multistatus, XmlError> {
     let root = parse(body)?;
     if !root.is(DAV, "multistatus") {
-        return Err(XmlError::NotMultistatus(format!("{{{}}}{}", root.ns, root.name)));
+        return Err(XmlError::NotMultistatus(format!(
+            "{{{}}}{}",
+            root.ns, root.name
+        )));
     }
     let mut out = Multistatus {
         sync_token: root
@@ -454,7 +457,10 @@ mod tests {
         assert!(!ms.responses[0].has_type(CARDDAV, "addressbook"));
         assert_eq!(book.text(DAV, "displayname").as_deref(), Some("Book & co"));
         assert_eq!(book.text(CALSERVER, "getctag").as_deref(), Some("\"abc\""));
-        assert_eq!(book.missing, vec![(DAV.to_owned(), "sync-token".to_owned())]);
+        assert_eq!(
+            book.missing,
+            vec![(DAV.to_owned(), "sync-token".to_owned())]
+        );
     }
 
     #[test]
@@ -494,7 +500,9 @@ mod tests {
         assert!(root.is(CALDAV, "mkcalendar"));
         let set = &root.children[0].children[0];
         assert_eq!(set.child(DAV, "displayname").unwrap().text, "Work <1>");
-        let comps = set.child(CALDAV, "supported-calendar-component-set").unwrap();
+        let comps = set
+            .child(CALDAV, "supported-calendar-component-set")
+            .unwrap();
         assert_eq!(components(comps), vec!["VEVENT".to_owned()]);
         let pf = propfind(&[CURRENT_USER_PRINCIPAL, ADDRESSBOOK_HOME_SET]);
         let root = parse(pf.as_bytes()).unwrap();

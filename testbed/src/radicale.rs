@@ -110,8 +110,8 @@ impl DavServer {
             .try_clone()
             .map_err(|e| TestbedError::io(format!("opening {}", log.display()), e))?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let supervisor = Supervisor::spawn(cmd)
-            .map_err(|e| TestbedError::io(format!("starting {name}"), e))?;
+        let supervisor =
+            Supervisor::spawn(cmd).map_err(|e| TestbedError::io(format!("starting {name}"), e))?;
         let deadline = Instant::now() + READY_TIMEOUT;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         loop {
@@ -142,12 +142,7 @@ impl DavServer {
 
     pub(crate) fn shutdown(&self) {
         self.supervisor.stop();
-        drop(
-            self.temp
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take(),
-        );
+        drop(self.temp.lock().unwrap_or_else(|p| p.into_inner()).take());
     }
 }
 
@@ -182,5 +177,6 @@ pub(crate) fn temp_dir(prefix: &str) -> Result<tempfile::TempDir, TestbedError> 
 }
 
 fn write(path: &Path, text: &str) -> Result<(), TestbedError> {
-    std::fs::write(path, text).map_err(|e| TestbedError::io(format!("writing {}", path.display()), e))
+    std::fs::write(path, text)
+        .map_err(|e| TestbedError::io(format!("writing {}", path.display()), e))
 }
