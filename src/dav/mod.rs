@@ -553,25 +553,52 @@ impl DavClient {
     /// Every member with its ETag (Depth-1 PROPFIND): change detection for servers without
     /// sync-collection.
     pub async fn list(&self, collection: &Url) -> Result<Vec<Member>, DavError> {
+        Ok(self.listing(collection).await?.1)
+    }
+
+    /// The collection's sync token (or CTag) and every member with its ETag, in one
+    /// Depth-1 PROPFIND: a consistent view of the collection as of one moment.
+    pub async fn listing(
+        &self,
+        collection: &Url,
+    ) -> Result<(Option<String>, Vec<Member>), DavError> {
         let ms = self
-            .propfind(collection, 1, &[xml::GETETAG, xml::RESOURCETYPE])
+            .propfind(
+                collection,
+                1,
+                &[
+                    xml::GETETAG,
+                    xml::RESOURCETYPE,
+                    xml::SYNC_TOKEN,
+                    xml::GETCTAG,
+                ],
+            )
             .await?;
-        Ok(ms
-            .responses
-            .into_iter()
-            .filter(|r| {
-                r.prop(xml::DAV, "resourcetype")
-                    .is_none_or(|t| t.children.is_empty())
-            })
-            .filter_map(|r| {
-                let url = collection.join(&r.href).ok()?;
-                (url.path() != collection.path()).then(|| Member {
-                    etag: r.etag(),
-                    url,
-                    data: None,
-                })
-            })
-            .collect())
+        let mut token = None;
+        let mut members = Vec::new();
+        for r in ms.responses {
+            let Ok(url) = collection.join(&r.href) else {
+                continue;
+            };
+            if url.path() == collection.path() {
+                token = r
+                    .text(xml::DAV, "sync-token")
+                    .or_else(|| r.text(xml::CALSERVER, "getctag"));
+                continue;
+            }
+            // Sub-collections are not members.
+            if r.prop(xml::DAV, "resourcetype")
+                .is_some_and(|t| !t.children.is_empty())
+            {
+                continue;
+            }
+            members.push(Member {
+                etag: r.etag(),
+                url,
+                data: None,
+            });
+        }
+        Ok((token, members))
     }
 
     /// The data and ETags of `members` (addressbook-multiget or calendar-multiget), in
