@@ -14,6 +14,8 @@ required=(
   "/usr/sbin/nginx nginx"
   "/usr/sbin/postfix postfix"
   "/usr/share/lua/5.4/socket.lua lua-socket"
+  "/usr/bin/radicale radicale"
+  "/usr/bin/xandikos xandikos"
 )
 missing=()
 for pair in "${required[@]}"; do

@@ -38,6 +38,7 @@ pub struct Config {
     pub sync: SyncConfig,
     pub push: PushConfig,
     pub directory: DirectoryConfig,
+    pub dav: DavSection,
     pub smtp: SmtpSection,
     pub limits: LimitsConfig,
 }
@@ -104,6 +105,39 @@ impl Default for DirectoryConfig {
     fn default() -> Self {
         DirectoryConfig {
             source: "none".into(),
+        }
+    }
+}
+
+/// `[dav]`: the user's CardDAV/CalDAV server (contacts, later calendars).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DavSection {
+    /// The server's URL (its root, where `/.well-known/carddav` answers, or a context path);
+    /// empty: no DAV server, the phone gets mail only.
+    pub url: String,
+    /// The DAV user name made from the phone's login: `%u` the login, `%l` its local part,
+    /// `%d` its domain (e.g. `"%l"` when the DAV server knows users without their domain).
+    pub user_template: Option<String>,
+    /// Photos larger than this are left out of the contacts sent to phones (EAS allows 48 KB
+    /// of base64, about 36 KB of image).
+    pub photo_max_bytes: usize,
+    pub timeout_secs: u64,
+    /// The largest DAV answer read (one multiget batch, one vCard).
+    pub max_response_bytes: usize,
+    /// Accept any certificate (self-signed test servers only).
+    pub tls_insecure: bool,
+}
+
+impl Default for DavSection {
+    fn default() -> Self {
+        DavSection {
+            url: String::new(),
+            user_template: None,
+            photo_max_bytes: crate::contacts::DEFAULT_PICTURE_MAX_BYTES,
+            timeout_secs: 30,
+            max_response_bytes: 64 << 20,
+            tls_insecure: false,
         }
     }
 }
@@ -499,6 +533,7 @@ impl Config {
             return bad(e.to_string());
         }
         self.smtp_config()?;
+        self.dav_settings()?;
         if self.server.max_body_bytes < 64 * 1024 {
             return bad("server.max_body_bytes below 64 KiB would refuse ordinary mail".into());
         }
@@ -595,6 +630,45 @@ impl Config {
     }
 
     /// The IMAP client settings.
+    /// The DAV client's settings; `None` when no DAV server is configured.
+    pub fn dav_settings(&self) -> Result<Option<crate::dav::DavSettings>, ConfigError> {
+        let d = &self.dav;
+        let url = d.url.trim();
+        if url.is_empty() {
+            return Ok(None);
+        }
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let parsed = match reqwest::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => u,
+            _ => return bad(format!("dav.url must be an http(s) URL, not {url:?}")),
+        };
+        // The phone's password goes to the DAV server in every request.
+        if parsed.scheme() == "http" && !is_loopback_host(parsed.host_str().unwrap_or("")) {
+            return bad(format!(
+                "dav.url {url:?} would send users' passwords in clear; use https (http is only \
+                 for loopback)"
+            ));
+        }
+        if d.timeout_secs == 0 || d.max_response_bytes < 64 * 1024 {
+            return bad(
+                "dav.timeout_secs must be above 0 and dav.max_response_bytes at least 64 KiB"
+                    .into(),
+            );
+        }
+        if d.photo_max_bytes > crate::contacts::DEFAULT_PICTURE_MAX_BYTES {
+            return bad(format!(
+                "dav.photo_max_bytes above {} cannot be sent (EAS allows 48 KB of base64)",
+                crate::contacts::DEFAULT_PICTURE_MAX_BYTES
+            ));
+        }
+        let mut s = crate::dav::DavSettings::new(parsed);
+        s.user_template = d.user_template.clone().filter(|t| !t.is_empty());
+        s.timeout = Duration::from_secs(d.timeout_secs);
+        s.max_response_bytes = d.max_response_bytes;
+        s.tls_insecure = d.tls_insecure;
+        Ok(Some(s))
+    }
+
     pub fn imap_config(&self) -> ImapConfig {
         ImapConfig {
             host: self.imap.host.clone(),
@@ -711,6 +785,25 @@ mod test {
             ..Overrides::default()
         };
         assert!(Config::load(None, &o).is_err());
+    }
+
+    #[test]
+    fn dav_settings_are_checked() {
+        let mut c = Config::default();
+        assert!(c.dav_settings().unwrap().is_none());
+        c.dav.url = "http://dav.example.com/".into();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("in clear"), "{err}");
+        c.dav.url = "http://127.0.0.1:5232/".into();
+        c.dav.user_template = Some("%l".into());
+        let s = c.dav_settings().unwrap().unwrap();
+        assert_eq!(s.user_name("alice@example.com"), "alice");
+        c.dav.url = "https://dav.example.com/dav/".into();
+        c.dav.photo_max_bytes = 1 << 20;
+        assert!(c.dav_settings().is_err());
+        c.dav.photo_max_bytes = 1000;
+        c.dav.url = "dav.example.com".into();
+        assert!(c.dav_settings().is_err());
     }
 
     #[test]

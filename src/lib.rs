@@ -10,6 +10,10 @@
 //!   Knows nothing of EAS.
 //! - [`mailstore`]: the narrow mail backend the commands use (folder state, listings,
 //!   fetches, flag changes, deletes, moves) over one IMAP session.
+//! - [`dav`]: the WebDAV/CardDAV/CalDAV client (discovery, sync-collection, multiget, writes)
+//!   that contacts and calendars use. Knows nothing of EAS.
+//! - [`contacts`]: vCards as EAS Contacts items and back, merging phone edits into the stored
+//!   vCard (pure).
 //! - [`directory`]: the vCard/CSV address book behind GAL search and ResolveRecipients.
 //! - [`mime`]: RFC 5322 messages as EAS Email items (pure).
 //! - [`push`]: the hub of waiting devices (Ping, held Sync) and the sources that wake them.
@@ -28,6 +32,8 @@
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod contacts;
+pub mod dav;
 pub mod directory;
 pub mod eas;
 pub mod http;

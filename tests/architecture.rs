@@ -28,6 +28,9 @@ const LAYERS: &[(&str, u32)] = &[
     ("state", 20),
     ("smtp", 20),
     ("directory", 20),
+    // The DAV client and the vCard mapping: beside the mail store, below the commands.
+    ("dav", 20),
+    ("contacts", 20),
     // The configuration builds the settings of the modules below it (IMAP, SMTP, directory).
     ("config", 25),
     ("metrics", 10),

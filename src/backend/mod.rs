@@ -1,5 +1,5 @@
-//! The item stores the Sync engine runs over. Every store of phone items — mail on IMAP today,
-//! contacts and calendars on DAV next — implements one trait, [`ItemStore`]; the Sync command,
+//! The item stores the Sync engine runs over. Every store of phone items — mail on IMAP,
+//! contacts on CardDAV ([`contacts`]), calendars on DAV next — implements one trait, [`ItemStore`]; the Sync command,
 //! GetItemEstimate and read-ahead (`eas::sync`) are written once against it and pick the
 //! implementation by the folder's class, so a new item class is a new implementation here
 //! and one line in that dispatch, not a change to the engine.
@@ -15,6 +15,7 @@
 //! container. Must not import `eas` or `http`: item ids here are numbers per collection, and
 //! turning them into ServerIds, statuses and responses is the command layer's job.
 
+pub mod contacts;
 pub mod kinds;
 pub mod mail;
 pub mod rendered;
@@ -132,6 +133,10 @@ pub struct AddContext<'a> {
 pub enum BackendError {
     #[error(transparent)]
     Imap(#[from] crate::mailstore::ImapError),
+    /// The DAV server (contacts, calendars) failed; [`crate::dav::DavError::is_retryable`]
+    /// tells whether trying again may help.
+    #[error("DAV: {0}")]
+    Dav(crate::dav::DavError),
     /// A bug on our side (an item we failed to encode).
     #[error("internal: {0}")]
     Internal(String),

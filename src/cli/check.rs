@@ -127,6 +127,7 @@ pub async fn run(
             writeln!(out, "state store: problem: {e}")?;
         }
     }
+    ok &= crate::cli::check_dav::run(config, login, out).await?;
     match crate::directory::Source::parse(&config.directory.source) {
         Ok(crate::directory::Source::None) => writeln!(
             out,

@@ -1,6 +1,6 @@
 //! What the command-line subcommands run: `serve` ([`server`]), `check` ([`check`], with
-//! [`check_events`] for Dovecot's push events), `devices` and the offline `wbxml
-//! decode|encode` ([`tools`]). The demo is not here: it needs the test bed, so it is the
+//! [`check_events`] for Dovecot's push events and [`check_dav`] for the DAV server),
+//! `devices` and the offline `wbxml decode|encode` ([`tools`]). The demo is not here: it needs the test bed, so it is the
 //! `eas-demo` binary of the dev-only `eas-testbed` crate.
 //!
 //! Owns the operator's side: reading a configuration, starting or probing the service,
@@ -8,6 +8,7 @@
 //! (`tests/architecture.rs`).
 
 pub mod check;
+pub mod check_dav;
 pub mod check_events;
 pub mod devices;
 pub mod server;

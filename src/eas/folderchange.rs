@@ -16,6 +16,7 @@ use super::folders::{self, Layout, is_special};
 use super::ids::{CollectionId, HierarchyKey};
 use super::status::FolderStatus;
 use super::{Context, EasError, Reply, child_text};
+use crate::backend::kinds::Class;
 use crate::mailstore::{Hierarchy, ImapError};
 use crate::state::FolderEntry;
 
@@ -194,7 +195,8 @@ pub async fn update(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
     else {
         return Ok(reply(root, FolderStatus::NotFound, vec![]));
     };
-    if is_special(entry.kind) {
+    // Address books are not IMAP mailboxes; renaming and deleting them is not offered yet.
+    if is_special(entry.kind) || Class::of(entry.kind) != Class::Email {
         return Ok(reply(root, FolderStatus::SpecialFolder, vec![]));
     }
     let parent_id = folder_id(parent);
@@ -262,7 +264,8 @@ pub async fn delete(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
     else {
         return Ok(reply(root, FolderStatus::NotFound, vec![]));
     };
-    if is_special(entry.kind) {
+    // Address books are not IMAP mailboxes; renaming and deleting them is not offered yet.
+    if is_special(entry.kind) || Class::of(entry.kind) != Class::Email {
         return Ok(reply(root, FolderStatus::SpecialFolder, vec![]));
     }
     let doomed = subtree(&snapshot, entry.id);

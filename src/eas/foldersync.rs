@@ -86,8 +86,9 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
     };
 
     let mut session = ctx.hierarchy().await?;
-    let (_, current) = folders::current(&mut session, ctx.store, &device, &base).await?;
+    let (_, mut current) = folders::current(&mut session, ctx.store, &device, &base).await?;
     let _ = session.logout().await;
+    current.extend(super::contacts::folders(ctx, &base).await?);
 
     let changes = diff(&base, &current);
     let new_key = if presented.is_initial() || !changes.is_empty() {

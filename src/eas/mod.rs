@@ -5,6 +5,7 @@
 //! passes, and the typed [`EasError`] the HTTP layer maps to a status in one place. Knows nothing
 //! of HTTP itself: the request arrives as a decoded tree plus the request line.
 
+pub mod contacts;
 pub mod find;
 pub mod folderchange;
 pub mod folders;
@@ -85,6 +86,9 @@ pub enum EasError {
         status: ComposeMailStatus,
         retry: bool,
     },
+    /// A backend other than IMAP (the DAV server) is down or failing for now: try again.
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
     /// A bug on our side (a response we failed to encode).
     #[error("internal: {0}")]
     Internal(String),
@@ -358,6 +362,10 @@ impl From<crate::backend::BackendError> for EasError {
     fn from(e: crate::backend::BackendError) -> EasError {
         match e {
             crate::backend::BackendError::Imap(e) => EasError::Imap(e),
+            crate::backend::BackendError::Dav(e) if e.is_retryable() => {
+                EasError::Unavailable(e.to_string())
+            }
+            crate::backend::BackendError::Dav(e) => EasError::Internal(format!("DAV: {e}")),
             crate::backend::BackendError::Internal(s) => EasError::Internal(s),
         }
     }

@@ -106,7 +106,13 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, 
     let mut reg = ctx.hub.register(
         &ctx.credentials(),
         &device.device_id,
-        folders.iter().map(|f| f.imap_name.clone()),
+        // Only mailboxes have a push source yet (address books: a later change).
+        folders
+            .iter()
+            .filter(|f| {
+                crate::backend::kinds::Class::of(f.kind) == crate::backend::kinds::Class::Email
+            })
+            .map(|f| f.imap_name.clone()),
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(heartbeat);
     wait(ctx, &mut reg, &hierarchy, &folders, deadline).await

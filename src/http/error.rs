@@ -154,6 +154,7 @@ impl From<EasError> for HttpError {
             EasError::NotSent { status, .. } => {
                 HttpError::Internal(format!("message not sent, status {status}"))
             }
+            EasError::Unavailable(e) => HttpError::Unavailable(e),
             EasError::Internal(e) => HttpError::Internal(e),
         }
     }

@@ -19,7 +19,11 @@
 //! [`Postfix::start`] runs a private Postfix next to it (submission with SASL checked by this
 //! Dovecot, delivery to its LMTP port), so sent mail travels the path it does in production.
 //!
-//! Submodules: `config` renders `dovecot.conf`; `postfix` runs Postfix; `gateway` and `phone`
+//! [`Radicale`] and [`Xandikos`] are private CardDAV/CalDAV servers on loopback for the
+//! contacts and calendar tests (Radicale with the Dovecot users' logins and passwords).
+//!
+//! Submodules: `config` renders `dovecot.conf`; `postfix` runs Postfix; `radicale` and
+//! `xandikos` run the DAV servers; `gateway` and `phone`
 //! are the gateway in process and the simulated phone; `account` decides which OS users Dovecot
 //! runs as (an unprivileged `easgw-mail` owns the mail when we are root; the current user
 //! when we are not); `process` keeps the master process tied to us so it cannot outlive the
@@ -34,6 +38,8 @@ mod maildir;
 mod phone;
 mod postfix;
 mod process;
+mod radicale;
+mod xandikos;
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -57,6 +63,8 @@ pub use phone::{
 };
 pub use postfix::{POSTFIX_INSTALL_HINT, Postfix};
 use process::Supervisor;
+pub use radicale::{RADICALE_INSTALL_HINT, Radicale};
+pub use xandikos::{XANDIKOS_INSTALL_HINT, Xandikos};
 
 /// Where Debian installs the Dovecot master binary.
 pub const DOVECOT_BIN: &str = "/usr/sbin/dovecot";
@@ -86,6 +94,10 @@ pub enum TestbedError {
          `{POSTFIX_INSTALL_HINT}` (scripts/test.sh does this)."
     )]
     PostfixNotInstalled { missing: PathBuf },
+
+    /// A DAV server (Radicale, Xandikos) is not installed (the contacts/calendar tests need it).
+    #[error("{missing} is not installed. Install it with `{hint}` (scripts/test.sh does this).")]
+    DavNotInstalled { missing: PathBuf, hint: String },
 
     /// The private Postfix did not start; `log_tail` holds the end of its log.
     #[error("Postfix did not start: {reason}\n--- last lines of the Postfix log ---\n{log_tail}")]
@@ -632,7 +644,7 @@ fn write_passwd(dir: &Path, users: &[TestUser]) -> Result<(), TestbedError> {
 }
 
 /// Distinct free ports: bind all to port 0 at once, note the numbers, release them.
-fn free_ports<const N: usize>() -> Result<[u16; N], TestbedError> {
+pub(crate) fn free_ports<const N: usize>() -> Result<[u16; N], TestbedError> {
     let io = |e| TestbedError::io("finding a free port".into(), e);
     let listeners = (0..N)
         .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io))

@@ -220,6 +220,8 @@ fn register(
         .collections
         .iter()
         .filter_map(|c| folder_of(hierarchy, &c.collection_id))
+        // Only mailboxes have a push source yet; an address book is looked at on each wake.
+        .filter(|f| Class::of(f.kind) == Class::Email)
         .map(|f| f.imap_name.clone());
     ctx.hub
         .register(&ctx.credentials(), &ctx.device.key.device_id, mailboxes)
@@ -589,6 +591,7 @@ pub fn cached_options(
 #[derive(Default)]
 pub struct Stores {
     mail: Option<MailItems>,
+    contacts: Option<crate::backend::contacts::ContactItems>,
 }
 
 impl Stores {
@@ -606,6 +609,10 @@ impl Stores {
         match Class::of(folder.kind) {
             Class::Email => {
                 engine::collection(ctx, &mut self.mail, hierarchy, c, folder, budget, ready).await
+            }
+            Class::Contacts => {
+                engine::collection(ctx, &mut self.contacts, hierarchy, c, folder, budget, ready)
+                    .await
             }
             // No store holds other classes yet, so no folder list names one.
             _ => Ok(CollectionOutcome::status(
@@ -632,6 +639,18 @@ impl Stores {
                 let store = self.mail.as_mut().expect("opened above");
                 engine::estimate(ctx, store, folder, sync_key, options).await
             }
+            Class::Contacts => {
+                if self.contacts.is_none() {
+                    self.contacts = Some(
+                        <crate::backend::contacts::ContactItems as engine::Store>::open(
+                            ctx, hierarchy,
+                        )
+                        .await?,
+                    );
+                }
+                let store = self.contacts.as_mut().expect("opened above");
+                engine::estimate(ctx, store, folder, sync_key, options).await
+            }
             _ => Ok(Err(GetItemEstimateStatus::InvalidCollection)),
         }
     }
@@ -640,6 +659,9 @@ impl Stores {
     /// once.
     pub async fn finish(&mut self, paging: bool) {
         if let Some(s) = self.mail.take() {
+            s.finish(paging).await;
+        }
+        if let Some(s) = self.contacts.take() {
             s.finish(paging).await;
         }
     }

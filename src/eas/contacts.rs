@@ -1,0 +1,129 @@
+//! Opening the user's contacts store ([`ContactItems`]) for the Sync engine: the DAV client
+//! with the phone's credentials and the `[dav]` settings. The engine's dispatch
+//! (`eas::sync::Stores`) runs contacts collections (folder types 9 and 14) on it.
+
+use std::sync::{Arc, Mutex};
+
+use super::sync::engine::{self, BoxFuture};
+use super::{Context, EasError};
+use crate::backend::contacts::ContactItems;
+use crate::backend::kinds::{self, Class};
+use crate::dav::{DavClient, DavSettings, http_client};
+use crate::secret::Secret;
+use crate::state::FolderEntry;
+
+/// The DAV settings and the HTTP client (one connection pool for all users), made once per
+/// configuration (a process has one; the tests run several gateways side by side).
+fn shared(ctx: &Context<'_>) -> Result<(Arc<DavSettings>, reqwest::Client), EasError> {
+    type Made = (Arc<DavSettings>, reqwest::Client);
+    static SHARED: Mutex<Vec<(String, Made)>> = Mutex::new(Vec::new());
+    let settings = ctx
+        .config
+        .dav_settings()
+        .map_err(|e| EasError::Internal(e.to_string()))?
+        .ok_or_else(|| EasError::Internal("no [dav] url configured".into()))?;
+    let key = format!("{settings:?}");
+    let mut made = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, m)) = made.iter().find(|(k, _)| *k == key) {
+        return Ok(m.clone());
+    }
+    let http = http_client(&settings).map_err(|e| EasError::Internal(e.to_string()))?;
+    let m = (Arc::new(settings), http);
+    made.push((key, m.clone()));
+    Ok(m)
+}
+
+fn open_with(
+    settings: Arc<DavSettings>,
+    http: reqwest::Client,
+    login: &str,
+    password: Secret<String>,
+    picture_max_bytes: usize,
+) -> ContactItems {
+    ContactItems::new(
+        DavClient::new(http, settings, login, password),
+        picture_max_bytes,
+    )
+}
+
+impl engine::Store for ContactItems {
+    async fn open(ctx: &Context<'_>, _hierarchy: &[FolderEntry]) -> Result<ContactItems, EasError> {
+        let (settings, http) = shared(ctx)?;
+        Ok(open_with(
+            settings,
+            http,
+            &ctx.user.login,
+            ctx.user.password.clone(),
+            ctx.config.dav.photo_max_bytes,
+        ))
+    }
+
+    fn opener(
+        ctx: &Context<'_>,
+    ) -> impl FnOnce() -> BoxFuture<Option<ContactItems>> + Send + 'static {
+        let shared = shared(ctx).ok();
+        let login = ctx.user.login.clone();
+        let password = ctx.user.password.clone();
+        let picture = ctx.config.dav.photo_max_bytes;
+        move || {
+            Box::pin(async move {
+                let (settings, http) = shared?;
+                Some(open_with(settings, http, &login, password, picture))
+            })
+        }
+    }
+}
+
+/// The user's address books as folders of the device's hierarchy: the first one found is the
+/// default Contacts folder (type 9), the others user contacts folders (type 14). Their
+/// locator is the collection's URL; ids come from the state store like mailboxes' ids.
+///
+/// Without `[dav]` there are none. When the DAV server cannot be asked (down, slow), the
+/// address books the device was told of (`known`) are kept as they were: a folder missing
+/// from a FolderSync would make the phone delete its contacts.
+pub async fn folders(
+    ctx: &Context<'_>,
+    known: &[FolderEntry],
+) -> Result<Vec<FolderEntry>, EasError> {
+    if ctx.config.dav.url.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let (settings, http) = shared(ctx)?;
+    let dav = DavClient::new(http, settings, &ctx.user.login, ctx.user.password.clone());
+    let found = match dav.discover(&[crate::dav::Kind::AddressBook]).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "address books not listed; the known ones are kept");
+            return Ok(known
+                .iter()
+                .filter(|f| Class::of(f.kind) == Class::Contacts)
+                .cloned()
+                .collect());
+        }
+    };
+    let device = &ctx.device.key;
+    let mut out = Vec::new();
+    for (i, c) in found.collections.iter().enumerate() {
+        let locator = c.url.to_string();
+        let name = c.display_name.clone().unwrap_or_else(|| {
+            c.url
+                .path_segments()
+                .and_then(|s| s.filter(|p| !p.is_empty()).next_back())
+                .unwrap_or("Contacts")
+                .to_owned()
+        });
+        out.push(FolderEntry {
+            id: ctx.store.folder_id(device, &locator)?,
+            parent: 0,
+            display_name: name,
+            kind: if i == 0 {
+                kinds::CONTACTS
+            } else {
+                kinds::USER_CONTACTS
+            },
+            imap_name: locator,
+            uidvalidity: 0,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,315 @@
+//! Contacts end to end: the simulated phone against the gateway (in process), with mail on
+//! the private Dovecot and contacts on a private Radicale whose users are Dovecot's. The phone
+//! sees its address books in FolderSync (the first as the default Contacts folder, type 9),
+//! syncs them, changes, adds and deletes contacts, and the vCards on Radicale keep what EAS
+//! does not carry. A DAV server that is down keeps the folders and answers Sync with a
+//! retryable error, never an empty folder.
+
+mod eas;
+mod support;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use eas::{Gateway, Phone, folder_changes};
+use eas_gateway::dav::{DavClient, DavSettings, Kind, Write, http_client};
+use eas_gateway::secret::Secret;
+use eas_testbed::Radicale;
+use eas_wbxml::Element;
+use eas_wbxml::tags::{airsync as a, contacts as c};
+use reqwest::Url;
+
+fn radicale() -> &'static Radicale {
+    static R: OnceLock<Result<&'static Radicale, String>> = OnceLock::new();
+    let users: Vec<_> = support::USERS.iter().map(|u| support::user(u)).collect();
+    match R.get_or_init(|| {
+        Radicale::start(&users)
+            .map(Radicale::leak_until_exit)
+            .map_err(|e| e.to_string())
+    }) {
+        Ok(r) => r,
+        Err(e) => panic!("the test Radicale could not be started: {e}"),
+    }
+}
+
+fn dav(login: &str, password: &str) -> DavClient {
+    let mut s = DavSettings::new(Url::parse(&radicale().url()).unwrap());
+    s.timeout = Duration::from_secs(10);
+    let s = Arc::new(s);
+    DavClient::new(
+        http_client(&s).unwrap(),
+        s,
+        login,
+        Secret::new(password.to_owned()),
+    )
+}
+
+const JANE: &str = "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:jane\r\nFN:Jane Doe\r\nN:Doe;Jane;;;\r\n\
+EMAIL;TYPE=INTERNET:jane@example.org\r\nTEL;TYPE=CELL:+1 555 0100\r\n\
+X-FOO;X-P=1:keep me\r\nEND:VCARD\r\n";
+const BOB: &str = "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:bob\r\nFN:Bob Roe\r\nN:Roe;Bob;;;\r\n\
+BDAY:19800517\r\nEND:VCARD\r\n";
+
+/// The user's address book with two contacts, and the gateway pointed at Radicale.
+async fn setup(user: &str) -> (Gateway, Phone, DavClient, Url) {
+    let (login, password) = support::credentials(user);
+    let d = dav(&login, &password);
+    let disc = d.discover(&[Kind::AddressBook]).await.unwrap();
+    let book = disc.addressbook_homes[0].join("contacts/").unwrap();
+    d.make_collection(&book, Kind::AddressBook, "Contacts", &[])
+        .await
+        .unwrap();
+    let ct = "text/vcard; charset=utf-8";
+    d.put(
+        &book.join("jane.vcf").unwrap(),
+        ct,
+        JANE.into(),
+        Write::Create,
+    )
+    .await
+    .unwrap();
+    d.put(
+        &book.join("bob.vcf").unwrap(),
+        ct,
+        BOB.into(),
+        Write::Create,
+    )
+    .await
+    .unwrap();
+    let url = radicale().url();
+    let g = Gateway::start(support::dovecot().imap_config(), move |c| {
+        c.dav.url = url;
+    })
+    .await;
+    let mut p = Phone::new(
+        &g,
+        &login,
+        &password,
+        &format!("CONTACTS{}", user.to_uppercase()),
+    );
+    p.provision().await;
+    (g, p, d, book)
+}
+
+async fn sync(p: &Phone, coll: &str, key: &str, commands: &str) -> Element {
+    let xml = format!(
+        r#"<Sync xmlns="AirSync:" xmlns:airsyncbase="AirSyncBase:" xmlns:contacts="Contacts:"><Collections><Collection><SyncKey>{key}</SyncKey><CollectionId>{coll}</CollectionId><GetChanges/><WindowSize>100</WindowSize><Options><airsyncbase:BodyPreference><airsyncbase:Type>1</airsyncbase:Type><airsyncbase:TruncationSize>32768</airsyncbase:TruncationSize></airsyncbase:BodyPreference></Options>{commands}</Collection></Collections></Sync>"#
+    );
+    let answer = p.send("Sync", &xml).await;
+    assert_eq!(answer.status, 200, "{}", answer.xml());
+    answer.tree()
+}
+
+fn collection(tree: &Element) -> &Element {
+    tree.child(a::Collections)
+        .and_then(|c| c.child(a::Collection))
+        .expect("a Collection")
+}
+
+fn key_of(tree: &Element) -> String {
+    collection(tree)
+        .child(a::SyncKey)
+        .and_then(|k| k.text())
+        .unwrap()
+        .to_owned()
+}
+
+fn text(e: &Element, tag: eas_wbxml::Tag) -> Option<String> {
+    e.child(tag).and_then(|t| t.text()).map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_phone_reads_changes_adds_and_deletes_contacts() {
+    let (_g, p, d, book) = setup("kim").await;
+    let fs = p.folder_sync("0").await;
+    let (folders, _, _) = folder_changes(&fs);
+    let contacts = folders
+        .iter()
+        .find(|f| f.kind == 9)
+        .unwrap_or_else(|| panic!("no Contacts folder in {folders:?}"));
+    assert_eq!(contacts.name, "Contacts");
+    assert_eq!(folders.iter().filter(|f| f.kind == 2).count(), 1, "Inbox");
+    let coll = contacts.id.clone();
+
+    let first = sync(&p, &coll, "0", "").await;
+    let key = key_of(&first);
+    let got = sync(&p, &coll, &key, "").await;
+    let col = collection(&got);
+    let adds: Vec<&Element> = col
+        .child(a::Commands)
+        .map(|c| c.children_with(a::Add).collect())
+        .unwrap_or_default();
+    assert_eq!(adds.len(), 2, "{}", eas_wbxml::to_xml(&got));
+    let data = |e: &Element| e.child(a::ApplicationData).unwrap().clone();
+    let jane = adds
+        .iter()
+        .find(|e| text(&data(e), c::FirstName).as_deref() == Some("Jane"))
+        .unwrap();
+    let bob = adds
+        .iter()
+        .find(|e| text(&data(e), c::FirstName).as_deref() == Some("Bob"))
+        .unwrap();
+    assert_eq!(
+        text(&data(bob), c::Birthday).as_deref(),
+        Some("1980-05-17T00:00:00.000Z")
+    );
+    assert_eq!(
+        text(&data(jane), c::MobilePhoneNumber).as_deref(),
+        Some("+1 555 0100")
+    );
+    let jane_id = text(jane, a::ServerId).unwrap();
+    let bob_id = text(bob, a::ServerId).unwrap();
+    let key = key_of(&got);
+
+    // Nothing new: nothing sent.
+    let again = p.try_sync(&coll, &key, "").await.unwrap();
+    assert!(again.empty || again.added.is_empty());
+
+    // The phone renames Jane, adds Neo (twice the same ClientId in separate requests is the
+    // engine's business) and deletes Bob.
+    let change = format!(
+        "<Commands><Change><ServerId>{jane_id}</ServerId><ApplicationData><contacts:FirstName>Janet</contacts:FirstName><contacts:LastName>Doe</contacts:LastName><contacts:FileAs>Janet Doe</contacts:FileAs><contacts:Email1Address>jane@example.org</contacts:Email1Address></ApplicationData></Change>\
+<Add><ClientId>c1</ClientId><ApplicationData><contacts:FirstName>Neo</contacts:FirstName><contacts:Email1Address>neo@example.net</contacts:Email1Address></ApplicationData></Add>\
+<Add><ClientId>c2</ClientId><ApplicationData><contacts:Birthday>not a date</contacts:Birthday></ApplicationData></Add>\
+<Delete><ServerId>{bob_id}</ServerId></Delete></Commands>"
+    );
+    let done = sync(&p, &coll, &key, &change).await;
+    let responses = collection(&done).child(a::Responses).expect("Responses");
+    let add_status = |cid: &str| {
+        responses
+            .children_with(a::Add)
+            .find(|r| text(r, a::ClientId).as_deref() == Some(cid))
+            .and_then(|r| text(r, a::Status))
+    };
+    assert_eq!(
+        add_status("c1").as_deref(),
+        Some("1"),
+        "{}",
+        eas_wbxml::to_xml(&done)
+    );
+    assert_eq!(
+        add_status("c2").as_deref(),
+        Some("6"),
+        "{}",
+        eas_wbxml::to_xml(&done)
+    );
+
+    let stored = d.get(&book.join("jane.vcf").unwrap()).await.unwrap();
+    let stored = stored.data.unwrap();
+    assert!(stored.contains("Janet"), "{stored}");
+    assert!(
+        stored.to_lowercase().contains("x-foo;x-p=1:keep me"),
+        "{stored}"
+    );
+    // The phone sent no mobile number: it deleted it.
+    assert!(!stored.contains("555 0100"), "{stored}");
+    assert!(matches!(
+        d.get(&book.join("bob.vcf").unwrap()).await,
+        Err(eas_gateway::dav::DavError::NotFound)
+    ));
+    let members = d.list(&book).await.unwrap();
+    assert_eq!(members.len(), 2, "{members:?}");
+    let neo = members
+        .iter()
+        .find(|m| !m.url.path().ends_with("jane.vcf"))
+        .unwrap();
+    assert!(
+        d.get(&neo.url)
+            .await
+            .unwrap()
+            .data
+            .unwrap()
+            .contains("neo@example.net")
+    );
+
+    // A change made on the server reaches the phone as a Change.
+    let key = key_of(&done);
+    let etag = d
+        .get(&book.join("jane.vcf").unwrap())
+        .await
+        .unwrap()
+        .etag
+        .unwrap();
+    let edited = stored.replace("Janet", "Janine");
+    d.put(
+        &book.join("jane.vcf").unwrap(),
+        "text/vcard",
+        edited,
+        Write::Replace(&etag),
+    )
+    .await
+    .unwrap();
+    let news = sync(&p, &coll, &key, "").await;
+    let changes: Vec<&Element> = collection(&news)
+        .child(a::Commands)
+        .map(|c| c.children_with(a::Change).collect())
+        .unwrap_or_default();
+    assert_eq!(changes.len(), 1, "{}", eas_wbxml::to_xml(&news));
+    assert_eq!(
+        text(&data(changes[0]), c::FirstName).as_deref(),
+        Some("Janine")
+    );
+}
+
+#[tokio::test]
+async fn a_dav_server_that_is_down_keeps_the_folders_and_asks_to_retry() {
+    // A Radicale of this test's own, stopped half way.
+    let (login, password) = support::credentials("lena");
+    let own = Radicale::start(&[support::user("lena")]).unwrap();
+    let mut s = DavSettings::new(Url::parse(&own.url()).unwrap());
+    s.timeout = Duration::from_secs(5);
+    let s = Arc::new(s);
+    let d = DavClient::new(
+        http_client(&s).unwrap(),
+        s,
+        &login,
+        Secret::new(password.clone()),
+    );
+    let disc = d.discover(&[Kind::AddressBook]).await.unwrap();
+    let book = disc.addressbook_homes[0].join("contacts/").unwrap();
+    d.make_collection(&book, Kind::AddressBook, "Contacts", &[])
+        .await
+        .unwrap();
+    d.put(
+        &book.join("jane.vcf").unwrap(),
+        "text/vcard",
+        JANE.into(),
+        Write::Create,
+    )
+    .await
+    .unwrap();
+    let url = own.url();
+    let g = Gateway::start(support::dovecot().imap_config(), move |c| {
+        c.dav.url = url;
+        c.dav.timeout_secs = 5;
+    })
+    .await;
+    let mut p = Phone::new(&g, &login, &password, "CONTACTSDOWN");
+    p.provision().await;
+    let fs = p.folder_sync("0").await;
+    let (folders, _, _) = folder_changes(&fs);
+    let contacts = folders.iter().find(|f| f.kind == 9).unwrap().clone();
+    let key = eas::find_text(&fs, eas_wbxml::tags::folderhierarchy::SyncKey).unwrap();
+    let first = sync(&p, &contacts.id, "0", "").await;
+    let got = sync(&p, &contacts.id, &key_of(&first), "").await;
+    let sync_key = key_of(&got);
+
+    own.stop();
+    // The folder stays: no FolderSync change would make the phone drop its contacts.
+    let again = p.folder_sync(&key).await;
+    let (added, updated, deleted) = folder_changes(&again);
+    assert!(
+        added.is_empty() && updated.is_empty() && deleted.is_empty(),
+        "{}",
+        eas_wbxml::to_xml(&again)
+    );
+    // A Sync is refused with a retryable status, never answered with an empty folder.
+    let xml = format!(
+        r#"<Sync xmlns="AirSync:"><Collections><Collection><SyncKey>{sync_key}</SyncKey><CollectionId>{}</CollectionId><GetChanges/></Collection></Collections></Sync>"#,
+        contacts.id
+    );
+    let answer = p
+        .post("Sync", eas_wbxml::from_xml(&xml).unwrap().encode())
+        .await;
+    assert_eq!(answer.status, 503, "{:?}", answer.body);
+}
