@@ -25,6 +25,7 @@
 //! `eas-testbed` (`testbed/`): tests and benches get it as a dev-dependency, so none of it is
 //! in the shipped binary.
 
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod directory;
