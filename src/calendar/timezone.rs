@@ -452,6 +452,108 @@ impl TimeZoneInfo {
     }
 }
 
+/// The zone an item's local times are in: an IANA zone (the normal case), a rule of its own
+/// (a VTIMEZONE or blob no IANA zone matches), or UTC.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Zone {
+    Utc,
+    Iana(Tz),
+    Rules { tzid: String, info: TimeZoneInfo },
+}
+
+impl Zone {
+    /// The UTC instant of a local time (the earlier one in a repeated hour; in a skipped hour,
+    /// read with the offset before the change).
+    pub fn to_utc(&self, local: NaiveDateTime) -> NaiveDateTime {
+        match self {
+            Zone::Utc => local,
+            Zone::Iana(tz) => match tz.from_local_datetime(&local) {
+                chrono::LocalResult::Single(t) => t.naive_utc(),
+                chrono::LocalResult::Ambiguous(a, _) => a.naive_utc(),
+                chrono::LocalResult::None => {
+                    let before = tz
+                        .offset_from_utc_datetime(&(local - Duration::days(1)))
+                        .fix()
+                        .local_minus_utc();
+                    local - Duration::seconds(before as i64)
+                }
+            },
+            Zone::Rules { info, .. } => info.to_utc(local),
+        }
+    }
+
+    pub fn to_local(&self, utc: NaiveDateTime) -> NaiveDateTime {
+        match self {
+            Zone::Utc => utc,
+            Zone::Iana(tz) => tz.from_utc_datetime(&utc).naive_local(),
+            Zone::Rules { info, .. } => info.to_local(utc),
+        }
+    }
+
+    /// The TimeZone value for `year`.
+    pub fn blob(&self, year: i32) -> TimeZoneInfo {
+        match self {
+            Zone::Utc => TimeZoneInfo::utc(),
+            Zone::Iana(tz) => TimeZoneInfo::from_iana(*tz, year),
+            Zone::Rules { info, .. } => info.clone(),
+        }
+    }
+
+    /// The TZID to write (`None` for UTC, written with `Z`).
+    pub fn tzid(&self) -> Option<&str> {
+        match self {
+            Zone::Utc => None,
+            Zone::Iana(tz) => Some(tz.name()),
+            Zone::Rules { tzid, .. } => Some(tzid),
+        }
+    }
+
+    /// The zone of a phone's TimeZone value (see [`TimeZoneInfo::to_iana`] for the choice).
+    pub fn from_blob(info: &TimeZoneInfo, year: i32, hints: &[&str]) -> Zone {
+        match info.to_iana(year, hints) {
+            Some(Tz::UTC) | Some(Tz::Etc__UTC) => Zone::Utc,
+            Some(tz) => Zone::Iana(tz),
+            None => {
+                let name = if info.standard_name.trim().is_empty() {
+                    format!("EAS {:+}", -info.bias)
+                } else {
+                    info.standard_name.trim().to_owned()
+                };
+                Zone::Rules {
+                    tzid: name,
+                    info: info.clone(),
+                }
+            }
+        }
+    }
+
+    /// The zone of a TZID in an object: its VTIMEZONE (resolved to IANA when calcard knows
+    /// the name, else its rules), else the name itself; `None` when nothing resolves.
+    pub fn from_tzid(ical: &ICalendar, tzid: &str, year: i32) -> Option<Zone> {
+        let vtz = ical.timezones().find(|c| {
+            c.property(&ICalendarProperty::Tzid)
+                .and_then(|e| e.values.first())
+                .and_then(|v| v.as_text())
+                == Some(tzid)
+        });
+        if let Some(vtz) = vtz {
+            if let Some((_, calcard::common::timezone::Tz::Tz(tz))) = vtz.timezone() {
+                return Some(Zone::Iana(tz));
+            }
+            if let Some(info) = TimeZoneInfo::from_vtimezone(ical, vtz, year) {
+                return Some(Zone::Rules {
+                    tzid: tzid.to_owned(),
+                    info,
+                });
+            }
+        }
+        match calcard::common::timezone::Tz::from_str(tzid) {
+            Ok(calcard::common::timezone::Tz::Tz(tz)) => Some(Zone::Iana(tz)),
+            _ => None,
+        }
+    }
+}
+
 impl SystemTime {
     /// The local date and time this rule gives in `year`.
     pub fn resolve(&self, year: i32) -> Option<NaiveDateTime> {
