@@ -1198,6 +1198,8 @@ pub fn merge_event(
     let (master, _) = vevents(&ical);
     let master = master.unwrap_or(master_fallback(&ical));
     apply_fields(&mut ical, master, phone, &zone, all_day, o, is_new);
+    // Removing an alarm renumbers components.
+    let master = vevents(&ical).0.unwrap_or(master);
     // Recurrence: rewritten only when the phone's pattern differs from what the stored rule
     // gives (so a rule EAS could only approximate is not replaced by the approximation).
     let mc = ical.components[master as usize].clone();
@@ -1236,6 +1238,7 @@ pub fn merge_event(
     if let Some(exceptions) = &phone.exceptions {
         let master_fields = phone.clone();
         for e in exceptions {
+            let master = vevents(&ical).0.unwrap_or(master);
             apply_exception(&mut ical, master, e, &master_fields, &zone, all_day, o)?;
         }
     }
