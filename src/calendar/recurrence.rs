@@ -313,7 +313,8 @@ pub fn from_eas(rec: &Recurrence, zone: &Zone, all_day: bool) -> ICalendarRecurr
     let mut r = ICalendarRecurrenceRule {
         interval: (rec.interval > 1).then_some(rec.interval),
         count: rec.occurrences.filter(|_| rec.until.is_none()),
-        wkst: rec.first_day_of_week.map(|d| ical_weekday(d as u16)),
+        // Monday is the RFC 5545 default: written only when it differs.
+        wkst: rec.first_day_of_week.filter(|d| *d != 1).map(|d| ical_weekday(d as u16)),
         rscale: rec.calendar_type.and_then(type_to_scale),
         ..Default::default()
     };

@@ -325,8 +325,10 @@ impl TimeZoneInfo {
     }
 
     /// Adds a VTIMEZONE with this rule under `tzid` to `ical` (for a blob no IANA zone
-    /// matches), with observances starting in `year`. Returns the component's index.
-    pub fn add_vtimezone(&self, ical: &mut ICalendar, tzid: &str, year: i32) -> Option<u32> {
+    /// matches). The blob states one rule with no start, so the observances start in 1970 and
+    /// hold for every year; `_year` is kept for symmetry with [`TimeZoneInfo::from_iana`].
+    pub fn add_vtimezone(&self, ical: &mut ICalendar, tzid: &str, _year: i32) -> Option<u32> {
+        let year = 1970;
         let root = ical.components.first()?;
         if root.component_type != ICalendarComponentType::VCalendar {
             return None;
@@ -514,11 +516,14 @@ impl Zone {
             Some(Tz::UTC) | Some(Tz::Etc__UTC) => Zone::Utc,
             Some(tz) => Zone::Iana(tz),
             None => {
-                let name = if info.standard_name.trim().is_empty() {
-                    format!("EAS {:+}", -info.bias)
-                } else {
-                    info.standard_name.trim().to_owned()
-                };
+                // A TZID that needs no quoting: the standard offset, as TZOFFSETTO spells it.
+                let minutes = -info.bias;
+                let name = format!(
+                    "EAS{}{:02}{:02}",
+                    if minutes < 0 { '-' } else { '+' },
+                    minutes.abs() / 60,
+                    minutes.abs() % 60
+                );
                 Zone::Rules {
                     tzid: name,
                     info: info.clone(),
