@@ -35,7 +35,10 @@ fn berlin() -> Zone {
 }
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> NaiveDateTime {
-    NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(h, min, 0).unwrap()
+    NaiveDate::from_ymd_opt(y, m, d)
+        .unwrap()
+        .and_hms_opt(h, min, 0)
+        .unwrap()
 }
 
 const PLAIN: &[BodyPreference] = &[BodyPreference {
@@ -114,9 +117,16 @@ fn check_fixture(stem: &str, bytes: &[u8]) {
 fn event_fixtures_per_version() {
     let zone = berlin();
     for name in ["meeting", "recurring", "allday", "unexpressible"] {
-        for (version, label) in [(Version::V12_1, "12.1"), (Version::V14_1, "14.1"), (Version::V16_1, "16.1")] {
-            let (fragment, written) =
-                event::render_event(&read(&format!("{name}.ics")), &event_options(version, &zone)).unwrap();
+        for (version, label) in [
+            (Version::V12_1, "12.1"),
+            (Version::V14_1, "14.1"),
+            (Version::V16_1, "16.1"),
+        ] {
+            let (fragment, written) = event::render_event(
+                &read(&format!("{name}.ics")),
+                &event_options(version, &zone),
+            )
+            .unwrap();
             check_fixture(&format!("{name}.{label}"), &document(&fragment));
             if name == "unexpressible" {
                 assert!(
@@ -135,15 +145,25 @@ fn event_fixtures_per_version() {
 #[test]
 fn task_fixture() {
     let zone = berlin();
-    let (fragment, lossy) = task::render_task(&read("task.ics"), &task_options(Version::V14_1, &zone)).unwrap();
+    let (fragment, lossy) =
+        task::render_task(&read("task.ics"), &task_options(Version::V14_1, &zone)).unwrap();
     assert!(lossy.is_empty());
     check_fixture("task.14.1", &document(&fragment));
     let tree = tree(&fragment);
     // Local midnight of the due date, and its UTC instant in the user's zone.
-    assert_eq!(tree.child(t::DueDate).unwrap().text(), Some("2026-11-20T00:00:00.000Z"));
-    assert_eq!(tree.child(t::UtcDueDate).unwrap().text(), Some("2026-11-19T23:00:00.000Z"));
+    assert_eq!(
+        tree.child(t::DueDate).unwrap().text(),
+        Some("2026-11-20T00:00:00.000Z")
+    );
+    assert_eq!(
+        tree.child(t::UtcDueDate).unwrap().text(),
+        Some("2026-11-19T23:00:00.000Z")
+    );
     assert_eq!(tree.child(t::Importance).unwrap().text(), Some("2"));
-    assert_eq!(tree.child(t::ReminderTime).unwrap().text(), Some("2026-11-20T08:00:00.000Z"));
+    assert_eq!(
+        tree.child(t::ReminderTime).unwrap().text(),
+        Some("2026-11-20T08:00:00.000Z")
+    );
 }
 
 #[test]
@@ -158,7 +178,10 @@ fn meeting_values() {
     assert_eq!(d.busy_status, Some(2));
     assert_eq!(d.meeting_status, Some(1), "the user organizes it");
     let att = d.attendees.unwrap();
-    let kinds: Vec<_> = att.iter().map(|a| (a.email.as_str(), a.status, a.kind)).collect();
+    let kinds: Vec<_> = att
+        .iter()
+        .map(|a| (a.email.as_str(), a.status, a.kind))
+        .collect();
     assert_eq!(
         kinds,
         [
@@ -171,7 +194,10 @@ fn meeting_values() {
     let tz = d.timezone.unwrap();
     assert_eq!(tz.to_iana(YEAR, &[]), Some(chrono_tz::Europe::Berlin));
     // For someone else it is an invitation.
-    let other = EventOptions { user_emails: &["bob@example.org"], ..event_options(Version::V14_1, &zone) };
+    let other = EventOptions {
+        user_emails: &["bob@example.org"],
+        ..event_options(Version::V14_1, &zone)
+    };
     let (d, _) = EventData::from_ical(&ical, &other).unwrap();
     assert_eq!((d.meeting_status, d.response_type), (Some(3), Some(2)));
 }
@@ -184,7 +210,8 @@ fn round_trip_preserves_what_eas_carries() {
         for version in [Version::V12_1, Version::V14_1, Version::V16_1] {
             let options = event_options(version, &zone);
             let original = ical::parse(&read(&format!("{name}.ics"))).unwrap();
-            let (fragment, _) = event::render_event(&read(&format!("{name}.ics")), &options).unwrap();
+            let (fragment, _) =
+                event::render_event(&read(&format!("{name}.ics")), &options).unwrap();
             let phone = EventData::from_element(&tree(&fragment), version).unwrap();
             let rebuilt = event::merge_event(None, &phone, &merge_options(version, &zone)).unwrap();
             let text = ical::write(&rebuilt);
@@ -193,7 +220,11 @@ fn round_trip_preserves_what_eas_carries() {
             let (b, _) = EventData::from_ical(&again, &options).unwrap();
             let norm = |mut d: EventData| {
                 d.dtstamp = None;
-                d.timezone = d.timezone.map(|t| TimeZoneInfo { standard_name: String::new(), daylight_name: String::new(), ..t });
+                d.timezone = d.timezone.map(|t| TimeZoneInfo {
+                    standard_name: String::new(),
+                    daylight_name: String::new(),
+                    ..t
+                });
                 for e in d.exceptions.iter_mut().flatten() {
                     e.fields.dtstamp = None;
                 }
@@ -218,7 +249,8 @@ fn merge_keeps_what_eas_does_not_carry() {
     let stored = ical::parse(&read("meeting.ics")).unwrap();
     // What the phone sends back after changing the subject and the reminder: everything else
     // as it was given.
-    let (fragment, _) = event::render_event(&read("meeting.ics"), &event_options(version, &zone)).unwrap();
+    let (fragment, _) =
+        event::render_event(&read("meeting.ics"), &event_options(version, &zone)).unwrap();
     let mut phone = EventData::from_element(&tree(&fragment), version).unwrap();
     phone.subject = Some("Budget review (final)".into());
     phone.reminder = Some(30);
@@ -250,9 +282,15 @@ fn merge_keeps_what_eas_does_not_carry() {
     phone.end = phone.end.map(|s| s + chrono::Duration::hours(1));
     let merged = event::merge_event(Some(&merged), &phone, &merge_options(version, &zone)).unwrap();
     let text = ical::write(&merged);
-    assert!(text.contains("DTSTART;TZID=Europe/Berlin:20261122T110000"), "{text}");
+    assert!(
+        text.contains("DTSTART;TZID=Europe/Berlin:20261122T110000"),
+        "{text}"
+    );
     assert!(text.contains("SEQUENCE:1"), "{text}");
-    assert!(text.contains("ACTION:EMAIL"), "the other alarm stays:\n{text}");
+    assert!(
+        text.contains("ACTION:EMAIL"),
+        "the other alarm stays:\n{text}"
+    );
     assert!(!text.contains("ACTION:DISPLAY"), "{text}");
 }
 
@@ -261,7 +299,8 @@ fn phone_edits_exceptions() {
     let zone = berlin();
     for version in [Version::V14_1, Version::V16_1] {
         let stored = ical::parse(&read("recurring.ics")).unwrap();
-        let (fragment, _) = event::render_event(&read("recurring.ics"), &event_options(version, &zone)).unwrap();
+        let (fragment, _) =
+            event::render_event(&read("recurring.ics"), &event_options(version, &zone)).unwrap();
         let mut phone = EventData::from_element(&tree(&fragment), version).unwrap();
         let exceptions = phone.exceptions.as_mut().unwrap();
         assert_eq!(exceptions.len(), 3);
@@ -274,15 +313,31 @@ fn phone_edits_exceptions() {
         exceptions.push(event::ExceptionData {
             original_start: at(2026, 3, 23, 13, 30),
             deleted: false,
-            fields: EventData { subject: Some("Stand-up with guests".into()), ..EventData::default() },
+            fields: EventData {
+                subject: Some("Stand-up with guests".into()),
+                ..EventData::default()
+            },
         });
-        let merged = event::merge_event(Some(&stored), &phone, &merge_options(version, &zone)).unwrap();
+        let merged =
+            event::merge_event(Some(&stored), &phone, &merge_options(version, &zone)).unwrap();
         let text = ical::write(&merged);
-        assert!(text.contains("EXDATE;TZID=America/New_York:20260320T093000"), "{version}:\n{text}");
-        assert!(text.contains("RECURRENCE-ID;TZID=America/New_York:20260323T093000"), "{text}");
+        assert!(
+            text.contains("EXDATE;TZID=America/New_York:20260320T093000"),
+            "{version}:\n{text}"
+        );
+        assert!(
+            text.contains("RECURRENCE-ID;TZID=America/New_York:20260323T093000"),
+            "{text}"
+        );
         assert!(text.contains("SUMMARY:Stand-up with guests"), "{text}");
-        assert!(text.contains("SUMMARY:Stand-up (moved)"), "the old override stays:\n{text}");
-        assert!(text.contains("RRULE:FREQ=WEEKLY;UNTIL=20261231T235959Z;BYDAY=MO,WE,FR"), "rule untouched:\n{text}");
+        assert!(
+            text.contains("SUMMARY:Stand-up (moved)"),
+            "the old override stays:\n{text}"
+        );
+        assert!(
+            text.contains("RRULE:FREQ=WEEKLY;UNTIL=20261231T235959Z;BYDAY=MO,WE,FR"),
+            "rule untouched:\n{text}"
+        );
         // The server's view of the merged object has all five exceptions.
         let (d, _) = EventData::from_ical(&merged, &event_options(version, &zone)).unwrap();
         assert_eq!(d.exceptions.unwrap().len(), 5);
@@ -296,12 +351,20 @@ fn instance_changes_16() {
     let stored = ical::parse(&read("recurring.ics")).unwrap();
     let deleted = event::delete_instance(&stored, at(2026, 1, 7, 14, 30), &o).unwrap();
     assert!(ical::write(&deleted).contains("EXDATE;TZID=America/New_York:20260107T093000"));
-    let change = phone_item("<calendar:Subject>Retro</calendar:Subject><calendar:StartTime>20260109T150000Z</calendar:StartTime><calendar:EndTime>20260109T160000Z</calendar:EndTime>");
+    let change = phone_item(
+        "<calendar:Subject>Retro</calendar:Subject><calendar:StartTime>20260109T150000Z</calendar:StartTime><calendar:EndTime>20260109T160000Z</calendar:EndTime>",
+    );
     let phone = EventData::from_element(&change, Version::V16_1).unwrap();
     let changed = event::merge_instance(&deleted, at(2026, 1, 9, 14, 30), &phone, &o).unwrap();
     let text = ical::write(&changed);
-    assert!(text.contains("RECURRENCE-ID;TZID=America/New_York:20260109T093000"), "{text}");
-    assert!(text.contains("DTSTART;TZID=America/New_York:20260109T100000"), "{text}");
+    assert!(
+        text.contains("RECURRENCE-ID;TZID=America/New_York:20260109T093000"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DTSTART;TZID=America/New_York:20260109T100000"),
+        "{text}"
+    );
     // Exceptions are identified by InstanceId in 16.x.
     let (fragment, _) = event::render_event(&text, &event_options(Version::V16_1, &zone)).unwrap();
     let ex = tree(&fragment);
@@ -309,7 +372,12 @@ fn instance_changes_16() {
         .child(cal::Exceptions)
         .unwrap()
         .children_with(cal::Exception)
-        .map(|e| e.child(asb::InstanceId).and_then(|i| i.text()).unwrap().to_owned())
+        .map(|e| {
+            e.child(asb::InstanceId)
+                .and_then(|i| i.text())
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert!(ids.contains(&"20260109T143000Z".to_owned()), "{ids:?}");
 }
@@ -321,15 +389,29 @@ fn all_day_dates() {
     let (f14, _) = event::render_event(&text, &event_options(Version::V14_1, &zone)).unwrap();
     let t14 = tree(&f14);
     // 12.1/14.x: local midnight in the TimeZone sent.
-    assert_eq!(t14.child(cal::StartTime).unwrap().text(), Some("20261223T230000Z"));
-    assert_eq!(t14.child(cal::EndTime).unwrap().text(), Some("20261226T230000Z"));
+    assert_eq!(
+        t14.child(cal::StartTime).unwrap().text(),
+        Some("20261223T230000Z")
+    );
+    assert_eq!(
+        t14.child(cal::EndTime).unwrap().text(),
+        Some("20261226T230000Z")
+    );
     assert!(t14.child(cal::Timezone).is_some());
     let (f16, _) = event::render_event(&text, &event_options(Version::V16_1, &zone)).unwrap();
     let t16 = tree(&f16);
-    assert_eq!(t16.child(cal::StartTime).unwrap().text(), Some("20261224T000000Z"));
-    assert_eq!(t16.child(cal::EndTime).unwrap().text(), Some("20261227T000000Z"));
+    assert_eq!(
+        t16.child(cal::StartTime).unwrap().text(),
+        Some("20261224T000000Z")
+    );
+    assert_eq!(
+        t16.child(cal::EndTime).unwrap().text(),
+        Some("20261227T000000Z")
+    );
     // A 16.x phone's new all-day event becomes DATE values.
-    let new = phone_item("<calendar:AllDayEvent>1</calendar:AllDayEvent><calendar:StartTime>20270101T000000Z</calendar:StartTime><calendar:EndTime>20270102T000000Z</calendar:EndTime><calendar:Subject>New year</calendar:Subject>");
+    let new = phone_item(
+        "<calendar:AllDayEvent>1</calendar:AllDayEvent><calendar:StartTime>20270101T000000Z</calendar:StartTime><calendar:EndTime>20270102T000000Z</calendar:EndTime><calendar:Subject>New year</calendar:Subject>",
+    );
     let phone = EventData::from_element(&new, Version::V16_1).unwrap();
     let merged = event::merge_event(None, &phone, &merge_options(Version::V16_1, &zone)).unwrap();
     let text = ical::write(&merged);
@@ -361,7 +443,10 @@ fn unknown_zone_blob_becomes_its_own_vtimezone() {
     let merged = event::merge_event(None, &phone, &merge_options(Version::V14_1, &zone)).unwrap();
     let text = ical::write(&merged);
     assert!(text.contains("BEGIN:VTIMEZONE"), "{text}");
-    assert!(text.contains("DTSTART;TZID=EAS+0300:20260601T110000"), "{text}");
+    assert!(
+        text.contains("DTSTART;TZID=EAS+0300:20260601T110000"),
+        "{text}"
+    );
     // And it reads back as the same rule and instant.
     let (d, _) = EventData::from_ical(&merged, &event_options(Version::V14_1, &zone)).unwrap();
     assert_eq!(d.start, Some(at(2026, 6, 1, 7, 0)));
@@ -379,13 +464,20 @@ fn malformed_phone_items_are_refused() {
         "<calendar:Exceptions><calendar:Exception><calendar:Deleted>1</calendar:Deleted></calendar:Exception></calendar:Exceptions>",
     ] {
         assert!(
-            matches!(EventData::from_element(&phone_item(bad), Version::V14_1), Err(eas_gateway::calendar::CalendarError::InvalidItem(_))),
+            matches!(
+                EventData::from_element(&phone_item(bad), Version::V14_1),
+                Err(eas_gateway::calendar::CalendarError::InvalidItem(_))
+            ),
             "{bad}"
         );
     }
     // A new event without times cannot be stored.
     let zone = berlin();
-    let phone = EventData::from_element(&phone_item("<calendar:Subject>x</calendar:Subject>"), Version::V14_1).unwrap();
+    let phone = EventData::from_element(
+        &phone_item("<calendar:Subject>x</calendar:Subject>"),
+        Version::V14_1,
+    )
+    .unwrap();
     assert!(event::merge_event(None, &phone, &merge_options(Version::V14_1, &zone)).is_err());
     assert!(ical::parse("BEGIN:VCARD\nEND:VCARD\n").is_err());
 }
@@ -402,7 +494,12 @@ fn task_round_trip_and_merge() {
     // Unchanged: the object keeps its own spelling.
     let same = task::merge_task(Some(&stored), &phone, &o).unwrap();
     let text = ical::write(&same);
-    for kept in ["DUE;VALUE=DATE:20261120", "PRIORITY:1", "X-EXAMPLE-LIST:office", "TRIGGER;VALUE=DATE-TIME:20261120T080000Z"] {
+    for kept in [
+        "DUE;VALUE=DATE:20261120",
+        "PRIORITY:1",
+        "X-EXAMPLE-LIST:office",
+        "TRIGGER;VALUE=DATE-TIME:20261120T080000Z",
+    ] {
         assert!(text.contains(kept), "lost {kept}:\n{text}");
     }
     // Completed on the phone.
@@ -417,7 +514,9 @@ fn task_round_trip_and_merge() {
     assert!(!text.contains("BEGIN:VALARM"), "{text}");
     assert!(text.contains("X-EXAMPLE-LIST:office"), "{text}");
     // A new task from the phone with a recurrence.
-    let item = phone_item("<tasks:Subject>Water plants</tasks:Subject><tasks:StartDate>2026-11-16T00:00:00.000Z</tasks:StartDate><tasks:UtcStartDate>2026-11-15T23:00:00.000Z</tasks:UtcStartDate><tasks:DueDate>2026-11-16T00:00:00.000Z</tasks:DueDate><tasks:UtcDueDate>2026-11-15T23:00:00.000Z</tasks:UtcDueDate><tasks:Recurrence><tasks:Type>1</tasks:Type><tasks:Interval>1</tasks:Interval><tasks:DayOfWeek>2</tasks:DayOfWeek><tasks:Start>2026-11-16T00:00:00.000Z</tasks:Start></tasks:Recurrence><tasks:Complete>0</tasks:Complete><tasks:Importance>0</tasks:Importance>");
+    let item = phone_item(
+        "<tasks:Subject>Water plants</tasks:Subject><tasks:StartDate>2026-11-16T00:00:00.000Z</tasks:StartDate><tasks:UtcStartDate>2026-11-15T23:00:00.000Z</tasks:UtcStartDate><tasks:DueDate>2026-11-16T00:00:00.000Z</tasks:DueDate><tasks:UtcDueDate>2026-11-15T23:00:00.000Z</tasks:UtcDueDate><tasks:Recurrence><tasks:Type>1</tasks:Type><tasks:Interval>1</tasks:Interval><tasks:DayOfWeek>2</tasks:DayOfWeek><tasks:Start>2026-11-16T00:00:00.000Z</tasks:Start></tasks:Recurrence><tasks:Complete>0</tasks:Complete><tasks:Importance>0</tasks:Importance>",
+    );
     let phone = TaskData::from_element(&item).unwrap();
     let created = task::merge_task(None, &phone, &o).unwrap();
     let text = ical::write(&created);
@@ -439,16 +538,46 @@ fn filter_windows_select_by_occurrence() {
         .unwrap()
     };
     // A single event a month ago: out; one yesterday: in.
-    assert!(!window::has_occurrence_in(&ev("DTSTART:20261015T100000Z\r\nDTEND:20261015T110000Z\r\n"), from, None, &zone));
-    assert!(window::has_occurrence_in(&ev("DTSTART:20261114T100000Z\r\nDTEND:20261114T110000Z\r\n"), from, None, &zone));
+    assert!(!window::has_occurrence_in(
+        &ev("DTSTART:20261015T100000Z\r\nDTEND:20261015T110000Z\r\n"),
+        from,
+        None,
+        &zone
+    ));
+    assert!(window::has_occurrence_in(
+        &ev("DTSTART:20261114T100000Z\r\nDTEND:20261114T110000Z\r\n"),
+        from,
+        None,
+        &zone
+    ));
     // An endless weekly series from 2020: in.
-    assert!(window::has_occurrence_in(&ev("DTSTART:20200106T100000Z\r\nRRULE:FREQ=WEEKLY\r\n"), from, None, &zone));
+    assert!(window::has_occurrence_in(
+        &ev("DTSTART:20200106T100000Z\r\nRRULE:FREQ=WEEKLY\r\n"),
+        from,
+        None,
+        &zone
+    ));
     // A daily series that ended in 2025: out, even after expansion.
-    assert!(!window::has_occurrence_in(&ev("DTSTART:20200106T100000Z\r\nRRULE:FREQ=DAILY;UNTIL=20250101T000000Z\r\n"), from, None, &zone));
+    assert!(!window::has_occurrence_in(
+        &ev("DTSTART:20200106T100000Z\r\nRRULE:FREQ=DAILY;UNTIL=20250101T000000Z\r\n"),
+        from,
+        None,
+        &zone
+    ));
     // A monthly series with COUNT whose last occurrence is in the window: in.
-    assert!(window::has_occurrence_in(&ev("DTSTART:20260110T100000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=MONTHLY;COUNT=11\r\n"), from, None, &zone));
+    assert!(window::has_occurrence_in(
+        &ev("DTSTART:20260110T100000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=MONTHLY;COUNT=11\r\n"),
+        from,
+        None,
+        &zone
+    ));
     // The same series one occurrence shorter: out; but an override moved into the window: in.
-    assert!(!window::has_occurrence_in(&ev("DTSTART:20260110T100000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=MONTHLY;COUNT=10\r\n"), from, None, &zone));
+    assert!(!window::has_occurrence_in(
+        &ev("DTSTART:20260110T100000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=MONTHLY;COUNT=10\r\n"),
+        from,
+        None,
+        &zone
+    ));
     let moved = ical::parse(
         "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:y\r\nDTSTART:20260110T100000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=MONTHLY;COUNT=10\r\nEND:VEVENT\r\n\
 BEGIN:VEVENT\r\nUID:y\r\nRECURRENCE-ID:20261010T100000Z\r\nDTSTART:20261112T100000Z\r\nDTEND:20261112T110000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
@@ -457,8 +586,21 @@ BEGIN:VEVENT\r\nUID:y\r\nRECURRENCE-ID:20261010T100000Z\r\nDTSTART:20261112T1000
     assert!(window::has_occurrence_in(&moved, from, None, &zone));
     // A bounded window (Search/free-busy style).
     let recurring = ical::parse(&read("recurring.ics")).unwrap();
-    assert!(window::has_occurrence_in(&recurring, at(2026, 3, 9, 0, 0), Some(at(2026, 3, 10, 0, 0)), &zone) == false, "EXDATE honoured");
-    assert!(window::has_occurrence_in(&recurring, at(2026, 3, 13, 0, 0), Some(at(2026, 3, 14, 0, 0)), &zone));
+    assert!(
+        window::has_occurrence_in(
+            &recurring,
+            at(2026, 3, 9, 0, 0),
+            Some(at(2026, 3, 10, 0, 0)),
+            &zone
+        ) == false,
+        "EXDATE honoured"
+    );
+    assert!(window::has_occurrence_in(
+        &recurring,
+        at(2026, 3, 13, 0, 0),
+        Some(at(2026, 3, 14, 0, 0)),
+        &zone
+    ));
 }
 
 #[test]
@@ -479,7 +621,10 @@ fn real_zones() {
         let back = TimeZoneInfo::from_base64(&info.to_base64()).unwrap();
         assert_eq!(back, info, "{name}");
         let found = back.to_iana(YEAR, &[]).unwrap();
-        assert!(TimeZoneInfo::from_iana(found, YEAR).same_rule(&info, YEAR), "{name} → {found}");
+        assert!(
+            TimeZoneInfo::from_iana(found, YEAR).same_rule(&info, YEAR),
+            "{name} → {found}"
+        );
         // Every hour of the year converts as the IANA database says.
         let mut t = at(YEAR, 1, 1, 0, 30);
         while t.and_utc().timestamp() < at(YEAR + 1, 1, 1, 0, 0).and_utc().timestamp() {
@@ -502,12 +647,16 @@ fn every_iana_zone_round_trips_to_the_same_rule() {
             other => failures.push(format!("{} → {other:?}", tz.name())),
         }
     }
-    assert!(failures.is_empty(), "{} zones: {failures:?}", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} zones: {failures:?}",
+        failures.len()
+    );
 }
 
 fn arb_systemtime() -> impl Strategy<Value = eas_gateway::calendar::timezone::SystemTime> {
-    (0u16..=12, 0u16..=6, 1u16..=5, 0u16..=23, 0u16..=59).prop_map(|(month, dow, day, hour, minute)| {
-        eas_gateway::calendar::timezone::SystemTime {
+    (0u16..=12, 0u16..=6, 1u16..=5, 0u16..=23, 0u16..=59).prop_map(
+        |(month, dow, day, hour, minute)| eas_gateway::calendar::timezone::SystemTime {
             year: 0,
             month,
             day_of_week: dow,
@@ -516,8 +665,8 @@ fn arb_systemtime() -> impl Strategy<Value = eas_gateway::calendar::timezone::Sy
             minute,
             second: 0,
             milliseconds: 0,
-        }
-    })
+        },
+    )
 }
 
 proptest! {

@@ -23,7 +23,12 @@ pub fn parse(s: &str) -> Option<NaiveDateTime> {
     let s = s.trim();
     let s = s.strip_suffix('Z').unwrap_or(s);
     let s = s.split('.').next().unwrap_or(s);
-    for fmt in ["%Y%m%dT%H%M%S", "%Y-%m-%dT%H:%M:%S", "%Y%m%dT%H%M", "%Y-%m-%dT%H:%M"] {
+    for fmt in [
+        "%Y%m%dT%H%M%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y%m%dT%H%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(dt);
         }

@@ -27,8 +27,8 @@ use std::io::Write;
 use calcard::icalendar::{
     ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarDuration, ICalendarEntry,
     ICalendarParameter, ICalendarParameterName, ICalendarParameterValue,
-    ICalendarParticipationRole, ICalendarParticipationStatus, ICalendarProperty,
-    ICalendarRelated, ICalendarUserTypes, ICalendarValue, Uri,
+    ICalendarParticipationRole, ICalendarParticipationStatus, ICalendarProperty, ICalendarRelated,
+    ICalendarUserTypes, ICalendarValue, Uri,
 };
 use chrono::{Duration, NaiveDate, NaiveDateTime, Timelike};
 use eas_wbxml::tags::{airsyncbase as asb, calendar as cal};
@@ -205,7 +205,10 @@ fn attendee_type(e: &ICalendarEntry) -> u8 {
     if matches!(cutype.as_deref(), Some("RESOURCE") | Some("ROOM")) {
         return 3;
     }
-    match param_text(e, &ICalendarParameterName::Role).map(str::to_ascii_uppercase).as_deref() {
+    match param_text(e, &ICalendarParameterName::Role)
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
         Some("OPT-PARTICIPANT") | Some("NON-PARTICIPANT") => 2,
         _ => 1,
     }
@@ -216,8 +219,13 @@ fn attendees_of(c: &ICalendarComponent) -> Vec<Attendee> {
         .filter_map(|e| {
             let email = email_of(e.values.first()?.as_text()?);
             Some(Attendee {
-                name: param_text(e, &ICalendarParameterName::Cn).unwrap_or_default().to_owned(),
-                status: Some(partstat_code(param_text(e, &ICalendarParameterName::Partstat))),
+                name: param_text(e, &ICalendarParameterName::Cn)
+                    .unwrap_or_default()
+                    .to_owned(),
+                status: Some(partstat_code(param_text(
+                    e,
+                    &ICalendarParameterName::Partstat,
+                ))),
                 kind: Some(attendee_type(e)),
                 email,
             })
@@ -226,7 +234,10 @@ fn attendees_of(c: &ICalendarComponent) -> Vec<Attendee> {
 }
 
 fn sensitivity_of(c: &ICalendarComponent) -> u8 {
-    match ical::text(c, &ICalendarProperty::Class).map(str::to_ascii_uppercase).as_deref() {
+    match ical::text(c, &ICalendarProperty::Class)
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
         Some("PRIVATE") => 2,
         Some("CONFIDENTIAL") => 3,
         Some("X-PERSONAL") => 1,
@@ -245,10 +256,14 @@ fn busy_of(c: &ICalendarComponent) -> u8 {
             _ => {}
         }
     }
-    if ical::text(c, &ICalendarProperty::Transp).is_some_and(|t| t.eq_ignore_ascii_case("TRANSPARENT")) {
+    if ical::text(c, &ICalendarProperty::Transp)
+        .is_some_and(|t| t.eq_ignore_ascii_case("TRANSPARENT"))
+    {
         return 0;
     }
-    if ical::text(c, &ICalendarProperty::Status).is_some_and(|t| t.eq_ignore_ascii_case("TENTATIVE")) {
+    if ical::text(c, &ICalendarProperty::Status)
+        .is_some_and(|t| t.eq_ignore_ascii_case("TENTATIVE"))
+    {
         return 1;
     }
     2
@@ -316,7 +331,10 @@ impl EventData {
             .ok_or(CalendarError::NoComponent("DTSTART"))?;
         let all_day = start_dp.is_date;
         let (start, zone) = if all_day {
-            (options.user_zone.to_utc(start_dp.value), options.user_zone.clone())
+            (
+                options.user_zone.to_utc(start_dp.value),
+                options.user_zone.clone(),
+            )
         } else {
             resolve(ical, &start_dp, options.user_zone, options.year)
         };
@@ -324,12 +342,12 @@ impl EventData {
             Some(dp) if all_day => options.user_zone.to_utc(dp.value),
             Some(dp) => resolve(ical, &dp, options.user_zone, options.year).0,
             None => {
-                let dur = c
-                    .property(&ICalendarProperty::Duration)
-                    .and_then(|e| match e.values.first() {
-                        Some(ICalendarValue::Duration(d)) => d.to_time_delta(),
-                        _ => None,
-                    });
+                let dur =
+                    c.property(&ICalendarProperty::Duration)
+                        .and_then(|e| match e.values.first() {
+                            Some(ICalendarValue::Duration(d)) => d.to_time_delta(),
+                            _ => None,
+                        });
                 match dur {
                     Some(d) if all_day => options.user_zone.to_utc(start_dp.value + d),
                     Some(d) => start + d,
@@ -343,7 +361,12 @@ impl EventData {
             .and_then(|e| e.values.first()?.as_text())
             .map(email_of);
         let attendees = attendees_of(c);
-        let is_user = |email: &str| options.user_emails.iter().any(|u| u.eq_ignore_ascii_case(email));
+        let is_user = |email: &str| {
+            options
+                .user_emails
+                .iter()
+                .any(|u| u.eq_ignore_ascii_case(email))
+        };
         let cancelled = ical::text(c, &ICalendarProperty::Status)
             .is_some_and(|s| s.eq_ignore_ascii_case("CANCELLED"));
         let organizer_is_user = organizer_email.as_deref().is_none_or(is_user);
@@ -396,7 +419,10 @@ impl EventData {
     }
 
     /// The series in `ical` as EAS sees it, and what EAS cannot say about it.
-    pub fn from_ical(ical: &ICalendar, options: &EventOptions<'_>) -> Result<(EventData, Vec<Unsupported>), CalendarError> {
+    pub fn from_ical(
+        ical: &ICalendar,
+        options: &EventOptions<'_>,
+    ) -> Result<(EventData, Vec<Unsupported>), CalendarError> {
         let (master, overrides) = vevents(ical);
         let mut lossy = Vec::new();
         let Some(master) = master.or_else(|| overrides.first().copied()) else {
@@ -432,7 +458,9 @@ impl EventData {
         let mut exceptions = Vec::new();
         for e in mc.properties(&ICalendarProperty::Exdate) {
             for v in &e.values {
-                let Some(dp) = ical::entry_date(e, v) else { continue };
+                let Some(dp) = ical::entry_date(e, v) else {
+                    continue;
+                };
                 let original = if dp.is_date {
                     zone.to_utc(dp.value.date().and_time(start_local.time()))
                 } else {
@@ -447,7 +475,9 @@ impl EventData {
         }
         for id in overrides {
             let oc = &ical.components[id as usize];
-            let Some(rid) = ical::date_prop(oc, &ICalendarProperty::RecurrenceId) else { continue };
+            let Some(rid) = ical::date_prop(oc, &ICalendarProperty::RecurrenceId) else {
+                continue;
+            };
             let original = if rid.is_date {
                 zone.to_utc(rid.value.date().and_time(start_local.time()))
             } else {
@@ -463,26 +493,48 @@ impl EventData {
                 });
                 continue;
             }
-            let Ok((o, _, o_all_day)) = EventData::from_component(ical, oc, options) else { continue };
+            let Ok((o, _, o_all_day)) = EventData::from_component(ical, oc, options) else {
+                continue;
+            };
             // An exception carries what differs from the series, and always its times.
             fn differs<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> bool {
                 a != b
             }
             let fields = EventData {
-                subject: differs(&o.subject, &data.subject).then(|| o.subject.clone().unwrap_or_default()),
-                location: differs(&o.location, &data.location).then(|| o.location.clone().unwrap_or_default()),
+                subject: differs(&o.subject, &data.subject)
+                    .then(|| o.subject.clone().unwrap_or_default()),
+                location: differs(&o.location, &data.location)
+                    .then(|| o.location.clone().unwrap_or_default()),
                 start: o.start,
                 end: o.end,
                 all_day: (o_all_day != all_day).then_some(o_all_day),
                 dtstamp: o.dtstamp,
-                reminder: if o.reminder != data.reminder { o.reminder.or(Some(0)) } else { None },
-                sensitivity: differs(&o.sensitivity, &data.sensitivity).then_some(o.sensitivity).flatten(),
-                busy_status: differs(&o.busy_status, &data.busy_status).then_some(o.busy_status).flatten(),
-                categories: differs(&o.categories, &data.categories).then(|| o.categories.clone()).flatten(),
-                body_text: differs(&o.body_text, &data.body_text).then(|| o.body_text.clone()).flatten(),
-                meeting_status: differs(&o.meeting_status, &data.meeting_status).then_some(o.meeting_status).flatten(),
-                attendees: differs(&o.attendees, &data.attendees).then(|| o.attendees.clone()).flatten(),
-                response_type: differs(&o.response_type, &data.response_type).then_some(o.response_type).flatten(),
+                reminder: if o.reminder != data.reminder {
+                    o.reminder.or(Some(0))
+                } else {
+                    None
+                },
+                sensitivity: differs(&o.sensitivity, &data.sensitivity)
+                    .then_some(o.sensitivity)
+                    .flatten(),
+                busy_status: differs(&o.busy_status, &data.busy_status)
+                    .then_some(o.busy_status)
+                    .flatten(),
+                categories: differs(&o.categories, &data.categories)
+                    .then(|| o.categories.clone())
+                    .flatten(),
+                body_text: differs(&o.body_text, &data.body_text)
+                    .then(|| o.body_text.clone())
+                    .flatten(),
+                meeting_status: differs(&o.meeting_status, &data.meeting_status)
+                    .then_some(o.meeting_status)
+                    .flatten(),
+                attendees: differs(&o.attendees, &data.attendees)
+                    .then(|| o.attendees.clone())
+                    .flatten(),
+                response_type: differs(&o.response_type, &data.response_type)
+                    .then_some(o.response_type)
+                    .flatten(),
                 ..EventData::default()
             };
             exceptions.push(ExceptionData {
@@ -512,7 +564,10 @@ pub fn write_event<W: Write>(
 }
 
 /// Parses `text` and renders it into an encoded fragment (what Sync splices in).
-pub fn render_event(text: &str, options: &EventOptions<'_>) -> Result<(eas_wbxml::Fragment, Written), CalendarError> {
+pub fn render_event(
+    text: &str,
+    options: &EventOptions<'_>,
+) -> Result<(eas_wbxml::Fragment, Written), CalendarError> {
     let ical = ical::parse(text)?;
     let mut w = Writer::fragment();
     let written = write_event(&mut w, &ical, options)?;
@@ -540,7 +595,8 @@ fn write_body<W: Write>(
     let (kind, full) = match pref.kind {
         BodyType::Html => (
             BodyType::Html,
-            html.map(str::to_owned).unwrap_or_else(|| body::text_to_html(text)),
+            html.map(str::to_owned)
+                .unwrap_or_else(|| body::text_to_html(text)),
         ),
         _ => (BodyType::Plain, text.to_owned()),
     };
@@ -570,7 +626,10 @@ fn write_attendees<W: Write>(w: &mut Writer<W>, attendees: &[Attendee]) -> Resul
     for a in attendees {
         w.start(cal::Attendee)?;
         w.text_element(cal::Email, &a.email)?;
-        w.text_element(cal::Name, if a.name.is_empty() { &a.email } else { &a.name })?;
+        w.text_element(
+            cal::Name,
+            if a.name.is_empty() { &a.email } else { &a.name },
+        )?;
         if let Some(s) = a.status {
             w.text_element(cal::AttendeeStatus, &s.to_string())?;
         }
@@ -583,7 +642,11 @@ fn write_attendees<W: Write>(w: &mut Writer<W>, attendees: &[Attendee]) -> Resul
     Ok(())
 }
 
-fn write_location<W: Write>(w: &mut Writer<W>, location: &str, version: Version) -> Result<(), EncodeError> {
+fn write_location<W: Write>(
+    w: &mut Writer<W>,
+    location: &str,
+    version: Version,
+) -> Result<(), EncodeError> {
     if version >= Version::V16_0 {
         w.start(asb::Location)?;
         w.text_element(asb::DisplayName, location)?;
@@ -606,7 +669,11 @@ fn write_categories<W: Write>(w: &mut Writer<W>, categories: &[String]) -> Resul
     Ok(())
 }
 
-fn write_data<W: Write>(w: &mut Writer<W>, d: &EventData, o: &EventOptions<'_>) -> Result<(), CalendarError> {
+fn write_data<W: Write>(
+    w: &mut Writer<W>,
+    d: &EventData,
+    o: &EventOptions<'_>,
+) -> Result<(), CalendarError> {
     let v = o.version;
     let all_day = d.all_day.unwrap_or(false);
     let zone_for_dates = o.user_zone;
@@ -623,7 +690,13 @@ fn write_data<W: Write>(w: &mut Writer<W>, d: &EventData, o: &EventOptions<'_>) 
         w.text_element(cal::Timezone, &tz.to_base64())?;
     }
     w.text_element(cal::AllDayEvent, if all_day { "1" } else { "0" })?;
-    write_body(w, d.body_text.as_deref(), d.body_html.as_deref(), o.body_preferences, v)?;
+    write_body(
+        w,
+        d.body_text.as_deref(),
+        d.body_html.as_deref(),
+        o.body_preferences,
+        v,
+    )?;
     if let Some(b) = d.busy_status {
         w.text_element(cal::BusyStatus, &b.to_string())?;
     }
@@ -633,7 +706,10 @@ fn write_data<W: Write>(w: &mut Writer<W>, d: &EventData, o: &EventOptions<'_>) 
     if let Some(e) = &d.organizer_email {
         w.text_element(cal::OrganizerEmail, e)?;
     }
-    w.text_element(cal::DtStamp, &date::compact(d.dtstamp.or(d.start).unwrap_or_default()))?;
+    w.text_element(
+        cal::DtStamp,
+        &date::compact(d.dtstamp.or(d.start).unwrap_or_default()),
+    )?;
     if let Some(e) = d.end {
         w.text_element(cal::EndTime, &date::compact(time(e)))?;
     }
@@ -651,7 +727,10 @@ fn write_data<W: Write>(w: &mut Writer<W>, d: &EventData, o: &EventOptions<'_>) 
     if let Some(u) = &d.uid {
         w.text_element(cal::UID, u)?;
     }
-    w.text_element(cal::MeetingStatus, &d.meeting_status.unwrap_or(0).to_string())?;
+    w.text_element(
+        cal::MeetingStatus,
+        &d.meeting_status.unwrap_or(0).to_string(),
+    )?;
     if let Some(a) = &d.attendees {
         write_attendees(w, a)?;
     }
@@ -685,12 +764,22 @@ fn write_exception<W: Write>(
     let v = o.version;
     let f = &e.fields;
     let all_day = f.all_day.unwrap_or(series_all_day);
-    let time = |t: NaiveDateTime| if all_day { all_day_time(t, o.user_zone, v) } else { t };
+    let time = |t: NaiveDateTime| {
+        if all_day {
+            all_day_time(t, o.user_zone, v)
+        } else {
+            t
+        }
+    };
     w.start(cal::Exception)?;
     if e.deleted {
         w.text_element(cal::Deleted, "1")?;
     }
-    let original = if series_all_day { all_day_time(e.original_start, o.user_zone, v) } else { e.original_start };
+    let original = if series_all_day {
+        all_day_time(e.original_start, o.user_zone, v)
+    } else {
+        e.original_start
+    };
     if v >= Version::V16_0 {
         w.text_element(asb::InstanceId, &date::compact(original))?;
     } else {
@@ -750,20 +839,31 @@ fn write_exception<W: Write>(
 // Phone → server.
 
 fn child_text(e: &Element, tag: eas_wbxml::codepage::Tag) -> Option<String> {
-    e.child(tag).map(|c| c.text().unwrap_or_default().to_owned())
+    e.child(tag)
+        .map(|c| c.text().unwrap_or_default().to_owned())
 }
 
-fn child_num(e: &Element, tag: eas_wbxml::codepage::Tag, max: u32) -> Result<Option<u32>, CalendarError> {
+fn child_num(
+    e: &Element,
+    tag: eas_wbxml::codepage::Tag,
+    max: u32,
+) -> Result<Option<u32>, CalendarError> {
     match e.child(tag) {
         None => Ok(None),
         Some(c) => match c.text().unwrap_or_default().trim().parse::<u32>() {
             Ok(v) if v <= max => Ok(Some(v)),
-            _ => Err(CalendarError::InvalidItem(format!("{} is not a number up to {max}", tag.name()))),
+            _ => Err(CalendarError::InvalidItem(format!(
+                "{} is not a number up to {max}",
+                tag.name()
+            ))),
         },
     }
 }
 
-fn child_date(e: &Element, tag: eas_wbxml::codepage::Tag) -> Result<Option<NaiveDateTime>, CalendarError> {
+fn child_date(
+    e: &Element,
+    tag: eas_wbxml::codepage::Tag,
+) -> Result<Option<NaiveDateTime>, CalendarError> {
     match e.child(tag).and_then(|c| c.text()) {
         None => Ok(None),
         Some(t) if t.trim().is_empty() => Ok(None),
@@ -872,7 +972,9 @@ impl EventData {
         if let (Some(s), Some(e)) = (d.start, d.end)
             && e < s
         {
-            return Err(CalendarError::InvalidItem("EndTime before StartTime".into()));
+            return Err(CalendarError::InvalidItem(
+                "EndTime before StartTime".into(),
+            ));
         }
         Ok(d)
     }
@@ -887,9 +989,15 @@ fn date_entry(
     version: Version,
 ) -> ICalendarEntry {
     if all_day {
-        let d = if version >= Version::V16_0 { utc.date() } else { zone.to_local(utc).date() };
+        let d = if version >= Version::V16_0 {
+            utc.date()
+        } else {
+            zone.to_local(utc).date()
+        };
         return ICalendarEntry::new(prop)
-            .with_param(ICalendarParameter::value(calcard::icalendar::ICalendarValueType::Date))
+            .with_param(ICalendarParameter::value(
+                calcard::icalendar::ICalendarValueType::Date,
+            ))
             .with_value(ical::date_value(d));
     }
     match zone.tzid() {
@@ -901,13 +1009,26 @@ fn date_entry(
 }
 
 /// Whether an existing date property already says `utc` (so it is left as written).
-fn same_time(ical: &ICalendar, c: &ICalendarComponent, prop: &ICalendarProperty, utc: NaiveDateTime, all_day: bool, o: &MergeOptions<'_>) -> bool {
-    let Some(dp) = ical::date_prop(c, prop) else { return false };
+fn same_time(
+    ical: &ICalendar,
+    c: &ICalendarComponent,
+    prop: &ICalendarProperty,
+    utc: NaiveDateTime,
+    all_day: bool,
+    o: &MergeOptions<'_>,
+) -> bool {
+    let Some(dp) = ical::date_prop(c, prop) else {
+        return false;
+    };
     if dp.is_date != all_day {
         return false;
     }
     if all_day {
-        let d = if o.version >= Version::V16_0 { utc.date() } else { o.user_zone.to_local(utc).date() };
+        let d = if o.version >= Version::V16_0 {
+            utc.date()
+        } else {
+            o.user_zone.to_local(utc).date()
+        };
         return dp.value.date() == d;
     }
     resolve(ical, &dp, o.user_zone, o.year).0 == utc
@@ -926,34 +1047,55 @@ fn set_attendees(c: &mut ICalendarComponent, list: &[Attendee]) {
             Some(e) => e.clone(),
             None => ICalendarEntry::new(ICalendarProperty::Attendee)
                 .with_param(ICalendarParameter::rsvp(true))
-                .with_value(ICalendarValue::Uri(Uri::Location(format!("mailto:{}", a.email)))),
+                .with_value(ICalendarValue::Uri(Uri::Location(format!(
+                    "mailto:{}",
+                    a.email
+                )))),
         };
-        let name_now = param_text(&e, &ICalendarParameterName::Cn).unwrap_or_default().to_owned();
+        let name_now = param_text(&e, &ICalendarParameterName::Cn)
+            .unwrap_or_default()
+            .to_owned();
         if !a.name.is_empty() && a.name != name_now && a.name != a.email {
             e.params.retain(|p| p.name != ICalendarParameterName::Cn);
             e.params.insert(0, ICalendarParameter::cn(a.name.clone()));
         }
-        let status_now = existing.map(|x| partstat_code(param_text(x, &ICalendarParameterName::Partstat)));
+        let status_now =
+            existing.map(|x| partstat_code(param_text(x, &ICalendarParameterName::Partstat)));
         if let Some(s) = a.status.filter(|s| Some(*s) != status_now)
             && let Some(p) = partstat_of(s)
         {
-            e.params.retain(|p| p.name != ICalendarParameterName::Partstat);
+            e.params
+                .retain(|p| p.name != ICalendarParameterName::Partstat);
             e.params.push(ICalendarParameter::partstat(p));
         } else if existing.is_none() {
-            e.params.push(ICalendarParameter::partstat(ICalendarParticipationStatus::NeedsAction));
+            e.params.push(ICalendarParameter::partstat(
+                ICalendarParticipationStatus::NeedsAction,
+            ));
         }
         let kind_now = existing.map(attendee_type);
         if let Some(k) = a.kind.filter(|k| Some(*k) != kind_now) {
-            e.params.retain(|p| p.name != ICalendarParameterName::Role && p.name != ICalendarParameterName::Cutype);
+            e.params.retain(|p| {
+                p.name != ICalendarParameterName::Role && p.name != ICalendarParameterName::Cutype
+            });
             match k {
-                3 => e.params.push(ICalendarParameter::cutype(ICalendarUserTypes::Resource)),
-                2 => e.params.push(ICalendarParameter::role(ICalendarParticipationRole::OptParticipant)),
-                _ => e.params.push(ICalendarParameter::role(ICalendarParticipationRole::ReqParticipant)),
+                3 => e
+                    .params
+                    .push(ICalendarParameter::cutype(ICalendarUserTypes::Resource)),
+                2 => e.params.push(ICalendarParameter::role(
+                    ICalendarParticipationRole::OptParticipant,
+                )),
+                _ => e.params.push(ICalendarParameter::role(
+                    ICalendarParticipationRole::ReqParticipant,
+                )),
             }
         }
         kept.push(e);
     }
-    let at = c.entries.iter().position(|e| e.name == ICalendarProperty::Attendee).unwrap_or(c.entries.len());
+    let at = c
+        .entries
+        .iter()
+        .position(|e| e.name == ICalendarProperty::Attendee)
+        .unwrap_or(c.entries.len());
     c.entries.retain(|e| e.name != ICalendarProperty::Attendee);
     let at = at.min(c.entries.len());
     c.entries.splice(at..at, kept);
@@ -975,7 +1117,11 @@ fn apply_fields(
         && !same_time(ical, &c_ro, &ICalendarProperty::Dtstart, s, all_day, o)
     {
         let e = date_entry(ICalendarProperty::Dtstart, s, zone, all_day, o.version);
-        ical::set(&mut ical.components[id as usize], ICalendarProperty::Dtstart, Some(e));
+        ical::set(
+            &mut ical.components[id as usize],
+            ICalendarProperty::Dtstart,
+            Some(e),
+        );
         changed_time = true;
     }
     if let Some(end) = d.end
@@ -992,12 +1138,20 @@ fn apply_fields(
     if let Some(s) = &d.subject
         && ical::text(c, &ICalendarProperty::Summary) != Some(s.as_str())
     {
-        ical::set_text(c, ICalendarProperty::Summary, (!s.is_empty()).then_some(s.as_str()));
+        ical::set_text(
+            c,
+            ICalendarProperty::Summary,
+            (!s.is_empty()).then_some(s.as_str()),
+        );
     }
     if let Some(l) = &d.location
         && ical::text(c, &ICalendarProperty::Location).unwrap_or_default() != l
     {
-        ical::set_text(c, ICalendarProperty::Location, (!l.is_empty()).then_some(l.as_str()));
+        ical::set_text(
+            c,
+            ICalendarProperty::Location,
+            (!l.is_empty()).then_some(l.as_str()),
+        );
     }
     if let Some(s) = d.sensitivity
         && s != sensitivity_of(c)
@@ -1007,13 +1161,21 @@ fn apply_fields(
             3 => "CONFIDENTIAL",
             _ => "PUBLIC",
         };
-        ical::set(c, ICalendarProperty::Class, Some(ICalendarEntry::new(ICalendarProperty::Class).with_value(v)));
+        ical::set(
+            c,
+            ICalendarProperty::Class,
+            Some(ICalendarEntry::new(ICalendarProperty::Class).with_value(v)),
+        );
     }
     if let Some(b) = d.busy_status
         && (is_new || b != busy_of(c))
     {
         let transp = if b == 0 { "TRANSPARENT" } else { "OPAQUE" };
-        ical::set(c, ICalendarProperty::Transp, Some(ICalendarEntry::new(ICalendarProperty::Transp).with_value(transp)));
+        ical::set(
+            c,
+            ICalendarProperty::Transp,
+            Some(ICalendarEntry::new(ICalendarProperty::Transp).with_value(transp)),
+        );
         let cdo = match b {
             0 => "FREE",
             1 => "TENTATIVE",
@@ -1022,15 +1184,22 @@ fn apply_fields(
             _ => "BUSY",
         };
         if matches!(b, 1 | 3 | 4) || c.has_property(&x_prop(CDO_BUSY)) {
-            ical::set(c, x_prop(CDO_BUSY), Some(ICalendarEntry::new(x_prop(CDO_BUSY)).with_value(cdo)));
+            ical::set(
+                c,
+                x_prop(CDO_BUSY),
+                Some(ICalendarEntry::new(x_prop(CDO_BUSY)).with_value(cdo)),
+            );
         }
     }
     if let Some(cats) = &d.categories
         && *cats != categories_of(c)
     {
         let e = (!cats.is_empty()).then(|| {
-            ICalendarEntry::new(ICalendarProperty::Categories)
-                .with_values(cats.iter().map(|s| ICalendarValue::Text(s.clone())).collect())
+            ICalendarEntry::new(ICalendarProperty::Categories).with_values(
+                cats.iter()
+                    .map(|s| ICalendarValue::Text(s.clone()))
+                    .collect(),
+            )
         });
         ical::set(c, ICalendarProperty::Categories, e);
     }
@@ -1043,8 +1212,18 @@ fn apply_fields(
             _ => data.replace("\r\n", "\n"),
         };
         let (now_text, _) = description_of(c);
-        if now_text.as_deref().unwrap_or_default().replace("\r\n", "\n").trim_end() != text.trim_end() {
-            ical::set_text(c, ICalendarProperty::Description, (!text.is_empty()).then_some(text.as_str()));
+        if now_text
+            .as_deref()
+            .unwrap_or_default()
+            .replace("\r\n", "\n")
+            .trim_end()
+            != text.trim_end()
+        {
+            ical::set_text(
+                c,
+                ICalendarProperty::Description,
+                (!text.is_empty()).then_some(text.as_str()),
+            );
             if b.kind == BodyType::Html {
                 let alt = ICalendarEntry::new(x_prop("X-ALT-DESC"))
                     .with_param(ICalendarParameter::fmttype("text/html".to_owned()))
@@ -1060,11 +1239,23 @@ fn apply_fields(
         set_attendees(c, list);
     }
     if let Some(email) = d.organizer_email.as_ref().filter(|e| !e.trim().is_empty()) {
-        let now = c.property(&ICalendarProperty::Organizer).and_then(|e| e.values.first()?.as_text()).map(email_of);
-        if now.as_deref().is_none_or(|n| !n.eq_ignore_ascii_case(email)) && (c.has_property(&ICalendarProperty::Attendee) || now.is_some()) {
-            let mut e = ICalendarEntry::new(ICalendarProperty::Organizer)
-                .with_value(ICalendarValue::Uri(Uri::Location(format!("mailto:{}", email.trim()))));
-            if let Some(n) = d.organizer_name.as_ref().filter(|n| !n.is_empty() && *n != email) {
+        let now = c
+            .property(&ICalendarProperty::Organizer)
+            .and_then(|e| e.values.first()?.as_text())
+            .map(email_of);
+        if now
+            .as_deref()
+            .is_none_or(|n| !n.eq_ignore_ascii_case(email))
+            && (c.has_property(&ICalendarProperty::Attendee) || now.is_some())
+        {
+            let mut e = ICalendarEntry::new(ICalendarProperty::Organizer).with_value(
+                ICalendarValue::Uri(Uri::Location(format!("mailto:{}", email.trim()))),
+            );
+            if let Some(n) = d
+                .organizer_name
+                .as_ref()
+                .filter(|n| !n.is_empty() && *n != email)
+            {
                 e = e.with_param(ICalendarParameter::cn(n.clone()));
             }
             ical::set(c, ICalendarProperty::Organizer, Some(e));
@@ -1079,7 +1270,10 @@ fn apply_fields(
         ical::set(
             c,
             ICalendarProperty::LastModified,
-            Some(ICalendarEntry::new(ICalendarProperty::LastModified).with_value(ical::utc_value(o.now))),
+            Some(
+                ICalendarEntry::new(ICalendarProperty::LastModified)
+                    .with_value(ical::utc_value(o.now)),
+            ),
         );
         if changed_time {
             let seq = c
@@ -1089,7 +1283,10 @@ fn apply_fields(
             ical::set(
                 c,
                 ICalendarProperty::Sequence,
-                Some(ICalendarEntry::new(ICalendarProperty::Sequence).with_value(ICalendarValue::Integer(seq + 1))),
+                Some(
+                    ICalendarEntry::new(ICalendarProperty::Sequence)
+                        .with_value(ICalendarValue::Integer(seq + 1)),
+                ),
             );
         }
     }
@@ -1097,26 +1294,32 @@ fn apply_fields(
     match (d.reminder, reminder_now) {
         (Some(m), Some((_, now))) if m == now => {}
         (Some(m), Some((aid, _))) => {
-            if let Some(t) = ical.components[aid as usize].property_mut(&ICalendarProperty::Trigger) {
-                t.values = vec![ICalendarValue::Duration(ICalendarDuration::from_seconds(-(m as i64) * 60))];
+            if let Some(t) = ical.components[aid as usize].property_mut(&ICalendarProperty::Trigger)
+            {
+                t.values = vec![ICalendarValue::Duration(ICalendarDuration::from_seconds(
+                    -(m as i64) * 60,
+                ))];
                 t.params.retain(|p| p.name != ICalendarParameterName::Value);
             }
         }
         (Some(m), None) => {
             let mut a = ICalendarComponent::new(ICalendarComponentType::VAlarm);
-            a.entries.push(ICalendarEntry::new(ICalendarProperty::Action).with_value("DISPLAY"));
+            a.entries
+                .push(ICalendarEntry::new(ICalendarProperty::Action).with_value("DISPLAY"));
             a.entries.push(
                 ICalendarEntry::new(ICalendarProperty::Description)
                     .with_value(d.subject.clone().unwrap_or_else(|| "Reminder".into())),
             );
-            a.entries.push(
-                ICalendarEntry::new(ICalendarProperty::Trigger)
-                    .with_value(ICalendarValue::Duration(ICalendarDuration::from_seconds(-(m as i64) * 60))),
-            );
+            a.entries
+                .push(ICalendarEntry::new(ICalendarProperty::Trigger).with_value(
+                    ICalendarValue::Duration(ICalendarDuration::from_seconds(-(m as i64) * 60)),
+                ));
             ical::add_child(ical, id, a);
         }
         (None, Some((aid, _))) if !is_new => {
-            ical.components[id as usize].component_ids.retain(|x| *x != aid);
+            ical.components[id as usize]
+                .component_ids
+                .retain(|x| *x != aid);
             ical.remove_component_ids(&[aid]);
         }
         (None, _) => {}
@@ -1126,9 +1329,13 @@ fn apply_fields(
 /// A new, empty VCALENDAR.
 pub fn new_calendar() -> ICalendar {
     let mut root = ICalendarComponent::new(ICalendarComponentType::VCalendar);
-    root.entries.push(ICalendarEntry::new(ICalendarProperty::Version).with_value("2.0"));
-    root.entries.push(ICalendarEntry::new(ICalendarProperty::Prodid).with_value("-//eas-gateway//EN"));
-    ICalendar { components: vec![root] }
+    root.entries
+        .push(ICalendarEntry::new(ICalendarProperty::Version).with_value("2.0"));
+    root.entries
+        .push(ICalendarEntry::new(ICalendarProperty::Prodid).with_value("-//eas-gateway//EN"));
+    ICalendar {
+        components: vec![root],
+    }
 }
 
 /// The zone a phone item's times are written in: the stored event's zone when the phone's
@@ -1164,35 +1371,53 @@ pub fn merge_event(
     let (master, _) = vevents(&ical);
     let is_new = master.is_none();
     if is_new && (phone.start.is_none() || phone.end.is_none()) {
-        return Err(CalendarError::InvalidItem("a new event needs StartTime and EndTime".into()));
+        return Err(CalendarError::InvalidItem(
+            "a new event needs StartTime and EndTime".into(),
+        ));
     }
     let master = match master {
         Some(m) => m,
         None => {
             let mut c = ICalendarComponent::new(ICalendarComponentType::VEvent);
             let uid = phone.uid.clone().unwrap_or_else(|| o.new_uid.to_owned());
-            c.entries.push(ICalendarEntry::new(ICalendarProperty::Uid).with_value(uid));
+            c.entries
+                .push(ICalendarEntry::new(ICalendarProperty::Uid).with_value(uid));
             ical::add_child(&mut ical, 0, c)
         }
     };
     // The stored zone of the series.
-    let stored_zone = ical::date_prop(&ical.components[master as usize], &ICalendarProperty::Dtstart)
-        .filter(|d| !d.is_date)
-        .map(|d| resolve(&ical, &d, o.user_zone, o.year).1);
+    let stored_zone = ical::date_prop(
+        &ical.components[master as usize],
+        &ICalendarProperty::Dtstart,
+    )
+    .filter(|d| !d.is_date)
+    .map(|d| resolve(&ical, &d, o.user_zone, o.year).1);
     let zone = phone_zone(stored_zone.as_ref(), phone.timezone.as_ref(), o);
-    let stored_all_day = ical::date_prop(&ical.components[master as usize], &ICalendarProperty::Dtstart).is_some_and(|d| d.is_date);
+    let stored_all_day = ical::date_prop(
+        &ical.components[master as usize],
+        &ICalendarProperty::Dtstart,
+    )
+    .is_some_and(|d| d.is_date);
     let all_day = phone.all_day.unwrap_or(stored_all_day);
     // A zone of our own needs its VTIMEZONE in the object.
     if let Zone::Rules { tzid, info } = &zone
-        && !ical.timezones().any(|t| ical::text(t, &ICalendarProperty::Tzid) == Some(tzid.as_str()))
+        && !ical
+            .timezones()
+            .any(|t| ical::text(t, &ICalendarProperty::Tzid) == Some(tzid.as_str()))
     {
         info.add_vtimezone(&mut ical, tzid, o.year);
     } else if let Zone::Iana(tz) = &zone
         && !all_day
-        && !ical.timezones().any(|t| ical::text(t, &ICalendarProperty::Tzid) == Some(tz.name()))
+        && !ical
+            .timezones()
+            .any(|t| ical::text(t, &ICalendarProperty::Tzid) == Some(tz.name()))
     {
-        let from = chrono::NaiveDate::from_ymd_opt(o.year - 1, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).map_or(0, |d| d.and_utc().timestamp());
-        let to = chrono::NaiveDate::from_ymd_opt(o.year + 10, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).map_or(0, |d| d.and_utc().timestamp());
+        let from = chrono::NaiveDate::from_ymd_opt(o.year - 1, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map_or(0, |d| d.and_utc().timestamp());
+        let to = chrono::NaiveDate::from_ymd_opt(o.year + 10, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map_or(0, |d| d.and_utc().timestamp());
         ical.add_timezone(tz.name(), from, to);
     }
     let (master, _) = vevents(&ical);
@@ -1204,16 +1429,23 @@ pub fn merge_event(
     // gives (so a rule EAS could only approximate is not replaced by the approximation).
     let mc = ical.components[master as usize].clone();
     let start_utc = phone.start.or_else(|| {
-        ical::date_prop(&mc, &ICalendarProperty::Dtstart).map(|d| resolve(&ical, &d, o.user_zone, o.year).0)
+        ical::date_prop(&mc, &ICalendarProperty::Dtstart)
+            .map(|d| resolve(&ical, &d, o.user_zone, o.year).0)
     });
     let start_local = zone.to_local(start_utc.unwrap_or_default());
-    let stored_rule = mc.property(&ICalendarProperty::Rrule).and_then(|e| match e.values.first() {
-        Some(ICalendarValue::RecurrenceRule(r)) => Some((**r).clone()),
-        _ => None,
-    });
-    let stored_as_eas = stored_rule.as_ref().map(|r| recurrence::to_eas(r, start_local, &zone));
+    let stored_rule = mc
+        .property(&ICalendarProperty::Rrule)
+        .and_then(|e| match e.values.first() {
+            Some(ICalendarValue::RecurrenceRule(r)) => Some((**r).clone()),
+            _ => None,
+        });
+    let stored_as_eas = stored_rule
+        .as_ref()
+        .map(|r| recurrence::to_eas(r, start_local, &zone));
     let same = |r: &Recurrence| match &stored_as_eas {
-        Some(ToEas::Exact(s)) | Some(ToEas::Approximate { recurrence: s, .. }) => same_recurrence(s, r),
+        Some(ToEas::Exact(s)) | Some(ToEas::Approximate { recurrence: s, .. }) => {
+            same_recurrence(s, r)
+        }
         _ => false,
     };
     match &phone.recurrence {
@@ -1246,7 +1478,10 @@ pub fn merge_event(
 }
 
 fn master_fallback(ical: &ICalendar) -> u32 {
-    ical::children_of(ical, &ICalendarComponentType::VEvent).first().copied().unwrap_or(0)
+    ical::children_of(ical, &ICalendarComponentType::VEvent)
+        .first()
+        .copied()
+        .unwrap_or(0)
 }
 
 /// Whether two patterns give the same occurrences (the defaults a phone may leave out).
@@ -1263,11 +1498,23 @@ fn same_recurrence(a: &Recurrence, b: &Recurrence) -> bool {
     let (a, b) = (norm(a), norm(b));
     // Until is compared to the minute: phones round it.
     let until = |r: &Recurrence| r.until.map(|u| u.with_second(0).unwrap_or(u));
-    Recurrence { until: until(&a), ..a.clone() } == Recurrence { until: until(&b), ..b.clone() }
+    Recurrence {
+        until: until(&a),
+        ..a.clone()
+    } == Recurrence {
+        until: until(&b),
+        ..b.clone()
+    }
 }
 
 /// The RECURRENCE-ID/EXDATE value of an occurrence, in the series' own form.
-fn instance_entry(prop: ICalendarProperty, original: NaiveDateTime, zone: &Zone, all_day: bool, o: &MergeOptions<'_>) -> ICalendarEntry {
+fn instance_entry(
+    prop: ICalendarProperty,
+    original: NaiveDateTime,
+    zone: &Zone,
+    all_day: bool,
+    o: &MergeOptions<'_>,
+) -> ICalendarEntry {
     date_entry(prop, original, zone, all_day, o.version)
 }
 
@@ -1281,17 +1528,23 @@ fn apply_exception(
     all_day: bool,
     o: &MergeOptions<'_>,
 ) -> Result<(), CalendarError> {
-    let uid = ical.components[master as usize].uid().unwrap_or_default().to_owned();
+    let uid = ical.components[master as usize]
+        .uid()
+        .unwrap_or_default()
+        .to_owned();
     let (_, overrides) = vevents(ical);
     let existing = overrides.into_iter().find(|id| {
-        ical::date_prop(&ical.components[*id as usize], &ICalendarProperty::RecurrenceId)
-            .is_some_and(|dp| {
-                if dp.is_date {
-                    dp.value.date() == zone.to_local(e.original_start).date()
-                } else {
-                    resolve(ical, &dp, zone, o.year).0 == e.original_start
-                }
-            })
+        ical::date_prop(
+            &ical.components[*id as usize],
+            &ICalendarProperty::RecurrenceId,
+        )
+        .is_some_and(|dp| {
+            if dp.is_date {
+                dp.value.date() == zone.to_local(e.original_start).date()
+            } else {
+                resolve(ical, &dp, zone, o.year).0 == e.original_start
+            }
+        })
     });
     if e.deleted {
         if let Some(id) = existing {
@@ -1302,7 +1555,13 @@ fn apply_exception(
             ical.remove_component_ids(&gone);
         }
         let master = vevents(ical).0.unwrap_or(master);
-        let entry = instance_entry(ICalendarProperty::Exdate, e.original_start, zone, all_day, o);
+        let entry = instance_entry(
+            ICalendarProperty::Exdate,
+            e.original_start,
+            zone,
+            all_day,
+            o,
+        );
         let already = ical.components[master as usize]
             .properties(&ICalendarProperty::Exdate)
             .any(|x| x.values.iter().any(|v| Some(v) == entry.values.first()));
@@ -1323,21 +1582,36 @@ fn apply_exception(
                 .filter(|x| {
                     !matches!(
                         x.name,
-                        ICalendarProperty::Rrule | ICalendarProperty::Rdate | ICalendarProperty::Exdate | ICalendarProperty::Exrule
+                        ICalendarProperty::Rrule
+                            | ICalendarProperty::Rdate
+                            | ICalendarProperty::Exdate
+                            | ICalendarProperty::Exrule
                     )
                 })
                 .cloned()
                 .collect();
-            c.entries.push(instance_entry(ICalendarProperty::RecurrenceId, e.original_start, zone, all_day, o));
+            c.entries.push(instance_entry(
+                ICalendarProperty::RecurrenceId,
+                e.original_start,
+                zone,
+                all_day,
+                o,
+            ));
             if uid.is_empty() {
-                return Err(CalendarError::InvalidItem("exception of an event without UID".into()));
+                return Err(CalendarError::InvalidItem(
+                    "exception of an event without UID".into(),
+                ));
             }
             ical::add_child(ical, 0, c)
         }
     };
     let mut f = e.fields.clone();
     // Absent values in an exception mean "as the series".
-    let duration = series.end.zip(series.start).map(|(e, s)| e - s).unwrap_or_default();
+    let duration = series
+        .end
+        .zip(series.start)
+        .map(|(e, s)| e - s)
+        .unwrap_or_default();
     f.start = f.start.or(Some(e.original_start));
     f.end = f.end.or_else(|| f.start.map(|s| s + duration));
     if existing.is_none() {
@@ -1359,22 +1633,48 @@ pub fn merge_instance(
     let (Some(master), _) = vevents(&ical) else {
         return Err(CalendarError::NoComponent("VEVENT"));
     };
-    let options = EventOptions { version: o.version, body_preferences: &[], user_zone: o.user_zone, year: o.year, user_emails: &[] };
-    let (series, zone, all_day) = EventData::from_component(&ical, &ical.components[master as usize].clone(), &options)?;
-    let e = ExceptionData { original_start: instance_id, deleted: false, fields: phone.clone() };
+    let options = EventOptions {
+        version: o.version,
+        body_preferences: &[],
+        user_zone: o.user_zone,
+        year: o.year,
+        user_emails: &[],
+    };
+    let (series, zone, all_day) =
+        EventData::from_component(&ical, &ical.components[master as usize].clone(), &options)?;
+    let e = ExceptionData {
+        original_start: instance_id,
+        deleted: false,
+        fields: phone.clone(),
+    };
     apply_exception(&mut ical, master, &e, &series, &zone, all_day, o)?;
     Ok(ical)
 }
 
 /// 16.x: a phone's deletion of one occurrence (Sync Delete with InstanceId).
-pub fn delete_instance(stored: &ICalendar, instance_id: NaiveDateTime, o: &MergeOptions<'_>) -> Result<ICalendar, CalendarError> {
+pub fn delete_instance(
+    stored: &ICalendar,
+    instance_id: NaiveDateTime,
+    o: &MergeOptions<'_>,
+) -> Result<ICalendar, CalendarError> {
     let mut ical = stored.clone();
     let (Some(master), _) = vevents(&ical) else {
         return Err(CalendarError::NoComponent("VEVENT"));
     };
-    let options = EventOptions { version: o.version, body_preferences: &[], user_zone: o.user_zone, year: o.year, user_emails: &[] };
-    let (series, zone, all_day) = EventData::from_component(&ical, &ical.components[master as usize].clone(), &options)?;
-    let e = ExceptionData { original_start: instance_id, deleted: true, fields: EventData::default() };
+    let options = EventOptions {
+        version: o.version,
+        body_preferences: &[],
+        user_zone: o.user_zone,
+        year: o.year,
+        user_emails: &[],
+    };
+    let (series, zone, all_day) =
+        EventData::from_component(&ical, &ical.components[master as usize].clone(), &options)?;
+    let e = ExceptionData {
+        original_start: instance_id,
+        deleted: true,
+        fields: EventData::default(),
+    };
     apply_exception(&mut ical, master, &e, &series, &zone, all_day, o)?;
     Ok(ical)
 }

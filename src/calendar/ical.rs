@@ -26,7 +26,10 @@ pub fn parse(text: &str) -> Result<ICalendar, CalendarError> {
             "invalid line {:?}",
             line.chars().take(60).collect::<String>()
         ))),
-        other => Err(CalendarError::Parse(format!("{:?}", std::mem::discriminant(&other)))),
+        other => Err(CalendarError::Parse(format!(
+            "{:?}",
+            std::mem::discriminant(&other)
+        ))),
     }
 }
 

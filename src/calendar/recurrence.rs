@@ -157,7 +157,8 @@ fn to_eas_inner(
     zone: &Zone,
 ) -> Result<(Recurrence, Option<Unsupported>), Unsupported> {
     use Unsupported::Part;
-    let no_op_time = |v: &[u8], actual: u32| v.is_empty() || (v.len() == 1 && v[0] as u32 == actual);
+    let no_op_time =
+        |v: &[u8], actual: u32| v.is_empty() || (v.len() == 1 && v[0] as u32 == actual);
     if !no_op_time(&rule.byhour, start.hour())
         || !no_op_time(&rule.byminute, start.minute())
         || !no_op_time(&rule.bysecond, start.second())
@@ -218,7 +219,9 @@ fn to_eas_inner(
         match n {
             1..=4 => Ok(n as u8),
             -1 => Ok(5),
-            _ => Err(Part("a 5th or counted-from-the-end weekday other than the last")),
+            _ => Err(Part(
+                "a 5th or counted-from-the-end weekday other than the last",
+            )),
         }
     };
     match rule.freq {
@@ -236,7 +239,11 @@ fn to_eas_inner(
             }
         }
         ICalendarFrequency::Weekly => {
-            if ordinals || setpos.is_some() || !rule.bymonthday.is_empty() || !rule.bymonth.is_empty() {
+            if ordinals
+                || setpos.is_some()
+                || !rule.bymonthday.is_empty()
+                || !rule.bymonth.is_empty()
+            {
                 return Err(Part("BYMONTH/BYMONTHDAY/BYSETPOS on a weekly rule"));
             }
             rec.pattern = Pattern::Weekly;
@@ -270,7 +277,11 @@ fn to_eas_inner(
                     } else if day < 1 {
                         return Err(Part("a month day counted from the end"));
                     } else {
-                        rec.pattern = if yearly { Pattern::Yearly } else { Pattern::Monthly };
+                        rec.pattern = if yearly {
+                            Pattern::Yearly
+                        } else {
+                            Pattern::Monthly
+                        };
                         rec.day_of_month = Some(day as u8);
                         let month = rec.month_of_year.unwrap_or(1) as u32;
                         if yearly && month == 2 && day == 29 {
@@ -283,16 +294,26 @@ fn to_eas_inner(
                     }
                 }
                 ([one], None, None) if one.ordwk.is_some() => {
-                    rec.pattern = if yearly { Pattern::YearlyNth } else { Pattern::MonthlyNth };
+                    rec.pattern = if yearly {
+                        Pattern::YearlyNth
+                    } else {
+                        Pattern::MonthlyNth
+                    };
                     rec.week_of_month = Some(week(one.ordwk.unwrap_or(1) as i32)?);
                     rec.day_of_week = Some(mask_of(&rule.byday));
                 }
                 (days, None, Some(pos)) if !days.is_empty() && !ordinals => {
-                    rec.pattern = if yearly { Pattern::YearlyNth } else { Pattern::MonthlyNth };
+                    rec.pattern = if yearly {
+                        Pattern::YearlyNth
+                    } else {
+                        Pattern::MonthlyNth
+                    };
                     rec.week_of_month = Some(week(pos)?);
                     rec.day_of_week = Some(mask_of(days));
                 }
-                (days, None, None) if !days.is_empty() && !ordinals && !yearly && rec.interval == 1 => {
+                (days, None, None)
+                    if !days.is_empty() && !ordinals && !yearly && rec.interval == 1 =>
+                {
                     // Every listed weekday of every month is a weekly rule.
                     rec.pattern = Pattern::Weekly;
                     rec.day_of_week = Some(mask_of(days));
@@ -314,7 +335,10 @@ pub fn from_eas(rec: &Recurrence, zone: &Zone, all_day: bool) -> ICalendarRecurr
         interval: (rec.interval > 1).then_some(rec.interval),
         count: rec.occurrences.filter(|_| rec.until.is_none()),
         // Monday is the RFC 5545 default: written only when it differs.
-        wkst: rec.first_day_of_week.filter(|d| *d != 1).map(|d| ical_weekday(d as u16)),
+        wkst: rec
+            .first_day_of_week
+            .filter(|d| *d != 1)
+            .map(|d| ical_weekday(d as u16)),
         rscale: rec.calendar_type.and_then(type_to_scale),
         ..Default::default()
     };
@@ -328,7 +352,12 @@ pub fn from_eas(rec: &Recurrence, zone: &Zone, all_day: bool) -> ICalendarRecurr
     let mask = rec.day_of_week.unwrap_or(0) & ALL_DAYS;
     let week = rec.week_of_month.unwrap_or(1).clamp(1, 5);
     let ord = if week == 5 { -1 } else { week as i16 };
-    let month = || ICalendarMonth::new(rec.month_of_year.unwrap_or(1).clamp(1, 13), rec.is_leap_month);
+    let month = || {
+        ICalendarMonth::new(
+            rec.month_of_year.unwrap_or(1).clamp(1, 13),
+            rec.is_leap_month,
+        )
+    };
     match rec.pattern {
         Pattern::Daily => {
             r.freq = ICalendarFrequency::Daily;
@@ -448,16 +477,26 @@ impl Recurrence {
             w.text_element(tags.month_of_year, &v.to_string())?;
         }
         if let Some(u) = self.until {
-            let s = if until_extended { date::extended(u) } else { date::compact(u) };
+            let s = if until_extended {
+                date::extended(u)
+            } else {
+                date::compact(u)
+            };
             w.text_element(tags.until, &s)?;
         }
         if let Some(v) = self.day_of_month {
             w.text_element(tags.day_of_month, &v.to_string())?;
         }
         if version >= Version::V14_0 {
-            w.text_element(tags.calendar_type, &self.calendar_type.unwrap_or(0).to_string())?;
+            w.text_element(
+                tags.calendar_type,
+                &self.calendar_type.unwrap_or(0).to_string(),
+            )?;
             if matches!(self.pattern, Pattern::Yearly | Pattern::YearlyNth) {
-                w.text_element(tags.is_leap_month, if self.is_leap_month { "1" } else { "0" })?;
+                w.text_element(
+                    tags.is_leap_month,
+                    if self.is_leap_month { "1" } else { "0" },
+                )?;
             }
         }
         if version >= Version::V14_1 {
@@ -470,7 +509,12 @@ impl Recurrence {
     }
 
     /// Writes `<Recurrence>…</Recurrence>`.
-    pub fn write<W: Write>(&self, w: &mut Writer<W>, tags: &Tags, version: Version) -> Result<(), EncodeError> {
+    pub fn write<W: Write>(
+        &self,
+        w: &mut Writer<W>,
+        tags: &Tags,
+        version: Version,
+    ) -> Result<(), EncodeError> {
         w.start(tags.recurrence)?;
         self.write_children(w, tags, version, false)?;
         w.end()?;
@@ -565,10 +609,19 @@ mod tests {
     #[test]
     fn patterns() {
         round_trip("FREQ=DAILY", "FREQ=DAILY");
-        round_trip("FREQ=DAILY;INTERVAL=3;COUNT=10", "FREQ=DAILY;COUNT=10;INTERVAL=3");
+        round_trip(
+            "FREQ=DAILY;INTERVAL=3;COUNT=10",
+            "FREQ=DAILY;COUNT=10;INTERVAL=3",
+        );
         round_trip("FREQ=WEEKLY", "FREQ=WEEKLY;BYDAY=MO");
-        round_trip("FREQ=WEEKLY;INTERVAL=2;BYDAY=TU,TH;WKST=SU", "FREQ=WEEKLY;INTERVAL=2;BYDAY=TU,TH;WKST=SU");
-        round_trip("FREQ=DAILY;BYDAY=MO,TU,WE,TH,FR", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR");
+        round_trip(
+            "FREQ=WEEKLY;INTERVAL=2;BYDAY=TU,TH;WKST=SU",
+            "FREQ=WEEKLY;INTERVAL=2;BYDAY=TU,TH;WKST=SU",
+        );
+        round_trip(
+            "FREQ=DAILY;BYDAY=MO,TU,WE,TH,FR",
+            "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR",
+        );
         round_trip("FREQ=MONTHLY;BYMONTHDAY=15", "FREQ=MONTHLY;BYMONTHDAY=15");
         round_trip("FREQ=MONTHLY;BYDAY=2TU", "FREQ=MONTHLY;BYDAY=2TU");
         round_trip("FREQ=MONTHLY;BYDAY=-1FR", "FREQ=MONTHLY;BYDAY=-1FR");
@@ -578,14 +631,23 @@ mod tests {
             "FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1",
         );
         round_trip("FREQ=YEARLY", "FREQ=YEARLY;BYMONTHDAY=5;BYMONTH=1");
-        round_trip("FREQ=YEARLY;BYMONTH=11;BYDAY=4TH", "FREQ=YEARLY;BYDAY=4TH;BYMONTH=11");
-        round_trip("FREQ=WEEKLY;UNTIL=20261231T080000Z", "FREQ=WEEKLY;UNTIL=20261231T080000Z;BYDAY=MO");
+        round_trip(
+            "FREQ=YEARLY;BYMONTH=11;BYDAY=4TH",
+            "FREQ=YEARLY;BYDAY=4TH;BYMONTH=11",
+        );
+        round_trip(
+            "FREQ=WEEKLY;UNTIL=20261231T080000Z",
+            "FREQ=WEEKLY;UNTIL=20261231T080000Z;BYDAY=MO",
+        );
     }
 
     #[test]
     fn eas_values() {
         let r = exact("FREQ=MONTHLY;BYDAY=-1FR");
-        assert_eq!((r.pattern, r.week_of_month, r.day_of_week), (Pattern::MonthlyNth, Some(5), Some(32)));
+        assert_eq!(
+            (r.pattern, r.week_of_month, r.day_of_week),
+            (Pattern::MonthlyNth, Some(5), Some(32))
+        );
         let r = exact("FREQ=WEEKLY;BYDAY=SU,SA");
         assert_eq!(r.day_of_week, Some(65));
         // A floating UNTIL is read in the event's zone: 10:00 Berlin is 09:00 UTC.
@@ -593,7 +655,10 @@ mod tests {
         assert_eq!(r.until.unwrap().hour(), 9);
         // A DATE UNTIL includes that day's occurrence.
         let r = exact("FREQ=DAILY;UNTIL=20260110");
-        assert_eq!(crate::calendar::date::compact(r.until.unwrap()), "20260110T080000Z");
+        assert_eq!(
+            crate::calendar::date::compact(r.until.unwrap()),
+            "20260110T080000Z"
+        );
     }
 
     #[test]
@@ -617,11 +682,17 @@ mod tests {
         }
         assert!(matches!(
             to_eas(&rule("FREQ=MONTHLY;BYMONTHDAY=31"), start(), &zone),
-            ToEas::Approximate { reason: Unsupported::MonthEnd(31), .. }
+            ToEas::Approximate {
+                reason: Unsupported::MonthEnd(31),
+                ..
+            }
         ));
         assert!(matches!(
             to_eas(&rule("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29"), start(), &zone),
-            ToEas::Approximate { reason: Unsupported::LeapDay, .. }
+            ToEas::Approximate {
+                reason: Unsupported::LeapDay,
+                ..
+            }
         ));
     }
 
@@ -632,7 +703,8 @@ mod tests {
             let mut w = Writer::fragment();
             rec.write(&mut w, &CALENDAR_TAGS, version).unwrap();
             let mut doc = Writer::new(Vec::new()).unwrap();
-            doc.start(eas_wbxml::tags::airsync::ApplicationData).unwrap();
+            doc.start(eas_wbxml::tags::airsync::ApplicationData)
+                .unwrap();
             doc.splice(&w.into_fragment().unwrap()).unwrap();
             doc.end().unwrap();
             let tree = Element::decode(&doc.finish().unwrap()).unwrap();

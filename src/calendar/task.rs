@@ -74,7 +74,12 @@ fn zone_of(ical: &ICalendar, dp: &ical::DateProp, o: &TaskOptions<'_>) -> Zone {
 }
 
 /// `(local, utc)` of a date property.
-fn both(ical: &ICalendar, c: &ICalendarComponent, prop: &ICalendarProperty, o: &TaskOptions<'_>) -> Option<(NaiveDateTime, NaiveDateTime, Zone)> {
+fn both(
+    ical: &ICalendar,
+    c: &ICalendarComponent,
+    prop: &ICalendarProperty,
+    o: &TaskOptions<'_>,
+) -> Option<(NaiveDateTime, NaiveDateTime, Zone)> {
     let dp = ical::date_prop(c, prop)?;
     let zone = zone_of(ical, &dp, o);
     if dp.is_utc {
@@ -96,7 +101,10 @@ fn importance_of(c: &ICalendarComponent) -> u8 {
 }
 
 fn sensitivity_of(c: &ICalendarComponent) -> u8 {
-    match ical::text(c, &ICalendarProperty::Class).map(str::to_ascii_uppercase).as_deref() {
+    match ical::text(c, &ICalendarProperty::Class)
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
         Some("PRIVATE") => 2,
         Some("CONFIDENTIAL") => 3,
         _ => 0,
@@ -117,7 +125,11 @@ fn categories_of(c: &ICalendarComponent) -> Vec<String> {
 }
 
 /// The alarm `ReminderTime` stands for and its absolute time (UTC).
-fn reminder_alarm(ical: &ICalendar, c: &ICalendarComponent, o: &TaskOptions<'_>) -> Option<(u32, NaiveDateTime)> {
+fn reminder_alarm(
+    ical: &ICalendar,
+    c: &ICalendarComponent,
+    o: &TaskOptions<'_>,
+) -> Option<(u32, NaiveDateTime)> {
     c.component_ids.iter().find_map(|id| {
         let a = ical.components.get(*id as usize)?;
         if a.component_type != ICalendarComponentType::VAlarm {
@@ -132,7 +144,8 @@ fn reminder_alarm(ical: &ICalendar, c: &ICalendarComponent, o: &TaskOptions<'_>)
                 let anchor = if related_end {
                     both(ical, c, &ICalendarProperty::Due, o)
                 } else {
-                    both(ical, c, &ICalendarProperty::Dtstart, o).or_else(|| both(ical, c, &ICalendarProperty::Due, o))
+                    both(ical, c, &ICalendarProperty::Dtstart, o)
+                        .or_else(|| both(ical, c, &ICalendarProperty::Due, o))
                 }?;
                 Some((*id, anchor.1 + Duration::seconds(d.as_seconds())))
             }
@@ -143,16 +156,21 @@ fn reminder_alarm(ical: &ICalendar, c: &ICalendarComponent, o: &TaskOptions<'_>)
 
 impl TaskData {
     /// The task of an object and what EAS cannot say about its recurrence.
-    pub fn from_ical(ical: &ICalendar, o: &TaskOptions<'_>) -> Result<(TaskData, Vec<Unsupported>), CalendarError> {
+    pub fn from_ical(
+        ical: &ICalendar,
+        o: &TaskOptions<'_>,
+    ) -> Result<(TaskData, Vec<Unsupported>), CalendarError> {
         let id = the_todo(ical).ok_or(CalendarError::NoComponent("VTODO"))?;
         let c = &ical.components[id as usize];
         let start = both(ical, c, &ICalendarProperty::Dtstart, o);
         let due = both(ical, c, &ICalendarProperty::Due, o);
         let mut lossy = Vec::new();
-        let rule = c.property(&ICalendarProperty::Rrule).and_then(|e| match e.values.first() {
-            Some(ICalendarValue::RecurrenceRule(r)) => Some(r),
-            _ => None,
-        });
+        let rule = c
+            .property(&ICalendarProperty::Rrule)
+            .and_then(|e| match e.values.first() {
+                Some(ICalendarValue::RecurrenceRule(r)) => Some(r),
+                _ => None,
+            });
         let recurrence = rule.and_then(|r| {
             let (anchor_local, _, zone) = start.clone().or(due.clone())?;
             match recurrence::to_eas(r, anchor_local, &zone) {
@@ -190,13 +208,20 @@ impl TaskData {
 
     /// Reads a phone's Tasks `<ApplicationData>`.
     pub fn from_element(e: &Element) -> Result<TaskData, CalendarError> {
-        let text = |tag| e.child(tag).map(|c: &Element| c.text().unwrap_or_default().to_owned());
+        let text = |tag| {
+            e.child(tag)
+                .map(|c: &Element| c.text().unwrap_or_default().to_owned())
+        };
         let when = |tag: eas_wbxml::codepage::Tag| -> Result<Option<NaiveDateTime>, CalendarError> {
-            match e.child(tag).and_then(|c| c.text()).filter(|s| !s.trim().is_empty()) {
+            match e
+                .child(tag)
+                .and_then(|c| c.text())
+                .filter(|s| !s.trim().is_empty())
+            {
                 None => Ok(None),
-                Some(s) => date::parse(s)
-                    .map(Some)
-                    .ok_or_else(|| CalendarError::InvalidItem(format!("{} is not a date", tag.name()))),
+                Some(s) => date::parse(s).map(Some).ok_or_else(|| {
+                    CalendarError::InvalidItem(format!("{} is not a date", tag.name()))
+                }),
             }
         };
         let flag = |tag| -> Result<Option<bool>, CalendarError> {
@@ -212,7 +237,10 @@ impl TaskData {
                 None => Ok(None),
                 Some(s) => match s.trim().parse::<u8>() {
                     Ok(v) if v <= max => Ok(Some(v)),
-                    _ => Err(CalendarError::InvalidItem(format!("{} out of range", tag.name()))),
+                    _ => Err(CalendarError::InvalidItem(format!(
+                        "{} out of range",
+                        tag.name()
+                    ))),
                 },
             }
         };
@@ -267,21 +295,32 @@ impl TaskData {
 }
 
 /// Writes the Tasks ApplicationData children of the object's VTODO.
-pub fn write_task<W: Write>(w: &mut Writer<W>, ical: &ICalendar, o: &TaskOptions<'_>) -> Result<Vec<Unsupported>, CalendarError> {
+pub fn write_task<W: Write>(
+    w: &mut Writer<W>,
+    ical: &ICalendar,
+    o: &TaskOptions<'_>,
+) -> Result<Vec<Unsupported>, CalendarError> {
     let (d, lossy) = TaskData::from_ical(ical, o)?;
     write_data(w, &d, o)?;
     Ok(lossy)
 }
 
 /// Parses `text` and renders its task into an encoded fragment.
-pub fn render_task(text: &str, o: &TaskOptions<'_>) -> Result<(eas_wbxml::Fragment, Vec<Unsupported>), CalendarError> {
+pub fn render_task(
+    text: &str,
+    o: &TaskOptions<'_>,
+) -> Result<(eas_wbxml::Fragment, Vec<Unsupported>), CalendarError> {
     let ical = ical::parse(text)?;
     let mut w = Writer::fragment();
     let lossy = write_task(&mut w, &ical, o)?;
     Ok((w.into_fragment()?, lossy))
 }
 
-fn write_data<W: Write>(w: &mut Writer<W>, d: &TaskData, o: &TaskOptions<'_>) -> Result<(), CalendarError> {
+fn write_data<W: Write>(
+    w: &mut Writer<W>,
+    d: &TaskData,
+    o: &TaskOptions<'_>,
+) -> Result<(), CalendarError> {
     let text = d.body.as_deref().unwrap_or_default();
     let pref = body::select(o.body_preferences, MimeSupport::Never, None, false);
     let (kind, full) = match pref.kind {
@@ -297,7 +336,10 @@ fn write_data<W: Write>(w: &mut Writer<W>, d: &TaskData, o: &TaskOptions<'_>) ->
             estimated_size: size,
             truncated,
             data,
-            preview: pref.preview.filter(|_| o.version >= Version::V14_0).map(|n| body::preview(text, n)),
+            preview: pref
+                .preview
+                .filter(|_| o.version >= Version::V14_0)
+                .map(|n| body::preview(text, n)),
         },
     )?;
     w.text_element(t::Subject, d.subject.as_deref().unwrap_or_default())?;
@@ -340,7 +382,12 @@ fn write_data<W: Write>(w: &mut Writer<W>, d: &TaskData, o: &TaskOptions<'_>) ->
 
 /// The DUE/DTSTART entry for a phone's `(local, utc)`: the stored form is kept (DATE, TZID or
 /// UTC); a new value is a DATE at local midnight, else local time in the user's zone.
-fn date_entry(prop: ICalendarProperty, (local, utc): (NaiveDateTime, NaiveDateTime), stored: Option<&ical::DateProp>, o: &TaskOptions<'_>) -> ICalendarEntry {
+fn date_entry(
+    prop: ICalendarProperty,
+    (local, utc): (NaiveDateTime, NaiveDateTime),
+    stored: Option<&ical::DateProp>,
+    o: &TaskOptions<'_>,
+) -> ICalendarEntry {
     let as_date = match stored {
         Some(dp) => dp.is_date,
         None => local.time() == chrono::NaiveTime::MIN,
@@ -353,7 +400,9 @@ fn date_entry(prop: ICalendarProperty, (local, utc): (NaiveDateTime, NaiveDateTi
     if stored.is_some_and(|d| d.is_utc) {
         return ICalendarEntry::new(prop).with_value(ical::utc_value(utc));
     }
-    let tzid = stored.and_then(|d| d.tzid.clone()).or_else(|| o.user_zone.tzid().map(str::to_owned));
+    let tzid = stored
+        .and_then(|d| d.tzid.clone())
+        .or_else(|| o.user_zone.tzid().map(str::to_owned));
     match tzid {
         Some(tz) => ICalendarEntry::new(prop)
             .with_param(ICalendarParameter::tzid(tz))
@@ -363,14 +412,19 @@ fn date_entry(prop: ICalendarProperty, (local, utc): (NaiveDateTime, NaiveDateTi
 }
 
 /// Merges a phone's task into the stored object (or a new one).
-pub fn merge_task(stored: Option<&ICalendar>, phone: &TaskData, o: &TaskOptions<'_>) -> Result<ICalendar, CalendarError> {
+pub fn merge_task(
+    stored: Option<&ICalendar>,
+    phone: &TaskData,
+    o: &TaskOptions<'_>,
+) -> Result<ICalendar, CalendarError> {
     let mut ical = stored.cloned().unwrap_or_else(super::event::new_calendar);
     let is_new = the_todo(&ical).is_none();
     let id = match the_todo(&ical) {
         Some(id) => id,
         None => {
             let mut c = ICalendarComponent::new(ICalendarComponentType::VTodo);
-            c.entries.push(ICalendarEntry::new(ICalendarProperty::Uid).with_value(o.new_uid.to_owned()));
+            c.entries
+                .push(ICalendarEntry::new(ICalendarProperty::Uid).with_value(o.new_uid.to_owned()));
             ical::add_child(&mut ical, 0, c)
         }
     };
@@ -384,12 +438,20 @@ pub fn merge_task(stored: Option<&ICalendar>, phone: &TaskData, o: &TaskOptions<
     if let Some(s) = &phone.subject
         && now_data.subject.as_deref() != Some(s.as_str())
     {
-        ical::set_text(c, ICalendarProperty::Summary, (!s.is_empty()).then_some(s.as_str()));
+        ical::set_text(
+            c,
+            ICalendarProperty::Summary,
+            (!s.is_empty()).then_some(s.as_str()),
+        );
     }
     if let Some(b) = phone.body.as_ref().filter(|_| !phone.body_truncated)
         && now_data.body.as_deref().unwrap_or_default().trim_end() != b.trim_end()
     {
-        ical::set_text(c, ICalendarProperty::Description, (!b.is_empty()).then_some(b.as_str()));
+        ical::set_text(
+            c,
+            ICalendarProperty::Description,
+            (!b.is_empty()).then_some(b.as_str()),
+        );
     }
     for (prop, new, old) in [
         (ICalendarProperty::Dtstart, phone.start, now_data.start),
@@ -410,11 +472,33 @@ pub fn merge_task(stored: Option<&ICalendar>, phone: &TaskData, o: &TaskOptions<
     {
         if done {
             let at = phone.date_completed.unwrap_or(o.now);
-            ical::set(c, ICalendarProperty::Status, Some(ICalendarEntry::new(ICalendarProperty::Status).with_value("COMPLETED")));
-            ical::set(c, ICalendarProperty::Completed, Some(ICalendarEntry::new(ICalendarProperty::Completed).with_value(ical::utc_value(at))));
-            ical::set(c, ICalendarProperty::PercentComplete, Some(ICalendarEntry::new(ICalendarProperty::PercentComplete).with_value(ICalendarValue::Integer(100))));
+            ical::set(
+                c,
+                ICalendarProperty::Status,
+                Some(ICalendarEntry::new(ICalendarProperty::Status).with_value("COMPLETED")),
+            );
+            ical::set(
+                c,
+                ICalendarProperty::Completed,
+                Some(
+                    ICalendarEntry::new(ICalendarProperty::Completed)
+                        .with_value(ical::utc_value(at)),
+                ),
+            );
+            ical::set(
+                c,
+                ICalendarProperty::PercentComplete,
+                Some(
+                    ICalendarEntry::new(ICalendarProperty::PercentComplete)
+                        .with_value(ICalendarValue::Integer(100)),
+                ),
+            );
         } else {
-            ical::set(c, ICalendarProperty::Status, Some(ICalendarEntry::new(ICalendarProperty::Status).with_value("NEEDS-ACTION")));
+            ical::set(
+                c,
+                ICalendarProperty::Status,
+                Some(ICalendarEntry::new(ICalendarProperty::Status).with_value("NEEDS-ACTION")),
+            );
             ical::set(c, ICalendarProperty::Completed, None);
             ical::set(c, ICalendarProperty::PercentComplete, None);
         }
@@ -427,7 +511,14 @@ pub fn merge_task(stored: Option<&ICalendar>, phone: &TaskData, o: &TaskOptions<
             0 => 9,
             _ => 5,
         };
-        ical::set(c, ICalendarProperty::Priority, Some(ICalendarEntry::new(ICalendarProperty::Priority).with_value(ICalendarValue::Integer(p))));
+        ical::set(
+            c,
+            ICalendarProperty::Priority,
+            Some(
+                ICalendarEntry::new(ICalendarProperty::Priority)
+                    .with_value(ICalendarValue::Integer(p)),
+            ),
+        );
     }
     if let Some(s) = phone.sensitivity
         && s != sensitivity_of(c)
@@ -437,14 +528,21 @@ pub fn merge_task(stored: Option<&ICalendar>, phone: &TaskData, o: &TaskOptions<
             3 => "CONFIDENTIAL",
             _ => "PUBLIC",
         };
-        ical::set(c, ICalendarProperty::Class, Some(ICalendarEntry::new(ICalendarProperty::Class).with_value(v)));
+        ical::set(
+            c,
+            ICalendarProperty::Class,
+            Some(ICalendarEntry::new(ICalendarProperty::Class).with_value(v)),
+        );
     }
     if let Some(cats) = &phone.categories
         && *cats != categories_of(c)
     {
         let e = (!cats.is_empty()).then(|| {
-            ICalendarEntry::new(ICalendarProperty::Categories)
-                .with_values(cats.iter().map(|s| ICalendarValue::Text(s.clone())).collect())
+            ICalendarEntry::new(ICalendarProperty::Categories).with_values(
+                cats.iter()
+                    .map(|s| ICalendarValue::Text(s.clone()))
+                    .collect(),
+            )
         });
         ical::set(c, ICalendarProperty::Categories, e);
     }
@@ -454,14 +552,29 @@ pub fn merge_task(stored: Option<&ICalendar>, phone: &TaskData, o: &TaskOptions<
         let same = now_data.recurrence.as_ref() == Some(r);
         if !same {
             let rule = recurrence::from_eas(r, &zone, anchor.time() == chrono::NaiveTime::MIN);
-            ical::set(c, ICalendarProperty::Rrule, Some(ICalendarEntry::new(ICalendarProperty::Rrule).with_value(rule)));
+            ical::set(
+                c,
+                ICalendarProperty::Rrule,
+                Some(ICalendarEntry::new(ICalendarProperty::Rrule).with_value(rule)),
+            );
         }
     } else if !is_new && now_data.recurrence.is_some() {
         ical::set(c, ICalendarProperty::Rrule, None);
     }
-    ical::set(c, ICalendarProperty::Dtstamp, Some(ICalendarEntry::new(ICalendarProperty::Dtstamp).with_value(ical::utc_value(o.now))));
+    ical::set(
+        c,
+        ICalendarProperty::Dtstamp,
+        Some(ICalendarEntry::new(ICalendarProperty::Dtstamp).with_value(ical::utc_value(o.now))),
+    );
     if !is_new {
-        ical::set(c, ICalendarProperty::LastModified, Some(ICalendarEntry::new(ICalendarProperty::LastModified).with_value(ical::utc_value(o.now))));
+        ical::set(
+            c,
+            ICalendarProperty::LastModified,
+            Some(
+                ICalendarEntry::new(ICalendarProperty::LastModified)
+                    .with_value(ical::utc_value(o.now)),
+            ),
+        );
     }
     let want = match (phone.reminder_set, phone.reminder) {
         (Some(false), _) => None,
@@ -470,7 +583,9 @@ pub fn merge_task(stored: Option<&ICalendar>, phone: &TaskData, o: &TaskOptions<
     match (want, reminder_now) {
         (Some(t), Some((_, now))) if t.with_second(0) == now.with_second(0) => {}
         (Some(t), Some((aid, _))) => {
-            if let Some(tr) = ical.components[aid as usize].property_mut(&ICalendarProperty::Trigger) {
+            if let Some(tr) =
+                ical.components[aid as usize].property_mut(&ICalendarProperty::Trigger)
+            {
                 *tr = ICalendarEntry::new(ICalendarProperty::Trigger)
                     .with_param(ICalendarParameter::value(ICalendarValueType::DateTime))
                     .with_value(ical::utc_value(t));
@@ -478,8 +593,12 @@ pub fn merge_task(stored: Option<&ICalendar>, phone: &TaskData, o: &TaskOptions<
         }
         (Some(t), None) => {
             let mut a = ICalendarComponent::new(ICalendarComponentType::VAlarm);
-            a.entries.push(ICalendarEntry::new(ICalendarProperty::Action).with_value("DISPLAY"));
-            a.entries.push(ICalendarEntry::new(ICalendarProperty::Description).with_value(phone.subject.clone().unwrap_or_else(|| "Reminder".into())));
+            a.entries
+                .push(ICalendarEntry::new(ICalendarProperty::Action).with_value("DISPLAY"));
+            a.entries.push(
+                ICalendarEntry::new(ICalendarProperty::Description)
+                    .with_value(phone.subject.clone().unwrap_or_else(|| "Reminder".into())),
+            );
             a.entries.push(
                 ICalendarEntry::new(ICalendarProperty::Trigger)
                     .with_param(ICalendarParameter::value(ICalendarValueType::DateTime))
@@ -487,8 +606,12 @@ pub fn merge_task(stored: Option<&ICalendar>, phone: &TaskData, o: &TaskOptions<
             );
             ical::add_child(&mut ical, id, a);
         }
-        (None, Some((aid, _))) if phone.reminder_set == Some(false) || (phone.reminder_set.is_none() && !is_new) => {
-            ical.components[id as usize].component_ids.retain(|x| *x != aid);
+        (None, Some((aid, _)))
+            if phone.reminder_set == Some(false) || (phone.reminder_set.is_none() && !is_new) =>
+        {
+            ical.components[id as usize]
+                .component_ids
+                .retain(|x| *x != aid);
             ical.remove_component_ids(&[aid]);
         }
         (None, _) => {}

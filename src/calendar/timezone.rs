@@ -20,8 +20,8 @@ use std::str::FromStr;
 use base64::Engine;
 use calcard::icalendar::{
     ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarDay, ICalendarEntry,
-    ICalendarFrequency, ICalendarMonth, ICalendarProperty, ICalendarRecurrenceRule,
-    ICalendarValue, ICalendarWeekday,
+    ICalendarFrequency, ICalendarMonth, ICalendarProperty, ICalendarRecurrenceRule, ICalendarValue,
+    ICalendarWeekday,
 };
 use chrono::{
     DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Offset, TimeZone, Timelike, Utc,
@@ -254,7 +254,11 @@ impl TimeZoneInfo {
         let offsets = |t: &TimeZoneInfo| {
             (
                 t.bias + t.standard_bias,
-                if t.has_dst() { t.bias + t.daylight_bias } else { 0 },
+                if t.has_dst() {
+                    t.bias + t.daylight_bias
+                } else {
+                    0
+                },
             )
         };
         if offsets(self) != offsets(other) {
@@ -353,14 +357,16 @@ impl TimeZoneInfo {
             ));
         } else {
             let mut c = ICalendarComponent::new(ICalendarComponentType::Standard);
-            c.entries.push(
-                ICalendarEntry::new(ICalendarProperty::Dtstart)
-                    .with_value(crate::calendar::ical::local_value(
+            c.entries
+                .push(ICalendarEntry::new(ICalendarProperty::Dtstart).with_value(
+                    crate::calendar::ical::local_value(
                         NaiveDate::from_ymd_opt(1970, 1, 1)?.and_hms_opt(0, 0, 0)?,
-                    )),
-            );
-            c.entries.push(offset_entry(ICalendarProperty::Tzoffsetfrom, standard));
-            c.entries.push(offset_entry(ICalendarProperty::Tzoffsetto, standard));
+                    ),
+                ));
+            c.entries
+                .push(offset_entry(ICalendarProperty::Tzoffsetfrom, standard));
+            c.entries
+                .push(offset_entry(ICalendarProperty::Tzoffsetto, standard));
             observances.push(c);
         }
         let id = ical.components.len() as u32;
@@ -378,7 +384,11 @@ impl TimeZoneInfo {
     /// `year`. A TZID the IANA database knows wins (the database is kept current; the
     /// VTIMEZONE may be a stale copy); otherwise the yearly RRULEs of the observances in force
     /// that year are read. `None` when neither works (e.g. observances by RDATE only).
-    pub fn from_vtimezone(ical: &ICalendar, vtimezone: &ICalendarComponent, year: i32) -> Option<TimeZoneInfo> {
+    pub fn from_vtimezone(
+        ical: &ICalendar,
+        vtimezone: &ICalendarComponent,
+        year: i32,
+    ) -> Option<TimeZoneInfo> {
         if let Some((_, calcard::common::timezone::Tz::Tz(tz))) = vtimezone.timezone() {
             return Some(TimeZoneInfo::from_iana(tz, year));
         }
@@ -581,7 +591,12 @@ impl SystemTime {
             )?);
         }
         let weekday = weekday_from_sunday0(self.day_of_week)?;
-        let date = nth_weekday(year, self.month as u32, weekday, self.day.clamp(1, 5) as i32)?;
+        let date = nth_weekday(
+            year,
+            self.month as u32,
+            weekday,
+            self.day.clamp(1, 5) as i32,
+        )?;
         time(date)
     }
 }
@@ -632,8 +647,15 @@ fn zone_by_name(name: &str) -> Option<Tz> {
 
 fn is_geographic(name: &str) -> bool {
     const AREAS: &[&str] = &[
-        "Africa/", "America/", "Antarctica/", "Asia/", "Atlantic/", "Australia/", "Europe/",
-        "Indian/", "Pacific/",
+        "Africa/",
+        "America/",
+        "Antarctica/",
+        "Asia/",
+        "Atlantic/",
+        "Australia/",
+        "Europe/",
+        "Indian/",
+        "Pacific/",
     ];
     AREAS.iter().any(|a| name.starts_with(a))
 }
@@ -665,7 +687,11 @@ fn transitions_in(tz: Tz, year: i32) -> Vec<Transition> {
     let mut out = Vec::new();
     let mut prev = start;
     let mut prev_off = total(prev);
-    let days = if NaiveDate::from_ymd_opt(year, 2, 29).is_some() { 366 } else { 365 };
+    let days = if NaiveDate::from_ymd_opt(year, 2, 29).is_some() {
+        366
+    } else {
+        365
+    };
     for day in 1..=days {
         let next = start + Duration::days(day);
         let off = total(next);
@@ -826,8 +852,10 @@ fn observance(
         ICalendarEntry::new(ICalendarProperty::Dtstart)
             .with_value(crate::calendar::ical::local_value(start)),
     );
-    c.entries.push(offset_entry(ICalendarProperty::Tzoffsetfrom, from));
-    c.entries.push(offset_entry(ICalendarProperty::Tzoffsetto, to));
+    c.entries
+        .push(offset_entry(ICalendarProperty::Tzoffsetfrom, from));
+    c.entries
+        .push(offset_entry(ICalendarProperty::Tzoffsetto, to));
     if rule.year == 0 {
         let ordwk = if rule.day >= 5 { -1 } else { rule.day as i16 };
         let rrule = ICalendarRecurrenceRule {
@@ -956,9 +984,15 @@ mod tests {
         assert_eq!(info.bias, -600);
         assert_eq!(info.daylight_date, st(10, 0, 1, 2));
         assert_eq!(info.standard_date, st(4, 0, 1, 3));
-        let jan = NaiveDate::from_ymd_opt(2026, 1, 10).unwrap().and_hms_opt(0, 0, 0).unwrap();
+        let jan = NaiveDate::from_ymd_opt(2026, 1, 10)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap();
         assert_eq!(info.utc_offset_at(jan), 11 * 3600);
-        let jul = NaiveDate::from_ymd_opt(2026, 7, 10).unwrap().and_hms_opt(0, 0, 0).unwrap();
+        let jul = NaiveDate::from_ymd_opt(2026, 7, 10)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap();
         assert_eq!(info.utc_offset_at(jul), 10 * 3600);
     }
 
@@ -989,7 +1023,10 @@ mod tests {
     #[test]
     fn bad_blobs() {
         assert_eq!(TimeZoneInfo::from_base64("!!"), Err(TimeZoneError::Base64));
-        assert_eq!(TimeZoneInfo::from_base64("AAAA"), Err(TimeZoneError::Length(3)));
+        assert_eq!(
+            TimeZoneInfo::from_base64("AAAA"),
+            Err(TimeZoneError::Length(3))
+        );
         let mut b = TimeZoneInfo::utc().to_bytes();
         b[70] = 13; // StandardDate.wMonth
         assert_eq!(TimeZoneInfo::from_bytes(&b), Err(TimeZoneError::BadDate));
@@ -998,7 +1035,10 @@ mod tests {
     #[test]
     fn local_utc_round_trip() {
         let info = TimeZoneInfo::from_iana(chrono_tz::Europe::Berlin, 2026);
-        let local = NaiveDate::from_ymd_opt(2026, 7, 1).unwrap().and_hms_opt(10, 0, 0).unwrap();
+        let local = NaiveDate::from_ymd_opt(2026, 7, 1)
+            .unwrap()
+            .and_hms_opt(10, 0, 0)
+            .unwrap();
         let utc = info.to_utc(local);
         assert_eq!(utc.hour(), 8);
         assert_eq!(info.to_local(utc), local);

@@ -41,7 +41,12 @@ fn calcard_zone(z: &Zone) -> calcard::common::timezone::Tz {
 
 /// Whether any occurrence of the object's event(s) ends after `from` (UTC) and starts before
 /// `to` (UTC, `None` = no end). Floating times are read in `user_zone`.
-pub fn has_occurrence_in(ical: &ICalendar, from: NaiveDateTime, to: Option<NaiveDateTime>, user_zone: &Zone) -> bool {
+pub fn has_occurrence_in(
+    ical: &ICalendar,
+    from: NaiveDateTime,
+    to: Option<NaiveDateTime>,
+    user_zone: &Zone,
+) -> bool {
     let endless = ical.components.iter().any(|c| {
         c.component_type.is_event_or_todo()
             && c.properties(&calcard::icalendar::ICalendarProperty::Rrule).any(|e| {
