@@ -873,7 +873,7 @@ fn child_date(
     }
 }
 
-fn read_fields(e: &Element, version: Version) -> Result<EventData, CalendarError> {
+fn read_fields(e: &Element) -> Result<EventData, CalendarError> {
     let mut d = EventData {
         subject: child_text(e, cal::Subject),
         location: child_text(e, cal::Location).or_else(|| {
@@ -957,7 +957,7 @@ fn read_fields(e: &Element, version: Version) -> Result<EventData, CalendarError
             list.push(ExceptionData {
                 original_start: original,
                 deleted: child_num(ex, cal::Deleted, 1)? == Some(1),
-                fields: read_fields(ex, version)?,
+                fields: read_fields(ex)?,
             });
         }
         d.exceptions = Some(list);
@@ -968,7 +968,9 @@ fn read_fields(e: &Element, version: Version) -> Result<EventData, CalendarError
 impl EventData {
     /// Reads a phone's Calendar `<ApplicationData>` (or an `<Exception>`).
     pub fn from_element(app_data: &Element, version: Version) -> Result<EventData, CalendarError> {
-        let d = read_fields(app_data, version)?;
+        // The elements are the same in every version; 16.x only adds some.
+        let _ = version;
+        let d = read_fields(app_data)?;
         if let (Some(s), Some(e)) = (d.start, d.end)
             && e < s
         {

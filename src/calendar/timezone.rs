@@ -173,7 +173,7 @@ impl TimeZoneInfo {
         }
         for t in &transitions {
             let to_dst = !t.after_dst.is_zero();
-            if to_dst == !t.before_dst.is_zero() {
+            if to_dst != t.before_dst.is_zero() {
                 continue;
             }
             // Windows states the transition in the local time in force *before* it.
@@ -448,7 +448,7 @@ impl TimeZoneInfo {
                 *slot = Some((start, to / 60, rule));
             }
         }
-        let (_, std_offset, std_rule) = standard.or(daylight.clone())?;
+        let (_, std_offset, std_rule) = standard.or(daylight)?;
         let mut info = TimeZoneInfo {
             bias: -std_offset,
             standard_name: truncate_name(tzid),
