@@ -19,6 +19,7 @@ use calcard::icalendar::{
     ICalendarDay, ICalendarFrequency, ICalendarMonth, ICalendarRecurrenceRule,
 };
 use chrono::{Datelike, NaiveDateTime, Timelike};
+
 use eas_wbxml::codepage::Tag;
 use eas_wbxml::tags::{calendar as cal, tasks};
 use eas_wbxml::{Element, EncodeError, Writer};
@@ -403,6 +404,126 @@ pub fn from_eas(rec: &Recurrence, zone: &Zone, all_day: bool) -> ICalendarRecurr
         }
     }
     r
+}
+
+/// The occurrences (UTC starts) an EAS client computes from a Recurrence, the way Outlook-style
+/// clients read the patterns: a day of the month past the month's end is its last day, weeks
+/// start on FirstDayOfWeek (Monday when absent, as this gateway sends it), Type 3/6 pick the
+/// n-th (5 = last) day of the month whose weekday is in DayOfWeek. `start` is the series'
+/// first start in `zone`; at most `max` occurrences up to `horizon` (UTC) are returned.
+///
+/// This is what the differential tests hold the RRULE translation to: for a rule
+/// [`to_eas`] calls exact, these are the RRULE's own occurrences.
+pub fn expand(
+    rec: &Recurrence,
+    start: NaiveDateTime,
+    zone: &Zone,
+    horizon: NaiveDateTime,
+    max: usize,
+) -> Vec<NaiveDateTime> {
+    use chrono::{Duration, NaiveDate};
+    let mut out = Vec::new();
+    let time = start.time();
+    let interval = rec.interval.max(1) as i64;
+    let mask = rec.day_of_week.unwrap_or(0) & ALL_DAYS;
+    let limit = rec.occurrences.map_or(max, |o| (o as usize).min(max));
+    let push = |d: NaiveDate, out: &mut Vec<NaiveDateTime>| -> bool {
+        let local = d.and_time(time);
+        if local < start {
+            return true;
+        }
+        let utc = zone.to_utc(local);
+        if utc > horizon || rec.until.is_some_and(|u| utc > u) || out.len() >= limit {
+            return false;
+        }
+        out.push(utc);
+        true
+    };
+    let in_mask = |d: NaiveDate| mask & (1 << d.weekday().num_days_from_sunday()) != 0;
+    // The n-th (5 = last) day of a month whose weekday is in the mask.
+    let nth = |y: i32, m: u32| -> Option<NaiveDate> {
+        let days: Vec<NaiveDate> = (1..=days_in_month(y, m))
+            .filter_map(|d| NaiveDate::from_ymd_opt(y, m, d))
+            .filter(|d| in_mask(*d))
+            .collect();
+        match rec.week_of_month.unwrap_or(1) {
+            5 => days.last().copied(),
+            n => days.get(n as usize - 1).copied(),
+        }
+    };
+    let clamp_day = |y: i32, m: u32, d: u8| {
+        NaiveDate::from_ymd_opt(y, m, (d as u32).min(days_in_month(y, m)).max(1))
+    };
+    let first = start.date();
+    // Enough periods to pass any horizon a caller uses; each loop also stops at the limits.
+    let periods = 20_000i64;
+    match rec.pattern {
+        Pattern::Daily if mask != 0 => {
+            for k in 0..periods * 7 {
+                let d = first + Duration::days(k);
+                if in_mask(d) && !push(d, &mut out) {
+                    break;
+                }
+            }
+        }
+        Pattern::Daily => {
+            for k in 0..periods {
+                if !push(first + Duration::days(k * interval), &mut out) {
+                    break;
+                }
+            }
+        }
+        Pattern::Weekly => {
+            let wkst = rec.first_day_of_week.unwrap_or(1) as u32;
+            let back = (first.weekday().num_days_from_sunday() + 7 - wkst) % 7;
+            let week0 = first - Duration::days(back as i64);
+            'weeks: for k in 0..periods {
+                let week = week0 + Duration::weeks(k * interval);
+                for i in 0..7 {
+                    let d = week + Duration::days(i);
+                    if in_mask(d) && !push(d, &mut out) {
+                        break 'weeks;
+                    }
+                }
+            }
+        }
+        Pattern::Monthly | Pattern::MonthlyNth | Pattern::Yearly | Pattern::YearlyNth => {
+            let yearly = matches!(rec.pattern, Pattern::Yearly | Pattern::YearlyNth);
+            let step = if yearly { 12 * interval } else { interval };
+            let base = first.year() as i64 * 12 + first.month0() as i64;
+            let base = if yearly {
+                first.year() as i64 * 12
+                    + rec
+                        .month_of_year
+                        .unwrap_or(first.month() as u8)
+                        .clamp(1, 12) as i64
+                    - 1
+            } else {
+                base
+            };
+            for k in 0..periods {
+                let ym = base + k * step;
+                let (y, m) = ((ym / 12) as i32, (ym % 12) as u32 + 1);
+                let day = match rec.pattern {
+                    Pattern::Monthly | Pattern::Yearly => {
+                        clamp_day(y, m, rec.day_of_month.unwrap_or(1))
+                    }
+                    _ => nth(y, m),
+                };
+                if let Some(d) = day
+                    && !push(d, &mut out)
+                {
+                    break;
+                }
+                if NaiveDate::from_ymd_opt(y, m, 1)
+                    .is_none_or(|d| zone.to_utc(d.and_time(time)) > horizon)
+                {
+                    break;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The tags of the two code pages that carry a Recurrence.
