@@ -65,6 +65,7 @@ fn merge_options<'a>(version: Version, zone: &'a Zone) -> MergeOptions<'a> {
         year: YEAR,
         now: at(2026, 11, 15, 12, 0),
         new_uid: "new-uid@eas-gateway",
+        organizer: Some(("Jane Doe", "jane@example.com")),
     }
 }
 
@@ -709,3 +710,127 @@ trait Pipe: Sized {
     }
 }
 impl<T> Pipe for T {}
+
+#[test]
+fn new_meeting_from_the_phone_gets_the_user_as_organizer() {
+    let zone = berlin();
+    let item = phone_item(&format!(
+        "<calendar:Timezone>{}</calendar:Timezone>\
+<calendar:StartTime>20261201T090000Z</calendar:StartTime><calendar:EndTime>20261201T100000Z</calendar:EndTime>\
+<calendar:Subject>Kick-off</calendar:Subject><calendar:Attendees><calendar:Attendee><calendar:Email>bob@example.org</calendar:Email><calendar:Name>Bob</calendar:Name><calendar:AttendeeType>1</calendar:AttendeeType></calendar:Attendee></calendar:Attendees>\
+<airsyncbase:Body><airsyncbase:Type>3</airsyncbase:Type><airsyncbase:Data>e1xydGYxfQ==</airsyncbase:Data></airsyncbase:Body>\
+<calendar:Reminder>10</calendar:Reminder><calendar:ClientUid>client-1</calendar:ClientUid>",
+        TimeZoneInfo::from_iana(chrono_tz::Europe::Berlin, YEAR).to_base64()
+    ));
+    let phone = EventData::from_element(&item, Version::V16_1).unwrap();
+    let merged = event::merge_event(None, &phone, &merge_options(Version::V16_1, &zone)).unwrap();
+    // Unfolded, as a reader sees it.
+    let text = ical::write(&merged).replace("\r\n ", "");
+    assert!(
+        text.contains("ORGANIZER;CN=\"Jane Doe\":mailto:jane@example.com"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ATTENDEE;CN=Bob;RSVP=TRUE;PARTSTAT=NEEDS-ACTION;ROLE=REQ-PARTICIPANT:mailto:bob@example.org"),
+        "{text}"
+    );
+    assert!(text.contains("UID:client-1"), "{text}");
+    assert!(
+        text.contains("DTSTART;TZID=Europe/Berlin:20261201T100000"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("e1xydGYxfQ"),
+        "an RTF body is not text:\n{text}"
+    );
+    assert!(text.contains("TRIGGER:-PT10M"), "{text}");
+}
+
+fn arb_recurrence() -> impl Strategy<Value = eas_gateway::calendar::recurrence::Recurrence> {
+    use eas_gateway::calendar::recurrence::{Pattern, Recurrence};
+    (
+        prop_oneof![
+            Just(Pattern::Daily),
+            Just(Pattern::Weekly),
+            Just(Pattern::Monthly),
+            Just(Pattern::MonthlyNth),
+            Just(Pattern::Yearly),
+            Just(Pattern::YearlyNth)
+        ],
+        1u16..=12,
+        prop::option::of(1u32..=50),
+        1u8..=127,
+        1u8..=28,
+        1u8..=5,
+        1u8..=12,
+        0u8..=6,
+    )
+        .prop_map(
+            |(pattern, interval, occurrences, mask, dom, wom, moy, fdow)| {
+                let mut r = Recurrence {
+                    pattern,
+                    interval,
+                    until: None,
+                    occurrences,
+                    day_of_week: None,
+                    day_of_month: None,
+                    week_of_month: None,
+                    month_of_year: None,
+                    calendar_type: None,
+                    is_leap_month: false,
+                    first_day_of_week: Some(fdow),
+                };
+                match pattern {
+                    Pattern::Daily => {}
+                    Pattern::Weekly => r.day_of_week = Some(mask),
+                    Pattern::Monthly => r.day_of_month = Some(dom),
+                    Pattern::MonthlyNth => {
+                        r.day_of_week = Some(mask);
+                        r.week_of_month = Some(wom);
+                    }
+                    Pattern::Yearly => {
+                        r.day_of_month = Some(dom);
+                        r.month_of_year = Some(moy);
+                    }
+                    Pattern::YearlyNth => {
+                        r.day_of_week = Some(mask);
+                        r.week_of_month = Some(wom);
+                        r.month_of_year = Some(moy);
+                    }
+                }
+                r
+            },
+        )
+}
+
+proptest! {
+    /// Every EAS pattern (days 1–28) becomes an RRULE that translates back to itself.
+    #[test]
+    fn eas_recurrence_round_trips_through_rrule(rec in arb_recurrence()) {
+        use eas_gateway::calendar::recurrence::{from_eas, to_eas, ToEas, Pattern};
+        let zone = Zone::Iana(chrono_tz::Europe::Berlin);
+        let rule = from_eas(&rec, &zone, false);
+        let start = at(2026, 1, 5, 9, 0);
+        let back = match to_eas(&rule, start, &zone) {
+            ToEas::Exact(r) => r,
+            other => return Err(TestCaseError::fail(format!("{rule} → {other:?}"))),
+        };
+        let mut want = rec.clone();
+        if rec.pattern == Pattern::Daily {
+            want.day_of_week = None;
+        }
+        // "The n-th day of the month" (all seven days, week 1–4) is the plain month day.
+        if matches!(rec.pattern, Pattern::MonthlyNth | Pattern::YearlyNth)
+            && rec.day_of_week == Some(127)
+            && rec.week_of_month != Some(5)
+        {
+            want.pattern = if rec.pattern == Pattern::MonthlyNth { Pattern::Monthly } else { Pattern::Yearly };
+            want.day_of_month = rec.week_of_month;
+            want.day_of_week = None;
+            want.week_of_month = None;
+        }
+        // Monday is the default the RRULE leaves out.
+        want.first_day_of_week = rec.first_day_of_week.filter(|d| *d != 1);
+        prop_assert_eq!(back, want, "{}", rule);
+    }
+}

@@ -63,6 +63,9 @@ pub struct MergeOptions<'a> {
     pub now: NaiveDateTime,
     /// The UID of a new object when the phone sends none (16.x sends ClientUid, or nothing).
     pub new_uid: &'a str,
+    /// The user as ORGANIZER of a meeting they create on the phone (RFC 5545 wants one when
+    /// there are attendees): `(name, email)`.
+    pub organizer: Option<(&'a str, &'a str)>,
 }
 
 /// `calendar:Attendee`.
@@ -431,6 +434,10 @@ impl EventData {
         let mc = &ical.components[master as usize];
         let (mut data, zone, all_day) = EventData::from_component(ical, mc, options)?;
         data.timezone = Some(zone.blob(options.year));
+        // An instance without its series (an invitation to one occurrence): 16.x names it.
+        if let Some(rid) = ical::date_prop(mc, &ICalendarProperty::RecurrenceId) {
+            data.instance_id = Some(resolve(ical, &rid, &zone, options.year).0);
+        }
         let start_local = zone.to_local(data.start.unwrap_or_default());
         let rule = mc
             .property(&ICalendarProperty::Rrule)
@@ -726,6 +733,11 @@ fn write_data<W: Write>(
     }
     if let Some(u) = &d.uid {
         w.text_element(cal::UID, u)?;
+    }
+    if v >= Version::V16_0
+        && let Some(i) = d.instance_id
+    {
+        w.text_element(asb::InstanceId, &date::compact(i))?;
     }
     w.text_element(
         cal::MeetingStatus,
@@ -1205,8 +1217,10 @@ fn apply_fields(
         });
         ical::set(c, ICalendarProperty::Categories, e);
     }
+    // RTF (compressed, base64) and MIME bodies are not text: the description stays.
     if let Some(b) = &d.phone_body
         && !b.truncated
+        && matches!(b.kind, BodyType::Plain | BodyType::Html)
         && let Some(data) = &b.data
     {
         let text = match b.kind {
@@ -1262,6 +1276,18 @@ fn apply_fields(
             }
             ical::set(c, ICalendarProperty::Organizer, Some(e));
         }
+    }
+    if c.has_property(&ICalendarProperty::Attendee)
+        && !c.has_property(&ICalendarProperty::Organizer)
+        && let Some((name, email)) = o.organizer
+    {
+        let mut e = ICalendarEntry::new(ICalendarProperty::Organizer).with_value(
+            ICalendarValue::Uri(Uri::Location(format!("mailto:{email}"))),
+        );
+        if !name.is_empty() {
+            e = e.with_param(ICalendarParameter::cn(name.to_owned()));
+        }
+        ical::set(c, ICalendarProperty::Organizer, Some(e));
     }
     ical::set(
         c,

@@ -271,8 +271,12 @@ fn to_eas_inner(
             match (rule.byday.as_slice(), rule.bymonthday.first(), setpos) {
                 ([], day, None) => {
                     let day = day.copied().unwrap_or(start.day() as i8);
-                    if day == -1 && !yearly {
-                        rec.pattern = Pattern::MonthlyNth;
+                    if day == -1 {
+                        rec.pattern = if yearly {
+                            Pattern::YearlyNth
+                        } else {
+                            Pattern::MonthlyNth
+                        };
                         rec.day_of_week = Some(ALL_DAYS);
                         rec.week_of_month = Some(5);
                     } else if day < 1 {

@@ -57,6 +57,18 @@ pub fn has_occurrence_in(
     if endless && to.is_none() {
         return true;
     }
+    // calcard 0.3 compares a UTC UNTIL with local times, which can drop a series' last
+    // occurrence in zones east of UTC (tests/calendar_recurrence.rs shows it): a series whose
+    // UNTIL reaches into the window is included without expanding.
+    let until_reaches = ical.components.iter().any(|c| {
+        c.properties(&calcard::icalendar::ICalendarProperty::Rrule).any(|e| {
+            matches!(e.values.first(), Some(calcard::icalendar::ICalendarValue::RecurrenceRule(r))
+                if r.until.as_ref().and_then(|u| u.to_date_time()).is_some_and(|u| u.date_time >= from))
+        })
+    });
+    if until_reaches && to.is_none() {
+        return true;
+    }
     let expanded = ical.expand_dates(calcard_zone(user_zone), EXPANSION_LIMIT);
     let mut seen = 0usize;
     for ev in &expanded.events {
