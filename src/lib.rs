@@ -16,6 +16,7 @@
 //!   vCard (pure).
 //! - [`directory`]: the vCard/CSV address book behind GAL search and ResolveRecipients.
 //! - [`mime`]: RFC 5322 messages as EAS Email items (pure).
+//! - [`calendar`]: iCalendar events and tasks as EAS Calendar/Tasks items and back (pure).
 //! - [`push`]: the hub of waiting devices (Ping, held Sync) and the sources that wake them.
 //! - [`state`]: per-device state behind the `StateStore` trait (SQLite embedded).
 //! - [`metrics`]: request counters for `/metrics`.
@@ -30,6 +31,7 @@
 //! in the shipped binary.
 
 pub mod backend;
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod contacts;

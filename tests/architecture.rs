@@ -1,7 +1,7 @@
 //! The direction of dependencies, checked on the source: `docs/ARCHITECTURE.md` draws
 //!
 //! ```text
-//! cli → http → eas → {mailstore, push, state, smtp, directory} → {imap, mime, eas-wbxml}
+//! cli → http → eas → {mailstore, push, state, smtp, directory, calendar} → {imap, mime, eas-wbxml}
 //! ```
 //!
 //! with `config`, `secret` and `metrics` as shared ground. This test reads every `src/**/*.rs`,
@@ -31,6 +31,8 @@ const LAYERS: &[(&str, u32)] = &[
     // The DAV client and the vCard mapping: beside the mail store, below the commands.
     ("dav", 20),
     ("contacts", 20),
+    // iCalendar <-> EAS items (pure); uses mime for bodies only.
+    ("calendar", 20),
     // The configuration builds the settings of the modules below it (IMAP, SMTP, directory).
     ("config", 25),
     ("metrics", 10),
