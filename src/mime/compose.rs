@@ -23,6 +23,7 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use mail_parser::{Message, MessageParser, PartType};
 use sha2::{Digest, Sha256};
+use super::date::rfc5322_date;
 
 /// What the phone asked the server to add.
 #[derive(Debug, Clone, Copy)]
@@ -494,25 +495,6 @@ fn insert_before_body_end(html: &str, insert: &str) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `Mon, 2 Mar 2026 10:00:00 +0000`.
-pub fn rfc5322_date(unix: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    // The EAS date's calendar arithmetic: `YYYY-MM-DDTHH:MM:SS.000Z`.
-    let iso = super::date::eas_date(unix);
-    let (y, rest) = iso.split_at(4);
-    let month: usize = rest[1..3].parse().unwrap_or(1);
-    let day: u32 = rest[4..6].parse().unwrap_or(1);
-    let time = &rest[7..15];
-    let weekday = DAYS[unix.max(0).div_euclid(86_400).rem_euclid(7) as usize];
-    format!(
-        "{weekday}, {day} {} {y} {time} +0000",
-        MONTHS[month.clamp(1, 12) - 1]
-    )
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use eas_wbxml::Element;
 use eas_wbxml::tags::{airsyncbase as asb, email, email2};
 
 use crate::eas::child_text;
+use crate::mime::date::rfc5322_date;
 
 /// The message for a draft item, or None when the item is not a draft we can store (no
 /// usable body type).
@@ -90,25 +91,6 @@ fn encode_word(s: &str) -> String {
     format!(
         "=?UTF-8?B?{}?=",
         base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
-    )
-}
-
-/// `Mon, 2 Mar 2026 10:00:00 +0000`.
-fn rfc5322_date(unix: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    // Reuse the EAS date's calendar arithmetic: `YYYY-MM-DDTHH:MM:SS.000Z`.
-    let iso = crate::mime::date::eas_date(unix);
-    let (y, rest) = iso.split_at(4);
-    let month: usize = rest[1..3].parse().unwrap_or(1);
-    let day: u32 = rest[4..6].parse().unwrap_or(1);
-    let time = &rest[7..15];
-    let weekday = DAYS[unix.max(0).div_euclid(86_400).rem_euclid(7) as usize];
-    format!(
-        "{weekday}, {day} {} {y} {time} +0000",
-        MONTHS[month.clamp(1, 12) - 1]
     )
 }
 
