@@ -40,6 +40,40 @@ pub struct Config {
     pub directory: DirectoryConfig,
     pub smtp: SmtpSection,
     pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+/// `[log]`: how log lines are written (to standard output: the journal under systemd).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (one readable line per event) or `json` (one object per line, for journald
+    /// field extraction, Loki and the like).
+    pub format: LogFormat,
+    /// `auto` (colour only when standard output is a terminal and `NO_COLOR` is unset),
+    /// `always` or `never`.
+    pub color: LogColor,
+    /// The filter when `RUST_LOG` is not set, e.g. `info` or `info,eas_gateway::push=debug`.
+    pub level: Option<String>,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `log.color`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogColor {
+    #[default]
+    Auto,
+    Always,
+    Never,
 }
 
 /// `[limits]`: what one connection, client address or user may take of the server.
@@ -405,6 +439,7 @@ pub struct Overrides {
     pub public_url: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
 }
 
 impl Config {
@@ -452,6 +487,9 @@ impl Config {
         }
         if let Some(v) = &o.tls_key {
             self.server.tls_key = Some(v.clone());
+        }
+        if let Some(v) = o.log_format {
+            self.log.format = v;
         }
     }
 

@@ -2,8 +2,11 @@
 
 use std::io::Write;
 
+use std::path::Path;
+
 use crate::config::Config;
-use crate::imap::Session;
+use crate::imap::{Security, Session};
+use crate::smtp::{SmtpAuth, SmtpSecurity};
 
 /// Capabilities the gateway uses, and what is lost without each.
 const WANTED: &[(&str, &str)] = &[
@@ -43,8 +46,10 @@ pub async fn run(
     let imap = config.imap_config();
     writeln!(
         out,
-        "IMAP server {}:{} ({:?})",
-        imap.host, imap.port, imap.security
+        "IMAP server {}:{} ({})",
+        imap.host,
+        imap.port,
+        imap_security(imap.security)
     )?;
     match Session::connect(&imap).await {
         Ok(mut session) => {
@@ -104,8 +109,18 @@ pub async fn run(
     if let Ok(smtp) = config.smtp_config() {
         writeln!(
             out,
-            "SMTP submission {}:{} ({:?}, auth {:?})",
-            smtp.host, smtp.port, smtp.security, smtp.auth
+            "SMTP submission {}:{} ({}, {})",
+            smtp.host,
+            smtp.port,
+            match smtp.security {
+                SmtpSecurity::None => "plain text",
+                SmtpSecurity::StartTls => "STARTTLS",
+                SmtpSecurity::Tls => "implicit TLS",
+            },
+            match smtp.auth {
+                SmtpAuth::User => "logging in as the sending user",
+                SmtpAuth::Relay => "relaying without logging in",
+            }
         )?;
         match crate::smtp::check(&smtp).await {
             Ok(()) => writeln!(out, "  ok: reachable, EHLO answered")?,
@@ -120,13 +135,7 @@ pub async fn run(
         }
     }
 
-    match crate::state::open(&config.state.url) {
-        Ok(_) => writeln!(out, "state store {}: ok", config.state.url)?,
-        Err(e) => {
-            ok = false;
-            writeln!(out, "state store: problem: {e}")?;
-        }
-    }
+    ok &= check_state(&config.state.url, out)?;
     match crate::directory::Source::parse(&config.directory.source) {
         Ok(crate::directory::Source::None) => writeln!(
             out,
@@ -164,4 +173,69 @@ pub async fn run(
         }
     )?;
     Ok(ok)
+}
+
+fn imap_security(s: Security) -> &'static str {
+    match s {
+        Security::None => "plain text",
+        Security::StartTls => "STARTTLS",
+        Security::Tls => "implicit TLS",
+    }
+}
+
+/// The state store, looked at without writing: `check` may run as another user than the
+/// service, or before the first start, and must not leave a database behind. A SQLite file
+/// that does not exist yet is fine when its directory is there for the gateway to create it.
+fn check_state(url: &str, out: &mut dyn Write) -> std::io::Result<bool> {
+    let Some(path) = url.strip_prefix("sqlite:") else {
+        writeln!(
+            out,
+            "state store {url}: not checked (check looks at sqlite: files only)"
+        )?;
+        return Ok(true);
+    };
+    let path = Path::new(path);
+    if path.exists() {
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let opened = rusqlite::Connection::open_with_flags(path, flags).and_then(|c| {
+            c.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        });
+        return match opened {
+            Ok(_) => {
+                writeln!(out, "state store {}: ok, readable", path.display())?;
+                Ok(true)
+            }
+            Err(e) => {
+                writeln!(out, "state store {}: problem: {e}", path.display())?;
+                Ok(false)
+            }
+        };
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if dir.is_dir() {
+        writeln!(
+            out,
+            "state store {}: not created yet; the gateway creates it at its first start (in \
+             {}, which must be writable by the user it runs as)",
+            path.display(),
+            dir.display()
+        )?;
+        Ok(true)
+    } else {
+        writeln!(
+            out,
+            "state store {}: problem: the directory {} does not exist (the Debian package's \
+             systemd unit creates /var/lib/eas-gateway; elsewhere create it, owned by the \
+             gateway's user, or set state.url)",
+            path.display(),
+            dir.display()
+        )?;
+        Ok(false)
+    }
 }

@@ -1,5 +1,5 @@
 //! What the command-line subcommands run: `serve` ([`server`]), `check` ([`check`], with
-//! [`check_events`] for Dovecot's push events), `devices` and the offline `wbxml
+//! [`check_events`] for Dovecot's push events), `devices`, the log output of `serve` ([`logging`]) and the offline `wbxml
 //! decode|encode` ([`tools`]). The demo is not here: it needs the test bed, so it is the
 //! `eas-demo` binary of the dev-only `eas-testbed` crate.
 //!
@@ -10,5 +10,6 @@
 pub mod check;
 pub mod check_events;
 pub mod devices;
+pub mod logging;
 pub mod server;
 pub mod tools;

@@ -52,6 +52,8 @@ pub struct AppState {
     pub directory: Arc<crate::directory::Directory>,
     /// Sync pages computed before the phone asks for them.
     pub read_ahead: crate::eas::sync::read_ahead::ReadAhead,
+    /// Told by `systemctl reload` (SIGHUP): re-read the certificate now, changed or not.
+    pub tls_reload: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -86,6 +88,7 @@ impl AppState {
             hub,
             pool,
             read_ahead: crate::eas::sync::read_ahead::ReadAhead::new(),
+            tls_reload: Arc::new(tokio::sync::Notify::new()),
         })
     }
 }
@@ -174,11 +177,7 @@ fn metrics(state: &AppState) -> Response {
         limits: &state.limits.counters,
         extra: &[state.hub.source_metrics(), state.read_ahead.metrics()],
     });
-    (
-        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 /// The client's address: the peer, or what a trusted proxy says the peer was.

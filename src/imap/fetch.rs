@@ -680,7 +680,10 @@ pub(crate) fn month_name(month: u32) -> &'static str {
 
 pub(crate) fn days_in_month(year: i64, month: u32) -> u32 {
     let month = time::Month::try_from(month.clamp(1, 12) as u8).unwrap_or(time::Month::January);
-    u32::from(time::util::days_in_month(month, year.clamp(-9999, 9999) as i32))
+    u32::from(time::util::days_in_month(
+        month,
+        year.clamp(-9999, 9999) as i32,
+    ))
 }
 
 /// Julian day number of 1970-01-01.
@@ -706,7 +709,11 @@ pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
         i64::from(time::Date::MAX.to_julian_day()),
     ) as i32;
     let d = time::Date::from_julian_day(jd).unwrap_or(time::Date::MIN);
-    (i64::from(d.year()), u32::from(u8::from(d.month())), u32::from(d.day()))
+    (
+        i64::from(d.year()),
+        u32::from(u8::from(d.month())),
+        u32::from(d.day()),
+    )
 }
 
 #[cfg(test)]

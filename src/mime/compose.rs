@@ -20,10 +20,10 @@
 
 use std::fmt::Write as _;
 
+use super::date::rfc5322_date;
 use base64::Engine as _;
 use mail_parser::{Message, MessageParser, PartType};
 use sha2::{Digest, Sha256};
-use super::date::rfc5322_date;
 
 /// What the phone asked the server to add.
 #[derive(Debug, Clone, Copy)]
