@@ -442,6 +442,33 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
 }
 
+/// `line 3, imap.port: invalid type…`: where in the file the parser stopped, and the key
+/// written on that line with its `[section]`, so the message names what to fix.
+fn with_place(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {
+    let message = message.trim().replace('\n', " ");
+    let Some(span) = span else {
+        return message;
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line_no = before.matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or_default().trim();
+    let section = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    match (section, key) {
+        (Some(s), Some(k)) => format!("line {line_no}, {s}.{k}: {message}"),
+        (None, Some(k)) => format!("line {line_no}, {k}: {message}"),
+        _ => format!("line {line_no}: {message}"),
+    }
+}
+
 impl Config {
     /// Reads the file (when given), applies the overrides and validates.
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
@@ -453,7 +480,7 @@ impl Config {
                 })?;
                 toml::from_str(&text).map_err(|e| ConfigError::Parse {
                     path: path.to_owned(),
-                    message: e.message().to_owned(),
+                    message: with_place(&text, e.span(), e.message()),
                 })?
             }
             None => Config::default(),

@@ -48,12 +48,20 @@ fn build_deb(out: &Path) -> PathBuf {
         .arg("--from")
         .arg(BIN)
         .env("DEB_OUT", out));
-    PathBuf::from(stdout.lines().last().expect("the script names the .deb").trim())
+    PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("the script names the .deb")
+            .trim(),
+    )
 }
 
 /// Sends a signal to a process.
 fn signal(pid: u32, sig: &str) {
-    run(Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()));
+    run(Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string()));
 }
 
 fn https_client(cert_pem: &str, port: u16) -> reqwest::Client {
@@ -133,7 +141,10 @@ async fn the_package_builds_installs_runs_as_its_user_reloads_and_purges() {
     let installed = Installed;
     assert!(sh("getent group eas-gateway").starts_with("eas-gateway:"));
     let passwd = sh("getent passwd eas-gateway");
-    assert!(passwd.contains(":/var/lib/eas-gateway:/usr/sbin/nologin"), "{passwd}");
+    assert!(
+        passwd.contains(":/var/lib/eas-gateway:/usr/sbin/nologin"),
+        "{passwd}"
+    );
     assert_eq!(
         sh("stat -c '%U:%G %a' /etc/eas-gateway /etc/eas-gateway/eas-gateway.toml"),
         "root:eas-gateway 750\nroot:eas-gateway 640\n"
@@ -284,11 +295,20 @@ async fn the_package_builds_installs_runs_as_its_user_reloads_and_purges() {
         if r.is_ok() {
             break;
         }
-        assert!(Instant::now() < deadline, "certificate not reloaded on SIGHUP");
+        assert!(
+            Instant::now() < deadline,
+            "certificate not reloaded on SIGHUP"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(child.try_wait().unwrap().is_none(), "SIGHUP stopped the gateway");
-    assert!(!held.is_finished(), "the held Ping was answered by the reload");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP stopped the gateway"
+    );
+    assert!(
+        !held.is_finished(),
+        "the held Ping was answered by the reload"
+    );
     // New mail wakes it: the connection survived.
     support::deliver("alice", &support::message("after reload", "body")).await;
     let answer = tokio::time::timeout(Duration::from_secs(20), held)
@@ -307,10 +327,16 @@ async fn the_package_builds_installs_runs_as_its_user_reloads_and_purges() {
     let status = wait(&mut child, Duration::from_secs(20));
     assert!(status.success(), "{status:?}");
     let log_text = std::fs::read_to_string(&log_path).unwrap();
-    assert!(log_text.contains("reload: certificate re-read"), "{log_text}");
+    assert!(
+        log_text.contains("reload: certificate re-read"),
+        "{log_text}"
+    );
     assert!(log_text.contains("TLS certificate reloaded"), "{log_text}");
     // A file is no terminal: no colour escapes.
-    assert!(!log_text.contains('\u{1b}'), "ANSI escapes in a log file:\n{log_text}");
+    assert!(
+        !log_text.contains('\u{1b}'),
+        "ANSI escapes in a log file:\n{log_text}"
+    );
     assert!(!log_text.contains(&password), "a password reached the log");
 
     drop(installed);
