@@ -177,7 +177,7 @@ async fn devices_list_show_and_resync_against_a_running_gateway() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|f| f["server_id"].to_string() == inbox)
+        .find(|f| f["server_id"].as_u64().map(|n| n.to_string()) == Some(inbox.clone()))
         .expect("the Inbox in show");
     let keys: Vec<String> = folder["sync_keys"]
         .as_array()
