@@ -411,8 +411,8 @@ mod test {
         for want in [
             "eas_push_waiting 3",
             "eas_requests_total{command=\"Sync\",status=\"200\"} 1",
-            "eas_request_duration_seconds_bucket{le=\"0.05\",command=\"Sync\"} 1",
-            "eas_request_duration_seconds_bucket{le=\"0.025\",command=\"Sync\"} 0",
+            "eas_request_duration_seconds_bucket{command=\"Sync\",le=\"0.05\"} 1",
+            "eas_request_duration_seconds_bucket{command=\"Sync\",le=\"0.025\"} 0",
             "eas_request_duration_seconds_count{command=\"Sync\"} 1",
             "eas_auth_attempts_total{outcome=\"bad_password\"} 1",
             "eas_auth_attempts_total{outcome=\"ok\"} 0",
