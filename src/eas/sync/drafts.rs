@@ -38,8 +38,7 @@ pub fn message(
     header(&mut m, "To", text(email::To));
     header(&mut m, "Cc", text(email::Cc));
     header(&mut m, "Bcc", text(email2::Bcc));
-    let subject = text(email::Subject).map(encode_word);
-    header(&mut m, "Subject", subject.as_deref());
+    header(&mut m, "Subject", text(email::Subject));
     header(&mut m, "Date", Some(&rfc5322_date(now_unix)));
     let id = format!(
         "<{}.{}@{}>",
@@ -69,29 +68,16 @@ pub fn message(
     Some(m.into_bytes())
 }
 
+/// One header field, folded and encoded by `mime::header`: addresses as address lists,
+/// Subject as text (encoded words when not ASCII), the rest as they are.
 fn header(m: &mut String, name: &str, value: Option<&str>) {
+    use crate::mime::header;
     if let Some(v) = value {
-        // A phone's line breaks inside a value would start a new header field.
-        let v: String = v
-            .chars()
-            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
-            .collect();
-        m.push_str(name);
-        m.push_str(": ");
-        m.push_str(&v);
-        m.push_str("\r\n");
+        m.push_str(&match name {
+            "From" | "To" | "Cc" | "Bcc" => header::address_list(name, v),
+            _ => header::text(name, v),
+        });
     }
-}
-
-/// RFC 2047 encoded-word for non-ASCII text (ASCII passes through).
-fn encode_word(s: &str) -> String {
-    if s.is_ascii() {
-        return s.to_owned();
-    }
-    format!(
-        "=?UTF-8?B?{}?=",
-        base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
-    )
 }
 
 #[cfg(test)]
@@ -120,7 +106,7 @@ injected: header</email:Subject>
         let m =
             String::from_utf8(message(&data, "me@example.com", 0, "example.com").unwrap()).unwrap();
         assert!(
-            m.starts_with("From: me@example.com\r\nTo: bob@example.org\r\nSubject: =?UTF-8?B?")
+            m.starts_with("From: me@example.com\r\nTo: bob@example.org\r\nSubject: =?utf-8?b?")
         );
         assert!(!m.contains("\r\ninjected"));
         assert!(m.contains("Content-Type: text/plain; charset=utf-8"));
