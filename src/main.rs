@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use eas_gateway::cli::{check, devices, logging, tools};
+use eas_gateway::cli::{check, devices, logging, tools, top};
 use eas_gateway::config::{Config, LogFormat, Overrides};
 use eas_wbxml::Limits;
 
@@ -40,6 +40,21 @@ enum Command {
         config: ConfigArgs,
         #[command(subcommand)]
         action: devices::Action,
+    },
+    /// A live view of the running gateway, like z-push-top: held Pings, requests per second
+    /// by command with p50/p99 latency, IMAP connections, log-ins and errors.
+    Top {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The /metrics address; by default the configured listening port on loopback.
+        #[arg(long)]
+        url: Option<String>,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1)]
+        interval: u64,
+        /// Print this many screens one after the other, then exit (for scripts and logs).
+        #[arg(long)]
+        frames: Option<u64>,
     },
     /// Convert between EAS WBXML and its readable XML form.
     Wbxml {
@@ -188,6 +203,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Devices { config, action } => {
             let config = config.load()?;
             devices::run(&config, action, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Top {
+            config,
+            url,
+            interval,
+            frames,
+        } => {
+            let url = match url {
+                Some(u) => u,
+                None => top::metrics_url(&config.load()?),
+            };
+            use std::io::IsTerminal;
+            let stdout = std::io::stdout();
+            let clear = stdout.is_terminal() && frames.is_none();
+            runtime()?.block_on(top::run(
+                &url,
+                std::time::Duration::from_secs(interval.max(1)),
+                frames,
+                &mut stdout.lock(),
+                clear,
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Wbxml { direction } => {

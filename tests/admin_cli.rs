@@ -258,6 +258,64 @@ async fn devices_list_show_and_resync_against_a_running_gateway() {
     );
 }
 
+/// `top` against a running gateway: a screen with the held Pings and the commands phones
+/// sent, with their rates and latencies.
+#[tokio::test]
+async fn top_shows_a_running_gateway() {
+    let g = Gateway::start(support::dovecot().imap_config(), |_| {}).await;
+    let (login, password) = support::credentials("carol");
+    let mut phone = Phone::new(&g, &login, &password, "TOPVIEW1");
+    phone.provision().await;
+    phone.folder_sync("0").await;
+    let home = tempfile::tempdir().unwrap();
+    let url = format!("{}/metrics", g.base);
+    // The binary runs while this runtime keeps serving.
+    let out = tokio::task::spawn_blocking(move || {
+        gateway_bin(
+            &["top", "--url", &url, "--frames", "2", "--interval", "1"],
+            home.path(),
+        )
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    phone.folder_sync("0").await;
+    let out = out.await.unwrap();
+    let screen = text(&out);
+    assert!(out.status.success(), "{screen}");
+    assert_eq!(screen.matches("eas-gateway top - ").count(), 2, "{screen}");
+    assert!(
+        !screen.contains('\u{1b}'),
+        "no screen control codes when not a terminal"
+    );
+    assert!(screen.contains("held Pings/Syncs"), "{screen}");
+    assert!(screen.contains("\nCOMMAND "), "{screen}");
+    let row = screen
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("FolderSync "))
+        .unwrap_or_else(|| panic!("no FolderSync row: {screen}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols.len(), 5, "{row}");
+    assert!(cols[4].parse::<f64>().unwrap() >= 2.0, "{row}");
+    assert!(cols[2].ends_with("ms") || cols[2].ends_with('s'), "{row}");
+
+    let down = gateway_bin(
+        &[
+            "top",
+            "--url",
+            "http://127.0.0.1:1/metrics",
+            "--frames",
+            "1",
+        ],
+        Path::new("/"),
+    );
+    assert!(!down.status.success());
+    assert!(
+        text(&down).contains("is the gateway running?"),
+        "{}",
+        text(&down)
+    );
+}
+
 /// `--log-format json`: one JSON object per line, the request's fields in `span`, no colour.
 #[tokio::test]
 async fn serve_logs_json_lines_when_asked() {

@@ -1,5 +1,5 @@
 //! What the command-line subcommands run: `serve` ([`server`]), `check` ([`check`], with
-//! [`check_events`] for Dovecot's push events), `devices`, the log output of `serve` ([`logging`]) and the offline `wbxml
+//! [`check_events`] for Dovecot's push events), `devices`, the log output of `serve` ([`logging`]), the live view `top` ([`top`]) and the offline `wbxml
 //! decode|encode` ([`tools`]). The demo is not here: it needs the test bed, so it is the
 //! `eas-demo` binary of the dev-only `eas-testbed` crate.
 //!
@@ -13,3 +13,4 @@ pub mod devices;
 pub mod logging;
 pub mod server;
 pub mod tools;
+pub mod top;
