@@ -166,6 +166,9 @@ fn seconds(s: Option<f64>) -> String {
     }
 }
 
+/// A command's line: name, requests per second, p50, p99, total.
+type Row = (String, f64, Option<f64>, Option<f64>, f64);
+
 /// One screen from two scrapes: rates over the time between them, latencies from the
 /// requests answered between them (all since the start when none were).
 pub fn render(url: &str, before: &Scrape, now: &Scrape) -> String {
@@ -212,7 +215,7 @@ pub fn render(url: &str, before: &Scrape, now: &Scrape) -> String {
         "{:<20}{:>9}{:>10}{:>10}{:>11}",
         "COMMAND", "REQ/S", "p50", "p99", "TOTAL"
     );
-    let mut rows: Vec<(String, f64, Option<f64>, Option<f64>, f64)> = now
+    let mut rows: Vec<Row> = now
         .label_values("eas_requests_total", "command")
         .into_iter()
         .map(|command| {
