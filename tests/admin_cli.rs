@@ -94,6 +94,50 @@ fn check_without_a_configuration_writes_no_state_and_prints_words() {
     );
 }
 
+/// `check` warns about a certificate that expires within 14 days.
+#[test]
+fn check_warns_about_a_certificate_about_to_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::dovecot().imap_port().to_string();
+    let state = format!("sqlite:{}", dir.path().join("state.db").display());
+    for (days, expect) in [(5, "warning: it expires on"), (90, ": ok, valid until")] {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(now + days * 86_400).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        let said = text(&gateway_bin(
+            &[
+                "check",
+                "--imap-host",
+                "127.0.0.1",
+                "--imap-port",
+                &port,
+                "--imap-tls",
+                "none",
+                "--state",
+                &state,
+                "--tls-cert",
+                c.to_str().unwrap(),
+                "--tls-key",
+                k.to_str().unwrap(),
+            ],
+            dir.path(),
+        ));
+        let line = said
+            .lines()
+            .find(|l| l.starts_with("TLS certificate"))
+            .unwrap_or_else(|| panic!("{said}"));
+        assert!(line.contains(expect), "{days} days: {line}");
+    }
+}
+
 #[test]
 fn devices_list_on_an_empty_store_says_so() {
     let dir = tempfile::tempdir().unwrap();

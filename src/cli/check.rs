@@ -93,7 +93,31 @@ pub async fn run(
 
     match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => match crate::http::serve::tls_config(cert, key) {
-            Ok(_) => writeln!(out, "TLS certificate {}: ok", cert.display())?,
+            Ok(_) => match certificate_expiry(cert) {
+                Some(expires) => {
+                    let left = expires - time::OffsetDateTime::now_utc();
+                    let day = crate::mime::date::eas_date(expires.unix_timestamp());
+                    if left < EXPIRY_WARNING {
+                        writeln!(
+                            out,
+                            "TLS certificate {}: warning: it expires on {} ({} days left); \
+                             renew it (certbot renew), the gateway picks up the new files \
+                             by itself",
+                            cert.display(),
+                            &day[..10],
+                            left.whole_days().max(0)
+                        )?
+                    } else {
+                        writeln!(
+                            out,
+                            "TLS certificate {}: ok, valid until {}",
+                            cert.display(),
+                            &day[..10]
+                        )?
+                    }
+                }
+                None => writeln!(out, "TLS certificate {}: ok", cert.display())?,
+            },
             Err(e) => {
                 ok = false;
                 writeln!(out, "TLS certificate: problem: {e}")?;
@@ -173,6 +197,81 @@ pub async fn run(
         }
     )?;
     Ok(ok)
+}
+
+/// A certificate that expires sooner than this gets a warning.
+const EXPIRY_WARNING: time::Duration = time::Duration::days(14);
+
+/// When the first certificate in a PEM file stops being valid (its `notAfter`).
+pub fn certificate_expiry(path: &Path) -> Option<time::OffsetDateTime> {
+    let pem = std::fs::read(path).ok()?;
+    let der = rustls_pemfile::certs(&mut pem.as_slice()).next()?.ok()?;
+    not_after(&der)
+}
+
+/// `notAfter` of an X.509 certificate (RFC 5280 section 4.1): Certificate ::= SEQUENCE {
+/// tbsCertificate SEQUENCE { [0] version OPTIONAL, serialNumber, signature, issuer,
+/// validity SEQUENCE { notBefore, notAfter }, … }, … }.
+fn not_after(der: &[u8]) -> Option<time::OffsetDateTime> {
+    use yasna::{ASN1Result, BERReader, BERReaderSeq, Tag};
+    fn time(r: BERReader<'_, '_>) -> ASN1Result<time::OffsetDateTime> {
+        if r.lookahead_tag()? == yasna::tags::TAG_UTCTIME {
+            Ok(*r.read_utctime()?.datetime())
+        } else {
+            Ok(*r.read_generalized_time()?.datetime())
+        }
+    }
+    // The fields after the ones read, taken as raw DER and ignored.
+    fn skip_rest(r: &mut BERReaderSeq<'_, '_>) -> ASN1Result<()> {
+        while r.read_optional(|r| r.read_der())?.is_some() {}
+        Ok(())
+    }
+    yasna::parse_der(der, |r| {
+        r.read_sequence(|r| {
+            let not_after = r.next().read_sequence(|tbs| {
+                // version [0] EXPLICIT: absent in version 1 certificates.
+                tbs.read_optional(|r| r.read_tagged(Tag::context(0), |r| r.read_der()))?;
+                for _ in 0..3 {
+                    // serialNumber, signature, issuer
+                    tbs.next().read_der()?;
+                }
+                let not_after = tbs.next().read_sequence(|v| {
+                    time(v.next())?;
+                    time(v.next())
+                })?;
+                skip_rest(tbs)?;
+                Ok(not_after)
+            })?;
+            skip_rest(r)?;
+            Ok(not_after)
+        })
+    })
+    .ok()
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn a_certificate_expiry_is_read() {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.clone().self_signed(&key).unwrap();
+        assert_eq!(
+            not_after(cert.der()).map(|t| t.unix_timestamp()),
+            Some(1_900_000_000)
+        );
+        // UTCTime before 2050, GeneralizedTime after (RFC 5280 section 4.1.2.5).
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(2_600_000_000).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(
+            not_after(cert.der()).map(|t| t.unix_timestamp()),
+            Some(2_600_000_000)
+        );
+        assert_eq!(not_after(b"not DER"), None);
+    }
 }
 
 fn imap_security(s: Security) -> &'static str {
