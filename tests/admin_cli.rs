@@ -360,6 +360,91 @@ async fn top_shows_a_running_gateway() {
     );
 }
 
+/// `systemctl reload` (SIGHUP) with a broken file keeps the running configuration and says
+/// why; with a valid, changed file it names what waits for a restart.
+#[tokio::test]
+async fn reload_with_a_broken_configuration_keeps_the_running_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("gateway.toml");
+    let good = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[imap]\nhost = \"127.0.0.1\"\nport = {}\n\
+         security = \"none\"\n[state]\nurl = \"sqlite:{}\"\n",
+        support::dovecot().imap_port(),
+        dir.path().join("state.db").display()
+    );
+    std::fs::write(&config, &good).unwrap();
+    let log_path = dir.path().join("log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "serve did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let hup = |pid: u32| {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGHUP);
+        }
+    };
+    let log_has = |needle: &'static str| {
+        let log_path = log_path.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                if text.contains(needle) {
+                    return text;
+                }
+                assert!(Instant::now() < deadline, "{needle:?} not logged:\n{text}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+
+    std::fs::write(&config, format!("{good}[imap]\nport = \"many\"\n")).unwrap();
+    hup(child.id());
+    let text = log_has("keeping the running one").await;
+    assert!(text.contains("gateway.toml"), "{text}");
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200, "still serving after a broken reload");
+
+    std::fs::write(
+        &config,
+        good.replace("[imap]", "[auth]\ncache_ttl_secs = 60\n[imap]"),
+    )
+    .unwrap();
+    hup(child.id());
+    let text = log_has("take effect at the next restart").await;
+    assert!(text.contains("sections=auth"), "{text}");
+    assert!(child.try_wait().unwrap().is_none());
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    child.wait().unwrap();
+}
+
 /// `--log-format json`: one JSON object per line, the request's fields in `span`, no colour.
 #[tokio::test]
 async fn serve_logs_json_lines_when_asked() {
