@@ -16,6 +16,10 @@ required=(
   "/usr/share/lua/5.4/socket.lua lua-socket"
   "/usr/bin/radicale radicale"
   "/usr/bin/xandikos xandikos"
+  "systemd-analyze systemd"
+  "dpkg-deb dpkg"
+  "setpriv util-linux"
+  "/usr/lib/python3/dist-packages/prometheus_client/parser.py python3-prometheus-client"
 )
 missing=()
 for pair in "${required[@]}"; do
@@ -30,6 +34,12 @@ if ((${#missing[@]})); then
   # Postfix asks how to configure itself; the tests bring their own configuration.
   echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# tests/debian_package.rs builds the .deb with cargo-deb, a build tool (not a dependency).
+if ! command -v cargo-deb >/dev/null 2>&1; then
+  echo "== installing cargo-deb"
+  cargo install cargo-deb --locked
 fi
 
 echo "== cargo fmt --check"

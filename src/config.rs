@@ -41,6 +41,40 @@ pub struct Config {
     pub dav: DavSection,
     pub smtp: SmtpSection,
     pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+/// `[log]`: how log lines are written (to standard output: the journal under systemd).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (one readable line per event) or `json` (one object per line, for journald
+    /// field extraction, Loki and the like).
+    pub format: LogFormat,
+    /// `auto` (colour only when standard output is a terminal and `NO_COLOR` is unset),
+    /// `always` or `never`.
+    pub color: LogColor,
+    /// The filter when `RUST_LOG` is not set, e.g. `info` or `info,eas_gateway::push=debug`.
+    pub level: Option<String>,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `log.color`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogColor {
+    #[default]
+    Auto,
+    Always,
+    Never,
 }
 
 /// `[limits]`: what one connection, client address or user may take of the server.
@@ -439,6 +473,34 @@ pub struct Overrides {
     pub public_url: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+}
+
+/// `line 3, imap.port: invalid type…`: where in the file the parser stopped, and the key
+/// written on that line with its `[section]`, so the message names what to fix.
+fn with_place(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {
+    let message = message.trim().replace('\n', " ");
+    let Some(span) = span else {
+        return message;
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line_no = before.matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or_default().trim();
+    let section = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    match (section, key) {
+        (Some(s), Some(k)) => format!("line {line_no}, {s}.{k}: {message}"),
+        (None, Some(k)) => format!("line {line_no}, {k}: {message}"),
+        _ => format!("line {line_no}: {message}"),
+    }
 }
 
 impl Config {
@@ -452,7 +514,7 @@ impl Config {
                 })?;
                 toml::from_str(&text).map_err(|e| ConfigError::Parse {
                     path: path.to_owned(),
-                    message: e.message().to_owned(),
+                    message: with_place(&text, e.span(), e.message()),
                 })?
             }
             None => Config::default(),
@@ -486,6 +548,9 @@ impl Config {
         }
         if let Some(v) = &o.tls_key {
             self.server.tls_key = Some(v.clone());
+        }
+        if let Some(v) = o.log_format {
+            self.log.format = v;
         }
     }
 

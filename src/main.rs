@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use eas_gateway::cli::{check, devices, tools};
-use eas_gateway::config::{Config, Overrides};
+use eas_gateway::cli::{check, devices, logging, tools, top};
+use eas_gateway::config::{Config, LogFormat, Overrides};
 use eas_wbxml::Limits;
 
 #[derive(Parser)]
@@ -41,6 +41,21 @@ enum Command {
         #[command(subcommand)]
         action: devices::Action,
     },
+    /// A live view of the running gateway, like z-push-top: held Pings, requests per second
+    /// by command with p50/p99 latency, IMAP connections, log-ins and errors.
+    Top {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The /metrics address; by default the configured listening port on loopback.
+        #[arg(long)]
+        url: Option<String>,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1)]
+        interval: u64,
+        /// Print this many screens one after the other, then exit (for scripts and logs).
+        #[arg(long)]
+        frames: Option<u64>,
+    },
     /// Convert between EAS WBXML and its readable XML form.
     Wbxml {
         #[command(subcommand)]
@@ -48,36 +63,49 @@ enum Command {
     },
 }
 
-/// The configuration file and the flags that override it.
+/// The configuration file and the flags that override it. Each flag can also be given as an
+/// `EAS_GATEWAY_…` environment variable (for containers); a flag wins over the variable, and
+/// both over the file.
 #[derive(Args, Clone)]
 struct ConfigArgs {
-    /// TOML configuration file (see docs/eas-gateway.example.toml).
-    #[arg(long, short)]
+    /// TOML configuration file (see docs/eas-gateway.example.toml; the Debian package installs
+    /// /etc/eas-gateway/eas-gateway.toml). Without it, the built-in defaults.
+    #[arg(long, short, env = "EAS_GATEWAY_CONFIG")]
     config: Option<PathBuf>,
-    #[arg(long)]
+    /// Address and port to listen on, e.g. 0.0.0.0:443 or [::]:8080 (server.listen).
+    #[arg(long, env = "EAS_GATEWAY_LISTEN")]
     listen: Option<SocketAddr>,
-    #[arg(long)]
+    /// Host name or address of the IMAP server (imap.host).
+    #[arg(long, env = "EAS_GATEWAY_IMAP_HOST")]
     imap_host: Option<String>,
-    #[arg(long)]
+    /// Port of the IMAP server, usually 143 (starttls) or 993 (tls) (imap.port).
+    #[arg(long, env = "EAS_GATEWAY_IMAP_PORT")]
     imap_port: Option<u16>,
-    /// none, starttls or tls.
-    #[arg(long)]
+    /// How to talk to the IMAP server: none (loopback only), starttls or tls (imap.security).
+    #[arg(long, env = "EAS_GATEWAY_IMAP_TLS")]
     imap_tls: Option<String>,
-    /// State store, e.g. sqlite:/var/lib/eas-gateway/state.db.
-    #[arg(long)]
+    /// State store, e.g. sqlite:/var/lib/eas-gateway/state.db (state.url).
+    #[arg(long, env = "EAS_GATEWAY_STATE")]
     state: Option<String>,
-    /// The URL phones use, e.g. https://mail.example.com.
-    #[arg(long)]
+    /// The URL phones use, e.g. https://mail.example.com (server.public_url).
+    #[arg(long, env = "EAS_GATEWAY_PUBLIC_URL")]
     public_url: Option<String>,
-    #[arg(long)]
+    /// PEM certificate chain for HTTPS, e.g. /etc/letsencrypt/live/HOST/fullchain.pem
+    /// (server.tls_cert; needs --tls-key).
+    #[arg(long, env = "EAS_GATEWAY_TLS_CERT")]
     tls_cert: Option<PathBuf>,
-    #[arg(long)]
+    /// PEM private key of the certificate, e.g. /etc/letsencrypt/live/HOST/privkey.pem
+    /// (server.tls_key; needs --tls-cert).
+    #[arg(long, env = "EAS_GATEWAY_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// Log lines as readable text or one JSON object per line (log.format).
+    #[arg(long, env = "EAS_GATEWAY_LOG_FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
 }
 
 impl ConfigArgs {
-    fn load(&self) -> anyhow::Result<Config> {
-        let overrides = Overrides {
+    fn overrides(&self) -> Overrides {
+        Overrides {
             listen: self.listen,
             imap_host: self.imap_host.clone(),
             imap_port: self.imap_port,
@@ -86,8 +114,15 @@ impl ConfigArgs {
             public_url: self.public_url.clone(),
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
-        };
-        Ok(Config::load(self.config.as_deref(), &overrides)?)
+            log_format: self.log_format.as_deref().map(|f| match f {
+                "json" => LogFormat::Json,
+                _ => LogFormat::Text,
+            }),
+        }
+    }
+
+    fn load(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(self.config.as_deref(), &self.overrides())?)
     }
 }
 
@@ -130,12 +165,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -146,8 +175,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
             let config = args.load()?;
-            init_logging();
-            runtime()?.block_on(eas_gateway::run_server(config))?;
+            logging::init(&config.log);
+            // `systemctl reload` (SIGHUP) reads the same file with the same flags again.
+            let reload = move || args.load();
+            runtime()?.block_on(eas_gateway::run_server(config, Box::new(reload)))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, user } => {
@@ -172,6 +203,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Devices { config, action } => {
             let config = config.load()?;
             devices::run(&config, action, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Top {
+            config,
+            url,
+            interval,
+            frames,
+        } => {
+            let url = match url {
+                Some(u) => u,
+                None => top::metrics_url(&config.load()?),
+            };
+            use std::io::IsTerminal;
+            let stdout = std::io::stdout();
+            let clear = stdout.is_terminal() && frames.is_none();
+            runtime()?.block_on(top::run(
+                &url,
+                std::time::Duration::from_secs(interval.max(1)),
+                frames,
+                &mut stdout.lock(),
+                clear,
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Wbxml { direction } => {

@@ -1,57 +1,307 @@
-//! Request counters for `/metrics` (Prometheus text format).
+//! What `/metrics` shows, in the Prometheus text format (0.0.4), on `prometheus-client`.
 //!
-//! Owns the counters only; the HTTP layer records one entry per answered request, the
-//! authenticator and the connection limits count into their own sets.
+//! Owns the request counters and latency histograms, the authentication outcomes, and the
+//! authenticator's and connection limits' counters; the HTTP layer records into them and asks
+//! for the exposition. It must not learn label values from clients: every label value is a
+//! `&'static str` chosen by the caller from a fixed set (the EAS command names, HTTP methods,
+//! a few reasons), so no request can create a new series.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-/// Requests by (command, HTTP status).
-#[derive(Default)]
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The `Content-Type` of [`Metrics::exposition`].
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Upper bounds of the latency buckets, in seconds: from a cached FolderSync (milliseconds) to
+/// a held Ping or Sync (a heartbeat of up to an hour).
+const LATENCY_BUCKETS: [f64; 17] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    1800.0, 3600.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    command: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabel {
+    command: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// How a log-in attempt ended, for `eas_auth_attempts_total{outcome}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthOutcome {
+    Ok,
+    /// No usable `Authorization` header (a phone's first, unauthenticated try is one).
+    Missing,
+    /// The IMAP server refused the password, now or a moment ago.
+    BadPassword,
+    /// Refused without asking IMAP: a lock-out or no turn in time.
+    Throttled,
+    /// The IMAP server could not be asked.
+    BackendDown,
+}
+
+impl AuthOutcome {
+    const ALL: [AuthOutcome; 5] = [
+        AuthOutcome::Ok,
+        AuthOutcome::Missing,
+        AuthOutcome::BadPassword,
+        AuthOutcome::Throttled,
+        AuthOutcome::BackendDown,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            AuthOutcome::Ok => "ok",
+            AuthOutcome::Missing => "missing",
+            AuthOutcome::BadPassword => "bad_password",
+            AuthOutcome::Throttled => "throttled",
+            AuthOutcome::BackendDown => "backend_down",
+        }
+    }
+}
+
+/// Requests, their latency, and log-in outcomes.
+#[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<CommandLabel, Histogram>,
+    auth: Family<OutcomeLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let auth = Family::<OutcomeLabel, Counter>::default();
+        // Every outcome from the start, so a rate over the first failures is not a gap.
+        for o in AuthOutcome::ALL {
+            let _ = auth.get_or_create(&OutcomeLabel { outcome: o.label() });
+        }
+        Metrics {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(|| {
+                Histogram::new(LATENCY_BUCKETS.iter().copied())
+            }),
+            auth,
+        }
+    }
+}
+
+/// Values read at scrape time from the parts that keep their own counts.
+pub struct Snapshot<'a> {
+    /// Devices waiting in Ping or a held Sync, and IMAP connections held by the push sources.
+    pub push: (usize, usize),
+    pub pooled_imap_sessions: usize,
+    pub auth: &'a AuthCounters,
+    pub limits: &'a LimitCounters,
+    /// Sections other modules render themselves (push sources, Sync read-ahead), already in
+    /// the text format; appended as they are.
+    pub extra: &'a [String],
 }
 
 impl Metrics {
-    pub fn record(&self, command: &str, status: u16) {
-        let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        *map.entry((command.to_owned(), status)).or_default() += 1;
+    /// One answered request. `command` is an EAS command name or one of a fixed few words
+    /// (`OPTIONS`, `invalid`, an HTTP method, `other`): never text from the request.
+    pub fn record(&self, command: &'static str, status: u16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels { command, status })
+            .inc();
+        self.latency
+            .get_or_create(&CommandLabel { command })
+            .observe(elapsed.as_secs_f64());
     }
 
-    /// The exposition text, with the push hub's gauges: (waiting devices, IMAP connections
-    /// held by the push sources).
-    pub fn render_with(&self, push: (usize, usize)) -> String {
-        let mut out = self.render();
-        let _ = write!(
-            out,
-            "# HELP eas_push_waiting Devices waiting in Ping or a held Sync.
-# TYPE eas_push_waiting gauge
-eas_push_waiting {}
-# HELP eas_push_imap_connections IMAP connections held by push watchers.
-# TYPE eas_push_imap_connections gauge
-eas_push_imap_connections {}
-",
-            push.0, push.1
-        );
-        out
+    /// How one log-in attempt ended.
+    pub fn auth(&self, outcome: AuthOutcome) {
+        self.auth
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.label(),
+            })
+            .inc();
     }
 
-    /// The exposition text.
-    pub fn render(&self) -> String {
-        let map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = String::from(
-            "# HELP eas_requests_total Requests answered, by command and HTTP status.\n\
-             # TYPE eas_requests_total counter\n",
+    /// The whole exposition text.
+    pub fn exposition(&self, snapshot: &Snapshot<'_>) -> String {
+        let mut registry = Registry::default();
+        // Families are shared handles: the registry reads the same counts the requests write.
+        registry.register(
+            "eas_requests",
+            "Requests answered, by command and HTTP status",
+            self.requests.clone(),
         );
-        for ((command, status), n) in map.iter() {
-            let _ = writeln!(
-                out,
-                "eas_requests_total{{command=\"{command}\",status=\"{status}\"}} {n}"
-            );
+        registry.register(
+            "eas_request_duration_seconds",
+            "Time from the request to its answer, by command (held Pings and Syncs included)",
+            self.latency.clone(),
+        );
+        registry.register(
+            "eas_auth_attempts",
+            "Log-in attempts by outcome: ok, missing credentials, bad_password, throttled, \
+             backend_down",
+            self.auth.clone(),
+        );
+        registry.register_collector(Box::new(Counts::new(snapshot)));
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
+        for section in snapshot.extra {
+            out.push_str(section);
+            if !section.is_empty() && !section.ends_with('\n') {
+                out.push('\n');
+            }
         }
         out
+    }
+}
+
+/// One family read at scrape time: (name, help, type, [(label name, label value, value)]).
+type Sampled = (
+    &'static str,
+    &'static str,
+    MetricType,
+    Vec<(&'static str, &'static str, u64)>,
+);
+
+/// The counters kept as atomics by their owners, copied at scrape time.
+#[derive(Debug)]
+struct Counts {
+    families: Vec<Sampled>,
+}
+
+impl Counts {
+    fn new(s: &Snapshot<'_>) -> Counts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (a, l) = (s.auth, s.limits);
+        let one = |v: u64| vec![("", "", v)];
+        Counts {
+            families: vec![
+                (
+                    "eas_push_waiting",
+                    "Devices waiting in Ping or a held Sync",
+                    MetricType::Gauge,
+                    one(s.push.0 as u64),
+                ),
+                (
+                    "eas_push_imap_connections",
+                    "IMAP connections held by push watchers",
+                    MetricType::Gauge,
+                    one(s.push.1 as u64),
+                ),
+                (
+                    "eas_imap_pooled_sessions",
+                    "Logged-in IMAP sessions kept for the next request",
+                    MetricType::Gauge,
+                    one(s.pooled_imap_sessions as u64),
+                ),
+                (
+                    "eas_auth_failures",
+                    "Wrong passwords, by how they were known",
+                    MetricType::Counter,
+                    vec![
+                        ("source", "imap", get(&a.failures_imap)),
+                        ("source", "repeated", get(&a.failures_repeated)),
+                    ],
+                ),
+                (
+                    "eas_auth_throttled",
+                    "Log-ins refused without asking IMAP, by reason",
+                    MetricType::Counter,
+                    vec![
+                        ("reason", "user", get(&a.throttled_user)),
+                        ("reason", "network", get(&a.throttled_network)),
+                        ("reason", "queue", get(&a.throttled_queue)),
+                    ],
+                ),
+                (
+                    "eas_auth_lockouts",
+                    "Lock-outs begun, per user or per client network",
+                    MetricType::Counter,
+                    vec![
+                        ("key", "user", get(&a.lockouts_user)),
+                        ("key", "network", get(&a.lockouts_network)),
+                    ],
+                ),
+                (
+                    "eas_auth_imap_logins",
+                    "IMAP LOGINs sent to check a password",
+                    MetricType::Counter,
+                    one(get(&a.imap_logins)),
+                ),
+                (
+                    "eas_auth_imap_logins_in_flight",
+                    "IMAP LOGINs checking a password right now",
+                    MetricType::Gauge,
+                    one(get(&a.imap_logins_in_flight)),
+                ),
+                (
+                    "eas_connections_open",
+                    "Client connections open",
+                    MetricType::Gauge,
+                    one(get(&l.connections_open)),
+                ),
+                (
+                    "eas_limit_refusals",
+                    "Connections and requests refused by a limit",
+                    MetricType::Counter,
+                    vec![
+                        ("limit", "connections", get(&l.refused_connections)),
+                        ("limit", "held_requests_per_user", get(&l.refused_held_user)),
+                        (
+                            "limit",
+                            "held_requests_per_address",
+                            get(&l.refused_held_address),
+                        ),
+                        ("limit", "devices_per_user", get(&l.refused_devices)),
+                    ],
+                ),
+                (
+                    "eas_timeouts",
+                    "Connections closed or requests ended by a timeout, by what was awaited",
+                    MetricType::Counter,
+                    vec![
+                        ("awaiting", "header", get(&l.timeout_header)),
+                        ("awaiting", "idle", get(&l.timeout_idle)),
+                        ("awaiting", "body", get(&l.timeout_body)),
+                    ],
+                ),
+            ],
+        }
+    }
+}
+
+impl Collector for Counts {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, help, kind, samples) in &self.families {
+            let mut family = encoder.encode_descriptor(name, help, None, *kind)?;
+            for &(label, value, n) in samples {
+                let labels: Vec<(&str, &str)> = if label.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![(label, value)]
+                };
+                let sample = family.encode_family(&labels)?;
+                match kind {
+                    MetricType::Counter => ConstCounter::new(n).encode(sample)?,
+                    _ => ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX)).encode(sample)?,
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -73,43 +323,6 @@ pub struct AuthCounters {
     pub imap_logins_in_flight: AtomicU64,
 }
 
-impl AuthCounters {
-    pub fn render(&self) -> String {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        format!(
-            "# HELP eas_auth_failures_total Wrong passwords, by how they were known.
-# TYPE eas_auth_failures_total counter
-eas_auth_failures_total{{source=\"imap\"}} {}
-eas_auth_failures_total{{source=\"repeated\"}} {}
-# HELP eas_auth_throttled_total Log-ins refused without asking IMAP, by reason.
-# TYPE eas_auth_throttled_total counter
-eas_auth_throttled_total{{reason=\"user\"}} {}
-eas_auth_throttled_total{{reason=\"network\"}} {}
-eas_auth_throttled_total{{reason=\"queue\"}} {}
-# HELP eas_auth_lockouts_total Lock-outs begun, per user or per client network.
-# TYPE eas_auth_lockouts_total counter
-eas_auth_lockouts_total{{key=\"user\"}} {}
-eas_auth_lockouts_total{{key=\"network\"}} {}
-# HELP eas_auth_imap_logins_total IMAP LOGINs sent to check a password.
-# TYPE eas_auth_imap_logins_total counter
-eas_auth_imap_logins_total {}
-# HELP eas_auth_imap_logins_in_flight IMAP LOGINs checking a password right now.
-# TYPE eas_auth_imap_logins_in_flight gauge
-eas_auth_imap_logins_in_flight {}
-",
-            get(&self.failures_imap),
-            get(&self.failures_repeated),
-            get(&self.throttled_user),
-            get(&self.throttled_network),
-            get(&self.throttled_queue),
-            get(&self.lockouts_user),
-            get(&self.lockouts_network),
-            get(&self.imap_logins),
-            get(&self.imap_logins_in_flight),
-        )
-    }
-}
-
 /// The connection and request limits' counters (see `http::limits`, `http::serve`).
 #[derive(Default)]
 pub struct LimitCounters {
@@ -125,37 +338,6 @@ pub struct LimitCounters {
     pub timeout_body: AtomicU64,
 }
 
-impl LimitCounters {
-    pub fn render(&self) -> String {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        format!(
-            "# HELP eas_connections_open Client connections open.
-# TYPE eas_connections_open gauge
-eas_connections_open {}
-# HELP eas_limit_refusals_total Connections and requests refused by a limit.
-# TYPE eas_limit_refusals_total counter
-eas_limit_refusals_total{{limit=\"connections\"}} {}
-eas_limit_refusals_total{{limit=\"held_requests_per_user\"}} {}
-eas_limit_refusals_total{{limit=\"held_requests_per_address\"}} {}
-eas_limit_refusals_total{{limit=\"devices_per_user\"}} {}
-# HELP eas_timeouts_total Connections closed or requests ended by a timeout, by what was awaited.
-# TYPE eas_timeouts_total counter
-eas_timeouts_total{{awaiting=\"header\"}} {}
-eas_timeouts_total{{awaiting=\"idle\"}} {}
-eas_timeouts_total{{awaiting=\"body\"}} {}
-",
-            get(&self.connections_open),
-            get(&self.refused_connections),
-            get(&self.refused_held_user),
-            get(&self.refused_held_address),
-            get(&self.refused_devices),
-            get(&self.timeout_header),
-            get(&self.timeout_idle),
-            get(&self.timeout_body),
-        )
-    }
-}
-
 /// One more of a counter or gauge.
 pub fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
@@ -166,19 +348,53 @@ pub fn dec(c: &AtomicU64) {
     c.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// A quick reading of the exposition for `eas-gateway top`: the value of each sample line,
+/// by its name with labels as written (`name{a="b"}`). Comments and malformed lines are
+/// skipped.
+pub fn parse_samples(text: &str) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let sample = line
+            .rsplit_once(' ')
+            .and_then(|(name, value)| Some((name.to_owned(), value.parse::<f64>().ok()?)));
+        out.extend(sample);
+    }
+    out
+}
+
+/// The sample lines of an exposition (no comments).
+#[cfg(test)]
+fn sample_lines(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| !l.starts_with('#')).collect()
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
+
+    fn exposition(m: &Metrics) -> String {
+        let (auth, limits) = (AuthCounters::default(), LimitCounters::default());
+        inc(&auth.failures_imap);
+        m.exposition(&Snapshot {
+            push: (3, 1),
+            pooled_imap_sessions: 2,
+            auth: &auth,
+            limits: &limits,
+            extra: &["# HELP eas_x An extra section.\n# TYPE eas_x gauge\neas_x 7\n".into()],
+        })
+    }
 
     /// Prometheus reads `# HELP`/`# TYPE` only at the start of a line; every sample line is
     /// `name{labels} value`.
     #[test]
     fn exposition_lines_are_well_formed() {
         let m = Metrics::default();
-        m.record("Sync", 200);
-        let mut text = m.render_with((3, 1));
-        text.push_str(&AuthCounters::default().render());
-        text.push_str(&LimitCounters::default().render());
+        m.record("Sync", 200, Duration::from_millis(30));
+        m.auth(AuthOutcome::BadPassword);
+        let text = exposition(&m);
         for line in text.lines() {
             if line.starts_with('#') {
                 assert!(
@@ -191,6 +407,22 @@ mod test {
             assert!(name.starts_with("eas_") && !name.contains(' '), "{line:?}");
             value.parse::<f64>().unwrap();
         }
-        assert!(text.contains("\neas_push_waiting 3\n"));
+        let samples = sample_lines(&text);
+        for want in [
+            "eas_push_waiting 3",
+            "eas_requests_total{command=\"Sync\",status=\"200\"} 1",
+            "eas_request_duration_seconds_bucket{command=\"Sync\",le=\"0.05\"} 1",
+            "eas_request_duration_seconds_bucket{command=\"Sync\",le=\"0.025\"} 0",
+            "eas_request_duration_seconds_count{command=\"Sync\"} 1",
+            "eas_auth_attempts_total{outcome=\"bad_password\"} 1",
+            "eas_auth_attempts_total{outcome=\"ok\"} 0",
+            "eas_auth_failures_total{source=\"imap\"} 1",
+            "eas_imap_pooled_sessions 2",
+            "eas_x 7",
+        ] {
+            assert!(samples.contains(&want), "{want} missing in\n{text}");
+        }
+        let parsed = parse_samples(&text);
+        assert!(parsed.contains(&("eas_push_imap_connections".into(), 1.0)));
     }
 }

@@ -1,6 +1,8 @@
 //! What the command-line subcommands run: `serve` ([`server`]), `check` ([`check`], with
 //! [`check_events`] for Dovecot's push events and [`check_dav`] for the DAV server),
-//! `devices` and the offline `wbxml decode|encode` ([`tools`]). The demo is not here: it needs the test bed, so it is the
+//! `devices`, the log output of `serve` ([`logging`]), the live view `top` ([`top`]) and the
+//! offline `wbxml decode|encode` ([`tools`]). The demo is not here: it needs the test bed, so
+//! it is the
 //! `eas-demo` binary of the dev-only `eas-testbed` crate.
 //!
 //! Owns the operator's side: reading a configuration, starting or probing the service,
@@ -11,5 +13,7 @@ pub mod check;
 pub mod check_dav;
 pub mod check_events;
 pub mod devices;
+pub mod logging;
 pub mod server;
 pub mod tools;
+pub mod top;

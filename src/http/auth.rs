@@ -39,8 +39,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use hmac::{Hmac, Mac};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::limits::{Net, log_safe};
@@ -624,13 +626,14 @@ impl Inner {
         }
     }
 
+    /// HMAC-SHA256 keyed by the process's random pepper over login and password.
     fn rejected_hash(&self, login: &str, password: &str) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(self.pepper);
-        h.update(login.as_bytes());
-        h.update([0]);
-        h.update(password.as_bytes());
-        h.finalize().into()
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.pepper)
+            .expect("HMAC takes a key of any length");
+        mac.update(login.as_bytes());
+        mac.update(&[0]);
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     fn recently_rejected(&self, login: &str, password: &str) -> bool {
@@ -703,15 +706,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What the cache keeps of a password: HMAC-SHA256 keyed by the entry's random salt.
 fn hash(salt: &[u8; 16], password: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(salt);
-    h.update(password.as_bytes());
-    h.finalize().into()
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(salt).expect("HMAC takes a key of any length");
+    mac.update(password.as_bytes());
+    mac.finalize().into_bytes().into()
 }
 
+/// Whether two hashes are equal, in the same time whatever the first difference (a timing
+/// must not tell how much of a guessed password's hash was right).
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]

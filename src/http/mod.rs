@@ -28,7 +28,7 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::eas::version::{Command, ProtocolVersion};
 use crate::eas::{self, Context, Reply};
-use crate::metrics::Metrics;
+use crate::metrics::{AuthOutcome, Metrics};
 use crate::state::{Device, DeviceKey, Saved, StateStore, unix_now};
 use auth::{AuthenticatedUser, Authenticator};
 use error::HttpError;
@@ -52,6 +52,8 @@ pub struct AppState {
     pub directory: Arc<crate::directory::Directory>,
     /// Sync pages computed before the phone asks for them.
     pub read_ahead: crate::eas::sync::read_ahead::ReadAhead,
+    /// Told by `systemctl reload` (SIGHUP): re-read the certificate now, changed or not.
+    pub tls_reload: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -86,6 +88,7 @@ impl AppState {
             hub,
             pool,
             read_ahead: crate::eas::sync::read_ahead::ReadAhead::new(),
+            tls_reload: Arc::new(tokio::sync::Notify::new()),
         })
     }
 }
@@ -155,25 +158,26 @@ async fn route(State(state): State<Arc<AppState>>, request: Request) -> Response
         // Each boxed at its own size: a held Ping's task then carries only ActiveSync's state.
         "/microsoft-server-activesync" => Box::pin(activesync(state, client, request)).await,
         "/autodiscover/autodiscover.xml" => Box::pin(autodiscover(state, client, request)).await,
-        "/metrics" if client.is_loopback() => {
-            let mut text = state.metrics.render_with(state.hub.counts());
-            text.push_str(&state.hub.source_metrics());
-            text.push_str(&format!(
-                "# HELP eas_imap_pooled_sessions Logged-in IMAP sessions kept for the next request.\n\
-                 # TYPE eas_imap_pooled_sessions gauge\neas_imap_pooled_sessions {}\n",
-                state.pool.len()
-            ));
-            text.push_str(&state.read_ahead.metrics());
-            text.push_str(&state.auth.counters().render());
-            state.limits.counters.connections_open.store(
-                state.limits.connections.open() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            text.push_str(&state.limits.counters.render());
-            text.into_response()
-        }
+        "/metrics" if client.is_loopback() => metrics(&state),
         _ => HttpError::NotFound.into_response(),
     }
+}
+
+/// The exposition for `/metrics` (loopback only: it names commands, not users, but says
+/// how busy the gateway is).
+fn metrics(state: &AppState) -> Response {
+    state.limits.counters.connections_open.store(
+        state.limits.connections.open() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let text = state.metrics.exposition(&crate::metrics::Snapshot {
+        push: state.hub.counts(),
+        pooled_imap_sessions: state.pool.len(),
+        auth: state.auth.counters(),
+        limits: &state.limits.counters,
+        extra: &[state.hub.source_metrics(), state.read_ahead.metrics()],
+    });
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 /// The client's address: the peer, or what a trusted proxy says the peer was.
@@ -210,8 +214,23 @@ async fn authenticate(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(auth::parse_basic)
-        .ok_or(HttpError::Unauthorized)?;
-    Ok(state.auth.verify(&creds, client).await?)
+        .ok_or(HttpError::Unauthorized);
+    let creds = match creds {
+        Ok(c) => c,
+        Err(e) => {
+            state.metrics.auth(AuthOutcome::Missing);
+            return Err(e);
+        }
+    };
+    let result = state.auth.verify(&creds, client).await;
+    state.metrics.auth(match &result {
+        Ok(_) => AuthOutcome::Ok,
+        Err(auth::AuthError::Missing) => AuthOutcome::Missing,
+        Err(auth::AuthError::Rejected) => AuthOutcome::BadPassword,
+        Err(auth::AuthError::Throttled { .. }) => AuthOutcome::Throttled,
+        Err(auth::AuthError::Backend(_)) => AuthOutcome::BackendDown,
+    });
+    Ok(result?)
 }
 
 async fn activesync(state: Arc<AppState>, client: IpAddr, request: Request) -> Response {
@@ -219,6 +238,7 @@ async fn activesync(state: Arc<AppState>, client: IpAddr, request: Request) -> R
     // await: the head and the body travel separately.
     let (head, body) = request.into_parts();
     let method = head.method.clone();
+    let started = std::time::Instant::now();
     let span = tracing::info_span!(
         "eas",
         %client,
@@ -231,20 +251,21 @@ async fn activesync(state: Arc<AppState>, client: IpAddr, request: Request) -> R
     let (command, result) = async {
         if method == Method::OPTIONS {
             tracing::Span::current().record("cmd", "OPTIONS");
-            return (
-                "OPTIONS".to_owned(),
-                options(&state, client, &head.headers).await,
-            );
+            return ("OPTIONS", options(&state, client, &head.headers).await);
         }
         if method != Method::POST {
             // A metrics label: any token is a method, so only the standard ones are named.
             let name = match method.as_str() {
-                "GET" | "HEAD" | "PUT" | "DELETE" | "PATCH" | "CONNECT" | "TRACE" => {
-                    method.as_str()
-                }
+                "GET" => "GET",
+                "HEAD" => "HEAD",
+                "PUT" => "PUT",
+                "DELETE" => "DELETE",
+                "PATCH" => "PATCH",
+                "CONNECT" => "CONNECT",
+                "TRACE" => "TRACE",
                 _ => "other",
             };
-            return (name.to_owned(), Err(HttpError::MethodNotAllowed));
+            return (name, Err(HttpError::MethodNotAllowed));
         }
         post(&state, client, head, body).await
     }
@@ -264,7 +285,9 @@ async fn activesync(state: Arc<AppState>, client: IpAddr, request: Request) -> R
     };
     span.record("status", response.status().as_u16());
     tracing::info!(parent: &span, "answered");
-    state.metrics.record(&command, response.status().as_u16());
+    state
+        .metrics
+        .record(command, response.status().as_u16(), started.elapsed());
     with_server_headers(response)
 }
 
@@ -301,23 +324,24 @@ fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// A POSTed command: returns the command name (for metrics) and the response.
+/// A POSTed command: returns the command name (for metrics: an EAS command's name, or
+/// `invalid` for a request line that names none) and the response.
 async fn post(
     state: &AppState,
     client: IpAddr,
     mut head: axum::http::request::Parts,
     body: Body,
-) -> (String, Result<Response, HttpError>) {
+) -> (&'static str, Result<Response, HttpError>) {
     let headers = std::mem::take(&mut head.headers);
     let line = match query::parse(head.uri.query().unwrap_or("")) {
         Ok(line) => line,
-        Err(e) => return ("invalid".to_owned(), Err(e.into())),
+        Err(e) => return ("invalid", Err(e.into())),
     };
     // Like the header values (see run_command), the URI and axum's copy of it in the
     // extensions (OriginalUri) are slices of hyper's read buffer.
     drop(head);
-    let name = line.command.name().to_owned();
-    tracing::Span::current().record("cmd", line.command.name());
+    let name = line.command.name();
+    tracing::Span::current().record("cmd", name);
     (name, run_command(state, client, line, headers, body).await)
 }
 
@@ -547,6 +571,7 @@ fn wbxml_response(bytes: Vec<u8>) -> Response {
 
 async fn autodiscover(state: Arc<AppState>, client: IpAddr, request: Request) -> Response {
     let (head, body) = request.into_parts();
+    let started = std::time::Instant::now();
     let result = async {
         if head.method != Method::POST {
             return Err(HttpError::MethodNotAllowed);
@@ -565,9 +590,11 @@ async fn autodiscover(state: Arc<AppState>, client: IpAddr, request: Request) ->
     }
     .await;
     let response = result.unwrap_or_else(IntoResponse::into_response);
-    state
-        .metrics
-        .record("Autodiscover", response.status().as_u16());
+    state.metrics.record(
+        "Autodiscover",
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 

@@ -79,6 +79,7 @@ pub async fn serve(state: Arc<AppState>, handle: Handle) -> Result<(), ServeErro
                 cert.clone(),
                 key.clone(),
                 every,
+                state.tls_reload.clone(),
             ));
             // The watcher lives as long as the server, not longer.
             let _stop = AbortOnDrop(reload);
@@ -113,13 +114,24 @@ fn modified(p: &Path) -> Option<SystemTime> {
 }
 
 /// Re-reads the certificate when either file changes, so a renewed certificate (certbot)
-/// needs no restart. A broken new pair is logged and the old one stays in use.
-async fn reload_on_change(rustls: RustlsConfig, cert: PathBuf, key: PathBuf, every: Duration) {
+/// needs no restart, and at once when `kick` is notified (SIGHUP). A broken new pair is
+/// logged and the old one stays in use. Connections already open, held Pings among them,
+/// keep the session they have; only new handshakes see the new certificate.
+async fn reload_on_change(
+    rustls: RustlsConfig,
+    cert: PathBuf,
+    key: PathBuf,
+    every: Duration,
+    kick: Arc<tokio::sync::Notify>,
+) {
     let mut seen = (modified(&cert), modified(&key));
     loop {
-        tokio::time::sleep(every).await;
+        let kicked = tokio::select! {
+            _ = tokio::time::sleep(every) => false,
+            _ = kick.notified() => true,
+        };
         let now = (modified(&cert), modified(&key));
-        if now == seen {
+        if now == seen && !kicked {
             continue;
         }
         seen = now;

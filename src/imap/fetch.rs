@@ -679,37 +679,41 @@ pub(crate) fn month_name(month: u32) -> &'static str {
 }
 
 pub(crate) fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
+    let month = time::Month::try_from(month.clamp(1, 12) as u8).unwrap_or(time::Month::January);
+    u32::from(time::util::days_in_month(
+        month,
+        year.clamp(-9999, 9999) as i32,
+    ))
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+/// Julian day number of 1970-01-01.
+const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
+
+/// Days since 1970-01-01 of a proleptic Gregorian date. The caller has checked the day
+/// against [`days_in_month`]; a year outside the `time` crate's range (±9999) counts as the
+/// nearest it can hold.
 pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let year = year.clamp(-9999, 9999) as i32;
+    let month = time::Month::try_from(month.clamp(1, 12) as u8).unwrap_or(time::Month::January);
+    let day = day.clamp(1, u32::from(time::util::days_in_month(month, year))) as u8;
+    time::Date::from_calendar_date(year, month, day)
+        .map(|d| i64::from(d.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY)
+        .unwrap_or(0)
 }
 
-/// The inverse of [`days_from_civil`]: (year, month, day).
+/// The inverse of [`days_from_civil`]: (year, month, day), clamped to the years ±9999.
 pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let jd = days.saturating_add(UNIX_EPOCH_JULIAN_DAY);
+    let jd = jd.clamp(
+        i64::from(time::Date::MIN.to_julian_day()),
+        i64::from(time::Date::MAX.to_julian_day()),
+    ) as i32;
+    let d = time::Date::from_julian_day(jd).unwrap_or(time::Date::MIN);
+    (
+        i64::from(d.year()),
+        u32::from(u8::from(d.month())),
+        u32::from(d.day()),
+    )
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@
 
 use std::fmt::Write as _;
 
+use super::date::rfc5322_date;
+use super::header;
 use base64::Engine as _;
 use mail_parser::{Message, MessageParser, PartType};
 use sha2::{Digest, Sha256};
@@ -86,6 +88,14 @@ impl Field {
             raw: format!("{name}: {value}\r\n").into_bytes(),
         }
     }
+
+    /// A field written by [`super::header`] (folded, encoded, CRLF included).
+    fn written(name: &str, field: String) -> Field {
+        Field {
+            name: name.to_owned(),
+            raw: field.into_bytes(),
+        }
+    }
 }
 
 /// Makes the phone's message ready to submit; see the module documentation.
@@ -112,12 +122,15 @@ pub fn prepare(
     }
     if !fields.iter().any(|f| f.is("Message-ID")) {
         let id = format!(
-            "<{}.{}@{}>",
+            "{}.{}@{}",
             sender.now_unix,
             hex(&Sha256::digest(&mime)[..8]),
             sender.message_id_host
         );
-        fields.push(Field::new("Message-ID", &id));
+        fields.push(Field::written(
+            "Message-ID",
+            header::message_ids("Message-ID", [id.as_str()]),
+        ));
     }
 
     let body = match smart {
@@ -244,51 +257,39 @@ fn fix_sender(fields: &mut Vec<Field>, m: &Message<'_>, user: &str) -> bool {
     if own(from_address) && m.from().is_some_and(|f| f.iter().count() == 1) {
         return false;
     }
-    let value = match from
+    let name = from
         .and_then(|a| a.name())
         .map(str::trim)
-        .filter(|n| !n.is_empty())
-    {
-        Some(name) => format!("{} <{user}>", display_name(name)),
-        None => user.to_owned(),
-    };
+        .filter(|n| !n.is_empty());
     let had_from = fields.iter().any(|f| f.is("From"));
     fields.retain(|f| !f.is("From"));
-    fields.insert(0, Field::new("From", &value));
+    fields.insert(
+        0,
+        Field::written("From", header::mailbox("From", name, user)),
+    );
     had_from
-}
-
-/// A display name as a header phrase: quoted, or an encoded word when not ASCII.
-fn display_name(name: &str) -> String {
-    let clean: String = name.chars().filter(|c| !c.is_control()).collect();
-    if clean.is_ascii() {
-        format!("\"{}\"", clean.replace('\\', "\\\\").replace('"', "\\\""))
-    } else {
-        encode_word(&clean)
-    }
-}
-
-fn encode_word(s: &str) -> String {
-    format!(
-        "=?UTF-8?B?{}?=",
-        base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
-    )
 }
 
 /// In-Reply-To and References pointing at the original, when the phone did not set them.
 fn add_threading(fields: &mut Vec<Field>, orig: &Message<'_>) {
     let Some(id) = orig.message_id() else { return };
-    let id = format!("<{id}>");
     if !fields.iter().any(|f| f.is("In-Reply-To")) {
-        fields.push(Field::new("In-Reply-To", &id));
+        fields.push(Field::written(
+            "In-Reply-To",
+            header::message_ids("In-Reply-To", [id]),
+        ));
     }
     if !fields.iter().any(|f| f.is("References")) {
-        let mut refs: Vec<String> = match orig.references().as_text_list() {
-            Some(list) => list.iter().map(|r| format!("<{r}>")).collect(),
-            None => Vec::new(),
-        };
+        let mut refs: Vec<&str> = orig
+            .references()
+            .as_text_list()
+            .map(|list| list.iter().map(|r| r.as_ref()).collect())
+            .unwrap_or_default();
         refs.push(id);
-        fields.push(Field::new("References", &refs.join(" ")));
+        fields.push(Field::written(
+            "References",
+            header::message_ids("References", refs),
+        ));
     }
 }
 
@@ -494,25 +495,6 @@ fn insert_before_body_end(html: &str, insert: &str) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `Mon, 2 Mar 2026 10:00:00 +0000`.
-pub fn rfc5322_date(unix: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    // The EAS date's calendar arithmetic: `YYYY-MM-DDTHH:MM:SS.000Z`.
-    let iso = super::date::eas_date(unix);
-    let (y, rest) = iso.split_at(4);
-    let month: usize = rest[1..3].parse().unwrap_or(1);
-    let day: u32 = rest[4..6].parse().unwrap_or(1);
-    let time = &rest[7..15];
-    let weekday = DAYS[unix.max(0).div_euclid(86_400).rem_euclid(7) as usize];
-    format!(
-        "{weekday}, {day} {} {y} {time} +0000",
-        MONTHS[month.clamp(1, 12) - 1]
-    )
 }
 
 #[cfg(test)]

@@ -22,7 +22,9 @@
 //! - [`skeleton`]: the message without its attachments' base64 bodies, for rendering items.
 //! - [`flags`]: IMAP flags and keywords as Read, Flag, Categories and LastVerbExecuted.
 //! - [`write`]: the WBXML of an item, per protocol version.
-//! - [`date`]: the EAS date format and Windows FILETIME.
+//! - [`date`]: the EAS date format, RFC 5322 dates and Windows FILETIME.
+//! - [`header`]: header fields for messages the gateway writes (drafts, replies), folded and
+//!   with encoded words within RFC 2047's limits.
 //!
 //! ```
 //! use eas_gateway::mime::{BodyPreference, BodyType, ItemOptions, MessageMeta, MessageView, Version};
@@ -48,6 +50,7 @@ pub mod body;
 pub mod compose;
 pub mod date;
 pub mod flags;
+pub mod header;
 pub mod html;
 pub mod skeleton;
 pub mod view;

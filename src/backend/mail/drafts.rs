@@ -9,6 +9,8 @@ use base64::Engine as _;
 use eas_wbxml::Element;
 use eas_wbxml::tags::{airsyncbase as asb, email, email2};
 
+use crate::mime::date::rfc5322_date;
+
 /// The message for a draft item, or None when the item is not a draft we can store (no
 /// usable body type).
 pub fn message(
@@ -35,8 +37,7 @@ pub fn message(
     header(&mut m, "To", text(email::To));
     header(&mut m, "Cc", text(email::Cc));
     header(&mut m, "Bcc", text(email2::Bcc));
-    let subject = text(email::Subject).map(encode_word);
-    header(&mut m, "Subject", subject.as_deref());
+    header(&mut m, "Subject", text(email::Subject));
     header(&mut m, "Date", Some(&rfc5322_date(now_unix)));
     let id = format!(
         "<{}.{}@{}>",
@@ -66,48 +67,16 @@ pub fn message(
     Some(m.into_bytes())
 }
 
+/// One header field, folded and encoded by `mime::header`: addresses as address lists,
+/// Subject as text (encoded words when not ASCII), the rest as they are.
 fn header(m: &mut String, name: &str, value: Option<&str>) {
+    use crate::mime::header;
     if let Some(v) = value {
-        // A phone's line breaks inside a value would start a new header field.
-        let v: String = v
-            .chars()
-            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
-            .collect();
-        m.push_str(name);
-        m.push_str(": ");
-        m.push_str(&v);
-        m.push_str("\r\n");
+        m.push_str(&match name {
+            "From" | "To" | "Cc" | "Bcc" => header::address_list(name, v),
+            _ => header::text(name, v),
+        });
     }
-}
-
-/// RFC 2047 encoded-word for non-ASCII text (ASCII passes through).
-fn encode_word(s: &str) -> String {
-    if s.is_ascii() {
-        return s.to_owned();
-    }
-    format!(
-        "=?UTF-8?B?{}?=",
-        base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
-    )
-}
-
-/// `Mon, 2 Mar 2026 10:00:00 +0000`.
-fn rfc5322_date(unix: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    // Reuse the EAS date's calendar arithmetic: `YYYY-MM-DDTHH:MM:SS.000Z`.
-    let iso = crate::mime::date::eas_date(unix);
-    let (y, rest) = iso.split_at(4);
-    let month: usize = rest[1..3].parse().unwrap_or(1);
-    let day: u32 = rest[4..6].parse().unwrap_or(1);
-    let time = &rest[7..15];
-    let weekday = DAYS[unix.max(0).div_euclid(86_400).rem_euclid(7) as usize];
-    format!(
-        "{weekday}, {day} {} {y} {time} +0000",
-        MONTHS[month.clamp(1, 12) - 1]
-    )
 }
 
 fn child_text(e: &Element, tag: eas_wbxml::Tag) -> Option<&str> {
@@ -140,7 +109,7 @@ injected: header</email:Subject>
         let m =
             String::from_utf8(message(&data, "me@example.com", 0, "example.com").unwrap()).unwrap();
         assert!(
-            m.starts_with("From: me@example.com\r\nTo: bob@example.org\r\nSubject: =?UTF-8?B?")
+            m.starts_with("From: me@example.com\r\nTo: bob@example.org\r\nSubject: =?utf-8?b?")
         );
         assert!(!m.contains("\r\ninjected"));
         assert!(m.contains("Content-Type: text/plain; charset=utf-8"));
