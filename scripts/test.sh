@@ -20,6 +20,10 @@ required=(
   "dpkg-deb dpkg"
   "setpriv util-linux"
   "/usr/lib/python3/dist-packages/prometheus_client/parser.py python3-prometheus-client"
+  "/usr/lib/dovecot/managesieve dovecot-managesieved"
+  "/usr/lib/dovecot/modules/lib90_sieve_plugin.so dovecot-sieve"
+  "/usr/sbin/mariadbd mariadb-server"
+  "/usr/sbin/slapd slapd"
 )
 missing=()
 for pair in "${required[@]}"; do
@@ -33,6 +37,8 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   # Postfix asks how to configure itself; the tests bring their own configuration.
   echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
+  # slapd would ask for a domain and an admin password; the tests run their own slapd.
+  echo "slapd slapd/no_configuration boolean true" | $sudo debconf-set-selections
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 

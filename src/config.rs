@@ -39,6 +39,8 @@ pub struct Config {
     pub push: PushConfig,
     pub directory: DirectoryConfig,
     pub dav: DavSection,
+    /// `[sieve]`: Out of Office over ManageSieve.
+    pub sieve: crate::sieve::SieveConfig,
     pub smtp: SmtpSection,
     pub limits: LimitsConfig,
     pub log: LogConfig,
@@ -133,12 +135,21 @@ impl Default for LimitsConfig {
 pub struct DirectoryConfig {
     /// `none` (nobody is found), `vcard:PATH` or `csv:PATH`; the file is re-read when it changes.
     pub source: String,
+    /// `[[directory.sql]]`: queries against MySQL/MariaDB or PostgreSQL.
+    pub sql: Vec<crate::directory::sql::SqlConfig>,
+    /// `[[directory.ldap]]`: LDAP searches.
+    pub ldap: Vec<crate::directory::ldap::LdapConfig>,
+    /// Seconds one source may take to answer one lookup; a slower one is left out of the answer.
+    pub timeout_secs: u64,
 }
 
 impl Default for DirectoryConfig {
     fn default() -> Self {
         DirectoryConfig {
             source: "none".into(),
+            sql: Vec::new(),
+            ldap: Vec::new(),
+            timeout_secs: 5,
         }
     }
 }
@@ -173,6 +184,31 @@ impl Default for DavSection {
             max_response_bytes: 64 << 20,
             tls_insecure: false,
         }
+    }
+}
+
+impl DirectoryConfig {
+    /// The combined directory: the file first, then the SQL sources, then the LDAP ones, in
+    /// the order written (an earlier source's entry for an address wins).
+    pub fn build(&self) -> Result<crate::directory::Directory, crate::directory::DirectoryError> {
+        use crate::directory::{
+            Backend, Source, file::FileSource, ldap::LdapSource, sql::SqlSource,
+        };
+        let mut sources = Vec::new();
+        match Source::parse(&self.source)? {
+            Source::None => {}
+            file => sources.push(Backend::File(FileSource::new(file))),
+        }
+        for sql in &self.sql {
+            sources.push(Backend::Sql(SqlSource::new(sql)?));
+        }
+        for ldap in &self.ldap {
+            sources.push(Backend::Ldap(Box::new(LdapSource::new(ldap)?)));
+        }
+        Ok(crate::directory::Directory::with_sources(
+            sources,
+            Duration::from_secs(self.timeout_secs.max(1)),
+        ))
     }
 }
 
@@ -596,6 +632,19 @@ impl Config {
         }
         if let Err(e) = crate::directory::Source::parse(&self.directory.source) {
             return bad(e.to_string());
+        }
+        for sql in &self.directory.sql {
+            if let Err(e) = crate::directory::sql::SqlSource::check_config(sql) {
+                return bad(e.to_string());
+            }
+        }
+        if let Err(e) = self.sieve.validate() {
+            return bad(e);
+        }
+        for ldap in &self.directory.ldap {
+            if let Err(e) = crate::directory::ldap::LdapSource::new(ldap) {
+                return bad(e.to_string());
+            }
         }
         self.smtp_config()?;
         self.dav_settings()?;

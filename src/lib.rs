@@ -14,7 +14,9 @@
 //!   that contacts and calendars use. Knows nothing of EAS.
 //! - [`contacts`]: vCards as EAS Contacts items and back, merging phone edits into the stored
 //!   vCard (pure).
-//! - [`directory`]: the vCard/CSV address book behind GAL search and ResolveRecipients.
+//! - [`directory`]: the address book behind GAL search and ResolveRecipients, combined from
+//!   vCard/CSV files, SQL (MySQL/MariaDB, PostgreSQL) and LDAP.
+//! - [`sieve`]: Out of Office as a Sieve vacation section, kept over ManageSieve.
 //! - [`mime`]: RFC 5322 messages as EAS Email items (pure).
 //! - [`calendar`]: iCalendar events and tasks as EAS Calendar/Tasks items and back (pure).
 //! - [`push`]: the hub of waiting devices (Ping, held Sync) and the sources that wake them.
@@ -45,6 +47,7 @@ pub mod metrics;
 pub mod mime;
 pub mod push;
 pub mod secret;
+pub mod sieve;
 pub mod smtp;
 pub mod state;
 

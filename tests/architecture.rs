@@ -1,7 +1,7 @@
 //! The direction of dependencies, checked on the source: `docs/ARCHITECTURE.md` draws
 //!
 //! ```text
-//! cli → http → eas → {mailstore, push, state, smtp, directory, calendar} → {imap, mime, eas-wbxml}
+//! cli → http → eas → {mailstore, push, state, smtp, directory, calendar, sieve} → {imap, mime, eas-wbxml}
 //! ```
 //!
 //! with `config`, `secret` and `metrics` as shared ground. This test reads every `src/**/*.rs`,
@@ -33,6 +33,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("contacts", 20),
     // iCalendar <-> EAS items (pure); uses mime for bodies only.
     ("calendar", 20),
+    // Out of Office over ManageSieve; uses imap only for its TLS setup.
+    ("sieve", 20),
     // The configuration builds the settings of the modules below it (IMAP, SMTP, directory).
     ("config", 25),
     ("metrics", 10),

@@ -161,28 +161,8 @@ pub async fn run(
 
     ok &= check_state(&config.state.url, out)?;
     ok &= crate::cli::check_dav::run(config, login, out).await?;
-    match crate::directory::Source::parse(&config.directory.source) {
-        Ok(crate::directory::Source::None) => writeln!(
-            out,
-            "directory: none configured; GAL search and ResolveRecipients find nobody"
-        )?,
-        Ok(source) => match crate::directory::Directory::new(source).entries() {
-            Ok(entries) => writeln!(
-                out,
-                "directory {}: ok, {} entries",
-                config.directory.source,
-                entries.len()
-            )?,
-            Err(e) => {
-                ok = false;
-                writeln!(out, "directory: problem: {e}")?;
-            }
-        },
-        Err(e) => {
-            ok = false;
-            writeln!(out, "directory: problem: {e}")?;
-        }
-    }
+    ok &= crate::cli::check_directory::directory(config, login, out).await?;
+    crate::cli::check_directory::sieve(config, login, out).await?;
     writeln!(
         out,
         "phones will use {} (server.public_url)",

@@ -11,6 +11,7 @@
 
 pub mod check;
 pub mod check_dav;
+pub mod check_directory;
 pub mod check_events;
 pub mod devices;
 pub mod logging;

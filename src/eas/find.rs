@@ -33,7 +33,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         return mailbox(ctx, criterion).await;
     }
     if let Some(criterion) = exec.child(f::GalSearchCriterion) {
-        return gal_find(ctx, criterion);
+        return gal_find(ctx, criterion).await;
     }
     Ok(status_only(FindStatus::InvalidRequest))
 }
@@ -196,7 +196,7 @@ fn write_mail_properties<W: std::io::Write>(
     Ok(())
 }
 
-fn gal_find(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasError> {
+async fn gal_find(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasError> {
     let (first, last) = match range(criterion) {
         Ok(r) => r,
         Err(status) => return Ok(response_status(status)),
@@ -204,7 +204,11 @@ fn gal_find(ctx: &Context<'_>, criterion: &Element) -> Result<Reply, EasError> {
     let Some(text) = query_text(criterion) else {
         return Ok(response_status(FindStatus::InvalidRequest));
     };
-    let found = match ctx.directory.search(text) {
+    let found = match ctx
+        .directory
+        .search(text, Some(ctx.directory_asker()))
+        .await
+    {
         Ok(found) => found,
         Err(e) => {
             tracing::warn!(error = %e, "directory unavailable");

@@ -128,6 +128,14 @@ impl Context<'_> {
         &self.device.key
     }
 
+    /// Who asks the directory (LDAP sources may bind as the user).
+    pub fn directory_asker(&self) -> crate::directory::Asker<'_> {
+        crate::directory::Asker {
+            login: &self.user.login,
+            password: self.user.password.expose(),
+        }
+    }
+
     /// What the push sources need to watch this user's mailboxes.
     pub fn credentials(&self) -> crate::push::UserCredentials {
         crate::push::UserCredentials {

@@ -41,7 +41,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
     let mut budget = gal::PictureBudget::new(request.pictures);
     let mut responses = Vec::with_capacity(request.to.len());
     for to in &request.to {
-        let resolution = match ctx.directory.resolve(to) {
+        let resolution = match ctx.directory.resolve(to, Some(ctx.directory_asker())).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "directory unavailable");

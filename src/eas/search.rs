@@ -91,7 +91,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         return Ok(store_status(SearchStatus::InvalidRequest));
     };
     match name.as_str() {
-        "gal" => return gal_search(ctx, store, options, first, last),
+        "gal" => return gal_search(ctx, store, options, first, last).await,
         "mailbox" => {}
         _ => return Ok(store_status(SearchStatus::InvalidRequest)),
     }
@@ -642,7 +642,7 @@ fn store_reply(children: Vec<Element>) -> Reply {
 
 /// Store `GAL`: the Query's text matched against the directory (no directory configured:
 /// nobody matches, which is the truthful answer).
-fn gal_search(
+async fn gal_search(
     ctx: &Context<'_>,
     store: &Element,
     options: Option<&Element>,
@@ -653,7 +653,11 @@ fn gal_search(
     if text.trim().is_empty() {
         return Ok(store_status(SearchStatus::InvalidRequest));
     }
-    let found = match ctx.directory.search(text) {
+    let found = match ctx
+        .directory
+        .search(text, Some(ctx.directory_asker()))
+        .await
+    {
         Ok(found) => found,
         Err(e) => {
             tracing::warn!(error = %e, "directory unavailable");

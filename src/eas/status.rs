@@ -262,6 +262,14 @@ statuses! {
         Success = 1,
         /// Protocol error.
         ProtocolError = 2,
+        /// Access denied (the mail server refused the user's log-in).
+        AccessDenied = 3,
+        /// Server unavailable (a backend is down; retry later).
+        ServerUnavailable = 4,
+        /// Invalid arguments.
+        InvalidArguments = 5,
+        /// Conflicting arguments.
+        ConflictingArguments = 6,
         /// Denied by policy.
         DeniedByPolicy = 7,
     }

@@ -69,9 +69,10 @@ impl AppState {
         ));
         let hub = crate::push::Hub::from_config(&config, pool.clone())?;
         // Validated with the configuration, so only a bug makes this fall back to none.
-        let directory = crate::directory::Source::parse(&config.directory.source)
-            .map(crate::directory::Directory::new)
-            .unwrap_or_else(|_| crate::directory::Directory::none());
+        let directory = config.directory.build().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "directory sources unusable; GAL search finds nobody");
+            crate::directory::Directory::none()
+        });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(end_held_requests_on_admin_changes(
                 store.clone(),

@@ -66,6 +66,8 @@ mod session;
 pub mod set;
 pub mod store;
 mod tls;
+/// The same TLS setup for the other clients of the mail server (ManageSieve).
+pub(crate) use tls::handshake as tls_handshake;
 pub mod utf7;
 
 use std::time::Duration;

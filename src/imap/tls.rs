@@ -11,18 +11,17 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::error::ImapError;
 
 /// Runs the TLS handshake over an open TCP connection.
-pub(crate) async fn handshake(
-    tcp: TcpStream,
+pub(crate) async fn handshake<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    tcp: S,
     host: &str,
     insecure: bool,
-) -> Result<TlsStream<TcpStream>, ImapError> {
+) -> Result<TlsStream<S>, ImapError> {
     let config = if insecure {
         insecure_config()
     } else {

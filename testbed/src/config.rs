@@ -15,6 +15,8 @@ pub(crate) struct Settings<'a> {
     pub lmtp_port: u16,
     /// With TLS: the implicit-TLS port; STARTTLS is then offered on the plain port too.
     pub imaps_port: Option<u16>,
+    /// With [`Tuning::sieve`]: the ManageSieve port.
+    pub sieve_port: Option<u16>,
     pub accounts: &'a Accounts,
 }
 
@@ -48,6 +50,10 @@ pub struct Tuning {
     /// With push events: send them to the Unix datagram socket
     /// [`super::Dovecot::events_socket_path`] instead of `events_port`.
     pub events_unix: bool,
+    /// Sieve for delivered mail (LMTP with Pigeonhole) and a ManageSieve listener
+    /// ([`super::Dovecot::sieve_port`]); Debian packages `dovecot-sieve` and
+    /// `dovecot-managesieved`.
+    pub sieve: bool,
 }
 
 impl Default for Tuning {
@@ -61,6 +67,7 @@ impl Default for Tuning {
             storage_quota_kib: None,
             events_port: None,
             events_unix: false,
+            sieve: false,
         }
     }
 }
@@ -80,6 +87,7 @@ impl Tuning {
             storage_quota_kib: None,
             events_port: None,
             events_unix: false,
+            sieve: false,
         }
     }
 }
@@ -292,6 +300,9 @@ service anvil {{
     if t.fts_xapian {
         conf.push_str(FTS_XAPIAN);
     }
+    if let Some(port) = s.sieve_port {
+        conf.push_str(&sieve_conf(s.dir, port));
+    }
     conf + &events_target(s.dir, t)
         .map(|target| events_conf(s.dir, &target))
         .unwrap_or_default()
@@ -304,6 +315,42 @@ pub(crate) fn events_target(dir: &Path, t: &Tuning) -> Option<String> {
     } else {
         t.events_port.map(|p| format!("127.0.0.1:{p}"))
     }
+}
+
+/// Where [`super::Dovecot::send_replies_through`] writes `submission_host`.
+pub(crate) fn submission_conf_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("submission.conf")
+}
+
+/// Pigeonhole: each user's scripts under their home, a ManageSieve listener, Sieve run on
+/// LMTP delivery. Vacation replies go out through `submission_host`, written by
+/// [`super::Dovecot::send_replies_through`] once a Postfix runs.
+fn sieve_conf(dir: &Path, port: u16) -> String {
+    let submission = submission_conf_path(dir);
+    let submission = submission.display();
+    format!(
+        r#"protocols = $protocols sieve
+!include_try {submission}
+service managesieve-login {{
+  inet_listener sieve {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+}}
+protocol lmtp {{
+  mail_plugins = $mail_plugins sieve
+}}
+plugin {{
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+  # Tests send several messages from one sender; the default would answer only the first
+  # in a week.
+  sieve_vacation_min_period = 0
+  sieve_vacation_default_period = 0
+  # Small, so a test can make the server refuse a script that grew too large.
+  sieve_max_script_size = 64K
+}}
+"#
+    )
 }
 
 /// The full-text index: words of 3 to 20 characters, indexed when mail is saved.
@@ -344,6 +391,7 @@ mod tests {
             imap_port: 10143,
             lmtp_port: 10024,
             imaps_port: None,
+            sieve_port: None,
             accounts: &acc,
         });
         for line in [
@@ -381,6 +429,7 @@ mod tests {
             imap_port: 1,
             lmtp_port: 2,
             imaps_port: None,
+            sieve_port: None,
             accounts: &acc,
         });
         assert_eq!(conf.matches("  chroot =").count(), 2);
@@ -394,6 +443,7 @@ mod tests {
             imap_port: 1,
             lmtp_port: 2,
             imaps_port: Some(3),
+            sieve_port: None,
             accounts: &acc,
         });
         for line in [
@@ -419,6 +469,7 @@ mod tests {
             imap_port: 1,
             lmtp_port: 2,
             imaps_port: None,
+            sieve_port: None,
             accounts: &acc,
         };
         let conf = render(&settings);
@@ -444,6 +495,7 @@ mod tests {
             imap_port: 1,
             lmtp_port: 2,
             imaps_port: None,
+            sieve_port: None,
             accounts: &acc,
         };
         let tuning = Tuning {
@@ -489,6 +541,7 @@ mod tests {
             imap_port: 1,
             lmtp_port: 2,
             imaps_port: None,
+            sieve_port: None,
             accounts: &acc,
         };
         let tuning = Tuning {

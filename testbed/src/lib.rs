@@ -35,10 +35,12 @@ mod config;
 mod gateway;
 pub mod logs;
 mod maildir;
+pub mod mariadb;
 mod phone;
 mod postfix;
 mod process;
 mod radicale;
+pub mod slapd;
 mod xandikos;
 
 use std::fmt::Write as _;
@@ -70,6 +72,13 @@ pub use xandikos::{XANDIKOS_INSTALL_HINT, Xandikos};
 pub const DOVECOT_BIN: &str = "/usr/sbin/dovecot";
 /// The protocol binaries we need besides the master (`dovecot-imapd`, `dovecot-lmtpd`).
 const PROTOCOL_BINS: [&str; 2] = ["/usr/lib/dovecot/imap", "/usr/lib/dovecot/lmtp"];
+/// What [`Tuning::sieve`] needs: ManageSieve and the Sieve plugin.
+const SIEVE_FILES: [&str; 2] = [
+    "/usr/lib/dovecot/managesieve",
+    "/usr/lib/dovecot/modules/lib90_sieve_plugin.so",
+];
+/// The command that installs them.
+pub const SIEVE_INSTALL_HINT: &str = "apt-get install -y dovecot-managesieved dovecot-sieve";
 /// The command that installs everything the testbed needs.
 pub const INSTALL_HINT: &str = "apt-get install -y dovecot-imapd dovecot-lmtpd";
 /// How long Dovecot may take until both listeners greet.
@@ -81,6 +90,31 @@ const PORT_ATTEMPTS: usize = 3;
 /// Why a private Dovecot could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum TestbedError {
+    /// A server another test bed part needs (MariaDB, slapd) is not installed.
+    #[error(
+        "{what} is not installed ({missing} is missing). Install it with `{hint}` (scripts/test.sh does this)."
+    )]
+    ServerNotInstalled {
+        what: &'static str,
+        missing: PathBuf,
+        hint: &'static str,
+    },
+
+    /// A server another test bed part runs (MariaDB, slapd) did not start or refused a step.
+    #[error("{what} did not start: {reason}\n--- last lines of its log ---\n{log_tail}")]
+    ServerFailed {
+        what: &'static str,
+        reason: String,
+        log_tail: String,
+    },
+
+    /// Dovecot's Sieve or ManageSieve is not installed (only [`Tuning::sieve`] needs it).
+    #[error(
+        "Dovecot's Sieve is not installed ({missing} is missing). Install it with \
+         `{SIEVE_INSTALL_HINT}` (scripts/test.sh does this)."
+    )]
+    SieveNotInstalled { missing: PathBuf },
+
     /// The Dovecot binaries are not installed on this machine.
     #[error(
         "Dovecot is not installed ({missing} is missing). Install it with \
@@ -162,6 +196,7 @@ pub struct Dovecot {
     users: Mutex<Vec<TestUser>>,
     events_port: Option<u16>,
     events_unix: bool,
+    sieve_port: Option<u16>,
 }
 
 impl Dovecot {
@@ -238,6 +273,15 @@ impl Dovecot {
         tuning: &Tuning,
     ) -> Result<Dovecot, TestbedError> {
         check_dir_name(dir)?;
+        if tuning.sieve {
+            for file in SIEVE_FILES {
+                if !Path::new(file).exists() {
+                    return Err(TestbedError::SieveNotInstalled {
+                        missing: file.into(),
+                    });
+                }
+            }
+        }
         for u in users {
             check_user(u)?;
         }
@@ -255,14 +299,16 @@ impl Dovecot {
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let log_start = file_len(&config::log_path(dir));
-            let [imap_port, lmtp_port, imaps_port] = free_ports()?;
+            let [imap_port, lmtp_port, imaps_port, sieve_port] = free_ports()?;
             let imaps_port = tls.then_some(imaps_port);
+            let sieve_port = tuning.sieve.then_some(sieve_port);
             let conf = config::render_tuned(
                 &config::Settings {
                     dir,
                     imap_port,
                     lmtp_port,
                     imaps_port,
+                    sieve_port,
                     accounts: &accounts,
                 },
                 tuning,
@@ -271,7 +317,9 @@ impl Dovecot {
             std::fs::write(&conf_path, conf)
                 .map_err(|e| TestbedError::io(format!("writing {}", conf_path.display()), e))?;
             let supervisor = spawn(dir, &conf_path)?;
-            match wait_ready(&supervisor, imap_port, lmtp_port, imaps_port) {
+            let ready = wait_ready(&supervisor, imap_port, lmtp_port, imaps_port)
+                .and_then(|()| sieve_port.map_or(Ok(()), |p| wait_listening(&supervisor, p)));
+            match ready {
                 Ok(()) => {
                     return Ok(Dovecot {
                         dir: dir.to_owned(),
@@ -284,6 +332,7 @@ impl Dovecot {
                         users: Mutex::new(users.to_vec()),
                         events_port: tuning.events_port,
                         events_unix: tuning.events_unix,
+                        sieve_port,
                     });
                 }
                 Err(reason) => {
@@ -306,6 +355,31 @@ impl Dovecot {
 
     pub fn lmtp_port(&self) -> u16 {
         self.lmtp_port
+    }
+
+    /// With [`Tuning::sieve`]: the ManageSieve port (plain; PLAIN login allowed on loopback).
+    pub fn sieve_port(&self) -> Option<u16> {
+        self.sieve_port
+    }
+
+    /// With [`Tuning::sieve`]: Sieve's replies (vacation, redirect) go out through this SMTP
+    /// port from now on (e.g. a private Postfix's [`Postfix::relay_port`]); Dovecot reloads.
+    pub fn send_replies_through(&self, smtp_port: u16) -> Result<(), TestbedError> {
+        let path = config::submission_conf_path(&self.dir);
+        std::fs::write(&path, format!("submission_host = 127.0.0.1:{smtp_port}\n"))
+            .map_err(|e| TestbedError::io(format!("writing {}", path.display()), e))?;
+        let status = Command::new("/usr/bin/doveadm")
+            .arg("-c")
+            .arg(self.dir.join("dovecot.conf"))
+            .arg("reload")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| TestbedError::io("running doveadm reload".into(), e))?;
+        if !status.success() {
+            return Err(TestbedError::Invalid(format!("doveadm reload: {status}")));
+        }
+        Ok(())
     }
 
     /// The SASL socket (`smtpd_sasl_type = dovecot`) a private Postfix checks passwords on.
@@ -703,6 +777,27 @@ fn spawn(dir: &Path, conf: &Path) -> Result<Supervisor, TestbedError> {
 
 /// Waits until IMAP greets with `* OK` and LMTP with `220` (and the TLS port accepts
 /// connections), or Dovecot exits, or time is up.
+/// Waits until `port` accepts connections (ManageSieve greets with capabilities, not a
+/// fixed prefix).
+fn wait_listening(supervisor: &Supervisor, port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    loop {
+        if let Some(status) = supervisor.exited() {
+            return Err(format!("dovecot exited ({status})"));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no ManageSieve on 127.0.0.1:{port} within {READY_TIMEOUT:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn wait_ready(
     supervisor: &Supervisor,
     imap_port: u16,

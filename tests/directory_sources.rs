@@ -1,0 +1,361 @@
+//! The address book from the servers self-hosters run: GAL search and ResolveRecipients through
+//! the real gateway over HTTP, with the directory in a private MariaDB (the seed guides'
+//! `mailserver.virtual_users` table, queried as docs/directory-sources.md shows) and a
+//! private OpenLDAP slapd (an `inetOrgPerson` tree), each alone, combined, and with one of
+//! them down.
+
+mod eas;
+mod support;
+
+use std::sync::OnceLock;
+
+use eas::{Gateway, Phone, find_text};
+use eas_gateway::config::Config;
+use eas_gateway::directory::ldap::{Attributes, LdapConfig};
+use eas_gateway::directory::sql::SqlConfig;
+use eas_testbed::mariadb::MariaDb;
+use eas_testbed::slapd::Slapd;
+use eas_wbxml::Element;
+use eas_wbxml::tags::{gal as g, resolverecipients as r, search as s};
+
+const SUFFIX: &str = "dc=example,dc=com";
+/// The query docs/directory-sources.md gives for the classic schema.
+const VIRTUAL_USERS_QUERY: &str = "SELECT email, SUBSTRING_INDEX(email, '@', 1) AS alias \
+     FROM virtual_users ORDER BY email";
+
+fn mariadb() -> &'static MariaDb {
+    static DB: OnceLock<Result<&'static MariaDb, String>> = OnceLock::new();
+    let db = DB.get_or_init(|| {
+        let db = MariaDb::start().map_err(|e| e.to_string())?;
+        // The schema of the classic Postfix/Dovecot guides, and a read-only user for us.
+        db.execute(
+            "CREATE DATABASE mailserver;
+             USE mailserver;
+             CREATE TABLE virtual_domains (id INT NOT NULL AUTO_INCREMENT, name VARCHAR(50) NOT NULL,
+               PRIMARY KEY (id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+             CREATE TABLE virtual_users (id INT NOT NULL AUTO_INCREMENT, domain_id INT NOT NULL,
+               password VARCHAR(106) NOT NULL, email VARCHAR(120) NOT NULL, PRIMARY KEY (id),
+               UNIQUE KEY email (email),
+               FOREIGN KEY (domain_id) REFERENCES virtual_domains(id) ON DELETE CASCADE)
+               ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+             INSERT INTO virtual_domains (name) VALUES ('example.com');
+             INSERT INTO virtual_users (domain_id, password, email) VALUES
+               (1, '{SHA512-CRYPT}x', 'sqlalice@example.com'),
+               (1, '{SHA512-CRYPT}x', 'sqlbob@example.com'),
+               (1, '{SHA512-CRYPT}x', 'sqlbobby@example.com');
+             CREATE USER 'eas'@'127.0.0.1' IDENTIFIED BY 'eas-Secret-1';
+             GRANT SELECT ON mailserver.* TO 'eas'@'127.0.0.1';",
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(db.leak_until_exit())
+    });
+    match db {
+        Ok(db) => db,
+        Err(e) => panic!("the test MariaDB could not be started: {e}"),
+    }
+}
+
+/// A JPEG's first bytes, enough to tell it came through.
+const PHOTO: [u8; 6] = [0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10];
+
+fn slapd() -> &'static Slapd {
+    static LDAP: OnceLock<Result<&'static Slapd, String>> = OnceLock::new();
+    let ldap = LDAP.get_or_init(|| {
+        use base64::Engine;
+        let photo = base64::engine::general_purpose::STANDARD.encode(PHOTO);
+        let ldif = format!(
+            "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
+             dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
+             dn: uid=lara,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: lara\ncn: Lara Ldap\n\
+             sn: Ldap\ngivenName: Lara\nmail: lara@example.com\ntelephoneNumber: +1 555 0199\n\
+             mobile: +1 555 0198\no: Example Inc\ntitle: Directory (Keeper)\n\
+             physicalDeliveryOfficeName: B-2\nuserPassword: lara-Secret-1\njpegPhoto:: {photo}\n\n\
+             dn: uid=larry,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: larry\n\
+             cn: Larry Ldap\nsn: Ldap\nmail: larry@example.com\nuserPassword: larry-Secret-1\n\n\
+             dn: uid=sqlalice,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: sqlalice\n\
+             cn: Alice In Both\nsn: Both\nmail: sqlalice@example.com\n"
+        );
+        Slapd::start(SUFFIX, &ldif)
+            .map(Slapd::leak_until_exit)
+            .map_err(|e| e.to_string())
+    });
+    match ldap {
+        Ok(l) => l,
+        Err(e) => panic!("the test slapd could not be started: {e}"),
+    }
+}
+
+fn sql_source(url: String) -> SqlConfig {
+    SqlConfig {
+        url,
+        password_file: None,
+        query: VIRTUAL_USERS_QUERY.into(),
+        refresh_secs: 300,
+        max_rows: 100_000,
+    }
+}
+
+fn ldap_source(url: String, bind: &str) -> LdapConfig {
+    LdapConfig {
+        url,
+        starttls: false,
+        tls_insecure: false,
+        base: format!("ou=people,{SUFFIX}"),
+        filter: "(objectClass=inetOrgPerson)".into(),
+        bind: bind.into(),
+        bind_dn: String::new(),
+        bind_password_file: None,
+        user_dn: format!("uid={{local}},ou=people,{SUFFIX}"),
+        page_size: 2,
+        max_entries: 1000,
+        attributes: Attributes::default(),
+    }
+}
+
+async fn phone(g: &Gateway, user: &str) -> Phone {
+    let (login, password) = support::credentials(user);
+    let mut p = Phone::new(g, &login, &password, &format!("DIR{}", user.to_uppercase()));
+    p.version = "14.1";
+    p.provision().await;
+    p
+}
+
+async fn gateway(tweak: impl FnOnce(&mut Config)) -> Gateway {
+    Gateway::start(support::dovecot().imap_config(), tweak).await
+}
+
+fn gal_query(query: &str, options: &str) -> String {
+    format!(
+        r#"<Search xmlns="Search:"><Store><Name>GAL</Name><Query>{query}</Query><Options>{options}</Options></Store></Search>"#
+    )
+}
+
+fn texts(e: &Element, tag: eas_wbxml::Tag) -> Vec<String> {
+    let mut out = Vec::new();
+    if e.tag == tag {
+        out.extend(e.text().map(str::to_owned));
+    }
+    for c in e.children() {
+        out.extend(texts(c, tag));
+    }
+    out
+}
+
+async fn gal(p: &Phone, query: &str) -> (String, Vec<String>) {
+    let t = p
+        .send("Search", &gal_query(query, "<Range>0-49</Range>"))
+        .await
+        .tree();
+    let store = t.child(s::Response).unwrap().child(s::Store).unwrap();
+    (
+        find_text(store, s::Status).unwrap_or_default(),
+        texts(store, g::EmailAddress),
+    )
+}
+
+#[tokio::test]
+async fn the_virtual_users_table_of_mariadb_is_the_gal() {
+    let db = mariadb();
+    let gw = gateway(|c| {
+        c.directory.sql = vec![sql_source(db.url("eas", "eas-Secret-1", "mailserver"))];
+    })
+    .await;
+    let p = phone(&gw, "alice").await;
+
+    let (status, found) = gal(&p, "sqlbob").await;
+    assert_eq!(status, "1");
+    assert_eq!(found, vec!["sqlbob@example.com", "sqlbobby@example.com"]);
+    let (_, one) = gal(&p, "sqlalice@ex").await;
+    assert_eq!(one, vec!["sqlalice@example.com"]);
+
+    // ResolveRecipients: an address resolves, the alias resolves exactly, a prefix is ambiguous.
+    let rr = p
+        .send(
+            "ResolveRecipients",
+            r#"<ResolveRecipients xmlns="ResolveRecipients:"><To>sqlalice@example.com</To><To>sqlbob</To><To>sqlbo</To><To>nobody@example.com</To></ResolveRecipients>"#,
+        )
+        .await
+        .tree();
+    let statuses: Vec<String> = rr
+        .children_with(r::Response)
+        .map(|x| find_text(x, r::Status).unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        vec!["1", "1", "2", "4"],
+        "{}",
+        eas_wbxml::to_xml(&rr)
+    );
+    let second = rr.children_with(r::Response).nth(1).unwrap();
+    assert_eq!(
+        find_text(second, r::EmailAddress).as_deref(),
+        Some("sqlbob@example.com")
+    );
+
+    // A new row is seen after the refresh interval, not before (the table is cached).
+    db.execute("INSERT INTO mailserver.virtual_users (domain_id, password, email) VALUES (1, 'x', 'sqlcarl@example.com');")
+        .unwrap();
+    assert!(gal(&p, "sqlcarl").await.1.is_empty());
+}
+
+#[tokio::test]
+async fn an_inet_org_person_tree_in_slapd_is_the_gal_in_pages_with_photos() {
+    let ldap = slapd();
+    let gw = gateway(|c| c.directory.ldap = vec![ldap_source(ldap.url(), "anonymous")]).await;
+    let p = phone(&gw, "bob").await;
+
+    // Page size 2: the three people come in two pages.
+    let (status, found) = gal(&p, "l").await;
+    assert_eq!(status, "1");
+    assert_eq!(found, vec!["lara@example.com", "larry@example.com"]);
+    let t = p
+        .send("Search", &gal_query("lara ldap", "<Picture/>"))
+        .await
+        .tree();
+    let store = t.child(s::Response).unwrap().child(s::Store).unwrap();
+    let props = store
+        .child(s::Result)
+        .unwrap()
+        .child(s::Properties)
+        .unwrap();
+    assert_eq!(
+        find_text(props, g::DisplayName).as_deref(),
+        Some("Lara Ldap")
+    );
+    assert_eq!(find_text(props, g::FirstName).as_deref(), Some("Lara"));
+    assert_eq!(find_text(props, g::Phone).as_deref(), Some("+1 555 0199"));
+    assert_eq!(
+        find_text(props, g::MobilePhone).as_deref(),
+        Some("+1 555 0198")
+    );
+    assert_eq!(find_text(props, g::Company).as_deref(), Some("Example Inc"));
+    assert_eq!(
+        find_text(props, g::Title).as_deref(),
+        Some("Directory (Keeper)")
+    );
+    assert_eq!(find_text(props, g::Office).as_deref(), Some("B-2"));
+    assert_eq!(find_text(props, g::Alias).as_deref(), Some("lara"));
+    let picture = props.child(g::Picture).expect("a picture");
+    assert_eq!(find_text(picture, g::Status).as_deref(), Some("1"));
+    assert_eq!(
+        picture.child(g::Data).unwrap().opaque().unwrap(),
+        &PHOTO[..]
+    );
+    // Filter metacharacters are searched for, not obeyed.
+    assert!(gal(&p, "*").await.1.is_empty());
+    assert!(gal(&p, "l)(uid=*").await.1.is_empty());
+
+    // ResolveRecipients over LDAP: by address and by name.
+    let rr = p
+        .send(
+            "ResolveRecipients",
+            r#"<ResolveRecipients xmlns="ResolveRecipients:"><To>LARA@example.com</To><To>Larry Ldap</To></ResolveRecipients>"#,
+        )
+        .await
+        .tree();
+    let emails: Vec<String> = rr
+        .children_with(r::Response)
+        .map(|x| find_text(x, r::EmailAddress).unwrap_or_default())
+        .collect();
+    assert_eq!(emails, vec!["lara@example.com", "larry@example.com"]);
+}
+
+#[tokio::test]
+async fn binding_as_the_user_uses_the_phones_password() {
+    let ldap = slapd();
+    let gw = gateway(|c| c.directory.ldap = vec![ldap_source(ldap.url(), "user")]).await;
+    // Lara's mail password is her directory password (support derives both from the name),
+    // so her phone's search binds as uid=lara.
+    let p = phone(&gw, "lara").await;
+    let (status, found) = gal(&p, "larry").await;
+    assert_eq!(status, "1");
+    assert_eq!(found, vec!["larry@example.com"]);
+    // Erin has mail but no directory entry: the bind fails, and the only source failing is
+    // a server error, not an empty directory.
+    let p = phone(&gw, "erin").await;
+    let (status, found) = gal(&p, "larry").await;
+    assert_eq!(status, "3");
+    assert!(found.is_empty());
+}
+
+#[tokio::test]
+async fn sources_combine_and_one_that_is_down_leaves_the_others_answering() {
+    let db = mariadb();
+    let ldap = slapd();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    // A server that takes the connection and never answers.
+    let silent_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = silent_listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent_listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let gw = gateway(|c| {
+        c.directory.sql = vec![sql_source(db.url("eas", "eas-Secret-1", "mailserver"))];
+        c.directory.ldap = vec![
+            ldap_source(ldap.url(), "anonymous"),
+            ldap_source(format!("ldap://127.0.0.1:{closed}"), "anonymous"),
+            ldap_source(format!("ldap://127.0.0.1:{silent}"), "anonymous"),
+        ];
+        c.directory.timeout_secs = 2;
+    })
+    .await;
+    let p = phone(&gw, "carol").await;
+    // sqlalice is in both: shown once (the SQL source comes first). Lara only in LDAP.
+    let (status, found) = gal(&p, "sqlalice").await;
+    assert_eq!(status, "1");
+    assert_eq!(found, vec!["sqlalice@example.com"]);
+    let t = p.send("Search", &gal_query("sqlalice", "")).await.tree();
+    assert!(!eas_wbxml::to_xml(&t).contains("Alice In Both"));
+    let started = std::time::Instant::now();
+    let (_, lara) = gal(&p, "lara").await;
+    assert_eq!(lara, vec!["lara@example.com"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the silent source is given up on at the deadline"
+    );
+
+    // Every source down: a retryable server error, never an empty answer.
+    let gw_down = gateway(|c| {
+        c.directory.ldap = vec![ldap_source(
+            format!("ldap://127.0.0.1:{closed}"),
+            "anonymous",
+        )];
+        c.directory.sql = vec![sql_source(format!(
+            "mysql://eas:eas-Secret-1@127.0.0.1:{closed}/mailserver"
+        ))];
+        c.directory.timeout_secs = 3;
+    })
+    .await;
+    let p = phone(&gw_down, "dave").await;
+    let (status, found) = gal(&p, "lara").await;
+    assert_eq!(status, "3", "Search's server error");
+    assert!(found.is_empty());
+}
+
+#[tokio::test]
+async fn check_reports_each_source_with_a_count_and_a_sample() {
+    let db = mariadb();
+    let ldap = slapd();
+    let mut config = Config::default();
+    config.directory.sql = vec![sql_source(db.url("eas", "eas-Secret-1", "mailserver"))];
+    config.directory.ldap = vec![ldap_source(ldap.url(), "anonymous")];
+    let mut out = Vec::new();
+    let ok = eas_gateway::cli::check_directory::directory(&config, None, &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(ok, "{text}");
+    assert!(text.contains("sql:mysql://eas@127.0.0.1"), "{text}");
+    assert!(
+        !text.contains("eas-Secret-1"),
+        "the password is never shown: {text}"
+    );
+    assert!(text.contains("entries, e.g. "), "{text}");
+    assert!(text.contains("ldap:ldap://127.0.0.1"), "{text}");
+}
