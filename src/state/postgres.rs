@@ -94,7 +94,10 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
             // connect now (starting up); 53300: too many connections; 40001/40P01: a
             // serialization failure or deadlock, which a retry resolves.
             c.starts_with("08")
-                || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01")
+                || matches!(
+                    &*c,
+                    "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+                )
         }),
         // A connection the server closed under us reads as a protocol error in some paths.
         sqlx::Error::Protocol(m) => m.contains("closed") || m.contains("EOF"),
@@ -158,6 +161,8 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(|e| StateError::Database(format!("starting the database runtime: {e}")))?;
+        // The pool spawns its upkeep tasks where it is made: on its own runtime.
+        let entered = runtime.enter();
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .min_connections(0)
@@ -168,12 +173,15 @@ impl PgStore {
             // sqlx tests connections when they come back to the pool.
             .test_before_acquire(false)
             .connect_lazy_with(options);
+        drop(entered);
         let mut store = PgStore {
             pool: Some(pool),
             runtime: Some(runtime),
             down_since: Mutex::new(None),
         };
-        let migrated = store.run(tokio::time::timeout(OPEN_TIMEOUT, migrate(store.pool())));
+        // Timers are made inside the future: only there is the store's runtime current.
+        let migrated =
+            store.run(async { tokio::time::timeout(OPEN_TIMEOUT, migrate(store.pool())).await });
         match migrated {
             Ok(Ok(())) => Ok(store),
             Ok(Err(e)) => {
@@ -240,7 +248,7 @@ impl PgStore {
                 other => other,
             }
         };
-        let result = match self.run(tokio::time::timeout(CALL_TIMEOUT, attempt)) {
+        let result = match self.run(async { tokio::time::timeout(CALL_TIMEOUT, attempt).await }) {
             Ok(result) => result.map_err(db),
             Err(_) => Err(StateError::Unavailable(format!(
                 "no answer from the database within {CALL_TIMEOUT:?}"
@@ -260,6 +268,7 @@ impl PgStore {
                 // Closing says goodbye to the server (no "connection reset" in its log); bounded,
                 // as the server may be the reason we are closing.
                 let close = async move {
+                    // (Made here, not outside the future, for the runtime's timer.)
                     let _ = tokio::time::timeout(Duration::from_secs(2), pool.close()).await;
                 };
                 match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
@@ -517,11 +526,7 @@ async fn put_collection_in(
     Ok(())
 }
 
-async fn next_key_in<'e, E>(
-    executor: E,
-    key: &DeviceKey,
-    folder: u32,
-) -> Result<u32, sqlx::Error>
+async fn next_key_in<'e, E>(executor: E, key: &DeviceKey, folder: u32) -> Result<u32, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Postgres>,
 {
@@ -592,9 +597,8 @@ async fn insert_hierarchy(
 
 impl StateStore for PgStore {
     fn device(&self, key: &DeviceKey) -> Result<Option<Device>, StateError> {
-        let sql = format!(
-            "SELECT {DEVICE_COLUMNS} FROM devices WHERE \"user\" = $1 AND device_id = $2"
-        );
+        let sql =
+            format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE \"user\" = $1 AND device_id = $2");
         self.call(|pool| {
             let sql = &sql;
             async move {
@@ -1153,7 +1157,9 @@ impl StateStore for PgStore {
             .map(|t| format!("SELECT \"user\", device_id FROM {t}"))
             .collect::<Vec<_>>()
             .join(" UNION ");
-        let sql = format!("SELECT * FROM ({union}) k ORDER BY 1 COLLATE \"C\", 2 COLLATE \"C\"");
+        let sql = format!(
+            "SELECT * FROM ({union}) k ORDER BY \"user\" COLLATE \"C\", device_id COLLATE \"C\""
+        );
         self.call(|pool| {
             let sql = &sql;
             async move {
@@ -1173,9 +1179,8 @@ impl StateStore for PgStore {
     }
 
     fn export_device(&self, key: &DeviceKey) -> Result<DeviceExport, StateError> {
-        let device_sql = format!(
-            "SELECT {DEVICE_COLUMNS} FROM devices WHERE \"user\" = $1 AND device_id = $2"
-        );
+        let device_sql =
+            format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE \"user\" = $1 AND device_id = $2");
         self.call(|pool| {
             let device_sql = &device_sql;
             async move {
@@ -1184,9 +1189,8 @@ impl StateStore for PgStore {
                 sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .execute(&mut *tx)
                     .await?;
-                let rows = |sql: &'static str| {
-                    sqlx::query(sql).bind(&key.user).bind(&key.device_id)
-                };
+                let rows =
+                    |sql: &'static str| sqlx::query(sql).bind(&key.user).bind(&key.device_id);
                 let device = rows_opt_device(&mut tx, device_sql, key).await?;
                 let folder_ids = rows(
                     "SELECT id, mailbox FROM folder_ids WHERE \"user\" = $1 AND device_id = $2 \

@@ -74,7 +74,14 @@ impl Postgres {
         initdb
             .arg("-D")
             .arg(dir.join("data"))
-            .args(["-U", Self::USER, "--auth=trust", "--no-locale", "-E", "UTF8"])
+            .args([
+                "-U",
+                Self::USER,
+                "--auth=trust",
+                "--no-locale",
+                "-E",
+                "UTF8",
+            ])
             .arg("--no-sync");
         let out = run_as_account(initdb, run_as.as_ref())
             .output()
@@ -135,11 +142,7 @@ impl Postgres {
 
     /// The URL of the database `name` (which [`Postgres::create_database`] makes).
     pub fn url_of(&self, name: &str) -> String {
-        format!(
-            "postgres://{}@127.0.0.1:{}/{name}",
-            Self::USER,
-            self.port
-        )
+        format!("postgres://{}@127.0.0.1:{}/{name}", Self::USER, self.port)
     }
 
     /// The URL of the database `postgres` that `initdb` creates.
@@ -159,7 +162,14 @@ impl Postgres {
             )));
         }
         let out = Command::new(self.bin.join("createdb"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", Self::USER])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                Self::USER,
+            ])
             .arg(name)
             .stdin(Stdio::null())
             .output()
@@ -171,6 +181,41 @@ impl Postgres {
             });
         }
         Ok(self.url_of(name))
+    }
+
+    /// Runs SQL with `psql` on the database `name` and returns what it printed (unaligned,
+    /// tuples only): for tests that look at or tamper with tables behind a store's back.
+    pub fn psql(&self, name: &str, sql: &str) -> Result<String, TestbedError> {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                Self::USER,
+            ])
+            .args([
+                "-d",
+                name,
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| TestbedError::io("running psql".into(), e))?;
+        if !out.status.success() {
+            return Err(TestbedError::PostgresFailed {
+                reason: format!("psql failed ({})", out.status),
+                log_tail: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
     /// A new empty database with a name of its own (one per test), and its URL.
@@ -323,8 +368,7 @@ fn bin_dir() -> Result<PathBuf, TestbedError> {
         .filter_map(|e| {
             let version = e.file_name().to_str()?.parse().ok()?;
             let bin = e.path().join("bin");
-            (bin.join("initdb").exists() && bin.join("postgres").exists())
-                .then_some((version, bin))
+            (bin.join("initdb").exists() && bin.join("postgres").exists()).then_some((version, bin))
         })
         .collect();
     versions.sort();
