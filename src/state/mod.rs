@@ -475,6 +475,13 @@ pub fn redacted_url(url: &str) -> String {
     }
 }
 
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod test {
     #[test]
@@ -489,11 +496,4 @@ mod test {
         );
         assert_eq!(super::redacted_url("sqlite:/x/y.db"), "sqlite:/x/y.db");
     }
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
