@@ -20,6 +20,9 @@ required=(
   "dpkg-deb dpkg"
   "setpriv util-linux"
   "/usr/lib/python3/dist-packages/prometheus_client/parser.py python3-prometheus-client"
+  # The state store's tests run a private cluster (initdb + postgres from this directory);
+  # Debian 12's `postgresql` is version 15. The system cluster it sets up is never used.
+  "/usr/lib/postgresql/15/bin/initdb postgresql"
 )
 missing=()
 for pair in "${required[@]}"; do
