@@ -180,6 +180,18 @@ fn command_name(c: Command) -> String {
 mod test {
     use super::*;
 
+    /// A database that is away passes: the phone is told to come back, not that it failed.
+    #[test]
+    fn a_state_database_away_is_503_with_retry_after() {
+        use crate::state::StateError;
+        let r = HttpError::from(EasError::State(StateError::Unavailable("down".into())))
+            .into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.headers().contains_key(header::RETRY_AFTER));
+        let r = HttpError::from(StateError::Database("constraint".into())).into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
     #[test]
     fn a_login_rejected_inside_a_command_asks_for_the_password() {
         let e = HttpError::from(EasError::Imap(ImapError::LoginRejected));

@@ -24,7 +24,11 @@
 //! **The database away.** Connection failures, a pool with no connection in time and the
 //! server's shutdown and start-up errors become [`StateError::Unavailable`], which requests
 //! answer with HTTP 503 and Retry-After. A call that met a dead pooled connection (the
-//! server restarted since it was opened) is tried once more on a fresh one. After a failure
+//! server restarted since it was opened) is tried again on another one (the dead one is
+//! closed); such an error means the statement never reached a live server, except when the
+//! server died in the very moment it committed, where the retry can repeat a write (a key
+//! counter bumped twice, which is harmless; a ClientId claim found "in progress", which makes
+//! the phone retry after the claim expires, never a second send). After a failure
 //! the store answers "unavailable" at once for [`FAIL_FAST`] instead of making every request
 //! wait for the pool's timeout; then the next call tries again, so service resumes by itself.
 
@@ -242,10 +246,16 @@ impl PgStore {
             }
         }
         let pool = self.pool().clone();
+        // After a restart of the server every idle pooled connection is dead, and each is
+        // found out only by using it (and then closed): go on until a live one answers.
+        let tries = pool.options().get_max_connections() + 1;
         let attempt = async {
-            match op(pool.clone()).await {
-                Err(e) if is_dead_connection(&e) => op(pool).await,
-                other => other,
+            let mut tried = 1;
+            loop {
+                match op(pool.clone()).await {
+                    Err(e) if is_dead_connection(&e) && tried < tries => tried += 1,
+                    other => break other,
+                }
             }
         };
         let result = match self.run(async { tokio::time::timeout(CALL_TIMEOUT, attempt).await }) {
