@@ -84,6 +84,7 @@ struct Args {
     fts: bool,
     probe: bool,
     read_ahead: bool,
+    postgres: bool,
 }
 
 const USAGE: &str = "\
@@ -94,6 +95,8 @@ usage: cargo bench --bench sync_load -- [initial] [idle] [memory] [search] [opti
                         re-selecting sessions
   --no-read-ahead       the gateway computes each page only when asked ([sync] read_ahead
                         = false)
+  --postgres            state in a private PostgreSQL cluster (eas_testbed::Postgres, on
+                        loopback) instead of SQLite in a temporary directory
   --idle-sizes A,B,..   idle: mailbox sizes (1000,10000)
   --iterations N        idle: no-change Syncs per size (500)
   --setup-window N      idle: WindowSize of the one-off full sync before measuring (512)
@@ -123,6 +126,7 @@ impl Args {
             fts: false,
             probe: false,
             read_ahead: true,
+            postgres: false,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -137,6 +141,7 @@ impl Args {
                 "--fts" => args.fts = true,
                 "--probe" => args.probe = true,
                 "--no-read-ahead" => args.read_ahead = false,
+                "--postgres" => args.postgres = true,
                 "--search-sizes" => {
                     args.search_sizes = value()?
                         .split(',')
@@ -315,8 +320,15 @@ async fn raw_imap_session_per_batch(cfg: &ImapConfig, user: &TestUser) -> Result
 // The gateway and the phone
 
 /// The gateway in this process ([`Gateway`], shared with the tests) as the phases need it.
-async fn start_gateway(imap: ImapConfig, read_ahead: bool) -> Result<Gateway> {
+async fn start_gateway(
+    imap: ImapConfig,
+    read_ahead: bool,
+    state_url: Option<String>,
+) -> Result<Gateway> {
     Ok(Gateway::try_start(imap, |config| {
+        if let Some(url) = state_url {
+            config.state.url = url;
+        }
         // Searches of big folders without a full-text index keep Dovecot silent for long:
         // let the Search deadline (45 s, status 10) decide, not the IMAP inactivity timeout.
         config.imap.timeout_secs = 120;
@@ -1028,7 +1040,17 @@ fn main() -> Result<()> {
             ..Default::default()
         };
         let dovecot = Dovecot::start_tuned(&[], &tuning)?;
-        let gateway = start_gateway(dovecot.imap_config(), args.read_ahead).await?;
+        // Kept alive for the whole run (dropped after the gateway, at the end of `main`).
+        let postgres = if args.postgres {
+            Some(eas_testbed::Postgres::start()?)
+        } else {
+            None
+        };
+        let state_url = match &postgres {
+            Some(pg) => Some(pg.fresh_database()?),
+            None => None,
+        };
+        let gateway = start_gateway(dovecot.imap_config(), args.read_ahead, state_url).await?;
         let mut bench = Bench {
             dovecot,
             gateway,

@@ -24,6 +24,9 @@ required=(
   "/usr/lib/dovecot/modules/lib90_sieve_plugin.so dovecot-sieve"
   "/usr/sbin/mariadbd mariadb-server"
   "/usr/sbin/slapd slapd"
+  # The state store's tests run a private cluster (initdb + postgres from this directory);
+  # Debian 12's `postgresql` is version 15. The system cluster it sets up is never used.
+  "/usr/lib/postgresql/15/bin/initdb postgresql"
 )
 missing=()
 for pair in "${required[@]}"; do

@@ -361,7 +361,8 @@ pub struct ImapSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
-    /// `sqlite:PATH`.
+    /// `sqlite:PATH` (one node), or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=…]`
+    /// (several nodes sharing one database; docs/deploy.md "Several nodes").
     pub url: String,
 }
 
@@ -615,10 +616,10 @@ impl Config {
                 self.imap.host
             ));
         }
-        if !self.state.url.starts_with("sqlite:") {
+        if !crate::state::is_supported_url(&self.state.url) {
             return bad(format!(
-                "state.url {:?} is not supported (use sqlite:PATH)",
-                self.state.url
+                "state.url {:?} is not supported (use sqlite:PATH or postgres://USER@HOST/DB)",
+                crate::state::redacted_url(&self.state.url)
             ));
         }
         if self.push.min_heartbeat_secs > self.push.max_heartbeat_secs {

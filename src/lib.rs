@@ -20,7 +20,8 @@
 //! - [`mime`]: RFC 5322 messages as EAS Email items (pure).
 //! - [`calendar`]: iCalendar events and tasks as EAS Calendar/Tasks items and back (pure).
 //! - [`push`]: the hub of waiting devices (Ping, held Sync) and the sources that wake them.
-//! - [`state`]: per-device state behind the `StateStore` trait (SQLite embedded).
+//! - [`state`]: per-device state behind the `StateStore` trait (SQLite embedded, or PostgreSQL
+//!   shared by several nodes).
 //! - [`metrics`]: request counters for `/metrics`.
 //! - [`secret`]: the wrapper that keeps passwords out of logs.
 //! - [`smtp`]: submission of sent mail over SMTP (lettre), as the user or through a relay.

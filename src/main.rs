@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use eas_gateway::cli::{check, devices, logging, tools, top};
+use eas_gateway::cli::{check, devices, logging, state, tools, top};
 use eas_gateway::config::{Config, LogFormat, Overrides};
 use eas_wbxml::Limits;
 
@@ -55,6 +55,11 @@ enum Command {
         /// Print this many screens one after the other, then exit (for scripts and logs).
         #[arg(long)]
         frames: Option<u64>,
+    },
+    /// Move the per-device state to another store (from SQLite to PostgreSQL).
+    State {
+        #[command(subcommand)]
+        action: state::Action,
     },
     /// Convert between EAS WBXML and its readable XML form.
     Wbxml {
@@ -225,6 +230,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &mut stdout.lock(),
                 clear,
             ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::State { action } => {
+            state::run(action, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Wbxml { direction } => {

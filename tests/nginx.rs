@@ -26,6 +26,7 @@ use eas_wbxml::tags::{airsync as a, folderhierarchy as fh};
 
 const NGINX: &str = "/usr/sbin/nginx";
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy/nginx.conf");
+const SHIPPED_NODES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy/nginx-nodes.conf");
 
 // ---------------------------------------------------------------------------------------------
 // A private nginx
@@ -46,6 +47,12 @@ struct Nginx {
 impl Nginx {
     /// Starts nginx proxying to `upstream`; panics with nginx's own words if it cannot start.
     fn start(upstream: SocketAddr) -> Nginx {
+        Nginx::start_site(&[upstream])
+    }
+
+    /// With several upstreams: the shipped site with its upstream block replaced by the
+    /// shipped several-nodes block (docs/deploy/nginx-nodes.conf), one `server` per node.
+    fn start_site(upstreams: &[SocketAddr]) -> Nginx {
         assert!(
             Path::new(NGINX).exists(),
             "{NGINX} not found: these tests run a real nginx. Install it with \
@@ -73,7 +80,10 @@ impl Nginx {
             for d in [dir.path().to_path_buf(), dir.path().join("tmp")] {
                 std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
             }
-            let site = render(&shipped, upstream, https, http, &paths);
+            let site = match upstreams {
+                [one] => render(&shipped, Some(*one), https, http, &paths),
+                several => render(&with_nodes(&shipped, several), None, https, http, &paths),
+            };
             std::fs::write(dir.path().join("eas-gateway.conf"), &site).unwrap();
             std::fs::write(dir.path().join("nginx.conf"), main_config(dir.path())).unwrap();
 
@@ -223,15 +233,14 @@ impl Paths {
 
 /// The shipped site configuration with the deployment-specific lines replaced. Every rule
 /// must match exactly one line of the file.
-fn render(shipped: &str, upstream: SocketAddr, https: u16, http: u16, p: &Paths) -> String {
+fn render(shipped: &str, upstream: Option<SocketAddr>, https: u16, http: u16, p: &Paths) -> String {
     let d = p.dir.display();
-    let rules: Vec<(&str, String)> = vec![
+    let mut rules: Vec<(&str, String)> = vec![
         ("listen 443 ssl;", format!("listen 127.0.0.1:{https} ssl;")),
         // The test listens on IPv4 loopback only (IPv6 may be off in containers).
         ("listen [::]:443 ssl;", "# (IPv6 listener left out)".into()),
         ("listen 80;", format!("listen 127.0.0.1:{http};")),
         ("listen [::]:80;", "# (IPv6 listener left out)".into()),
-        ("server 127.0.0.1:8080;", format!("server {upstream};")),
         (
             "ssl_certificate /etc/letsencrypt/live/mail.example.com/fullchain.pem;",
             format!("ssl_certificate {};", p.cert.display()),
@@ -250,6 +259,9 @@ fn render(shipped: &str, upstream: SocketAddr, https: u16, http: u16, p: &Paths)
             format!("error_log {d}/error.log;"),
         ),
     ];
+    if let Some(upstream) = upstream {
+        rules.push(("server 127.0.0.1:8080;", format!("server {upstream};")));
+    }
     let mut hits = vec![0; rules.len()];
     let mut out = String::new();
     for line in shipped.lines() {
@@ -279,6 +291,45 @@ fn render(shipped: &str, upstream: SocketAddr, https: u16, http: u16, p: &Paths)
         );
     }
     out
+}
+
+/// The shipped site with its `upstream eas_gateway { … }` block swapped for the shipped
+/// several-nodes block, whose `server ADDRESS PARAMETERS;` lines become one per node (the
+/// parameters of the first line kept).
+fn with_nodes(shipped: &str, nodes: &[SocketAddr]) -> String {
+    let block =
+        std::fs::read_to_string(SHIPPED_NODES).unwrap_or_else(|e| panic!("{SHIPPED_NODES}: {e}"));
+    // (At the start of a line: the comments name the block too.)
+    let start = 1 + block
+        .find("\nupstream eas_gateway {")
+        .expect("the nodes file has the upstream block");
+    let mut upstream = String::new();
+    let mut params = None;
+    for line in block[start..].lines() {
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix("server ") {
+            let (_, p) = rest.split_once(' ').expect("server ADDRESS PARAMETERS;");
+            if params.is_none() {
+                params = Some(p.to_owned());
+                for node in nodes {
+                    upstream.push_str(&format!("    server {node} {p}\n"));
+                }
+            }
+            continue;
+        }
+        upstream.push_str(line);
+        upstream.push('\n');
+    }
+    assert!(params.is_some(), "{SHIPPED_NODES} has no `server` line");
+    let from = 1 + shipped
+        .find("\nupstream eas_gateway {")
+        .expect("nginx.conf has the upstream block");
+    let to = from
+        + shipped[from..]
+            .find("\n}\n")
+            .expect("end of the upstream block")
+        + 3;
+    format!("{}{}{}", &shipped[..from], upstream, &shipped[to..])
 }
 
 /// What Debian's /etc/nginx/nginx.conf provides around a site file, kept in the private
@@ -893,4 +944,78 @@ async fn ping_through_nginx() {
         waited < Duration::from_secs(15),
         "answered late: {waited:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several nodes
+// ---------------------------------------------------------------------------------------------
+
+/// Requests a gateway answered (all commands, all statuses), from its /metrics.
+async fn answered(g: &Gateway) -> u64 {
+    g.metrics()
+        .await
+        .lines()
+        .filter(|l| l.starts_with("eas_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The shipped several-nodes recipe (docs/deploy/nginx-nodes.conf) with two gateways on one
+/// PostgreSQL: all of a user's phones land on one node; when that node dies, the next
+/// request goes to the other one, which answers the phone's current SyncKey as its own (no
+/// resync, nothing sent twice), within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn several_nodes_one_user_one_node_and_failover() {
+    let url = eas_testbed::Postgres::shared().fresh_database().unwrap();
+    let start = |url: String| {
+        Gateway::start(support::dovecot().imap_config(), move |c| {
+            c.state.url = url;
+            c.server.public_url = "https://localhost".into();
+        })
+    };
+    let nodes = vec![start(url.clone()).await, start(url.clone()).await];
+    let nginx = tokio::task::block_in_place(|| {
+        Nginx::start_site(&nodes.iter().map(|g| g.addr).collect::<Vec<_>>())
+    });
+    let user = "walter";
+    let mut phone = nginx.phone(&nodes[0], user, "NODESPHONE");
+    let inbox = set_up(&mut phone, "Inbox").await;
+    let hierarchy_key = find_text(&phone.folder_sync("0").await, fh::SyncKey).unwrap();
+    support::append(user, "INBOX", &[], b"Subject: one\r\n\r\nfirst\r\n").await;
+    let (key, items) = sync_all(&phone, &inbox).await;
+    assert_eq!(items.len(), 1);
+    // A second phone of the same user goes to the same node.
+    let mut tablet = nginx.phone(&nodes[0], user, "NODESTABLET");
+    set_up(&mut tablet, "Inbox").await;
+    let counts = [answered(&nodes[0]).await, answered(&nodes[1]).await];
+    let serving = usize::from(counts[1] > 0);
+    assert_eq!(
+        counts[1 - serving],
+        0,
+        "one user's requests all went to one node: {counts:?}"
+    );
+
+    // The serving node dies.
+    let mut nodes = nodes;
+    let survivor = nodes.remove(1 - serving);
+    drop(nodes);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    support::append(user, "INBOX", &[], b"Subject: two\r\n\r\nsecond\r\n").await;
+    let started = Instant::now();
+    let r = phone
+        .send("Sync", &sync_xml(&key, &inbox, "<GetChanges/>"))
+        .await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 200, "{}", nginx.error_log());
+    let (_, adds) = sync_answer(&r.tree());
+    assert_eq!(
+        adds.iter().map(subject).collect::<Vec<_>>(),
+        ["two"],
+        "the other node takes the same SyncKey and sends only what is new"
+    );
+    assert!(took < Duration::from_secs(1), "failover took {took:?}");
+    assert!(answered(&survivor).await > 0);
+    // The hierarchy key the phone has is valid there too.
+    let fs = phone.folder_sync(&hierarchy_key).await;
+    assert_eq!(find_text(&fs, fh::Status).as_deref(), Some("1"));
 }

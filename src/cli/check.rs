@@ -268,11 +268,19 @@ fn imap_security(s: Security) -> &'static str {
 /// that does not exist yet is fine when its directory is there for the gateway to create it.
 fn check_state(url: &str, out: &mut dyn Write) -> std::io::Result<bool> {
     let Some(path) = url.strip_prefix("sqlite:") else {
-        writeln!(
-            out,
-            "state store {url}: not checked (check looks at sqlite: files only)"
-        )?;
-        return Ok(true);
+        // PostgreSQL: the database exists already (the operator created it); opening it
+        // applies the schema as the gateway's start would, and refuses a newer one.
+        let shown = crate::state::redacted_url(url);
+        return match crate::state::open(url).and_then(|store| store.devices(None)) {
+            Ok(devices) => {
+                writeln!(out, "state store {shown}: ok, {} devices", devices.len())?;
+                Ok(true)
+            }
+            Err(e) => {
+                writeln!(out, "state store {shown}: problem: {e}")?;
+                Ok(false)
+            }
+        };
     };
     let path = Path::new(path);
     if path.exists() {

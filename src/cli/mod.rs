@@ -1,8 +1,8 @@
 //! What the command-line subcommands run: `serve` ([`server`]), `check` ([`check`], with
 //! [`check_events`] for Dovecot's push events and [`check_dav`] for the DAV server),
-//! `devices`, the log output of `serve` ([`logging`]), the live view `top` ([`top`]) and the
-//! offline `wbxml decode|encode` ([`tools`]). The demo is not here: it needs the test bed, so
-//! it is the
+//! `devices`, `state migrate` ([`state`]: one state store copied into another), the log output
+//! of `serve` ([`logging`]), the live view `top` ([`top`]) and the offline `wbxml
+//! decode|encode` ([`tools`]). The demo is not here: it needs the test bed, so it is the
 //! `eas-demo` binary of the dev-only `eas-testbed` crate.
 //!
 //! Owns the operator's side: reading a configuration, starting or probing the service,
@@ -16,5 +16,6 @@ pub mod check_events;
 pub mod devices;
 pub mod logging;
 pub mod server;
+pub mod state;
 pub mod tools;
 pub mod top;

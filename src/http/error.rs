@@ -108,6 +108,18 @@ impl IntoResponse for HttpError {
     }
 }
 
+impl From<crate::state::StateError> for HttpError {
+    /// A database that is away (restarting, unreachable) passes: 503 with Retry-After, so the
+    /// phone comes back rather than showing an error; anything else is a 500.
+    fn from(e: crate::state::StateError) -> Self {
+        if e.is_unavailable() {
+            HttpError::Unavailable(e.to_string())
+        } else {
+            HttpError::Internal(e.to_string())
+        }
+    }
+}
+
 impl From<QueryError> for HttpError {
     fn from(e: QueryError) -> Self {
         match e {
@@ -140,7 +152,7 @@ impl From<EasError> for HttpError {
             EasError::NotImplemented(c) => HttpError::NotImplemented(command_name(c)),
             EasError::NeedsProvisioning => HttpError::NeedsProvisioning,
             EasError::Blocked => HttpError::Forbidden,
-            EasError::State(e) => HttpError::Internal(e.to_string()),
+            EasError::State(e) => e.into(),
             // The password was accepted when it was cached and is not any more (changed since):
             // like any wrong password, 401, so the phone asks for the new one. The request
             // path forgets the cached one (`http::post`).
@@ -167,6 +179,18 @@ fn command_name(c: Command) -> String {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    /// A database that is away passes: the phone is told to come back, not that it failed.
+    #[test]
+    fn a_state_database_away_is_503_with_retry_after() {
+        use crate::state::StateError;
+        let r = HttpError::from(EasError::State(StateError::Unavailable("down".into())))
+            .into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.headers().contains_key(header::RETRY_AFTER));
+        let r = HttpError::from(StateError::Database("constraint".into())).into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 
     #[test]
     fn a_login_rejected_inside_a_command_asks_for_the_password() {

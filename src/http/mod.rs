@@ -427,11 +427,7 @@ async fn run_as(
         user: user.key.clone(),
         device_id: line.device_id.clone(),
     };
-    let device = match state
-        .store
-        .device(&key)
-        .map_err(|e| HttpError::Internal(e.to_string()))?
-    {
+    let device = match state.store.device(&key).map_err(HttpError::from)? {
         Some(device) => device,
         None => {
             if let Some(refusal) = admit_new_device(state, &key.user, line.command, version)? {
@@ -459,8 +455,22 @@ async fn run_as(
     // Only a command that ran is remembered; a refused request leaves the state as it was.
     ctx.device.last_seen = unix_now();
     ctx.device.device_type = line.device_type.clone();
-    let saved = crate::state::save_device(state.store.as_ref(), &original, &ctx.device)
-        .map_err(|e| HttpError::Internal(e.to_string()))?;
+    let saved = match crate::state::save_device(state.store.as_ref(), &original, &ctx.device) {
+        Ok(saved) => saved,
+        // The database went away while the command ran (a Ping held across a restart). If
+        // the request changed nothing but when the device was last seen, its answer is still
+        // right: deliver it (a Ping answered at its heartbeat) rather than make the phone ask
+        // again. A change that matters (a policy key, a wipe acknowledged) must be stored
+        // first, so that request gets the retryable error.
+        Err(e) if e.is_unavailable() && only_bookkeeping_changed(&original, &ctx.device) => {
+            tracing::warn!(error = %e, "device record not updated (last seen); answering anyway");
+            Saved::Stored {
+                device: Box::new(ctx.device.clone()),
+                raced: false,
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
     let reply = match saved {
         Saved::Stored { raced: false, .. } => reply,
         // The admin (or another request of the device) changed the record while this one
@@ -477,10 +487,7 @@ async fn run_as(
         Saved::Removed => {
             // Whatever the command wrote for the device (snapshots, memos) goes too, and the
             // device starts over as a new one.
-            state
-                .store
-                .delete_device(&ctx.device.key)
-                .map_err(|e| HttpError::Internal(e.to_string()))?;
+            state.store.delete_device(&ctx.device.key)?;
             let fresh = Device::new(ctx.device.key.clone(), &line.device_type);
             recheck(
                 line.command,
@@ -549,6 +556,16 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, HttpError> {
     })
 }
 
+/// Whether a request changed nothing of its device but the bookkeeping every request does
+/// (when it was last seen, the device type it named).
+fn only_bookkeeping_changed(original: &Device, updated: &Device) -> bool {
+    let mut same = updated.clone();
+    same.last_seen = original.last_seen;
+    same.device_type = original.device_type.clone();
+    // A device not stored yet must be stored: its first request is not just bookkeeping.
+    original.version != 0 && same == *original
+}
+
 /// `limits.devices_per_user`, asked at the first sight of a DeviceId: `Some` answer when the
 /// user may not add another device.
 fn admit_new_device(
@@ -557,11 +574,7 @@ fn admit_new_device(
     command: Command,
     version: ProtocolVersion,
 ) -> Result<Option<Response>, HttpError> {
-    let known = state
-        .store
-        .devices(Some(user))
-        .map_err(|e| HttpError::Internal(e.to_string()))?
-        .len();
+    let known = state.store.devices(Some(user))?.len();
     state.limits.admit_new_device(known, command, version)
 }
 

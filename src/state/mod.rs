@@ -1,14 +1,19 @@
 //! Per-device sync state: devices, policy keys, wipe requests, folder ids and hierarchy
 //! snapshots.
 //!
-//! Owns the [`StateStore`] trait and its implementations ([`sqlite`] is the embedded default).
+//! Owns the [`StateStore`] trait and its implementations ([`sqlite`] is the embedded default,
+//! [`postgres`] the shared one several gateway nodes use), and the one schema both apply
+//! ([`schema`]).
 //! Knows nothing of IMAP or HTTP. Every method is scoped by a [`DeviceKey`] whose `user` is the
 //! *authenticated* user, so one user can never name another user's device, whatever the query
 //! string says.
 //!
-//! Calls are short single-row or single-key transactions. The SQLite store moves each call off
-//! the async worker (`block_in_place` on a multi-threaded runtime), so a slow disk or a lock
-//! held by the CLI stalls one request, never the other connections on that worker.
+//! Calls are short single-row or single-key transactions. Both stores move a call that must
+//! wait off the async worker (`block_in_place` on a multi-threaded runtime), so a slow disk, a
+//! lock held by the CLI or a slow database stalls one request, never the other connections on
+//! that worker. What must not be seen half done is one transaction in either store: minting a
+//! SyncKey with its snapshot ([`StateStore::mint_collection_state`]), claiming a ClientId, a
+//! FolderSync's hierarchy, forgetting a device.
 //!
 //! The device record is shared by the phone's requests (which may be held for up to an hour)
 //! and the admin (`eas-gateway devices`, another process). It is therefore never written back
@@ -16,6 +21,8 @@
 //! [`save_device`] merges what a request changed into what others changed meanwhile, so a held
 //! Ping can neither undo a wipe nor revert a policy key nor bring back a removed device.
 
+pub mod postgres;
+pub mod schema;
 pub mod sqlite;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -231,8 +238,12 @@ pub enum StateError {
     /// The database reported an error.
     #[error("state database: {0}")]
     Database(String),
+    /// The database cannot be reached (down, restarting, no free connection in time). Passes
+    /// by itself: the request answers with a retryable status (HTTP 503 with Retry-After).
+    #[error("state database unavailable: {0}")]
+    Unavailable(String),
     /// The state URL in the configuration is not one we know.
-    #[error("unsupported state store {0:?} (use sqlite:PATH)")]
+    #[error("unsupported state store {0:?} (use sqlite:PATH or postgres://…)")]
     UnsupportedUrl(String),
     /// The database was written by a newer gateway; this one would misread it.
     #[error(
@@ -240,6 +251,43 @@ pub enum StateError {
          run the newer eas-gateway or restore a backup"
     )]
     NewerSchema { found: usize, known: usize },
+}
+
+impl StateError {
+    /// Whether asking again later may succeed without anyone doing anything (the database is
+    /// restarting or unreachable), as opposed to an error that will repeat.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StateError::Unavailable(_))
+    }
+}
+
+/// How long a sent ClientId is remembered. Phones retry within minutes; a month is generous.
+pub const CLIENT_ID_RETENTION_SECS: u64 = 30 * 24 * 3600;
+
+/// How long an admin change is kept for the gateway's poll (which runs every second).
+pub const ADMIN_CHANGE_RETENTION_SECS: u64 = 24 * 3600;
+
+/// Everything a store keeps for one device, as `eas-gateway state migrate` copies it from one
+/// store to another. The admin-change log is not part of it (it only matters to gateways
+/// running at the time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceExport {
+    pub key: DeviceKey,
+    /// The device record with its version; `None` for state whose device row was never
+    /// written (its first request failed after the command had stored something).
+    pub device: Option<Device>,
+    /// `(folder id, mailbox identity)`.
+    pub folder_ids: Vec<(u32, String)>,
+    /// Every live hierarchy key with its snapshot (possibly empty).
+    pub hierarchies: Vec<(u32, Vec<FolderEntry>)>,
+    /// `(folder, last key handed out)`: kept so keys are never reused after the move either.
+    pub collection_keys: Vec<(u32, u32)>,
+    /// `(folder, sync key, snapshot)`.
+    pub collections: Vec<(u32, u32, Vec<u8>)>,
+    /// `(name, value, written at)`.
+    pub memos: Vec<(String, Vec<u8>, u64)>,
+    /// `(client id, "sending" | "sent", at)`.
+    pub client_ids: Vec<(String, String, u64)>,
 }
 
 /// Where per-device state lives.
@@ -322,6 +370,16 @@ pub trait StateStore: Send + Sync {
         keep: Option<u32>,
         snapshot: &[u8],
     ) -> Result<(), StateError>;
+    /// [`StateStore::next_collection_key`] and [`StateStore::put_collection_state`] in one
+    /// transaction: the new key exists with its snapshot or not at all (with several nodes on
+    /// one database, no other request sees a key without its snapshot).
+    fn mint_collection_state(
+        &self,
+        key: &DeviceKey,
+        folder: u32,
+        keep: Option<u32>,
+        snapshot: &[u8],
+    ) -> Result<u32, StateError>;
     /// The keys under which the collection has snapshots (at most two).
     fn collection_keys(&self, key: &DeviceKey, folder: u32) -> Result<Vec<u32>, StateError>;
     /// Overwrites an existing snapshot, leaving the others alone.
@@ -361,6 +419,14 @@ pub trait StateStore: Send + Sync {
         sent: bool,
         now: u64,
     ) -> Result<(), StateError>;
+
+    /// Every device that has any state, with or without a device record (`state migrate`).
+    fn device_keys(&self) -> Result<Vec<DeviceKey>, StateError>;
+    /// Everything kept for one device (`state migrate`).
+    fn export_device(&self, key: &DeviceKey) -> Result<DeviceExport, StateError>;
+    /// Writes an exported device in one transaction, versions and keys as they were. False,
+    /// writing nothing, when this store has any state for the device already.
+    fn import_device(&self, export: &DeviceExport) -> Result<bool, StateError>;
 }
 
 /// The answer to [`StateStore::claim_client_id`].
@@ -374,11 +440,38 @@ pub enum SendClaim {
     InProgress,
 }
 
-/// Opens the store named by a state URL (`sqlite:PATH`).
+/// Opens the store named by a state URL (`sqlite:PATH` or `postgres://…`), bringing its
+/// schema up to date.
 pub fn open(url: &str) -> Result<std::sync::Arc<dyn StateStore>, StateError> {
     match url.split_once(':') {
         Some(("sqlite", path)) => Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path)?)),
+        Some(("postgres" | "postgresql", _)) => {
+            Ok(std::sync::Arc::new(postgres::PgStore::open(url)?))
+        }
         _ => Err(StateError::UnsupportedUrl(url.to_owned())),
+    }
+}
+
+/// Whether `url` names a store [`open`] knows (the configuration checks it before starting).
+pub fn is_supported_url(url: &str) -> bool {
+    matches!(
+        url.split_once(':'),
+        Some(("sqlite" | "postgres" | "postgresql", _))
+    )
+}
+
+/// The URL as it may be printed: a password in it replaced by `***`.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
     }
 }
 
@@ -387,4 +480,20 @@ pub fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod test {
+    #[test]
+    fn passwords_in_urls_are_not_printed() {
+        assert_eq!(
+            super::redacted_url("postgres://eas:s3cret@db.example.com:5432/eas?sslmode=require"),
+            "postgres://eas:***@db.example.com:5432/eas?sslmode=require"
+        );
+        assert_eq!(
+            super::redacted_url("postgres://eas@db/eas"),
+            "postgres://eas@db/eas"
+        );
+        assert_eq!(super::redacted_url("sqlite:/x/y.db"), "sqlite:/x/y.db");
+    }
 }

@@ -1,5 +1,5 @@
-//! The embedded [`StateStore`]: one SQLite file in WAL mode, schema versioned with
-//! `PRAGMA user_version`.
+//! The embedded [`StateStore`]: one SQLite file in WAL mode, schema ([`schema`]) versioned
+//! with `PRAGMA user_version`.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -7,118 +7,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::schema::{self, DEVICE_TABLES, Dialect};
 use super::{
-    Device, DeviceInfo, DeviceKey, FolderEntry, SendClaim, StateError, StateStore, WipeState,
+    ADMIN_CHANGE_RETENTION_SECS, CLIENT_ID_RETENTION_SECS, Device, DeviceExport, DeviceInfo,
+    DeviceKey, FolderEntry, SendClaim, StateError, StateStore, WipeState,
 };
-
-/// Each entry upgrades the schema by one version; never edit an entry that has shipped.
-const MIGRATIONS: &[&str] = &[
-    r#"
-    CREATE TABLE devices (
-        user TEXT NOT NULL,
-        device_id TEXT NOT NULL,
-        device_type TEXT NOT NULL,
-        model TEXT, imei TEXT, friendly_name TEXT, os TEXT, os_language TEXT,
-        phone_number TEXT, user_agent TEXT, mobile_operator TEXT, enable_outbound_sms TEXT,
-        policy_key INTEGER,
-        pending_policy_key INTEGER,
-        policy_hash TEXT,
-        wipe TEXT NOT NULL DEFAULT 'none',
-        wipe_status INTEGER,
-        first_seen INTEGER NOT NULL,
-        last_seen INTEGER NOT NULL,
-        PRIMARY KEY (user, device_id)
-    );
-    CREATE TABLE folder_ids (
-        user TEXT NOT NULL,
-        device_id TEXT NOT NULL,
-        id INTEGER NOT NULL,
-        mailbox TEXT NOT NULL,
-        PRIMARY KEY (user, device_id, id),
-        UNIQUE (user, device_id, mailbox)
-    );
-    CREATE TABLE hierarchy (
-        user TEXT NOT NULL,
-        device_id TEXT NOT NULL,
-        sync_key INTEGER NOT NULL,
-        id INTEGER NOT NULL,
-        parent INTEGER NOT NULL,
-        display_name TEXT NOT NULL,
-        kind INTEGER NOT NULL,
-        imap_name TEXT NOT NULL,
-        uidvalidity INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (user, device_id, sync_key, id)
-    );
-    -- A snapshot may be empty; this row records that the key exists.
-    CREATE TABLE hierarchy_keys (
-        user TEXT NOT NULL,
-        device_id TEXT NOT NULL,
-        sync_key INTEGER NOT NULL,
-        PRIMARY KEY (user, device_id, sync_key)
-    );
-"#,
-    r#"
-    -- Per-collection Sync snapshots: what the device was told, under each live SyncKey.
-    CREATE TABLE collection_state (
-        user TEXT NOT NULL,
-        device_id TEXT NOT NULL,
-        folder INTEGER NOT NULL,
-        sync_key INTEGER NOT NULL,
-        snapshot BLOB NOT NULL,
-        PRIMARY KEY (user, device_id, folder, sync_key)
-    );
-    -- Keys are never reused, not even after a reset, so a stale key can never match new state.
-    CREATE TABLE collection_keys (
-        user TEXT NOT NULL,
-        device_id TEXT NOT NULL,
-        folder INTEGER NOT NULL,
-        last_key INTEGER NOT NULL,
-        PRIMARY KEY (user, device_id, folder)
-    );
-    -- Small per-device records the commands keep (cached Sync collections, the last answer).
-    CREATE TABLE device_memos (
-        user TEXT NOT NULL,
-        device_id TEXT NOT NULL,
-        name TEXT NOT NULL,
-        value BLOB NOT NULL,
-        PRIMARY KEY (user, device_id, name)
-    );
-"#,
-    r#"
-    -- SendMail/SmartReply/SmartForward ClientIds: 'sending' while a submission runs, 'sent'
-    -- once the SMTP server accepted it, so a retried request is not sent twice.
-    CREATE TABLE sent_client_ids (
-        user TEXT NOT NULL,
-        device_id TEXT NOT NULL,
-        client_id TEXT NOT NULL,
-        state TEXT NOT NULL,
-        at INTEGER NOT NULL,
-        PRIMARY KEY (user, device_id, client_id)
-    );
-"#,
-    r#"
-    -- Every write of a device row bumps its version; writers compare it, so a request that
-    -- loaded the row an hour ago cannot overwrite what the admin or another request wrote.
-    ALTER TABLE devices ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
-    -- Wipes and removals by the admin (another process), polled by the gateway so that the
-    -- device's held request ends at once rather than at its heartbeat.
-    -- When a memo was written, so that the ones holding message content (the Sync resend
-    -- memo) can be expired.
-    ALTER TABLE device_memos ADD COLUMN at INTEGER NOT NULL DEFAULT 0;
-    CREATE TABLE admin_changes (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        user TEXT NOT NULL,
-        device_id TEXT NOT NULL,
-        at INTEGER NOT NULL
-    );
-"#,
-];
-
-/// How long an admin change is kept for the gateway's poll (which runs every second).
-const ADMIN_CHANGE_RETENTION_SECS: u64 = 24 * 3600;
-
-/// How long a sent ClientId is remembered. Phones retry within minutes; a month is generous.
-const CLIENT_ID_RETENTION_SECS: u64 = 30 * 24 * 3600;
 
 /// SQLite-backed state. One connection behind a mutex: every call is a short transaction.
 pub struct SqliteStore {
@@ -157,15 +50,12 @@ impl SqliteStore {
         let version: usize = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(db)?;
-        if version > MIGRATIONS.len() {
-            // Its tables may have columns or meanings this binary does not know; writing to
-            // them could corrupt what the newer gateway keeps.
-            return Err(StateError::NewerSchema {
-                found: version,
-                known: MIGRATIONS.len(),
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        schema::check_version(version)?;
+        for (i, sql) in schema::migrations(Dialect::Sqlite)
+            .iter()
+            .enumerate()
+            .skip(version)
+        {
             conn.execute_batch(&format!(
                 "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
                 i + 1
@@ -446,16 +336,7 @@ impl StateStore for SqliteStore {
         self.with(|c| {
             let tx = c.transaction()?;
             let mut n = 0;
-            for table in [
-                "devices",
-                "folder_ids",
-                "hierarchy",
-                "hierarchy_keys",
-                "collection_state",
-                "collection_keys",
-                "device_memos",
-                "sent_client_ids",
-            ] {
+            for table in DEVICE_TABLES {
                 n += tx
                     .prepare_cached(&format!(
                         "DELETE FROM {table} WHERE user = ?1 AND device_id = ?2"
@@ -814,6 +695,230 @@ impl StateStore for SqliteStore {
         })
     }
 
+    fn mint_collection_state(
+        &self,
+        key: &DeviceKey,
+        folder: u32,
+        keep: Option<u32>,
+        snapshot: &[u8],
+    ) -> Result<u32, StateError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let sync_key: u32 = tx
+                .prepare_cached(
+                    "INSERT INTO collection_keys (user, device_id, folder, last_key) \
+                     VALUES (?1, ?2, ?3, 1) ON CONFLICT (user, device_id, folder) \
+                     DO UPDATE SET last_key = last_key + 1 RETURNING last_key",
+                )?
+                .query_row(params![key.user, key.device_id, folder], |r| r.get(0))?;
+            tx.prepare_cached(
+                "DELETE FROM collection_state WHERE user = ?1 AND device_id = ?2 \
+                 AND folder = ?3 AND sync_key != ?4",
+            )?
+            .execute(params![key.user, key.device_id, folder, keep.unwrap_or(0)])?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO collection_state \
+                 (user, device_id, folder, sync_key, snapshot) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![key.user, key.device_id, folder, sync_key, snapshot])?;
+            tx.commit()?;
+            Ok(sync_key)
+        })
+    }
+
+    fn device_keys(&self) -> Result<Vec<DeviceKey>, StateError> {
+        let union = DEVICE_TABLES
+            .iter()
+            .map(|t| format!("SELECT user, device_id FROM {t}"))
+            .collect::<Vec<_>>()
+            .join(" UNION ");
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!("{union} ORDER BY 1, 2"))?;
+            stmt.query_map([], |r| {
+                Ok(DeviceKey {
+                    user: r.get(0)?,
+                    device_id: r.get(1)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn export_device(&self, key: &DeviceKey) -> Result<DeviceExport, StateError> {
+        self.with(|c| {
+            // One read transaction: a consistent picture even if the gateway still runs.
+            let tx = c.transaction()?;
+            let k = params![key.user, key.device_id];
+            let device = tx
+                .prepare_cached(&format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE user = ?1 AND device_id = ?2"
+                ))?
+                .query_row(k, device_from_row)
+                .optional()?;
+            let folder_ids = tx
+                .prepare(
+                    "SELECT id, mailbox FROM folder_ids WHERE user = ?1 AND device_id = ?2 \
+                     ORDER BY id",
+                )?
+                .query_map(k, |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let hierarchy_keys = tx
+                .prepare(
+                    "SELECT sync_key FROM hierarchy_keys WHERE user = ?1 AND device_id = ?2 \
+                     ORDER BY sync_key",
+                )?
+                .query_map(k, |r| r.get::<_, u32>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut hierarchies = Vec::new();
+            for sync_key in hierarchy_keys {
+                let folders = tx
+                    .prepare(
+                        "SELECT id, parent, display_name, kind, imap_name, uidvalidity \
+                         FROM hierarchy WHERE user = ?1 AND device_id = ?2 AND sync_key = ?3 \
+                         ORDER BY id",
+                    )?
+                    .query_map(params![key.user, key.device_id, sync_key], |r| {
+                        Ok(FolderEntry {
+                            id: r.get(0)?,
+                            parent: r.get(1)?,
+                            display_name: r.get(2)?,
+                            kind: r.get(3)?,
+                            imap_name: r.get(4)?,
+                            uidvalidity: r.get(5)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                hierarchies.push((sync_key, folders));
+            }
+            let collection_keys = tx
+                .prepare(
+                    "SELECT folder, last_key FROM collection_keys \
+                     WHERE user = ?1 AND device_id = ?2 ORDER BY folder",
+                )?
+                .query_map(k, |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let collections = tx
+                .prepare(
+                    "SELECT folder, sync_key, snapshot FROM collection_state \
+                     WHERE user = ?1 AND device_id = ?2 ORDER BY folder, sync_key",
+                )?
+                .query_map(k, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let memos = tx
+                .prepare(
+                    "SELECT name, value, at FROM device_memos \
+                     WHERE user = ?1 AND device_id = ?2 ORDER BY name",
+                )?
+                .query_map(k, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let client_ids = tx
+                .prepare(
+                    "SELECT client_id, state, at FROM sent_client_ids \
+                     WHERE user = ?1 AND device_id = ?2 ORDER BY client_id",
+                )?
+                .query_map(k, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            tx.commit()?;
+            Ok(DeviceExport {
+                key: key.clone(),
+                device,
+                folder_ids,
+                hierarchies,
+                collection_keys,
+                collections,
+                memos,
+                client_ids,
+            })
+        })
+    }
+
+    fn import_device(&self, e: &DeviceExport) -> Result<bool, StateError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let k = params![e.key.user, e.key.device_id];
+            for table in DEVICE_TABLES {
+                let exists: Option<i64> = tx
+                    .prepare(&format!(
+                        "SELECT 1 FROM {table} WHERE user = ?1 AND device_id = ?2 LIMIT 1"
+                    ))?
+                    .query_row(k, |r| r.get(0))
+                    .optional()?;
+                if exists.is_some() {
+                    return Ok(false);
+                }
+            }
+            if let Some(d) = &e.device {
+                let mut stmt = tx.prepare(&format!(
+                    "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES \
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+                     ?17, ?18, ?19, ?20)"
+                ))?;
+                with_device_params(d, Some(d.version), |p| stmt.execute(p))?;
+            }
+            let (user, dev) = (&e.key.user, &e.key.device_id);
+            for (id, mailbox) in &e.folder_ids {
+                tx.execute(
+                    "INSERT INTO folder_ids (user, device_id, id, mailbox) VALUES (?1, ?2, ?3, ?4)",
+                    params![user, dev, id, mailbox],
+                )?;
+            }
+            for (sync_key, folders) in &e.hierarchies {
+                tx.execute(
+                    "INSERT INTO hierarchy_keys (user, device_id, sync_key) VALUES (?1, ?2, ?3)",
+                    params![user, dev, sync_key],
+                )?;
+                for f in folders {
+                    tx.execute(
+                        "INSERT INTO hierarchy (user, device_id, sync_key, id, parent, \
+                         display_name, kind, imap_name, uidvalidity) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        params![
+                            user,
+                            dev,
+                            sync_key,
+                            f.id,
+                            f.parent,
+                            f.display_name,
+                            f.kind,
+                            f.imap_name,
+                            f.uidvalidity
+                        ],
+                    )?;
+                }
+            }
+            for (folder, last_key) in &e.collection_keys {
+                tx.execute(
+                    "INSERT INTO collection_keys (user, device_id, folder, last_key) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![user, dev, folder, last_key],
+                )?;
+            }
+            for (folder, sync_key, snapshot) in &e.collections {
+                tx.execute(
+                    "INSERT INTO collection_state (user, device_id, folder, sync_key, snapshot) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![user, dev, folder, sync_key, snapshot],
+                )?;
+            }
+            for (name, value, at) in &e.memos {
+                tx.execute(
+                    "INSERT INTO device_memos (user, device_id, name, value, at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![user, dev, name, value, *at as i64],
+                )?;
+            }
+            for (client_id, state, at) in &e.client_ids {
+                tx.execute(
+                    "INSERT INTO sent_client_ids (user, device_id, client_id, state, at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![user, dev, client_id, state, *at as i64],
+                )?;
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
     fn reset_hierarchy(&self, key: &DeviceKey) -> Result<(), StateError> {
         self.with(|c| {
             let tx = c.transaction()?;
@@ -830,126 +935,14 @@ impl StateStore for SqliteStore {
 
 #[cfg(test)]
 mod test {
+    //! What only SQLite has; the store contract both stores keep is tests/state_store.rs.
     use super::*;
-    use crate::state::Saved;
 
     fn key(user: &str) -> DeviceKey {
         DeviceKey {
             user: user.into(),
             device_id: "dev1".into(),
         }
-    }
-
-    fn folder(id: u32, name: &str) -> FolderEntry {
-        FolderEntry {
-            id,
-            parent: 0,
-            display_name: name.into(),
-            kind: 12,
-            imap_name: name.into(),
-            uidvalidity: 0,
-        }
-    }
-
-    #[test]
-    fn devices_are_scoped_by_user() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
-        let mut d = Device::new(key("alice"), "iPhone");
-        d.policy_key = Some(42);
-        d.wipe = WipeState::Requested { account_only: true };
-        assert!(store.insert_device(&d).unwrap());
-        assert!(
-            !store.insert_device(&d).unwrap(),
-            "a second insert changes nothing"
-        );
-        d.version = 1;
-        assert_eq!(store.device(&key("alice")).unwrap(), Some(d));
-        assert_eq!(store.device(&key("bob")).unwrap(), None);
-        assert_eq!(store.devices(Some("bob")).unwrap().len(), 0);
-        assert_eq!(store.devices(None).unwrap().len(), 1);
-    }
-
-    /// The lost-wipe race of issue 18: a request loads the device, the admin asks for a wipe
-    /// meanwhile, the request saves what it changed. The wipe must survive, and so must a
-    /// policy key another request of the device set; a removed device must stay removed.
-    #[test]
-    fn a_request_never_undoes_what_others_wrote_meanwhile() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
-        let fresh = Device::new(key("alice"), "iPhone");
-        let Saved::Stored { device: stored, .. } =
-            crate::state::save_device(&store, &fresh, &fresh).unwrap()
-        else {
-            panic!("not stored")
-        };
-        assert_eq!(stored.version, 1);
-
-        // A Ping loads the record and waits.
-        let ping_original = store.device(&key("alice")).unwrap().unwrap();
-        // Meanwhile: Provision on another connection sets a new key, the admin wipes.
-        let mut provisioned = ping_original.clone();
-        provisioned.policy_key = Some(7);
-        crate::state::save_device(&store, &ping_original, &provisioned).unwrap();
-        let (seq0, _) = store.admin_changes(None).unwrap();
-        assert!(
-            store
-                .set_wipe(
-                    &key("alice"),
-                    WipeState::Requested {
-                        account_only: false
-                    }
-                )
-                .unwrap()
-        );
-        let (seq1, changed) = store.admin_changes(Some(seq0)).unwrap();
-        assert_eq!((seq1, changed), (seq0 + 1, vec![key("alice")]));
-        // The Ping ends and saves its own change (last_seen).
-        let mut ping = ping_original.clone();
-        ping.last_seen += 100;
-        let saved = crate::state::save_device(&store, &ping_original, &ping).unwrap();
-        let Saved::Stored { device, raced } = saved else {
-            panic!("removed?")
-        };
-        assert!(raced);
-        assert_eq!(
-            device.wipe,
-            WipeState::Requested {
-                account_only: false
-            }
-        );
-        assert_eq!(device.policy_key, Some(7));
-        assert_eq!(device.last_seen, ping.last_seen);
-        assert_eq!(store.device(&key("alice")).unwrap(), Some(*device.clone()));
-
-        // A request that acknowledged a wipe the admin has since cancelled does not win.
-        let before_ack = store.device(&key("alice")).unwrap().unwrap();
-        store.set_wipe(&key("alice"), WipeState::None).unwrap();
-        let mut ack = before_ack.clone();
-        ack.wipe = WipeState::Acknowledged {
-            account_only: false,
-            status: 1,
-        };
-        crate::state::save_device(&store, &before_ack, &ack).unwrap();
-        assert_eq!(
-            store.device(&key("alice")).unwrap().unwrap().wipe,
-            WipeState::None
-        );
-
-        // Removed during the request: stays removed.
-        let held = store.device(&key("alice")).unwrap().unwrap();
-        assert!(store.remove_device(&key("alice")).unwrap());
-        assert_eq!(
-            crate::state::save_device(&store, &held, &held).unwrap(),
-            Saved::Removed
-        );
-        assert_eq!(store.device(&key("alice")).unwrap(), None);
-        let (_, changed) = store.admin_changes(Some(seq1)).unwrap();
-        assert_eq!(
-            changed.len(),
-            2,
-            "the cancel and the removal were announced"
-        );
     }
 
     /// The CLI (another connection) holds the database: a gateway call neither fails at once
@@ -998,108 +991,12 @@ mod test {
         let path = dir.path().join("state.db");
         drop(SqliteStore::open(&path).unwrap());
         let conn = Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", MIGRATIONS.len() + 1)
+        conn.pragma_update(None, "user_version", schema::VERSION + 1)
             .unwrap();
         drop(conn);
         let err = SqliteStore::open(&path)
             .err()
             .expect("opened a newer schema");
         assert!(matches!(err, StateError::NewerSchema { .. }), "{err}");
-    }
-
-    #[test]
-    fn folder_ids_are_stable_and_per_device() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
-        let a = store.folder_id(&key("alice"), "INBOX").unwrap();
-        let b = store.folder_id(&key("alice"), "Sent").unwrap();
-        assert_ne!(a, b);
-        assert_eq!(store.folder_id(&key("alice"), "INBOX").unwrap(), a);
-        assert_eq!(store.folder_id(&key("bob"), "Sent").unwrap(), 1);
-        store
-            .rename_folder_identity(&key("alice"), b, "Sent Items")
-            .unwrap();
-        assert_eq!(store.folder_id(&key("alice"), "Sent Items").unwrap(), b);
-        assert_ne!(store.folder_id(&key("alice"), "Sent").unwrap(), b);
-    }
-
-    #[test]
-    fn hierarchy_keeps_current_and_previous_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("h.db");
-        let store = SqliteStore::open(&path).unwrap();
-        let k = key("alice");
-        store.put_hierarchy(&k, 1, &[folder(1, "INBOX")]).unwrap();
-        store
-            .put_hierarchy(&k, 2, &[folder(1, "INBOX"), folder(2, "A")])
-            .unwrap();
-        store.put_hierarchy(&k, 3, &[]).unwrap();
-        assert_eq!(store.hierarchy(&k, 1).unwrap(), None);
-        assert_eq!(store.hierarchy(&k, 2).unwrap().unwrap().len(), 2);
-        assert_eq!(store.hierarchy(&k, 3).unwrap(), Some(vec![]));
-        assert_eq!(store.latest_hierarchy_key(&k).unwrap(), Some(3));
-        drop(store);
-        // Survives reopening (and the migration is not run twice).
-        let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.latest_hierarchy_key(&k).unwrap(), Some(3));
-        store.reset_hierarchy(&k).unwrap();
-        assert_eq!(store.latest_hierarchy_key(&k).unwrap(), None);
-    }
-
-    #[test]
-    fn collection_keys_are_never_reused_and_only_two_snapshots_live() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
-        let (a, b) = (key("ann"), key("bob"));
-        let k1 = store.next_collection_key(&a, 2).unwrap();
-        store.put_collection_state(&a, 2, k1, None, b"one").unwrap();
-        let k2 = store.next_collection_key(&a, 2).unwrap();
-        store
-            .put_collection_state(&a, 2, k2, Some(k1), b"two")
-            .unwrap();
-        assert_eq!(
-            store.collection_state(&a, 2, k1).unwrap().as_deref(),
-            Some(&b"one"[..])
-        );
-        let k3 = store.next_collection_key(&a, 2).unwrap();
-        store
-            .put_collection_state(&a, 2, k3, Some(k2), b"three")
-            .unwrap();
-        assert_eq!(store.collection_state(&a, 2, k1).unwrap(), None);
-        assert!(store.collection_state(&a, 2, k2).unwrap().is_some());
-        // Another user with the same device id and folder sees nothing.
-        assert_eq!(store.collection_state(&b, 2, k3).unwrap(), None);
-        store.reset_collection(&a, 2).unwrap();
-        assert_eq!(store.collection_state(&a, 2, k3).unwrap(), None);
-        assert!(store.next_collection_key(&a, 2).unwrap() > k3);
-        store.put_memo(&a, "sync", b"m").unwrap();
-        assert_eq!(store.memo(&a, "sync").unwrap().as_deref(), Some(&b"m"[..]));
-        assert_eq!(store.memo(&b, "sync").unwrap(), None);
-        assert!(store.delete_device(&a).unwrap());
-        assert_eq!(store.memo(&a, "sync").unwrap(), None);
-    }
-
-    #[test]
-    fn client_ids_are_claimed_once_and_released_on_failure() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
-        let (a, b) = (key("alice"), key("bob"));
-        let claim = |k: &DeviceKey, now| store.claim_client_id(k, "c1", now, 120).unwrap();
-        assert_eq!(claim(&a, 1000), SendClaim::Claimed);
-        // A retry while the first submission runs must not submit again...
-        assert_eq!(claim(&a, 1010), SendClaim::InProgress);
-        // ...but a claim left behind by a crash expires.
-        assert_eq!(claim(&a, 1200), SendClaim::Claimed);
-        store.finish_client_id(&a, "c1", true, 1201).unwrap();
-        assert_eq!(claim(&a, 5000), SendClaim::AlreadySent);
-        // Other users' and devices' ClientIds are their own.
-        assert_eq!(claim(&b, 5000), SendClaim::Claimed);
-        store.finish_client_id(&b, "c1", false, 5001).unwrap();
-        assert_eq!(claim(&b, 5002), SendClaim::Claimed);
-        // Sent ClientIds are forgotten after the retention period.
-        assert_eq!(
-            claim(&a, 1201 + CLIENT_ID_RETENTION_SECS + 1),
-            SendClaim::Claimed
-        );
     }
 }

@@ -22,8 +22,11 @@
 //! [`Radicale`] and [`Xandikos`] are private CardDAV/CalDAV servers on loopback for the
 //! contacts and calendar tests (Radicale with the Dovecot users' logins and passwords).
 //!
-//! Submodules: `config` renders `dovecot.conf`; `postfix` runs Postfix; `radicale` and
-//! `xandikos` run the DAV servers; `gateway` and `phone`
+//! [`Postgres::start`] runs a private PostgreSQL cluster (`initdb` into a temporary directory,
+//! `postgres` on a free loopback port) for the PostgreSQL state store's tests.
+//!
+//! Submodules: `config` renders `dovecot.conf`; `postfix` runs Postfix; `postgres` runs
+//! PostgreSQL; `radicale` and `xandikos` run the DAV servers; `gateway` and `phone`
 //! are the gateway in process and the simulated phone; `account` decides which OS users Dovecot
 //! runs as (an unprivileged `easgw-mail` owns the mail when we are root; the current user
 //! when we are not); `process` keeps the master process tied to us so it cannot outlive the
@@ -38,6 +41,7 @@ mod maildir;
 pub mod mariadb;
 mod phone;
 mod postfix;
+pub mod postgres;
 mod process;
 mod radicale;
 pub mod slapd;
@@ -64,6 +68,7 @@ pub use phone::{
     sync_to_end,
 };
 pub use postfix::{POSTFIX_INSTALL_HINT, Postfix};
+pub use postgres::{POSTGRES_INSTALL_HINT, Postgres};
 use process::Supervisor;
 pub use radicale::{RADICALE_INSTALL_HINT, Radicale};
 pub use xandikos::{XANDIKOS_INSTALL_HINT, Xandikos};
@@ -136,6 +141,17 @@ pub enum TestbedError {
     /// The private Postfix did not start; `log_tail` holds the end of its log.
     #[error("Postfix did not start: {reason}\n--- last lines of the Postfix log ---\n{log_tail}")]
     PostfixFailed { reason: String, log_tail: String },
+
+    /// PostgreSQL's server binaries are not installed (the state store's tests need them).
+    #[error(
+        "PostgreSQL is not installed ({missing} is missing). Install it with \
+         `{POSTGRES_INSTALL_HINT}` (scripts/test.sh does this)."
+    )]
+    PostgresNotInstalled { missing: PathBuf },
+
+    /// The private PostgreSQL did not start (or a client tool failed); `log_tail` says why.
+    #[error("PostgreSQL: {reason}\n--- last lines of its output ---\n{log_tail}")]
+    PostgresFailed { reason: String, log_tail: String },
 
     /// A file or directory operation failed.
     #[error("{context}: {source}")]

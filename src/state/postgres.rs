@@ -1,0 +1,1404 @@
+//! The shared [`StateStore`]: PostgreSQL through `sqlx`'s pool, for several gateway nodes on
+//! one database (`state.url = "postgres://…"`).
+//!
+//! Owns the pool, the translation of each store call into statements, and what a call does
+//! when the database is away. Knows nothing of EAS beyond the trait; the schema is
+//! [`schema`]'s, the same list SQLite applies, versioned in the one-row table
+//! `schema_version`.
+//!
+//! **Sync calls on an async driver.** The trait is synchronous (the SQLite store answers in
+//! microseconds), the driver async. The store owns a small runtime of its own that runs the
+//! pool's connections; a call blocks its thread on that runtime (`block_in_place` on a
+//! multi-threaded runtime, so the worker's other requests go on meanwhile; a scoped thread on
+//! a current-thread runtime; directly on a plain thread such as the CLI's). Keeping the pool
+//! on its own runtime makes it independent of whichever runtime, or none, the caller has.
+//!
+//! **Concurrency between nodes.** Two nodes may run requests of the same device at once (a
+//! phone's Ping on one, its Sync on another after a failover). Every multi-statement write
+//! takes a transaction-scoped advisory lock on the device first, so such writes of one device
+//! run one after the other, as they do on SQLite's single connection; single statements are
+//! atomic by themselves (`INSERT … ON CONFLICT … RETURNING` for new keys). Admin changes take
+//! a global advisory lock so their sequence numbers become visible in order (a poller that
+//! saw number 10 never later finds a 9 committed behind it).
+//!
+//! **The database away.** Connection failures, a pool with no connection in time and the
+//! server's shutdown and start-up errors become [`StateError::Unavailable`], which requests
+//! answer with HTTP 503 and Retry-After. A call that met a dead pooled connection (the
+//! server restarted since it was opened) is tried again on another one (the dead one is
+//! closed); such an error means the statement never reached a live server, except when the
+//! server died in the very moment it committed, where the retry can repeat a write (a key
+//! counter bumped twice, which is harmless; a ClientId claim found "in progress", which makes
+//! the phone retry after the claim expires, never a second send). After a failure
+//! the store answers "unavailable" at once for [`FAIL_FAST`] instead of making every request
+//! wait for the pool's timeout; then the next call tries again, so service resumes by itself.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Row, Transaction};
+
+use super::schema::{self, DEVICE_TABLES, Dialect};
+use super::{
+    ADMIN_CHANGE_RETENTION_SECS, CLIENT_ID_RETENTION_SECS, Device, DeviceExport, DeviceInfo,
+    DeviceKey, FolderEntry, SendClaim, StateError, StateStore, WipeState,
+};
+
+/// Connections a gateway keeps to the database at most. Calls are short (one or a few round
+/// trips), so a few connections serve thousands of phones; PostgreSQL's default allows 100
+/// in total, which several nodes must share.
+pub const MAX_CONNECTIONS: u32 = 16;
+/// How long a call waits for a free connection (or for one to be opened) before answering
+/// "unavailable".
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The most a whole call may take, retries included; a database that stopped answering
+/// (network partition, a stopped process) must not hold a request forever.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the database was found away, calls within this time fail at once.
+pub const FAIL_FAST: Duration = Duration::from_millis(500);
+/// How long opening the store waits for the database at start.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// First key of the two-key advisory locks this store takes (`'easg'`); the second says which.
+const LOCK_CLASS: i32 = 0x6561_7367;
+const LOCK_MIGRATE: i32 = 1;
+const LOCK_ADMIN_CHANGES: i32 = 2;
+
+type Tx = Transaction<'static, sqlx::Postgres>;
+
+/// PostgreSQL-backed state.
+pub struct PgStore {
+    /// `None` only while dropping (the pool is closed inside its runtime).
+    pool: Option<PgPool>,
+    /// The runtime the pool's connections live on. `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
+    /// When the database was last found away (see [`FAIL_FAST`]).
+    down_since: Mutex<Option<Instant>>,
+}
+
+fn db(e: sqlx::Error) -> StateError {
+    if is_unavailable(&e) {
+        StateError::Unavailable(e.to_string())
+    } else {
+        StateError::Database(e.to_string())
+    }
+}
+
+/// Errors that pass by themselves: the server is away, restarting or full.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            // 08: connection exception; 57P01-03: admin shutdown, crash shutdown, cannot
+            // connect now (starting up); 53300: too many connections; 40001/40P01: a
+            // serialization failure or deadlock, which a retry resolves.
+            c.starts_with("08")
+                || matches!(
+                    &*c,
+                    "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+                )
+        }),
+        // A connection the server closed under us reads as a protocol error in some paths.
+        sqlx::Error::Protocol(m) => m.contains("closed") || m.contains("EOF"),
+        _ => false,
+    }
+}
+
+/// A dead pooled connection: the call never reached the server, so running it again on a
+/// fresh connection is safe.
+fn is_dead_connection(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_))
+        || matches!(e, sqlx::Error::Protocol(m) if m.contains("closed") || m.contains("EOF"))
+        || matches!(e, sqlx::Error::Database(d)
+            if d.code().is_some_and(|c| matches!(&*c, "57P01" | "57P02")))
+}
+
+fn decode_err(what: &str, v: i64) -> sqlx::Error {
+    sqlx::Error::Decode(format!("{what} {v} out of range").into())
+}
+
+fn get_u32(r: &PgRow, i: usize) -> Result<u32, sqlx::Error> {
+    let v: i64 = r.try_get(i)?;
+    u32::try_from(v).map_err(|_| decode_err("value", v))
+}
+
+fn get_opt_u32(r: &PgRow, i: usize) -> Result<Option<u32>, sqlx::Error> {
+    let v: Option<i64> = r.try_get(i)?;
+    v.map(|v| u32::try_from(v).map_err(|_| decode_err("value", v)))
+        .transpose()
+}
+
+fn get_u64(r: &PgRow, i: usize) -> Result<u64, sqlx::Error> {
+    let v: i64 = r.try_get(i)?;
+    u64::try_from(v).map_err(|_| decode_err("value", v))
+}
+
+fn get_u8(r: &PgRow, i: usize) -> Result<u8, sqlx::Error> {
+    let v: i64 = r.try_get(i)?;
+    u8::try_from(v).map_err(|_| decode_err("value", v))
+}
+
+impl PgStore {
+    /// Connects to the database named by `url` and brings its schema up to date (refusing a
+    /// newer one). Fails when the database cannot be reached: a gateway should not start on
+    /// a store it cannot check.
+    pub fn open(url: &str) -> Result<PgStore, StateError> {
+        Self::open_with(url, MAX_CONNECTIONS)
+    }
+
+    /// [`PgStore::open`] with another pool size.
+    pub fn open_with(url: &str, max_connections: u32) -> Result<PgStore, StateError> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| StateError::Database(format!("state.url: {e}")))?;
+        // Prepared statements are cached per connection by sqlx; the application name shows
+        // in pg_stat_activity, so an operator sees which connections are the gateway's.
+        let options = options.application_name("eas-gateway");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("eas-state-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| StateError::Database(format!("starting the database runtime: {e}")))?;
+        // The pool spawns its upkeep tasks where it is made: on its own runtime.
+        let entered = runtime.enter();
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .min_connections(0)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .idle_timeout(Duration::from_secs(600))
+            // A ping before every call would double its round trips; a dead connection is
+            // instead met by the call, which then runs again on a fresh one (see `call`), and
+            // sqlx tests connections when they come back to the pool.
+            .test_before_acquire(false)
+            .connect_lazy_with(options);
+        drop(entered);
+        let mut store = PgStore {
+            pool: Some(pool),
+            runtime: Some(runtime),
+            down_since: Mutex::new(None),
+        };
+        // Timers are made inside the future: only there is the store's runtime current.
+        let migrated =
+            store.run(async { tokio::time::timeout(OPEN_TIMEOUT, migrate(store.pool())).await });
+        match migrated {
+            Ok(Ok(())) => Ok(store),
+            Ok(Err(e)) => {
+                store.shutdown();
+                Err(e)
+            }
+            Err(_) => {
+                store.shutdown();
+                Err(StateError::Unavailable(format!(
+                    "no answer from the database within {OPEN_TIMEOUT:?}"
+                )))
+            }
+        }
+    }
+
+    fn pool(&self) -> &PgPool {
+        self.pool.as_ref().expect("the pool lives until drop")
+    }
+
+    /// Runs `fut` to completion on the store's runtime, from whatever thread calls.
+    fn run<T: Send>(&self, fut: impl Future<Output = T> + Send) -> T {
+        let handle = self
+            .runtime
+            .as_ref()
+            .expect("the runtime lives until drop")
+            .handle();
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            // A worker of the gateway's runtime: hand its other tasks to another thread while
+            // this one waits for the database.
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                tokio::task::block_in_place(|| handle.block_on(fut))
+            }
+            // A current-thread runtime (tests) cannot block in place, and no runtime may be
+            // started from inside one: wait on a thread of our own.
+            Ok(_) => std::thread::scope(|s| {
+                s.spawn(|| handle.block_on(fut))
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            }),
+            Err(_) => handle.block_on(fut),
+        }
+    }
+
+    /// One store call: `op` run on the pool (once more if it met a dead connection), bounded
+    /// by [`CALL_TIMEOUT`], its error sorted into unavailable or not.
+    fn call<T, F, Fut>(&self, op: F) -> Result<T, StateError>
+    where
+        T: Send,
+        F: Fn(PgPool) -> Fut + Sync,
+        Fut: Future<Output = Result<T, sqlx::Error>> + Send,
+    {
+        {
+            let down = lock(&self.down_since);
+            if down.is_some_and(|at| at.elapsed() < FAIL_FAST) {
+                return Err(StateError::Unavailable(
+                    "the database was unreachable a moment ago".into(),
+                ));
+            }
+        }
+        let pool = self.pool().clone();
+        // After a restart of the server every idle pooled connection is dead, and each is
+        // found out only by using it (and then closed): go on until a live one answers.
+        let tries = pool.options().get_max_connections() + 1;
+        let attempt = async {
+            let mut tried = 1;
+            loop {
+                match op(pool.clone()).await {
+                    Err(e) if is_dead_connection(&e) && tried < tries => tried += 1,
+                    other => break other,
+                }
+            }
+        };
+        let result = match self.run(async { tokio::time::timeout(CALL_TIMEOUT, attempt).await }) {
+            Ok(result) => result.map_err(db),
+            Err(_) => Err(StateError::Unavailable(format!(
+                "no answer from the database within {CALL_TIMEOUT:?}"
+            ))),
+        };
+        let mut down = lock(&self.down_since);
+        match &result {
+            Err(StateError::Unavailable(_)) => *down = Some(Instant::now()),
+            _ => *down = None,
+        }
+        result
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            if let Some(pool) = self.pool.take() {
+                // Closing says goodbye to the server (no "connection reset" in its log); bounded,
+                // as the server may be the reason we are closing.
+                let close = async move {
+                    // (Made here, not outside the future, for the runtime's timer.)
+                    let _ = tokio::time::timeout(Duration::from_secs(2), pool.close()).await;
+                };
+                match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                    Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                        tokio::task::block_in_place(|| runtime.block_on(close))
+                    }
+                    Ok(_) => {
+                        std::thread::scope(|s| {
+                            s.spawn(|| runtime.block_on(close));
+                        });
+                    }
+                    Err(_) => runtime.block_on(close),
+                }
+            }
+            // Dropping a runtime blocks, which is refused inside an async context.
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Applies the migrations this database lacks, in one transaction, under a lock so that two
+/// nodes starting at once do not both migrate.
+async fn migrate(pool: &PgPool) -> Result<(), StateError> {
+    let mut tx = pool.begin().await.map_err(db)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind(LOCK_CLASS)
+        .bind(LOCK_MIGRATE)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    sqlx::Executor::execute(
+        &mut *tx,
+        "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
+    )
+    .await
+    .map_err(db)?;
+    let found: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_version")
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+    let found = match found {
+        Some(v) => usize::try_from(v)
+            .map_err(|_| StateError::Database(format!("schema version {v} is not one")))?,
+        None => {
+            sqlx::query("INSERT INTO schema_version (version) VALUES (0)")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            0
+        }
+    };
+    schema::check_version(found)?;
+    for (i, sql) in schema::migrations(Dialect::Postgres)
+        .iter()
+        .enumerate()
+        .skip(found)
+    {
+        // A plain string runs as a simple query, which may hold several statements.
+        sqlx::Executor::execute(&mut *tx, sql.as_str())
+            .await
+            .map_err(db)?;
+        sqlx::query("UPDATE schema_version SET version = $1")
+            .bind((i + 1) as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)
+}
+
+/// Serialises the multi-statement writes of one device across connections and nodes.
+async fn lock_device(tx: &mut Tx, key: &DeviceKey) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || E'\\n' || $2, 0))")
+        .bind(&key.user)
+        .bind(&key.device_id)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+}
+
+fn wipe_to_row(w: WipeState) -> (&'static str, Option<i64>) {
+    match w {
+        WipeState::None => ("none", None),
+        WipeState::Requested {
+            account_only: false,
+        } => ("requested", None),
+        WipeState::Requested { account_only: true } => ("requested-account", None),
+        WipeState::Acknowledged {
+            account_only: false,
+            status,
+        } => ("acknowledged", Some(status.into())),
+        WipeState::Acknowledged {
+            account_only: true,
+            status,
+        } => ("acknowledged-account", Some(status.into())),
+    }
+}
+
+fn wipe_from_row(kind: &str, status: Option<i64>) -> WipeState {
+    let status = status.and_then(|s| u8::try_from(s).ok()).unwrap_or(0);
+    match kind {
+        "requested" => WipeState::Requested {
+            account_only: false,
+        },
+        "requested-account" => WipeState::Requested { account_only: true },
+        "acknowledged" => WipeState::Acknowledged {
+            account_only: false,
+            status,
+        },
+        "acknowledged-account" => WipeState::Acknowledged {
+            account_only: true,
+            status,
+        },
+        _ => WipeState::None,
+    }
+}
+
+const DEVICE_COLUMNS: &str = "\"user\", device_id, device_type, model, imei, friendly_name, os, \
+     os_language, phone_number, user_agent, mobile_operator, enable_outbound_sms, policy_key, \
+     pending_policy_key, policy_hash, wipe, wipe_status, first_seen, last_seen, version";
+
+fn device_from_row(r: &PgRow) -> Result<Device, sqlx::Error> {
+    let wipe: String = r.try_get(15)?;
+    Ok(Device {
+        key: DeviceKey {
+            user: r.try_get(0)?,
+            device_id: r.try_get(1)?,
+        },
+        device_type: r.try_get(2)?,
+        info: DeviceInfo {
+            model: r.try_get(3)?,
+            imei: r.try_get(4)?,
+            friendly_name: r.try_get(5)?,
+            os: r.try_get(6)?,
+            os_language: r.try_get(7)?,
+            phone_number: r.try_get(8)?,
+            user_agent: r.try_get(9)?,
+            mobile_operator: r.try_get(10)?,
+            enable_outbound_sms: r.try_get(11)?,
+        },
+        policy_key: get_opt_u32(r, 12)?,
+        pending_policy_key: get_opt_u32(r, 13)?,
+        policy_hash: r.try_get(14)?,
+        wipe: wipe_from_row(&wipe, r.try_get(16)?),
+        first_seen: get_u64(r, 17)?,
+        last_seen: get_u64(r, 18)?,
+        version: get_u64(r, 19)?,
+    })
+}
+
+/// Binds the device's columns as $1..$19 in [`DEVICE_COLUMNS`] order (the version left out).
+fn bind_device<'q>(
+    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    d: &'q Device,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let (wipe, wipe_status) = wipe_to_row(d.wipe);
+    q.bind(&d.key.user)
+        .bind(&d.key.device_id)
+        .bind(&d.device_type)
+        .bind(&d.info.model)
+        .bind(&d.info.imei)
+        .bind(&d.info.friendly_name)
+        .bind(&d.info.os)
+        .bind(&d.info.os_language)
+        .bind(&d.info.phone_number)
+        .bind(&d.info.user_agent)
+        .bind(&d.info.mobile_operator)
+        .bind(&d.info.enable_outbound_sms)
+        .bind(d.policy_key.map(i64::from))
+        .bind(d.pending_policy_key.map(i64::from))
+        .bind(&d.policy_hash)
+        .bind(wipe)
+        .bind(wipe_status)
+        .bind(d.first_seen as i64)
+        .bind(d.last_seen as i64)
+}
+
+async fn record_admin_change(tx: &mut Tx, key: &DeviceKey) -> Result<(), sqlx::Error> {
+    // Held to the commit: numbers are handed out and become visible in the same order.
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind(LOCK_CLASS)
+        .bind(LOCK_ADMIN_CHANGES)
+        .execute(&mut **tx)
+        .await?;
+    let now = super::unix_now();
+    sqlx::query("DELETE FROM admin_changes WHERE at < $1")
+        .bind(now.saturating_sub(ADMIN_CHANGE_RETENTION_SECS) as i64)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("INSERT INTO admin_changes (\"user\", device_id, at) VALUES ($1, $2, $3)")
+        .bind(&key.user)
+        .bind(&key.device_id)
+        .bind(now as i64)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn delete_device_in(tx: &mut Tx, key: &DeviceKey) -> Result<u64, sqlx::Error> {
+    lock_device(tx, key).await?;
+    let mut n = 0;
+    for table in DEVICE_TABLES {
+        n += sqlx::query(&format!(
+            "DELETE FROM {table} WHERE \"user\" = $1 AND device_id = $2"
+        ))
+        .bind(&key.user)
+        .bind(&key.device_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    }
+    Ok(n)
+}
+
+async fn put_collection_in(
+    tx: &mut Tx,
+    key: &DeviceKey,
+    folder: u32,
+    sync_key: u32,
+    keep: Option<u32>,
+    snapshot: &[u8],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM collection_state WHERE \"user\" = $1 AND device_id = $2 \
+         AND folder = $3 AND sync_key != $4",
+    )
+    .bind(&key.user)
+    .bind(&key.device_id)
+    .bind(i64::from(folder))
+    .bind(i64::from(keep.unwrap_or(0)))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO collection_state (\"user\", device_id, folder, sync_key, snapshot) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (\"user\", device_id, folder, sync_key) \
+         DO UPDATE SET snapshot = EXCLUDED.snapshot",
+    )
+    .bind(&key.user)
+    .bind(&key.device_id)
+    .bind(i64::from(folder))
+    .bind(i64::from(sync_key))
+    .bind(snapshot)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn next_key_in<'e, E>(executor: E, key: &DeviceKey, folder: u32) -> Result<u32, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
+    let k: i64 = sqlx::query_scalar(
+        "INSERT INTO collection_keys (\"user\", device_id, folder, last_key) \
+         VALUES ($1, $2, $3, 1) ON CONFLICT (\"user\", device_id, folder) \
+         DO UPDATE SET last_key = collection_keys.last_key + 1 RETURNING last_key",
+    )
+    .bind(&key.user)
+    .bind(&key.device_id)
+    .bind(i64::from(folder))
+    .fetch_one(executor)
+    .await?;
+    u32::try_from(k).map_err(|_| decode_err("sync key", k))
+}
+
+fn folder_from_row(r: &PgRow) -> Result<FolderEntry, sqlx::Error> {
+    Ok(FolderEntry {
+        id: get_u32(r, 0)?,
+        parent: get_u32(r, 1)?,
+        display_name: r.try_get(2)?,
+        kind: get_u8(r, 3)?,
+        imap_name: r.try_get(4)?,
+        uidvalidity: get_u32(r, 5)?,
+    })
+}
+
+async fn insert_hierarchy(
+    tx: &mut Tx,
+    key: &DeviceKey,
+    sync_key: u32,
+    folders: &[FolderEntry],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO hierarchy_keys (\"user\", device_id, sync_key) VALUES ($1, $2, $3)")
+        .bind(&key.user)
+        .bind(&key.device_id)
+        .bind(i64::from(sync_key))
+        .execute(&mut **tx)
+        .await?;
+    if folders.is_empty() {
+        return Ok(());
+    }
+    // One statement for the whole list: a hierarchy of 200 folders is one round trip.
+    let ids: Vec<i64> = folders.iter().map(|f| f.id.into()).collect();
+    let parents: Vec<i64> = folders.iter().map(|f| f.parent.into()).collect();
+    let names: Vec<&str> = folders.iter().map(|f| f.display_name.as_str()).collect();
+    let kinds: Vec<i64> = folders.iter().map(|f| f.kind.into()).collect();
+    let imap: Vec<&str> = folders.iter().map(|f| f.imap_name.as_str()).collect();
+    let validity: Vec<i64> = folders.iter().map(|f| f.uidvalidity.into()).collect();
+    sqlx::query(
+        "INSERT INTO hierarchy (\"user\", device_id, sync_key, id, parent, display_name, kind, \
+         imap_name, uidvalidity) SELECT $1, $2, $3, * FROM \
+         UNNEST($4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::bigint[])",
+    )
+    .bind(&key.user)
+    .bind(&key.device_id)
+    .bind(i64::from(sync_key))
+    .bind(ids)
+    .bind(parents)
+    .bind(names)
+    .bind(kinds)
+    .bind(imap)
+    .bind(validity)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl StateStore for PgStore {
+    fn device(&self, key: &DeviceKey) -> Result<Option<Device>, StateError> {
+        let sql =
+            format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE \"user\" = $1 AND device_id = $2");
+        self.call(|pool| {
+            let sql = &sql;
+            async move {
+                sqlx::query(sql)
+                    .bind(&key.user)
+                    .bind(&key.device_id)
+                    .fetch_optional(&pool)
+                    .await?
+                    .map(|r| device_from_row(&r))
+                    .transpose()
+            }
+        })
+    }
+
+    fn insert_device(&self, d: &Device) -> Result<bool, StateError> {
+        let sql = format!(
+            "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 1) \
+             ON CONFLICT (\"user\", device_id) DO NOTHING"
+        );
+        self.call(|pool| {
+            let sql = &sql;
+            async move {
+                let r = bind_device(sqlx::query(sql), d).execute(&pool).await?;
+                Ok(r.rows_affected() == 1)
+            }
+        })
+    }
+
+    fn update_device(&self, d: &Device) -> Result<bool, StateError> {
+        self.call(|pool| async move {
+            let r = bind_device(
+                sqlx::query(
+                    "UPDATE devices SET device_type = $3, model = $4, imei = $5, \
+                     friendly_name = $6, os = $7, os_language = $8, phone_number = $9, \
+                     user_agent = $10, mobile_operator = $11, enable_outbound_sms = $12, \
+                     policy_key = $13, pending_policy_key = $14, policy_hash = $15, wipe = $16, \
+                     wipe_status = $17, first_seen = $18, last_seen = $19, \
+                     version = version + 1 \
+                     WHERE \"user\" = $1 AND device_id = $2 AND version = $20",
+                ),
+                d,
+            )
+            .bind(d.version as i64)
+            .execute(&pool)
+            .await?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
+    fn set_wipe(&self, key: &DeviceKey, wipe: WipeState) -> Result<bool, StateError> {
+        let (kind, status) = wipe_to_row(wipe);
+        self.call(|pool| async move {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
+                "UPDATE devices SET wipe = $3, wipe_status = $4, version = version + 1 \
+                 WHERE \"user\" = $1 AND device_id = $2",
+            )
+            .bind(&key.user)
+            .bind(&key.device_id)
+            .bind(kind)
+            .bind(status)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                record_admin_change(&mut tx, key).await?;
+            }
+            tx.commit().await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn devices(&self, user: Option<&str>) -> Result<Vec<Device>, StateError> {
+        // Byte order, as SQLite sorts, whatever collation the database was created with.
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE $1::text IS NULL OR \"user\" = $1 \
+             ORDER BY \"user\" COLLATE \"C\", device_id COLLATE \"C\""
+        );
+        self.call(|pool| {
+            let sql = &sql;
+            async move {
+                sqlx::query(sql)
+                    .bind(user)
+                    .fetch_all(&pool)
+                    .await?
+                    .iter()
+                    .map(device_from_row)
+                    .collect()
+            }
+        })
+    }
+
+    fn delete_device(&self, key: &DeviceKey) -> Result<bool, StateError> {
+        self.call(|pool| async move {
+            let mut tx = pool.begin().await?;
+            let n = delete_device_in(&mut tx, key).await?;
+            tx.commit().await?;
+            Ok(n > 0)
+        })
+    }
+
+    fn remove_device(&self, key: &DeviceKey) -> Result<bool, StateError> {
+        self.call(|pool| async move {
+            let mut tx = pool.begin().await?;
+            let existed = delete_device_in(&mut tx, key).await? > 0;
+            if existed {
+                record_admin_change(&mut tx, key).await?;
+            }
+            tx.commit().await?;
+            Ok(existed)
+        })
+    }
+
+    fn admin_changes(&self, after: Option<u64>) -> Result<(u64, Vec<DeviceKey>), StateError> {
+        self.call(|pool| async move {
+            let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM admin_changes")
+                .fetch_one(&pool)
+                .await?;
+            let newest = u64::try_from(newest).map_err(|_| decode_err("sequence", newest))?;
+            let Some(after) = after else {
+                return Ok((newest, Vec::new()));
+            };
+            let keys = sqlx::query(
+                "SELECT \"user\", device_id FROM admin_changes WHERE seq > $1 AND seq <= $2 \
+                 ORDER BY seq",
+            )
+            .bind(after as i64)
+            .bind(newest as i64)
+            .fetch_all(&pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(DeviceKey {
+                    user: r.try_get(0)?,
+                    device_id: r.try_get(1)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            Ok((newest, keys))
+        })
+    }
+
+    fn folder_id(&self, key: &DeviceKey, mailbox: &str) -> Result<u32, StateError> {
+        self.call(|pool| async move {
+            let select = "SELECT id FROM folder_ids \
+                          WHERE \"user\" = $1 AND device_id = $2 AND mailbox = $3";
+            // Most calls find the id: one statement, no lock.
+            let found: Option<i64> = sqlx::query_scalar(select)
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .bind(mailbox)
+                .fetch_optional(&pool)
+                .await?;
+            let id = match found {
+                Some(id) => id,
+                None => {
+                    let mut tx = pool.begin().await?;
+                    lock_device(&mut tx, key).await?;
+                    let again: Option<i64> = sqlx::query_scalar(select)
+                        .bind(&key.user)
+                        .bind(&key.device_id)
+                        .bind(mailbox)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let id = match again {
+                        Some(id) => id,
+                        None => {
+                            sqlx::query_scalar(
+                                "INSERT INTO folder_ids (\"user\", device_id, id, mailbox) \
+                                 SELECT $1, $2, COALESCE(MAX(id), 0) + 1, $3 FROM folder_ids \
+                                 WHERE \"user\" = $1 AND device_id = $2 RETURNING id",
+                            )
+                            .bind(&key.user)
+                            .bind(&key.device_id)
+                            .bind(mailbox)
+                            .fetch_one(&mut *tx)
+                            .await?
+                        }
+                    };
+                    tx.commit().await?;
+                    id
+                }
+            };
+            u32::try_from(id).map_err(|_| decode_err("folder id", id))
+        })
+    }
+
+    fn rename_folder_identity(
+        &self,
+        key: &DeviceKey,
+        id: u32,
+        mailbox: &str,
+    ) -> Result<(), StateError> {
+        self.call(|pool| async move {
+            let mut tx = pool.begin().await?;
+            lock_device(&mut tx, key).await?;
+            // Whatever held the new identity before (a folder deleted earlier) gives it up.
+            sqlx::query(
+                "DELETE FROM folder_ids WHERE \"user\" = $1 AND device_id = $2 AND mailbox = $3 \
+                 AND id != $4",
+            )
+            .bind(&key.user)
+            .bind(&key.device_id)
+            .bind(mailbox)
+            .bind(i64::from(id))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO folder_ids (\"user\", device_id, id, mailbox) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (\"user\", device_id, id) DO UPDATE SET mailbox = EXCLUDED.mailbox",
+            )
+            .bind(&key.user)
+            .bind(&key.device_id)
+            .bind(i64::from(id))
+            .bind(mailbox)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        })
+    }
+
+    fn hierarchy(
+        &self,
+        key: &DeviceKey,
+        sync_key: u32,
+    ) -> Result<Option<Vec<FolderEntry>>, StateError> {
+        self.call(|pool| async move {
+            // The key row and the folders in one statement (one round trip): a key with no
+            // folders gives one row of NULLs.
+            let rows = sqlx::query(
+                "SELECT h.id, h.parent, h.display_name, h.kind, h.imap_name, h.uidvalidity \
+                 FROM hierarchy_keys k LEFT JOIN hierarchy h ON h.\"user\" = k.\"user\" \
+                 AND h.device_id = k.device_id AND h.sync_key = k.sync_key \
+                 WHERE k.\"user\" = $1 AND k.device_id = $2 AND k.sync_key = $3 ORDER BY h.id",
+            )
+            .bind(&key.user)
+            .bind(&key.device_id)
+            .bind(i64::from(sync_key))
+            .fetch_all(&pool)
+            .await?;
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let mut folders = Vec::with_capacity(rows.len());
+            for r in &rows {
+                if r.try_get::<Option<i64>, _>(0)?.is_some() {
+                    folders.push(folder_from_row(r)?);
+                }
+            }
+            Ok(Some(folders))
+        })
+    }
+
+    fn latest_hierarchy_key(&self, key: &DeviceKey) -> Result<Option<u32>, StateError> {
+        self.call(|pool| async move {
+            let k: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(sync_key) FROM hierarchy_keys WHERE \"user\" = $1 AND device_id = $2",
+            )
+            .bind(&key.user)
+            .bind(&key.device_id)
+            .fetch_one(&pool)
+            .await?;
+            k.map(|k| u32::try_from(k).map_err(|_| decode_err("sync key", k)))
+                .transpose()
+        })
+    }
+
+    fn put_hierarchy(
+        &self,
+        key: &DeviceKey,
+        sync_key: u32,
+        folders: &[FolderEntry],
+    ) -> Result<(), StateError> {
+        self.call(|pool| async move {
+            let mut tx = pool.begin().await?;
+            lock_device(&mut tx, key).await?;
+            let keep_from = sync_key.saturating_sub(1);
+            for table in ["hierarchy", "hierarchy_keys"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE \"user\" = $1 AND device_id = $2 \
+                     AND (sync_key < $3 OR sync_key = $4)"
+                ))
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .bind(i64::from(keep_from))
+                .bind(i64::from(sync_key))
+                .execute(&mut *tx)
+                .await?;
+            }
+            insert_hierarchy(&mut tx, key, sync_key, folders).await?;
+            tx.commit().await
+        })
+    }
+
+    fn reset_hierarchy(&self, key: &DeviceKey) -> Result<(), StateError> {
+        self.call(|pool| async move {
+            let mut tx = pool.begin().await?;
+            lock_device(&mut tx, key).await?;
+            for table in ["hierarchy", "hierarchy_keys"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE \"user\" = $1 AND device_id = $2"
+                ))
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        })
+    }
+
+    fn next_collection_key(&self, key: &DeviceKey, folder: u32) -> Result<u32, StateError> {
+        self.call(|pool| async move { next_key_in(&pool, key, folder).await })
+    }
+
+    fn collection_state(
+        &self,
+        key: &DeviceKey,
+        folder: u32,
+        sync_key: u32,
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        self.call(|pool| async move {
+            sqlx::query_scalar(
+                "SELECT snapshot FROM collection_state \
+                 WHERE \"user\" = $1 AND device_id = $2 AND folder = $3 AND sync_key = $4",
+            )
+            .bind(&key.user)
+            .bind(&key.device_id)
+            .bind(i64::from(folder))
+            .bind(i64::from(sync_key))
+            .fetch_optional(&pool)
+            .await
+        })
+    }
+
+    fn put_collection_state(
+        &self,
+        key: &DeviceKey,
+        folder: u32,
+        sync_key: u32,
+        keep: Option<u32>,
+        snapshot: &[u8],
+    ) -> Result<(), StateError> {
+        self.call(|pool| async move {
+            let mut tx = pool.begin().await?;
+            lock_device(&mut tx, key).await?;
+            put_collection_in(&mut tx, key, folder, sync_key, keep, snapshot).await?;
+            tx.commit().await
+        })
+    }
+
+    fn mint_collection_state(
+        &self,
+        key: &DeviceKey,
+        folder: u32,
+        keep: Option<u32>,
+        snapshot: &[u8],
+    ) -> Result<u32, StateError> {
+        self.call(|pool| async move {
+            let mut tx = pool.begin().await?;
+            lock_device(&mut tx, key).await?;
+            let sync_key = next_key_in(&mut *tx, key, folder).await?;
+            put_collection_in(&mut tx, key, folder, sync_key, keep, snapshot).await?;
+            tx.commit().await?;
+            Ok(sync_key)
+        })
+    }
+
+    fn collection_keys(&self, key: &DeviceKey, folder: u32) -> Result<Vec<u32>, StateError> {
+        self.call(|pool| async move {
+            let keys: Vec<i64> = sqlx::query_scalar(
+                "SELECT sync_key FROM collection_state \
+                 WHERE \"user\" = $1 AND device_id = $2 AND folder = $3 ORDER BY sync_key",
+            )
+            .bind(&key.user)
+            .bind(&key.device_id)
+            .bind(i64::from(folder))
+            .fetch_all(&pool)
+            .await?;
+            keys.into_iter()
+                .map(|k| u32::try_from(k).map_err(|_| decode_err("sync key", k)))
+                .collect()
+        })
+    }
+
+    fn replace_collection_state(
+        &self,
+        key: &DeviceKey,
+        folder: u32,
+        sync_key: u32,
+        snapshot: &[u8],
+    ) -> Result<(), StateError> {
+        self.call(|pool| async move {
+            sqlx::query(
+                "UPDATE collection_state SET snapshot = $5 \
+                 WHERE \"user\" = $1 AND device_id = $2 AND folder = $3 AND sync_key = $4",
+            )
+            .bind(&key.user)
+            .bind(&key.device_id)
+            .bind(i64::from(folder))
+            .bind(i64::from(sync_key))
+            .bind(snapshot)
+            .execute(&pool)
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn reset_collection(&self, key: &DeviceKey, folder: u32) -> Result<(), StateError> {
+        self.call(|pool| async move {
+            sqlx::query(
+                "DELETE FROM collection_state WHERE \"user\" = $1 AND device_id = $2 \
+                 AND folder = $3",
+            )
+            .bind(&key.user)
+            .bind(&key.device_id)
+            .bind(i64::from(folder))
+            .execute(&pool)
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn memo(&self, key: &DeviceKey, name: &str) -> Result<Option<Vec<u8>>, StateError> {
+        self.call(|pool| async move {
+            sqlx::query_scalar(
+                "SELECT value FROM device_memos \
+                 WHERE \"user\" = $1 AND device_id = $2 AND name = $3",
+            )
+            .bind(&key.user)
+            .bind(&key.device_id)
+            .bind(name)
+            .fetch_optional(&pool)
+            .await
+        })
+    }
+
+    fn put_memo(&self, key: &DeviceKey, name: &str, value: &[u8]) -> Result<(), StateError> {
+        self.call(|pool| async move {
+            sqlx::query(
+                "INSERT INTO device_memos (\"user\", device_id, name, value, at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (\"user\", device_id, name) \
+                 DO UPDATE SET value = EXCLUDED.value, at = EXCLUDED.at",
+            )
+            .bind(&key.user)
+            .bind(&key.device_id)
+            .bind(name)
+            .bind(value)
+            .bind(super::unix_now() as i64)
+            .execute(&pool)
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn expire_memos(&self, name: &str, written_before: u64) -> Result<usize, StateError> {
+        self.call(|pool| async move {
+            let n = sqlx::query("DELETE FROM device_memos WHERE name = $1 AND at < $2")
+                .bind(name)
+                .bind(written_before as i64)
+                .execute(&pool)
+                .await?
+                .rows_affected();
+            Ok(n as usize)
+        })
+    }
+
+    fn claim_client_id(
+        &self,
+        key: &DeviceKey,
+        client_id: &str,
+        now: u64,
+        stale_after: u64,
+    ) -> Result<SendClaim, StateError> {
+        self.call(|pool| async move {
+            let mut tx = pool.begin().await?;
+            // Two nodes given the same retried SendMail decide one after the other.
+            lock_device(&mut tx, key).await?;
+            sqlx::query(
+                "DELETE FROM sent_client_ids WHERE \"user\" = $1 AND device_id = $2 AND at < $3",
+            )
+            .bind(&key.user)
+            .bind(&key.device_id)
+            .bind(now.saturating_sub(CLIENT_ID_RETENTION_SECS) as i64)
+            .execute(&mut *tx)
+            .await?;
+            let found = sqlx::query(
+                "SELECT state, at FROM sent_client_ids \
+                 WHERE \"user\" = $1 AND device_id = $2 AND client_id = $3",
+            )
+            .bind(&key.user)
+            .bind(&key.device_id)
+            .bind(client_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get::<String, _>(0)?, get_u64(&r, 1)?)))
+            .transpose()?;
+            let claim = match found {
+                Some((state, _)) if state == "sent" => SendClaim::AlreadySent,
+                Some((_, at)) if at.saturating_add(stale_after) > now => SendClaim::InProgress,
+                _ => {
+                    sqlx::query(
+                        "INSERT INTO sent_client_ids (\"user\", device_id, client_id, state, at) \
+                         VALUES ($1, $2, $3, 'sending', $4) \
+                         ON CONFLICT (\"user\", device_id, client_id) \
+                         DO UPDATE SET state = 'sending', at = EXCLUDED.at",
+                    )
+                    .bind(&key.user)
+                    .bind(&key.device_id)
+                    .bind(client_id)
+                    .bind(now as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                    SendClaim::Claimed
+                }
+            };
+            tx.commit().await?;
+            Ok(claim)
+        })
+    }
+
+    fn finish_client_id(
+        &self,
+        key: &DeviceKey,
+        client_id: &str,
+        sent: bool,
+        now: u64,
+    ) -> Result<(), StateError> {
+        self.call(|pool| async move {
+            let q = if sent {
+                sqlx::query(
+                    "UPDATE sent_client_ids SET state = 'sent', at = $4 \
+                     WHERE \"user\" = $1 AND device_id = $2 AND client_id = $3",
+                )
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .bind(client_id)
+                .bind(now as i64)
+            } else {
+                sqlx::query(
+                    "DELETE FROM sent_client_ids \
+                     WHERE \"user\" = $1 AND device_id = $2 AND client_id = $3",
+                )
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .bind(client_id)
+            };
+            q.execute(&pool).await.map(|_| ())
+        })
+    }
+
+    fn device_keys(&self) -> Result<Vec<DeviceKey>, StateError> {
+        let union = DEVICE_TABLES
+            .iter()
+            .map(|t| format!("SELECT \"user\", device_id FROM {t}"))
+            .collect::<Vec<_>>()
+            .join(" UNION ");
+        let sql = format!(
+            "SELECT * FROM ({union}) k ORDER BY \"user\" COLLATE \"C\", device_id COLLATE \"C\""
+        );
+        self.call(|pool| {
+            let sql = &sql;
+            async move {
+                sqlx::query(sql)
+                    .fetch_all(&pool)
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        Ok(DeviceKey {
+                            user: r.try_get(0)?,
+                            device_id: r.try_get(1)?,
+                        })
+                    })
+                    .collect()
+            }
+        })
+    }
+
+    fn export_device(&self, key: &DeviceKey) -> Result<DeviceExport, StateError> {
+        let device_sql =
+            format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE \"user\" = $1 AND device_id = $2");
+        self.call(|pool| {
+            let device_sql = &device_sql;
+            async move {
+                // One snapshot of the database for all the reads.
+                let mut tx = pool.begin().await?;
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .execute(&mut *tx)
+                    .await?;
+                let rows =
+                    |sql: &'static str| sqlx::query(sql).bind(&key.user).bind(&key.device_id);
+                let device = rows_opt_device(&mut tx, device_sql, key).await?;
+                let folder_ids = rows(
+                    "SELECT id, mailbox FROM folder_ids WHERE \"user\" = $1 AND device_id = $2 \
+                     ORDER BY id",
+                )
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((get_u32(r, 0)?, r.try_get(1)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                let hierarchy_keys = rows(
+                    "SELECT sync_key FROM hierarchy_keys WHERE \"user\" = $1 AND device_id = $2 \
+                     ORDER BY sync_key",
+                )
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| get_u32(r, 0))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                let mut hierarchies = Vec::new();
+                for sync_key in hierarchy_keys {
+                    let folders = rows(
+                        "SELECT id, parent, display_name, kind, imap_name, uidvalidity \
+                         FROM hierarchy WHERE \"user\" = $1 AND device_id = $2 \
+                         AND sync_key = $3 ORDER BY id",
+                    )
+                    .bind(i64::from(sync_key))
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(folder_from_row)
+                    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                    hierarchies.push((sync_key, folders));
+                }
+                let collection_keys = rows(
+                    "SELECT folder, last_key FROM collection_keys \
+                     WHERE \"user\" = $1 AND device_id = $2 ORDER BY folder",
+                )
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((get_u32(r, 0)?, get_u32(r, 1)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                let collections = rows(
+                    "SELECT folder, sync_key, snapshot FROM collection_state \
+                     WHERE \"user\" = $1 AND device_id = $2 ORDER BY folder, sync_key",
+                )
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((get_u32(r, 0)?, get_u32(r, 1)?, r.try_get(2)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                let memos = rows(
+                    "SELECT name, value, at FROM device_memos \
+                     WHERE \"user\" = $1 AND device_id = $2 ORDER BY name COLLATE \"C\"",
+                )
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, get_u64(r, 2)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                let client_ids = rows(
+                    "SELECT client_id, state, at FROM sent_client_ids \
+                     WHERE \"user\" = $1 AND device_id = $2 ORDER BY client_id COLLATE \"C\"",
+                )
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, get_u64(r, 2)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                tx.commit().await?;
+                Ok(DeviceExport {
+                    key: key.clone(),
+                    device,
+                    folder_ids,
+                    hierarchies,
+                    collection_keys,
+                    collections,
+                    memos,
+                    client_ids,
+                })
+            }
+        })
+    }
+
+    fn import_device(&self, e: &DeviceExport) -> Result<bool, StateError> {
+        let device_sql = format!(
+            "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+        );
+        self.call(|pool| {
+            let device_sql = &device_sql;
+            async move {
+                let key = &e.key;
+                let mut tx = pool.begin().await?;
+                lock_device(&mut tx, key).await?;
+                for table in DEVICE_TABLES {
+                    let exists: Option<i32> = sqlx::query_scalar(&format!(
+                        "SELECT 1 FROM {table} WHERE \"user\" = $1 AND device_id = $2 LIMIT 1"
+                    ))
+                    .bind(&key.user)
+                    .bind(&key.device_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if exists.is_some() {
+                        return Ok(false);
+                    }
+                }
+                if let Some(d) = &e.device {
+                    bind_device(sqlx::query(device_sql), d)
+                        .bind(d.version as i64)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for (id, mailbox) in &e.folder_ids {
+                    sqlx::query(
+                        "INSERT INTO folder_ids (\"user\", device_id, id, mailbox) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(&key.user)
+                    .bind(&key.device_id)
+                    .bind(i64::from(*id))
+                    .bind(mailbox)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for (sync_key, folders) in &e.hierarchies {
+                    insert_hierarchy(&mut tx, key, *sync_key, folders).await?;
+                }
+                for (folder, last_key) in &e.collection_keys {
+                    sqlx::query(
+                        "INSERT INTO collection_keys (\"user\", device_id, folder, last_key) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(&key.user)
+                    .bind(&key.device_id)
+                    .bind(i64::from(*folder))
+                    .bind(i64::from(*last_key))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for (folder, sync_key, snapshot) in &e.collections {
+                    sqlx::query(
+                        "INSERT INTO collection_state \
+                         (\"user\", device_id, folder, sync_key, snapshot) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(&key.user)
+                    .bind(&key.device_id)
+                    .bind(i64::from(*folder))
+                    .bind(i64::from(*sync_key))
+                    .bind(snapshot)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for (name, value, at) in &e.memos {
+                    sqlx::query(
+                        "INSERT INTO device_memos (\"user\", device_id, name, value, at) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(&key.user)
+                    .bind(&key.device_id)
+                    .bind(name)
+                    .bind(value)
+                    .bind(*at as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for (client_id, state, at) in &e.client_ids {
+                    sqlx::query(
+                        "INSERT INTO sent_client_ids (\"user\", device_id, client_id, state, at) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(&key.user)
+                    .bind(&key.device_id)
+                    .bind(client_id)
+                    .bind(state)
+                    .bind(*at as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+        })
+    }
+}
+
+async fn rows_opt_device(
+    tx: &mut Tx,
+    sql: &str,
+    key: &DeviceKey,
+) -> Result<Option<Device>, sqlx::Error> {
+    sqlx::query(sql)
+        .bind(&key.user)
+        .bind(&key.device_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| device_from_row(&r))
+        .transpose()
+}

@@ -1,0 +1,495 @@
+//! The `StateStore` contract, run against both stores: SQLite in a temporary file and
+//! PostgreSQL in a private cluster (`eas_testbed::Postgres`, one per test binary, a database
+//! per test). Each test is written once, over `&dyn StateStore`; the `both!` macro makes a
+//! SQLite and a PostgreSQL test of it.
+//!
+//! Besides what one call does, it checks what several gateway nodes sharing a database rely
+//! on: two stores on the same database (two nodes) claiming one ClientId, minting keys or
+//! allocating folder ids at the same moment never both win.
+
+use std::sync::{Arc, Barrier};
+
+use eas_gateway::state::postgres::PgStore;
+use eas_gateway::state::sqlite::SqliteStore;
+use eas_gateway::state::{
+    self, CLIENT_ID_RETENTION_SECS, Device, DeviceKey, FolderEntry, Saved, SendClaim, StateError,
+    StateStore, WipeState,
+};
+use eas_testbed::Postgres;
+
+/// Opens (and re-opens) one store: as a second node would, or after a restart.
+struct Backend {
+    open: Box<dyn Fn() -> Arc<dyn StateStore>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    Backend {
+        open: Box::new(move || Arc::new(SqliteStore::open(&path).unwrap())),
+        _dir: Some(dir),
+    }
+}
+
+fn postgres() -> Backend {
+    let url = Postgres::shared().fresh_database().unwrap();
+    Backend {
+        open: Box::new(move || Arc::new(PgStore::open(&url).unwrap())),
+        _dir: None,
+    }
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[test] fn $name() { super::$name(&super::sqlite()) })*
+        }
+        mod on_postgres {
+            $(#[test] fn $name() { super::$name(&super::postgres()) })*
+        }
+    };
+}
+
+both!(
+    devices_are_scoped_by_user,
+    a_request_never_undoes_what_others_wrote_meanwhile,
+    folder_ids_are_stable_and_per_device,
+    hierarchy_keeps_current_and_previous_key,
+    collection_keys_are_never_reused_and_only_two_snapshots_live,
+    minting_a_key_stores_its_snapshot_with_it,
+    client_ids_are_claimed_once_and_released_on_failure,
+    memos_expire_by_age,
+    an_export_imports_identically,
+    two_nodes_never_both_win,
+);
+
+fn key(user: &str) -> DeviceKey {
+    DeviceKey {
+        user: user.into(),
+        device_id: "dev1".into(),
+    }
+}
+
+fn folder(id: u32, name: &str) -> FolderEntry {
+    FolderEntry {
+        id,
+        parent: 0,
+        display_name: name.into(),
+        kind: 12,
+        imap_name: name.into(),
+        uidvalidity: u32::MAX,
+    }
+}
+
+fn devices_are_scoped_by_user(b: &Backend) {
+    let store = (b.open)();
+    let mut d = Device::new(key("alice"), "iPhone");
+    d.policy_key = Some(u32::MAX);
+    d.wipe = WipeState::Requested { account_only: true };
+    d.info.model = Some("Ünïcode ✓".into());
+    assert!(store.insert_device(&d).unwrap());
+    assert!(
+        !store.insert_device(&d).unwrap(),
+        "a second insert changes nothing"
+    );
+    d.version = 1;
+    assert_eq!(store.device(&key("alice")).unwrap(), Some(d));
+    assert_eq!(store.device(&key("bob")).unwrap(), None);
+    assert_eq!(store.devices(Some("bob")).unwrap().len(), 0);
+    store
+        .insert_device(&Device::new(key("Zed"), "Android"))
+        .unwrap();
+    let all: Vec<String> = store
+        .devices(None)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.key.user)
+        .collect();
+    // Byte order in both stores (upper case first).
+    assert_eq!(all, ["Zed", "alice"]);
+}
+
+/// The lost-wipe race of issue 18: a request loads the device, the admin asks for a wipe
+/// meanwhile, the request saves what it changed. The wipe must survive, and so must a policy
+/// key another request of the device set; a removed device must stay removed. The admin is
+/// another store on the same database (the CLI, or another node).
+fn a_request_never_undoes_what_others_wrote_meanwhile(b: &Backend) {
+    let store = (b.open)();
+    let admin = (b.open)();
+    let fresh = Device::new(key("alice"), "iPhone");
+    let Saved::Stored { device: stored, .. } =
+        state::save_device(store.as_ref(), &fresh, &fresh).unwrap()
+    else {
+        panic!("not stored")
+    };
+    assert_eq!(stored.version, 1);
+
+    let ping_original = store.device(&key("alice")).unwrap().unwrap();
+    let mut provisioned = ping_original.clone();
+    provisioned.policy_key = Some(7);
+    state::save_device(store.as_ref(), &ping_original, &provisioned).unwrap();
+    let (seq0, _) = store.admin_changes(None).unwrap();
+    assert!(
+        admin
+            .set_wipe(
+                &key("alice"),
+                WipeState::Requested {
+                    account_only: false
+                }
+            )
+            .unwrap()
+    );
+    let (seq1, changed) = store.admin_changes(Some(seq0)).unwrap();
+    assert_eq!((seq1, changed), (seq0 + 1, vec![key("alice")]));
+    let mut ping = ping_original.clone();
+    ping.last_seen += 100;
+    let Saved::Stored { device, raced } =
+        state::save_device(store.as_ref(), &ping_original, &ping).unwrap()
+    else {
+        panic!("removed?")
+    };
+    assert!(raced);
+    assert_eq!(
+        device.wipe,
+        WipeState::Requested {
+            account_only: false
+        }
+    );
+    assert_eq!(device.policy_key, Some(7));
+    assert_eq!(device.last_seen, ping.last_seen);
+    assert_eq!(store.device(&key("alice")).unwrap(), Some(*device.clone()));
+
+    // A request that acknowledged a wipe the admin has since cancelled does not win.
+    let before_ack = store.device(&key("alice")).unwrap().unwrap();
+    admin.set_wipe(&key("alice"), WipeState::None).unwrap();
+    let mut ack = before_ack.clone();
+    ack.wipe = WipeState::Acknowledged {
+        account_only: false,
+        status: 1,
+    };
+    state::save_device(store.as_ref(), &before_ack, &ack).unwrap();
+    assert_eq!(
+        store.device(&key("alice")).unwrap().unwrap().wipe,
+        WipeState::None
+    );
+
+    // Removed during the request: stays removed.
+    let held = store.device(&key("alice")).unwrap().unwrap();
+    assert!(admin.remove_device(&key("alice")).unwrap());
+    assert_eq!(
+        state::save_device(store.as_ref(), &held, &held).unwrap(),
+        Saved::Removed
+    );
+    assert_eq!(store.device(&key("alice")).unwrap(), None);
+    let (_, changed) = store.admin_changes(Some(seq1)).unwrap();
+    assert_eq!(
+        changed.len(),
+        2,
+        "the cancel and the removal were announced"
+    );
+    assert!(!admin.remove_device(&key("alice")).unwrap());
+}
+
+fn folder_ids_are_stable_and_per_device(b: &Backend) {
+    let store = (b.open)();
+    let a = store.folder_id(&key("alice"), "INBOX").unwrap();
+    let s = store.folder_id(&key("alice"), "Sent").unwrap();
+    assert_ne!(a, s);
+    assert_eq!(store.folder_id(&key("alice"), "INBOX").unwrap(), a);
+    assert_eq!(store.folder_id(&key("bob"), "Sent").unwrap(), 1);
+    store
+        .rename_folder_identity(&key("alice"), s, "Sent Items")
+        .unwrap();
+    assert_eq!(store.folder_id(&key("alice"), "Sent Items").unwrap(), s);
+    assert_ne!(store.folder_id(&key("alice"), "Sent").unwrap(), s);
+    // A rename onto an identity another id held takes it over.
+    let old = store.folder_id(&key("alice"), "Old").unwrap();
+    store
+        .rename_folder_identity(&key("alice"), a, "Old")
+        .unwrap();
+    assert_eq!(store.folder_id(&key("alice"), "Old").unwrap(), a);
+    assert_ne!(old, a);
+}
+
+fn hierarchy_keeps_current_and_previous_key(b: &Backend) {
+    let store = (b.open)();
+    let k = key("alice");
+    store.put_hierarchy(&k, 1, &[folder(1, "INBOX")]).unwrap();
+    store
+        .put_hierarchy(&k, 2, &[folder(1, "INBOX"), folder(2, "A")])
+        .unwrap();
+    store.put_hierarchy(&k, 3, &[]).unwrap();
+    assert_eq!(store.hierarchy(&k, 1).unwrap(), None);
+    assert_eq!(
+        store.hierarchy(&k, 2).unwrap().unwrap(),
+        vec![folder(1, "INBOX"), folder(2, "A")]
+    );
+    assert_eq!(store.hierarchy(&k, 3).unwrap(), Some(vec![]));
+    assert_eq!(store.latest_hierarchy_key(&k).unwrap(), Some(3));
+    assert_eq!(store.latest_hierarchy_key(&key("bob")).unwrap(), None);
+    // The same key written again (a FolderSync retried) replaces its snapshot.
+    store.put_hierarchy(&k, 3, &[folder(5, "B")]).unwrap();
+    assert_eq!(store.hierarchy(&k, 3).unwrap(), Some(vec![folder(5, "B")]));
+    drop(store);
+    // Survives reopening (and the migrations are not run twice).
+    let store = (b.open)();
+    assert_eq!(store.latest_hierarchy_key(&k).unwrap(), Some(3));
+    store.reset_hierarchy(&k).unwrap();
+    assert_eq!(store.latest_hierarchy_key(&k).unwrap(), None);
+}
+
+fn collection_keys_are_never_reused_and_only_two_snapshots_live(b: &Backend) {
+    let store = (b.open)();
+    let (a, bob) = (key("ann"), key("bob"));
+    let k1 = store.next_collection_key(&a, 2).unwrap();
+    store.put_collection_state(&a, 2, k1, None, b"one").unwrap();
+    let k2 = store.next_collection_key(&a, 2).unwrap();
+    store
+        .put_collection_state(&a, 2, k2, Some(k1), b"two")
+        .unwrap();
+    assert_eq!(
+        store.collection_state(&a, 2, k1).unwrap().as_deref(),
+        Some(&b"one"[..])
+    );
+    let k3 = store.next_collection_key(&a, 2).unwrap();
+    store
+        .put_collection_state(&a, 2, k3, Some(k2), b"three")
+        .unwrap();
+    assert_eq!(store.collection_state(&a, 2, k1).unwrap(), None);
+    assert_eq!(store.collection_keys(&a, 2).unwrap(), vec![k2, k3]);
+    store.replace_collection_state(&a, 2, k2, b"2b").unwrap();
+    assert_eq!(
+        store.collection_state(&a, 2, k2).unwrap().as_deref(),
+        Some(&b"2b"[..])
+    );
+    // Another user with the same device id and folder sees nothing.
+    assert_eq!(store.collection_state(&bob, 2, k3).unwrap(), None);
+    store.reset_collection(&a, 2).unwrap();
+    assert_eq!(store.collection_state(&a, 2, k3).unwrap(), None);
+    assert!(store.next_collection_key(&a, 2).unwrap() > k3);
+    store.put_memo(&a, "sync", b"m").unwrap();
+    store.put_memo(&a, "sync", b"m2").unwrap();
+    assert_eq!(store.memo(&a, "sync").unwrap().as_deref(), Some(&b"m2"[..]));
+    assert_eq!(store.memo(&bob, "sync").unwrap(), None);
+    assert!(store.delete_device(&a).unwrap());
+    assert_eq!(store.memo(&a, "sync").unwrap(), None);
+    assert!(!store.delete_device(&a).unwrap());
+}
+
+fn minting_a_key_stores_its_snapshot_with_it(b: &Backend) {
+    let store = (b.open)();
+    let a = key("ann");
+    let k1 = store.mint_collection_state(&a, 7, None, b"one").unwrap();
+    let k2 = store
+        .mint_collection_state(&a, 7, Some(k1), b"two")
+        .unwrap();
+    assert!(k2 > k1);
+    assert_eq!(store.collection_keys(&a, 7).unwrap(), vec![k1, k2]);
+    let k3 = store.mint_collection_state(&a, 7, Some(k2), b"3").unwrap();
+    assert_eq!(store.collection_keys(&a, 7).unwrap(), vec![k2, k3]);
+    // The two ways of making keys share one counter.
+    assert!(store.next_collection_key(&a, 7).unwrap() > k3);
+    // A snapshot too large for nothing: a megabyte of bytes of every value.
+    let big: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    let k = store.mint_collection_state(&a, 8, None, &big).unwrap();
+    assert_eq!(store.collection_state(&a, 8, k).unwrap(), Some(big));
+}
+
+fn client_ids_are_claimed_once_and_released_on_failure(b: &Backend) {
+    let store = (b.open)();
+    let (a, bob) = (key("alice"), key("bob"));
+    let claim = |k: &DeviceKey, now| store.claim_client_id(k, "c1", now, 120).unwrap();
+    assert_eq!(claim(&a, 1000), SendClaim::Claimed);
+    // A retry while the first submission runs must not submit again...
+    assert_eq!(claim(&a, 1010), SendClaim::InProgress);
+    // ...but a claim left behind by a crash expires.
+    assert_eq!(claim(&a, 1200), SendClaim::Claimed);
+    store.finish_client_id(&a, "c1", true, 1201).unwrap();
+    assert_eq!(claim(&a, 5000), SendClaim::AlreadySent);
+    // Other users' and devices' ClientIds are their own.
+    assert_eq!(claim(&bob, 5000), SendClaim::Claimed);
+    store.finish_client_id(&bob, "c1", false, 5001).unwrap();
+    assert_eq!(claim(&bob, 5002), SendClaim::Claimed);
+    // Sent ClientIds are forgotten after the retention period.
+    assert_eq!(
+        claim(&a, 1201 + CLIENT_ID_RETENTION_SECS + 1),
+        SendClaim::Claimed
+    );
+}
+
+fn memos_expire_by_age(b: &Backend) {
+    let store = (b.open)();
+    store.put_memo(&key("a"), "last", b"x").unwrap();
+    store.put_memo(&key("a"), "other", b"y").unwrap();
+    assert_eq!(store.expire_memos("last", 0).unwrap(), 0);
+    assert_eq!(store.expire_memos("last", u64::MAX >> 2).unwrap(), 1);
+    assert_eq!(store.memo(&key("a"), "last").unwrap(), None);
+    assert!(store.memo(&key("a"), "other").unwrap().is_some());
+}
+
+/// Everything `state migrate` copies: written into one store, exported, imported into a
+/// store of the other kind, exported again — the same.
+fn an_export_imports_identically(b: &Backend) {
+    let store = (b.open)();
+    let k = key("alice");
+    let mut d = Device::new(k.clone(), "iPhone");
+    d.policy_key = Some(42);
+    d.info.imei = Some("35".into());
+    state::save_device(store.as_ref(), &Device::new(k.clone(), "iPhone"), &d).unwrap();
+    let mut stored = store.device(&k).unwrap().unwrap();
+    let again = stored.clone();
+    stored.last_seen += 5;
+    state::save_device(store.as_ref(), &again, &stored).unwrap();
+    store.folder_id(&k, "INBOX").unwrap();
+    store.folder_id(&k, "Archive/2024").unwrap();
+    store.put_hierarchy(&k, 4, &[folder(1, "INBOX")]).unwrap();
+    store
+        .put_hierarchy(&k, 5, &[folder(1, "INBOX"), folder(2, "Archive")])
+        .unwrap();
+    let k1 = store.mint_collection_state(&k, 1, None, b"s1").unwrap();
+    store.mint_collection_state(&k, 1, Some(k1), b"s2").unwrap();
+    store.put_memo(&k, "sync", &[0, 255, 7]).unwrap();
+    store.claim_client_id(&k, "sent-one", 100, 60).unwrap();
+    store.finish_client_id(&k, "sent-one", true, 101).unwrap();
+    // State without a device record travels too.
+    store.put_memo(&key("orphan"), "m", b"o").unwrap();
+
+    let keys = store.device_keys().unwrap();
+    assert_eq!(keys, vec![k.clone(), key("orphan")]);
+    let export = store.export_device(&k).unwrap();
+    assert_eq!(export.device.as_ref().unwrap().version, 2);
+    assert_eq!(export.hierarchies.len(), 2);
+    assert_eq!(export.collections.len(), 2);
+
+    // Into a store of the other kind, and back into this kind (a fresh database of it).
+    let other = match export_target_kind(b) {
+        Kind::Sqlite => sqlite(),
+        Kind::Postgres => postgres(),
+    };
+    let target = (other.open)();
+    assert!(target.import_device(&export).unwrap());
+    assert!(
+        !target.import_device(&export).unwrap(),
+        "a device already there is not overwritten"
+    );
+    assert_eq!(target.export_device(&k).unwrap(), export);
+    let orphan = store.export_device(&key("orphan")).unwrap();
+    assert!(orphan.device.is_none());
+    assert!(target.import_device(&orphan).unwrap());
+    assert_eq!(target.device_keys().unwrap(), keys);
+    // Keys go on from where they were: never one the phone saw before.
+    assert!(target.next_collection_key(&k, 1).unwrap() > k1 + 1);
+}
+
+enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// The other kind than the backend's (a backend with a directory is SQLite).
+fn export_target_kind(b: &Backend) -> Kind {
+    if b._dir.is_some() {
+        Kind::Postgres
+    } else {
+        Kind::Sqlite
+    }
+}
+
+/// Two nodes (two stores on one database), each with several threads, do the same thing at
+/// the same moment: one ClientId is claimed once, keys are never handed out twice, one
+/// mailbox gets one folder id.
+fn two_nodes_never_both_win(b: &Backend) {
+    let nodes = [(b.open)(), (b.open)()];
+    let k = key("alice");
+    const THREADS: usize = 8;
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let results: Vec<(SendClaim, Vec<u32>, u32)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|i| {
+                let store = nodes[i % 2].clone();
+                let barrier = barrier.clone();
+                let k = k.clone();
+                s.spawn(move || {
+                    barrier.wait();
+                    let claim = store.claim_client_id(&k, "same", 1000, 300).unwrap();
+                    let keys: Vec<u32> = (0..5)
+                        .map(|_| store.mint_collection_state(&k, 3, None, b"x").unwrap())
+                        .collect();
+                    let id = store.folder_id(&k, "New folder").unwrap();
+                    (claim, keys, id)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let claimed = results.iter().filter(|r| r.0 == SendClaim::Claimed).count();
+    assert_eq!(
+        claimed,
+        1,
+        "{:?}",
+        results.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    let mut keys: Vec<u32> = results.iter().flat_map(|r| r.1.clone()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), THREADS * 5, "a key was handed out twice");
+    assert!(results.iter().all(|r| r.2 == results[0].2));
+}
+
+// What only one of the stores has.
+
+#[test]
+fn postgres_refuses_a_newer_schema() {
+    let pg = Postgres::shared();
+    let url = pg.fresh_database().unwrap();
+    drop(PgStore::open(&url).unwrap());
+    let name = url.rsplit('/').next().unwrap();
+    let version: usize = pg
+        .psql(name, "SELECT version FROM schema_version")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(version, state::schema::VERSION);
+    pg.psql(
+        name,
+        &format!("UPDATE schema_version SET version = {}", version + 1),
+    )
+    .unwrap();
+    let err = PgStore::open(&url).err().expect("opened a newer schema");
+    assert!(matches!(err, StateError::NewerSchema { .. }), "{err}");
+}
+
+/// Two nodes starting at the same moment on an empty database: one migrates, the other
+/// waits for it and finds the schema done.
+#[test]
+fn postgres_nodes_starting_together_migrate_once() {
+    let url = Postgres::shared().fresh_database().unwrap();
+    let barrier = Barrier::new(4);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                barrier.wait();
+                PgStore::open(&url).unwrap();
+            });
+        }
+    });
+}
+
+#[test]
+fn a_database_that_is_not_there_is_unavailable() {
+    // A port nothing listens on: the store does not start, and says why.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = PgStore::open(&format!("postgres://eas@127.0.0.1:{port}/x"))
+        .err()
+        .expect("opened nothing");
+    assert!(err.is_unavailable(), "{err}");
+    assert!(matches!(
+        state::open("mysql://x").err().unwrap(),
+        StateError::UnsupportedUrl(_)
+    ));
+}
