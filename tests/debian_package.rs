@@ -323,6 +323,31 @@ async fn the_package_builds_installs_runs_as_its_user_reloads_and_purges() {
         eas_wbxml::to_xml(&tree)
     );
 
+    // The wake-up and the IMAP round trips behind it are on /metrics too.
+    let metrics = https_client(&renewed.cert.pem(), port)
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let families = parse_with_python(&metrics, work.path());
+    for name in ["eas_push_wakeup_seconds", "eas_imap_round_trip_seconds"] {
+        assert!(
+            families.iter().any(|(n, k)| n == name && k == "histogram"),
+            "{name} not parsed from:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("eas_push_wakeup_seconds_count{source=\"imap\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("eas_imap_round_trip_seconds_count{command=\"LOGIN\"}"),
+        "{metrics}"
+    );
+
     signal(pid, "TERM");
     let status = wait(&mut child, Duration::from_secs(20));
     assert!(status.success(), "{status:?}");
