@@ -133,6 +133,10 @@ impl Default for Metrics {
             let _ = auth.get_or_create(&OutcomeLabel { outcome: o.label() });
         }
         crate::imap::observe_round_trips(observe_imap);
+        // The wake-up series exist from the start (empty), so dashboards find them.
+        for source in ["imap", "dovecot-events", "both"] {
+            let _ = PUSH_WAKEUPS.get_or_create(&SourceLabel { source });
+        }
         Metrics {
             requests: Family::default(),
             latency: Family::new_with_constructor(|| {
