@@ -114,6 +114,7 @@ async fn the_package_builds_installs_runs_as_its_user_reloads_and_purges() {
         "./usr/lib/systemd/system/eas-gateway.service",
         "./usr/share/eas-gateway/dovecot/eas-push.lua",
         "./usr/share/eas-gateway/dovecot/eas-push.conf",
+        "./usr/share/eas-gateway/grafana/eas-gateway.json",
         "./usr/share/doc/eas-gateway/deploy/README.md",
     ] {
         assert!(
