@@ -228,7 +228,12 @@ async fn the_package_builds_installs_runs_as_its_user_reloads_and_purges() {
         &password,
         "DEBPKG1",
     );
-    phone.provision().await;
+    if let Err(e) = phone.try_provision().await {
+        panic!(
+            "Provision through the packaged gateway: {e}\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+    }
     let (folders, _, _) = folder_changes(&phone.folder_sync("0").await);
     let inbox = folders.iter().find(|f| f.kind == 2).unwrap().id.clone();
     sync_to_end(&phone, &inbox, "0").await;
