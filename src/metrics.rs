@@ -78,6 +78,45 @@ impl AuthOutcome {
     }
 }
 
+/// IMAP round trips by command, for the whole process: the IMAP client reports to a plain
+/// function (it must not know of metrics), so the histogram cannot live in [`Metrics`].
+static IMAP_ROUND_TRIPS: std::sync::LazyLock<Family<CommandLabel, Histogram>> =
+    std::sync::LazyLock::new(|| {
+        Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS.iter().copied()))
+    });
+
+fn observe_imap(command: &'static str, elapsed: Duration) {
+    IMAP_ROUND_TRIPS
+        .get_or_create(&CommandLabel { command })
+        .observe(elapsed.as_secs_f64());
+}
+
+/// Push wake-ups: from the news (a Dovecot event, an IMAP notice) reaching the hub to the
+/// Ping or held Sync answering with it, by where the news came from.
+static PUSH_WAKEUPS: std::sync::LazyLock<Family<SourceLabel, Histogram>> =
+    std::sync::LazyLock::new(|| {
+        Family::new_with_constructor(|| Histogram::new(WAKEUP_BUCKETS.iter().copied()))
+    });
+
+/// Upper bounds for push wake-ups, in seconds: Dovecot's events take milliseconds, a look
+/// over IMAP tens of them.
+const WAKEUP_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: &'static str,
+}
+
+/// A waiting device was answered with news `elapsed` after the hub had it; `source` is
+/// `events` or `imap`.
+pub fn push_wakeup(source: &'static str, elapsed: Duration) {
+    PUSH_WAKEUPS
+        .get_or_create(&SourceLabel { source })
+        .observe(elapsed.as_secs_f64());
+}
+
 /// Requests, their latency, and log-in outcomes.
 #[derive(Debug)]
 pub struct Metrics {
@@ -92,6 +131,11 @@ impl Default for Metrics {
         // Every outcome from the start, so a rate over the first failures is not a gap.
         for o in AuthOutcome::ALL {
             let _ = auth.get_or_create(&OutcomeLabel { outcome: o.label() });
+        }
+        crate::imap::observe_round_trips(observe_imap);
+        // The wake-up series exist from the start (empty), so dashboards find them.
+        for source in ["imap", "dovecot-events", "both"] {
+            let _ = PUSH_WAKEUPS.get_or_create(&SourceLabel { source });
         }
         Metrics {
             requests: Family::default(),
@@ -155,6 +199,17 @@ impl Metrics {
             "Log-in attempts by outcome: ok, missing credentials, bad_password, throttled, \
              backend_down",
             self.auth.clone(),
+        );
+        registry.register(
+            "eas_imap_round_trip_seconds",
+            "Time from sending an IMAP command to its completion, by command",
+            IMAP_ROUND_TRIPS.clone(),
+        );
+        registry.register(
+            "eas_push_wakeup_seconds",
+            "Time from news reaching the push hub to the waiting Ping or Sync answering, by \
+             source of the news",
+            PUSH_WAKEUPS.clone(),
         );
         registry.register_collector(Box::new(Counts::new(snapshot)));
         let mut out = String::new();

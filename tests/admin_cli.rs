@@ -342,6 +342,38 @@ async fn top_shows_a_running_gateway() {
     assert!(cols[4].parse::<f64>().unwrap() >= 2.0, "{row}");
     assert!(cols[2].ends_with("ms") || cols[2].ends_with('s'), "{row}");
 
+    // The shipped Grafana dashboard asks only for series this gateway exposes.
+    let metrics = g.metrics().await;
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/contrib/grafana/eas-gateway.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut asked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("eas_") {
+                    asked += 1;
+                    // A histogram nothing was observed in yet has only its TYPE line.
+                    let family = word.trim_end_matches("_bucket");
+                    assert!(
+                        metrics
+                            .lines()
+                            .any(|l| l.starts_with(word) && l[word.len()..].starts_with(['{', ' ']))
+                            || metrics.contains(&format!("# TYPE {family} ")),
+                        "the dashboard asks for {word}, which /metrics does not have"
+                    );
+                }
+            }
+        }
+    }
+    assert!(asked >= 10, "{asked}");
+
     let down = gateway_bin(
         &[
             "top",

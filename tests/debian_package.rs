@@ -114,6 +114,7 @@ async fn the_package_builds_installs_runs_as_its_user_reloads_and_purges() {
         "./usr/lib/systemd/system/eas-gateway.service",
         "./usr/share/eas-gateway/dovecot/eas-push.lua",
         "./usr/share/eas-gateway/dovecot/eas-push.conf",
+        "./usr/share/eas-gateway/grafana/eas-gateway.json",
         "./usr/share/doc/eas-gateway/deploy/README.md",
     ] {
         assert!(
@@ -227,7 +228,12 @@ async fn the_package_builds_installs_runs_as_its_user_reloads_and_purges() {
         &password,
         "DEBPKG1",
     );
-    phone.provision().await;
+    if let Err(e) = phone.try_provision().await {
+        panic!(
+            "Provision through the packaged gateway: {e}\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+    }
     let (folders, _, _) = folder_changes(&phone.folder_sync("0").await);
     let inbox = folders.iter().find(|f| f.kind == 2).unwrap().id.clone();
     sync_to_end(&phone, &inbox, "0").await;
@@ -321,6 +327,31 @@ async fn the_package_builds_installs_runs_as_its_user_reloads_and_purges() {
         Some("2"),
         "{}",
         eas_wbxml::to_xml(&tree)
+    );
+
+    // The wake-up and the IMAP round trips behind it are on /metrics too.
+    let metrics = https_client(&renewed.cert.pem(), port)
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let families = parse_with_python(&metrics, work.path());
+    for name in ["eas_push_wakeup_seconds", "eas_imap_round_trip_seconds"] {
+        assert!(
+            families.iter().any(|(n, k)| n == name && k == "histogram"),
+            "{name} not parsed from:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("eas_push_wakeup_seconds_count{source=\"imap\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("eas_imap_round_trip_seconds_count{command=\"LOGIN\"}"),
+        "{metrics}"
     );
 
     signal(pid, "TERM");

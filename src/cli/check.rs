@@ -230,31 +230,6 @@ fn not_after(der: &[u8]) -> Option<time::OffsetDateTime> {
     .ok()
 }
 
-#[cfg(test)]
-mod test {
-    use super::*;
-
-    #[test]
-    fn a_certificate_expiry_is_read() {
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
-        params.not_after = time::OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.clone().self_signed(&key).unwrap();
-        assert_eq!(
-            not_after(cert.der()).map(|t| t.unix_timestamp()),
-            Some(1_900_000_000)
-        );
-        // UTCTime before 2050, GeneralizedTime after (RFC 5280 section 4.1.2.5).
-        params.not_after = time::OffsetDateTime::from_unix_timestamp(2_600_000_000).unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        assert_eq!(
-            not_after(cert.der()).map(|t| t.unix_timestamp()),
-            Some(2_600_000_000)
-        );
-        assert_eq!(not_after(b"not DER"), None);
-    }
-}
-
 fn imap_security(s: Security) -> &'static str {
     match s {
         Security::None => "plain text",
@@ -325,5 +300,30 @@ fn check_state(url: &str, out: &mut dyn Write) -> std::io::Result<bool> {
             dir.display()
         )?;
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn a_certificate_expiry_is_read() {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.clone().self_signed(&key).unwrap();
+        assert_eq!(
+            not_after(cert.der()).map(|t| t.unix_timestamp()),
+            Some(1_900_000_000)
+        );
+        // UTCTime before 2050, GeneralizedTime after (RFC 5280 section 4.1.2.5).
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(2_600_000_000).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(
+            not_after(cert.der()).map(|t| t.unix_timestamp()),
+            Some(2_600_000_000)
+        );
+        assert_eq!(not_after(b"not DER"), None);
     }
 }

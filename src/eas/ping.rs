@@ -209,8 +209,11 @@ async fn wait(
 ) -> Result<Reply, EasError> {
     let mut down_since: Option<tokio::time::Instant> = None;
     loop {
-        let signal = tokio::select! {
-            s = reg.signals.recv() => s,
+        let (queued, signal) = tokio::select! {
+            s = reg.signals.recv_timed() => match s {
+                Some((at, s)) => (Some(at), Some(s)),
+                None => (None, None),
+            },
             _ = tokio::time::sleep_until(deadline) => {
                 // The backend being away for the whole heartbeat is worth telling; a blip is not.
                 let status = if down_since.is_some() { PingStatus::ServerError } else { PingStatus::NoChanges };
@@ -219,13 +222,19 @@ async fn wait(
         };
         let answered = match signal {
             Some(Signal::Mailbox(mailbox, state)) => {
-                counters_changed(ctx, folders, &mailbox, state).await?
+                let news = counters_changed(ctx, folders, &mailbox, state).await?;
+                wakeup(ctx, queued, news.is_some());
+                news
             }
             Some(Signal::Arrived {
                 mailbox,
                 uidvalidity,
                 uid,
-            }) => arrived(ctx, folders, &mailbox, uidvalidity, uid)?,
+            }) => {
+                let news = arrived(ctx, folders, &mailbox, uidvalidity, uid)?;
+                wakeup(ctx, queued, news.is_some());
+                news
+            }
             Some(Signal::Hierarchy(name)) => {
                 // News only if the device does not know the mailbox under that name.
                 (!hierarchy.iter().any(|f| f.imap_name == name))
@@ -246,6 +255,18 @@ async fn wait(
         if let Some(reply) = answered {
             return Ok(reply);
         }
+    }
+}
+
+/// Counts a wake-up with news on `/metrics`: from the hub having it to the answer.
+fn wakeup(ctx: &Context<'_>, queued: Option<std::time::Instant>, news: bool) {
+    if let (Some(at), true) = (queued, news) {
+        let source = match ctx.config.push.source {
+            crate::config::PushSource::Imap => "imap",
+            crate::config::PushSource::DovecotEvents => "dovecot-events",
+            crate::config::PushSource::Both => "both",
+        };
+        crate::metrics::push_wakeup(source, at.elapsed());
     }
 }
 

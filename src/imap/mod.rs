@@ -80,7 +80,7 @@ pub use idle::{IdleEnd, Notice};
 pub use mailbox::{Mailbox, MailboxStatus, SpecialUse, StatusInfo};
 pub use response::{Code, ESearch, Response, Status, Tagged, Untagged, Value};
 pub use search::{ImapDate, SearchKey, SearchResult};
-pub use session::{Qresync, Resync, Session};
+pub use session::{Qresync, Resync, Session, observe_round_trips};
 pub use set::SequenceSet;
 pub use store::{AppendUid, CopyUid, StoreMode};
 

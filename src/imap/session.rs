@@ -23,6 +23,16 @@ use super::response::{Code, Response, Status, Untagged};
 use super::set::SequenceSet;
 use super::{ImapConfig, Security};
 
+/// Told each command's name and the time from sending it to its completion (`/metrics`
+/// installs it; this module knows nothing of metrics).
+static ROUND_TRIP_OBSERVER: std::sync::OnceLock<fn(&'static str, std::time::Duration)> =
+    std::sync::OnceLock::new();
+
+/// Installs the round-trip observer; the first one stays.
+pub fn observe_round_trips(observer: fn(&'static str, std::time::Duration)) {
+    let _ = ROUND_TRIP_OBSERVER.set(observer);
+}
+
 /// One connection to the IMAP server. Commands run one at a time (`&mut self`).
 pub struct Session {
     pub(super) conn: Connection,
@@ -596,7 +606,11 @@ impl Session {
         // Only the command name and tag are logged: arguments can be passwords or names.
         debug!(tag, cmd = cmd.name, "imap command");
         let mut bye = None;
+        let (name, started) = (cmd.name, std::time::Instant::now());
         let result = self.exchange(&tag, cmd, on_data, &mut bye).await;
+        if let Some(observe) = ROUND_TRIP_OBSERVER.get() {
+            observe(name, started.elapsed());
+        }
         match result {
             Ok((status, code, text)) => {
                 trace!(tag, ?status, "imap completion");

@@ -100,7 +100,8 @@ pub struct Hub {
 /// a block of 32 slots up front (2 KiB and more per waiting device, tens of MiB at 10,000
 /// phones) for the one or two signals a wait ever gets; this queue allocates on first use.
 struct SignalQueue {
-    items: Mutex<std::collections::VecDeque<Signal>>,
+    /// Each signal with when it was queued (for the wake-up latency on `/metrics`).
+    items: Mutex<std::collections::VecDeque<(std::time::Instant, Signal)>>,
     /// The sending side is gone: once the queue is drained, `recv` answers None.
     closed: std::sync::atomic::AtomicBool,
     notify: Notify,
@@ -123,7 +124,7 @@ impl SignalSender {
             .items
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push_back(signal);
+            .push_back((std::time::Instant::now(), signal));
         // Stores a permit when nobody waits yet, so a signal sent before `recv` is not missed.
         self.0.notify.notify_one();
     }
@@ -144,6 +145,11 @@ pub struct SignalReceiver(Arc<SignalQueue>);
 impl SignalReceiver {
     /// The next signal; None once the hub dropped this device and nothing is left.
     pub async fn recv(&mut self) -> Option<Signal> {
+        self.recv_timed().await.map(|(_, s)| s)
+    }
+
+    /// [`SignalReceiver::recv`] with the moment the signal was queued.
+    pub async fn recv_timed(&mut self) -> Option<(std::time::Instant, Signal)> {
         loop {
             if let Some(s) = self
                 .0
