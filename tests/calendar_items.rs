@@ -834,3 +834,54 @@ proptest! {
         prop_assert_eq!(back, want, "{}", rule);
     }
 }
+
+#[test]
+fn series_made_single_drops_its_exceptions() {
+    let zone = berlin();
+    let stored = ical::parse(&read("recurring.ics")).unwrap();
+    let (fragment, _) = event::render_event(
+        &read("recurring.ics"),
+        &event_options(Version::V14_1, &zone),
+    )
+    .unwrap();
+    let mut phone = EventData::from_element(&tree(&fragment), Version::V14_1).unwrap();
+    phone.recurrence = None;
+    phone.exceptions = None;
+    let merged =
+        event::merge_event(Some(&stored), &phone, &merge_options(Version::V14_1, &zone)).unwrap();
+    let text = ical::write(&merged);
+    let events = &text[text.find("BEGIN:VEVENT").unwrap()..];
+    assert!(
+        !events.contains("RRULE")
+            && !events.contains("EXDATE")
+            && !events.contains("RECURRENCE-ID"),
+        "{text}"
+    );
+    assert_eq!(text.matches("BEGIN:VEVENT").count(), 1, "{text}");
+}
+
+#[test]
+fn all_day_occurrences_16_west_of_utc() {
+    // A user in New York: 16.x names all-day occurrences by their date, not local midnight.
+    let zone = Zone::Iana(chrono_tz::America::New_York);
+    let o = merge_options(Version::V16_1, &zone);
+    let text = read("allday.ics");
+    let (fragment, _) = event::render_event(&text, &event_options(Version::V16_1, &zone)).unwrap();
+    assert_eq!(
+        tree(&fragment).child(cal::StartTime).unwrap().text(),
+        Some("20261224T000000Z")
+    );
+    let stored = ical::parse(&text).unwrap();
+    let change = phone_item("<calendar:Subject>Holidays (away)</calendar:Subject>");
+    let phone = EventData::from_element(&change, Version::V16_1).unwrap();
+    let once = event::merge_instance(&stored, at(2027, 12, 24, 0, 0), &phone, &o).unwrap();
+    let twice = event::merge_instance(&once, at(2027, 12, 24, 0, 0), &phone, &o).unwrap();
+    let text = ical::write(&twice);
+    assert_eq!(
+        text.matches("RECURRENCE-ID;VALUE=DATE:20271224").count(),
+        1,
+        "{text}"
+    );
+    let deleted = event::delete_instance(&twice, at(2028, 12, 24, 0, 0), &o).unwrap();
+    assert!(ical::write(&deleted).contains("EXDATE;VALUE=DATE:20281224"));
+}
