@@ -834,3 +834,166 @@ proptest! {
         prop_assert_eq!(back, want, "{}", rule);
     }
 }
+
+#[test]
+fn series_made_single_drops_its_exceptions() {
+    let zone = berlin();
+    let stored = ical::parse(&read("recurring.ics")).unwrap();
+    let (fragment, _) = event::render_event(
+        &read("recurring.ics"),
+        &event_options(Version::V14_1, &zone),
+    )
+    .unwrap();
+    let mut phone = EventData::from_element(&tree(&fragment), Version::V14_1).unwrap();
+    phone.recurrence = None;
+    phone.exceptions = None;
+    let merged =
+        event::merge_event(Some(&stored), &phone, &merge_options(Version::V14_1, &zone)).unwrap();
+    let text = ical::write(&merged);
+    let events = &text[text.find("BEGIN:VEVENT").unwrap()..];
+    assert!(
+        !events.contains("RRULE")
+            && !events.contains("EXDATE")
+            && !events.contains("RECURRENCE-ID"),
+        "{text}"
+    );
+    assert_eq!(text.matches("BEGIN:VEVENT").count(), 1, "{text}");
+}
+
+#[test]
+fn all_day_occurrences_16_west_of_utc() {
+    // A user in New York: 16.x names all-day occurrences by their date, not local midnight.
+    let zone = Zone::Iana(chrono_tz::America::New_York);
+    let o = merge_options(Version::V16_1, &zone);
+    let text = read("allday.ics");
+    let (fragment, _) = event::render_event(&text, &event_options(Version::V16_1, &zone)).unwrap();
+    assert_eq!(
+        tree(&fragment).child(cal::StartTime).unwrap().text(),
+        Some("20261224T000000Z")
+    );
+    let stored = ical::parse(&text).unwrap();
+    let change = phone_item("<calendar:Subject>Holidays (away)</calendar:Subject>");
+    let phone = EventData::from_element(&change, Version::V16_1).unwrap();
+    let once = event::merge_instance(&stored, at(2027, 12, 24, 0, 0), &phone, &o).unwrap();
+    let twice = event::merge_instance(&once, at(2027, 12, 24, 0, 0), &phone, &o).unwrap();
+    let text = ical::write(&twice);
+    assert_eq!(
+        text.matches("RECURRENCE-ID;VALUE=DATE:20271224").count(),
+        1,
+        "{text}"
+    );
+    let deleted = event::delete_instance(&twice, at(2028, 12, 24, 0, 0), &o).unwrap();
+    assert!(ical::write(&deleted).contains("EXDATE;VALUE=DATE:20281224"));
+}
+
+#[test]
+fn incomplete_task_filter() {
+    let open = ical::parse(&read("task.ics")).unwrap();
+    assert!(window::task_is_incomplete(&open));
+    let zone = berlin();
+    let o = task_options(Version::V14_1, &zone);
+    let mut done = TaskData::from_ical(&open, &o).unwrap().0;
+    done.complete = Some(true);
+    let closed = task::merge_task(Some(&open), &done, &o).unwrap();
+    assert!(!window::task_is_incomplete(&closed));
+}
+
+/// Calendar and task tags with values a phone might (mis)send.
+fn arb_phone_child() -> impl Strategy<Value = Element> {
+    let tags = prop_oneof![
+        Just(cal::Subject),
+        Just(cal::StartTime),
+        Just(cal::EndTime),
+        Just(cal::AllDayEvent),
+        Just(cal::Timezone),
+        Just(cal::Reminder),
+        Just(cal::BusyStatus),
+        Just(cal::Sensitivity),
+        Just(cal::Location),
+        Just(cal::UID),
+        Just(cal::OrganizerEmail),
+        Just(cal::MeetingStatus),
+        Just(t::Subject),
+        Just(t::DueDate),
+        Just(t::UtcDueDate),
+        Just(t::StartDate),
+        Just(t::Complete),
+        Just(t::Importance),
+        Just(t::ReminderTime),
+        Just(t::ReminderSet),
+    ];
+    let values = prop_oneof![
+        Just(String::new()),
+        Just("1".to_owned()),
+        Just("5".to_owned()),
+        Just("99999999999".to_owned()),
+        Just("-1".to_owned()),
+        Just("20261122T100000Z".to_owned()),
+        Just("2026-11-22T10:00:00.000Z".to_owned()),
+        Just("99991231T235959Z".to_owned()),
+        Just("16010101T000000Z".to_owned()),
+        Just(TimeZoneInfo::from_iana(chrono_tz::Pacific::Chatham, YEAR).to_base64()),
+        "\\PC{0,40}",
+    ];
+    let recurrence = (
+        0u8..=7,
+        "[0-9]{0,4}",
+        "[0-9]{0,3}",
+        "[0-9]{0,2}",
+        "[0-9T]{0,16}",
+    )
+        .prop_map(|(ty, a, b, c, u)| {
+            Element::with_children(
+                cal::Recurrence,
+                vec![
+                    Element::with_text(cal::Type, ty.to_string()),
+                    Element::with_text(cal::Interval, a),
+                    Element::with_text(cal::DayOfWeek, b),
+                    Element::with_text(cal::WeekOfMonth, c.clone()),
+                    Element::with_text(cal::DayOfMonth, c),
+                    Element::with_text(cal::Until, u),
+                ],
+            )
+        });
+    prop_oneof![
+        4 => (tags, values).prop_map(|(tag, v)| Element::with_text(tag, v)),
+        1 => recurrence,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    /// Whatever a phone sends, reading and merging it answers Ok or InvalidItem: no panic.
+    #[test]
+    fn phone_items_never_panic(children in prop::collection::vec(arb_phone_child(), 0..12)) {
+        let zone = berlin();
+        let item = Element::with_children(airsync::ApplicationData, children);
+        for version in [Version::V12_1, Version::V16_1] {
+            if let Ok(phone) = EventData::from_element(&item, version) {
+                let stored = ical::parse(&read("recurring.ics")).unwrap();
+                for merged in [
+                    event::merge_event(Some(&stored), &phone, &merge_options(version, &zone)),
+                    event::merge_event(None, &phone, &merge_options(version, &zone)),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    // What was stored renders again.
+                    let text = ical::write(&merged);
+                    let _ = event::render_event(&text, &event_options(version, &zone));
+                    let again = ical::parse(&text).unwrap();
+                    let _ = window::has_occurrence_in(&again, at(2026, 1, 1, 0, 0), None, &zone);
+                }
+                if let Some(r) = &phone.recurrence {
+                    let _ = eas_gateway::calendar::recurrence::expand(r, at(2026, 1, 5, 9, 0), &zone, at(2030, 1, 1, 0, 0), 500);
+                }
+            }
+        }
+        if let Ok(phone) = TaskData::from_element(&item) {
+            let o = task_options(Version::V14_1, &zone);
+            let stored = ical::parse(&read("task.ics")).unwrap();
+            let _ = task::merge_task(Some(&stored), &phone, &o);
+            let _ = task::merge_task(None, &phone, &o);
+        }
+    }
+}

@@ -18,8 +18,13 @@ pub fn extended(dt: NaiveDateTime) -> String {
 }
 
 /// Reads either form (the `Z` optional, as some phones drop it; fractions ignored), or a
-/// bare date (midnight).
+/// bare date (midnight). Years outside 1601–9999 (the FILETIME range Windows clients use) are
+/// refused, so later zone arithmetic cannot overflow.
 pub fn parse(s: &str) -> Option<NaiveDateTime> {
+    parse_any(s).filter(|d| (1601..=9999).contains(&chrono::Datelike::year(d)))
+}
+
+fn parse_any(s: &str) -> Option<NaiveDateTime> {
     let s = s.trim();
     let s = s.strip_suffix('Z').unwrap_or(s);
     let s = s.split('.').next().unwrap_or(s);
@@ -52,5 +57,7 @@ mod tests {
         assert_eq!(extended(dt), "2026-11-22T10:00:00.000Z");
         assert_eq!(parse("2026-11-22T10:00:00.000Z"), Some(dt));
         assert_eq!(parse("garbage"), None);
+        assert_eq!(parse("+262143-12-31T23:59:59Z"), None);
+        assert_eq!(parse("00010101T000000Z"), None);
     }
 }

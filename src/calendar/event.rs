@@ -1489,9 +1489,12 @@ pub fn merge_event(
         // A rule EAS could not express was never shown to the phone: it stays.
         None if matches!(stored_as_eas, Some(ToEas::CannotExpress(_))) => {}
         None if !is_new && stored_rule.is_some() => {
+            // No longer a series: its rule, deletions and moved occurrences go.
             let c = &mut ical.components[master as usize];
             ical::set(c, ICalendarProperty::Rrule, None);
             ical::set(c, ICalendarProperty::Exdate, None);
+            let (_, overrides) = vevents(&ical);
+            ical.remove_component_ids(&overrides);
         }
         None => {}
     }
@@ -1568,7 +1571,13 @@ fn apply_exception(
         )
         .is_some_and(|dp| {
             if dp.is_date {
-                dp.value.date() == zone.to_local(e.original_start).date()
+                // 16.x names an all-day occurrence by its date at 00:00 "UTC".
+                let date = if o.version >= Version::V16_0 {
+                    e.original_start.date()
+                } else {
+                    zone.to_local(e.original_start).date()
+                };
+                dp.value.date() == date
             } else {
                 resolve(ical, &dp, zone, o.year).0 == e.original_start
             }

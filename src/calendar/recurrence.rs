@@ -450,7 +450,7 @@ pub fn expand(
             .filter_map(|d| NaiveDate::from_ymd_opt(y, m, d))
             .filter(|d| in_mask(*d))
             .collect();
-        match rec.week_of_month.unwrap_or(1) {
+        match rec.week_of_month.unwrap_or(1).clamp(1, 5) {
             5 => days.last().copied(),
             n => days.get(n as usize - 1).copied(),
         }

@@ -87,3 +87,19 @@ pub fn has_occurrence_in(
     // Undecidable inside the budget (or the object did not expand): include it.
     seen >= EXPANSION_LIMIT || (expanded.events.is_empty() && !expanded.errors.is_empty())
 }
+
+/// Tasks FilterType 8 ("incomplete tasks only"): whether the object's task is still open.
+pub fn task_is_incomplete(ical: &ICalendar) -> bool {
+    ical.components
+        .iter()
+        .filter(|c| c.component_type == calcard::icalendar::ICalendarComponentType::VTodo)
+        .any(|c| {
+            let done = c
+                .property(&calcard::icalendar::ICalendarProperty::Status)
+                .and_then(|e| e.values.first()?.as_text())
+                .is_some_and(|s| {
+                    s.eq_ignore_ascii_case("COMPLETED") || s.eq_ignore_ascii_case("CANCELLED")
+                });
+            !done && !c.has_property(&calcard::icalendar::ICalendarProperty::Completed)
+        })
+}
