@@ -215,6 +215,23 @@ async fn a_phone_syncs_calendar_and_tasks(server: Server, user: &str, device: &s
     assert_eq!(folders.iter().filter(|f| f.kind == 8).count(), 1, "{folders:?}");
     assert_eq!(folders.iter().filter(|f| f.kind == 7).count(), 1, "{folders:?}");
     assert_eq!(folders.iter().filter(|f| f.kind == 2).count(), 1, "Inbox");
+    // Calendars are not mailboxes: deleting one from the phone is refused, nothing is lost.
+    let fs_key = eas::find_text(&fs, eas_wbxml::tags::folderhierarchy::SyncKey).unwrap();
+    let refused = p
+        .send(
+            "FolderDelete",
+            &format!(
+                r#"<FolderDelete xmlns="FolderHierarchy:"><SyncKey>{fs_key}</SyncKey><ServerId>{}</ServerId></FolderDelete>"#,
+                calendar.id
+            ),
+        )
+        .await;
+    assert_eq!(
+        eas::find_text(&refused.tree(), eas_wbxml::tags::folderhierarchy::Status).as_deref(),
+        Some("3"),
+        "{}",
+        refused.xml()
+    );
 
     // Two weeks back: the recent event and the running series, nothing older.
     let first = sync(&p, &calendar.id, "0", 4, "").await;
@@ -322,4 +339,57 @@ fn replace(e: &mut Element, with: &Element) -> bool {
         }
     }
     false
+}
+
+#[tokio::test]
+async fn a_caldav_server_that_is_down_keeps_the_folders_and_asks_to_retry() {
+    // A Radicale of this test's own, stopped half way.
+    let (login, password) = support::credentials("lena");
+    let own = Radicale::start(&[support::user("lena")]).unwrap();
+    let d = dav(&own.url(), &login, &password);
+    let disc = d.discover(&[Kind::Calendar]).await.unwrap();
+    let coll = disc.calendar_homes[0].join("cal/").unwrap();
+    d.make_collection(&coll, Kind::Calendar, "Mine", &["VEVENT", "VTODO"])
+        .await
+        .unwrap();
+    for (name, body) in objects() {
+        d.put(&coll.join(name).unwrap(), "text/calendar", body, Write::Create)
+            .await
+            .unwrap();
+    }
+    let url = own.url();
+    let g = Gateway::start(support::dovecot().imap_config(), move |c| {
+        c.dav.url = url;
+        c.dav.timeout_secs = 5;
+    })
+    .await;
+    let mut p = Phone::new(&g, &login, &password, "CALDOWN");
+    p.provision().await;
+    let fs = p.folder_sync("0").await;
+    let (folders, _, _) = folder_changes(&fs);
+    let calendar = folders.iter().find(|f| f.kind == 8).unwrap().clone();
+    assert!(folders.iter().any(|f| f.kind == 7), "{folders:?}");
+    let key = eas::find_text(&fs, eas_wbxml::tags::folderhierarchy::SyncKey).unwrap();
+    let first = sync(&p, &calendar.id, "0", 4, "").await;
+    let got = sync(&p, &calendar.id, &key_of(&first), 4, "").await;
+    let sync_key = key_of(&got);
+
+    own.stop();
+    // The folders stay: no FolderSync change would make the phone drop its events.
+    let again = p.folder_sync(&key).await;
+    let (added, updated, deleted) = folder_changes(&again);
+    assert!(
+        added.is_empty() && updated.is_empty() && deleted.is_empty(),
+        "{}",
+        eas_wbxml::to_xml(&again)
+    );
+    // A Sync is refused with a retryable status, never answered with an empty calendar.
+    let xml = format!(
+        r#"<Sync xmlns="AirSync:"><Collections><Collection><SyncKey>{sync_key}</SyncKey><CollectionId>{}</CollectionId><GetChanges/><Options><FilterType>4</FilterType></Options></Collection></Collections></Sync>"#,
+        calendar.id
+    );
+    let answer = p
+        .post("Sync", eas_wbxml::from_xml(&xml).unwrap().encode())
+        .await;
+    assert_eq!(answer.status, 503, "{:?}", answer.body);
 }
