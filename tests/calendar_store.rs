@@ -189,9 +189,14 @@ async fn read_window_change_add_delete(server: Server) {
     d.put(&series_url, ct, series(), Write::Create)
         .await
         .unwrap();
-    d.put(&coll.join("old.ics").unwrap(), ct, OLD.into(), Write::Create)
-        .await
-        .unwrap();
+    d.put(
+        &coll.join("old.ics").unwrap(),
+        ct,
+        OLD.into(),
+        Write::Create,
+    )
+    .await
+    .unwrap();
     let todo_url = coll.join("todo.ics").unwrap();
     d.put(&todo_url, ct, TODO.into(), Write::Create)
         .await
@@ -339,7 +344,10 @@ async fn read_window_change_add_delete(server: Server) {
     };
     assert_ne!(task_fold, tasks.folds[&task_id]);
     let stored_task = d.get(&todo_url).await.unwrap().data.unwrap();
-    assert!(stored_task.contains("SUMMARY:Buy oat milk"), "{stored_task}");
+    assert!(
+        stored_task.contains("SUMMARY:Buy oat milk"),
+        "{stored_task}"
+    );
     assert!(stored_task.contains("X-BAR:kept"), "{stored_task}");
 
     // A 16.x Add without a UID.
@@ -380,10 +388,7 @@ async fn read_window_change_add_delete(server: Server) {
 
     // The phone deletes it.
     store.delete(at, new_id, true).await.unwrap();
-    assert!(matches!(
-        d.get(&created.url).await,
-        Err(DavError::NotFound)
-    ));
+    assert!(matches!(d.get(&created.url).await, Err(DavError::NotFound)));
 }
 
 async fn r_task(store: &mut CalendarItems, at: CollectionRef<'_>, id: u32) -> Rendered {

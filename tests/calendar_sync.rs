@@ -88,8 +88,10 @@ DTSTART:{}\r\nDTEND:{}\r\nSUMMARY:Review\r\nX-KEEP:yes\r\nEND:VEVENT\r\n",
         ),
         (
             "old.ics",
-            ics("BEGIN:VEVENT\r\nUID:old@example.org\r\nDTSTAMP:20200101T000000Z\r\n\
-DTSTART:20200101T100000Z\r\nDTEND:20200101T110000Z\r\nSUMMARY:Old party\r\nEND:VEVENT\r\n"),
+            ics(
+                "BEGIN:VEVENT\r\nUID:old@example.org\r\nDTSTAMP:20200101T000000Z\r\n\
+DTSTART:20200101T100000Z\r\nDTEND:20200101T110000Z\r\nSUMMARY:Old party\r\nEND:VEVENT\r\n",
+            ),
         ),
         (
             "running.ics",
@@ -102,14 +104,18 @@ DTSTART:{}\r\nDTEND:{}\r\nRRULE:FREQ=DAILY;COUNT=100\r\nSUMMARY:Daily walk\r\nEN
         ),
         (
             "finished.ics",
-            ics("BEGIN:VEVENT\r\nUID:finished@example.org\r\nDTSTAMP:20200101T000000Z\r\n\
+            ics(
+                "BEGIN:VEVENT\r\nUID:finished@example.org\r\nDTSTAMP:20200101T000000Z\r\n\
 DTSTART:20200301T100000Z\r\nDTEND:20200301T110000Z\r\nRRULE:FREQ=DAILY;COUNT=3\r\n\
-SUMMARY:Course 2020\r\nEND:VEVENT\r\n"),
+SUMMARY:Course 2020\r\nEND:VEVENT\r\n",
+            ),
         ),
         (
             "task.ics",
-            ics("BEGIN:VTODO\r\nUID:task@example.org\r\nDTSTAMP:20250101T000000Z\r\n\
-SUMMARY:File taxes\r\nDUE:20300415T170000Z\r\nEND:VTODO\r\n"),
+            ics(
+                "BEGIN:VTODO\r\nUID:task@example.org\r\nDTSTAMP:20250101T000000Z\r\n\
+SUMMARY:File taxes\r\nDUE:20300415T170000Z\r\nEND:VTODO\r\n",
+            ),
         ),
     ]
 }
@@ -212,8 +218,16 @@ async fn a_phone_syncs_calendar_and_tasks(server: Server, user: &str, device: &s
         .find(|f| matches!(f.kind, 7 | 15))
         .unwrap_or_else(|| panic!("no task folder in {folders:?}"));
     assert_ne!(calendar.id, tasks.id);
-    assert_eq!(folders.iter().filter(|f| f.kind == 8).count(), 1, "{folders:?}");
-    assert_eq!(folders.iter().filter(|f| f.kind == 7).count(), 1, "{folders:?}");
+    assert_eq!(
+        folders.iter().filter(|f| f.kind == 8).count(),
+        1,
+        "{folders:?}"
+    );
+    assert_eq!(
+        folders.iter().filter(|f| f.kind == 7).count(),
+        1,
+        "{folders:?}"
+    );
     assert_eq!(folders.iter().filter(|f| f.kind == 2).count(), 1, "Inbox");
     // Calendars are not mailboxes: deleting one from the phone is refused, nothing is lost.
     let fs_key = eas::find_text(&fs, eas_wbxml::tags::folderhierarchy::SyncKey).unwrap();
@@ -296,7 +310,10 @@ async fn a_phone_syncs_calendar_and_tasks(server: Server, user: &str, device: &s
         calendar.id
     );
     let mut request = eas_wbxml::from_xml(&xml).unwrap();
-    assert!(replace(&mut request, &changed), "an ApplicationData to fill");
+    assert!(
+        replace(&mut request, &changed),
+        "an ApplicationData to fill"
+    );
     let answer = p.post("Sync", request.encode()).await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     let done = answer.tree();
@@ -353,9 +370,14 @@ async fn a_caldav_server_that_is_down_keeps_the_folders_and_asks_to_retry() {
         .await
         .unwrap();
     for (name, body) in objects() {
-        d.put(&coll.join(name).unwrap(), "text/calendar", body, Write::Create)
-            .await
-            .unwrap();
+        d.put(
+            &coll.join(name).unwrap(),
+            "text/calendar",
+            body,
+            Write::Create,
+        )
+        .await
+        .unwrap();
     }
     let url = own.url();
     let g = Gateway::start(support::dovecot().imap_config(), move |c| {

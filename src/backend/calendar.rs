@@ -283,6 +283,29 @@ fn render_member(
     }
 }
 
+/// An object standing for one that does not parse: its file name as the subject.
+fn placeholder(name: &str, component: Component) -> String {
+    let name: String = name
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, ',' | ';' | '\\'))
+        .take(100)
+        .collect();
+    let body = match component {
+        Component::Event => format!(
+            "BEGIN:VEVENT\r\nUID:unreadable-{name}\r\nDTSTAMP:19700101T000000Z\r\n\
+DTSTART:19700101T000000Z\r\nDTEND:19700101T010000Z\r\nSUMMARY:(unreadable) {name}\r\n\
+END:VEVENT\r\n"
+        ),
+        Component::Todo => format!(
+            "BEGIN:VTODO\r\nUID:unreadable-{name}\r\nDTSTAMP:19700101T000000Z\r\n\
+SUMMARY:(unreadable) {name}\r\nEND:VTODO\r\n"
+        ),
+    };
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//eas-gateway//EN\r\n{body}END:VCALENDAR\r\n"
+    )
+}
+
 /// The phone's item merged into `stored` (None: a new object under `new_uid`).
 fn merge(
     stored: Option<&calcard::icalendar::ICalendar>,
@@ -433,17 +456,26 @@ impl ItemStore for CalendarItems {
                 continue;
             };
             let fold = fold_of(m.url.path(), m.etag.as_deref());
-            let fragment =
-                match render_member(m.data.as_deref().unwrap_or(""), component, render, &emails) {
-                    Ok(f) => f,
-                    Err(CalendarError::Encode(e)) => {
-                        return Err(BackendError::Internal(format!("encoding an event: {e}")));
-                    }
-                    Err(e) => {
-                        tracing::warn!(href = %m.url.path(), error = %e, "calendar object not sent");
-                        continue;
-                    }
-                };
+            let text = m.data.as_deref().unwrap_or("");
+            let fragment = match render_member(text, component, render, &emails) {
+                Ok(f) => f,
+                Err(CalendarError::Encode(e)) => {
+                    return Err(BackendError::Internal(format!("encoding an event: {e}")));
+                }
+                Err(e) => {
+                    // Sent once as a placeholder named after the file, so the item is
+                    // recorded (never listed again and again, never a stuck window); the
+                    // server keeps the object untouched (a Change to it is refused).
+                    tracing::warn!(href = %m.url.path(), error = %e, "unreadable calendar object sent as a placeholder");
+                    let name = m
+                        .url
+                        .path_segments()
+                        .and_then(|mut s| s.rfind(|p| !p.is_empty()))
+                        .unwrap_or("item");
+                    render_member(&placeholder(name, component), component, render, &emails)
+                        .map_err(|e| BackendError::Internal(format!("a placeholder: {e}")))?
+                }
+            };
             // An event's Change carries the whole event.
             if full.contains(&id) {
                 out.insert_full(id, fold, fragment);
@@ -502,7 +534,12 @@ impl ItemStore for CalendarItems {
         };
         match self
             .dav
-            .put(&m.url, ICALENDAR, ical::write(&merged), Write::Replace(&etag))
+            .put(
+                &m.url,
+                ICALENDAR,
+                ical::write(&merged),
+                Write::Replace(&etag),
+            )
             .await
         {
             Ok(new_etag) => {
@@ -652,5 +689,19 @@ mod test {
         assert!(!holds(&["VEVENT".into()], "VTODO"));
         assert_eq!(folder_kind(true, false), kinds::CALENDAR);
         assert_eq!(folder_kind(false, true), kinds::USER_TASKS);
+    }
+
+    #[test]
+    fn placeholders_render() {
+        let r = RenderOptions {
+            version: crate::mime::Version::V14_1,
+            body_preferences: vec![],
+            mime_support: crate::mime::MimeSupport::Never,
+            mime_truncation: None,
+        };
+        for c in [Component::Event, Component::Todo] {
+            let text = placeholder("we;ird\\name\r\n.ics", c);
+            assert!(render_member(&text, c, &r, &[]).is_ok(), "{text}");
+        }
     }
 }

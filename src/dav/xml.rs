@@ -461,6 +461,15 @@ mod tests {
 </multistatus>"#;
 
     #[test]
+    fn calendar_queries_filter_one_component() {
+        let q = calendar_query("VTODO", false);
+        assert!(q.contains(r#"<cal:comp-filter name="VCALENDAR"><cal:comp-filter name="VTODO"/>"#));
+        assert!(!q.contains("calendar-data"));
+        assert!(parse(q.as_bytes()).is_ok());
+        assert!(calendar_query("VEVENT", true).contains("<cal:calendar-data/>"));
+    }
+
+    #[test]
     fn parses_a_multistatus() {
         let ms = parse_multistatus(RADICALE_LIKE.as_bytes()).unwrap();
         assert_eq!(ms.responses.len(), 2);
