@@ -114,7 +114,9 @@ fn parse_base64(query: &str) -> Result<RequestLine, QueryError> {
     let device_id = device_id_from_bytes(r.field()?);
     let policy_key = match r.u8()? {
         0 => None,
-        4 => PolicyKey::from_number(u32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes"))),
+        4 => PolicyKey::from_number(u32::from_le_bytes(
+            r.take(4)?.try_into().expect("4 bytes"),
+        )),
         _ => return Err(QueryError::MalformedBase64),
     };
     let device_type =
