@@ -391,6 +391,63 @@ async fn read_window_change_add_delete(server: Server) {
     assert!(matches!(d.get(&created.url).await, Err(DavError::NotFound)));
 }
 
+both!(instances, one_occurrence_changed_and_deleted);
+async fn one_occurrence_changed_and_deleted(server: Server) {
+    let d = client(server, "ivan");
+    let coll = new_calendar(&d).await;
+    let url = coll.join("series.ics").unwrap();
+    d.put(&url, "text/calendar", series(), Write::Create)
+        .await
+        .unwrap();
+    let mut store = CalendarItems::new(
+        d.clone(),
+        "ivan@example.org".into(),
+        eas_gateway::mime::Version::V16_1,
+    );
+    let loc = locator(&coll, kinds::USER_CALENDAR);
+    let at = CollectionRef {
+        id: 3,
+        locator: &loc,
+        kind: kinds::USER_CALENDAR,
+    };
+    let now = store.state(at).await.unwrap().unwrap();
+    let empty = Snapshot {
+        token: CalendarToken::identity(&now),
+        ..Snapshot::default()
+    };
+    let listing = store.changes(at, &empty, 0).await.unwrap();
+    let id = listing.diff.adds[0];
+    let fold = listing.folds[&id];
+    // 16.x: the occurrence of 27 January (09:30 Berlin = 08:30 UTC) gets its own subject.
+    let one = eas_wbxml::from_xml(
+        r#"<ApplicationData xmlns="AirSync:" xmlns:calendar="Calendar:" xmlns:airsyncbase="AirSyncBase:"><airsyncbase:InstanceId>20250127T083000Z</airsyncbase:InstanceId><calendar:Subject>Stand-up with guests</calendar:Subject></ApplicationData>"#,
+    )
+    .unwrap();
+    let Changed::To(fold) = store.change(at, id, fold, &one).await.unwrap() else {
+        panic!("gone");
+    };
+    let stored = d.get(&url).await.unwrap().data.unwrap();
+    assert!(stored.contains("SUMMARY:Stand-up with guests"), "{stored}");
+    assert!(stored.contains("SUMMARY:Stand-up\r\n"), "{stored}");
+    assert!(stored.contains("20250127T093000"), "{stored}");
+    assert!(
+        stored.to_lowercase().contains("x-foo;x-p=1:keep me"),
+        "{stored}"
+    );
+    // 16.x: the occurrence of 3 February deleted; the series stays.
+    let gone = eas_wbxml::from_xml(
+        r#"<ApplicationData xmlns="AirSync:" xmlns:calendar="Calendar:" xmlns:airsyncbase="AirSyncBase:"><calendar:Deleted>1</calendar:Deleted><airsyncbase:InstanceId>20250203T083000Z</airsyncbase:InstanceId></ApplicationData>"#,
+    )
+    .unwrap();
+    let r = store.change(at, id, fold, &gone).await.unwrap();
+    assert!(matches!(r, Changed::To(f) if f != fold), "{r:?}");
+    let stored = d.get(&url).await.unwrap().data.unwrap();
+    let exdates: Vec<&str> = stored.lines().filter(|l| l.starts_with("EXDATE")).collect();
+    assert!(exdates.iter().any(|l| l.contains("20250203")), "{stored}");
+    assert!(stored.contains("RRULE:"), "{stored}");
+    assert!(stored.contains("SUMMARY:Stand-up with guests"), "{stored}");
+}
+
 async fn r_task(store: &mut CalendarItems, at: CollectionRef<'_>, id: u32) -> Rendered {
     store.fetch(at, &[id], &[id], &render()).await.unwrap()
 }

@@ -283,6 +283,52 @@ fn render_member(
     }
 }
 
+/// A phone's Change, or (16.x) its deletion of one occurrence: an InstanceId with
+/// `calendar:Deleted` in the ApplicationData (`eas::sync::request` makes a Delete with an
+/// InstanceId into that), which becomes an EXDATE while the series stays.
+fn merge_or_delete_instance(
+    stored: Option<&calcard::icalendar::ICalendar>,
+    component: Component,
+    data: &Element,
+    version: crate::mime::Version,
+    email: &str,
+    new_uid: &str,
+) -> Result<calcard::icalendar::ICalendar, CalendarError> {
+    use eas_wbxml::tags::{airsyncbase as asb, calendar as cal};
+    let deleted = data
+        .child(cal::Deleted)
+        .and_then(Element::text)
+        .is_some_and(|t| t.trim() == "1");
+    let instance = data
+        .child(asb::InstanceId)
+        .and_then(Element::text)
+        .map(|t| crate::calendar::date::parse(t).ok_or(t));
+    match (stored, component, deleted, instance) {
+        (Some(s), Component::Event, true, Some(Ok(i))) => {
+            let zone = Zone::Utc;
+            let now = now_utc(wall_clock());
+            let o = MergeOptions {
+                version,
+                user_zone: &zone,
+                year: now.year(),
+                now,
+                new_uid,
+                organizer: Some((email, email)),
+            };
+            event::delete_instance(s, i, &o)
+        }
+        (_, _, _, Some(Err(t))) => Err(CalendarError::InvalidItem(format!(
+            "InstanceId {:?}",
+            t.chars().take(40).collect::<String>()
+        ))),
+        // A deletion of one occurrence of something that is not a series event.
+        (_, _, true, Some(Ok(_))) => Err(CalendarError::InvalidItem(
+            "an occurrence deleted outside a series".into(),
+        )),
+        _ => merge(stored, component, data, version, email, new_uid),
+    }
+}
+
 /// An object standing for one that does not parse: its file name as the subject.
 fn placeholder(name: &str, component: Component) -> String {
     let name: String = name
@@ -518,7 +564,7 @@ impl ItemStore for CalendarItems {
             return Ok(refused);
         };
         let version = self.version;
-        let merged = match merge(
+        let merged = match merge_or_delete_instance(
             Some(&object),
             Component::of(c.kind),
             data,
