@@ -121,7 +121,12 @@ SUMMARY:File taxes\r\nDUE:20300415T170000Z\r\nEND:VTODO\r\n",
 }
 
 /// A calendar holding events and tasks with [`objects`], and the gateway pointed at the server.
-async fn setup(server: Server, user: &str, device: &str) -> (Gateway, Phone, DavClient, Url) {
+async fn setup(
+    server: Server,
+    user: &str,
+    device: &str,
+    name: &str,
+) -> (Gateway, Phone, DavClient, Url) {
     let (login, password) = support::credentials(user);
     let url = match server {
         Server::Radicale => radicale().url(),
@@ -132,7 +137,7 @@ async fn setup(server: Server, user: &str, device: &str) -> (Gateway, Phone, Dav
     let coll = disc.calendar_homes[0]
         .join(&format!("{}/", support::unique("e2e")))
         .unwrap();
-    d.make_collection(&coll, Kind::Calendar, "E2E", &["VEVENT", "VTODO"])
+    d.make_collection(&coll, Kind::Calendar, name, &["VEVENT", "VTODO"])
         .await
         .unwrap();
     for (name, body) in objects() {
@@ -189,23 +194,24 @@ fn adds(tree: &Element) -> Vec<Element> {
 }
 
 macro_rules! both {
-    ($name:ident, $body:ident) => {
+    ($name:ident, $body:ident, $user:literal) => {
         mod $name {
             #[tokio::test]
             async fn radicale() {
-                super::$body(super::Server::Radicale, "kim", "CALKIM").await;
+                super::$body(super::Server::Radicale, $user, concat!("R", $user)).await;
             }
             #[tokio::test]
             async fn xandikos() {
-                super::$body(super::Server::Xandikos, "alice", "CALALICE").await;
+                // Xandikos serves one user; the phone logs in to Dovecot as alice.
+                super::$body(super::Server::Xandikos, "alice", concat!("X", $user)).await;
             }
         }
     };
 }
 
-both!(end_to_end, a_phone_syncs_calendar_and_tasks);
+both!(end_to_end, a_phone_syncs_calendar_and_tasks, "kim");
 async fn a_phone_syncs_calendar_and_tasks(server: Server, user: &str, device: &str) {
-    let (_g, p, d, coll) = setup(server, user, device).await;
+    let (_g, p, d, coll) = setup(server, user, device, "E2E").await;
     let fs = p.folder_sync("0").await;
     let (folders, _, _) = folder_changes(&fs);
     let e2e: Vec<_> = folders.iter().filter(|f| f.name == "E2E").collect();
@@ -414,4 +420,78 @@ async fn a_caldav_server_that_is_down_keeps_the_folders_and_asks_to_retry() {
         .post("Sync", eas_wbxml::from_xml(&xml).unwrap().encode())
         .await;
     assert_eq!(answer.status, 503, "{:?}", answer.body);
+}
+
+both!(
+    instances_16,
+    a_16_phone_deletes_one_occurrence_and_adds,
+    "max"
+);
+async fn a_16_phone_deletes_one_occurrence_and_adds(server: Server, user: &str, device: &str) {
+    let (_g, mut p, d, coll) = setup(server, user, device, "Sixteen").await;
+    p.version = "16.1";
+    let fs = p.folder_sync("0").await;
+    let (folders, _, _) = folder_changes(&fs);
+    let calendar = folders
+        .iter()
+        .find(|f| f.name == "Sixteen" && matches!(f.kind, 8 | 13))
+        .unwrap_or_else(|| panic!("no calendar folder in {folders:?}"));
+    let first = sync(&p, &calendar.id, "0", 4, "").await;
+    let got = sync(&p, &calendar.id, &key_of(&first), 4, "").await;
+    let walk = adds(&got)
+        .into_iter()
+        .find(|e| {
+            e.child(a::ApplicationData)
+                .and_then(|d| text(d, cal::Subject))
+                .as_deref()
+                == Some("Daily walk")
+        })
+        .expect("the series");
+    let walk_id = text(&walk, a::ServerId).unwrap();
+    // Tomorrow's walk (07:00 UTC) is cancelled on the phone; a lunch is added without a UID.
+    let instance = stamp(1, 7);
+    let commands = format!(
+        "<Commands><Delete><ServerId>{walk_id}</ServerId><airsyncbase:InstanceId>{instance}</airsyncbase:InstanceId></Delete>\
+<Add><ClientId>n1</ClientId><ApplicationData><calendar:Subject>Lunch</calendar:Subject><calendar:StartTime>{}</calendar:StartTime><calendar:EndTime>{}</calendar:EndTime><calendar:AllDayEvent>0</calendar:AllDayEvent></ApplicationData></Add></Commands>",
+        stamp(2, 12),
+        stamp(2, 13)
+    );
+    let done = sync(&p, &calendar.id, &key_of(&got), 4, &commands).await;
+    let responses = collection(&done).child(a::Responses).expect("Responses");
+    for r in responses.children() {
+        assert_eq!(
+            text(r, a::Status).as_deref(),
+            Some("1"),
+            "{}",
+            eas_wbxml::to_xml(&done)
+        );
+    }
+    let stored = d
+        .get(&coll.join("running.ics").unwrap())
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    let day = &instance[..8];
+    assert!(
+        stored
+            .lines()
+            .any(|l| l.starts_with("EXDATE") && l.contains(day)),
+        "{stored}"
+    );
+    assert!(stored.contains("RRULE:FREQ=DAILY;COUNT=100"), "{stored}");
+    let members = d.list(&coll).await.unwrap();
+    assert_eq!(members.len(), 6, "{members:?}");
+    let mut lunch = None;
+    for m in &members {
+        let text = d.get(&m.url).await.unwrap().data.unwrap();
+        if text.contains("SUMMARY:Lunch") {
+            lunch = Some(text);
+        }
+    }
+    let lunch = lunch.expect("the phone's lunch on the server");
+    assert!(lunch.contains("UID:"), "{lunch}");
+    // Nothing of it comes back to the phone.
+    let after = sync(&p, &calendar.id, &key_of(&done), 4, "").await;
+    assert!(adds(&after).is_empty(), "{}", eas_wbxml::to_xml(&after));
 }
