@@ -255,6 +255,24 @@ async fn a_phone_syncs_calendar_and_tasks(server: Server, user: &str, device: &s
 
     // Two weeks back: the recent event and the running series, nothing older.
     let first = sync(&p, &calendar.id, "0", 4, "").await;
+    // GetItemEstimate runs on the same store and window.
+    let estimate = p
+        .send(
+            "GetItemEstimate",
+            &format!(
+                r#"<GetItemEstimate xmlns="GetItemEstimate:" xmlns:airsync="AirSync:"><Collections><Collection><airsync:SyncKey>{}</airsync:SyncKey><CollectionId>{}</CollectionId><airsync:Options><airsync:FilterType>4</airsync:FilterType></airsync:Options></Collection></Collections></GetItemEstimate>"#,
+                key_of(&first),
+                calendar.id
+            ),
+        )
+        .await
+        .tree();
+    assert_eq!(
+        eas::find_text(&estimate, eas_wbxml::tags::getitemestimate::Estimate).as_deref(),
+        Some("2"),
+        "{}",
+        eas_wbxml::to_xml(&estimate)
+    );
     let got = sync(&p, &calendar.id, &key_of(&first), 4, "").await;
     let data = |e: &Element| e.child(a::ApplicationData).unwrap().clone();
     let events = adds(&got);
