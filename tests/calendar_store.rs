@@ -389,6 +389,20 @@ async fn read_window_change_add_delete(server: Server) {
     // The phone deletes it.
     store.delete(at, new_id, true).await.unwrap();
     assert!(matches!(d.get(&created.url).await, Err(DavError::NotFound)));
+
+    // The old event moved into the window (a new ETag): decided afresh, it comes in.
+    let old_url = coll.join("old.ics").unwrap();
+    let etag = d.get(&old_url).await.unwrap().etag.unwrap();
+    let today = chrono::Utc::now().format("%Y%m%d").to_string();
+    let moved = OLD
+        .replace("20200101T100000Z", &format!("{today}T000000Z"))
+        .replace("20200101T110000Z", &format!("{today}T235900Z"));
+    d.put(&old_url, ct, moved, Write::Replace(&etag))
+        .await
+        .unwrap();
+    let fresh = store.changes(at, &empty, since).await.unwrap();
+    assert!(fresh.diff.adds.contains(&old_id), "{:?}", fresh.diff);
+    assert!(fresh.diff.adds.contains(&series_id), "{:?}", fresh.diff);
 }
 
 both!(instances, one_occurrence_changed_and_deleted);

@@ -10,10 +10,11 @@
 //! - The listing is a `calendar-query` for the folder's component (hrefs and ETags); item ids
 //!   are made from hrefs and folds from href + ETag exactly as for contacts
 //!   ([`super::contacts::assign_ids`], [`super::contacts::fold_of`]).
-//! - A FilterType window on a calendar selects by occurrence: the listing then carries the
-//!   objects' data and [`crate::calendar::window`] decides, a recurring series included when
-//!   any occurrence ends inside; the others are `in_window = false` (soft deletes). The data
-//!   read for the window is kept for the fetch of the same request.
+//! - A FilterType window on a calendar selects by occurrence: [`crate::calendar::window`]
+//!   decides, a recurring series included when any occurrence ends inside; the others are
+//!   `in_window = false` (soft deletes). Decisions are remembered per (href, ETag, window
+//!   start) for all requests, so only objects not decided yet are read (one
+//!   calendar-multiget), and what was read is kept for the fetch of the same request.
 //! - A phone's Change is merged into the stored object and PUT with `If-Match` (16.x
 //!   InstanceId inside the ApplicationData: only that occurrence); Delete is a DELETE with
 //!   `If-Match`; Add is a PUT of a new object with `If-None-Match: *` under a fresh UID when
@@ -202,23 +203,58 @@ impl CalendarItems {
         }
     }
 
-    /// Lists the folder now (with the objects' data when `with_data`), keeps the listing for
-    /// the rest of the request.
+    /// Lists the folder now (hrefs and ETags), keeps the listing for the rest of the request.
     async fn list(
         &mut self,
         c: CollectionRef<'_>,
-        with_data: bool,
     ) -> Result<(CalendarToken, &Listed), BackendError> {
         let url = url_of(c)?;
         // The token first: a change between the two reads is found by the next Sync.
         let sync = self.dav.sync_token(&url).await?;
         let members = self
             .dav
-            .calendar_query(&url, Component::of(c.kind).name(), with_data)
+            .calendar_query(&url, Component::of(c.kind).name(), false)
             .await?;
         let token = CalendarToken::of(c.locator, sync.as_deref());
         self.listed.insert(c.id, Listed::new(members));
         Ok((token, &self.listed[&c.id]))
+    }
+
+    /// Reads the data of the listed members whose window decision is not known yet (one
+    /// calendar-multiget), keeping it for the fetch of this request.
+    async fn read_undecided(
+        &mut self,
+        c: CollectionRef<'_>,
+        since: u64,
+    ) -> Result<(), BackendError> {
+        let Some(listed) = self.listed.get(&c.id) else {
+            return Ok(());
+        };
+        let undecided: Vec<reqwest::Url> = listed
+            .members
+            .values()
+            .filter(|m| m.data.is_none() && decided(m, since).is_none())
+            .map(|m| m.url.clone())
+            .collect();
+        if undecided.is_empty() {
+            return Ok(());
+        }
+        let url = url_of(c)?;
+        let fetched = self.dav.multiget(&url, Kind::Calendar, &undecided).await?;
+        let mut by_path: HashMap<String, Member> = fetched
+            .into_iter()
+            .map(|m| (m.url.path().to_owned(), m))
+            .collect();
+        if let Some(listed) = self.listed.get_mut(&c.id) {
+            for m in listed.members.values_mut() {
+                if let Some(got) = by_path.remove(m.url.path()) {
+                    // The version read (it may be newer than the listing): its fold too.
+                    m.etag = got.etag.or(m.etag.take());
+                    m.data = got.data;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn member(
@@ -227,7 +263,7 @@ impl CalendarItems {
         id: ItemId,
     ) -> Result<Option<Member>, BackendError> {
         if !self.listed.contains_key(&c.id) {
-            self.list(c, false).await?;
+            self.list(c).await?;
         }
         Ok(self.listed[&c.id].members.get(&id).cloned())
     }
@@ -397,17 +433,47 @@ fn merge(
     }
 }
 
-/// Whether an object has an occurrence ending after `since` (unix seconds); an object that
-/// does not parse counts as inside (it is skipped at fetch, never hidden silently).
-fn in_window(m: &Member, since: u64) -> bool {
+/// Window decisions made: hash of (href, ETag, window start) → inside. An ETag changes with
+/// the object, so a decision never goes stale; the window start moves once a day. Shared by
+/// all requests, so a Sync that finds one object changed reads and expands that one only.
+static DECIDED: std::sync::Mutex<Option<HashMap<u64, bool>>> = std::sync::Mutex::new(None);
+/// Decisions kept at most (about 16 bytes each); the table starts over when full.
+const DECIDED_MAX: usize = 200_000;
+
+fn decision_key(m: &Member, since: u64) -> Option<u64> {
+    let etag = m.etag.as_deref()?;
+    Some(fnv64(&format!("{}\u{0}{etag}\u{0}{since}", m.url.path())))
+}
+
+fn decided(m: &Member, since: u64) -> Option<bool> {
+    let key = decision_key(m, since)?;
+    let table = DECIDED.lock().unwrap_or_else(|p| p.into_inner());
+    table.as_ref()?.get(&key).copied()
+}
+
+/// Whether an object has an occurrence ending after `since` (unix seconds): from the table,
+/// else from its data (then remembered). An object without data or that does not parse counts
+/// as inside (never hidden silently).
+fn decide(m: &Member, since: u64) -> bool {
+    if let Some(d) = decided(m, since) {
+        return d;
+    }
     let Some(text) = m.data.as_deref() else {
         return true;
     };
-    let Ok(ical) = ical::parse(text) else {
-        return true;
+    let inside = match ical::parse(text) {
+        Ok(ical) => window::has_occurrence_in(&ical, now_utc(since as i64), None, &Zone::Utc),
+        Err(_) => true,
     };
-    let from = now_utc(since as i64);
-    window::has_occurrence_in(&ical, from, None, &Zone::Utc)
+    if let Some(key) = decision_key(m, since) {
+        let mut table = DECIDED.lock().unwrap_or_else(|p| p.into_inner());
+        let t = table.get_or_insert_with(HashMap::new);
+        if t.len() >= DECIDED_MAX {
+            t.clear();
+        }
+        t.insert(key, inside);
+    }
+    inside
 }
 
 /// A refusal by the server of a write (too large, forbidden, out of quota, invalid).
@@ -444,14 +510,18 @@ impl ItemStore for CalendarItems {
         since: u64,
     ) -> Result<Listing<CalendarToken>, BackendError> {
         let windowed = since > 0 && Component::of(c.kind) == Component::Event;
-        let (token, listed) = self.list(c, windowed).await?;
+        let (token, _) = self.list(c).await?;
+        if windowed {
+            self.read_undecided(c, since).await?;
+        }
+        let listed = &self.listed[&c.id];
         let current: Vec<Current> = listed
             .members
             .iter()
             .map(|(&id, m)| Current {
                 uid: id,
                 state: fold_of(m.url.path(), m.etag.as_deref()),
-                in_window: !windowed || in_window(m, since),
+                in_window: !windowed || decide(m, since),
             })
             .collect();
         let diff = snapshot::diff(&known.items, &current);
@@ -471,7 +541,7 @@ impl ItemStore for CalendarItems {
             return Ok(out);
         }
         if !self.listed.contains_key(&c.id) {
-            self.list(c, false).await?;
+            self.list(c).await?;
         }
         let listed = &self.listed[&c.id];
         let mut by_path: HashMap<String, ItemId> = HashMap::new();
@@ -665,7 +735,7 @@ impl ItemStore for CalendarItems {
             Err(e) => return Err(e.into()),
         };
         // The id comes from the listing the new member is part of.
-        let (_, listed) = self.list(c, false).await?;
+        let (_, listed) = self.list(c).await?;
         let found = listed
             .members
             .iter()
