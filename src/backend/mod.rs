@@ -1,5 +1,6 @@
 //! The item stores the Sync engine runs over. Every store of phone items — mail on IMAP,
-//! contacts on CardDAV ([`contacts`]), calendars on DAV next — implements one trait, [`ItemStore`]; the Sync command,
+//! contacts on CardDAV ([`contacts`]), calendars and tasks on CalDAV ([`calendar`]) —
+//! implements one trait, [`ItemStore`]; the Sync command,
 //! GetItemEstimate and read-ahead (`eas::sync`) are written once against it and pick the
 //! implementation by the folder's class, so a new item class is a new implementation here
 //! and one line in that dispatch, not a change to the engine.
@@ -15,6 +16,7 @@
 //! container. Must not import `eas` or `http`: item ids here are numbers per collection, and
 //! turning them into ServerIds, statuses and responses is the command layer's job.
 
+pub mod calendar;
 pub mod contacts;
 pub mod kinds;
 pub mod mail;

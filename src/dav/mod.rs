@@ -642,6 +642,45 @@ impl DavClient {
         Ok(out)
     }
 
+    /// The members of a calendar collection holding `component` (`VEVENT` or `VTODO`) with
+    /// their ETags, and their data when `with_data` (one `calendar-query` REPORT).
+    pub async fn calendar_query(
+        &self,
+        collection: &Url,
+        component: &str,
+        with_data: bool,
+    ) -> Result<Vec<Member>, DavError> {
+        let a = self
+            .send(
+                "REPORT",
+                collection,
+                &[("Depth", "1".into()), ("Content-Type", XML.into())],
+                Some(xml::calendar_query(component, with_data)),
+            )
+            .await?;
+        let ms = multistatus("REPORT", a)?;
+        let mut out = Vec::with_capacity(ms.responses.len());
+        for r in ms.responses {
+            let Ok(url) = collection.join(&r.href) else {
+                continue;
+            };
+            if url.path() == collection.path() || matches!(r.status, Some(404 | 410)) {
+                continue;
+            }
+            let data = if with_data {
+                r.prop(xml::CALDAV, "calendar-data").map(|d| d.text.clone())
+            } else {
+                None
+            };
+            out.push(Member {
+                etag: r.etag(),
+                url,
+                data,
+            });
+        }
+        Ok(out)
+    }
+
     /// GET of one object.
     pub async fn get(&self, url: &Url) -> Result<Member, DavError> {
         let a = self.send("GET", url, &[], None).await?;

@@ -376,6 +376,23 @@ pub fn multiget(kind: Kind, hrefs: &[String]) -> String {
     out
 }
 
+/// `calendar-query` (RFC 4791 7.8) of the objects holding a `component` (`VEVENT`, `VTODO`)
+/// with their ETags, and their data when `with_data`: the listing of one component of a
+/// collection that may hold both.
+pub fn calendar_query(component: &str, with_data: bool) -> String {
+    let mut out = format!(r#"<?xml version="1.0" encoding="utf-8"?><cal:calendar-query {XMLNS}>"#);
+    if with_data {
+        props(&mut out, &[GETETAG, CALENDAR_DATA]);
+    } else {
+        props(&mut out, &[GETETAG]);
+    }
+    out.push_str(&format!(
+        r#"<cal:filter><cal:comp-filter name="VCALENDAR"><cal:comp-filter name="{}"/></cal:comp-filter></cal:filter></cal:calendar-query>"#,
+        escape(component)
+    ));
+    out
+}
+
 /// Extended `MKCOL` (RFC 5689) of an address book, or the body of `MKCALENDAR` (RFC 4791)
 /// restricted to `components` (e.g. `VEVENT`, `VTODO`; empty: the server's default).
 pub fn make_collection(kind: Kind, display_name: &str, components: &[&str]) -> String {
@@ -442,6 +459,15 @@ mod tests {
   </response>
   <sync-token>http://radicale.org/ns/sync/123</sync-token>
 </multistatus>"#;
+
+    #[test]
+    fn calendar_queries_filter_one_component() {
+        let q = calendar_query("VTODO", false);
+        assert!(q.contains(r#"<cal:comp-filter name="VCALENDAR"><cal:comp-filter name="VTODO"/>"#));
+        assert!(!q.contains("calendar-data"));
+        assert!(parse(q.as_bytes()).is_ok());
+        assert!(calendar_query("VEVENT", true).contains("<cal:calendar-data/>"));
+    }
 
     #[test]
     fn parses_a_multistatus() {

@@ -14,7 +14,7 @@ use crate::state::FolderEntry;
 
 /// The DAV settings and the HTTP client (one connection pool for all users), made once per
 /// configuration (a process has one; the tests run several gateways side by side).
-fn shared(ctx: &Context<'_>) -> Result<(Arc<DavSettings>, reqwest::Client), EasError> {
+pub(super) fn shared(ctx: &Context<'_>) -> Result<(Arc<DavSettings>, reqwest::Client), EasError> {
     type Made = (Arc<DavSettings>, reqwest::Client);
     static SHARED: Mutex<Vec<(String, Made)>> = Mutex::new(Vec::new());
     let settings = ctx

@@ -89,6 +89,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
     let (_, mut current) = folders::current(&mut session, ctx.store, &device, &base).await?;
     let _ = session.logout().await;
     current.extend(super::contacts::folders(ctx, &base).await?);
+    current.extend(super::calendar::folders(ctx, &base).await?);
 
     let changes = diff(&base, &current);
     let new_key = if presented.is_initial() || !changes.is_empty() {

@@ -5,6 +5,7 @@
 //! passes, and the typed [`EasError`] the HTTP layer maps to a status in one place. Knows nothing
 //! of HTTP itself: the request arrives as a decoded tree plus the request line.
 
+pub mod calendar;
 pub mod contacts;
 pub mod find;
 pub mod folderchange;

@@ -592,6 +592,8 @@ pub fn cached_options(
 pub struct Stores {
     mail: Option<MailItems>,
     contacts: Option<crate::backend::contacts::ContactItems>,
+    /// Calendars and task lists share one store (the folder's type picks the component).
+    calendar: Option<crate::backend::calendar::CalendarItems>,
 }
 
 impl Stores {
@@ -612,6 +614,10 @@ impl Stores {
             }
             Class::Contacts => {
                 engine::collection(ctx, &mut self.contacts, hierarchy, c, folder, budget, ready)
+                    .await
+            }
+            Class::Calendar | Class::Tasks => {
+                engine::collection(ctx, &mut self.calendar, hierarchy, c, folder, budget, ready)
                     .await
             }
             // No store holds other classes yet, so no folder list names one.
@@ -651,6 +657,18 @@ impl Stores {
                 let store = self.contacts.as_mut().expect("opened above");
                 engine::estimate(ctx, store, folder, sync_key, options).await
             }
+            Class::Calendar | Class::Tasks => {
+                if self.calendar.is_none() {
+                    self.calendar = Some(
+                        <crate::backend::calendar::CalendarItems as engine::Store>::open(
+                            ctx, hierarchy,
+                        )
+                        .await?,
+                    );
+                }
+                let store = self.calendar.as_mut().expect("opened above");
+                engine::estimate(ctx, store, folder, sync_key, options).await
+            }
             _ => Ok(Err(GetItemEstimateStatus::InvalidCollection)),
         }
     }
@@ -662,6 +680,9 @@ impl Stores {
             s.finish(paging).await;
         }
         if let Some(s) = self.contacts.take() {
+            s.finish(paging).await;
+        }
+        if let Some(s) = self.calendar.take() {
             s.finish(paging).await;
         }
     }

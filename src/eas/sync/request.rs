@@ -250,7 +250,20 @@ fn command(cmd: &Element) -> Result<ClientCommand, RequestError> {
     Ok(match cmd.tag {
         t if t == a::Change => ClientCommand::Change {
             server_id: server_id()?,
-            data: application_data(cmd),
+            data: with_instance(application_data(cmd), cmd),
+        },
+        // 16.x: one occurrence of a series deleted (MS-ASAIRS InstanceId). The series stays,
+        // so this is a Change of it for the calendar store (`backend::calendar`): the
+        // InstanceId and `calendar:Deleted` in its ApplicationData.
+        t if t == a::Delete && cmd.child(asb::InstanceId).is_some() => ClientCommand::Change {
+            server_id: server_id()?,
+            data: with_instance(
+                Element::with_children(
+                    a::ApplicationData,
+                    vec![Element::with_text(eas_wbxml::tags::calendar::Deleted, "1")],
+                ),
+                cmd,
+            ),
         },
         t if t == a::Delete => ClientCommand::Delete {
             server_id: server_id()?,
@@ -275,12 +288,53 @@ fn application_data(cmd: &Element) -> Element {
         .unwrap_or_else(|| Element::new(a::ApplicationData))
 }
 
+/// A 16.x Change or Delete names one occurrence by an InstanceId beside its ApplicationData;
+/// the store reads it inside (where it also stands in responses for orphan instances).
+fn with_instance(mut data: Element, cmd: &Element) -> Element {
+    if let Some(i) = cmd.child(asb::InstanceId)
+        && data.child(asb::InstanceId).is_none()
+    {
+        data.push(i.clone());
+    }
+    data
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
 
     fn parse_xml(xml: &str) -> Result<SyncRequest, RequestError> {
         parse(&eas_wbxml::from_xml(xml).unwrap(), (60, 3540))
+    }
+
+    #[test]
+    fn instance_ids_reach_the_store() {
+        let r = parse_xml(
+            r#"<Sync xmlns="AirSync:" xmlns:B="AirSyncBase:" xmlns:C="Calendar:"><Collections><Collection>
+                <SyncKey>3</SyncKey><CollectionId>4</CollectionId><Commands>
+                  <Change><ServerId>4:7</ServerId><B:InstanceId>20260105T083000Z</B:InstanceId><ApplicationData><C:Subject>One</C:Subject></ApplicationData></Change>
+                  <Delete><ServerId>4:7</ServerId><B:InstanceId>20260112T083000Z</B:InstanceId></Delete>
+                  <Delete><ServerId>4:8</ServerId></Delete>
+                </Commands></Collection></Collections></Sync>"#,
+        )
+        .unwrap();
+        let c = &r.collections[0].commands;
+        let ClientCommand::Change { data, .. } = &c[0] else {
+            panic!("{:?}", c[0]);
+        };
+        assert_eq!(child_text(data, asb::InstanceId), Some("20260105T083000Z"));
+        let ClientCommand::Change { data, .. } = &c[1] else {
+            panic!(
+                "an occurrence's Delete is a Change of the series: {:?}",
+                c[1]
+            );
+        };
+        assert_eq!(child_text(data, asb::InstanceId), Some("20260112T083000Z"));
+        assert_eq!(
+            child_text(data, eas_wbxml::tags::calendar::Deleted),
+            Some("1")
+        );
+        assert!(matches!(c[2], ClientCommand::Delete { .. }));
     }
 
     #[test]
