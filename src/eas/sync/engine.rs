@@ -292,9 +292,9 @@ async fn start_partnership<B: Store>(
         pending: true,
         items: Default::default(),
     };
-    let key = ctx.store.next_collection_key(device, folder.id)?;
-    ctx.store
-        .put_collection_state(device, folder.id, key, None, &snap.encode())?;
+    let key = ctx
+        .store
+        .mint_collection_state(device, folder.id, None, &snap.encode())?;
     out.new_key = Some(key);
     out.sync_key = SyncKey::minted(key).into();
     Ok(out)
@@ -362,9 +362,9 @@ fn serve_page(
     out.messages = page.items;
     if !out.commands.is_empty() || page.next != known.bytes {
         let device = &ctx.device.key;
-        let key = ctx.store.next_collection_key(device, plan.folder.id)?;
-        ctx.store
-            .put_collection_state(device, plan.folder.id, key, Some(known.key), &page.next)?;
+        let key =
+            ctx.store
+                .mint_collection_state(device, plan.folder.id, Some(known.key), &page.next)?;
         out.new_key = Some(key);
         out.sync_key = SyncKey::minted(key).into();
         if out.more {
@@ -448,10 +448,12 @@ fn mint<B: Store>(
     } = draft;
     let device = &ctx.device.key;
     let folder = plan.folder;
-    let key = ctx.store.next_collection_key(device, folder.id)?;
     let encoded = encoded.unwrap_or_else(|| snap.encode());
-    ctx.store
-        .put_collection_state(device, folder.id, key, Some(known.key), &encoded)?;
+    // The key and its snapshot in one transaction: with several nodes on one database no
+    // request sees a key without its snapshot.
+    let key = ctx
+        .store
+        .mint_collection_state(device, folder.id, Some(known.key), &encoded)?;
     out.new_key = Some(key);
     out.sync_key = SyncKey::minted(key).into();
     if out.more && plan.get_changes && ctx.config.sync.read_ahead {
