@@ -226,8 +226,10 @@ fn round_trips_through_wbxml() {
 
 #[test]
 fn body_preferences_and_truncation() {
-    let mut contact = Contact::default();
-    contact.body = Some("a <b> & c\nsecond line".into());
+    let contact = Contact {
+        body: Some("a <b> & c\nsecond line".into()),
+        ..Contact::default()
+    };
     let mut o = render_opts();
     o.body_preferences = vec![BodyPreference {
         kind: BodyType::Plain,

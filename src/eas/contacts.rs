@@ -108,7 +108,7 @@ pub async fn folders(
         let name = c.display_name.clone().unwrap_or_else(|| {
             c.url
                 .path_segments()
-                .and_then(|s| s.filter(|p| !p.is_empty()).next_back())
+                .and_then(|mut s| s.rfind(|p| !p.is_empty()))
                 .unwrap_or("Contacts")
                 .to_owned()
         });
