@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use base64::Engine;
-
 /// Why the directory file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
@@ -278,167 +276,94 @@ fn address_in(s: &str) -> Option<&str> {
         .then_some(inner)
 }
 
-/// Parses every `BEGIN:VCARD` … `END:VCARD` block (vCard 2.1, 3.0 and 4.0).
+/// Parses every `BEGIN:VCARD` … `END:VCARD` block (vCard 2.1 with QUOTED-PRINTABLE and
+/// CHARSET, 3.0 and 4.0) with `calcard`, the library the contacts mapping uses too.
 pub fn parse_vcards(text: &str) -> Result<Vec<Entry>, String> {
-    // Unfold: a line starting with a space or tab continues the previous one.
-    let mut lines: Vec<String> = Vec::new();
-    for raw in text.lines() {
-        if let Some(rest) = raw.strip_prefix([' ', '\t']) {
-            if let Some(last) = lines.last_mut() {
-                last.push_str(rest);
-                continue;
-            }
-        }
-        lines.push(raw.to_owned());
-    }
+    use calcard::vcard::{VCardParameterName, VCardProperty};
+
     let mut out = Vec::new();
-    let mut current: Option<Entry> = None;
-    for (n, line) in lines.iter().enumerate() {
-        let Some((head, value)) = line.split_once(':') else {
-            continue;
+    let mut parser = calcard::Parser::new(text);
+    loop {
+        let card = match parser.entry() {
+            calcard::Entry::VCard(card) => card,
+            calcard::Entry::Eof => break,
+            // Calendars and stray lines are not people; a card cut short is an error.
+            calcard::Entry::ICalendar(_) | calcard::Entry::InvalidLine(_) => continue,
+            other => return Err(format!("not a vCard file: {other:?}")),
         };
-        let mut params = head.split(';');
-        let name = params.next().unwrap_or("").trim();
-        // Grouped properties (`item1.EMAIL`) name the property after the dot.
-        let name = name.rsplit('.').next().unwrap_or(name).to_ascii_uppercase();
-        let params: Vec<String> = params.map(|p| p.to_ascii_uppercase()).collect();
-        let has_type = |t: &str| {
-            params.iter().any(|p| {
-                let p = p.strip_prefix("TYPE=").unwrap_or(p);
-                p.split(',').any(|x| x.trim_matches('"') == t)
-            })
+        let mut e = Entry::default();
+        let set = |slot: &mut Option<String>, v: Option<String>| {
+            if let Some(v) = v.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+                slot.get_or_insert(v);
+            }
         };
-        match name.as_str() {
-            "BEGIN" if value.trim().eq_ignore_ascii_case("VCARD") => {
-                if current.is_some() {
-                    return Err(format!("line {}: BEGIN:VCARD inside a card", n + 1));
+        for p in &card.entries {
+            let texts: Vec<&str> = p.values.iter().filter_map(|v| v.as_text()).collect();
+            let first = texts.first().map(|t| (*t).to_owned());
+            let types: Vec<String> = p
+                .params
+                .iter()
+                .filter(|x| x.name == VCardParameterName::Type)
+                .filter_map(|x| x.value.as_text().map(str::to_ascii_uppercase))
+                .flat_map(|t| t.split(',').map(str::to_owned).collect::<Vec<_>>())
+                .collect();
+            let has_type = |t: &str| types.iter().any(|x| x == t);
+            match &p.name {
+                VCardProperty::Fn => e.display_name = texts.join(",").trim().to_owned(),
+                VCardProperty::N => {
+                    set(&mut e.last_name, first);
+                    set(&mut e.first_name, texts.get(1).map(|t| (*t).to_owned()));
                 }
-                current = Some(Entry::default());
-            }
-            "END" if value.trim().eq_ignore_ascii_case("VCARD") => {
-                let Some(mut e) = current.take() else {
-                    return Err(format!("line {}: END:VCARD without BEGIN", n + 1));
-                };
-                if e.complete() {
-                    out.push(e);
+                VCardProperty::Email => {
+                    let v = first.unwrap_or_default();
+                    let v = v.trim().trim_start_matches("mailto:").to_owned();
+                    if v.is_empty() {
+                        continue;
+                    }
+                    let pref = has_type("PREF")
+                        || p.params.iter().any(|x| x.name == VCardParameterName::Pref);
+                    if pref {
+                        e.emails.insert(0, v);
+                    } else {
+                        e.emails.push(v);
+                    }
                 }
-            }
-            _ => {
-                let Some(e) = current.as_mut() else {
-                    continue;
-                };
-                let text = || unescape(value);
-                let set = |slot: &mut Option<String>, v: String| {
-                    if slot.is_none() && !v.is_empty() {
-                        *slot = Some(v);
+                VCardProperty::Tel => {
+                    let v = first.map(|v| v.trim().trim_start_matches("tel:").to_owned());
+                    if has_type("CELL") {
+                        set(&mut e.mobile_phone, v);
+                    } else if has_type("HOME") {
+                        set(&mut e.home_phone, v);
+                    } else {
+                        set(&mut e.phone, v);
                     }
-                };
-                match name.as_str() {
-                    "FN" => e.display_name = text(),
-                    "N" => {
-                        let parts = split_unescaped(value, ';');
-                        set(&mut e.last_name, parts.first().cloned().unwrap_or_default());
-                        set(&mut e.first_name, parts.get(1).cloned().unwrap_or_default());
-                    }
-                    "EMAIL" => {
-                        let v = text();
-                        let v = v.trim().trim_start_matches("mailto:").to_owned();
-                        if !v.is_empty() {
-                            if has_type("PREF") || params.iter().any(|p| p == "PREF=1") {
-                                e.emails.insert(0, v);
-                            } else {
-                                e.emails.push(v);
-                            }
-                        }
-                    }
-                    "TEL" => {
-                        let v = text().trim().trim_start_matches("tel:").to_owned();
-                        if has_type("CELL") {
-                            set(&mut e.mobile_phone, v);
-                        } else if has_type("HOME") {
-                            set(&mut e.home_phone, v);
-                        } else {
-                            set(&mut e.phone, v);
-                        }
-                    }
-                    "ORG" => {
-                        let parts = split_unescaped(value, ';');
-                        set(&mut e.company, parts.first().cloned().unwrap_or_default());
-                    }
-                    "TITLE" => set(&mut e.title, text()),
-                    "NICKNAME" => {
-                        let first = split_unescaped(value, ',');
-                        set(&mut e.alias, first.first().cloned().unwrap_or_default());
-                    }
-                    "X-OFFICE" | "X-MS-OL-OFFICE" => set(&mut e.office, text()),
-                    "PHOTO" if e.photo.is_none() => e.photo = photo(&params, value),
-                    _ => {}
                 }
+                VCardProperty::Org => set(&mut e.company, first),
+                VCardProperty::Title => set(&mut e.title, Some(texts.join(","))),
+                VCardProperty::Nickname => set(&mut e.alias, first),
+                VCardProperty::Photo if e.photo.is_none() => {
+                    // Inline data only (base64 or a data: URI); links are not fetched.
+                    e.photo = p
+                        .values
+                        .iter()
+                        .find_map(|v| v.as_binary())
+                        .map(|d| d.data.clone())
+                        .filter(|d| !d.is_empty());
+                }
+                VCardProperty::Other(name)
+                    if name.eq_ignore_ascii_case("X-OFFICE")
+                        || name.eq_ignore_ascii_case("X-MS-OL-OFFICE") =>
+                {
+                    set(&mut e.office, first)
+                }
+                _ => {}
             }
         }
-    }
-    if current.is_some() {
-        return Err("the last card has no END:VCARD".into());
+        if e.complete() {
+            out.push(e);
+        }
     }
     Ok(out)
-}
-
-/// Inline photo data: `ENCODING=b`/`BASE64` (2.1, 3.0) or a `data:` URI (4.0). Photos given
-/// only as a link are not fetched.
-fn photo(params: &[String], value: &str) -> Option<Vec<u8>> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let clean = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
-    if let Some(rest) = value.strip_prefix("data:") {
-        let (_, data) = rest.split_once(";base64,")?;
-        return b64.decode(clean(data)).ok();
-    }
-    let inline = params
-        .iter()
-        .any(|p| p == "ENCODING=B" || p == "ENCODING=BASE64" || p == "BASE64");
-    if inline {
-        return b64.decode(clean(value)).ok();
-    }
-    None
-}
-
-fn unescape(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    let mut chars = v.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            match chars.next() {
-                Some('n') | Some('N') => out.push('\n'),
-                Some(other) => out.push(other),
-                None => {}
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out.trim().to_owned()
-}
-
-/// Splits on `sep` where it is not escaped, unescaping each part.
-fn split_unescaped(v: &str, sep: char) -> Vec<String> {
-    let mut parts = Vec::new();
-    let mut cur = String::new();
-    let mut escaped = false;
-    for c in v.chars() {
-        if escaped {
-            cur.push('\\');
-            cur.push(c);
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if c == sep {
-            parts.push(unescape(&cur));
-            cur.clear();
-        } else {
-            cur.push(c);
-        }
-    }
-    parts.push(unescape(&cur));
-    parts
 }
 
 /// Parses a CSV file with a header row (RFC 4180 quoting). Columns are recognised by name,
@@ -596,7 +521,19 @@ END:VCARD\r\nBEGIN:VCARD\r\nFN:Alicia Keys\r\nEMAIL:alicia@example.net\r\nEND:VC
             Some(&[0xff, 0xd8, 0xff, 0xe0, 0, 1][..])
         );
         assert_eq!(entries[1].display_name, "Bob Smith");
-        assert!(parse_vcards("BEGIN:VCARD\nFN:x\n").is_err());
+        // A card cut short at the end of the file is read as far as it goes.
+        assert_eq!(
+            parse_vcards("BEGIN:VCARD\nFN:x\n").unwrap()[0].display_name,
+            "x"
+        );
+        // 2.1 with QUOTED-PRINTABLE and a legacy charset.
+        let old = parse_vcards(
+            "BEGIN:VCARD\r\nVERSION:2.1\r\nFN;CHARSET=ISO-8859-1;ENCODING=QUOTED-PRINTABLE:J=FCrgen M=FCller\r\n\
+             EMAIL;PREF;INTERNET:j@example.de\r\nEND:VCARD\r\n",
+        )
+        .unwrap();
+        assert_eq!(old[0].display_name, "Jürgen Müller");
+        assert_eq!(old[0].primary_email(), Some("j@example.de"));
     }
 
     #[test]
