@@ -313,3 +313,106 @@ async fn a_dav_server_that_is_down_keeps_the_folders_and_asks_to_retry() {
         .await;
     assert_eq!(answer.status, 503, "{:?}", answer.body);
 }
+
+#[tokio::test]
+async fn address_books_are_created_renamed_and_deleted_from_the_phone() {
+    let (_g, p, d, _book) = setup("max").await;
+    let fs = p.folder_sync("0").await;
+    let key = eas::find_text(&fs, eas_wbxml::tags::folderhierarchy::SyncKey).unwrap();
+    let (folders, _, _) = folder_changes(&fs);
+    let default = folders.iter().find(|f| f.kind == 9).unwrap().clone();
+    let fh = |body: String| body;
+    let created = p
+        .send(
+            "FolderCreate",
+            &fh(format!(
+                r#"<FolderCreate xmlns="FolderHierarchy:"><SyncKey>{key}</SyncKey><ParentId>0</ParentId><DisplayName>Team &amp; Co</DisplayName><Type>14</Type></FolderCreate>"#
+            )),
+        )
+        .await
+        .tree();
+    let t = |e: &Element, tag| eas::find_text(e, tag).unwrap_or_default();
+    use eas_wbxml::tags::folderhierarchy as f;
+    assert_eq!(
+        t(&created, f::Status),
+        "1",
+        "{}",
+        eas_wbxml::to_xml(&created)
+    );
+    let key = t(&created, f::SyncKey);
+    let id = t(&created, f::ServerId);
+    let books = d.discover(&[Kind::AddressBook]).await.unwrap().collections;
+    assert!(
+        books
+            .iter()
+            .any(|b| b.display_name.as_deref() == Some("Team & Co")),
+        "{books:?}"
+    );
+    // The next FolderSync does not echo it back.
+    let again = p.folder_sync(&key).await;
+    let (added, updated, deleted) = folder_changes(&again);
+    assert!(
+        added.is_empty() && updated.is_empty() && deleted.is_empty(),
+        "{}",
+        eas_wbxml::to_xml(&again)
+    );
+    let key = t(&again, f::SyncKey);
+
+    let renamed = p
+        .send(
+            "FolderUpdate",
+            &format!(
+                r#"<FolderUpdate xmlns="FolderHierarchy:"><SyncKey>{key}</SyncKey><ServerId>{id}</ServerId><ParentId>0</ParentId><DisplayName>Team</DisplayName></FolderUpdate>"#
+            ),
+        )
+        .await
+        .tree();
+    assert_eq!(
+        t(&renamed, f::Status),
+        "1",
+        "{}",
+        eas_wbxml::to_xml(&renamed)
+    );
+    let key = t(&renamed, f::SyncKey);
+    let books = d.discover(&[Kind::AddressBook]).await.unwrap().collections;
+    assert!(
+        books
+            .iter()
+            .any(|b| b.display_name.as_deref() == Some("Team"))
+    );
+
+    // The default Contacts folder cannot be deleted; the new one can.
+    let refused = p
+        .send(
+            "FolderDelete",
+            &format!(
+                r#"<FolderDelete xmlns="FolderHierarchy:"><SyncKey>{key}</SyncKey><ServerId>{}</ServerId></FolderDelete>"#,
+                default.id
+            ),
+        )
+        .await
+        .tree();
+    assert_eq!(t(&refused, f::Status), "3");
+    let deleted = p
+        .send(
+            "FolderDelete",
+            &format!(
+                r#"<FolderDelete xmlns="FolderHierarchy:"><SyncKey>{key}</SyncKey><ServerId>{id}</ServerId></FolderDelete>"#
+            ),
+        )
+        .await
+        .tree();
+    assert_eq!(
+        t(&deleted, f::Status),
+        "1",
+        "{}",
+        eas_wbxml::to_xml(&deleted)
+    );
+    let books = d.discover(&[Kind::AddressBook]).await.unwrap().collections;
+    assert!(
+        !books
+            .iter()
+            .any(|b| b.display_name.as_deref() == Some("Team"))
+    );
+    assert_eq!(books.len(), 1);
+}

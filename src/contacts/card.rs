@@ -224,11 +224,12 @@ fn tel_slots(types: &[String]) -> &'static [Field] {
 pub(super) fn assign(card: &VCard) -> Assigned {
     let mut a = Assigned::default();
     let take = |a: &mut Assigned, f: Field, slot: Slot| -> bool {
-        if a.slots.contains_key(&f) {
-            false
-        } else {
-            a.slots.insert(f, slot);
-            true
+        match a.slots.entry(f) {
+            std::collections::btree_map::Entry::Occupied(_) => false,
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(slot);
+                true
+            }
         }
     };
     let mut adr_kinds: BTreeSet<AdrKind> = BTreeSet::new();
@@ -505,13 +506,13 @@ fn read(card: &VCard, a: &Assigned) -> Contact {
         .collect();
     out.body = a
         .note
-        .and_then(|i| {
+        .map(|i| {
             let parts: Vec<String> = card.entries[i]
                 .values
                 .iter()
                 .filter_map(|v| text_of(v, ","))
                 .collect();
-            Some(parts.join(","))
+            parts.join(",")
         })
         .filter(|b| !b.trim().is_empty());
     out.picture = a.photo.and_then(|i| match card.entries[i].values.first() {
@@ -689,6 +690,16 @@ pub fn new_vcard(phone: &Contact, uid: &str, opts: &MergeOptions) -> VCard {
     merge(&card, phone, &opts)
 }
 
+/// A structured property the phone may fill for the first time: its name, component count,
+/// fields, their slots (entry index filled in later) and the TYPE a new one gets.
+type Group = (
+    VCardProperty,
+    usize,
+    Vec<Field>,
+    Vec<Slot>,
+    Option<&'static str>,
+);
+
 /// The stored card with the phone's contact merged in (see the module doc).
 pub fn merge(stored: &VCard, phone: &Contact, opts: &MergeOptions) -> VCard {
     let mut card = stored.clone();
@@ -699,7 +710,7 @@ pub fn merge(stored: &VCard, phone: &Contact, opts: &MergeOptions) -> VCard {
 
     // Structured entries the phone fills for the first time.
     let mut a = assign(&card);
-    let mut groups: Vec<(VCardProperty, usize, Vec<Field>, Vec<Slot>, Option<&str>)> = vec![
+    let mut groups: Vec<Group> = vec![
         (
             VCardProperty::N,
             5,

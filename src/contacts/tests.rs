@@ -226,8 +226,10 @@ fn round_trips_through_wbxml() {
 
 #[test]
 fn body_preferences_and_truncation() {
-    let mut contact = Contact::default();
-    contact.body = Some("a <b> & c\nsecond line".into());
+    let contact = Contact {
+        body: Some("a <b> & c\nsecond line".into()),
+        ..Contact::default()
+    };
     let mut o = render_opts();
     o.body_preferences = vec![BodyPreference {
         kind: BodyType::Plain,
@@ -541,5 +543,63 @@ mod prop {
                 prop_assert!(false, "{}\n{}", e, merged);
             }
         }
+    }
+}
+
+/// The readable fixtures of a contacts Sync (fixtures/wbxml/sync.*.contacts.xml) are what this
+/// module reads and writes.
+mod fixtures {
+    use super::*;
+
+    fn application_data(xml: &str, command: eas_wbxml::Tag) -> Element {
+        let tree = eas_wbxml::from_xml(xml).unwrap();
+        let coll = tree
+            .child(a::Collections)
+            .and_then(|c| c.child(a::Collection))
+            .unwrap();
+        coll.child(a::Commands)
+            .and_then(|c| c.child(command))
+            .and_then(|c| c.child(a::ApplicationData))
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn the_phones_add_and_change_parse() {
+        let xml = include_str!("../../fixtures/wbxml/sync.request.contacts.xml");
+        let add = parse_application_data(&application_data(xml, a::Add)).unwrap();
+        assert_eq!(add.get(Field::Email1), Some("richard@example.com"));
+        // Local midnight of 2 March in UTC+1.
+        assert_eq!(add.get(Field::Birthday), Some("1975-03-02T00:00:00.000Z"));
+        assert_eq!(add.get(Field::NickName), Some("Rick"));
+        assert_eq!(add.body.as_deref(), Some("Added on the phone."));
+        let card = new_vcard(&add, "uid-1", &opts());
+        let text = to_text(&card);
+        assert!(text.contains("BDAY:1975-03-02"), "{text}");
+        // The Change applied to the stored card keeps what EAS does not carry.
+        let stored = parse_vcard(include_str!("../../fixtures/contacts/jane.vcf")).unwrap();
+        let change = parse_application_data(&application_data(xml, a::Change)).unwrap();
+        let merged = to_text(&merge(&stored, &change, &opts()));
+        for kept in [
+            "X-FOO;X-PARAM=1:not carried by EAS",
+            "item1.X-ABLabel",
+            "PRODID:",
+        ] {
+            assert!(merged.contains(kept), "{kept} lost:\n{merged}");
+        }
+        assert!(merged.contains("TITLE:Chief Science Officer"), "{merged}");
+    }
+
+    #[test]
+    fn the_servers_add_is_the_rendered_vcard() {
+        let xml = include_str!("../../fixtures/wbxml/sync.response.contacts.xml");
+        let want = application_data(xml, a::Add);
+        let card = parse_vcard(include_str!("../../fixtures/contacts/jane.vcf")).unwrap();
+        let mut w = Writer::new(Vec::new()).unwrap();
+        w.start(a::ApplicationData).unwrap();
+        write_application_data(&mut w, &from_vcard(&card), &render_opts()).unwrap();
+        w.end().unwrap();
+        let got = Element::decode(&w.finish().unwrap()).unwrap();
+        assert_eq!(eas_wbxml::to_xml(&got), eas_wbxml::to_xml(&want));
     }
 }

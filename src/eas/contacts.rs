@@ -1,14 +1,17 @@
-//! Opening the user's contacts store ([`ContactItems`]) for the Sync engine: the DAV client
-//! with the phone's credentials and the `[dav]` settings. The engine's dispatch
-//! (`eas::sync::Stores`) runs contacts collections (folder types 9 and 14) on it.
+//! The user's address books for the commands: opening the contacts store ([`ContactItems`])
+//! for the Sync engine (the DAV client with the phone's credentials and the `[dav]`
+//! settings; `eas::sync::Stores` runs contacts collections, folder types 9 and 14, on it),
+//! the address books as FolderSync folders, and FolderCreate/Update/Delete of them as
+//! MKCOL/PROPPATCH/DELETE.
 
 use std::sync::{Arc, Mutex};
 
+use super::status::FolderStatus;
 use super::sync::engine::{self, BoxFuture};
 use super::{Context, EasError};
 use crate::backend::contacts::ContactItems;
 use crate::backend::kinds::{self, Class};
-use crate::dav::{DavClient, DavSettings, http_client};
+use crate::dav::{DavClient, DavError, DavSettings, http_client};
 use crate::secret::Secret;
 use crate::state::FolderEntry;
 
@@ -74,8 +77,9 @@ impl engine::Store for ContactItems {
     }
 }
 
-/// The user's address books as folders of the device's hierarchy: the first one found is the
-/// default Contacts folder (type 9), the others user contacts folders (type 14). Their
+/// The user's address books as folders of the device's hierarchy: one is the default Contacts
+/// folder (type 9: the one the device knows as such, else the first by URL), the others user
+/// contacts folders (type 14). Their
 /// locator is the collection's URL; ids come from the state store like mailboxes' ids.
 ///
 /// Without `[dav]` there are none. When the DAV server cannot be asked (down, slow), the
@@ -102,28 +106,120 @@ pub async fn folders(
         }
     };
     let device = &ctx.device.key;
+    let mut books: Vec<&crate::dav::Collection> = found.collections.iter().collect();
+    books.sort_by(|a, b| a.url.as_str().cmp(b.url.as_str()));
+    // The default stays the one the device knows as such; a new device gets the first by URL
+    // (discovery order is the server's and may change between two listings).
+    let default = known
+        .iter()
+        .find(|f| f.kind == kinds::CONTACTS)
+        .and_then(|k| books.iter().find(|b| b.url.as_str() == k.imap_name))
+        .or(books.first())
+        .map(|b| b.url.to_string());
     let mut out = Vec::new();
-    for (i, c) in found.collections.iter().enumerate() {
+    for c in books {
         let locator = c.url.to_string();
         let name = c.display_name.clone().unwrap_or_else(|| {
             c.url
                 .path_segments()
-                .and_then(|s| s.filter(|p| !p.is_empty()).next_back())
+                .and_then(|mut s| s.rfind(|p| !p.is_empty()))
                 .unwrap_or("Contacts")
                 .to_owned()
         });
+        let kind = if default.as_deref() == Some(locator.as_str()) {
+            kinds::CONTACTS
+        } else {
+            kinds::USER_CONTACTS
+        };
         out.push(FolderEntry {
             id: ctx.store.folder_id(device, &locator)?,
             parent: 0,
             display_name: name,
-            kind: if i == 0 {
-                kinds::CONTACTS
-            } else {
-                kinds::USER_CONTACTS
-            },
+            kind,
             imap_name: locator,
             uidvalidity: 0,
         });
     }
     Ok(out)
+}
+
+/// What a DAV refusal of a folder command means for the phone; a server that is down is
+/// an error the phone retries.
+fn folder_status(e: DavError) -> Result<FolderStatus, EasError> {
+    if e.is_retryable() {
+        return Err(EasError::Unavailable(e.to_string()));
+    }
+    Ok(match e {
+        DavError::NotFound => FolderStatus::NotFound,
+        DavError::PreconditionFailed => FolderStatus::AlreadyExists,
+        _ => FolderStatus::ServerError,
+    })
+}
+
+fn client(ctx: &Context<'_>) -> Result<DavClient, EasError> {
+    let (settings, http) = shared(ctx)?;
+    Ok(DavClient::new(
+        http,
+        settings,
+        &ctx.user.login,
+        ctx.user.password.clone(),
+    ))
+}
+
+/// FolderCreate of a user contacts folder: an extended MKCOL in the user's first address book
+/// home. The new collection's URL (its locator), or the status to answer.
+pub async fn create_book(
+    ctx: &Context<'_>,
+    name: &str,
+) -> Result<Result<String, FolderStatus>, EasError> {
+    if ctx.config.dav.url.trim().is_empty() {
+        return Ok(Err(FolderStatus::Malformed));
+    }
+    let dav = client(ctx)?;
+    let home = match dav.discover(&[crate::dav::Kind::AddressBook]).await {
+        Ok(d) => match d.addressbook_homes.into_iter().next() {
+            Some(h) => h,
+            None => return Ok(Err(FolderStatus::ServerError)),
+        },
+        Err(e) => return folder_status(e).map(Err),
+    };
+    let slug: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(32)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let suffix: u32 = rand::random();
+    let url = home
+        .join(&format!("{slug}-{suffix:08x}/"))
+        .map_err(|e| EasError::Internal(e.to_string()))?;
+    match dav
+        .make_collection(&url, crate::dav::Kind::AddressBook, name, &[])
+        .await
+    {
+        Ok(()) => Ok(Ok(url.to_string())),
+        Err(e) => folder_status(e).map(Err),
+    }
+}
+
+/// FolderUpdate of an address book: PROPPATCH of its display name.
+pub async fn rename_book(
+    ctx: &Context<'_>,
+    locator: &str,
+    name: &str,
+) -> Result<FolderStatus, EasError> {
+    let url = reqwest::Url::parse(locator).map_err(|e| EasError::Internal(e.to_string()))?;
+    match client(ctx)?.rename(&url, name).await {
+        Ok(()) => Ok(FolderStatus::Success),
+        Err(e) => folder_status(e),
+    }
+}
+
+/// FolderDelete of an address book: DELETE of the collection (gone already counts as done).
+pub async fn delete_book(ctx: &Context<'_>, locator: &str) -> Result<FolderStatus, EasError> {
+    let url = reqwest::Url::parse(locator).map_err(|e| EasError::Internal(e.to_string()))?;
+    match client(ctx)?.delete(&url, None).await {
+        Ok(()) | Err(DavError::NotFound) => Ok(FolderStatus::Success),
+        Err(e) => folder_status(e),
+    }
 }

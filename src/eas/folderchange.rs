@@ -128,6 +128,9 @@ pub async fn create(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
     ) else {
         return Ok(reply(root, FolderStatus::Malformed, vec![]));
     };
+    if kind == crate::backend::kinds::USER_CONTACTS {
+        return create_address_book(ctx, root, snapshot, parent, name).await;
+    }
     // Only mail folders exist on an IMAP server.
     if kind != folders::USER_MAIL && kind != 1 {
         return Ok(reply(root, FolderStatus::Malformed, vec![]));
@@ -195,7 +198,14 @@ pub async fn update(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
     else {
         return Ok(reply(root, FolderStatus::NotFound, vec![]));
     };
-    // Address books are not IMAP mailboxes; renaming and deleting them is not offered yet.
+    if entry.kind == crate::backend::kinds::CONTACTS {
+        // The default Contacts folder is a default folder like Inbox.
+        return Ok(reply(root, FolderStatus::SpecialFolder, vec![]));
+    }
+    if Class::of(entry.kind) == Class::Contacts {
+        return update_address_book(ctx, root, snapshot, entry, name).await;
+    }
+    // Other classes are not IMAP mailboxes and have no store of their own yet.
     if is_special(entry.kind) || Class::of(entry.kind) != Class::Email {
         return Ok(reply(root, FolderStatus::SpecialFolder, vec![]));
     }
@@ -264,7 +274,13 @@ pub async fn delete(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
     else {
         return Ok(reply(root, FolderStatus::NotFound, vec![]));
     };
-    // Address books are not IMAP mailboxes; renaming and deleting them is not offered yet.
+    if entry.kind == crate::backend::kinds::CONTACTS {
+        return Ok(reply(root, FolderStatus::SpecialFolder, vec![]));
+    }
+    if Class::of(entry.kind) == Class::Contacts {
+        return delete_address_book(ctx, root, snapshot, entry).await;
+    }
+    // Other classes are not IMAP mailboxes and have no store of their own yet.
     if is_special(entry.kind) || Class::of(entry.kind) != Class::Email {
         return Ok(reply(root, FolderStatus::SpecialFolder, vec![]));
     }
@@ -286,6 +302,96 @@ pub async fn delete(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
     }
     let _ = session.logout().await;
     snapshot.retain(|f| !doomed.contains(&f.id));
+    let key = commit(ctx, &snapshot).await?;
+    Ok(reply(
+        root,
+        FolderStatus::Success,
+        vec![Element::with_text(fh::SyncKey, key.to_string())],
+    ))
+}
+
+/// FolderCreate of a user contacts folder (type 14): a new address book, top level only.
+async fn create_address_book(
+    ctx: &mut Context<'_>,
+    root: Tag,
+    mut snapshot: Vec<FolderEntry>,
+    parent: &str,
+    name: &str,
+) -> Result<Reply, EasError> {
+    if folder_id(parent) != Some(0) {
+        return Ok(reply(root, FolderStatus::ParentNotFound, vec![]));
+    }
+    if name.trim().is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+        return Ok(reply(root, FolderStatus::Malformed, vec![]));
+    }
+    if name_taken(&snapshot, 0, name, None) {
+        return Ok(reply(root, FolderStatus::AlreadyExists, vec![]));
+    }
+    let locator = match super::contacts::create_book(ctx, name).await? {
+        Ok(l) => l,
+        Err(status) => return Ok(reply(root, status, vec![])),
+    };
+    let id = ctx.store.folder_id(&ctx.device.key, &locator)?;
+    snapshot.push(FolderEntry {
+        id,
+        parent: 0,
+        display_name: name.to_owned(),
+        kind: crate::backend::kinds::USER_CONTACTS,
+        imap_name: locator,
+        uidvalidity: 0,
+    });
+    let key = commit(ctx, &snapshot).await?;
+    Ok(reply(
+        root,
+        FolderStatus::Success,
+        vec![
+            Element::with_text(fh::SyncKey, key.to_string()),
+            Element::with_text(fh::ServerId, CollectionId::new(id).to_string()),
+        ],
+    ))
+}
+
+/// FolderUpdate of an address book: a rename (address books do not nest).
+async fn update_address_book(
+    ctx: &mut Context<'_>,
+    root: Tag,
+    mut snapshot: Vec<FolderEntry>,
+    entry: FolderEntry,
+    name: &str,
+) -> Result<Reply, EasError> {
+    if name.trim().is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+        return Ok(reply(root, FolderStatus::Malformed, vec![]));
+    }
+    if name_taken(&snapshot, entry.parent, name, Some(entry.id)) {
+        return Ok(reply(root, FolderStatus::AlreadyExists, vec![]));
+    }
+    let status = super::contacts::rename_book(ctx, &entry.imap_name, name).await?;
+    if status != FolderStatus::Success {
+        return Ok(reply(root, status, vec![]));
+    }
+    for f in snapshot.iter_mut().filter(|f| f.id == entry.id) {
+        f.display_name = name.to_owned();
+    }
+    let key = commit(ctx, &snapshot).await?;
+    Ok(reply(
+        root,
+        FolderStatus::Success,
+        vec![Element::with_text(fh::SyncKey, key.to_string())],
+    ))
+}
+
+/// FolderDelete of a user address book (the default one is refused like any default folder).
+async fn delete_address_book(
+    ctx: &mut Context<'_>,
+    root: Tag,
+    mut snapshot: Vec<FolderEntry>,
+    entry: FolderEntry,
+) -> Result<Reply, EasError> {
+    let status = super::contacts::delete_book(ctx, &entry.imap_name).await?;
+    if status != FolderStatus::Success {
+        return Ok(reply(root, status, vec![]));
+    }
+    snapshot.retain(|f| f.id != entry.id);
     let key = commit(ctx, &snapshot).await?;
     Ok(reply(
         root,
