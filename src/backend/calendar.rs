@@ -30,11 +30,11 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Datelike, NaiveDateTime};
 use eas_wbxml::Element;
 
-use super::contacts::{assign_ids, fold_of};
-use super::snapshot::{self, Snapshot, get, put};
+use super::davitems::{DavToken, assign_ids, fnv64, fold_of};
+use super::snapshot::{self, Snapshot};
 use super::{
     AddContext, Added, BackendError, Changed, CollectionRef, Fold, ItemId, ItemStore, Listing,
-    RenderOptions, Rendered, Token,
+    RenderOptions, Rendered,
 };
 use crate::backend::kinds::{self, Class};
 use crate::calendar::event::{self, EventData, EventOptions, MergeOptions};
@@ -47,77 +47,9 @@ use crate::mailstore::Current;
 /// The fragment that makes a collection's URL the locator of its task folder.
 pub const TASKS_FRAGMENT: &str = "tasks";
 
-/// 64-bit FNV-1a (ids and tokens are stored, so stable across builds).
-fn fnv64(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// A calendar's (or task list's) state.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CalendarToken {
-    /// Hash of the folder's locator (URL, and `#tasks` for a task folder).
-    pub collection: u64,
-    /// Hash of the sync token or CTag; 0 when the server gives neither (every Sync lists).
-    pub sync: u64,
-}
-
-impl CalendarToken {
-    fn of(locator: &str, sync_token: Option<&str>) -> CalendarToken {
-        CalendarToken {
-            collection: fnv64(locator),
-            sync: sync_token.map_or(0, |t| fnv64(t).max(1)),
-        }
-    }
-}
-
-impl Token for CalendarToken {
-    fn encode_head(&self, out: &mut Vec<u8>) {
-        put(out, self.collection);
-        put(out, self.sync);
-    }
-
-    fn decode_head(input: &mut &[u8]) -> Option<CalendarToken> {
-        Some(CalendarToken {
-            collection: get(input)?,
-            sync: get(input)?,
-        })
-    }
-
-    fn encode_tail(&self, _out: &mut Vec<u8>) {}
-
-    fn decode_tail(&mut self, _input: &mut &[u8], _format: u8) -> Option<()> {
-        Some(())
-    }
-
-    fn identity(now: &CalendarToken) -> CalendarToken {
-        CalendarToken {
-            collection: now.collection,
-            sync: 0,
-        }
-    }
-
-    fn same_collection(&self, now: &CalendarToken) -> bool {
-        self.collection == now.collection
-    }
-
-    fn unchanged(&self, now: &CalendarToken) -> bool {
-        self.sync != 0 && self == now
-    }
-
-    fn stale(&self, now: &CalendarToken) -> bool {
-        !self.unchanged(now)
-    }
-
-    /// Every listing is whole, so a page never needs an older token.
-    fn after_page(&self, listed: &CalendarToken, _complete: bool) -> CalendarToken {
-        listed.clone()
-    }
-}
+/// A calendar's (or task list's) state: the DAV stores' token (the folder's locator — URL, and
+/// `#tasks` for a task folder — and the sync token hashed).
+pub type CalendarToken = DavToken;
 
 /// Which component a folder is read for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -442,7 +374,11 @@ const DECIDED_MAX: usize = 200_000;
 
 fn decision_key(m: &Member, since: u64) -> Option<u64> {
     let etag = m.etag.as_deref()?;
-    Some(fnv64(&format!("{}\u{0}{etag}\u{0}{since}", m.url.path())))
+    Some(fnv64(&[
+        m.url.path().as_bytes(),
+        etag.as_bytes(),
+        &since.to_le_bytes(),
+    ]))
 }
 
 fn decided(m: &Member, since: u64) -> Option<bool> {
@@ -786,6 +722,7 @@ pub fn folder_kind(component_first: bool, tasks: bool) -> u8 {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::backend::Token;
 
     #[test]
     fn locators_and_tokens() {

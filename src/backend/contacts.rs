@@ -18,117 +18,18 @@ use std::collections::{BTreeMap, HashMap};
 
 use eas_wbxml::Element;
 
-use super::snapshot::{self, Snapshot, get, put};
+pub use super::davitems::{DavToken, assign_ids, fold_of};
+use super::snapshot::{self, Snapshot};
 use super::{
     AddContext, Added, BackendError, Changed, CollectionRef, Fold, ItemId, ItemStore, Listing,
-    RenderOptions, Rendered, Token,
+    RenderOptions, Rendered,
 };
 use crate::contacts::{self, MergeOptions};
 use crate::dav::{DavClient, DavError, Kind, Member, Write};
 use crate::mailstore::Current;
 
-/// 64-bit FNV-1a: stable across builds and machines (ids and folds are stored).
-fn fnv64(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in *p {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        // A separator, so ("ab", "c") and ("a", "bc") differ.
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-fn fold32(h: u64) -> u32 {
-    (h ^ (h >> 32)) as u32
-}
-
-/// What the phone sees of a member: its href and ETag.
-pub fn fold_of(href: &str, etag: Option<&str>) -> Fold {
-    fold32(fnv64(&[href.as_bytes(), etag.unwrap_or("").as_bytes()]))
-}
-
-/// An address book's state.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ContactsToken {
-    /// Hash of the collection's URL path.
-    pub collection: u64,
-    /// Hash of its sync token or CTag; 0 when the server gives neither (then every Sync lists).
-    pub sync: u64,
-}
-
-impl ContactsToken {
-    fn of(collection: &str, sync_token: Option<&str>) -> ContactsToken {
-        ContactsToken {
-            collection: fnv64(&[collection.as_bytes()]),
-            sync: sync_token.map_or(0, |t| fnv64(&[t.as_bytes()]).max(1)),
-        }
-    }
-}
-
-impl Token for ContactsToken {
-    fn encode_head(&self, out: &mut Vec<u8>) {
-        put(out, self.collection);
-        put(out, self.sync);
-    }
-
-    fn decode_head(input: &mut &[u8]) -> Option<ContactsToken> {
-        Some(ContactsToken {
-            collection: get(input)?,
-            sync: get(input)?,
-        })
-    }
-
-    fn encode_tail(&self, _out: &mut Vec<u8>) {}
-
-    fn decode_tail(&mut self, _input: &mut &[u8], _format: u8) -> Option<()> {
-        Some(())
-    }
-
-    fn identity(now: &ContactsToken) -> ContactsToken {
-        ContactsToken {
-            collection: now.collection,
-            sync: 0,
-        }
-    }
-
-    fn same_collection(&self, now: &ContactsToken) -> bool {
-        self.collection == now.collection
-    }
-
-    fn unchanged(&self, now: &ContactsToken) -> bool {
-        self.sync != 0 && self == now
-    }
-
-    fn stale(&self, now: &ContactsToken) -> bool {
-        !self.unchanged(now)
-    }
-
-    /// Every listing is whole (all hrefs and ETags), so a page never needs an older token.
-    fn after_page(&self, listed: &ContactsToken, _complete: bool) -> ContactsToken {
-        listed.clone()
-    }
-}
-
-/// Item ids for hrefs: a 31-bit hash of each href (never 0), a collision moved to the next free
-/// number, in href order so the same set always gets the same ids.
-pub fn assign_ids<'a>(hrefs: impl IntoIterator<Item = &'a str>) -> BTreeMap<ItemId, &'a str> {
-    let mut sorted: Vec<&str> = hrefs.into_iter().collect();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut out = BTreeMap::new();
-    for href in sorted {
-        let mut id = (fold32(fnv64(&[href.as_bytes()])) & 0x7fff_ffff).max(1);
-        while out.contains_key(&id) {
-            id = if id >= 0x7fff_ffff { 1 } else { id + 1 };
-        }
-        out.insert(id, href);
-    }
-    out
-}
+/// An address book's state: the DAV stores' token (collection URL and sync token hashed).
+pub type ContactsToken = DavToken;
 
 /// One listing of an address book: every member by id.
 #[derive(Debug, Default, Clone)]
@@ -489,6 +390,7 @@ fn new_uid() -> String {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::backend::Token;
 
     #[test]
     fn ids_are_stable_and_distinct() {

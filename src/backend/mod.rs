@@ -18,6 +18,7 @@
 
 pub mod calendar;
 pub mod contacts;
+pub mod davitems;
 pub mod kinds;
 pub mod mail;
 pub mod rendered;
