@@ -7,71 +7,17 @@
 
 mod support;
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use support::dav::{Server, client, dav};
 
 use eas_gateway::backend::calendar::{CalendarItems, CalendarToken, locator};
 use eas_gateway::backend::{
     AddContext, Added, BackendError, Changed, CollectionRef, ItemStore, RenderOptions, Rendered,
     Snapshot, Token, kinds,
 };
-use eas_gateway::dav::{DavClient, DavError, DavSettings, Kind, Write, http_client};
-use eas_gateway::secret::Secret;
-use eas_testbed::{Radicale, Xandikos};
+use eas_gateway::dav::{DavClient, DavError, Kind, Write};
 use eas_wbxml::tags::{calendar as cal, tasks as tk};
 use eas_wbxml::{Content, Element, Writer};
 use reqwest::Url;
-
-fn radicale() -> &'static Radicale {
-    static R: OnceLock<Result<&'static Radicale, String>> = OnceLock::new();
-    let users: Vec<_> = support::USERS.iter().map(|u| support::user(u)).collect();
-    match R.get_or_init(|| {
-        Radicale::start(&users)
-            .map(Radicale::leak_until_exit)
-            .map_err(|e| e.to_string())
-    }) {
-        Ok(r) => r,
-        Err(e) => panic!("the test Radicale could not be started: {e}"),
-    }
-}
-
-fn xandikos() -> &'static Xandikos {
-    static X: OnceLock<Result<&'static Xandikos, String>> = OnceLock::new();
-    match X.get_or_init(|| {
-        Xandikos::start("alice")
-            .map(Xandikos::leak_until_exit)
-            .map_err(|e| e.to_string())
-    }) {
-        Ok(x) => x,
-        Err(e) => panic!("the test Xandikos could not be started: {e}"),
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Server {
-    Radicale,
-    Xandikos,
-}
-
-fn dav(url: &str, login: &str, password: &str) -> DavClient {
-    let mut s = DavSettings::new(Url::parse(url).unwrap());
-    s.timeout = Duration::from_secs(10);
-    let s = Arc::new(s);
-    DavClient::new(
-        http_client(&s).unwrap(),
-        s,
-        login,
-        Secret::new(password.to_owned()),
-    )
-}
-
-fn client(server: Server, name: &str) -> DavClient {
-    let u = support::user(name);
-    match server {
-        Server::Radicale => dav(&radicale().url(), &u.login, &u.password),
-        Server::Xandikos => dav(&xandikos().url(), "alice", "unused"),
-    }
-}
 
 /// A new calendar collection holding events and tasks.
 async fn new_calendar(c: &DavClient) -> Url {

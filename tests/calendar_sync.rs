@@ -9,60 +9,15 @@
 mod eas;
 mod support;
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use support::dav::{Server, dav, radicale, xandikos};
 
 use chrono::{Duration as Days, Utc};
 use eas::{Gateway, Phone, folder_changes};
-use eas_gateway::dav::{DavClient, DavSettings, Kind, Write, http_client};
-use eas_gateway::secret::Secret;
-use eas_testbed::{Radicale, Xandikos};
+use eas_gateway::dav::{DavClient, Kind, Write};
+use eas_testbed::Radicale;
 use eas_wbxml::Element;
 use eas_wbxml::tags::{airsync as a, calendar as cal, tasks as tk};
 use reqwest::Url;
-
-fn radicale() -> &'static Radicale {
-    static R: OnceLock<Result<&'static Radicale, String>> = OnceLock::new();
-    let users: Vec<_> = support::USERS.iter().map(|u| support::user(u)).collect();
-    match R.get_or_init(|| {
-        Radicale::start(&users)
-            .map(Radicale::leak_until_exit)
-            .map_err(|e| e.to_string())
-    }) {
-        Ok(r) => r,
-        Err(e) => panic!("the test Radicale could not be started: {e}"),
-    }
-}
-
-fn xandikos() -> &'static Xandikos {
-    static X: OnceLock<Result<&'static Xandikos, String>> = OnceLock::new();
-    match X.get_or_init(|| {
-        Xandikos::start("alice")
-            .map(Xandikos::leak_until_exit)
-            .map_err(|e| e.to_string())
-    }) {
-        Ok(x) => x,
-        Err(e) => panic!("the test Xandikos could not be started: {e}"),
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Server {
-    Radicale,
-    Xandikos,
-}
-
-fn dav(url: &str, login: &str, password: &str) -> DavClient {
-    let mut s = DavSettings::new(Url::parse(url).unwrap());
-    s.timeout = Duration::from_secs(10);
-    let s = Arc::new(s);
-    DavClient::new(
-        http_client(&s).unwrap(),
-        s,
-        login,
-        Secret::new(password.to_owned()),
-    )
-}
 
 fn ics(body: &str) -> String {
     format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n{body}END:VCALENDAR\r\n")

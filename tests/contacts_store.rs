@@ -5,9 +5,9 @@
 
 mod support;
 
+use support::dav::{Server, client, dav};
+
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use eas_gateway::backend::contacts::{ContactItems, ContactsToken};
 use eas_gateway::backend::{
@@ -15,63 +15,10 @@ use eas_gateway::backend::{
     Token, kinds,
 };
 use eas_gateway::contacts::{self, Field};
-use eas_gateway::dav::{DavClient, DavSettings, Kind, Write, http_client};
-use eas_gateway::secret::Secret;
-use eas_testbed::{Radicale, Xandikos};
+use eas_gateway::dav::{DavClient, Kind, Write};
 use eas_wbxml::tags::{airsync as a, contacts as c};
 use eas_wbxml::{Element, Writer};
 use reqwest::Url;
-
-fn radicale() -> &'static Radicale {
-    static R: OnceLock<Result<&'static Radicale, String>> = OnceLock::new();
-    let users: Vec<_> = support::USERS.iter().map(|u| support::user(u)).collect();
-    match R.get_or_init(|| {
-        Radicale::start(&users)
-            .map(Radicale::leak_until_exit)
-            .map_err(|e| e.to_string())
-    }) {
-        Ok(r) => r,
-        Err(e) => panic!("the test Radicale could not be started: {e}"),
-    }
-}
-
-fn xandikos() -> &'static Xandikos {
-    static X: OnceLock<Result<&'static Xandikos, String>> = OnceLock::new();
-    match X.get_or_init(|| {
-        Xandikos::start("alice")
-            .map(Xandikos::leak_until_exit)
-            .map_err(|e| e.to_string())
-    }) {
-        Ok(x) => x,
-        Err(e) => panic!("the test Xandikos could not be started: {e}"),
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Server {
-    Radicale,
-    Xandikos,
-}
-
-fn dav(url: &str, login: &str, password: &str) -> DavClient {
-    let mut s = DavSettings::new(Url::parse(url).unwrap());
-    s.timeout = Duration::from_secs(10);
-    let s = Arc::new(s);
-    DavClient::new(
-        http_client(&s).unwrap(),
-        s,
-        login,
-        Secret::new(password.to_owned()),
-    )
-}
-
-fn client(server: Server, name: &str) -> DavClient {
-    let u = support::user(name);
-    match server {
-        Server::Radicale => dav(&radicale().url(), &u.login, &u.password),
-        Server::Xandikos => dav(&xandikos().url(), "alice", "unused"),
-    }
-}
 
 async fn new_book(c: &DavClient) -> Url {
     let d = c.discover(&[Kind::AddressBook]).await.unwrap();

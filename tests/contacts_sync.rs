@@ -8,7 +8,9 @@
 mod eas;
 mod support;
 
-use std::sync::{Arc, OnceLock};
+use support::dav::radicale;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use eas::{Gateway, Phone, folder_changes};
@@ -18,19 +20,6 @@ use eas_testbed::Radicale;
 use eas_wbxml::Element;
 use eas_wbxml::tags::{airsync as a, contacts as c};
 use reqwest::Url;
-
-fn radicale() -> &'static Radicale {
-    static R: OnceLock<Result<&'static Radicale, String>> = OnceLock::new();
-    let users: Vec<_> = support::USERS.iter().map(|u| support::user(u)).collect();
-    match R.get_or_init(|| {
-        Radicale::start(&users)
-            .map(Radicale::leak_until_exit)
-            .map_err(|e| e.to_string())
-    }) {
-        Ok(r) => r,
-        Err(e) => panic!("the test Radicale could not be started: {e}"),
-    }
-}
 
 fn dav(login: &str, password: &str) -> DavClient {
     let mut s = DavSettings::new(Url::parse(&radicale().url()).unwrap());

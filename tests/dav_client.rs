@@ -9,65 +9,14 @@
 
 mod support;
 
-use std::sync::{Arc, OnceLock};
+use support::dav::{Server, client, radicale};
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use eas_gateway::dav::{DavClient, DavError, DavSettings, Kind, Write, http_client};
 use eas_gateway::secret::Secret;
-use eas_testbed::{Radicale, Xandikos};
 use reqwest::Url;
-
-fn radicale() -> &'static Radicale {
-    static R: OnceLock<Result<&'static Radicale, String>> = OnceLock::new();
-    let users: Vec<_> = support::USERS.iter().map(|u| support::user(u)).collect();
-    match R.get_or_init(|| {
-        Radicale::start(&users)
-            .map(Radicale::leak_until_exit)
-            .map_err(|e| e.to_string())
-    }) {
-        Ok(r) => r,
-        Err(e) => panic!("the test Radicale could not be started: {e}"),
-    }
-}
-
-fn xandikos() -> &'static Xandikos {
-    static X: OnceLock<Result<&'static Xandikos, String>> = OnceLock::new();
-    match X.get_or_init(|| {
-        Xandikos::start("alice")
-            .map(Xandikos::leak_until_exit)
-            .map_err(|e| e.to_string())
-    }) {
-        Ok(x) => x,
-        Err(e) => panic!("the test Xandikos could not be started: {e}"),
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Server {
-    Radicale,
-    Xandikos,
-}
-
-fn client_for(url: &str, login: &str, password: &str) -> DavClient {
-    let mut s = DavSettings::new(Url::parse(url).unwrap());
-    s.timeout = Duration::from_secs(10);
-    let s = Arc::new(s);
-    DavClient::new(
-        http_client(&s).unwrap(),
-        s,
-        login,
-        Secret::new(password.to_owned()),
-    )
-}
-
-fn client(server: Server, name: &str) -> DavClient {
-    let u = support::user(name);
-    match server {
-        Server::Radicale => client_for(&radicale().url(), &u.login, &u.password),
-        // Xandikos serves one principal and checks no password.
-        Server::Xandikos => client_for(&xandikos().url(), "alice", "unused"),
-    }
-}
 
 /// A fresh address book of this test, made with extended MKCOL in the user's home.
 async fn new_address_book(c: &DavClient, name: &str) -> Url {
@@ -289,7 +238,7 @@ async fn sync_collection_listing_and_multiget(server: Server) {
 #[tokio::test]
 async fn wrong_password_is_unauthorized() {
     let u = support::user("dave");
-    let c = client_for(&radicale().url(), &u.login, "not-the-password");
+    let c = support::dav::dav(&radicale().url(), &u.login, "not-the-password");
     let e = c.discover(&[Kind::AddressBook]).await.unwrap_err();
     assert!(matches!(e, DavError::Unauthorized), "{e:?}");
     assert!(!e.is_retryable());
@@ -322,7 +271,7 @@ async fn a_server_that_is_down_is_retryable() {
         .local_addr()
         .unwrap()
         .port();
-    let c = client_for(&format!("http://127.0.0.1:{port}/"), "alice", "pw");
+    let c = support::dav::dav(&format!("http://127.0.0.1:{port}/"), "alice", "pw");
     let e = c.discover(&[Kind::AddressBook]).await.unwrap_err();
     assert!(matches!(e, DavError::Unreachable(_)), "{e:?}");
     assert!(e.is_retryable());

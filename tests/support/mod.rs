@@ -31,6 +31,8 @@ pub const DOMAIN: &str = "example.com";
 /// Users that exist from the start. Others are created by [`credentials`] on first use, but
 /// that costs up to a second (Dovecot re-reads its passwd-file at most once per second).
 /// Each test binary has its own Dovecot, so names only need to be unique within a binary.
+pub mod dav;
+
 pub const USERS: &[&str] = &[
     "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
     "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "kim", "lena",
