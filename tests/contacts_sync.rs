@@ -22,15 +22,7 @@ use eas_wbxml::tags::{airsync as a, contacts as c};
 use reqwest::Url;
 
 fn dav(login: &str, password: &str) -> DavClient {
-    let mut s = DavSettings::new(Url::parse(&radicale().url()).unwrap());
-    s.timeout = Duration::from_secs(10);
-    let s = Arc::new(s);
-    DavClient::new(
-        http_client(&s).unwrap(),
-        s,
-        login,
-        Secret::new(password.to_owned()),
-    )
+    support::dav::dav(&radicale().url(), login, password)
 }
 
 const JANE: &str = "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:jane\r\nFN:Jane Doe\r\nN:Doe;Jane;;;\r\n\
