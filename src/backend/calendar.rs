@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Datelike, NaiveDateTime};
 use eas_wbxml::Element;
 
-use super::davitems::{DavToken, assign_ids, fnv64, fold_of};
+use super::davitems::{DavToken, added, assign_ids, fnv64, fold_of, new_uid};
 use super::snapshot::{self, Snapshot};
 use super::{
     AddContext, Added, BackendError, Changed, CollectionRef, Fold, ItemId, ItemStore, Listing,
@@ -672,36 +672,13 @@ impl ItemStore for CalendarItems {
         };
         // The id comes from the listing the new member is part of.
         let (_, listed) = self.list(c).await?;
-        let found = listed
-            .members
-            .iter()
-            .find(|(_, m)| m.url.path() == url.path())
-            .map(|(id, m)| (*id, m.etag.clone()));
-        Ok(match found {
-            Some((id, listed_etag)) => {
-                Added::Created(id, fold_of(url.path(), listed_etag.or(etag).as_deref()))
-            }
-            None => Added::Unconfirmed,
-        })
+        Ok(added(&listed.members, &url, etag))
     }
 
     async fn finish(self, _paging: bool) {}
 }
 
 const ICALENDAR: &str = "text/calendar; charset=utf-8";
-
-/// A fresh UID (and file name) for an item the phone added: 128 random bits as a UUID.
-fn new_uid() -> String {
-    let b: [u8; 16] = rand::random();
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-        u16::from_be_bytes([b[4], b[5]]),
-        u16::from_be_bytes([b[6], b[7]]) & 0x0fff,
-        (u16::from_be_bytes([b[8], b[9]]) & 0x3fff) | 0x8000,
-        u64::from_be_bytes([0, 0, b[10], b[11], b[12], b[13], b[14], b[15]])
-    )
-}
 
 /// Whether a DAV calendar collection holds `component` (an unstated set holds all).
 pub fn holds(components: &[String], component: &str) -> bool {

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use eas_wbxml::Element;
 
 pub use super::davitems::{DavToken, assign_ids, fold_of};
+use super::davitems::{added, new_uid};
 use super::snapshot::{self, Snapshot};
 use super::{
     AddContext, Added, BackendError, Changed, CollectionRef, Fold, ItemId, ItemStore, Listing,
@@ -356,36 +357,13 @@ impl ItemStore for ContactItems {
         };
         // The id comes from the listing the new member is part of.
         let (_, listed) = self.list(c).await?;
-        let found = listed
-            .members
-            .iter()
-            .find(|(_, m)| m.url.path() == url.path())
-            .map(|(id, m)| (*id, m.etag.clone()));
-        Ok(match found {
-            Some((id, listed_etag)) => {
-                Added::Created(id, fold_of(url.path(), listed_etag.or(etag).as_deref()))
-            }
-            None => Added::Unconfirmed,
-        })
+        Ok(added(&listed.members, &url, etag))
     }
 
     async fn finish(self, _paging: bool) {}
 }
 
 const VCARD: &str = "text/vcard; charset=utf-8";
-
-/// A fresh UID (and file name) for a contact the phone added: 128 random bits as a UUID.
-fn new_uid() -> String {
-    let b: [u8; 16] = rand::random();
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-        u16::from_be_bytes([b[4], b[5]]),
-        u16::from_be_bytes([b[6], b[7]]) & 0x0fff,
-        (u16::from_be_bytes([b[8], b[9]]) & 0x3fff) | 0x8000,
-        u64::from_be_bytes([0, 0, b[10], b[11], b[12], b[13], b[14], b[15]])
-    )
-}
 
 #[cfg(test)]
 mod test {

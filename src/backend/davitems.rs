@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use super::snapshot::{get, put};
-use super::{Fold, ItemId, Token};
+use super::{Added, Fold, ItemId, Token};
+use crate::dav::Member;
 
 /// 64-bit FNV-1a: stable across builds and machines (ids and folds are stored).
 pub fn fnv64(parts: &[&[u8]]) -> u64 {
@@ -110,4 +111,37 @@ pub fn assign_ids<'a>(hrefs: impl IntoIterator<Item = &'a str>) -> BTreeMap<Item
         out.insert(id, href);
     }
     out
+}
+
+/// What a phone's Add became, from the listing made after the PUT: the new member's id there,
+/// and its fold with the listed ETag (or the one the PUT answered); `Unconfirmed` when the
+/// listing does not hold it (Sync per-item status 5).
+pub fn added(
+    members: &BTreeMap<ItemId, Member>,
+    url: &reqwest::Url,
+    etag: Option<String>,
+) -> Added {
+    let found = members
+        .iter()
+        .find(|(_, m)| m.url.path() == url.path())
+        .map(|(id, m)| (*id, m.etag.clone()));
+    match found {
+        Some((id, listed_etag)) => {
+            Added::Created(id, fold_of(url.path(), listed_etag.or(etag).as_deref()))
+        }
+        None => Added::Unconfirmed,
+    }
+}
+
+/// A fresh UID (and file name) for an item the phone added: 128 random bits as a UUID.
+pub fn new_uid() -> String {
+    let b: [u8; 16] = rand::random();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        u16::from_be_bytes([b[4], b[5]]),
+        u16::from_be_bytes([b[6], b[7]]) & 0x0fff,
+        (u16::from_be_bytes([b[8], b[9]]) & 0x3fff) | 0x8000,
+        u64::from_be_bytes([0, 0, b[10], b[11], b[12], b[13], b[14], b[15]])
+    )
 }
