@@ -225,7 +225,11 @@ fn certificates(entry: &Entry, wanted: Certificates) -> Element {
     match wanted {
         Certificates::None => {}
         Certificates::Full => {
-            c.extend(found.iter().map(|d| Element::with_text(r::Certificate, b64(d))));
+            c.extend(
+                found
+                    .iter()
+                    .map(|d| Element::with_text(r::Certificate, b64(d))),
+            );
         }
         Certificates::Mini => {
             c.extend(
