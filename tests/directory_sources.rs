@@ -13,6 +13,7 @@ use eas::{Gateway, Phone, find_text};
 use eas_gateway::config::Config;
 use eas_gateway::directory::ldap::{Attributes, LdapConfig};
 use eas_gateway::directory::sql::SqlConfig;
+use eas_testbed::Postgres;
 use eas_testbed::mariadb::MariaDb;
 use eas_testbed::slapd::Slapd;
 use eas_wbxml::Element;
@@ -58,18 +59,32 @@ fn mariadb() -> &'static MariaDb {
 /// A JPEG's first bytes, enough to tell it came through.
 const PHOTO: [u8; 6] = [0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10];
 
+/// Lara's S/MIME certificate (DER), made once per test binary.
+fn lara_certificate() -> &'static [u8] {
+    static DER: OnceLock<Vec<u8>> = OnceLock::new();
+    DER.get_or_init(|| {
+        rcgen::generate_simple_self_signed(vec!["lara@example.com".into()])
+            .unwrap()
+            .cert
+            .der()
+            .to_vec()
+    })
+}
+
 fn slapd() -> &'static Slapd {
     static LDAP: OnceLock<Result<&'static Slapd, String>> = OnceLock::new();
     let ldap = LDAP.get_or_init(|| {
         use base64::Engine;
         let photo = base64::engine::general_purpose::STANDARD.encode(PHOTO);
+        let cert = base64::engine::general_purpose::STANDARD.encode(lara_certificate());
         let ldif = format!(
             "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
              dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
              dn: uid=lara,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: lara\ncn: Lara Ldap\n\
              sn: Ldap\ngivenName: Lara\nmail: lara@example.com\ntelephoneNumber: +1 555 0199\n\
              mobile: +1 555 0198\no: Example Inc\ntitle: Directory (Keeper)\n\
-             physicalDeliveryOfficeName: B-2\nuserPassword: lara-Secret-1\njpegPhoto:: {photo}\n\n\
+             physicalDeliveryOfficeName: B-2\nuserPassword: lara-Secret-1\njpegPhoto:: {photo}\n\
+             userCertificate;binary:: {cert}\n\n\
              dn: uid=larry,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: larry\n\
              cn: Larry Ldap\nsn: Ldap\nmail: larry@example.com\nuserPassword: larry-Secret-1\n\n\
              dn: uid=sqlalice,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: sqlalice\n\
@@ -198,6 +213,73 @@ async fn the_virtual_users_table_of_mariadb_is_the_gal() {
     assert!(gal(&p, "sqlcarl").await.1.is_empty());
 }
 
+/// The same guide schema in PostgreSQL (the other database the seed guides use), read through
+/// a `postgres://` URL: the one `sqlx` driver serves both.
+#[tokio::test]
+async fn the_virtual_users_table_of_postgresql_is_the_gal() {
+    let pg = Postgres::shared();
+    let url = pg.fresh_database().unwrap();
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    pg.psql(
+        &name,
+        "CREATE TABLE virtual_domains (id SERIAL PRIMARY KEY, name VARCHAR(50) NOT NULL);
+         CREATE TABLE virtual_users (id SERIAL PRIMARY KEY,
+           domain_id INT NOT NULL REFERENCES virtual_domains(id) ON DELETE CASCADE,
+           password VARCHAR(106) NOT NULL, email VARCHAR(120) NOT NULL UNIQUE,
+           full_name VARCHAR(120));
+         INSERT INTO virtual_domains (name) VALUES ('example.com');
+         INSERT INTO virtual_users (domain_id, password, email, full_name) VALUES
+           (1, '{SHA512-CRYPT}x', 'pgalice@example.com', 'Alice Postgres'),
+           (1, '{SHA512-CRYPT}x', 'pgbob@example.com', NULL),
+           (1, '{SHA512-CRYPT}x', 'pgbobby@example.com', NULL);",
+    )
+    .unwrap();
+    let gw = gateway(|c| {
+        c.directory.sql = vec![SqlConfig {
+            query: "SELECT email, split_part(email, '@', 1) AS alias, full_name AS display_name \
+                    FROM virtual_users ORDER BY email"
+                .into(),
+            ..sql_source(url)
+        }];
+    })
+    .await;
+    let p = phone(&gw, "alice").await;
+
+    let (status, found) = gal(&p, "pgbob").await;
+    assert_eq!(status, "1");
+    assert_eq!(found, vec!["pgbob@example.com", "pgbobby@example.com"]);
+    let (_, by_name) = gal(&p, "Postgres").await;
+    assert_eq!(by_name, vec!["pgalice@example.com"]);
+
+    let rr = p
+        .send(
+            "ResolveRecipients",
+            r#"<ResolveRecipients xmlns="ResolveRecipients:"><To>pgalice@example.com</To><To>pgbob</To><To>pgbo</To><To>nobody@example.com</To></ResolveRecipients>"#,
+        )
+        .await
+        .tree();
+    let statuses: Vec<String> = rr
+        .children_with(r::Response)
+        .map(|x| find_text(x, r::Status).unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        vec!["1", "1", "2", "4"],
+        "{}",
+        eas_wbxml::to_xml(&rr)
+    );
+    let first = rr.children_with(r::Response).next().unwrap();
+    assert_eq!(
+        find_text(first, r::DisplayName).as_deref(),
+        Some("Alice Postgres")
+    );
+    let second = rr.children_with(r::Response).nth(1).unwrap();
+    assert_eq!(
+        find_text(second, r::EmailAddress).as_deref(),
+        Some("pgbob@example.com")
+    );
+}
+
 #[tokio::test]
 async fn an_inet_org_person_tree_in_slapd_is_the_gal_in_pages_with_photos() {
     let ldap = slapd();
@@ -258,6 +340,59 @@ async fn an_inet_org_person_tree_in_slapd_is_the_gal_in_pages_with_photos() {
         .map(|x| find_text(x, r::EmailAddress).unwrap_or_default())
         .collect();
     assert_eq!(emails, vec!["lara@example.com", "larry@example.com"]);
+}
+
+/// ResolveRecipients hands out the S/MIME certificate slapd holds in `userCertificate;binary`
+/// (full with CertificateRetrieval 2, in MiniCertificate with 3), and status 7 only for a
+/// person without one.
+#[tokio::test]
+async fn resolve_recipients_returns_the_certificate_from_ldap() {
+    use base64::Engine;
+    let ldap = slapd();
+    let gw = gateway(|c| {
+        c.directory.ldap = vec![ldap_source(ldap.url(), "anonymous")];
+    })
+    .await;
+    let p = phone(&gw, "alice").await;
+    let ask = |retrieval: u8| {
+        format!(
+            r#"<ResolveRecipients xmlns="ResolveRecipients:"><To>lara@example.com</To><To>larry@example.com</To><Options><CertificateRetrieval>{retrieval}</CertificateRetrieval></Options></ResolveRecipients>"#
+        )
+    };
+    let expected = base64::engine::general_purpose::STANDARD.encode(lara_certificate());
+
+    for (retrieval, tag) in [(2, r::Certificate), (3, r::MiniCertificate)] {
+        let rr = p.send("ResolveRecipients", &ask(retrieval)).await.tree();
+        let xml = eas_wbxml::to_xml(&rr);
+        let certs: Vec<&Element> = rr
+            .children_with(r::Response)
+            .map(|x| {
+                x.child(r::Recipient)
+                    .and_then(|c| c.child(r::Certificates))
+                    .unwrap_or_else(|| panic!("no Certificates: {xml}"))
+            })
+            .collect();
+        let (lara, larry) = (certs[0], certs[1]);
+        assert_eq!(find_text(lara, r::Status).as_deref(), Some("1"), "{xml}");
+        assert_eq!(find_text(lara, r::CertificateCount).as_deref(), Some("1"));
+        assert_eq!(find_text(lara, r::RecipientCount).as_deref(), Some("1"));
+        assert_eq!(texts(lara, tag), vec![expected.clone()], "{xml}");
+        assert_eq!(find_text(larry, r::Status).as_deref(), Some("7"), "{xml}");
+        assert_eq!(find_text(larry, r::CertificateCount).as_deref(), Some("0"));
+        assert!(texts(larry, r::Certificate).is_empty());
+        assert!(texts(larry, r::MiniCertificate).is_empty());
+    }
+
+    // Without CertificateRetrieval no certificate travels.
+    let rr = p
+        .send(
+            "ResolveRecipients",
+            r#"<ResolveRecipients xmlns="ResolveRecipients:"><To>lara@example.com</To></ResolveRecipients>"#,
+        )
+        .await
+        .tree();
+    let xml = eas_wbxml::to_xml(&rr);
+    assert!(!xml.contains("Certificate"), "{xml}");
 }
 
 #[tokio::test]

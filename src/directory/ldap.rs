@@ -73,6 +73,8 @@ pub struct Attributes {
     pub office: String,
     pub alias: String,
     pub photo: String,
+    /// S/MIME certificates (DER); every value of every listed attribute is kept.
+    pub certificate: String,
 }
 
 impl Default for Attributes {
@@ -91,6 +93,7 @@ impl Default for Attributes {
             office: s("physicalDeliveryOfficeName,roomNumber"),
             alias: s("uid"),
             photo: s("jpegPhoto,thumbnailPhoto"),
+            certificate: s("userCertificate;binary"),
         }
     }
 }
@@ -297,6 +300,7 @@ impl LdapSource {
             &a.office,
             &a.alias,
             &a.photo,
+            &a.certificate,
         ] {
             attrs.extend(list(field));
         }
@@ -358,6 +362,27 @@ impl LdapSource {
                 .find(|(k, _)| k.eq_ignore_ascii_case(n))
                 .and_then(|(_, v)| v.first().cloned())
         });
+        // The server names the attribute as asked (`userCertificate;binary`) or without the
+        // transfer option, depending on the server; both are the same attribute.
+        let base = |n: &str| n.split(';').next().unwrap_or("").to_ascii_lowercase();
+        let mut certificates = Vec::new();
+        for n in list(&a.certificate) {
+            for (k, vs) in &se.bin_attrs {
+                if base(k) == base(&n) {
+                    certificates.extend(vs.iter().filter(|v| !v.is_empty()).cloned());
+                }
+            }
+            // ldap3 files a value that happens to be valid UTF-8 under the text attributes.
+            for (k, vs) in &se.attrs {
+                if base(k) == base(&n) {
+                    certificates.extend(
+                        vs.iter()
+                            .filter(|v| !v.is_empty())
+                            .map(|v| v.as_bytes().to_vec()),
+                    );
+                }
+            }
+        }
         Entry {
             display_name: first(&a.display_name).unwrap_or_default(),
             first_name: first(&a.first_name),
@@ -371,6 +396,7 @@ impl LdapSource {
             company: first(&a.company),
             alias: first(&a.alias),
             photo,
+            certificates,
         }
     }
 

@@ -61,6 +61,8 @@ pub struct Entry {
     pub alias: Option<String>,
     /// The photo's bytes (JPEG or PNG as given).
     pub photo: Option<Vec<u8>>,
+    /// S/MIME certificates (DER X.509), for ResolveRecipients; only LDAP carries them.
+    pub certificates: Vec<Vec<u8>>,
 }
 
 impl Entry {

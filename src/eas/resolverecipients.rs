@@ -1,9 +1,13 @@
 //! ResolveRecipients (MS-ASCMD 2.2.1.15): names and addresses typed on the phone, looked up
 //! in the configured directory.
 //!
-//! What the gateway cannot know it says in the protocol's own terms: no S/MIME certificates
-//! (certificate status 7) and no free/busy data (availability answered with every half hour
-//! marked "no data"). Up to 100 names per request, as Exchange allows.
+//! S/MIME certificates come from the directory (LDAP `userCertificate;binary`); a recipient
+//! without one gets certificate status 7. Exchange's mini-certificate format is its own and
+//! undocumented, so a request for mini certificates (CertificateRetrieval 3) gets the first
+//! full X.509 certificate in `MiniCertificate`, the only form the directory holds.
+//! What the gateway cannot know it says in the protocol's own terms: no free/busy data
+//! (availability answered with every half hour marked "no data"). Up to 100 names per
+//! request, as Exchange allows.
 
 use eas_wbxml::Element;
 use eas_wbxml::tags::resolverecipients as r;
@@ -20,10 +24,21 @@ const DEFAULT_AMBIGUOUS: usize = 20;
 const MAX_AVAILABILITY_SECS: i64 = 42 * 86_400;
 const HALF_HOUR: i64 = 1800;
 
+/// What CertificateRetrieval asks for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Certificates {
+    /// 1 (the default): none.
+    None,
+    /// 2: every full certificate.
+    Full,
+    /// 3: one mini certificate.
+    Mini,
+}
+
 #[derive(Debug, PartialEq)]
 struct Request {
     to: Vec<String>,
-    certificates: bool,
+    certificates: Certificates,
     max_ambiguous: usize,
     /// (start, end) in unix seconds.
     availability: Option<(i64, i64)>,
@@ -86,10 +101,12 @@ fn parse(body: &Element) -> Result<Request, String> {
                 .map_err(|_| format!("{tag:?} is not a number")),
         }
     };
-    let retrieval = number(r::CertificateRetrieval)?.unwrap_or(1);
-    if !(1..=3).contains(&retrieval) {
-        return Err("CertificateRetrieval out of range".into());
-    }
+    let certificates = match number(r::CertificateRetrieval)?.unwrap_or(1) {
+        1 => Certificates::None,
+        2 => Certificates::Full,
+        3 => Certificates::Mini,
+        _ => return Err("CertificateRetrieval out of range".into()),
+    };
     let availability = match options.and_then(|o| o.child(r::Availability)) {
         None => None,
         Some(a) => {
@@ -108,7 +125,7 @@ fn parse(body: &Element) -> Result<Request, String> {
     };
     Ok(Request {
         to,
-        certificates: retrieval != 1,
+        certificates,
         max_ambiguous: number(r::MaxAmbiguousRecipients)?.unwrap_or(DEFAULT_AMBIGUOUS),
         availability,
         pictures: gal::PictureRequest::from_options(
@@ -176,17 +193,8 @@ fn recipient(
             ],
         ));
     }
-    if request.certificates && unique {
-        c.push(Element::with_children(
-            r::Certificates,
-            vec![
-                Element::with_text(
-                    r::Status,
-                    ResolveRecipientsStatus::NoValidCertificate.as_str(),
-                ),
-                Element::with_text(r::CertificateCount, "0"),
-            ],
-        ));
+    if request.certificates != Certificates::None && unique {
+        c.push(certificates(entry, request.certificates));
     }
     if let Some((status, data)) = budget.take(entry) {
         let mut p = vec![Element::with_text(r::Status, status.as_str())];
@@ -196,6 +204,42 @@ fn recipient(
         c.push(Element::with_children(r::Picture, p));
     }
     Element::with_children(r::Recipient, c)
+}
+
+/// The Certificates container of one resolved person: Status, CertificateCount,
+/// RecipientCount (1: a person, not a distribution list), then the certificates.
+fn certificates(entry: &Entry, wanted: Certificates) -> Element {
+    use base64::Engine;
+    let b64 = |der: &Vec<u8>| base64::engine::general_purpose::STANDARD.encode(der);
+    let found = &entry.certificates;
+    let status = if found.is_empty() {
+        ResolveRecipientsStatus::NoValidCertificate
+    } else {
+        ResolveRecipientsStatus::Success
+    };
+    let mut c = vec![
+        Element::with_text(r::Status, status.as_str()),
+        Element::with_text(r::CertificateCount, found.len().to_string()),
+        Element::with_text(r::RecipientCount, "1"),
+    ];
+    match wanted {
+        Certificates::None => {}
+        Certificates::Full => {
+            c.extend(
+                found
+                    .iter()
+                    .map(|d| Element::with_text(r::Certificate, b64(d))),
+            );
+        }
+        Certificates::Mini => {
+            c.extend(
+                found
+                    .first()
+                    .map(|d| Element::with_text(r::MiniCertificate, b64(d))),
+            );
+        }
+    }
+    Element::with_children(r::Certificates, c)
 }
 
 fn top(status: ResolveRecipientsStatus) -> Reply {
@@ -221,7 +265,7 @@ mod test {
               <Picture/></Options></ResolveRecipients>"#)
         .unwrap();
         assert_eq!(ok.to, vec!["bob"]);
-        assert!(ok.certificates);
+        assert_eq!(ok.certificates, Certificates::Full);
         assert_eq!(ok.max_ambiguous, 3);
         assert_eq!(ok.availability.map(|(s, e)| e - s), Some(7200));
         assert!(ok.pictures.is_some());
@@ -233,5 +277,25 @@ mod test {
             "<To>a</To>".repeat(101)
         );
         assert!(req(&many).is_err());
+    }
+
+    #[test]
+    fn certificates_are_answered_as_asked() {
+        let der = vec![0x30, 0x82, 0x01];
+        let with = Entry {
+            certificates: vec![der.clone(), vec![0x30, 0x03]],
+            ..Entry::default()
+        };
+        let full = certificates(&with, Certificates::Full);
+        assert_eq!(child_text(&full, r::Status), Some("1"));
+        assert_eq!(child_text(&full, r::CertificateCount), Some("2"));
+        assert_eq!(full.children_with(r::Certificate).count(), 2);
+        let mini = certificates(&with, Certificates::Mini);
+        assert_eq!(mini.children_with(r::MiniCertificate).count(), 1);
+        assert_eq!(child_text(&mini, r::MiniCertificate), Some("MIIB"));
+        let none = certificates(&Entry::default(), Certificates::Full);
+        assert_eq!(child_text(&none, r::Status), Some("7"));
+        assert_eq!(child_text(&none, r::CertificateCount), Some("0"));
+        assert_eq!(none.children_with(r::Certificate).count(), 0);
     }
 }
