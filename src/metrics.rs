@@ -1,10 +1,11 @@
 //! What `/metrics` shows, in the Prometheus text format (0.0.4), on `prometheus-client`.
 //!
-//! Owns the request counters and latency histograms, the authentication outcomes, and the
-//! authenticator's and connection limits' counters; the HTTP layer records into them and asks
-//! for the exposition. It must not learn label values from clients: every label value is a
-//! `&'static str` chosen by the caller from a fixed set (the EAS command names, HTTP methods,
-//! a few reasons), so no request can create a new series.
+//! Owns the request counters and latency histograms (requests, IMAP and DAV round trips, push
+//! wake-ups), the authentication outcomes, and the authenticator's and connection limits'
+//! counters; the HTTP layer records into them and asks for the exposition. It must not learn
+//! label values from clients: every label value is a `&'static str` chosen by the caller from
+//! a fixed set (the EAS command names, HTTP methods, DAV methods, a few reasons), so no request
+//! can create a new series.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -91,6 +92,44 @@ fn observe_imap(command: &'static str, elapsed: Duration) {
         .observe(elapsed.as_secs_f64());
 }
 
+/// DAV round trips by method, from sending the request to the end of its answer (failed
+/// ones included), for the whole process like [`IMAP_ROUND_TRIPS`].
+static DAV_ROUND_TRIPS: std::sync::LazyLock<Family<MethodLabel, Histogram>> =
+    std::sync::LazyLock::new(|| {
+        Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS.iter().copied()))
+    });
+
+/// The methods a DAV round trip is counted under; anything else is `other`, so a new
+/// method in the client cannot make a series of its own. All exist (empty) from the start,
+/// so dashboards find them before the first contacts or calendar Sync.
+const DAV_METHODS: [&str; 8] = [
+    "PROPFIND",
+    "REPORT",
+    "GET",
+    "PUT",
+    "DELETE",
+    "MKCOL",
+    "MKCALENDAR",
+    "PROPPATCH",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: &'static str,
+}
+
+/// One request of the DAV client took `elapsed`.
+pub fn dav_round_trip(method: &str, elapsed: Duration) {
+    let method = DAV_METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other");
+    DAV_ROUND_TRIPS
+        .get_or_create(&MethodLabel { method })
+        .observe(elapsed.as_secs_f64());
+}
+
 /// Push wake-ups: from the news (a Dovecot event, an IMAP notice) reaching the hub to the
 /// Ping or held Sync answering with it, by where the news came from.
 static PUSH_WAKEUPS: std::sync::LazyLock<Family<SourceLabel, Histogram>> =
@@ -136,6 +175,9 @@ impl Default for Metrics {
         // The wake-up series exist from the start (empty), so dashboards find them.
         for source in ["imap", "dovecot-events", "both"] {
             let _ = PUSH_WAKEUPS.get_or_create(&SourceLabel { source });
+        }
+        for method in DAV_METHODS.into_iter().chain(["other"]) {
+            let _ = DAV_ROUND_TRIPS.get_or_create(&MethodLabel { method });
         }
         Metrics {
             requests: Family::default(),
@@ -204,6 +246,12 @@ impl Metrics {
             "eas_imap_round_trip_seconds",
             "Time from sending an IMAP command to its completion, by command",
             IMAP_ROUND_TRIPS.clone(),
+        );
+        registry.register(
+            "eas_dav_round_trip_seconds",
+            "Time from sending a request to the CardDAV/CalDAV server to the end of its answer, \
+             by method",
+            DAV_ROUND_TRIPS.clone(),
         );
         registry.register(
             "eas_push_wakeup_seconds",
@@ -448,6 +496,8 @@ mod test {
     fn exposition_lines_are_well_formed() {
         let m = Metrics::default();
         m.record("Sync", 200, Duration::from_millis(30));
+        dav_round_trip("REPORT", Duration::from_millis(20));
+        dav_round_trip("SEARCH", Duration::from_millis(20));
         m.auth(AuthOutcome::BadPassword);
         let text = exposition(&m);
         for line in text.lines() {
@@ -476,6 +526,20 @@ mod test {
             "eas_x 7",
         ] {
             assert!(samples.contains(&want), "{want} missing in\n{text}");
+        }
+        assert!(text.contains("# TYPE eas_dav_round_trip_seconds histogram"));
+        assert!(!text.contains("SEARCH"), "methods come from a fixed set");
+        // The histogram is process-wide: other tests may have added to it.
+        for series in [
+            "eas_dav_round_trip_seconds_bucket{method=\"REPORT\",le=\"0.025\"} ",
+            "eas_dav_round_trip_seconds_count{method=\"other\"} ",
+        ] {
+            assert!(
+                samples
+                    .iter()
+                    .any(|l| l.starts_with(series) && !l.ends_with(" 0")),
+                "{series} missing in\n{text}"
+            );
         }
         let parsed = parse_samples(&text);
         assert!(parsed.contains(&("eas_push_imap_connections".into(), 1.0)));

@@ -101,7 +101,7 @@ fn text(e: &Element, tag: eas_wbxml::Tag) -> Option<String> {
 
 #[tokio::test]
 async fn a_phone_reads_changes_adds_and_deletes_contacts() {
-    let (_g, p, d, book) = setup("kim").await;
+    let (g, p, d, book) = setup("kim").await;
     let fs = p.folder_sync("0").await;
     let (folders, _, _) = folder_changes(&fs);
     let contacts = folders
@@ -230,6 +230,18 @@ async fn a_phone_reads_changes_adds_and_deletes_contacts() {
         text(&data(changes[0]), c::FirstName).as_deref(),
         Some("Janine")
     );
+
+    // The gateway's requests to Radicale are on /metrics by method.
+    let metrics = g.metrics().await;
+    for method in ["PROPFIND", "REPORT"] {
+        let count = format!("eas_dav_round_trip_seconds_count{{method=\"{method}\"}} ");
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with(&count) && !l.ends_with(" 0")),
+            "{count} missing in\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test]

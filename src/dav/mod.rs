@@ -272,6 +272,21 @@ impl DavClient {
         headers: &[(&'static str, String)],
         body: Option<String>,
     ) -> Result<Answer, DavError> {
+        let started = std::time::Instant::now();
+        let result = self.exchange(method, url, headers, body).await;
+        // Failed requests count too: a slow or refusing server is what the histogram is for.
+        crate::metrics::dav_round_trip(method, started.elapsed());
+        result
+    }
+
+    /// One request and its whole (bounded) answer.
+    async fn exchange(
+        &self,
+        method: &str,
+        url: &Url,
+        headers: &[(&'static str, String)],
+        body: Option<String>,
+    ) -> Result<Answer, DavError> {
         let mut req = self
             .http
             .request(Self::method(method), url.clone())
