@@ -202,6 +202,14 @@ async fn devices_list_show_and_resync_against_a_running_gateway() {
     assert_eq!(me["user"], login.to_lowercase());
     assert_eq!(me["provisioned"], true);
     assert_eq!(me["wipe"], "none");
+    let spoken = me["protocol_version"]
+        .as_str()
+        .expect("the EAS version the phone speaks");
+    assert!(
+        ["12.1", "14.0", "14.1", "16.0", "16.1"].contains(&spoken),
+        "{spoken}"
+    );
+    assert!(said.contains(&format!("\t{spoken}\t")), "{said}");
 
     let show = gateway_bin(
         &[
@@ -230,11 +238,24 @@ async fn devices_list_show_and_resync_against_a_running_gateway() {
         .map(|k| k.to_string())
         .collect();
     assert!(keys.contains(&sync_key), "{keys:?} lacks {sync_key}");
+    // The Inbox got its key during this test: its time is within the last minutes.
+    let at = folder["last_new_key"]
+        .as_u64()
+        .expect("when the Inbox last got a key");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now - at < 600, "last new key {at}, now {now}");
     let plain = text(&gateway_bin(
         &["devices", "--state", &url, "show", &login, "ADMINCLI1"],
         home.path(),
     ));
     assert!(plain.contains("policy         provisioned"), "{plain}");
+    assert!(
+        plain.contains(&format!("EAS version    {spoken}")),
+        "{plain}"
+    );
 
     // Resync one folder: the phone's key for it is gone, so its next Sync is told to start
     // over (status 3), while the folder list stays.

@@ -290,6 +290,12 @@ fn minting_a_key_stores_its_snapshot_with_it(b: &Backend) {
     assert_eq!(store.collection_keys(&a, 7).unwrap(), vec![k2, k3]);
     // The two ways of making keys share one counter.
     assert!(store.next_collection_key(&a, 7).unwrap() > k3);
+    // Both record when the folder last got a key, for `devices show`.
+    let now = state::unix_now();
+    let times = store.collection_key_times(&a).unwrap();
+    assert_eq!(times.iter().map(|(f, _)| *f).collect::<Vec<_>>(), vec![7]);
+    assert!(times.iter().all(|(_, at)| now - at < 60), "{times:?}");
+    assert!(store.collection_key_times(&key("bob")).unwrap().is_empty());
     // A snapshot too large for nothing: a megabyte of bytes of every value.
     let big: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
     let k = store.mint_collection_state(&a, 8, None, &big).unwrap();
@@ -336,6 +342,7 @@ fn an_export_imports_identically(b: &Backend) {
     let mut d = Device::new(k.clone(), "iPhone");
     d.policy_key = Some(42);
     d.info.imei = Some("35".into());
+    d.protocol_version = Some("16.1".into());
     state::save_device(store.as_ref(), &Device::new(k.clone(), "iPhone"), &d).unwrap();
     let mut stored = store.device(&k).unwrap().unwrap();
     let again = stored.clone();
@@ -361,6 +368,11 @@ fn an_export_imports_identically(b: &Backend) {
     assert_eq!(export.device.as_ref().unwrap().version, 2);
     assert_eq!(export.hierarchies.len(), 2);
     assert_eq!(export.collections.len(), 2);
+    assert_eq!(
+        export.device.as_ref().unwrap().protocol_version.as_deref(),
+        Some("16.1")
+    );
+    assert!(export.collection_keys.iter().all(|(_, _, at)| *at > 0));
 
     // Into a store of the other kind, and back into this kind (a fresh database of it).
     let other = match export_target_kind(b) {

@@ -94,17 +94,18 @@ pub fn run_on(store: &dyn StateStore, action: Action, out: &mut dyn Write) -> an
             } else {
                 writeln!(
                     out,
-                    "USER\tDEVICE ID\tTYPE\tMODEL\tUSER AGENT\tLAST SEEN (UTC)\tPOLICY\tWIPE"
+                    "USER\tDEVICE ID\tTYPE\tMODEL\tUSER AGENT\tEAS\tLAST SEEN (UTC)\tPOLICY\tWIPE"
                 )?;
                 for d in &devices {
                     writeln!(
                         out,
-                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                         d.key.user,
                         d.key.device_id,
                         d.device_type,
                         d.info.model.as_deref().unwrap_or("-"),
                         d.info.user_agent.as_deref().unwrap_or("-"),
+                        d.protocol_version.as_deref().unwrap_or("-"),
                         when(d.last_seen),
                         policy(d),
                         wipe(d.wipe)
@@ -126,9 +127,10 @@ pub fn run_on(store: &dyn StateStore, action: Action, out: &mut dyn Write) -> an
                 let mut v = device_json(&device);
                 v["folders"] = folders
                     .iter()
-                    .map(|(f, keys)| {
-                        json!({"server_id": f.id, "name": f.display_name,
-                               "imap_name": f.imap_name, "type": f.kind, "sync_keys": keys})
+                    .map(|f| {
+                        json!({"server_id": f.entry.id, "name": f.entry.display_name,
+                               "imap_name": f.entry.imap_name, "type": f.entry.kind,
+                               "sync_keys": f.keys, "last_new_key": f.last_new_key})
                     })
                     .collect();
                 writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
@@ -142,6 +144,7 @@ pub fn run_on(store: &dyn StateStore, action: Action, out: &mut dyn Write) -> an
                     ("friendly name", opt(&i.friendly_name)),
                     ("os", opt(&i.os)),
                     ("user agent", opt(&i.user_agent)),
+                    ("EAS version", opt(&device.protocol_version)),
                     ("first seen", when(device.first_seen)),
                     ("last seen", when(device.last_seen)),
                     ("policy", policy(&device).to_owned()),
@@ -153,17 +156,29 @@ pub fn run_on(store: &dyn StateStore, action: Action, out: &mut dyn Write) -> an
                 if folders.is_empty() {
                     writeln!(out, "folders        none synced yet (no FolderSync stored)")?;
                 } else {
-                    writeln!(out, "folders (ServerId, sync keys held, name):")?;
-                    for (f, keys) in &folders {
-                        let keys = if keys.is_empty() {
+                    writeln!(
+                        out,
+                        "folders (ServerId, sync keys held, last new key (UTC), name):"
+                    )?;
+                    for f in &folders {
+                        let keys = if f.keys.is_empty() {
                             "not synced".to_owned()
                         } else {
-                            keys.iter()
+                            f.keys
+                                .iter()
                                 .map(u32::to_string)
                                 .collect::<Vec<_>>()
                                 .join(",")
                         };
-                        writeln!(out, "  {:>4}  {:<12} {}", f.id, keys, f.display_name)?;
+                        let at = match f.last_new_key {
+                            Some(at) => when(at),
+                            None => "-".to_owned(),
+                        };
+                        writeln!(
+                            out,
+                            "  {:>4}  {:<12} {:<20} {}",
+                            f.entry.id, keys, at, f.entry.display_name
+                        )?;
                     }
                 }
             }
@@ -180,24 +195,24 @@ pub fn run_on(store: &dyn StateStore, action: Action, out: &mut dyn Write) -> an
             let folders = folders(store, &key)?;
             match folder {
                 Some(wanted) => {
-                    let (f, _) = folders
+                    let f = folders
                         .iter()
-                        .find(|(f, _)| f.id.to_string() == wanted || f.imap_name == wanted)
+                        .find(|f| f.entry.id.to_string() == wanted || f.entry.imap_name == wanted)
                         .ok_or_else(|| {
                             anyhow::anyhow!(
                                 "the device has no folder {wanted:?} (see `devices show`)"
                             )
                         })?;
-                    store.reset_collection(&key, f.id)?;
+                    store.reset_collection(&key, f.entry.id)?;
                     writeln!(
                         out,
                         "folder {} ({}) will sync afresh at the device's next Sync of it",
-                        f.id, f.display_name
+                        f.entry.id, f.entry.display_name
                     )?;
                 }
                 None => {
-                    for (f, _) in &folders {
-                        store.reset_collection(&key, f.id)?;
+                    for f in &folders {
+                        store.reset_collection(&key, f.entry.id)?;
                     }
                     store.reset_hierarchy(&key)?;
                     writeln!(
@@ -240,18 +255,30 @@ pub fn run_on(store: &dyn StateStore, action: Action, out: &mut dyn Write) -> an
     Ok(())
 }
 
-/// The device's folders from its newest folder list, each with the sync keys stored for it.
-fn folders(
-    store: &dyn StateStore,
-    key: &DeviceKey,
-) -> anyhow::Result<Vec<(crate::state::FolderEntry, Vec<u32>)>> {
+/// One folder of the device as `devices show` reports it.
+struct Folder {
+    entry: crate::state::FolderEntry,
+    /// The sync keys stored for it (at most two live).
+    keys: Vec<u32>,
+    /// When the folder last got a new key (unix seconds); `None` when never, or before the
+    /// gateway recorded it.
+    last_new_key: Option<u64>,
+}
+
+/// The device's folders from its newest folder list.
+fn folders(store: &dyn StateStore, key: &DeviceKey) -> anyhow::Result<Vec<Folder>> {
     let Some(latest) = store.latest_hierarchy_key(key)? else {
         return Ok(Vec::new());
     };
+    let times: std::collections::HashMap<u32, u64> =
+        store.collection_key_times(key)?.into_iter().collect();
     let mut out = Vec::new();
-    for f in store.hierarchy(key, latest)?.unwrap_or_default() {
-        let keys = store.collection_keys(key, f.id)?;
-        out.push((f, keys));
+    for entry in store.hierarchy(key, latest)?.unwrap_or_default() {
+        out.push(Folder {
+            keys: store.collection_keys(key, entry.id)?,
+            last_new_key: times.get(&entry.id).copied().filter(|at| *at > 0),
+            entry,
+        });
     }
     Ok(out)
 }
@@ -266,6 +293,7 @@ fn device_json(d: &Device) -> serde_json::Value {
         "friendly_name": i.friendly_name,
         "os": i.os,
         "user_agent": i.user_agent,
+        "protocol_version": d.protocol_version,
         "first_seen": d.first_seen,
         "last_seen": d.last_seen,
         "provisioned": d.policy_key.is_some(),

@@ -455,6 +455,7 @@ async fn run_as(
     // Only a command that ran is remembered; a refused request leaves the state as it was.
     ctx.device.last_seen = unix_now();
     ctx.device.device_type = line.device_type.clone();
+    ctx.device.protocol_version = Some(version.as_str().to_owned());
     let saved = match crate::state::save_device(state.store.as_ref(), &original, &ctx.device) {
         Ok(saved) => saved,
         // The database went away while the command ran (a Ping held across a restart). If
@@ -557,11 +558,12 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, HttpError> {
 }
 
 /// Whether a request changed nothing of its device but the bookkeeping every request does
-/// (when it was last seen, the device type it named).
+/// (when it was last seen, the device type and protocol version it named).
 fn only_bookkeeping_changed(original: &Device, updated: &Device) -> bool {
     let mut same = updated.clone();
     same.last_seen = original.last_seen;
     same.device_type = original.device_type.clone();
+    same.protocol_version = original.protocol_version.clone();
     // A device not stored yet must be stored: its first request is not just bookkeeping.
     original.version != 0 && same == *original
 }

@@ -75,6 +75,8 @@ pub struct Device {
     pub wipe: WipeState,
     pub first_seen: u64,
     pub last_seen: u64,
+    /// The EAS version of the device's last request (`MS-ASProtocolVersion`), for the admin.
+    pub protocol_version: Option<String>,
     /// Bumped by every write of the row; 0 for a device not stored yet. Writes compare it
     /// (see [`save_device`]).
     pub version: u64,
@@ -94,6 +96,7 @@ impl Device {
             wipe: WipeState::None,
             first_seen: now,
             last_seen: now,
+            protocol_version: None,
             version: 0,
         }
     }
@@ -210,6 +213,11 @@ fn merge(original: &Device, updated: &Device, current: &Device) -> Device {
         },
         first_seen: current.first_seen.min(updated.first_seen),
         last_seen: current.last_seen.max(updated.last_seen),
+        protocol_version: pick(
+            &original.protocol_version,
+            &updated.protocol_version,
+            &current.protocol_version,
+        ),
         version: current.version,
     }
 }
@@ -280,8 +288,9 @@ pub struct DeviceExport {
     pub folder_ids: Vec<(u32, String)>,
     /// Every live hierarchy key with its snapshot (possibly empty).
     pub hierarchies: Vec<(u32, Vec<FolderEntry>)>,
-    /// `(folder, last key handed out)`: kept so keys are never reused after the move either.
-    pub collection_keys: Vec<(u32, u32)>,
+    /// `(folder, last key handed out, when)`: kept so keys are never reused after the move
+    /// either.
+    pub collection_keys: Vec<(u32, u32, u64)>,
     /// `(folder, sync key, snapshot)`.
     pub collections: Vec<(u32, u32, Vec<u8>)>,
     /// `(name, value, written at)`.
@@ -382,6 +391,9 @@ pub trait StateStore: Send + Sync {
     ) -> Result<u32, StateError>;
     /// The keys under which the collection has snapshots (at most two).
     fn collection_keys(&self, key: &DeviceKey, folder: u32) -> Result<Vec<u32>, StateError>;
+    /// When each folder of the device last got a new SyncKey (unix seconds; 0 when that was
+    /// before the gateway recorded it), by folder.
+    fn collection_key_times(&self, key: &DeviceKey) -> Result<Vec<(u32, u64)>, StateError>;
     /// Overwrites an existing snapshot, leaving the others alone.
     fn replace_collection_state(
         &self,

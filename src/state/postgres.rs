@@ -408,7 +408,8 @@ fn wipe_from_row(kind: &str, status: Option<i64>) -> WipeState {
 
 const DEVICE_COLUMNS: &str = "\"user\", device_id, device_type, model, imei, friendly_name, os, \
      os_language, phone_number, user_agent, mobile_operator, enable_outbound_sms, policy_key, \
-     pending_policy_key, policy_hash, wipe, wipe_status, first_seen, last_seen, version";
+     pending_policy_key, policy_hash, wipe, wipe_status, first_seen, last_seen, protocol_version, \
+     version";
 
 fn device_from_row(r: &PgRow) -> Result<Device, sqlx::Error> {
     let wipe: String = r.try_get(15)?;
@@ -435,11 +436,12 @@ fn device_from_row(r: &PgRow) -> Result<Device, sqlx::Error> {
         wipe: wipe_from_row(&wipe, r.try_get(16)?),
         first_seen: get_u64(r, 17)?,
         last_seen: get_u64(r, 18)?,
-        version: get_u64(r, 19)?,
+        protocol_version: r.try_get(19)?,
+        version: get_u64(r, 20)?,
     })
 }
 
-/// Binds the device's columns as $1..$19 in [`DEVICE_COLUMNS`] order (the version left out).
+/// Binds the device's columns as $1..$20 in [`DEVICE_COLUMNS`] order (the version left out).
 fn bind_device<'q>(
     q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     d: &'q Device,
@@ -464,6 +466,7 @@ fn bind_device<'q>(
         .bind(wipe_status)
         .bind(d.first_seen as i64)
         .bind(d.last_seen as i64)
+        .bind(&d.protocol_version)
 }
 
 async fn record_admin_change(tx: &mut Tx, key: &DeviceKey) -> Result<(), sqlx::Error> {
@@ -541,13 +544,15 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Postgres>,
 {
     let k: i64 = sqlx::query_scalar(
-        "INSERT INTO collection_keys (\"user\", device_id, folder, last_key) \
-         VALUES ($1, $2, $3, 1) ON CONFLICT (\"user\", device_id, folder) \
-         DO UPDATE SET last_key = collection_keys.last_key + 1 RETURNING last_key",
+        "INSERT INTO collection_keys (\"user\", device_id, folder, last_key, last_key_at) \
+         VALUES ($1, $2, $3, 1, $4) ON CONFLICT (\"user\", device_id, folder) \
+         DO UPDATE SET last_key = collection_keys.last_key + 1, last_key_at = $4 \
+         RETURNING last_key",
     )
     .bind(&key.user)
     .bind(&key.device_id)
     .bind(i64::from(folder))
+    .bind(super::unix_now() as i64)
     .fetch_one(executor)
     .await?;
     u32::try_from(k).map_err(|_| decode_err("sync key", k))
@@ -626,7 +631,7 @@ impl StateStore for PgStore {
     fn insert_device(&self, d: &Device) -> Result<bool, StateError> {
         let sql = format!(
             "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 1) \
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, 1) \
              ON CONFLICT (\"user\", device_id) DO NOTHING"
         );
         self.call(|pool| {
@@ -646,9 +651,9 @@ impl StateStore for PgStore {
                      friendly_name = $6, os = $7, os_language = $8, phone_number = $9, \
                      user_agent = $10, mobile_operator = $11, enable_outbound_sms = $12, \
                      policy_key = $13, pending_policy_key = $14, policy_hash = $15, wipe = $16, \
-                     wipe_status = $17, first_seen = $18, last_seen = $19, \
+                     wipe_status = $17, first_seen = $18, last_seen = $19, protocol_version = $20, \
                      version = version + 1 \
-                     WHERE \"user\" = $1 AND device_id = $2 AND version = $20",
+                     WHERE \"user\" = $1 AND device_id = $2 AND version = $21",
                 ),
                 d,
             )
@@ -995,6 +1000,22 @@ impl StateStore for PgStore {
         })
     }
 
+    fn collection_key_times(&self, key: &DeviceKey) -> Result<Vec<(u32, u64)>, StateError> {
+        self.call(|pool| async move {
+            sqlx::query(
+                "SELECT folder, last_key_at FROM collection_keys \
+                 WHERE \"user\" = $1 AND device_id = $2 ORDER BY folder",
+            )
+            .bind(&key.user)
+            .bind(&key.device_id)
+            .fetch_all(&pool)
+            .await?
+            .iter()
+            .map(|r| Ok((get_u32(r, 0)?, get_u64(r, 1)?)))
+            .collect()
+        })
+    }
+
     fn replace_collection_state(
         &self,
         key: &DeviceKey,
@@ -1236,13 +1257,13 @@ impl StateStore for PgStore {
                     hierarchies.push((sync_key, folders));
                 }
                 let collection_keys = rows(
-                    "SELECT folder, last_key FROM collection_keys \
+                    "SELECT folder, last_key, last_key_at FROM collection_keys \
                      WHERE \"user\" = $1 AND device_id = $2 ORDER BY folder",
                 )
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
-                .map(|r| Ok((get_u32(r, 0)?, get_u32(r, 1)?)))
+                .map(|r| Ok((get_u32(r, 0)?, get_u32(r, 1)?, get_u64(r, 2)?)))
                 .collect::<Result<Vec<_>, sqlx::Error>>()?;
                 let collections = rows(
                     "SELECT folder, sync_key, snapshot FROM collection_state \
@@ -1289,7 +1310,7 @@ impl StateStore for PgStore {
     fn import_device(&self, e: &DeviceExport) -> Result<bool, StateError> {
         let device_sql = format!(
             "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
         );
         self.call(|pool| {
             let device_sql = &device_sql;
@@ -1330,15 +1351,16 @@ impl StateStore for PgStore {
                 for (sync_key, folders) in &e.hierarchies {
                     insert_hierarchy(&mut tx, key, *sync_key, folders).await?;
                 }
-                for (folder, last_key) in &e.collection_keys {
+                for (folder, last_key, at) in &e.collection_keys {
                     sqlx::query(
-                        "INSERT INTO collection_keys (\"user\", device_id, folder, last_key) \
-                         VALUES ($1, $2, $3, $4)",
+                        "INSERT INTO collection_keys (\"user\", device_id, folder, last_key, \
+                         last_key_at) VALUES ($1, $2, $3, $4, $5)",
                     )
                     .bind(&key.user)
                     .bind(&key.device_id)
                     .bind(i64::from(*folder))
                     .bind(i64::from(*last_key))
+                    .bind(*at as i64)
                     .execute(&mut *tx)
                     .await?;
                 }

@@ -119,6 +119,12 @@ const MIGRATIONS: &[&str] = &[
         at {INT} NOT NULL
     );
 "#,
+    r#"
+    -- What `devices list` and `devices show` tell an admin: the EAS version a device speaks,
+    -- and when each folder last got a new SyncKey (the last Sync that brought or sent news).
+    ALTER TABLE devices ADD COLUMN protocol_version TEXT;
+    ALTER TABLE collection_keys ADD COLUMN last_key_at {INT} NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The schema version this binary writes: the number of migrations.

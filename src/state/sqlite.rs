@@ -155,7 +155,8 @@ fn wipe_from_row(kind: &str, status: Option<u8>) -> WipeState {
 
 const DEVICE_COLUMNS: &str = "user, device_id, device_type, model, imei, friendly_name, os, \
      os_language, phone_number, user_agent, mobile_operator, enable_outbound_sms, policy_key, \
-     pending_policy_key, policy_hash, wipe, wipe_status, first_seen, last_seen, version";
+     pending_policy_key, policy_hash, wipe, wipe_status, first_seen, last_seen, protocol_version, \
+     version";
 
 fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
     let wipe: String = r.get(15)?;
@@ -182,12 +183,13 @@ fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
         wipe: wipe_from_row(&wipe, r.get(16)?),
         first_seen: r.get(17)?,
         last_seen: r.get(18)?,
-        version: r.get(19)?,
+        protocol_version: r.get(19)?,
+        version: r.get(20)?,
     })
 }
 
-/// Runs `f` with the device's columns as parameters ?1..?19 in [`DEVICE_COLUMNS`] order
-/// (the version left out), and `extra` as ?20.
+/// Runs `f` with the device's columns as parameters ?1..?20 in [`DEVICE_COLUMNS`] order
+/// (the version left out), and `extra` as ?21.
 fn with_device_params<T>(
     d: &Device,
     extra: Option<u64>,
@@ -214,6 +216,7 @@ fn with_device_params<T>(
         &wipe_status,
         &d.first_seen,
         &d.last_seen,
+        &d.protocol_version,
     ];
     if let Some(extra) = &extra {
         p.push(extra);
@@ -248,7 +251,7 @@ impl StateStore for SqliteStore {
             let mut stmt = c.prepare_cached(&format!(
                 "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES \
                      (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-                     ?17, ?18, ?19, 1) ON CONFLICT (user, device_id) DO NOTHING"
+                     ?17, ?18, ?19, ?20, 1) ON CONFLICT (user, device_id) DO NOTHING"
             ))?;
             with_device_params(d, None, |p| stmt.execute(p)).map(|n| n == 1)
         })
@@ -261,8 +264,8 @@ impl StateStore for SqliteStore {
                  friendly_name = ?6, os = ?7, os_language = ?8, phone_number = ?9, \
                  user_agent = ?10, mobile_operator = ?11, enable_outbound_sms = ?12, \
                  policy_key = ?13, pending_policy_key = ?14, policy_hash = ?15, wipe = ?16, \
-                 wipe_status = ?17, first_seen = ?18, last_seen = ?19, version = version + 1 \
-                 WHERE user = ?1 AND device_id = ?2 AND version = ?20",
+                 wipe_status = ?17, first_seen = ?18, last_seen = ?19, protocol_version = ?20, \
+                 version = version + 1 WHERE user = ?1 AND device_id = ?2 AND version = ?21",
             )?;
             with_device_params(d, Some(d.version), |p| stmt.execute(p)).map(|n| n == 1)
         })
@@ -502,11 +505,16 @@ impl StateStore for SqliteStore {
         self.with(|c| {
             let tx = c.transaction()?;
             tx.prepare_cached(
-                "INSERT INTO collection_keys (user, device_id, folder, last_key) \
-                 VALUES (?1, ?2, ?3, 1) ON CONFLICT (user, device_id, folder) \
-                 DO UPDATE SET last_key = last_key + 1",
+                "INSERT INTO collection_keys (user, device_id, folder, last_key, last_key_at) \
+                 VALUES (?1, ?2, ?3, 1, ?4) ON CONFLICT (user, device_id, folder) \
+                 DO UPDATE SET last_key = last_key + 1, last_key_at = ?4",
             )?
-            .execute(params![key.user, key.device_id, folder])?;
+            .execute(params![
+                key.user,
+                key.device_id,
+                folder,
+                super::unix_now() as i64
+            ])?;
             let k: u32 = tx
                 .prepare_cached(
                     "SELECT last_key FROM collection_keys \
@@ -567,6 +575,19 @@ impl StateStore for SqliteStore {
                  WHERE user = ?1 AND device_id = ?2 AND folder = ?3 ORDER BY sync_key",
             )?;
             let rows = stmt.query_map(params![key.user, key.device_id, folder], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    fn collection_key_times(&self, key: &DeviceKey) -> Result<Vec<(u32, u64)>, StateError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT folder, last_key_at FROM collection_keys \
+                 WHERE user = ?1 AND device_id = ?2 ORDER BY folder",
+            )?;
+            let rows = stmt.query_map(params![key.user, key.device_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
             rows.collect()
         })
     }
@@ -706,11 +727,15 @@ impl StateStore for SqliteStore {
             let tx = c.transaction()?;
             let sync_key: u32 = tx
                 .prepare_cached(
-                    "INSERT INTO collection_keys (user, device_id, folder, last_key) \
-                     VALUES (?1, ?2, ?3, 1) ON CONFLICT (user, device_id, folder) \
-                     DO UPDATE SET last_key = last_key + 1 RETURNING last_key",
+                    "INSERT INTO collection_keys (user, device_id, folder, last_key, \
+                     last_key_at) VALUES (?1, ?2, ?3, 1, ?4) \
+                     ON CONFLICT (user, device_id, folder) \
+                     DO UPDATE SET last_key = last_key + 1, last_key_at = ?4 RETURNING last_key",
                 )?
-                .query_row(params![key.user, key.device_id, folder], |r| r.get(0))?;
+                .query_row(
+                    params![key.user, key.device_id, folder, super::unix_now() as i64],
+                    |r| r.get(0),
+                )?;
             tx.prepare_cached(
                 "DELETE FROM collection_state WHERE user = ?1 AND device_id = ?2 \
                  AND folder = ?3 AND sync_key != ?4",
@@ -792,10 +817,10 @@ impl StateStore for SqliteStore {
             }
             let collection_keys = tx
                 .prepare(
-                    "SELECT folder, last_key FROM collection_keys \
+                    "SELECT folder, last_key, last_key_at FROM collection_keys \
                      WHERE user = ?1 AND device_id = ?2 ORDER BY folder",
                 )?
-                .query_map(k, |r| Ok((r.get(0)?, r.get(1)?)))?
+                .query_map(k, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let collections = tx
                 .prepare(
@@ -851,7 +876,7 @@ impl StateStore for SqliteStore {
                 let mut stmt = tx.prepare(&format!(
                     "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES \
                      (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-                     ?17, ?18, ?19, ?20)"
+                     ?17, ?18, ?19, ?20, ?21)"
                 ))?;
                 with_device_params(d, Some(d.version), |p| stmt.execute(p))?;
             }
@@ -886,11 +911,11 @@ impl StateStore for SqliteStore {
                     )?;
                 }
             }
-            for (folder, last_key) in &e.collection_keys {
+            for (folder, last_key, at) in &e.collection_keys {
                 tx.execute(
-                    "INSERT INTO collection_keys (user, device_id, folder, last_key) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                    params![user, dev, folder, last_key],
+                    "INSERT INTO collection_keys (user, device_id, folder, last_key, last_key_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![user, dev, folder, last_key, at],
                 )?;
             }
             for (folder, sync_key, snapshot) in &e.collections {
