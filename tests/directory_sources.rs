@@ -281,6 +281,37 @@ async fn the_virtual_users_table_of_postgresql_is_the_gal() {
 }
 
 #[tokio::test]
+async fn the_sql_source_connects_over_verified_tls() {
+    let db = mariadb();
+    // A user the server admits over TLS only: the GAL answering proves the connection was.
+    db.execute(
+        "CREATE USER 'eastls'@'127.0.0.1' IDENTIFIED BY 'eas-Tls-1' REQUIRE SSL;
+         GRANT SELECT ON mailserver.* TO 'eastls'@'127.0.0.1';",
+    )
+    .unwrap();
+    let ca = db.ca_path();
+    let base = db.url("eastls", "eas-Tls-1", "mailserver");
+    let verified = format!("{base}?ssl-mode=verify_identity&ssl-ca={}", ca.display());
+    let gw = gateway(|c| c.directory.sql = vec![sql_source(verified)]).await;
+    let p = phone(&gw, "alice").await;
+    let (status, found) = gal(&p, "sqlbob").await;
+    assert_eq!(status, "1");
+    assert_eq!(found, vec!["sqlbob@example.com", "sqlbobby@example.com"]);
+
+    // The same user without TLS is refused by the server: the directory is unavailable and
+    // the search says so rather than answering an empty list as if nobody matched.
+    let plain = format!("{base}?ssl-mode=disabled");
+    let gw = gateway(|c| c.directory.sql = vec![sql_source(plain)]).await;
+    let p = phone(&gw, "alice").await;
+    let (status, found) = gal(&p, "sqlbob").await;
+    assert_ne!(
+        status, "1",
+        "a refused connection must not look like an empty directory"
+    );
+    assert!(found.is_empty());
+}
+
+#[tokio::test]
 async fn an_inet_org_person_tree_in_slapd_is_the_gal_in_pages_with_photos() {
     let ldap = slapd();
     let gw = gateway(|c| c.directory.ldap = vec![ldap_source(ldap.url(), "anonymous")]).await;

@@ -4,7 +4,9 @@
 //!
 //! [`MariaDb::execute`] runs SQL as the private root over the socket (with the `mariadb`
 //! client), so a test can create the seed guides' `mailserver` schema and a user for the
-//! gateway; the gateway itself connects over TCP like it would to a real server.
+//! gateway; the gateway itself connects over TCP like it would to a real server. The server
+//! also offers TLS with a certificate for 127.0.0.1 from a CA of its own ([`MariaDb::ca_path`]),
+//! so a test can make a user that may only connect over TLS (`REQUIRE SSL`).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -72,6 +74,7 @@ impl MariaDb {
                 log_tail: String::from_utf8_lossy(&out.stderr).into_owned(),
             });
         }
+        write_tls_files(&dir)?;
         let [port] = free_ports()?;
         let mut cmd = Command::new(SERVER_BIN);
         cmd.arg("--no-defaults")
@@ -84,6 +87,9 @@ impl MariaDb {
             .arg("--skip-name-resolve")
             .arg("--innodb-buffer-pool-size=16M")
             .arg("--skip-log-bin")
+            .arg(format!("--ssl-ca={}", dir.join(CA_FILE).display()))
+            .arg(format!("--ssl-cert={}", dir.join(CERT_FILE).display()))
+            .arg(format!("--ssl-key={}", dir.join(KEY_FILE).display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -136,6 +142,12 @@ impl MariaDb {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The PEM file of the CA that signed the server's TLS certificate (for 127.0.0.1 and
+    /// localhost): what a client verifying the server is given.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join(CA_FILE)
     }
 
     /// A `mysql://` URL for the gateway (user and password as created with [`Self::execute`]).
@@ -202,6 +214,39 @@ impl Drop for MariaDb {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+const CA_FILE: &str = "tls-ca.pem";
+const CERT_FILE: &str = "tls-server.pem";
+const KEY_FILE: &str = "tls-server.key";
+
+/// A CA and a server certificate it signed: verifying clients need a real chain (a
+/// self-signed end-entity certificate is not accepted as its own CA).
+fn write_tls_files(dir: &Path) -> Result<(), TestbedError> {
+    let bad = |e: rcgen::Error| TestbedError::Invalid(format!("generating a certificate: {e}"));
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(bad)?;
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "eas-testbed MariaDB CA");
+    let ca_key = rcgen::KeyPair::generate().map_err(bad)?;
+    let ca_cert = ca.self_signed(&ca_key).map_err(bad)?;
+    let server =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .map_err(bad)?;
+    let server_key = rcgen::KeyPair::generate().map_err(bad)?;
+    let server_cert = server
+        .signed_by(&server_key, &ca_cert, &ca_key)
+        .map_err(bad)?;
+    for (name, text) in [
+        (CA_FILE, ca_cert.pem()),
+        (CERT_FILE, server_cert.pem()),
+        (KEY_FILE, server_key.serialize_pem()),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| TestbedError::io(format!("writing {}", path.display()), e))?;
+    }
+    Ok(())
 }
 
 fn socket(dir: &Path) -> PathBuf {
