@@ -13,6 +13,8 @@ missing=()
 [ -e /usr/share/lua/5.4/socket.lua ] || missing+=(lua-socket)
 # Postfix lets the demo send (SendMail/SmartReply/SmartForward into the same Dovecot).
 [ -x /usr/sbin/postfix ] || missing+=(postfix)
+# Radicale gives the demo user contacts, a calendar and tasks.
+[ -x /usr/bin/radicale ] || missing+=(radicale)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -1,6 +1,7 @@
-//! The demo (`scripts/demo.sh`): a private Dovecot with a demo user and a few messages, and the gateway
-//! in front of it on HTTPS with a self-signed certificate and the embedded state store. Prints
-//! what to type into a phone; runs until Ctrl-C.
+//! The demo (`scripts/demo.sh`): a private Dovecot with a demo user and a few messages, a private
+//! Radicale with a few contacts, events and tasks for the same user, and the gateway in front of
+//! them on HTTPS with a self-signed certificate and the embedded state store. Prints what to type
+//! into a phone; runs until Ctrl-C.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -10,9 +11,11 @@ use axum_server::Handle;
 use clap::Args;
 
 use eas_gateway::config::{Config, PushSource};
+use eas_gateway::dav::{DavClient, DavSettings, Kind, Write, http_client};
 use eas_gateway::http::{self, AppState};
 use eas_gateway::imap::Session;
-use eas_testbed::{Dovecot, Postfix, TestUser, Tuning};
+use eas_gateway::secret::Secret;
+use eas_testbed::{Dovecot, Postfix, Radicale, TestUser, Tuning};
 
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -97,6 +100,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             None
         }
     };
+    // Contacts, calendars and tasks from a private Radicale, when it is installed.
+    let radicale = match Radicale::start(std::slice::from_ref(&user)) {
+        Ok(r) => match seed_dav(&r.url(), &user).await {
+            Ok(()) => {
+                config.dav.url = r.url();
+                Some(r)
+            }
+            Err(e) => {
+                println!("Contacts and calendars are off in this demo: Radicale: {e}");
+                None
+            }
+        },
+        Err(e) => {
+            println!("Contacts and calendars are off in this demo: {e}");
+            None
+        }
+    };
     config.push.source = source;
     if let (Some(port), Some(secret)) = (events_port, dovecot.events_secret_path()) {
         config.push.events_listen = SocketAddr::from(([127, 0, 0, 1], port));
@@ -120,6 +140,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             "Postfix (submission, AUTH as the demo user) on 127.0.0.1:{}; mail to @{domain} \
              arrives in this Dovecot",
             p.submission_port()
+        );
+    }
+    if let Some(r) = &radicale {
+        println!(
+            "Radicale (CardDAV/CalDAV, as the demo user) on {}: three contacts, three events \
+             and two tasks the phone shows",
+            r.url()
         );
     }
     match events_port {
@@ -146,6 +173,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let served = http::serve(state, handle).await;
     if let Some(mut p) = postfix {
         p.stop();
+    }
+    if let Some(r) = radicale {
+        r.stop();
     }
     dovecot.stop();
     served?;
@@ -187,6 +217,139 @@ async fn seed(dovecot: &Dovecot, user: &TestUser) -> anyhow::Result<()> {
         session.append("INBOX", &[], message.as_bytes()).await?;
     }
     let _ = session.logout().await;
+    Ok(())
+}
+
+/// A few contacts, events and tasks in the demo user's Radicale, so a phone shows some.
+async fn seed_dav(url: &str, user: &TestUser) -> anyhow::Result<()> {
+    let settings = Arc::new(DavSettings::new(reqwest::Url::parse(url)?));
+    let dav = DavClient::new(
+        http_client(&settings)?,
+        settings,
+        &user.login,
+        Secret::new(user.password.clone()),
+    );
+    let found = dav.discover(&[Kind::AddressBook, Kind::Calendar]).await?;
+    let (Some(cards), Some(cals)) = (
+        found.addressbook_homes.first(),
+        found.calendar_homes.first(),
+    ) else {
+        anyhow::bail!("no address book or calendar home for {}", user.login);
+    };
+    let book = cards.join("contacts/")?;
+    dav.make_collection(&book, Kind::AddressBook, "Contacts", &[])
+        .await?;
+    let calendar = cals.join("calendar/")?;
+    dav.make_collection(&calendar, Kind::Calendar, "Calendar", &["VEVENT"])
+        .await?;
+    let tasks = cals.join("tasks/")?;
+    dav.make_collection(&tasks, Kind::Calendar, "Tasks", &["VTODO"])
+        .await?;
+    let cards = [
+        (
+            "alice",
+            "Alice;Example",
+            "Alice Example",
+            "alice@example.org",
+            "+1 555 0101",
+        ),
+        (
+            "bob",
+            "Bob;Example",
+            "Bob Example",
+            "bob@example.org",
+            "+1 555 0102",
+        ),
+        (
+            "carol",
+            "Carol;Example",
+            "Carol Example",
+            "carol@example.org",
+            "+49 30 1234567",
+        ),
+    ];
+    for (uid, n, fn_, email, tel) in cards {
+        let (given, family) = n.split_once(';').unwrap_or((n, ""));
+        let card = format!(
+            "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:demo-{uid}\r\nFN:{fn_}\r\nN:{family};{given};;;\r\n\
+             EMAIL;TYPE=INTERNET:{email}\r\nTEL;TYPE=CELL:{tel}\r\nORG:Example\r\nEND:VCARD\r\n"
+        );
+        dav.put(
+            &book.join(&format!("{uid}.vcf"))?,
+            "text/vcard; charset=utf-8",
+            card,
+            Write::Create,
+        )
+        .await?;
+    }
+    // Events around today, so the phone's default window (two weeks back) shows them.
+    let today = time::OffsetDateTime::now_utc().date();
+    let day = |offset: i64| {
+        let d = today + time::Duration::days(offset);
+        format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day())
+    };
+    let events = [
+        (
+            "standup",
+            "Stand-up",
+            format!(
+                "DTSTART:{}T080000Z\r\nDTEND:{}T081500Z\r\nRRULE:FREQ=WEEKLY;BYDAY=MO,WE,FR\r\n",
+                day(-7),
+                day(-7)
+            ),
+        ),
+        (
+            "lunch",
+            "Lunch with Bob",
+            format!(
+                "DTSTART:{}T110000Z\r\nDTEND:{}T120000Z\r\nLOCATION:The new place\r\n",
+                day(1),
+                day(1)
+            ),
+        ),
+        (
+            "holiday",
+            "Day off",
+            format!(
+                "DTSTART;VALUE=DATE:{}\r\nDTEND;VALUE=DATE:{}\r\n",
+                day(3),
+                day(4)
+            ),
+        ),
+    ];
+    for (uid, summary, when) in events {
+        let ics = format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//eas-gateway//demo//EN\r\nBEGIN:VEVENT\r\n\
+             UID:demo-{uid}\r\nDTSTAMP:{}T000000Z\r\n{when}SUMMARY:{summary}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            day(0)
+        );
+        dav.put(
+            &calendar.join(&format!("{uid}.ics"))?,
+            "text/calendar; charset=utf-8",
+            ics,
+            Write::Create,
+        )
+        .await?;
+    }
+    for (uid, summary, due) in [
+        ("report", "Send the report", 2),
+        ("plants", "Water the plants", 0),
+    ] {
+        let ics = format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//eas-gateway//demo//EN\r\nBEGIN:VTODO\r\n\
+             UID:demo-{uid}\r\nDTSTAMP:{}T000000Z\r\nDUE;VALUE=DATE:{}\r\nSUMMARY:{summary}\r\n\
+             END:VTODO\r\nEND:VCALENDAR\r\n",
+            day(0),
+            day(due)
+        );
+        dav.put(
+            &tasks.join(&format!("{uid}.ics"))?,
+            "text/calendar; charset=utf-8",
+            ics,
+            Write::Create,
+        )
+        .await?;
+    }
     Ok(())
 }
 
