@@ -1,14 +1,14 @@
 //! Contacts end to end: the simulated phone against the gateway (in process), with mail on
-//! the private Dovecot and contacts on a private Radicale whose users are Dovecot's. The phone
-//! sees its address books in FolderSync (the first as the default Contacts folder, type 9),
-//! syncs them, changes, adds and deletes contacts, and the vCards on Radicale keep what EAS
-//! does not carry. A DAV server that is down keeps the folders and answers Sync with a
+//! the private Dovecot and contacts on a private Radicale whose users are Dovecot's (the main
+//! conversation runs again on a private Xandikos). The phone sees its address books in
+//! FolderSync (the first as the default Contacts folder, type 9), syncs them, changes, adds and
+//! deletes contacts, and the vCards on the server keep what EAS does not carry. A DAV server that is down keeps the folders and answers Sync with a
 //! retryable error, never an empty folder.
 
 mod eas;
 mod support;
 
-use support::dav::radicale;
+use support::dav::{Server, radicale};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +21,6 @@ use eas_wbxml::Element;
 use eas_wbxml::tags::{airsync as a, contacts as c};
 use reqwest::Url;
 
-fn dav(login: &str, password: &str) -> DavClient {
-    support::dav::dav(&radicale().url(), login, password)
-}
-
 const JANE: &str = "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:jane\r\nFN:Jane Doe\r\nN:Doe;Jane;;;\r\n\
 EMAIL;TYPE=INTERNET:jane@example.org\r\nTEL;TYPE=CELL:+1 555 0100\r\n\
 X-FOO;X-P=1:keep me\r\nEND:VCARD\r\n";
@@ -33,13 +29,26 @@ BDAY:19800517\r\nEND:VCARD\r\n";
 
 /// The user's address book with two contacts, and the gateway pointed at Radicale.
 async fn setup(user: &str) -> (Gateway, Phone, DavClient, Url) {
+    setup_on(Server::Radicale, user).await
+}
+
+/// The same on `server`. Xandikos serves one principal with a default address book; the
+/// gateway reaches it through the user-name template, as a site with one DAV account per
+/// gateway user would.
+async fn setup_on(server: Server, user: &str) -> (Gateway, Phone, DavClient, Url) {
     let (login, password) = support::credentials(user);
-    let d = dav(&login, &password);
+    let d = support::dav::client(server, user);
     let disc = d.discover(&[Kind::AddressBook]).await.unwrap();
-    let book = disc.addressbook_homes[0].join("contacts/").unwrap();
-    d.make_collection(&book, Kind::AddressBook, "Contacts", &[])
-        .await
-        .unwrap();
+    let book = match server {
+        Server::Radicale => {
+            let book = disc.addressbook_homes[0].join("contacts/").unwrap();
+            d.make_collection(&book, Kind::AddressBook, "Contacts", &[])
+                .await
+                .unwrap();
+            book
+        }
+        Server::Xandikos => disc.addressbook_homes[0].join("addressbook/").unwrap(),
+    };
     let ct = "text/vcard; charset=utf-8";
     d.put(
         &book.join("jane.vcf").unwrap(),
@@ -57,9 +66,15 @@ async fn setup(user: &str) -> (Gateway, Phone, DavClient, Url) {
     )
     .await
     .unwrap();
-    let url = radicale().url();
+    let url = match server {
+        Server::Radicale => radicale().url(),
+        Server::Xandikos => support::dav::xandikos().url(),
+    };
     let g = Gateway::start(support::dovecot().imap_config(), move |c| {
         c.dav.url = url;
+        if let Server::Xandikos = server {
+            c.dav.user_template = Some(support::dav::xandikos().user().to_owned());
+        }
     })
     .await;
     let mut p = Phone::new(
@@ -100,15 +115,26 @@ fn text(e: &Element, tag: eas_wbxml::Tag) -> Option<String> {
 }
 
 #[tokio::test]
-async fn a_phone_reads_changes_adds_and_deletes_contacts() {
-    let (g, p, d, book) = setup("kim").await;
+async fn a_phone_reads_changes_adds_and_deletes_contacts_on_radicale() {
+    reads_changes_adds_and_deletes(Server::Radicale, "kim").await;
+}
+
+#[tokio::test]
+async fn a_phone_reads_changes_adds_and_deletes_contacts_on_xandikos() {
+    reads_changes_adds_and_deletes(Server::Xandikos, "kim").await;
+}
+
+async fn reads_changes_adds_and_deletes(server: Server, user: &str) {
+    let (g, p, d, book) = setup_on(server, user).await;
     let fs = p.folder_sync("0").await;
     let (folders, _, _) = folder_changes(&fs);
     let contacts = folders
         .iter()
         .find(|f| f.kind == 9)
         .unwrap_or_else(|| panic!("no Contacts folder in {folders:?}"));
-    assert_eq!(contacts.name, "Contacts");
+    if let Server::Radicale = server {
+        assert_eq!(contacts.name, "Contacts");
+    }
     assert_eq!(folders.iter().filter(|f| f.kind == 2).count(), 1, "Inbox");
     let coll = contacts.id.clone();
 
@@ -231,7 +257,7 @@ async fn a_phone_reads_changes_adds_and_deletes_contacts() {
         Some("Janine")
     );
 
-    // The gateway's requests to Radicale are on /metrics by method.
+    // The gateway's requests to the DAV server are on /metrics by method.
     let metrics = g.metrics().await;
     for method in ["PROPFIND", "REPORT"] {
         let count = format!("eas_dav_round_trip_seconds_count{{method=\"{method}\"}} ");
