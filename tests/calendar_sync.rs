@@ -468,3 +468,159 @@ async fn a_16_phone_deletes_one_occurrence_and_adds(server: Server, user: &str, 
     let after = sync(&p, &calendar.id, &key_of(&done), 4, "").await;
     assert!(adds(&after).is_empty(), "{}", eas_wbxml::to_xml(&after));
 }
+
+both!(
+    folders_from_the_phone,
+    calendars_and_task_lists_are_created_renamed_and_deleted,
+    "nora"
+);
+async fn calendars_and_task_lists_are_created_renamed_and_deleted(
+    server: Server,
+    user: &str,
+    device: &str,
+) {
+    use eas_wbxml::tags::folderhierarchy as f;
+    let (_g, p, d, _coll) = setup(server, user, device, "Main").await;
+    // A second collection holding events and tasks: a calendar folder and a task folder that
+    // are one collection on the server.
+    let disc = d.discover(&[Kind::Calendar]).await.unwrap();
+    let shared_name = support::unique("Shared");
+    let shared = disc.calendar_homes[0]
+        .join(&format!("{}/", support::unique("shared")))
+        .unwrap();
+    d.make_collection(&shared, Kind::Calendar, &shared_name, &["VEVENT", "VTODO"])
+        .await
+        .unwrap();
+    let fs = p.folder_sync("0").await;
+    let mut key = eas::find_text(&fs, f::SyncKey).unwrap();
+    let t = |e: &Element, tag| eas::find_text(e, tag).unwrap_or_default();
+    let collections = || async { d.discover(&[Kind::Calendar]).await.unwrap().collections };
+    let named = |cs: &[eas_gateway::dav::Collection], name: &str| {
+        cs.iter()
+            .find(|c| c.display_name.as_deref() == Some(name))
+            .cloned()
+    };
+
+    // New calendar and task list: MKCALENDAR with the one component each holds.
+    let mut created = Vec::new();
+    for (kind, component) in [(13, "VEVENT"), (15, "VTODO")] {
+        let name = support::unique(&format!("New {component}"));
+        let answer = p
+            .send(
+                "FolderCreate",
+                &format!(
+                    r#"<FolderCreate xmlns="FolderHierarchy:"><SyncKey>{key}</SyncKey><ParentId>0</ParentId><DisplayName>{name}</DisplayName><Type>{kind}</Type></FolderCreate>"#
+                ),
+            )
+            .await
+            .tree();
+        assert_eq!(t(&answer, f::Status), "1", "{}", eas_wbxml::to_xml(&answer));
+        key = t(&answer, f::SyncKey);
+        let made = named(&collections().await, &name).expect("the new collection");
+        match server {
+            Server::Radicale => assert_eq!(made.components, vec![component.to_owned()]),
+            // Xandikos ignores the component set of MKCALENDAR: every calendar holds all.
+            Server::Xandikos => assert!(made.components.iter().any(|c| c == component)),
+        }
+        created.push((t(&answer, f::ServerId), name, kind));
+    }
+    // The next FolderSync does not echo them back. (On Xandikos each new collection also
+    // holds the other component and comes back as a folder of the other class; and the other
+    // tests' collections of its one principal come and go meanwhile.)
+    let again = p.folder_sync(&key).await;
+    let (added, _, _) = folder_changes(&again);
+    let echoed = added.iter().any(|a| {
+        created
+            .iter()
+            .any(|(_, name, kind)| *name == a.name && *kind == a.kind)
+    });
+    assert!(!echoed, "{}", eas_wbxml::to_xml(&again));
+    if let Server::Radicale = server {
+        let (added, updated, deleted) = folder_changes(&again);
+        assert!(
+            added.is_empty() && updated.is_empty() && deleted.is_empty(),
+            "{added:?} {updated:?} {deleted:?} {again:?}"
+        );
+    }
+    key = t(&again, f::SyncKey);
+
+    // Renamed: PROPPATCH of the display name.
+    let (calendar_id, _, _) = &created[0];
+    let renamed_to = support::unique("Renamed");
+    let renamed = p
+        .send(
+            "FolderUpdate",
+            &format!(
+                r#"<FolderUpdate xmlns="FolderHierarchy:"><SyncKey>{key}</SyncKey><ServerId>{calendar_id}</ServerId><ParentId>0</ParentId><DisplayName>{renamed_to}</DisplayName></FolderUpdate>"#
+            ),
+        )
+        .await
+        .tree();
+    assert_eq!(
+        t(&renamed, f::Status),
+        "1",
+        "{}",
+        eas_wbxml::to_xml(&renamed)
+    );
+    key = t(&renamed, f::SyncKey);
+    assert!(named(&collections().await, &renamed_to).is_some());
+
+    // The default calendar cannot be deleted, nor a task folder whose collection is also a
+    // calendar folder with events (they would go with it).
+    d.put(
+        &shared.join("event.ics").unwrap(),
+        "text/calendar; charset=utf-8",
+        ics(&format!(
+            "BEGIN:VEVENT\r\nUID:{}\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:{}\r\n\
+             DURATION:PT1H\r\nSUMMARY:Keep me\r\nEND:VEVENT\r\n",
+            support::unique("keep"),
+            stamp(1, 9)
+        )),
+        Write::Create,
+    )
+    .await
+    .unwrap();
+    let (folders, _, _) = folder_changes(&fs);
+    let default = folders.iter().find(|f| f.kind == 8).unwrap();
+    let shared_tasks = folders
+        .iter()
+        .find(|f| f.name == shared_name && matches!(f.kind, 7 | 15))
+        .unwrap_or_else(|| panic!("the shared task folder in {folders:?}"));
+    for id in [&default.id, &shared_tasks.id] {
+        let refused = p
+            .send(
+                "FolderDelete",
+                &format!(
+                    r#"<FolderDelete xmlns="FolderHierarchy:"><SyncKey>{key}</SyncKey><ServerId>{id}</ServerId></FolderDelete>"#
+                ),
+            )
+            .await
+            .tree();
+        assert_eq!(
+            t(&refused, f::Status),
+            "3",
+            "{}",
+            eas_wbxml::to_xml(&refused)
+        );
+    }
+    assert!(named(&collections().await, &shared_name).is_some());
+
+    // The new ones can be deleted: DELETE of the collection (on Xandikos each also is an
+    // empty folder of the other class, which goes with it).
+    for (id, _, _) in &created {
+        let gone = p
+            .send(
+                "FolderDelete",
+                &format!(
+                    r#"<FolderDelete xmlns="FolderHierarchy:"><SyncKey>{key}</SyncKey><ServerId>{id}</ServerId></FolderDelete>"#
+                ),
+            )
+            .await
+            .tree();
+        assert_eq!(t(&gone, f::Status), "1", "{}", eas_wbxml::to_xml(&gone));
+        key = t(&gone, f::SyncKey);
+    }
+    let left = collections().await;
+    assert!(named(&left, &renamed_to).is_none());
+    assert!(named(&left, &created[1].1).is_none());
+}

@@ -2,7 +2,7 @@
 //! DAV client with the phone's credentials and the `[dav]` settings), and the user's CalDAV
 //! collections as folders of FolderSync. The engine's dispatch (`eas::sync::Stores`) runs
 //! calendar (8, 13) and task (7, 15) collections on it. Folder commands on these folders are
-//! refused by `folderchange` (they are not mailboxes).
+//! `davfolders`' (MKCALENDAR, PROPPATCH, DELETE).
 
 use super::sync::engine::{self, BoxFuture, mime_version};
 use super::{Context, EasError};
@@ -46,8 +46,9 @@ impl engine::Store for CalendarItems {
 }
 
 /// The user's calendars and task lists as folders of the device's hierarchy. Collections
-/// holding VEVENT are calendars (the first the default Calendar, type 8, the others 13);
-/// those holding VTODO are task folders (the first the default Tasks, 7, the others 15); a
+/// holding VEVENT are calendars (the default Calendar, type 8, the others 13); those holding
+/// VTODO are task folders (the default Tasks, 7, the others 15) — the default being the one
+/// the device knows as such, else the first by URL; a
 /// collection holding both (or stating nothing) is both, the task folder's locator being the
 /// URL with `#tasks`. Ids come from the state store like mailboxes' ids.
 ///
@@ -76,15 +77,34 @@ pub async fn folders(
     };
     let device = &ctx.device.key;
     let mut out = Vec::new();
+    let mut calendars: Vec<&crate::dav::Collection> = found
+        .collections
+        .iter()
+        .filter(|c| c.kind == Kind::Calendar)
+        .collect();
+    // Discovery order is the server's and changes as collections come and go (Radicale's
+    // does); the default folder must not move with it.
+    calendars.sort_by(|a, b| a.url.as_str().cmp(b.url.as_str()));
     for (component, tasks) in [("VEVENT", false), ("VTODO", true)] {
-        let mut first = true;
-        for c in found
-            .collections
+        let holding: Vec<&crate::dav::Collection> = calendars
             .iter()
-            .filter(|c| c.kind == Kind::Calendar && store::holds(&c.components, component))
-        {
-            let kind = store::folder_kind(first, tasks);
-            first = false;
+            .copied()
+            .filter(|c| store::holds(&c.components, component))
+            .collect();
+        // The default stays the one the device knows as such; else the first by URL.
+        let default_kind = store::folder_kind(true, tasks);
+        let default = known
+            .iter()
+            .find(|f| f.kind == default_kind)
+            .and_then(|k| {
+                holding
+                    .iter()
+                    .find(|c| store::locator(&c.url, default_kind) == k.imap_name)
+            })
+            .or(holding.first())
+            .map(|c| c.url.clone());
+        for c in holding {
+            let kind = store::folder_kind(default.as_ref() == Some(&c.url), tasks);
             let locator = store::locator(&c.url, kind);
             let name = c.display_name.clone().unwrap_or_else(|| {
                 c.url

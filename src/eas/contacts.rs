@@ -1,17 +1,15 @@
 //! The user's address books for the commands: opening the contacts store ([`ContactItems`])
 //! for the Sync engine (the DAV client with the phone's credentials and the `[dav]`
-//! settings; `eas::sync::Stores` runs contacts collections, folder types 9 and 14, on it),
-//! the address books as FolderSync folders, and FolderCreate/Update/Delete of them as
-//! MKCOL/PROPPATCH/DELETE.
+//! settings; `eas::sync::Stores` runs contacts collections, folder types 9 and 14, on it) and
+//! the address books as FolderSync folders. Folder commands on them are `davfolders`'.
 
 use std::sync::{Arc, Mutex};
 
-use super::status::FolderStatus;
 use super::sync::engine::{self, BoxFuture};
 use super::{Context, EasError};
 use crate::backend::contacts::ContactItems;
 use crate::backend::kinds::{self, Class};
-use crate::dav::{DavClient, DavError, DavSettings, http_client};
+use crate::dav::{DavClient, DavSettings, http_client};
 use crate::secret::Secret;
 use crate::state::FolderEntry;
 
@@ -141,85 +139,4 @@ pub async fn folders(
         });
     }
     Ok(out)
-}
-
-/// What a DAV refusal of a folder command means for the phone; a server that is down is
-/// an error the phone retries.
-fn folder_status(e: DavError) -> Result<FolderStatus, EasError> {
-    if e.is_retryable() {
-        return Err(EasError::Unavailable(e.to_string()));
-    }
-    Ok(match e {
-        DavError::NotFound => FolderStatus::NotFound,
-        DavError::PreconditionFailed => FolderStatus::AlreadyExists,
-        _ => FolderStatus::ServerError,
-    })
-}
-
-fn client(ctx: &Context<'_>) -> Result<DavClient, EasError> {
-    let (settings, http) = shared(ctx)?;
-    Ok(DavClient::new(
-        http,
-        settings,
-        &ctx.user.login,
-        ctx.user.password.clone(),
-    ))
-}
-
-/// FolderCreate of a user contacts folder: an extended MKCOL in the user's first address book
-/// home. The new collection's URL (its locator), or the status to answer.
-pub async fn create_book(
-    ctx: &Context<'_>,
-    name: &str,
-) -> Result<Result<String, FolderStatus>, EasError> {
-    if ctx.config.dav.url.trim().is_empty() {
-        return Ok(Err(FolderStatus::Malformed));
-    }
-    let dav = client(ctx)?;
-    let home = match dav.discover(&[crate::dav::Kind::AddressBook]).await {
-        Ok(d) => match d.addressbook_homes.into_iter().next() {
-            Some(h) => h,
-            None => return Ok(Err(FolderStatus::ServerError)),
-        },
-        Err(e) => return folder_status(e).map(Err),
-    };
-    let slug: String = name
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(32)
-        .collect::<String>()
-        .to_ascii_lowercase();
-    let suffix: u32 = rand::random();
-    let url = home
-        .join(&format!("{slug}-{suffix:08x}/"))
-        .map_err(|e| EasError::Internal(e.to_string()))?;
-    match dav
-        .make_collection(&url, crate::dav::Kind::AddressBook, name, &[])
-        .await
-    {
-        Ok(()) => Ok(Ok(url.to_string())),
-        Err(e) => folder_status(e).map(Err),
-    }
-}
-
-/// FolderUpdate of an address book: PROPPATCH of its display name.
-pub async fn rename_book(
-    ctx: &Context<'_>,
-    locator: &str,
-    name: &str,
-) -> Result<FolderStatus, EasError> {
-    let url = reqwest::Url::parse(locator).map_err(|e| EasError::Internal(e.to_string()))?;
-    match client(ctx)?.rename(&url, name).await {
-        Ok(()) => Ok(FolderStatus::Success),
-        Err(e) => folder_status(e),
-    }
-}
-
-/// FolderDelete of an address book: DELETE of the collection (gone already counts as done).
-pub async fn delete_book(ctx: &Context<'_>, locator: &str) -> Result<FolderStatus, EasError> {
-    let url = reqwest::Url::parse(locator).map_err(|e| EasError::Internal(e.to_string()))?;
-    match client(ctx)?.delete(&url, None).await {
-        Ok(()) | Err(DavError::NotFound) => Ok(FolderStatus::Success),
-        Err(e) => folder_status(e),
-    }
 }

@@ -1,5 +1,6 @@
 //! FolderCreate, FolderUpdate and FolderDelete (MS-ASCMD 2.2.1.2–2.2.1.4): changes to the
-//! hierarchy made on the phone, applied to IMAP with CREATE, RENAME and DELETE.
+//! hierarchy made on the phone, applied to IMAP with CREATE, RENAME and DELETE, and for
+//! contacts, calendar and task folders to the DAV server (`davfolders`).
 //!
 //! ```xml
 //! <FolderCreate xmlns="FolderHierarchy:">
@@ -12,6 +13,7 @@
 use eas_wbxml::tags::folderhierarchy as fh;
 use eas_wbxml::{Element, Tag};
 
+use super::davfolders;
 use super::folders::{self, Layout, is_special};
 use super::ids::{CollectionId, HierarchyKey};
 use super::status::FolderStatus;
@@ -128,8 +130,8 @@ pub async fn create(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
     ) else {
         return Ok(reply(root, FolderStatus::Malformed, vec![]));
     };
-    if kind == crate::backend::kinds::USER_CONTACTS {
-        return create_address_book(ctx, root, snapshot, parent, name).await;
+    if davfolders::creates(kind) {
+        return create_collection(ctx, root, snapshot, parent, name, kind).await;
     }
     // Only mail folders exist on an IMAP server.
     if kind != folders::USER_MAIL && kind != 1 {
@@ -198,12 +200,12 @@ pub async fn update(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
     else {
         return Ok(reply(root, FolderStatus::NotFound, vec![]));
     };
-    if entry.kind == crate::backend::kinds::CONTACTS {
-        // The default Contacts folder is a default folder like Inbox.
+    if davfolders::is_default(entry.kind) {
+        // The default Contacts, Calendar and Tasks folders are default folders like Inbox.
         return Ok(reply(root, FolderStatus::SpecialFolder, vec![]));
     }
-    if Class::of(entry.kind) == Class::Contacts {
-        return update_address_book(ctx, root, snapshot, entry, name).await;
+    if davfolders::is_dav(entry.kind) {
+        return update_collection(ctx, root, snapshot, entry, name).await;
     }
     // Other classes are not IMAP mailboxes and have no store of their own yet.
     if is_special(entry.kind) || Class::of(entry.kind) != Class::Email {
@@ -274,11 +276,11 @@ pub async fn delete(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
     else {
         return Ok(reply(root, FolderStatus::NotFound, vec![]));
     };
-    if entry.kind == crate::backend::kinds::CONTACTS {
+    if davfolders::is_default(entry.kind) {
         return Ok(reply(root, FolderStatus::SpecialFolder, vec![]));
     }
-    if Class::of(entry.kind) == Class::Contacts {
-        return delete_address_book(ctx, root, snapshot, entry).await;
+    if davfolders::is_dav(entry.kind) {
+        return delete_collection(ctx, root, snapshot, entry).await;
     }
     // Other classes are not IMAP mailboxes and have no store of their own yet.
     if is_special(entry.kind) || Class::of(entry.kind) != Class::Email {
@@ -310,13 +312,15 @@ pub async fn delete(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasE
     ))
 }
 
-/// FolderCreate of a user contacts folder (type 14): a new address book, top level only.
-async fn create_address_book(
+/// FolderCreate of a user contacts, calendar or task folder (types 14, 13, 15): a new
+/// address book or calendar collection, top level only.
+async fn create_collection(
     ctx: &mut Context<'_>,
     root: Tag,
     mut snapshot: Vec<FolderEntry>,
     parent: &str,
     name: &str,
+    kind: u8,
 ) -> Result<Reply, EasError> {
     if folder_id(parent) != Some(0) {
         return Ok(reply(root, FolderStatus::ParentNotFound, vec![]));
@@ -327,7 +331,7 @@ async fn create_address_book(
     if name_taken(&snapshot, 0, name, None) {
         return Ok(reply(root, FolderStatus::AlreadyExists, vec![]));
     }
-    let locator = match super::contacts::create_book(ctx, name).await? {
+    let locator = match davfolders::create(ctx, kind, name).await? {
         Ok(l) => l,
         Err(status) => return Ok(reply(root, status, vec![])),
     };
@@ -336,7 +340,7 @@ async fn create_address_book(
         id,
         parent: 0,
         display_name: name.to_owned(),
-        kind: crate::backend::kinds::USER_CONTACTS,
+        kind,
         imap_name: locator,
         uidvalidity: 0,
     });
@@ -351,8 +355,8 @@ async fn create_address_book(
     ))
 }
 
-/// FolderUpdate of an address book: a rename (address books do not nest).
-async fn update_address_book(
+/// FolderUpdate of an address book, calendar or task list: a rename (collections do not nest).
+async fn update_collection(
     ctx: &mut Context<'_>,
     root: Tag,
     mut snapshot: Vec<FolderEntry>,
@@ -365,7 +369,7 @@ async fn update_address_book(
     if name_taken(&snapshot, entry.parent, name, Some(entry.id)) {
         return Ok(reply(root, FolderStatus::AlreadyExists, vec![]));
     }
-    let status = super::contacts::rename_book(ctx, &entry.imap_name, name).await?;
+    let status = davfolders::rename(ctx, &entry.imap_name, name).await?;
     if status != FolderStatus::Success {
         return Ok(reply(root, status, vec![]));
     }
@@ -380,17 +384,21 @@ async fn update_address_book(
     ))
 }
 
-/// FolderDelete of a user address book (the default one is refused like any default folder).
-async fn delete_address_book(
+/// FolderDelete of a user address book, calendar or task list (the default ones are refused
+/// like any default folder).
+async fn delete_collection(
     ctx: &mut Context<'_>,
     root: Tag,
     mut snapshot: Vec<FolderEntry>,
     entry: FolderEntry,
 ) -> Result<Reply, EasError> {
-    let status = super::contacts::delete_book(ctx, &entry.imap_name).await?;
+    let twins = davfolders::twins(&entry, &snapshot);
+    let status = davfolders::delete(ctx, &entry, &twins).await?;
     if status != FolderStatus::Success {
         return Ok(reply(root, status, vec![]));
     }
+    // A twin (empty, or the delete was refused) stays in the snapshot: it is what the phone
+    // holds, so the next FolderSync, not finding it on the server, tells the phone it is gone.
     snapshot.retain(|f| f.id != entry.id);
     let key = commit(ctx, &snapshot).await?;
     Ok(reply(

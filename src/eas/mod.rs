@@ -7,6 +7,7 @@
 
 pub mod calendar;
 pub mod contacts;
+pub mod davfolders;
 pub mod find;
 pub mod folderchange;
 pub mod folders;

@@ -206,8 +206,8 @@ fn recipient(
     Element::with_children(r::Recipient, c)
 }
 
-/// The Certificates container of one resolved person: Status, CertificateCount,
-/// RecipientCount (1: a person, not a distribution list), then the certificates.
+/// The Certificates container of one resolved person: Status, CertificateCount, and when
+/// there are certificates RecipientCount (1: a person, not a distribution list) and them.
 fn certificates(entry: &Entry, wanted: Certificates) -> Element {
     use base64::Engine;
     let b64 = |der: &Vec<u8>| base64::engine::general_purpose::STANDARD.encode(der);
@@ -220,8 +220,12 @@ fn certificates(entry: &Entry, wanted: Certificates) -> Element {
     let mut c = vec![
         Element::with_text(r::Status, status.as_str()),
         Element::with_text(r::CertificateCount, found.len().to_string()),
-        Element::with_text(r::RecipientCount, "1"),
     ];
+    // With certificates, whose they are: one person (a distribution list would count its
+    // members). Without any there is nobody to count, as the recorded answers show.
+    if !found.is_empty() {
+        c.push(Element::with_text(r::RecipientCount, "1"));
+    }
     match wanted {
         Certificates::None => {}
         Certificates::Full => {
