@@ -459,12 +459,17 @@ async fn main() {
     let calendar_options = r#"<Options><FilterType>0</FilterType><airsyncbase:BodyPreference><airsyncbase:Type>1</airsyncbase:Type><airsyncbase:TruncationSize>32768</airsyncbase:TruncationSize></airsyncbase:BodyPreference></Options>"#;
     let server = if on_xandikos { "Xandikos" } else { "Radicale" };
 
-    println!(
-        "\n{contacts} contacts on {server}, {rounds} rounds, {idle} no-change Syncs, window {window}"
-    );
-    let (one, batched, none) = direct(&http, &book, auth, rounds, idle).await;
-    let (gw_first, gw_none) = through_gateway(&gw, &user, 9, body, rounds, idle, window).await;
-    ratios(one, batched, none, gw_first, gw_none);
+    if contacts > 0 {
+        println!(
+            "\n{contacts} contacts on {server}, {rounds} rounds, {idle} no-change Syncs, window {window}"
+        );
+        let (one, batched, none) = direct(&http, &book, auth, rounds, idle).await;
+        let (gw_first, gw_none) = through_gateway(&gw, &user, 9, body, rounds, idle, window).await;
+        ratios(one, batched, none, gw_first, gw_none);
+    }
+    if events == 0 {
+        return;
+    }
 
     println!(
         "\n{events} events on {server}, {rounds} rounds, {idle} no-change Syncs, window {window}"

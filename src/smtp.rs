@@ -17,9 +17,10 @@
 use std::time::Duration;
 
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Tls, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::{AsyncSmtpTransport, Tokio1Executor};
 
 use crate::secret::Secret;
 
@@ -88,6 +89,10 @@ pub enum SubmitError {
     /// An envelope address is not a valid mailbox (caught before connecting).
     #[error("invalid envelope address {0:?}")]
     InvalidAddress(String),
+    /// The caller withdrew the message before its data went out ([`submit_fenced`]); the
+    /// server has nothing.
+    #[error("withdrawn before the message was handed over")]
+    Withdrawn,
 }
 
 /// Submits one message. `login` is the user's credentials, used when `auth = "user"`.
@@ -96,6 +101,22 @@ pub async fn submit(
     login: Option<(&str, &Secret<String>)>,
     envelope: &Envelope,
     message: &[u8],
+) -> Result<(), SubmitError> {
+    submit_fenced(config, login, envelope, message, || true).await
+}
+
+/// [`submit`], asking `go_on` at the last moment nothing has been handed over: the server
+/// took the envelope and said 354 to DATA, the message's bytes are next. Up to there the
+/// server discards everything when the transaction is abandoned; from there, once the final
+/// dot is out, the message may be accepted even if its answer never arrives. A caller that
+/// must send a message at most once records the handover in `go_on` (and says no when it
+/// may not send it any more); nothing is sent then ([`SubmitError::Withdrawn`]).
+pub async fn submit_fenced(
+    config: &SmtpConfig,
+    login: Option<(&str, &Secret<String>)>,
+    envelope: &Envelope,
+    message: &[u8],
+    go_on: impl FnOnce() -> bool,
 ) -> Result<(), SubmitError> {
     let parse = |a: &str| {
         a.parse::<lettre::Address>()
@@ -109,18 +130,113 @@ pub async fn submit(
         .collect::<Result<Vec<_>, _>>()?;
     let envelope = lettre::address::Envelope::new(Some(from), to)
         .map_err(|e| SubmitError::InvalidAddress(e.to_string()))?;
-    let transport = transport(config, login)?;
-    transport
-        .send_raw(&envelope, message)
+    let mut conn = connect(config, login).await?;
+    let outcome = transaction(&mut conn, &envelope, message, go_on).await;
+    match &outcome {
+        Ok(()) => {
+            let _ = conn.quit().await;
+        }
+        Err(_) => conn.abort().await,
+    }
+    outcome
+}
+
+/// MAIL, RCPT, DATA, then (if `go_on` agrees) the message, as lettre's transport sends it,
+/// with the extensions its bytes need.
+async fn transaction(
+    conn: &mut AsyncSmtpConnection,
+    envelope: &lettre::address::Envelope,
+    message: &[u8],
+    go_on: impl FnOnce() -> bool,
+) -> Result<(), SubmitError> {
+    let mut options = Vec::new();
+    let info = conn.server_info();
+    let non_ascii = envelope
+        .from()
+        .into_iter()
+        .chain(envelope.to())
+        .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
+    if non_ascii {
+        if !info.supports_feature(Extension::SmtpUtfEight) {
+            return Err(SubmitError::Rejected(
+                "non-ASCII addresses and no SMTPUTF8 on the server".into(),
+            ));
+        }
+        options.push(MailParameter::SmtpUtfEight);
+    }
+    if !message.is_ascii() {
+        if !info.supports_feature(Extension::EightBitMime) {
+            return Err(SubmitError::Rejected(
+                "8-bit message and no 8BITMIME on the server".into(),
+            ));
+        }
+        options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    conn.command(Mail::new(envelope.from().cloned(), options))
         .await
-        .map(|_| ())
-        .map_err(classify)
+        .map_err(classify)?;
+    for to in envelope.to() {
+        conn.command(Rcpt::new(to.clone(), Vec::new()))
+            .await
+            .map_err(classify)?;
+    }
+    conn.command(Data).await.map_err(classify)?;
+    if !go_on() {
+        return Err(SubmitError::Withdrawn);
+    }
+    conn.message(message).await.map(|_| ()).map_err(classify)
+}
+
+/// A connection greeted, secured as configured and (with `auth = "user"`) logged in.
+async fn connect(
+    config: &SmtpConfig,
+    login: Option<(&str, &Secret<String>)>,
+) -> Result<AsyncSmtpConnection, SubmitError> {
+    let hello = ClientId::Domain(config.hello_name.clone());
+    let tls = || {
+        TlsParameters::builder(config.host.clone())
+            .dangerous_accept_invalid_certs(config.tls_insecure)
+            .build_rustls()
+            .map_err(|e| SubmitError::Unavailable(format!("TLS setup: {e}")))
+    };
+    let wrapper = match config.security {
+        SmtpSecurity::Tls => Some(tls()?),
+        _ => None,
+    };
+    let address = (config.host.as_str(), config.port);
+    let mut conn =
+        AsyncSmtpConnection::connect_tokio1(address, Some(config.timeout), &hello, wrapper, None)
+            .await
+            .map_err(classify)?;
+    if config.security == SmtpSecurity::StartTls {
+        if !conn.can_starttls() {
+            conn.abort().await;
+            return Err(SubmitError::Unavailable(
+                "the server does not offer STARTTLS".into(),
+            ));
+        }
+        if let Err(e) = conn.starttls(tls()?, &hello).await {
+            conn.abort().await;
+            return Err(classify(e));
+        }
+    }
+    if let (SmtpAuth::User, Some((user, password))) = (config.auth, login) {
+        let credentials = Credentials::new(user.to_owned(), password.expose().to_owned());
+        if let Err(e) = conn
+            .auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
+            .await
+        {
+            conn.abort().await;
+            return Err(classify(e));
+        }
+    }
+    Ok(conn)
 }
 
 /// Connects and greets (EHLO, STARTTLS when configured) without sending anything: what
 /// `eas-gateway check` reports.
 pub async fn check(config: &SmtpConfig) -> Result<(), SubmitError> {
-    let transport = transport(config, None)?;
+    let transport = transport(config)?;
     match transport.test_connection().await {
         Ok(true) => Ok(()),
         Ok(false) => Err(SubmitError::Unavailable("no answer to NOOP".into())),
@@ -128,10 +244,7 @@ pub async fn check(config: &SmtpConfig) -> Result<(), SubmitError> {
     }
 }
 
-fn transport(
-    config: &SmtpConfig,
-    login: Option<(&str, &Secret<String>)>,
-) -> Result<AsyncSmtpTransport<Tokio1Executor>, SubmitError> {
+fn transport(config: &SmtpConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, SubmitError> {
     let tls = || {
         TlsParameters::builder(config.host.clone())
             .dangerous_accept_invalid_certs(config.tls_insecure)
@@ -143,19 +256,11 @@ fn transport(
         SmtpSecurity::StartTls => Tls::Required(tls()?),
         SmtpSecurity::Tls => Tls::Wrapper(tls()?),
     };
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.clone())
+    let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.clone())
         .port(config.port)
         .timeout(Some(config.timeout))
         .hello_name(ClientId::Domain(config.hello_name.clone()))
         .tls(tls);
-    if let (SmtpAuth::User, Some((user, password))) = (config.auth, login) {
-        builder = builder
-            .credentials(Credentials::new(
-                user.to_owned(),
-                password.expose().to_owned(),
-            ))
-            .authentication(vec![Mechanism::Plain, Mechanism::Login]);
-    }
     Ok(builder.build())
 }
 

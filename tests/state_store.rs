@@ -59,6 +59,8 @@ both!(
     collection_keys_are_never_reused_and_only_two_snapshots_live,
     minting_a_key_stores_its_snapshot_with_it,
     client_ids_are_claimed_once_and_released_on_failure,
+    a_dead_nodes_claim_is_taken_over_before_the_handover_only,
+    waits_noted_on_other_nodes_are_found,
     memos_expire_by_age,
     an_export_imports_identically,
     two_nodes_never_both_win,
@@ -305,23 +307,81 @@ fn minting_a_key_stores_its_snapshot_with_it(b: &Backend) {
 fn client_ids_are_claimed_once_and_released_on_failure(b: &Backend) {
     let store = (b.open)();
     let (a, bob) = (key("alice"), key("bob"));
-    let claim = |k: &DeviceKey, now| store.claim_client_id(k, "c1", now, 120).unwrap();
+    let claim = |k: &DeviceKey, now| store.claim_client_id(k, "c1", now, 120, "n1").unwrap();
     assert_eq!(claim(&a, 1000), SendClaim::Claimed);
     // A retry while the first submission runs must not submit again...
     assert_eq!(claim(&a, 1010), SendClaim::InProgress);
     // ...but a claim left behind by a crash expires.
     assert_eq!(claim(&a, 1200), SendClaim::Claimed);
-    store.finish_client_id(&a, "c1", true, 1201).unwrap();
+    store.finish_client_id(&a, "c1", true, 1201, "n1").unwrap();
     assert_eq!(claim(&a, 5000), SendClaim::AlreadySent);
     // Other users' and devices' ClientIds are their own.
     assert_eq!(claim(&bob, 5000), SendClaim::Claimed);
-    store.finish_client_id(&bob, "c1", false, 5001).unwrap();
+    store
+        .finish_client_id(&bob, "c1", false, 5001, "n1")
+        .unwrap();
     assert_eq!(claim(&bob, 5002), SendClaim::Claimed);
     // Sent ClientIds are forgotten after the retention period.
     assert_eq!(
         claim(&a, 1201 + CLIENT_ID_RETENTION_SECS + 1),
         SendClaim::Claimed
     );
+}
+
+/// A claim whose node died before handing the message over is taken over by another node
+/// (on PostgreSQL once the node has been silent for the lease; on SQLite, whose one gateway
+/// is the only node, a claim of an earlier run at once); the dead node, should it be alive
+/// after all, then finds its claim gone at the handover and does not send. A claim whose
+/// message was being handed over is never taken over before it expires.
+fn a_dead_nodes_claim_is_taken_over_before_the_handover_only(b: &Backend) {
+    let store = (b.open)();
+    let a = key("alice");
+    let now = state::unix_now();
+    let claim = |node: &str, id: &str, now| store.claim_client_id(&a, id, now, 300, node).unwrap();
+    // A live node's claim stands (on PostgreSQL; on SQLite any other owner is an earlier run).
+    store.node_alive("n1").unwrap();
+    store.node_alive("n2").unwrap();
+    assert_eq!(claim("n1", "c1", now), SendClaim::Claimed);
+    if b._dir.is_none() {
+        assert_eq!(claim("n2", "c1", now + 1), SendClaim::InProgress);
+    }
+    // A node not heard of within the lease (here: never) is dead: its claim is taken over.
+    assert_eq!(claim("n0", "c2", now), SendClaim::Claimed);
+    assert_eq!(claim("n2", "c2", now + 1), SendClaim::Claimed);
+    // The dead node, alive after all, finds its claim gone at the handover, and its release
+    // does not free the new owner's claim.
+    assert!(!store.commit_client_id(&a, "c2", now + 1, "n0").unwrap());
+    store
+        .finish_client_id(&a, "c2", false, now + 1, "n0")
+        .unwrap();
+    assert!(store.commit_client_id(&a, "c2", now + 1, "n2").unwrap());
+    // Handed over: nobody takes it over before it expires, alive or not.
+    assert_eq!(claim("n3", "c2", now + 100), SendClaim::InProgress);
+    store
+        .finish_client_id(&a, "c2", true, now + 2, "n2")
+        .unwrap();
+    assert_eq!(claim("n3", "c2", now + 100), SendClaim::AlreadySent);
+}
+
+/// Several nodes: a node learns which devices' newest held request went to another node since
+/// its last look (PostgreSQL); SQLite's one gateway has nothing to learn.
+fn waits_noted_on_other_nodes_are_found(b: &Backend) {
+    let store = (b.open)();
+    let (alice, bob) = (key("alice"), key("bob"));
+    let (since, none) = store.waits_elsewhere("A", None).unwrap();
+    assert!(none.is_empty());
+    store.note_wait(&alice, "A").unwrap();
+    store.note_wait(&alice, "B").unwrap();
+    store.note_wait(&bob, "A").unwrap();
+    let (_, found) = store.waits_elsewhere("A", Some(since)).unwrap();
+    let (_, on_b) = store.waits_elsewhere("B", Some(since)).unwrap();
+    if b._dir.is_some() {
+        assert!(found.is_empty() && on_b.is_empty());
+    } else {
+        // Alice's newest wait is on B; Bob's is A's own.
+        assert_eq!(found, vec![alice]);
+        assert_eq!(on_b, vec![bob]);
+    }
 }
 
 fn memos_expire_by_age(b: &Backend) {
@@ -357,8 +417,12 @@ fn an_export_imports_identically(b: &Backend) {
     let k1 = store.mint_collection_state(&k, 1, None, b"s1").unwrap();
     store.mint_collection_state(&k, 1, Some(k1), b"s2").unwrap();
     store.put_memo(&k, "sync", &[0, 255, 7]).unwrap();
-    store.claim_client_id(&k, "sent-one", 100, 60).unwrap();
-    store.finish_client_id(&k, "sent-one", true, 101).unwrap();
+    store
+        .claim_client_id(&k, "sent-one", 100, 60, "n1")
+        .unwrap();
+    store
+        .finish_client_id(&k, "sent-one", true, 101, "n1")
+        .unwrap();
     // State without a device record travels too.
     store.put_memo(&key("orphan"), "m", b"o").unwrap();
 
@@ -413,6 +477,7 @@ fn export_target_kind(b: &Backend) -> Kind {
 /// mailbox gets one folder id.
 fn two_nodes_never_both_win(b: &Backend) {
     let nodes = [(b.open)(), (b.open)()];
+    let sqlite_file = b._dir.is_some();
     let k = key("alice");
     const THREADS: usize = 8;
     let barrier = Arc::new(Barrier::new(THREADS));
@@ -424,7 +489,14 @@ fn two_nodes_never_both_win(b: &Backend) {
                 let k = k.clone();
                 s.spawn(move || {
                     barrier.wait();
-                    let claim = store.claim_client_id(&k, "same", 1000, 300).unwrap();
+                    // SQLite's one gateway per file is one node, however many stores.
+                    let node = if sqlite_file {
+                        "n".into()
+                    } else {
+                        format!("n{}", i % 2)
+                    };
+                    store.node_alive(&node).unwrap();
+                    let claim = store.claim_client_id(&k, "same", 1000, 300, &node).unwrap();
                     let keys: Vec<u32> = (0..5)
                         .map(|_| store.mint_collection_state(&k, 3, None, b"x").unwrap())
                         .collect();

@@ -138,6 +138,14 @@ impl Context<'_> {
         }
     }
 
+    /// Records, before the request starts waiting (Ping, held Sync), that the device's newest
+    /// wait is on this node: with several nodes on one database, a node holding an older
+    /// wait of the device then ends it (`http`'s poll of `StateStore::waits_elsewhere`).
+    pub fn note_wait(&self) -> Result<(), EasError> {
+        self.store.note_wait(&self.device.key, self.hub.node())?;
+        Ok(())
+    }
+
     /// What the push sources need to watch this user's mailboxes.
     pub fn credentials(&self) -> crate::push::UserCredentials {
         crate::push::UserCredentials {

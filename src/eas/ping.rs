@@ -100,6 +100,8 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, 
         // A folder the device's hierarchy does not have: it must FolderSync first.
         return Ok(answer(PingStatus::FolderSyncRequired, Vec::new()));
     };
+    // Another node holding an older Ping of the device ends it (several nodes).
+    ctx.note_wait()?;
     // Registering makes the user's watcher read every watched mailbox's STATUS on its own
     // connection and publish it, so news that is already there wakes this Ping at once, and
     // a Ping costs no IMAP login of its own (at thousands of phones, logins were the cost).

@@ -32,11 +32,15 @@
 //!    still success: the message is out, and a failure status would make the phone send it
 //!    again.
 //!
-//! The window left open: a crash (or a lost state write) between the SMTP server accepting
-//! the message and step 5 recording it leaves the ClientId claimed but not marked sent. The
-//! claim expires after the submission timeout, and a retry after that sends a second copy.
-//! Recording before submitting would turn that into a message silently never sent, which is
-//! worse. Nothing short of a transaction spanning SMTP and the state store closes it.
+//! The window left open: a crash (or a lost state write) between the message's data going out
+//! and step 5 recording its acceptance leaves the ClientId claimed ("committing") but not
+//! marked sent. The claim expires after the submission timeout, and a retry after that sends
+//! a second copy. Recording before submitting would turn that into a message silently never
+//! sent, which is worse. Nothing short of a transaction spanning SMTP and the state store
+//! closes it. A node that dies earlier (its claim still "sending": nothing handed over) is
+//! found dead by its silence and its claim taken over by a retry on another node at once;
+//! the claim is committed by a compare-and-set right before the data, so a node taken for
+//! dead while alive does not send (`Claim::commit`).
 
 use eas_wbxml::Element;
 use eas_wbxml::tags::composemail as cm;
@@ -157,6 +161,8 @@ impl From<&SubmitError> for Failure {
             SubmitError::Unavailable(_) => Failure::RetryLater,
             SubmitError::TooLarge(_) => Failure::TooLarge,
             SubmitError::InvalidAddress(_) => Failure::NoRecipients,
+            // Another node took the message over (this one was taken for dead): it sends.
+            SubmitError::Withdrawn => Failure::RetryLater,
             SubmitError::AuthRejected(_)
             | SubmitError::RecipientRejected(_)
             | SubmitError::Rejected(_) => Failure::SubmissionFailed,
@@ -263,7 +269,7 @@ async fn send(ctx: &Context<'_>, request: Request) -> Result<(), Failure> {
         let device = ctx.device_key().clone();
         match ctx
             .store
-            .claim_client_id(&device, key, unix_now(), stale_after)
+            .claim_client_id(&device, key, unix_now(), stale_after, ctx.hub.node())
             .map_err(state_failure)?
         {
             SendClaim::Claimed => {}
@@ -274,6 +280,7 @@ async fn send(ctx: &Context<'_>, request: Request) -> Result<(), Failure> {
             store: ctx.store,
             device,
             key: key.clone(),
+            node: ctx.hub.node(),
             release_on_drop: true,
         });
     }
@@ -314,15 +321,37 @@ struct Claim<'a> {
     store: &'a dyn crate::state::StateStore,
     device: crate::state::DeviceKey,
     key: String,
+    /// This gateway among the nodes on the state database: the claim's owner.
+    node: &'a str,
     release_on_drop: bool,
 }
 
 impl Claim<'_> {
+    /// Right before the message's data goes out: from here on the claim is never taken over
+    /// (the message may be out). False when another node took it over meanwhile (this one
+    /// was taken for dead) or the store cannot say: then nothing is sent.
+    fn commit(&self) -> bool {
+        match self
+            .store
+            .commit_client_id(&self.device, &self.key, unix_now(), self.node)
+        {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!("another node took this message over; not sent here");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record the handover; not sent");
+                false
+            }
+        }
+    }
+
     fn finish(mut self, sent: bool) {
         self.release_on_drop = false;
-        if let Err(e) = self
-            .store
-            .finish_client_id(&self.device, &self.key, sent, unix_now())
+        if let Err(e) =
+            self.store
+                .finish_client_id(&self.device, &self.key, sent, unix_now(), self.node)
         {
             // The message is out (or not) either way; the claim expires on its own.
             tracing::warn!(error = %e, "could not record the ClientId");
@@ -333,9 +362,9 @@ impl Claim<'_> {
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
         if self.release_on_drop {
-            let _ = self
-                .store
-                .finish_client_id(&self.device, &self.key, false, unix_now());
+            let _ =
+                self.store
+                    .finish_client_id(&self.device, &self.key, false, unix_now(), self.node);
         }
     }
 }
@@ -353,7 +382,7 @@ async fn submit(
     ctx: &Context<'_>,
     request: &Request,
     smtp_config: &smtp::SmtpConfig,
-    claim: Option<&mut Claim<'_>>,
+    mut claim: Option<&mut Claim<'_>>,
 ) -> Result<Submitted, Failure> {
     let needs_store = request.save_in_sent || request.kind != Kind::Send;
     let mut store = if needs_store {
@@ -432,10 +461,19 @@ async fn submit(
         to: prepared.recipients.clone(),
     };
     let login = (ctx.user.login.as_str(), &ctx.user.password);
-    if let Some(claim) = claim {
+    if let Some(claim) = claim.as_deref_mut() {
         claim.release_on_drop = false;
     }
-    match smtp::submit(smtp_config, Some(login), &envelope, &prepared.transmit).await {
+    let go_on = || claim.as_deref().is_none_or(Claim::commit);
+    match smtp::submit_fenced(
+        smtp_config,
+        Some(login),
+        &envelope,
+        &prepared.transmit,
+        go_on,
+    )
+    .await
+    {
         Ok(()) => {
             tracing::info!(
                 recipients = envelope.to.len(),

@@ -108,6 +108,7 @@ async fn end_held_requests_on_admin_changes(
 ) {
     let mut seen = None;
     let mut round: u64 = 0;
+    let mut waits_since = None;
     loop {
         if hub.strong_count() == 0 {
             return;
@@ -121,6 +122,17 @@ async fn end_held_requests_on_admin_changes(
             }
         }
         round += 1;
+        if let Some(hub) = hub.upgrade() {
+            // This node is alive: its SendMail claims are not taken over (several nodes).
+            // When the database cannot be told, it cannot be asked either: one line a round.
+            if let Err(e) = store.node_alive(hub.node()) {
+                tracing::warn!(error = %e, "polling the state database");
+                drop(hub);
+                tokio::time::sleep(ADMIN_POLL).await;
+                continue;
+            }
+            end_waits_superseded_elsewhere(store.as_ref(), &hub, &mut waits_since);
+        }
         match store.admin_changes(seen) {
             Ok((newest, keys)) => {
                 if let Some(hub) = hub.upgrade() {
@@ -135,6 +147,27 @@ async fn end_held_requests_on_admin_changes(
             Err(e) => tracing::warn!(error = %e, "polling admin changes"),
         }
         tokio::time::sleep(ADMIN_POLL).await;
+    }
+}
+
+/// Several nodes: ends every wait this node holds for a device whose newer Ping or held Sync
+/// went to another node since the last look (as the hub does when the newer request comes
+/// here). Only a wait registered before this look began ends, so a device seen twice, or one
+/// whose wait came back here meanwhile, is left alone. On SQLite there are none (one gateway).
+fn end_waits_superseded_elsewhere(
+    store: &dyn StateStore,
+    hub: &crate::push::Hub,
+    since: &mut Option<u64>,
+) {
+    let mark = hub.mark();
+    match store.waits_elsewhere(hub.node(), *since) {
+        Ok((now, keys)) => {
+            for key in keys {
+                hub.supersede_before(&key.user, &key.device_id, mark);
+            }
+            *since = Some(now);
+        }
+        Err(e) => tracing::warn!(error = %e, "polling waits on other nodes"),
     }
 }
 

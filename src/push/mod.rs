@@ -93,6 +93,8 @@ pub struct Hub {
     shutting_down: std::sync::atomic::AtomicBool,
     /// Held back so a device that Pings again right away does not cost a reconnect.
     grace: Duration,
+    /// This process among the nodes sharing a state database (random, per start).
+    node: String,
     me: Weak<Hub>,
 }
 
@@ -235,8 +237,21 @@ impl Hub {
             source,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             grace,
+            node: format!("{:016x}", rand::random::<u64>()),
             me: me.clone(),
         })
+    }
+
+    /// This process's name among the nodes sharing a state database: where a device's newest
+    /// wait is recorded to be (`StateStore::note_wait`). New at every start, so a restarted
+    /// node is never mistaken for the one that died.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// A mark for [`Hub::supersede_before`]: every registration after this call is newer.
+    pub fn mark(&self) -> u64 {
+        self.next_id.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, UserEntry>> {
@@ -255,7 +270,7 @@ impl Hub {
         let (tx, rx) = signal_queue();
         let id = self
             .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let hub = self
             .me
             .upgrade()
@@ -296,6 +311,18 @@ impl Hub {
         let users = self.lock();
         if let Some(w) = users.get(user).and_then(|u| u.waiters.get(device)) {
             w.tx.send(Signal::Superseded);
+        }
+    }
+
+    /// Ends a device's wait if it registered before `mark` ([`Hub::mark`]): a newer request
+    /// of the device went to another node after the mark was taken, so only a wait that was
+    /// already here then is the older one.
+    pub fn supersede_before(&self, user: &str, device: &str, mark: u64) {
+        let users = self.lock();
+        if let Some(w) = users.get(user).and_then(|u| u.waiters.get(device)) {
+            if w.id < mark {
+                w.tx.send(Signal::Superseded);
+            }
         }
     }
 

@@ -328,6 +328,21 @@ pub trait StateStore: Send + Sync {
     /// `after = None` asks only for the newest number.
     fn admin_changes(&self, after: Option<u64>) -> Result<(u64, Vec<DeviceKey>), StateError>;
 
+    /// Several nodes: the device's newest held request (Ping, waiting Sync) now waits on
+    /// `node`, so another node holding an older one ends it ([`StateStore::waits_elsewhere`]).
+    /// Written before the request starts waiting. A no-op on SQLite, whose one gateway's
+    /// push hub already ends the older request itself.
+    fn note_wait(&self, key: &DeviceKey, node: &str) -> Result<(), StateError>;
+    /// Devices whose newest held request was noted on another node than `node` since the
+    /// look that answered `since` (None: only the answer), and what to pass next time. The
+    /// store's own clock (the database's) dates both, so the nodes' clocks need not agree.
+    /// Any wait of those devices that `node` held when this look began is older, and ends.
+    fn waits_elsewhere(
+        &self,
+        node: &str,
+        since: Option<u64>,
+    ) -> Result<(u64, Vec<DeviceKey>), StateError>;
+
     /// The stable folder id for a mailbox identity, allocating one on first sight.
     fn folder_id(&self, key: &DeviceKey, mailbox: &str) -> Result<u32, StateError>;
     /// Moves an existing folder id to a new mailbox identity (a rename).
@@ -412,25 +427,43 @@ pub trait StateStore: Send + Sync {
     /// Returns how many went.
     fn expire_memos(&self, name: &str, written_before: u64) -> Result<usize, StateError>;
 
-    /// Claims a SendMail ClientId before submitting: [`SendClaim::Claimed`] records it as
-    /// being sent (at `now`); a ClientId already sent, or claimed less than `stale_after`
-    /// seconds ago by a submission that may still be running, is not claimed again.
+    /// Claims a SendMail ClientId for `node` before submitting: [`SendClaim::Claimed`] records
+    /// it as being sent (at `now`). A ClientId already sent is not claimed again, nor one
+    /// claimed less than `stale_after` seconds ago by a submission that may still be running;
+    /// a claim whose node died before handing the message over ([`claim_decision`]) is taken
+    /// over at once.
     fn claim_client_id(
         &self,
         key: &DeviceKey,
         client_id: &str,
         now: u64,
         stale_after: u64,
+        node: &str,
     ) -> Result<SendClaim, StateError>;
-    /// Ends a claim: `sent` records the ClientId as sent; otherwise it is forgotten, so the
-    /// phone's retry is sent.
+    /// The moment before the message's data goes to the SMTP server: the claim of `node`
+    /// becomes "committing", after which no other node takes it over. False when the claim
+    /// is no longer this node's (another node took it over): the message must not go out.
+    fn commit_client_id(
+        &self,
+        key: &DeviceKey,
+        client_id: &str,
+        now: u64,
+        node: &str,
+    ) -> Result<bool, StateError>;
+    /// Ends `node`'s claim: `sent` records the ClientId as sent; otherwise it is forgotten, so
+    /// the phone's retry is sent.
     fn finish_client_id(
         &self,
         key: &DeviceKey,
         client_id: &str,
         sent: bool,
         now: u64,
+        node: &str,
     ) -> Result<(), StateError>;
+    /// `node` is alive (the gateway says so every second), by the store's own clock. Claims of
+    /// a node silent for [`NODE_LEASE_SECS`] are those of a dead one. A no-op on SQLite, where
+    /// the one gateway is the only node and any other owner is an earlier run of it.
+    fn node_alive(&self, node: &str) -> Result<(), StateError>;
 
     /// Every device that has any state, with or without a device record (`state migrate`).
     fn device_keys(&self) -> Result<Vec<DeviceKey>, StateError>;
@@ -439,6 +472,48 @@ pub trait StateStore: Send + Sync {
     /// Writes an exported device in one transaction, versions and keys as they were. False,
     /// writing nothing, when this store has any state for the device already.
     fn import_device(&self, export: &DeviceExport) -> Result<bool, StateError>;
+}
+
+/// How long a node may be silent before its claims count as a dead node's. Generous against a
+/// busy node's late heartbeat; a node taken for dead while alive loses nothing either, since
+/// its [`StateStore::commit_client_id`] then fails and it does not send.
+pub const NODE_LEASE_SECS: u64 = 10;
+
+/// A ClientId claim as stored: its state (`sending`, `committing`, `sent`), when it was
+/// written and by which node (None for claims from before nodes were recorded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredClaim {
+    pub state: String,
+    pub at: u64,
+    pub owner: Option<String>,
+}
+
+/// What a claim finds, decided the same way by both stores; `owner_alive` is whether the
+/// claim's node is alive. A claim whose node died while `sending` (before the message's data
+/// went out: it cannot have been accepted) is taken over now rather than after
+/// `stale_after`; one `committing` may have been accepted, so it waits for `stale_after`
+/// like any claim, and a retry after that may send a second copy (the window the SMTP
+/// handover leaves open: data sent, the server's acceptance not yet recorded).
+pub fn claim_decision(
+    found: Option<&StoredClaim>,
+    owner_alive: bool,
+    node: &str,
+    now: u64,
+    stale_after: u64,
+) -> SendClaim {
+    match found {
+        None => SendClaim::Claimed,
+        Some(c) if c.state == "sent" => SendClaim::AlreadySent,
+        Some(c) if c.at.saturating_add(stale_after) <= now => SendClaim::Claimed,
+        Some(c)
+            if c.state == "sending"
+                && c.owner.as_deref().is_some_and(|o| o != node)
+                && !owner_alive =>
+        {
+            SendClaim::Claimed
+        }
+        Some(_) => SendClaim::InProgress,
+    }
 }
 
 /// The answer to [`StateStore::claim_client_id`].

@@ -42,7 +42,8 @@ use sqlx::{Row, Transaction};
 use super::schema::{self, DEVICE_TABLES, Dialect};
 use super::{
     ADMIN_CHANGE_RETENTION_SECS, CLIENT_ID_RETENTION_SECS, Device, DeviceExport, DeviceInfo,
-    DeviceKey, FolderEntry, SendClaim, StateError, StateStore, WipeState,
+    DeviceKey, FolderEntry, NODE_LEASE_SECS, SendClaim, StateError, StateStore, StoredClaim,
+    WipeState, claim_decision,
 };
 
 /// Connections a gateway keeps to the database at most. Calls are short (one or a few round
@@ -66,6 +67,10 @@ const LOCK_MIGRATE: i32 = 1;
 const LOCK_ADMIN_CHANGES: i32 = 2;
 
 type Tx = Transaction<'static, sqlx::Postgres>;
+
+/// The database's clock in Unix seconds: what dates the nodes' heartbeats and waits, so the
+/// nodes' own clocks need not agree.
+const DB_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()))::BIGINT";
 
 /// PostgreSQL-backed state.
 pub struct PgStore {
@@ -1086,6 +1091,53 @@ impl StateStore for PgStore {
         })
     }
 
+    fn note_wait(&self, key: &DeviceKey, node: &str) -> Result<(), StateError> {
+        self.call(|pool| async move {
+            sqlx::query(&format!(
+                "INSERT INTO waits (\"user\", device_id, node, at) VALUES ($1, $2, $3, {DB_NOW}) \
+                 ON CONFLICT (\"user\", device_id) DO UPDATE SET node = EXCLUDED.node, at = EXCLUDED.at"
+            ))
+            .bind(&key.user)
+            .bind(&key.device_id)
+            .bind(node)
+            .execute(&pool)
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn waits_elsewhere(
+        &self,
+        node: &str,
+        since: Option<u64>,
+    ) -> Result<(u64, Vec<DeviceKey>), StateError> {
+        self.call(|pool| async move {
+            let now: i64 = sqlx::query_scalar(&format!("SELECT {DB_NOW}"))
+                .fetch_one(&pool)
+                .await?;
+            let now = u64::try_from(now).map_err(|_| decode_err("time", now))?;
+            let Some(since) = since else {
+                return Ok((now, Vec::new()));
+            };
+            // A second of overlap: `at` is in whole seconds, and a row seen twice is harmless.
+            let keys =
+                sqlx::query("SELECT \"user\", device_id FROM waits WHERE at >= $1 AND node <> $2")
+                    .bind(since.saturating_sub(1) as i64)
+                    .bind(node)
+                    .fetch_all(&pool)
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        Ok(DeviceKey {
+                            user: r.try_get(0)?,
+                            device_id: r.try_get(1)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            Ok((now, keys))
+        })
+    }
+
     fn expire_memos(&self, name: &str, written_before: u64) -> Result<usize, StateError> {
         self.call(|pool| async move {
             let n = sqlx::query("DELETE FROM device_memos WHERE name = $1 AND at < $2")
@@ -1104,6 +1156,7 @@ impl StateStore for PgStore {
         client_id: &str,
         now: u64,
         stale_after: u64,
+        node: &str,
     ) -> Result<SendClaim, StateError> {
         self.call(|pool| async move {
             let mut tx = pool.begin().await?;
@@ -1117,38 +1170,77 @@ impl StateStore for PgStore {
             .bind(now.saturating_sub(CLIENT_ID_RETENTION_SECS) as i64)
             .execute(&mut *tx)
             .await?;
+            // With whether the claim's node said it was alive within the lease.
             let found = sqlx::query(
-                "SELECT state, at FROM sent_client_ids \
-                 WHERE \"user\" = $1 AND device_id = $2 AND client_id = $3",
+                &format!(
+                    "SELECT c.state, c.at, c.owner, \
+                     COALESCE(n.alive_at >= {DB_NOW} - $4, false) FROM sent_client_ids c \
+                     LEFT JOIN nodes n ON n.node = c.owner \
+                     WHERE c.\"user\" = $1 AND c.device_id = $2 AND c.client_id = $3"
+                ),
             )
             .bind(&key.user)
             .bind(&key.device_id)
             .bind(client_id)
+            .bind(NODE_LEASE_SECS as i64)
             .fetch_optional(&mut *tx)
             .await?
-            .map(|r| Ok::<_, sqlx::Error>((r.try_get::<String, _>(0)?, get_u64(&r, 1)?)))
+            .map(|r| {
+                Ok::<_, sqlx::Error>((
+                    StoredClaim {
+                        state: r.try_get(0)?,
+                        at: get_u64(&r, 1)?,
+                        owner: r.try_get(2)?,
+                    },
+                    r.try_get::<bool, _>(3)?,
+                ))
+            })
             .transpose()?;
-            let claim = match found {
-                Some((state, _)) if state == "sent" => SendClaim::AlreadySent,
-                Some((_, at)) if at.saturating_add(stale_after) > now => SendClaim::InProgress,
-                _ => {
-                    sqlx::query(
-                        "INSERT INTO sent_client_ids (\"user\", device_id, client_id, state, at) \
-                         VALUES ($1, $2, $3, 'sending', $4) \
-                         ON CONFLICT (\"user\", device_id, client_id) \
-                         DO UPDATE SET state = 'sending', at = EXCLUDED.at",
-                    )
-                    .bind(&key.user)
-                    .bind(&key.device_id)
-                    .bind(client_id)
-                    .bind(now as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                    SendClaim::Claimed
-                }
-            };
+            let owner_alive = found.as_ref().is_some_and(|(_, alive)| *alive);
+            let found = found.map(|(c, _)| c);
+            let claim = claim_decision(found.as_ref(), owner_alive, node, now, stale_after);
+            if claim == SendClaim::Claimed {
+                sqlx::query(
+                    "INSERT INTO sent_client_ids (\"user\", device_id, client_id, state, at, owner) \
+                     VALUES ($1, $2, $3, 'sending', $4, $5) \
+                     ON CONFLICT (\"user\", device_id, client_id) \
+                     DO UPDATE SET state = 'sending', at = EXCLUDED.at, owner = EXCLUDED.owner",
+                )
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .bind(client_id)
+                .bind(now as i64)
+                .bind(node)
+                .execute(&mut *tx)
+                .await?;
+            }
             tx.commit().await?;
             Ok(claim)
+        })
+    }
+
+    fn commit_client_id(
+        &self,
+        key: &DeviceKey,
+        client_id: &str,
+        now: u64,
+        node: &str,
+    ) -> Result<bool, StateError> {
+        self.call(|pool| async move {
+            let n = sqlx::query(
+                "UPDATE sent_client_ids SET state = 'committing', at = $4 \
+                 WHERE \"user\" = $1 AND device_id = $2 AND client_id = $3 \
+                 AND state = 'sending' AND owner = $5",
+            )
+            .bind(&key.user)
+            .bind(&key.device_id)
+            .bind(client_id)
+            .bind(now as i64)
+            .bind(node)
+            .execute(&pool)
+            .await?
+            .rows_affected();
+            Ok(n == 1)
         })
     }
 
@@ -1158,27 +1250,54 @@ impl StateStore for PgStore {
         client_id: &str,
         sent: bool,
         now: u64,
+        node: &str,
     ) -> Result<(), StateError> {
         self.call(|pool| async move {
-            let q = if sent {
+            if sent {
                 sqlx::query(
                     "UPDATE sent_client_ids SET state = 'sent', at = $4 \
-                     WHERE \"user\" = $1 AND device_id = $2 AND client_id = $3",
+                     WHERE \"user\" = $1 AND device_id = $2 AND client_id = $3 AND owner = $5",
                 )
                 .bind(&key.user)
                 .bind(&key.device_id)
                 .bind(client_id)
                 .bind(now as i64)
+                .bind(node)
+                .execute(&pool)
+                .await?;
             } else {
                 sqlx::query(
                     "DELETE FROM sent_client_ids \
-                     WHERE \"user\" = $1 AND device_id = $2 AND client_id = $3",
+                     WHERE \"user\" = $1 AND device_id = $2 AND client_id = $3 \
+                     AND owner = $4 AND state <> 'sent'",
                 )
                 .bind(&key.user)
                 .bind(&key.device_id)
                 .bind(client_id)
-            };
-            q.execute(&pool).await.map(|_| ())
+                .bind(node)
+                .execute(&pool)
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn node_alive(&self, node: &str) -> Result<(), StateError> {
+        self.call(|pool| async move {
+            sqlx::query(&format!(
+                "INSERT INTO nodes (node, alive_at) VALUES ($1, {DB_NOW}) \
+                 ON CONFLICT (node) DO UPDATE SET alive_at = EXCLUDED.alive_at"
+            ))
+            .bind(node)
+            .execute(&pool)
+            .await?;
+            // Nodes gone for a day are forgotten (their claims expired long before).
+            sqlx::query(&format!(
+                "DELETE FROM nodes WHERE alive_at < {DB_NOW} - 86400"
+            ))
+            .execute(&pool)
+            .await?;
+            Ok(())
         })
     }
 

@@ -125,6 +125,29 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE devices ADD COLUMN protocol_version TEXT;
     ALTER TABLE collection_keys ADD COLUMN last_key_at {INT} NOT NULL DEFAULT 0;
 "#,
+    r#"
+    -- Several nodes on one database: the newest held request (Ping, waiting Sync) of each
+    -- device and the node it waits on. A node holding an older one of the device ends it,
+    -- as one node's push hub does when the newer request comes to it. Only the shared store
+    -- writes it; SQLite's single gateway knows every wait in memory.
+    CREATE TABLE waits (
+        "user" TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        node TEXT NOT NULL,
+        at {INT} NOT NULL,
+        PRIMARY KEY ("user", device_id)
+    );
+    CREATE INDEX waits_at ON waits (at);
+    -- The gateway processes on this database, each saying every second that it is alive, and
+    -- which of them holds a ClientId it is sending: a retry may take over the claim of a
+    -- node that died before the message's data went out ('sending'), never of one that was
+    -- handing it over ('committing'). (The stores' liveness: see StateStore::node_alive.)
+    CREATE TABLE nodes (
+        node TEXT PRIMARY KEY,
+        alive_at {INT} NOT NULL
+    );
+    ALTER TABLE sent_client_ids ADD COLUMN owner TEXT;
+"#,
 ];
 
 /// The schema version this binary writes: the number of migrations.

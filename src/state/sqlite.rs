@@ -10,7 +10,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::schema::{self, DEVICE_TABLES, Dialect};
 use super::{
     ADMIN_CHANGE_RETENTION_SECS, CLIENT_ID_RETENTION_SECS, Device, DeviceExport, DeviceInfo,
-    DeviceKey, FolderEntry, SendClaim, StateError, StateStore, WipeState,
+    DeviceKey, FolderEntry, SendClaim, StateError, StateStore, StoredClaim, WipeState,
+    claim_decision,
 };
 
 /// SQLite-backed state. One connection behind a mutex: every call is a short transaction.
@@ -646,6 +647,19 @@ impl StateStore for SqliteStore {
         })
     }
 
+    fn note_wait(&self, _key: &DeviceKey, _node: &str) -> Result<(), StateError> {
+        // One gateway per SQLite file: its hub ends a device's older wait by itself.
+        Ok(())
+    }
+
+    fn waits_elsewhere(
+        &self,
+        _node: &str,
+        _since: Option<u64>,
+    ) -> Result<(u64, Vec<DeviceKey>), StateError> {
+        Ok((0, Vec::new()))
+    }
+
     fn expire_memos(&self, name: &str, written_before: u64) -> Result<usize, StateError> {
         self.with(|c| {
             c.prepare_cached("DELETE FROM device_memos WHERE name = ?1 AND at < ?2")?
@@ -659,6 +673,7 @@ impl StateStore for SqliteStore {
         client_id: &str,
         now: u64,
         stale_after: u64,
+        node: &str,
     ) -> Result<SendClaim, StateError> {
         self.with(|c| {
             let tx = c.transaction()?;
@@ -669,28 +684,40 @@ impl StateStore for SqliteStore {
                     now.saturating_sub(CLIENT_ID_RETENTION_SECS) as i64
                 ],
             )?;
-            let found: Option<(String, i64)> = tx
-                .prepare_cached("SELECT state, at FROM sent_client_ids \
+            let found: Option<StoredClaim> = tx
+                .prepare_cached("SELECT state, at, owner FROM sent_client_ids \
                      WHERE user = ?1 AND device_id = ?2 AND client_id = ?3")?.query_row(
                     params![key.user, key.device_id, client_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok(StoredClaim { state: r.get(0)?, at: r.get::<_, i64>(1)? as u64, owner: r.get(2)? }),
                 )
                 .optional()?;
-            let claim = match found {
-                Some((state, _)) if state == "sent" => SendClaim::AlreadySent,
-                Some((_, at)) if (at as u64).saturating_add(stale_after) > now => {
-                    SendClaim::InProgress
-                }
-                _ => {
-                    tx.prepare_cached("INSERT OR REPLACE INTO sent_client_ids \
-                         (user, device_id, client_id, state, at) VALUES (?1, ?2, ?3, 'sending', ?4)")?.execute(
-                        params![key.user, key.device_id, client_id, now as i64],
-                    )?;
-                    SendClaim::Claimed
-                }
-            };
+            // One gateway per SQLite file: a claim of another node is an earlier run's, which
+            // is gone.
+            let owner_alive = found.as_ref().is_some_and(|f| f.owner.as_deref() == Some(node));
+            let claim = claim_decision(found.as_ref(), owner_alive, node, now, stale_after);
+            if claim == SendClaim::Claimed {
+                tx.prepare_cached("INSERT OR REPLACE INTO sent_client_ids \
+                     (user, device_id, client_id, state, at, owner) VALUES (?1, ?2, ?3, 'sending', ?4, ?5)")?.execute(
+                    params![key.user, key.device_id, client_id, now as i64, node],
+                )?;
+            }
             tx.commit()?;
             Ok(claim)
+        })
+    }
+
+    fn commit_client_id(
+        &self,
+        key: &DeviceKey,
+        client_id: &str,
+        now: u64,
+        node: &str,
+    ) -> Result<bool, StateError> {
+        self.with(|c| {
+            c.prepare_cached("UPDATE sent_client_ids SET state = 'committing', at = ?4 \
+                 WHERE user = ?1 AND device_id = ?2 AND client_id = ?3 AND state = 'sending' AND owner = ?5")?
+                .execute(params![key.user, key.device_id, client_id, now as i64, node])
+                .map(|n| n == 1)
         })
     }
 
@@ -700,20 +727,26 @@ impl StateStore for SqliteStore {
         client_id: &str,
         sent: bool,
         now: u64,
+        node: &str,
     ) -> Result<(), StateError> {
         self.with(|c| {
             if sent {
                 c.prepare_cached("UPDATE sent_client_ids SET state = 'sent', at = ?4 \
-                     WHERE user = ?1 AND device_id = ?2 AND client_id = ?3")?.execute(
-                    params![key.user, key.device_id, client_id, now as i64],
+                     WHERE user = ?1 AND device_id = ?2 AND client_id = ?3 AND owner = ?5")?.execute(
+                    params![key.user, key.device_id, client_id, now as i64, node],
                 )
             } else {
-                c.prepare_cached("DELETE FROM sent_client_ids WHERE user = ?1 AND device_id = ?2 AND client_id = ?3")?.execute(
-                    params![key.user, key.device_id, client_id],
+                c.prepare_cached("DELETE FROM sent_client_ids WHERE user = ?1 AND device_id = ?2 AND client_id = ?3 \
+                     AND owner = ?4 AND state <> 'sent'")?.execute(
+                    params![key.user, key.device_id, client_id, node],
                 )
             }
             .map(|_| ())
         })
+    }
+
+    fn node_alive(&self, _node: &str) -> Result<(), StateError> {
+        Ok(())
     }
 
     fn mint_collection_state(

@@ -7,12 +7,24 @@ use std::time::{Duration, Instant};
 use eas_gateway::imap::ImapConfig;
 
 /// A gateway process on a free loopback port, plain HTTP, SQLite state in a temporary
-/// directory. SIGTERM (and, after 15 s, SIGKILL) when dropped.
+/// directory (or the state and port [`ChildGateway::start_at`] names). SIGTERM (and, after
+/// 15 s, SIGKILL) when dropped.
 pub struct ChildGateway {
     /// `http://127.0.0.1:<port>`.
     pub base: String,
+    /// The loopback port it listens on.
+    pub port: u16,
     child: std::process::Child,
     dir: tempfile::TempDir,
+}
+
+/// Where [`ChildGateway::start_at`] puts a gateway: its state store and its port.
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    /// `state.url`; None: SQLite in the process's temporary directory.
+    pub state_url: Option<String>,
+    /// The port to listen on (a node restarted where nginx expects it); None: a free one.
+    pub port: Option<u16>,
 }
 
 impl ChildGateway {
@@ -26,17 +38,33 @@ impl ChildGateway {
         imap: &ImapConfig,
         extra: &str,
     ) -> std::io::Result<ChildGateway> {
+        ChildGateway::start_at(bin, wrap, imap, extra, Placement::default()).await
+    }
+
+    /// [`ChildGateway::start`] with the state store and port of `at`: several processes on
+    /// one PostgreSQL database are the nodes of a cluster.
+    pub async fn start_at(
+        bin: &str,
+        wrap: &[&str],
+        imap: &ImapConfig,
+        extra: &str,
+        at: Placement,
+    ) -> std::io::Result<ChildGateway> {
         let dir = tempfile::tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = match at.port {
+            Some(p) => p,
+            None => std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port(),
+        };
+        let state_url = at
+            .state_url
+            .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("state.db").display()));
         let config = format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://mail.example.com\"\n\
              [imap]\nhost = \"{}\"\nport = {}\nsecurity = \"none\"\n\
-             [state]\nurl = \"sqlite:{}\"\n{extra}",
-            imap.host,
-            imap.port,
-            dir.path().join("state.db").display(),
+             [state]\nurl = \"{state_url}\"\n{extra}",
+            imap.host, imap.port,
         );
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, config)?;
@@ -57,8 +85,9 @@ impl ChildGateway {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
-        let gateway = ChildGateway {
+        let mut gateway = ChildGateway {
             base: format!("http://127.0.0.1:{port}"),
+            port,
             child,
             dir,
         };
@@ -67,6 +96,12 @@ impl ChildGateway {
             .await
             .is_err()
         {
+            if let Ok(Some(status)) = gateway.child.try_wait() {
+                return Err(std::io::Error::other(format!(
+                    "{bin} serve exited ({status}):\n{}",
+                    std::fs::read_to_string(gateway.log_path()).unwrap_or_default()
+                )));
+            }
             if started.elapsed() > Duration::from_secs(10) {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
@@ -101,6 +136,18 @@ impl ChildGateway {
         )
     }
 
+    /// SIGKILL, and waits until the process is gone: a node that dies without a word (its
+    /// held requests unanswered, nothing flushed), as in a crash or the OOM killer.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The whole log the process wrote.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     /// SIGTERM: the gateway answers every held Ping, then stops.
     pub fn terminate(&self) {
         // SAFETY: kill(2) on our own child's pid.
@@ -112,6 +159,10 @@ impl ChildGateway {
 
 impl Drop for ChildGateway {
     fn drop(&mut self) {
+        // A child already reaped (killed) may have passed its pid on to another process.
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         self.terminate();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {

@@ -59,7 +59,7 @@ use eas_gateway::cli::check_events::LUA_SOCKET;
 use eas_gateway::imap::{ImapConfig, Security};
 
 use account::Accounts;
-pub use child::ChildGateway;
+pub use child::{ChildGateway, Placement};
 pub use config::Tuning;
 pub use gateway::Gateway;
 pub use maildir::MaildirMessage;

@@ -446,14 +446,9 @@ fn mint<B: Store>(
         encoded,
         ..
     } = draft;
-    let device = &ctx.device.key;
     let folder = plan.folder;
     let encoded = encoded.unwrap_or_else(|| snap.encode());
-    // The key and its snapshot in one transaction: with several nodes on one database no
-    // request sees a key without its snapshot.
-    let key = ctx
-        .store
-        .mint_collection_state(device, folder.id, Some(known.key), &encoded)?;
+    let key = key_for(ctx, &plan, known.key, &encoded)?;
     out.new_key = Some(key);
     out.sync_key = SyncKey::minted(key).into();
     if out.more && plan.get_changes && ctx.config.sync.read_ahead {
@@ -470,6 +465,42 @@ fn mint<B: Store>(
         }));
     }
     Ok(out)
+}
+
+/// The key an answer that moves the snapshot from `from` to `encoded` carries. Normally a new
+/// one, minted with its snapshot in one transaction (with several nodes on one database no
+/// request sees a key without its snapshot). A retry is the exception: a device presenting
+/// the key before its newest lost the answer that minted the newest (the connection broke,
+/// the node that sent it died), and when the answer computed again leads to exactly the
+/// snapshot the newest key holds (nothing changed in between), the retry gets that key
+/// again, so its answer is the lost one byte for byte, on whichever node computes it. A
+/// request with client commands never gets here for that: its retry is answered from the
+/// kept response (`super::replay`).
+fn key_for(
+    ctx: &Context<'_>,
+    plan: &CollectionPlan<'_>,
+    from: u32,
+    encoded: &[u8],
+) -> Result<u32, EasError> {
+    let device = &ctx.device.key;
+    let folder = plan.folder.id;
+    if plan.request.commands.is_empty() {
+        let newest = ctx.store.collection_keys(device, folder)?.into_iter().max();
+        if let Some(newest) = newest.filter(|&k| k > from) {
+            if ctx
+                .store
+                .collection_state(device, folder, newest)?
+                .as_deref()
+                == Some(encoded)
+            {
+                tracing::info!(folder, "a retried Sync page: answered with the key it lost");
+                return Ok(newest);
+            }
+        }
+    }
+    Ok(ctx
+        .store
+        .mint_collection_state(device, folder, Some(from), encoded)?)
 }
 
 /// Fetches and renders a window's items: whole items for the adds, what a Change carries for

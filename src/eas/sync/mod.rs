@@ -75,6 +75,9 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
     };
     let mut plan = RequestPlan::new(ctx, &req).await?;
     // A held Sync waits in the push hub like a Ping, holding no IMAP connection.
+    if plan.deadline.is_some() {
+        ctx.note_wait()?;
+    }
     let mut registration = plan.deadline.map(|_| register(ctx, &req, &plan.hierarchy));
     let Some(mut outcome) = answer(ctx, &req, &mut plan, registration.as_mut()).await? else {
         // Heartbeat over, superseded by a newer request, or shutting down: nothing happened,
