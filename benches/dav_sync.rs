@@ -308,9 +308,14 @@ async fn initial(phone: &Phone, folder: &str, options: &str, window: usize) -> (
     let t = Instant::now();
     let first = phone.try_sync(folder, "0", "").await.unwrap();
     assert_eq!(first.status, "1", "initial Sync of {folder}");
+    if std::env::var_os("DAV_BENCH_TRACE").is_some() {
+        println!("    key 0: {:.1} ms", ms(t.elapsed()));
+    }
     let mut key = first.key;
     let mut items = 0;
+    let trace = std::env::var_os("DAV_BENCH_TRACE").is_some();
     loop {
+        let asked = Instant::now();
         let page = phone
             .try_sync(
                 folder,
@@ -321,6 +326,13 @@ async fn initial(phone: &Phone, folder: &str, options: &str, window: usize) -> (
             .unwrap();
         assert!(page.empty || page.status == "1", "Sync page: {page:?}");
         items += page.added.len();
+        if trace {
+            println!(
+                "    page: {} items, {:.1} ms",
+                page.added.len(),
+                ms(asked.elapsed())
+            );
+        }
         if page.empty || (!page.more && page.added.is_empty()) {
             break;
         }
@@ -363,6 +375,16 @@ async fn through_gateway(
             .expect("the folder in FolderSync");
         let (took, key) = initial(&phone, &folder, options, window).await;
         first.push(took);
+        if std::env::var_os("DAV_BENCH_TRACE").is_some() {
+            for line in gw.metrics().await.lines() {
+                if line.starts_with("eas_dav_round_trip_seconds_sum")
+                    || line.starts_with("eas_dav_round_trip_seconds_count")
+                    || line.contains("read_ahead")
+                {
+                    println!("    {line}");
+                }
+            }
+        }
         last = Some((phone, folder, key));
     }
     let (phone, folder, key) = last.unwrap();

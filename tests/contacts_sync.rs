@@ -435,3 +435,138 @@ async fn address_books_are_created_renamed_and_deleted_from_the_phone() {
     );
     assert_eq!(books.len(), 1);
 }
+
+#[tokio::test]
+async fn paging_a_large_address_book_misses_nothing_changed_meanwhile_on_radicale() {
+    paging_misses_nothing(Server::Radicale, "pia").await;
+}
+
+#[tokio::test]
+async fn paging_a_large_address_book_misses_nothing_changed_meanwhile_on_xandikos() {
+    paging_misses_nothing(Server::Xandikos, "pia").await;
+}
+
+/// Pages of three: the first page's request lists the book and hands the listing to the
+/// pager computing the next pages, so changes made on the server while the phone pages
+/// must still reach it — at the latest at the Sync after the last page — with every
+/// contact exactly once at the end.
+async fn paging_misses_nothing(server: Server, user: &str) {
+    use std::collections::BTreeMap;
+    let (_g, p, d, book) = setup_on(server, user).await;
+    let ct = "text/vcard; charset=utf-8";
+    let card = |uid: &str, name: &str| {
+        format!(
+            "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:{uid}\r\nFN:{name} X\r\nN:X;{name};;;\r\nEND:VCARD\r\n"
+        )
+    };
+    for i in 0..9 {
+        let uid = format!("page{i}");
+        d.put(
+            &book.join(&format!("{uid}.vcf")).unwrap(),
+            ct,
+            card(&uid, &format!("Page{i}")),
+            Write::Create,
+        )
+        .await
+        .unwrap();
+    }
+    let fs = p.folder_sync("0").await;
+    let (folders, _, _) = folder_changes(&fs);
+    let coll = folders.iter().find(|f| f.kind == 9).unwrap().id.clone();
+    let window = |key: &str| {
+        format!(
+            r#"<Sync xmlns="AirSync:" xmlns:contacts="Contacts:"><Collections><Collection><SyncKey>{key}</SyncKey><CollectionId>{coll}</CollectionId><GetChanges/><WindowSize>3</WindowSize></Collection></Collections></Sync>"#
+        )
+    };
+    // What the phone holds: ServerId → first name.
+    let mut phone: BTreeMap<String, String> = BTreeMap::new();
+    let mut apply = |tree: &Element| -> (String, bool) {
+        let col = collection(tree);
+        if let Some(cmds) = col.child(a::Commands) {
+            for cmd in cmds.children() {
+                let id = text(cmd, a::ServerId).unwrap();
+                let name = cmd
+                    .child(a::ApplicationData)
+                    .and_then(|d| text(d, c::FirstName));
+                match cmd.tag {
+                    t if t == a::Add => {
+                        let old = phone.insert(id.clone(), name.unwrap());
+                        assert!(old.is_none(), "{id} added twice");
+                    }
+                    t if t == a::Change => {
+                        assert!(phone.contains_key(&id), "change of unknown {id}");
+                        phone.insert(id, name.unwrap());
+                    }
+                    t if t == a::Delete || t == a::SoftDelete => {
+                        assert!(phone.remove(&id).is_some(), "delete of unknown {id}");
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (key_of(tree), col.child(a::MoreAvailable).is_some())
+    };
+    let first = sync(&p, &coll, "0", "").await;
+    let mut key = key_of(&first);
+    let answer = p.send("Sync", &window(&key)).await;
+    assert_eq!(answer.status, 200);
+    let (k, more) = apply(&answer.tree());
+    assert!(more, "eleven contacts in pages of three");
+    key = k;
+
+    // Meanwhile on the server: one new, one renamed, one gone.
+    d.put(
+        &book.join("late.vcf").unwrap(),
+        ct,
+        card("late", "Late"),
+        Write::Create,
+    )
+    .await
+    .unwrap();
+    let page3 = book.join("page3.vcf").unwrap();
+    let etag = d.get(&page3).await.unwrap().etag.unwrap();
+    d.put(&page3, ct, card("page3", "Renamed"), Write::Replace(&etag))
+        .await
+        .unwrap();
+    let page5 = book.join("page5.vcf").unwrap();
+    let etag = d.get(&page5).await.unwrap().etag;
+    d.delete(&page5, etag.as_deref()).await.unwrap();
+
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds < 20, "paging does not end");
+        let answer = p.send("Sync", &window(&key)).await;
+        assert_eq!(answer.status, 200);
+        if answer.body.is_empty() {
+            break;
+        }
+        let tree = answer.tree();
+        let status = collection(&tree)
+            .child(a::Status)
+            .and_then(|s| s.text())
+            .map(str::to_owned);
+        assert_eq!(status.as_deref(), Some("1"), "{}", eas_wbxml::to_xml(&tree));
+        let (k, more) = apply(&tree);
+        let nothing = collection(&tree).child(a::Commands).is_none();
+        if nothing && !more {
+            break;
+        }
+        key = k;
+    }
+    let mut held: Vec<String> = phone.values().cloned().collect();
+    held.sort();
+    let mut want: Vec<String> = (0..9)
+        .filter(|i| *i != 5)
+        .map(|i| {
+            if i == 3 {
+                "Renamed".to_owned()
+            } else {
+                format!("Page{i}")
+            }
+        })
+        .chain(["Jane", "Bob", "Late"].map(str::to_owned))
+        .collect();
+    want.sort();
+    assert_eq!(held, want, "what the phone holds after paging");
+}

@@ -25,7 +25,7 @@
 //!
 //! Times without a zone are read in UTC: the gateway knows no user zone yet.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Datelike, NaiveDateTime};
 use eas_wbxml::Element;
@@ -93,13 +93,19 @@ fn url_of(c: CollectionRef<'_>) -> Result<reqwest::Url, BackendError> {
 }
 
 /// One listing of a folder: every member by id.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 struct Listed {
     members: BTreeMap<ItemId, Member>,
+    /// The collection's state as of the listing.
+    token: CalendarToken,
 }
 
+/// The listings a request made, passed on to the pager it starts ([`CalendarItems::reuse`]).
+#[derive(Debug, Default)]
+pub struct Listings(HashMap<u32, Listed>);
+
 impl Listed {
-    fn new(members: Vec<Member>) -> Listed {
+    fn new(members: Vec<Member>, token: CalendarToken) -> Listed {
         let by_href: HashMap<String, Member> = members
             .into_iter()
             .map(|m| (m.url.path().to_owned(), m))
@@ -109,7 +115,7 @@ impl Listed {
             .into_iter()
             .filter_map(|(id, href)| by_href.get(href).map(|m| (id, m.clone())))
             .collect();
-        Listed { members }
+        Listed { members, token }
     }
 }
 
@@ -123,15 +129,33 @@ pub struct CalendarItems {
     version: crate::mime::Version,
     /// The latest listing of each collection this request looked at.
     listed: HashMap<u32, Listed>,
+    /// Collections whose listing in `listed` came from the request that started this pager
+    /// ([`CalendarItems::reuse`]), for its first [`ItemStore::changes`].
+    reusable: HashSet<u32>,
 }
 
 impl CalendarItems {
+    /// The listings this store made, for the pager its request starts.
+    pub fn listings(&self) -> Listings {
+        Listings(self.listed.clone())
+    }
+
+    /// Takes over the listings of the request that started this pager: its first
+    /// [`ItemStore::changes`] of each works from them instead of listing again. A listing a
+    /// moment old is as good as a new one there: every page records the state the listing
+    /// was made at, so what changed since reaches the phone at its next Sync.
+    pub fn reuse(&mut self, listings: Listings) {
+        self.reusable = listings.0.keys().copied().collect();
+        self.listed = listings.0;
+    }
+
     pub fn new(dav: DavClient, email: String, version: crate::mime::Version) -> CalendarItems {
         CalendarItems {
             dav,
             email,
             version,
             listed: HashMap::new(),
+            reusable: HashSet::new(),
         }
     }
 
@@ -148,7 +172,8 @@ impl CalendarItems {
             .calendar_query(&url, Component::of(c.kind).name(), false)
             .await?;
         let token = CalendarToken::of(c.locator, sync.as_deref());
-        self.listed.insert(c.id, Listed::new(members));
+        self.listed
+            .insert(c.id, Listed::new(members, token.clone()));
         Ok((token, &self.listed[&c.id]))
     }
 
@@ -446,7 +471,10 @@ impl ItemStore for CalendarItems {
         since: u64,
     ) -> Result<Listing<CalendarToken>, BackendError> {
         let windowed = since > 0 && Component::of(c.kind) == Component::Event;
-        let (token, _) = self.list(c).await?;
+        let token = match self.listed.get(&c.id) {
+            Some(l) if self.reusable.remove(&c.id) => l.token.clone(),
+            _ => self.list(c).await?.0,
+        };
         if windowed {
             self.read_undecided(c, since).await?;
         }

@@ -14,7 +14,7 @@
 //!   fold that moved means the server changed meanwhile: its version wins and reaches the phone.
 //! - A server that is down gives [`BackendError::Dav`] (retryable), never an empty listing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use eas_wbxml::Element;
 
@@ -33,13 +33,19 @@ use crate::mailstore::Current;
 pub type ContactsToken = DavToken;
 
 /// One listing of an address book: every member by id.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 struct Listed {
     members: BTreeMap<ItemId, Member>,
+    /// The collection's state as of the listing.
+    token: ContactsToken,
 }
 
+/// The listings a request made, passed on to the pager it starts ([`ContactItems::reuse`]).
+#[derive(Debug, Default)]
+pub struct Listings(HashMap<u32, Listed>);
+
 impl Listed {
-    fn new(members: Vec<Member>) -> Listed {
+    fn new(members: Vec<Member>, token: ContactsToken) -> Listed {
         let by_href: HashMap<String, Member> = members
             .into_iter()
             .map(|m| (m.url.path().to_owned(), m))
@@ -49,7 +55,7 @@ impl Listed {
             .into_iter()
             .filter_map(|(id, href)| by_href.get(href).map(|m| (id, m.clone())))
             .collect();
-        Listed { members }
+        Listed { members, token }
     }
 
     fn fold(&self, id: ItemId) -> Option<Fold> {
@@ -66,6 +72,9 @@ pub struct ContactItems {
     picture_max_bytes: usize,
     /// The latest listing of each collection this request looked at.
     listed: HashMap<u32, Listed>,
+    /// Collections whose listing in `listed` came from the request that started this pager
+    /// ([`ContactItems::reuse`]), for its first [`ItemStore::changes`].
+    reusable: HashSet<u32>,
 }
 
 impl From<DavError> for BackendError {
@@ -80,11 +89,26 @@ fn url_of(c: CollectionRef<'_>) -> Result<reqwest::Url, BackendError> {
 }
 
 impl ContactItems {
+    /// The listings this store made, for the pager its request starts.
+    pub fn listings(&self) -> Listings {
+        Listings(self.listed.clone())
+    }
+
+    /// Takes over the listings of the request that started this pager: its first
+    /// [`ItemStore::changes`] of each works from them instead of listing again. A listing a
+    /// moment old is as good as a new one there: every page records the state the listing
+    /// was made at, so what changed since reaches the phone at its next Sync.
+    pub fn reuse(&mut self, listings: Listings) {
+        self.reusable = listings.0.keys().copied().collect();
+        self.listed = listings.0;
+    }
+
     pub fn new(dav: DavClient, picture_max_bytes: usize) -> ContactItems {
         ContactItems {
             dav,
             picture_max_bytes,
             listed: HashMap::new(),
+            reusable: HashSet::new(),
         }
     }
 
@@ -96,7 +120,8 @@ impl ContactItems {
         let url = url_of(c)?;
         let (sync, members) = self.dav.listing(&url).await?;
         let token = ContactsToken::of(url.path(), sync.as_deref());
-        self.listed.insert(c.id, Listed::new(members));
+        self.listed
+            .insert(c.id, Listed::new(members, token.clone()));
         Ok((token, &self.listed[&c.id]))
     }
 
@@ -176,7 +201,11 @@ impl ItemStore for ContactItems {
         known: &Snapshot<ContactsToken>,
         _since: u64,
     ) -> Result<Listing<ContactsToken>, BackendError> {
-        let (token, listed) = self.list(c).await?;
+        let token = match self.listed.get(&c.id) {
+            Some(l) if self.reusable.remove(&c.id) => l.token.clone(),
+            _ => self.list(c).await?.0,
+        };
+        let listed = &self.listed[&c.id];
         let current: Vec<Current> = listed
             .members
             .keys()

@@ -43,6 +43,21 @@ impl engine::Store for CalendarItems {
             })
         }
     }
+
+    fn pager_opener(
+        &self,
+        ctx: &Context<'_>,
+    ) -> impl FnOnce() -> BoxFuture<Option<CalendarItems>> + Send + 'static {
+        let open = Self::opener(ctx);
+        let listings = self.listings();
+        move || {
+            Box::pin(async move {
+                let mut store = open().await?;
+                store.reuse(listings);
+                Some(store)
+            })
+        }
+    }
 }
 
 /// The user's calendars and task lists as folders of the device's hierarchy. Collections

@@ -73,6 +73,21 @@ impl engine::Store for ContactItems {
             })
         }
     }
+
+    fn pager_opener(
+        &self,
+        ctx: &Context<'_>,
+    ) -> impl FnOnce() -> BoxFuture<Option<ContactItems>> + Send + 'static {
+        let open = Self::opener(ctx);
+        let listings = self.listings();
+        move || {
+            Box::pin(async move {
+                let mut store = open().await?;
+                store.reuse(listings);
+                Some(store)
+            })
+        }
+    }
 }
 
 /// The user's address books as folders of the device's hierarchy: one is the default Contacts

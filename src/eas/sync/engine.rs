@@ -39,6 +39,16 @@ pub trait Store: ItemStore + 'static {
 
     /// Opens the same user's store later, in a pager's task; None when it cannot.
     fn opener(ctx: &Context<'_>) -> impl FnOnce() -> BoxFuture<Option<Self>> + Send + 'static;
+
+    /// The opener of the pager this request's store starts. A store whose listing is what a
+    /// page costs (a DAV collection: the server walks every member) passes the request's
+    /// listing on, so the pager does not make it again; others open as [`Store::opener`].
+    fn pager_opener(
+        &self,
+        ctx: &Context<'_>,
+    ) -> impl FnOnce() -> BoxFuture<Option<Self>> + Send + 'static {
+        Self::opener(ctx)
+    }
 }
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -253,7 +263,7 @@ pub(super) async fn collection<B: Store>(
     }
     render_fetches(store, &plan, &mut draft.out).await?;
     if draft.changed {
-        mint::<B>(ctx, plan, draft)
+        mint(ctx, store, plan, draft)
     } else {
         Ok(draft.out)
     }
@@ -436,6 +446,7 @@ async fn render_fetches<B: Store>(
 /// computes the page after it when there is more.
 fn mint<B: Store>(
     ctx: &Context<'_>,
+    store: &B,
     plan: CollectionPlan<'_>,
     draft: Draft<B::Token>,
 ) -> Result<CollectionOutcome, EasError> {
@@ -452,7 +463,7 @@ fn mint<B: Store>(
     out.new_key = Some(key);
     out.sync_key = SyncKey::minted(key).into();
     if out.more && plan.get_changes && ctx.config.sync.read_ahead {
-        let open = B::opener(ctx);
+        let open = store.pager_opener(ctx);
         let folder = folder.clone();
         let params = plan.params;
         out.ahead = Some(Box::new(move |pages: mpsc::Sender<Page>| {
