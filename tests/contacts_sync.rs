@@ -452,13 +452,50 @@ async fn paging_a_large_address_book_misses_nothing_changed_meanwhile_on_xandiko
 /// contact exactly once at the end.
 async fn paging_misses_nothing(server: Server, user: &str) {
     use std::collections::BTreeMap;
-    let (_g, p, d, book) = setup_on(server, user).await;
+    // A book of its own (Xandikos's one principal is shared by the tests of this binary).
+    let (login, password) = support::credentials(user);
+    let d = support::dav::client(server, user);
+    let disc = d.discover(&[Kind::AddressBook]).await.unwrap();
+    let book = disc.addressbook_homes[0]
+        .join(&format!("paging-{user}/"))
+        .unwrap();
+    d.make_collection(&book, Kind::AddressBook, "Paging", &[])
+        .await
+        .unwrap();
+    let url = match server {
+        Server::Radicale => radicale().url(),
+        Server::Xandikos => support::dav::xandikos().url(),
+    };
+    let _g = Gateway::start(support::dovecot().imap_config(), move |c| {
+        c.dav.url = url;
+        if let Server::Xandikos = server {
+            c.dav.user_template = Some(support::dav::xandikos().user().to_owned());
+        }
+    })
+    .await;
+    let mut p = Phone::new(
+        &_g,
+        &login,
+        &password,
+        &format!("PAGING{}", user.to_uppercase()),
+    );
+    p.provision().await;
     let ct = "text/vcard; charset=utf-8";
     let card = |uid: &str, name: &str| {
         format!(
             "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:{uid}\r\nFN:{name} X\r\nN:X;{name};;;\r\nEND:VCARD\r\n"
         )
     };
+    for (i, name) in ["Jane", "Bob"].iter().enumerate() {
+        d.put(
+            &book.join(&format!("n{i}.vcf")).unwrap(),
+            ct,
+            card(&format!("n{i}"), name),
+            Write::Create,
+        )
+        .await
+        .unwrap();
+    }
     for i in 0..9 {
         let uid = format!("page{i}");
         d.put(
@@ -472,7 +509,12 @@ async fn paging_misses_nothing(server: Server, user: &str) {
     }
     let fs = p.folder_sync("0").await;
     let (folders, _, _) = folder_changes(&fs);
-    let coll = folders.iter().find(|f| f.kind == 9).unwrap().id.clone();
+    let coll = folders
+        .iter()
+        .find(|f| f.name == "Paging")
+        .unwrap_or_else(|| panic!("no Paging folder in {folders:?}"))
+        .id
+        .clone();
     let window = |key: &str| {
         format!(
             r#"<Sync xmlns="AirSync:" xmlns:contacts="Contacts:"><Collections><Collection><SyncKey>{key}</SyncKey><CollectionId>{coll}</CollectionId><GetChanges/><WindowSize>3</WindowSize></Collection></Collections></Sync>"#
@@ -569,4 +611,48 @@ async fn paging_misses_nothing(server: Server, user: &str) {
         .collect();
     want.sort();
     assert_eq!(held, want, "what the phone holds after paging");
+}
+
+/// An address book deleted on the server after the phone learned of it: the phone's Sync
+/// gets status 12 (learn the folders again) — at its first page, since a new partnership
+/// does not ask the server — never a server error or an empty folder.
+#[tokio::test]
+async fn an_address_book_deleted_on_the_server_asks_for_a_folder_sync() {
+    let (_g, p, d, book) = setup_on(Server::Radicale, "quinn").await;
+    let other = book.join("../doomed/").unwrap();
+    d.make_collection(&other, Kind::AddressBook, "Doomed", &[])
+        .await
+        .unwrap();
+    let fs = p.folder_sync("0").await;
+    let (folders, _, _) = folder_changes(&fs);
+    let doomed = folders
+        .iter()
+        .find(|f| f.name == "Doomed")
+        .unwrap_or_else(|| panic!("no Doomed folder in {folders:?}"))
+        .id
+        .clone();
+    d.delete(&other, None).await.unwrap();
+    let first = sync(&p, &doomed, "0", "").await;
+    let status = |t: &Element| {
+        collection(t)
+            .child(a::Status)
+            .and_then(|s| s.text())
+            .map(str::to_owned)
+    };
+    if status(&first).as_deref() == Some("12") {
+        return;
+    }
+    assert_eq!(
+        status(&first).as_deref(),
+        Some("1"),
+        "{}",
+        eas_wbxml::to_xml(&first)
+    );
+    let next = sync(&p, &doomed, &key_of(&first), "").await;
+    assert_eq!(
+        status(&next).as_deref(),
+        Some("12"),
+        "{}",
+        eas_wbxml::to_xml(&next)
+    );
 }

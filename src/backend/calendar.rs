@@ -464,6 +464,15 @@ impl ItemStore for CalendarItems {
 
     /// A whole listing compared with what the phone holds; for a calendar with a window
     /// (`since` > 0) each object is read and kept when any occurrence ends inside it.
+    /// From the locator alone: a new partnership costs the DAV server nothing, and the first
+    /// page's listing finds a collection that is gone.
+    async fn identity(
+        &mut self,
+        c: CollectionRef<'_>,
+    ) -> Result<Option<CalendarToken>, BackendError> {
+        Ok(Some(CalendarToken::of(c.locator, None)))
+    }
+
     async fn changes(
         &mut self,
         c: CollectionRef<'_>,
@@ -473,7 +482,11 @@ impl ItemStore for CalendarItems {
         let windowed = since > 0 && Component::of(c.kind) == Component::Event;
         let token = match self.listed.get(&c.id) {
             Some(l) if self.reusable.remove(&c.id) => l.token.clone(),
-            _ => self.list(c).await?.0,
+            _ => match self.list(c).await {
+                Ok((token, _)) => token,
+                Err(BackendError::Dav(DavError::NotFound)) => return Err(BackendError::Gone),
+                Err(e) => return Err(e),
+            },
         };
         if windowed {
             self.read_undecided(c, since).await?;

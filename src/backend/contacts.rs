@@ -195,6 +195,15 @@ impl ItemStore for ContactItems {
 
     /// A whole listing (hrefs and ETags) compared with what the phone holds; contacts have
     /// no dates to filter by, so `since` is ignored.
+    /// From the locator alone: a new partnership costs the DAV server nothing, and the first
+    /// page's listing finds a collection that is gone.
+    async fn identity(
+        &mut self,
+        c: CollectionRef<'_>,
+    ) -> Result<Option<ContactsToken>, BackendError> {
+        Ok(Some(ContactsToken::of(url_of(c)?.path(), None)))
+    }
+
     async fn changes(
         &mut self,
         c: CollectionRef<'_>,
@@ -203,7 +212,11 @@ impl ItemStore for ContactItems {
     ) -> Result<Listing<ContactsToken>, BackendError> {
         let token = match self.listed.get(&c.id) {
             Some(l) if self.reusable.remove(&c.id) => l.token.clone(),
-            _ => self.list(c).await?.0,
+            _ => match self.list(c).await {
+                Ok((token, _)) => token,
+                Err(BackendError::Dav(DavError::NotFound)) => return Err(BackendError::Gone),
+                Err(e) => return Err(e),
+            },
         };
         let listed = &self.listed[&c.id];
         let current: Vec<Current> = listed

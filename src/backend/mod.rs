@@ -143,6 +143,10 @@ pub enum BackendError {
     /// A bug on our side (an item we failed to encode).
     #[error("internal: {0}")]
     Internal(String),
+    /// The collection is not there any more (deleted or renamed elsewhere): the phone must
+    /// learn its folders again (Sync status 12).
+    #[error("the collection is gone")]
+    Gone,
 }
 
 /// A store of items of one class, on one session of the user's. Methods return `Send`
@@ -155,6 +159,17 @@ pub trait ItemStore: Send + Sized {
         &mut self,
         c: CollectionRef<'_>,
     ) -> impl Future<Output = Result<Option<Self::Token>, BackendError>> + Send;
+
+    /// The identity a new partnership (SyncKey 0) keeps: [`Token::identity`] of the state
+    /// now; None when the collection is gone. A store that can name its collection without
+    /// asking the server answers from the locator alone, and its first listing reports a
+    /// collection that is gone as [`BackendError::Gone`].
+    fn identity(
+        &mut self,
+        c: CollectionRef<'_>,
+    ) -> impl Future<Output = Result<Option<Self::Token>, BackendError>> + Send {
+        async move { Ok(self.state(c).await?.map(|t| Self::Token::identity(&t))) }
+    }
 
     /// What changed since `known`, for a phone that wants items from `since` (unix seconds,
     /// 0 for all) on.

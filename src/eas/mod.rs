@@ -385,6 +385,8 @@ impl From<crate::backend::BackendError> for EasError {
             }
             crate::backend::BackendError::Dav(e) => EasError::Internal(format!("DAV: {e}")),
             crate::backend::BackendError::Internal(s) => EasError::Internal(s),
+            // The Sync engine answers this one itself (status 12); elsewhere it is a bug.
+            crate::backend::BackendError::Gone => EasError::Internal("collection gone".to_owned()),
         }
     }
 }

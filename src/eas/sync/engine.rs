@@ -20,8 +20,8 @@ use super::request::{ClientCommand, CollectionRequest, DEFAULT_WINDOW, MAX_WINDO
 use super::{Applied, CollectionOutcome, ItemResponse, ServerCommand};
 use crate::backend::snapshot::{self, Snapshot, Window};
 use crate::backend::{
-    AddContext, Added, Changed, CollectionRef, Fold, ItemId, ItemStore, RenderOptions, Rendered,
-    Token,
+    AddContext, Added, BackendError, Changed, CollectionRef, Fold, ItemId, ItemStore,
+    RenderOptions, Rendered, Token,
 };
 use crate::eas::ids::{CollectionId, Presented, ServerId, SyncKey};
 use crate::eas::status::{GetItemEstimateStatus, SyncStatus};
@@ -256,10 +256,21 @@ pub(super) async fn collection<B: Store>(
     let wants_page = plan.get_changes
         && plan.params.window > 0
         && (draft.snap.pending || draft.changed || !unchanged(&draft.snap, &now, plan.since()));
-    if wants_page && !server_changes(ctx, store, &plan, &mut draft, budget).await? {
-        // Replaced between the first look and the listing: as above.
-        ctx.store.reset_collection(&ctx.device.key, folder.id)?;
-        return Ok(draft.out.restart());
+    if wants_page {
+        match server_changes(ctx, store, &plan, &mut draft, budget).await? {
+            Paged::Yes => {}
+            Paged::Replaced => {
+                // Replaced between the first look and the listing: as above.
+                ctx.store.reset_collection(&ctx.device.key, folder.id)?;
+                return Ok(draft.out.restart());
+            }
+            Paged::Gone => {
+                return Ok(CollectionOutcome::status(
+                    c,
+                    SyncStatus::FolderHierarchyChanged,
+                ));
+            }
+        }
     }
     render_fetches(store, &plan, &mut draft.out).await?;
     if draft.changed {
@@ -292,12 +303,12 @@ async fn start_partnership<B: Store>(
     let device = &ctx.device.key;
     let folder = plan.folder;
     ctx.store.reset_collection(device, folder.id)?;
-    let Some(now) = store.state(plan.at()).await? else {
+    // Only the collection's identity is kept: everything in it is still to be sent.
+    let Some(identity) = store.identity(plan.at()).await? else {
         return Ok(out.with_status(SyncStatus::FolderHierarchyChanged));
     };
-    // Only the collection's identity is kept: everything in it is still to be sent.
     let snap = Snapshot {
-        token: B::Token::identity(&now),
+        token: identity,
         since: plan.since(),
         pending: true,
         items: Default::default(),
@@ -384,18 +395,28 @@ fn serve_page(
     Ok(out)
 }
 
+/// Whether a page could be computed.
+enum Paged {
+    Yes,
+    /// The collection is no longer the one the snapshot knows (replaced between the first
+    /// look and the listing).
+    Replaced,
+    /// The collection is not there any more.
+    Gone,
+}
+
 /// The server's changes since the snapshot, one window of them, added to the answer and
-/// folded into the snapshot. False when the collection is no longer the one the snapshot
-/// knows (replaced between the first look and the listing).
+/// folded into the snapshot.
 async fn server_changes<B: Store>(
     ctx: &Context<'_>,
     store: &mut B,
     plan: &CollectionPlan<'_>,
     draft: &mut Draft<B::Token>,
     budget: &mut usize,
-) -> Result<bool, EasError> {
-    let Some(page) = compute_page(store, plan.at(), &draft.snap, &plan.params).await? else {
-        return Ok(false);
+) -> Result<Paged, EasError> {
+    let page = match compute_page(store, plan.at(), &draft.snap, &plan.params).await? {
+        Ok(page) => page,
+        Err(not) => return Ok(not),
     };
     *budget -= page.window.len();
     let out = &mut draft.out;
@@ -413,7 +434,7 @@ async fn server_changes<B: Store>(
     };
     draft.changed |= !out.commands.is_empty() || moved;
     draft.encoded = Some(now);
-    Ok(true)
+    Ok(Paged::Yes)
 }
 
 /// Renders the items Fetch responses carry, unless the page already holds them.
@@ -529,22 +550,26 @@ async fn page_items<B: Store>(
         .await?)
 }
 
-/// Lists what changed since `snap` and fetches one window of it; None when the collection is
+/// Lists what changed since `snap` and fetches one window of it, unless the collection is
 /// not the one the snapshot knows any more.
 async fn compute_page<B: Store>(
     store: &mut B,
     at: CollectionRef<'_>,
     snap: &Snapshot<B::Token>,
     params: &Params,
-) -> Result<Option<Computed<B::Token>>, EasError> {
-    let listing = store.changes(at, snap, params.since).await?;
+) -> Result<Result<Computed<B::Token>, Paged>, EasError> {
+    let listing = match store.changes(at, snap, params.since).await {
+        Ok(l) => l,
+        Err(BackendError::Gone) => return Ok(Err(Paged::Gone)),
+        Err(e) => return Err(e.into()),
+    };
     if !snap.token.same_collection(&listing.token) {
-        return Ok(None);
+        return Ok(Err(Paged::Replaced));
     }
     let all_changes = listing.diff.changes.len();
     let window = snapshot::window(listing.diff, params.window);
     let items = page_items(store, at, &window, params).await?;
-    Ok(Some(Computed {
+    Ok(Ok(Computed {
         token: listing.token,
         window,
         all_changes,
