@@ -173,7 +173,7 @@ impl Default for Metrics {
         }
         crate::imap::observe_round_trips(observe_imap);
         // The wake-up series exist from the start (empty), so dashboards find them.
-        for source in ["imap", "dovecot-events", "both"] {
+        for source in ["imap", "dovecot-events", "both", "dav"] {
             let _ = PUSH_WAKEUPS.get_or_create(&SourceLabel { source });
         }
         for method in DAV_METHODS.into_iter().chain(["other"]) {
