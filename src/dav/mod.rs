@@ -511,8 +511,8 @@ impl DavClient {
     /// The collection's current sync token, else its CTag: the "anything changed?" of a Sync
     /// and the push check. A Depth-0 PROPFIND for the sync token alone, and only when the
     /// server has none a second one for the CTag: Radicale computes each property it is asked
-    /// for from every member, so asking for both cost a check at 1,000 contacts 80 ms instead
-    /// of 49 (docs/benchmarks.md, "DAV push").
+    /// for from every member, so asking for both made a check at 1,000 contacts about twice as
+    /// slow (88–111 ms against 48–55 ms, docs/benchmarks.md "Push for address books").
     pub async fn sync_token(&self, collection: &Url) -> Result<Option<String>, DavError> {
         let ms = self.propfind(collection, 0, &[xml::SYNC_TOKEN]).await?;
         if let Some(t) = ms

@@ -1003,6 +1003,18 @@ mod tests {
         assert_eq!(d.changes.len(), 6);
     }
 
+    /// What `contrib/radicale/eas-dav-hook` sends: a `d` line, the collection unknown.
+    #[test]
+    fn a_dav_change_line_parses() {
+        let body = format!("{MAGIC}\ns 0f1e 1 1000\nu kim%20x@example.org\nd -\nd /kim/book/\n");
+        let d = verify(b"k", &sign(b"k", &body)).unwrap();
+        assert_eq!(d.user, "kim x@example.org");
+        assert_eq!(
+            d.changes,
+            vec![Change::Dav(None), Change::Dav(Some("/kim/book/".into()))]
+        );
+    }
+
     #[test]
     fn wrong_secret_or_changed_bytes_are_refused() {
         let signed = sign(b"s3cret", &body());
