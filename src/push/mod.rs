@@ -492,8 +492,9 @@ impl Hub {
 
     /// Waiting devices, and connections held by the sources.
     pub fn counts(&self) -> (usize, usize) {
+        // DAV watchers hold no connection of their own (one HTTP pool for all users); they
+        // are counted on `/metrics` as `eas_push_dav_watchers`.
         let waiting = self.lock().values().map(|e| e.waiters.len()).sum();
-        let dav = self.dav.as_ref().map_or(0, |d| d.watchers());
-        (waiting, self.source.connections() + dav)
+        (waiting, self.source.connections())
     }
 }
