@@ -3,8 +3,9 @@
 //! Radicale or Xandikos changed straight on the DAV server (as another client would). The
 //! interval check wakes the Ping; Radicale's storage hook running the shipped
 //! `contrib/radicale/eas-dav-hook` wakes it well under a second; nothing changed is answered at
-//! the heartbeat; one watcher per user whatever the number of its devices; a DAV server that
-//! stops costs no error and push resumes when it is back.
+//! the heartbeat; one watcher per user whatever the number of its devices; calendar and task
+//! folders and a held Sync on an address book wake too; a DAV server that stops costs no error
+//! and push resumes when it is back.
 
 mod eas;
 mod support;
@@ -43,6 +44,7 @@ async fn gateway(url: String, check_secs: u64, user_template: Option<String>) ->
         c.push.min_heartbeat_secs = 2;
         c.push.max_heartbeat_secs = 600;
         c.push.watcher_grace_secs = 2;
+        c.sync.min_wait_secs = 1;
     })
     .await
 }
@@ -447,4 +449,97 @@ async fn a_stopped_dav_server_costs_no_error_and_push_resumes() {
     let (b, ()) = tokio::join!(held, act);
     assert_eq!(outcome(&b.tree()), ("2".into(), vec![coll]), "{}", b.xml());
     r.stop();
+}
+
+fn todo(uid: &str) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VTODO\r\nUID:{uid}\r\n\
+DTSTAMP:20250101T000000Z\r\nSUMMARY:Pushed task\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+#[tokio::test]
+async fn a_task_folder_wakes_too_and_a_held_sync_on_an_address_book() {
+    let user = "sam";
+    let (login, password) = support::credentials(user);
+    let d = dav(&radicale().url(), &login, &password);
+    let disc = d.discover(&[Kind::Calendar]).await.unwrap();
+    let list = disc.calendar_homes[0]
+        .join(&format!("{}/", support::unique("todo")))
+        .unwrap();
+    let name = support::unique("Chores");
+    d.make_collection(&list, Kind::Calendar, &name, &["VTODO"])
+        .await
+        .unwrap();
+    let book_name = support::unique("Held");
+    let book = address_book(&d, Server::Radicale, &book_name).await;
+    let g = gateway(radicale().url(), 1, None).await;
+    let (ph, tasks) = phone_on(&g, user, "DAVPUSH7", |kind, n| {
+        n == name && matches!(kind, 7 | 15)
+    })
+    .await;
+    let held_req = ping_xml(60, &[(&tasks, "Tasks")]);
+    let held = ph.send("Ping", &held_req);
+    let act = async {
+        wait_for("the Ping to wait", || waiting(&g) == 1).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let uid = support::unique("task");
+        d.put(
+            &list.join(&format!("{uid}.ics")).unwrap(),
+            ICS,
+            todo(&uid),
+            Write::Create,
+        )
+        .await
+        .unwrap();
+    };
+    let (r, ()) = tokio::join!(held, act);
+    assert_eq!(outcome(&r.tree()), ("2".into(), vec![tasks]), "{}", r.xml());
+
+    // A Sync held on the address book answers with the new contact.
+    let (login, password) = support::credentials(user);
+    let mut ph2 = Phone::new(&g, &login, &password, "DAVPUSH7S");
+    ph2.provision().await;
+    let (folders, _, _) = folder_changes(&ph2.folder_sync("0").await);
+    let coll = folders
+        .iter()
+        .find(|f| f.name == book_name)
+        .unwrap()
+        .id
+        .clone();
+    let key = sync_to_end(&ph2, &coll, "0").await;
+    let xml = format!(
+        r#"<Sync xmlns="AirSync:"><Collections><Collection><SyncKey>{key}</SyncKey><CollectionId>{coll}</CollectionId></Collection></Collections><HeartbeatInterval>60</HeartbeatInterval></Sync>"#
+    );
+    let started = Instant::now();
+    let held = ph2.send("Sync", &xml);
+    let act = async {
+        wait_for("the Sync to wait", || waiting(&g) == 1).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let uid = support::unique("held");
+        d.put(
+            &book.join(&format!("{uid}.vcf")).unwrap(),
+            VCARD,
+            card(&uid, "Held Sync"),
+            Write::Create,
+        )
+        .await
+        .unwrap();
+    };
+    let (answer, ()) = tokio::join!(held, act);
+    assert_eq!(answer.status, 200);
+    let tree = answer.tree();
+    let adds = tree
+        .child(eas_wbxml::tags::airsync::Collections)
+        .and_then(|c| c.child(eas_wbxml::tags::airsync::Collection))
+        .and_then(|c| c.child(eas_wbxml::tags::airsync::Commands))
+        .map_or(0, |c| {
+            c.children_with(eas_wbxml::tags::airsync::Add).count()
+        });
+    assert_eq!(adds, 1, "{}", answer.xml());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }
