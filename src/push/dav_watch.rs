@@ -39,8 +39,31 @@ struct Shared {
     http: reqwest::Client,
     /// Between two checks of a user's collections when nothing asks for one sooner.
     interval: Duration,
-    watchers: Mutex<HashMap<String, Watcher>>,
+    watchers: Mutex<Registry>,
     counters: Counters,
+}
+
+/// The running watchers by user key, and the keys by DAV user name (lower-cased), so a hook
+/// line finds its watcher without looking at every user's.
+#[derive(Default)]
+struct Registry {
+    by_key: HashMap<String, Watcher>,
+    by_dav_user: HashMap<String, Vec<String>>,
+}
+
+impl Registry {
+    fn remove(&mut self, key: &str) {
+        let Some(w) = self.by_key.remove(key) else {
+            return;
+        };
+        let dav_user = w.client.user().to_lowercase();
+        if let Some(keys) = self.by_dav_user.get_mut(&dav_user) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.by_dav_user.remove(&dav_user);
+            }
+        }
+    }
 }
 
 struct Watcher {
@@ -103,7 +126,7 @@ impl DavWatchers {
                 settings,
                 http,
                 interval,
-                watchers: Mutex::new(HashMap::new()),
+                watchers: Mutex::new(Registry::default()),
                 counters: Counters::default(),
             }),
         }
@@ -120,7 +143,7 @@ impl DavWatchers {
             &user.login,
             user.password.clone(),
         );
-        if let Some(w) = watchers.get_mut(&user.key) {
+        if let Some(w) = watchers.by_key.get_mut(&user.key) {
             // The newest credentials: a changed password reaches the watcher with the Ping.
             w.client = client;
             w.publish_all = true;
@@ -128,7 +151,12 @@ impl DavWatchers {
             return;
         }
         let kick = Arc::new(Notify::new());
-        watchers.insert(
+        watchers
+            .by_dav_user
+            .entry(client.user().to_lowercase())
+            .or_default()
+            .push(user.key.clone());
+        watchers.by_key.insert(
             user.key.clone(),
             Watcher {
                 client,
@@ -152,8 +180,13 @@ impl DavWatchers {
         let s = &self.shared;
         let watchers = lock(&s.watchers);
         let mut any = false;
-        for w in watchers.values() {
-            if w.client.user().eq_ignore_ascii_case(dav_user) {
+        for key in watchers
+            .by_dav_user
+            .get(&dav_user.to_lowercase())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(w) = watchers.by_key.get(key) {
                 w.kick.notify_one();
                 any = true;
             }
@@ -169,7 +202,7 @@ impl DavWatchers {
 
     /// Users being watched now.
     pub fn watchers(&self) -> usize {
-        lock(&self.shared.watchers).len()
+        lock(&self.shared.watchers).by_key.len()
     }
 
     pub fn counters(&self) -> &Counters {
@@ -231,7 +264,7 @@ async fn run(shared: Weak<Shared>, hub: Weak<Hub>, key: String, kick: Arc<Notify
                 watchers.remove(&key);
                 return;
             }
-            let Some(w) = watchers.get_mut(&key) else {
+            let Some(w) = watchers.by_key.get_mut(&key) else {
                 return;
             };
             (w.client.clone(), std::mem::take(&mut w.publish_all), urls)
