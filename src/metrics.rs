@@ -148,8 +148,8 @@ struct SourceLabel {
     source: &'static str,
 }
 
-/// A waiting device was answered with news `elapsed` after the hub had it; `source` is
-/// `events` or `imap`.
+/// A waiting device was answered with news `elapsed` after the hub had it; `source` is the
+/// mail source (`imap`, `dovecot-events`, `both`) or `dav` (the DAV watchers' sync tokens).
 pub fn push_wakeup(source: &'static str, elapsed: Duration) {
     PUSH_WAKEUPS
         .get_or_create(&SourceLabel { source })
