@@ -248,6 +248,8 @@ async fn two_devices_of_one_user_share_one_watcher() {
         wait_for("both Pings to wait", || waiting(&g) == 2).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(dav_watchers(&g), (1, 1), "(watchers, watchers started)");
+        // Waiting on an address book alone holds no IMAP connection.
+        assert_eq!(g.state.hub.counts(), (2, 0), "(waiting, IMAP connections)");
         let uid = support::unique("both");
         d.put(
             &book.join(&format!("{uid}.vcf")).unwrap(),

@@ -318,6 +318,10 @@ impl Hub {
         collections: Vec<String>,
     ) -> Registration {
         let watches_dav = !collections.is_empty();
+        let mailboxes: HashSet<String> = mailboxes.into_iter().collect();
+        // A device waiting on DAV folders alone (TbSync syncs nothing else) costs the mail
+        // source nothing: no IMAP watcher, no STATUS look.
+        let watches_mail = !mailboxes.is_empty() || !watches_dav;
         let (tx, rx) = signal_queue();
         let id = self
             .next_id
@@ -337,7 +341,7 @@ impl Hub {
                 device.to_owned(),
                 Waiter {
                     id,
-                    mailboxes: mailboxes.into_iter().collect(),
+                    mailboxes,
                     collections: collections.into_iter().collect(),
                     tx,
                 },
@@ -348,7 +352,9 @@ impl Hub {
         }
         // Every time, not only for the first device: it also refreshes the credentials the
         // source logs in with (a changed password reaches the watcher with the next Ping).
-        self.source.watch(&hub, user);
+        if watches_mail {
+            self.source.watch(&hub, user);
+        }
         if let (true, Some(dav)) = (watches_dav, &self.dav) {
             dav.watch(&hub, user);
         }
