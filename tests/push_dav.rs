@@ -387,9 +387,11 @@ async fn radicales_hook_wakes_the_ping_well_under_a_second() {
         sync_to_end(&ph, &coll, "0").await;
         wait_for("the Ping to end", || waiting(&g) == 0).await;
     }
-    // The PUT returns after Radicale ran the hook; the Ping answers right after.
+    // From the PUT being sent (Radicale runs the hook before answering it) to the Ping's
+    // answer: the 1 s bound (measured ~0.1 s, docs/benchmarks.md); the safety check
+    // is 900 s away, so only the hook can have woken it.
     assert!(
-        latencies.iter().all(|l| *l < Duration::from_millis(700)),
+        latencies.iter().all(|l| *l < Duration::from_secs(1)),
         "{latencies:?}"
     );
     let m = g.metrics().await;
