@@ -172,6 +172,16 @@ pub struct DavSection {
     pub max_response_bytes: usize,
     /// Accept any certificate (self-signed test servers only).
     pub tls_insecure: bool,
+    /// Push: how often the collections a waiting phone watches have their sync token read
+    /// (one Depth-0 PROPFIND each, per user however many phones wait). The cost to the DAV
+    /// server is in docs/benchmarks.md ("DAV push").
+    pub push_check_secs: u64,
+    /// Radicale's storage hook (`contrib/radicale/eas-dav-hook`) tells the gateway of every
+    /// change on the events listener (`push.events_listen`/`events_socket`, the secret of
+    /// `push.events_secret_file`); the interval check becomes a safety net.
+    pub push_hook: bool,
+    /// With `push_hook`: the interval of that safety net.
+    pub push_safety_check_secs: u64,
 }
 
 impl Default for DavSection {
@@ -183,6 +193,9 @@ impl Default for DavSection {
             timeout_secs: 30,
             max_response_bytes: 64 << 20,
             tls_insecure: false,
+            push_check_secs: 120,
+            push_hook: false,
+            push_safety_check_secs: 900,
         }
     }
 }
@@ -775,6 +788,11 @@ impl Config {
                 "dav.photo_max_bytes above {} cannot be sent (EAS allows 48 KB of base64)",
                 crate::contacts::DEFAULT_PICTURE_MAX_BYTES
             ));
+        }
+        if d.push_check_secs == 0 || d.push_safety_check_secs == 0 {
+            return bad(
+                "dav.push_check_secs and dav.push_safety_check_secs must be above 0".into(),
+            );
         }
         let mut s = crate::dav::DavSettings::new(parsed);
         s.user_template = d.user_template.clone().filter(|t| !t.is_empty());

@@ -148,8 +148,8 @@ struct SourceLabel {
     source: &'static str,
 }
 
-/// A waiting device was answered with news `elapsed` after the hub had it; `source` is
-/// `events` or `imap`.
+/// A waiting device was answered with news `elapsed` after the hub had it; `source` is the
+/// mail source (`imap`, `dovecot-events`, `both`) or `dav` (the DAV watchers' sync tokens).
 pub fn push_wakeup(source: &'static str, elapsed: Duration) {
     PUSH_WAKEUPS
         .get_or_create(&SourceLabel { source })
@@ -173,7 +173,7 @@ impl Default for Metrics {
         }
         crate::imap::observe_round_trips(observe_imap);
         // The wake-up series exist from the start (empty), so dashboards find them.
-        for source in ["imap", "dovecot-events", "both"] {
+        for source in ["imap", "dovecot-events", "both", "dav"] {
             let _ = PUSH_WAKEUPS.get_or_create(&SourceLabel { source });
         }
         for method in DAV_METHODS.into_iter().chain(["other"]) {

@@ -114,6 +114,8 @@ async fn the_package_builds_installs_runs_as_its_user_reloads_and_purges() {
         "./usr/lib/systemd/system/eas-gateway.service",
         "./usr/share/eas-gateway/dovecot/eas-push.lua",
         "./usr/share/eas-gateway/dovecot/eas-push.conf",
+        "./usr/share/eas-gateway/radicale/eas-dav-hook",
+        "./usr/share/doc/eas-gateway/deploy/radicale-hook.md",
         "./usr/share/eas-gateway/grafana/eas-gateway.json",
         "./usr/share/doc/eas-gateway/deploy/README.md",
     ] {
@@ -122,6 +124,13 @@ async fn the_package_builds_installs_runs_as_its_user_reloads_and_purges() {
             "{path} not in the package:\n{contents}"
         );
     }
+    // Radicale runs the hook as a command: it must be executable.
+    assert!(
+        contents
+            .lines()
+            .any(|l| l.ends_with("/radicale/eas-dav-hook") && l.starts_with("-rwxr-xr-x")),
+        "the Radicale hook is not executable:\n{contents}"
+    );
     let info = run(Command::new("dpkg-deb").arg("-I").arg(&deb));
     assert!(info.contains("Package: eas-gateway"), "{info}");
     assert!(info.contains("Section: mail"), "{info}");

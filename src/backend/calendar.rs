@@ -450,6 +450,13 @@ fn refused_by_server(e: &DavError) -> bool {
     )
 }
 
+/// The token of the calendar or task folder at `locator` whose collection's sync token (or
+/// CTag) is `sync`, made as [`ItemStore::state`] makes it: what a push source's reading is
+/// compared with.
+pub fn token_of(locator: &str, sync: Option<&str>) -> CalendarToken {
+    CalendarToken::of(locator, sync)
+}
+
 impl ItemStore for CalendarItems {
     type Token = CalendarToken;
 

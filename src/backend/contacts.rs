@@ -181,6 +181,13 @@ fn render_member(
         .map_err(|e| BackendError::Internal(format!("encoding a contact: {e}")))
 }
 
+/// The token of the address book at `locator` whose sync token (or CTag) is `sync`, made as
+/// [`ItemStore::state`] makes it: what a push source's reading is compared with.
+pub fn token_of(locator: &str, sync: Option<&str>) -> Option<ContactsToken> {
+    let url = reqwest::Url::parse(locator).ok()?;
+    Some(ContactsToken::of(url.path(), sync))
+}
+
 impl ItemStore for ContactItems {
     type Token = ContactsToken;
 

@@ -6,6 +6,8 @@
 //! a folder is news when its counters differ from the device's newest Sync snapshot, so a
 //! change the device made itself (already in its snapshot) never wakes it. Waiting costs no
 //! IMAP connection of its own: the push hub wakes it with the counters its watcher read.
+//! Address books, calendars and task lists are compared the same way, with the sync token
+//! the user's DAV watcher read, turned into the item store's token.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -16,6 +18,7 @@ use eas_wbxml::tags::ping as p;
 use super::ids::{CollectionId, Presented};
 use super::status::PingStatus;
 use super::{Context, EasError, Reply, child_text};
+use crate::backend::kinds::Class;
 use crate::eas::sync;
 use crate::mailstore::FolderState;
 use crate::push::Signal;
@@ -105,16 +108,20 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, 
     // Registering makes the user's watcher read every watched mailbox's STATUS on its own
     // connection and publish it, so news that is already there wakes this Ping at once, and
     // a Ping costs no IMAP login of its own (at thousands of phones, logins were the cost).
-    let mut reg = ctx.hub.register(
+    // The DAV watcher does the same for the collections with their sync tokens.
+    let mailboxes: Vec<String> = folders
+        .iter()
+        .filter(|f| Class::of(f.kind) == Class::Email)
+        .map(|f| f.imap_name.clone())
+        .collect();
+    let mut collections: Vec<String> = folders.iter().filter_map(|f| dav_url(f)).collect();
+    collections.sort_unstable();
+    collections.dedup();
+    let mut reg = ctx.hub.register_with(
         &ctx.credentials(),
         &device.device_id,
-        // Only mailboxes have a push source yet (address books: a later change).
-        folders
-            .iter()
-            .filter(|f| {
-                crate::backend::kinds::Class::of(f.kind) == crate::backend::kinds::Class::Email
-            })
-            .map(|f| f.imap_name.clone()),
+        mailboxes,
+        collections,
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(heartbeat);
     wait(ctx, &mut reg, &hierarchy, &folders, deadline).await
@@ -237,6 +244,13 @@ async fn wait(
                 wakeup(ctx, queued, news.is_some());
                 news
             }
+            Some(Signal::Collection { url, sync, gone }) => {
+                let news = Box::pin(collection_changed(ctx, folders, &url, sync, gone)).await?;
+                if let (Some(at), true) = (queued, news.is_some()) {
+                    crate::metrics::push_wakeup("dav", at.elapsed());
+                }
+                news
+            }
             Some(Signal::Hierarchy(name)) => {
                 // News only if the device does not know the mailbox under that name.
                 (!hierarchy.iter().any(|f| f.imap_name == name))
@@ -321,6 +335,91 @@ fn arrived(
         }
     }
     Ok((!hit.is_empty()).then(|| changed(&hit)))
+}
+
+/// The DAV collection a folder of an address book, calendar or task list is (its locator
+/// without the `#tasks` of a task folder); None for mail folders.
+fn dav_url(f: &FolderEntry) -> Option<String> {
+    if !matches!(
+        Class::of(f.kind),
+        Class::Contacts | Class::Calendar | Class::Tasks
+    ) {
+        return None;
+    }
+    let mut u = reqwest::Url::parse(&f.imap_name).ok()?;
+    u.set_fragment(None);
+    Some(u.to_string())
+}
+
+/// A DAV collection's sync token as the watcher read it: the answer when that is news for a
+/// watched folder of that collection (both folders of a collection holding events and tasks).
+async fn collection_changed(
+    ctx: &Context<'_>,
+    folders: &[&FolderEntry],
+    url: &str,
+    sync: Option<String>,
+    gone: bool,
+) -> Result<Option<Reply>, EasError> {
+    let mut hit: Vec<&FolderEntry> = Vec::new();
+    for f in folders
+        .iter()
+        .copied()
+        .filter(|f| dav_url(f).as_deref() == Some(url))
+    {
+        if gone {
+            return Ok(Some(answer(PingStatus::FolderSyncRequired, Vec::new())));
+        }
+        let stale = match (&sync, Class::of(f.kind)) {
+            (Some(t), Class::Contacts) => {
+                match crate::backend::contacts::token_of(&f.imap_name, Some(t)) {
+                    Some(token) => sync::engine::is_stale(ctx, f.id, &token)?,
+                    None => false,
+                }
+            }
+            (Some(t), _) => sync::engine::is_stale(
+                ctx,
+                f.id,
+                &crate::backend::calendar::token_of(&f.imap_name, Some(t)),
+            )?,
+            // No token on this server: the listing against the snapshot.
+            (None, _) => listing_differs(ctx, f).await,
+        };
+        if stale {
+            hit.push(f);
+        }
+    }
+    Ok((!hit.is_empty()).then(|| changed(&hit)))
+}
+
+/// For a DAV server without sync tokens or CTags: whether the collection's listing (hrefs and
+/// ETags) differs from the device's newest snapshot. A server that cannot be asked is no news.
+async fn listing_differs(ctx: &Context<'_>, f: &FolderEntry) -> bool {
+    use crate::backend::ItemStore;
+    use crate::backend::davitems::DavToken;
+    use sync::engine::Store;
+    let Ok(Some(snap)) = sync::engine::newest_snapshot::<DavToken>(ctx, f.id) else {
+        return false;
+    };
+    if snap.pending {
+        return true;
+    }
+    let c = crate::backend::CollectionRef {
+        id: f.id,
+        locator: &f.imap_name,
+        kind: f.kind,
+    };
+    let listed = if Class::of(f.kind) == Class::Contacts {
+        let Ok(mut store) = crate::backend::contacts::ContactItems::open(ctx, &[]).await else {
+            return false;
+        };
+        store.changes(c, &snap, snap.since).await
+    } else {
+        let Ok(mut store) = crate::backend::calendar::CalendarItems::open(ctx, &[]).await else {
+            return false;
+        };
+        store.changes(c, &snap, snap.since).await
+    };
+    listed.is_ok_and(|l| !l.diff.is_empty())
 }
 
 /// A mailbox's counters over a short connection of our own (when the source had none).

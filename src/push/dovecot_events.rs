@@ -37,6 +37,16 @@
 //! source makes it do so on time ([`SessionPool::reap`]), so a quiet gateway holds none. With
 //! `push.source = "both"` that look is repeated for every waiting user every
 //! `safety_check_secs`, in case datagrams were lost.
+//!
+//! The same listener hears Radicale's storage hook (`contrib/radicale/eas-dav-hook`): a `d`
+//! line names the DAV user that changed something (and the collection when the sender knows
+//! it), signed the same way; the user's DAV watcher ([`super::dav_watch`]) then checks its
+//! collections at once. With `push.source = "imap"` and `dav.push_hook` the listener runs for
+//! those lines alone (mail keeps its IMAP watchers).
+//!
+//! ```text
+//! d -                                      a DAV change of the user, collection unknown
+//! ```
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -92,6 +102,9 @@ pub enum Change {
         from: String,
         to: String,
     },
+    /// Something of the user's on the DAV server changed (Radicale's hook): the collection's
+    /// path when the sender knew it.
+    Dav(Option<String>),
 }
 
 /// The kinds of message change in a transaction (RFC 5423 names in brackets).
@@ -320,6 +333,8 @@ fn parse(body: &str) -> Result<Datagram, Rejected> {
                 from: unescape(old)?,
                 to: unescape(name)?,
             }),
+            ["d", "-"] => changes.push(Change::Dav(None)),
+            ["d", collection] => changes.push(Change::Dav(Some(unescape(collection)?))),
             // Lines of a later version of the script are skipped, not fatal.
             _ => {}
         }
@@ -452,11 +467,16 @@ pub struct Settings {
     pub safety_check: Option<Duration>,
     pub imap: ImapConfig,
     pub pool: Arc<SessionPool>,
+    /// Dovecot sends mail events here (`dovecot-events`/`both`); false when the listener only
+    /// hears Radicale's hook and another source watches mail.
+    pub mail: bool,
 }
 
 /// The source: the datagram listener, the looks at registration, the pool reaper.
 pub struct DovecotEvents {
     shared: Arc<Shared>,
+    /// The mail source when it is not this one (IMAP watchers, the listener only for DAV).
+    inner: Option<Box<dyn EventSource>>,
     /// The UDP address bound (None with a Unix socket).
     local: Option<SocketAddr>,
     /// The Unix socket file, removed again on drop.
@@ -552,7 +572,12 @@ struct UserLook {
 
 impl DovecotEvents {
     /// Binds the listener and starts its tasks (needs a Tokio runtime), then the hub.
-    pub fn hub(settings: Settings, grace: Duration) -> std::io::Result<Arc<Hub>> {
+    pub fn hub(
+        settings: Settings,
+        inner: Option<Box<dyn EventSource>>,
+        dav: Option<super::dav_watch::DavWatchers>,
+        grace: Duration,
+    ) -> std::io::Result<Arc<Hub>> {
         let socket = Listener::bind(settings.listen, settings.socket.as_deref())?;
         let local = socket.local_addr();
         let socket_path = settings.socket.clone();
@@ -574,10 +599,11 @@ impl DovecotEvents {
         }
         let source = DovecotEvents {
             shared: shared.clone(),
+            inner,
             local,
             socket_path,
         };
-        let hub = Hub::with_source(Box::new(source), grace);
+        let hub = Hub::with_sources(Box::new(source), dav, grace);
         let _ = shared.hub.set(Arc::downgrade(&hub));
         tokio::spawn(listen(
             socket,
@@ -600,7 +626,13 @@ impl Drop for DovecotEvents {
 }
 
 impl EventSource for DovecotEvents {
-    fn watch(&self, _hub: &Arc<Hub>, user: &UserCredentials) {
+    fn watch(&self, hub: &Arc<Hub>, user: &UserCredentials) {
+        if let Some(inner) = &self.inner {
+            inner.watch(hub, user);
+        }
+        if !self.shared.settings.mail {
+            return;
+        }
         {
             let mut users = lock(&self.shared.users);
             match users.get_mut(&user.key) {
@@ -623,10 +655,15 @@ impl EventSource for DovecotEvents {
 
     fn connections(&self) -> usize {
         self.shared.looking.load(Ordering::Relaxed)
+            + self.inner.as_ref().map_or(0, |i| i.connections())
     }
 
     fn metrics(&self) -> String {
-        self.shared.counters.render()
+        let mut out = self.shared.counters.render();
+        if let Some(i) = &self.inner {
+            out.push_str(&i.metrics());
+        }
+        out
     }
 
     fn events_addr(&self) -> Option<SocketAddr> {
@@ -682,10 +719,21 @@ impl Shared {
         // Our user keys are lower-case log-in names; Dovecot's user names are too by default
         // (auth_username_format = %Lu).
         let user = d.user.to_lowercase();
+        // Radicale's user names are DAV user names, which the DAV watchers map to ours.
+        for change in &d.changes {
+            if let Change::Dav(collection) = change {
+                if hub.dav_changed(&d.user, collection.as_deref()) {
+                    c.published.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
         if !hub.is_watched(&user) {
             return;
         }
         for change in d.changes {
+            if matches!(change, Change::Dav(_)) {
+                continue;
+            }
             c.published.fetch_add(1, Ordering::Relaxed);
             match change {
                 Change::Arrived {
@@ -714,6 +762,7 @@ impl Shared {
                     hub.publish(&user, Signal::Mailbox(from, None));
                     hub.publish(&user, Signal::Hierarchy(to));
                 }
+                Change::Dav(_) => {}
             }
         }
     }
@@ -952,6 +1001,18 @@ mod tests {
             }
         );
         assert_eq!(d.changes.len(), 6);
+    }
+
+    /// What `contrib/radicale/eas-dav-hook` sends: a `d` line, the collection unknown.
+    #[test]
+    fn a_dav_change_line_parses() {
+        let body = format!("{MAGIC}\ns 0f1e 1 1000\nu kim%20x@example.org\nd -\nd /kim/book/\n");
+        let d = verify(b"k", &sign(b"k", &body)).unwrap();
+        assert_eq!(d.user, "kim x@example.org");
+        assert_eq!(
+            d.changes,
+            vec![Change::Dav(None), Change::Dav(Some("/kim/book/".into()))]
+        );
     }
 
     #[test]

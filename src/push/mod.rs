@@ -10,7 +10,13 @@
 //! with waiting devices (NOTIFY when the server has it, else IDLE on INBOX plus STATUS polling
 //! of the other folders); [`dovecot_events`], Dovecot's own signed datagrams (no connection
 //! held for waiting devices).
+//!
+//! Address books, calendars and task lists have their own source beside the mail one,
+//! [`dav_watch`]: one watcher per user with devices waiting on DAV collections, checking their
+//! sync tokens on an interval and at once when Radicale's hook says the user changed something
+//! (a `d` line on the events listener).
 
+pub mod dav_watch;
 pub mod dovecot_events;
 pub mod imap_watch;
 
@@ -37,6 +43,14 @@ pub enum Signal {
     },
     /// The user's folder hierarchy changed (a mailbox created, deleted or renamed).
     Hierarchy(String),
+    /// A DAV collection's sync token (or CTag) as the DAV watcher read it; `sync` None when
+    /// the server gives neither (then the waiting device compares the listing itself), `gone`
+    /// when the collection is no longer there.
+    Collection {
+        url: String,
+        sync: Option<String>,
+        gone: bool,
+    },
     /// A newer request from the same device replaces this one.
     Superseded,
     /// The gateway is stopping: answer now.
@@ -76,6 +90,8 @@ pub struct UserCredentials {
 struct Waiter {
     id: u64,
     mailboxes: HashSet<String>,
+    /// DAV collection URLs (address books, calendars, task lists) the device waits on.
+    collections: HashSet<String>,
     tx: SignalSender,
 }
 
@@ -90,6 +106,8 @@ pub struct Hub {
     users: Mutex<HashMap<String, UserEntry>>,
     next_id: std::sync::atomic::AtomicU64,
     source: Box<dyn EventSource>,
+    /// The DAV watchers (None without `[dav] url`).
+    dav: Option<dav_watch::DavWatchers>,
     shutting_down: std::sync::atomic::AtomicBool,
     /// Held back so a device that Pings again right away does not cost a reconnect.
     grace: Duration,
@@ -200,8 +218,15 @@ impl Hub {
         use crate::config::PushSource;
         let push = &config.push;
         let grace = Duration::from_secs(push.watcher_grace_secs);
-        if push.source == PushSource::Imap {
-            return Ok(Hub::new(config.imap_config(), grace));
+        let dav = dav_watch::DavWatchers::from_config(config)?;
+        // Radicale's hook reaches the events listener, so it runs with IMAP watchers too.
+        if push.source == PushSource::Imap && !(dav.is_some() && config.dav.push_hook) {
+            let hub = Hub::with_sources(
+                Box::new(imap_watch::ImapWatchers::new(config.imap_config())),
+                dav,
+                grace,
+            );
+            return Ok(hub);
         }
         let secret = dovecot_events::read_secret(&push.events_secret_file).map_err(|e| {
             std::io::Error::new(
@@ -221,20 +246,34 @@ impl Hub {
                 .then(|| Duration::from_secs(push.safety_check_secs)),
             imap: config.imap_config(),
             pool,
+            // With IMAP watchers for mail the listener only hears Radicale's hook.
+            mail: push.source != PushSource::Imap,
         };
         let place = match &push.events_socket {
             Some(path) => format!("push.events_socket {}", path.display()),
             None => format!("push.events_listen {}", push.events_listen),
         };
-        dovecot_events::DovecotEvents::hub(settings, grace)
+        let mail = (push.source == PushSource::Imap)
+            .then(|| Box::new(imap_watch::ImapWatchers::new(config.imap_config())) as _);
+        dovecot_events::DovecotEvents::hub(settings, mail, dav, grace)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{place}: {e}")))
     }
 
     pub fn with_source(source: Box<dyn EventSource>, grace: Duration) -> Arc<Hub> {
+        Hub::with_sources(source, None, grace)
+    }
+
+    /// A hub with a mail source and, for address books and calendars, the DAV watchers.
+    pub fn with_sources(
+        source: Box<dyn EventSource>,
+        dav: Option<dav_watch::DavWatchers>,
+        grace: Duration,
+    ) -> Arc<Hub> {
         Arc::new_cyclic(|me| Hub {
             users: Mutex::new(HashMap::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
             source,
+            dav,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             grace,
             node: format!("{:016x}", rand::random::<u64>()),
@@ -267,6 +306,22 @@ impl Hub {
         device: &str,
         mailboxes: impl IntoIterator<Item = String>,
     ) -> Registration {
+        self.register_with(user, device, mailboxes, Vec::new())
+    }
+
+    /// [`Hub::register`] with DAV collections (their URLs) besides the mailboxes.
+    pub fn register_with(
+        &self,
+        user: &UserCredentials,
+        device: &str,
+        mailboxes: impl IntoIterator<Item = String>,
+        collections: Vec<String>,
+    ) -> Registration {
+        let watches_dav = !collections.is_empty();
+        let mailboxes: HashSet<String> = mailboxes.into_iter().collect();
+        // A device waiting on DAV folders alone (TbSync syncs nothing else) costs the mail
+        // source nothing: no IMAP watcher, no STATUS look.
+        let watches_mail = !mailboxes.is_empty() || !watches_dav;
         let (tx, rx) = signal_queue();
         let id = self
             .next_id
@@ -286,7 +341,8 @@ impl Hub {
                 device.to_owned(),
                 Waiter {
                     id,
-                    mailboxes: mailboxes.into_iter().collect(),
+                    mailboxes,
+                    collections: collections.into_iter().collect(),
                     tx,
                 },
             );
@@ -296,7 +352,12 @@ impl Hub {
         }
         // Every time, not only for the first device: it also refreshes the credentials the
         // source logs in with (a changed password reaches the watcher with the next Ping).
-        self.source.watch(&hub, user);
+        if watches_mail {
+            self.source.watch(&hub, user);
+        }
+        if let (true, Some(dav)) = (watches_dav, &self.dav) {
+            dav.watch(&hub, user);
+        }
         Registration {
             hub,
             user: user.key.clone(),
@@ -352,6 +413,7 @@ impl Hub {
                 Signal::Mailbox(m, _) | Signal::Arrived { mailbox: m, .. } => {
                     w.mailboxes.contains(m)
                 }
+                Signal::Collection { url, .. } => w.collections.contains(url),
                 _ => true,
             };
             if relevant {
@@ -369,6 +431,31 @@ impl Hub {
     /// Whether a user has waiting devices (sources stop when not).
     pub fn is_watched(&self, user: &str) -> bool {
         self.lock().get(user).is_some_and(|e| !e.waiters.is_empty())
+    }
+
+    /// The DAV collections any waiting device of the user cares about.
+    pub fn collections_of(&self, user: &str) -> Vec<String> {
+        let users = self.lock();
+        let mut all: HashSet<&String> = HashSet::new();
+        if let Some(e) = users.get(user) {
+            for w in e.waiters.values() {
+                all.extend(w.collections.iter());
+            }
+        }
+        all.into_iter().cloned().collect()
+    }
+
+    /// Radicale's hook says a DAV user changed something (in `collection` when known): that
+    /// user's DAV watcher checks now instead of at its next interval.
+    pub fn dav_changed(&self, dav_user: &str, collection: Option<&str>) -> bool {
+        self.dav
+            .as_ref()
+            .is_some_and(|d| d.changed(dav_user, collection))
+    }
+
+    /// The DAV watchers, when `[dav]` is configured (for `/metrics` and the tests).
+    pub fn dav(&self) -> Option<&dav_watch::DavWatchers> {
+        self.dav.as_ref()
     }
 
     /// The mailboxes any waiting device of the user cares about.
@@ -395,9 +482,13 @@ impl Hub {
         }
     }
 
-    /// The source's own `/metrics` lines.
+    /// The source's own `/metrics` lines (and the DAV watchers').
     pub fn source_metrics(&self) -> String {
-        self.source.metrics()
+        let mut out = self.source.metrics();
+        if let Some(d) = &self.dav {
+            out.push_str(&d.metrics());
+        }
+        out
     }
 
     /// Where the source receives Dovecot's events (None for the IMAP watchers).
@@ -407,6 +498,8 @@ impl Hub {
 
     /// Waiting devices, and connections held by the sources.
     pub fn counts(&self) -> (usize, usize) {
+        // DAV watchers hold no connection of their own (one HTTP pool for all users); they
+        // are counted on `/metrics` as `eas_push_dav_watchers`.
         let waiting = self.lock().values().map(|e| e.waiters.len()).sum();
         (waiting, self.source.connections())
     }

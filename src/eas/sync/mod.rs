@@ -213,21 +213,44 @@ async fn take_ready_pages(
     ready
 }
 
-/// Registers a held Sync's mailboxes with the push hub, which wakes it on news.
+/// Registers a held Sync's mailboxes and DAV collections with the push hub, which wakes it on
+/// news (the Sync then looks again).
 fn register(
     ctx: &Context<'_>,
     req: &SyncRequest,
     hierarchy: &[FolderEntry],
 ) -> crate::push::Registration {
-    let mailboxes = req
+    let watched: Vec<&FolderEntry> = req
         .collections
         .iter()
         .filter_map(|c| folder_of(hierarchy, &c.collection_id))
-        // Only mailboxes have a push source yet; an address book is looked at on each wake.
+        .collect();
+    let mailboxes = watched
+        .iter()
         .filter(|f| Class::of(f.kind) == Class::Email)
         .map(|f| f.imap_name.clone());
-    ctx.hub
-        .register(&ctx.credentials(), &ctx.device.key.device_id, mailboxes)
+    let mut collections: Vec<String> = watched
+        .iter()
+        .filter(|f| {
+            matches!(
+                Class::of(f.kind),
+                Class::Contacts | Class::Calendar | Class::Tasks
+            )
+        })
+        .filter_map(|f| reqwest::Url::parse(&f.imap_name).ok())
+        .map(|mut u| {
+            u.set_fragment(None);
+            u.to_string()
+        })
+        .collect();
+    collections.sort_unstable();
+    collections.dedup();
+    ctx.hub.register_with(
+        &ctx.credentials(),
+        &ctx.device.key.device_id,
+        mailboxes,
+        collections,
+    )
 }
 
 /// Every collection's answer: at once, or for a held Sync (`registration`) as soon as one has
@@ -299,6 +322,7 @@ async fn wait_for_news(
         Some(
             Signal::Mailbox(..)
                 | Signal::Arrived { .. }
+                | Signal::Collection { .. }
                 | Signal::Hierarchy(_)
                 | Signal::BackendUp
                 | Signal::BackendDown,
