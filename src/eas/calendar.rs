@@ -12,6 +12,8 @@ use crate::dav::{DavClient, Kind};
 use crate::state::FolderEntry;
 
 impl engine::Store for CalendarItems {
+    const LOOKS_AHEAD: bool = true;
+
     async fn open(
         ctx: &Context<'_>,
         _hierarchy: &[FolderEntry],

@@ -48,6 +48,8 @@ fn open_with(
 }
 
 impl engine::Store for ContactItems {
+    const LOOKS_AHEAD: bool = true;
+
     async fn open(ctx: &Context<'_>, _hierarchy: &[FolderEntry]) -> Result<ContactItems, EasError> {
         let (settings, http) = shared(ctx)?;
         Ok(open_with(
