@@ -16,6 +16,8 @@
 //! - [`recurrence`]: RRULE ↔ `Recurrence`, EXDATE/RECURRENCE-ID ↔ `Exceptions`.
 //! - [`event`]: VEVENT ↔ Calendar ApplicationData per protocol version, and the merge.
 //! - [`task`]: VTODO ↔ Tasks ApplicationData, and the merge.
+//! - [`meeting`]: iTIP invitations, cancellations and replies by mail (MeetingRequest,
+//!   the user's PARTSTAT, the REPLY).
 //! - [`window`]: whether an event (recurring series included) falls in a FilterType window.
 //! - [`ical`]: helpers over `calcard`'s iCalendar model.
 //! - [`date`]: the EAS date forms (compact and extended UTC).
@@ -23,6 +25,7 @@
 pub mod date;
 pub mod event;
 pub mod ical;
+pub mod meeting;
 pub mod recurrence;
 pub mod task;
 pub mod timezone;

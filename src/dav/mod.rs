@@ -696,6 +696,39 @@ impl DavClient {
         Ok(out)
     }
 
+    /// The VEVENT objects of a calendar collection whose UID is `uid`, with their data (one
+    /// `calendar-query` REPORT; servers answer it by reading every object, so callers try
+    /// the conventional `<UID>.ics` with [`DavClient::get`] first).
+    pub async fn find_by_uid(&self, collection: &Url, uid: &str) -> Result<Vec<Member>, DavError> {
+        let a = self
+            .send(
+                "REPORT",
+                collection,
+                &[("Depth", "1".into()), ("Content-Type", XML.into())],
+                Some(xml::calendar_query_uid(uid)),
+            )
+            .await?;
+        let ms = multistatus("REPORT", a)?;
+        let mut out = Vec::new();
+        for r in ms.responses {
+            let Ok(url) = collection.join(&r.href) else {
+                continue;
+            };
+            if url.path() == collection.path() || matches!(r.status, Some(404 | 410)) {
+                continue;
+            }
+            let Some(data) = r.prop(xml::CALDAV, "calendar-data").map(|d| d.text.clone()) else {
+                continue;
+            };
+            out.push(Member {
+                etag: r.etag(),
+                url,
+                data: Some(data),
+            });
+        }
+        Ok(out)
+    }
+
     /// GET of one object.
     pub async fn get(&self, url: &Url) -> Result<Member, DavError> {
         let a = self.send("GET", url, &[], None).await?;

@@ -297,6 +297,19 @@ statuses! {
         ItemNotFound = 150,
     }
 
+    /// Status (MeetingResponse), MS-ASCMD 2.2.3.177.9: of each Result.
+    pub enum MeetingResponseStatus {
+        /// Success.
+        Success = 1,
+        /// Invalid meeting request: not a meeting this user can answer (unknown item, no
+        /// calendar part, a cancellation, the user's own meeting, a bad UserResponse or
+        /// InstanceId). Not transient.
+        InvalidMeetingRequest = 2,
+        /// An error occurred on the server mailbox: the mail, calendar or submission server
+        /// is down or failing for now. Transient: the phone retries.
+        MailboxError = 3,
+    }
+
     /// Status (ResolveRecipients), MS-ASCMD: of the request, of each Response (one per `To`),
     /// of Availability and of Certificates; one numbering for all of them.
     pub enum ResolveRecipientsStatus {
@@ -358,6 +371,7 @@ mod test {
         text_is_code(SettingsStatus::ALL);
         text_is_code(ComposeMailStatus::ALL);
         text_is_code(ResolveRecipientsStatus::ALL);
+        text_is_code(MeetingResponseStatus::ALL);
         text_is_code(PictureStatus::ALL);
     }
 
