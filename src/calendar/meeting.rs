@@ -172,7 +172,15 @@ pub fn parse(
         year,
         user_emails,
     };
-    let (data, _) = EventData::from_ical(&ical, &options)?;
+    let data = match EventData::from_ical(&ical, &options) {
+        Ok((data, _)) => data,
+        // A REPLY need not carry the meeting's times (RFC 5546 §3.2.3).
+        Err(_) if matches!(method, Method::Reply(_)) => EventData {
+            uid: Some(uid.clone()),
+            ..EventData::default()
+        },
+        Err(e) => return Err(e),
+    };
     let recurrence_id = data.instance_id;
     let rsvp = c
         .properties(&ICalendarProperty::Attendee)

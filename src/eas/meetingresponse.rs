@@ -31,11 +31,12 @@ use reqwest::Url;
 use super::ids::{CollectionId, ServerId};
 use super::status::MeetingResponseStatus as Status;
 use super::{Context, EasError, Reply, sync};
+use crate::backend::calendar as store;
 use crate::backend::davitems::{assign_ids, new_uid};
 use crate::backend::kinds::{self, Class};
 use crate::calendar::meeting::{self, Invitation, MeetingError, Method, Response};
 use crate::calendar::{date, ical};
-use crate::dav::{DavClient, DavError, Member, Write};
+use crate::dav::{DavClient, DavError, Kind, Member, Write};
 use crate::mailstore::Mailstore;
 use crate::smtp::{self, Envelope, SubmitError};
 use crate::state::FolderEntry;
@@ -184,7 +185,18 @@ fn conventional(collection: &Url, uid: &str) -> Option<Url> {
     if !safe {
         return None;
     }
-    collection.join(&format!("{uid}.ics")).ok()
+    // Written as the servers write it in their hrefs (Python's quoting: `@`, `+`, `=`
+    // escaped), so the item id made from this path is the one their listings give.
+    let mut name = String::with_capacity(uid.len() + 8);
+    for c in uid.chars() {
+        match c {
+            '@' => name.push_str("%40"),
+            '+' => name.push_str("%2B"),
+            '=' => name.push_str("%3D"),
+            c => name.push(c),
+        }
+    }
+    collection.join(&format!("{name}.ics")).ok()
 }
 
 fn url_of(f: &FolderEntry) -> Option<Url> {
@@ -254,13 +266,31 @@ impl<'c, 'a> Session<'c, 'a> {
             .filter(|f| Class::of(f.kind) == Class::Calendar)
             .collect();
         if cals.is_empty() {
-            let found = super::calendar::folders(ctx, &[])
-                .await
-                .map_err(|e| Failure::Retry(e.to_string()))?;
-            cals = found
+            // A device that has not listed its folders yet: discover (a server that cannot
+            // be asked is a retry, never "no calendar").
+            let dav = self.dav()?;
+            let found = dav.discover(&[Kind::Calendar]).await?;
+            let mut colls: Vec<_> = found
+                .collections
                 .into_iter()
-                .filter(|f| Class::of(f.kind) == Class::Calendar)
+                .filter(|c| c.kind == Kind::Calendar && store::holds(&c.components, "VEVENT"))
                 .collect();
+            colls.sort_by(|a, b| a.url.as_str().cmp(b.url.as_str()));
+            for (i, c) in colls.iter().enumerate() {
+                let kind = store::folder_kind(i == 0, false);
+                let locator = store::locator(&c.url, kind);
+                cals.push(FolderEntry {
+                    id: ctx
+                        .store
+                        .folder_id(device, &locator)
+                        .map_err(|e| Failure::Retry(e.to_string()))?,
+                    parent: 0,
+                    display_name: c.display_name.clone().unwrap_or_default(),
+                    kind,
+                    imap_name: locator,
+                    uidvalidity: 0,
+                });
+            }
         }
         cals.sort_by_key(|f| f.kind != kinds::CALENDAR);
         if cals.is_empty() {
@@ -718,7 +748,7 @@ mod tests {
         let c = Url::parse("http://h/u/cal/").unwrap();
         assert_eq!(
             conventional(&c, "m1@example.org").unwrap().as_str(),
-            "http://h/u/cal/m1@example.org.ics"
+            "http://h/u/cal/m1%40example.org.ics"
         );
         assert!(conventional(&c, "a/b").is_none());
         assert!(conventional(&c, "a?b").is_none());

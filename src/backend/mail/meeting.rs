@@ -32,8 +32,12 @@ fn current_year() -> i32 {
 
 /// The meeting side of a mail, None for an ordinary one.
 pub fn of(view: &MessageView<'_>, version: Version) -> Option<MeetingItem> {
+    of_in_year(view, version, current_year())
+}
+
+/// [`of`] with the year whose zone rules the TimeZone blob carries given (fixtures).
+pub fn of_in_year(view: &MessageView<'_>, version: Version, year: i32) -> Option<MeetingItem> {
     let part = view.calendar_part()?;
-    let year = current_year();
     let inv = match meeting::parse(&part.text, part.method.as_deref(), &[], year) {
         Ok(inv) => inv,
         Err(e) => {
