@@ -180,6 +180,8 @@ struct Setup {
     f: Folders,
     login: String,
     name: &'static str,
+    /// The collection of the phone's default calendar (when its name tells it).
+    default_url: Option<reqwest::Url>,
 }
 
 async fn setup(server: Server, user: &'static str, version: &'static str) -> Setup {
@@ -193,7 +195,8 @@ async fn setup(server: Server, user: &'static str, version: &'static str) -> Set
     let coll = disc.calendar_homes[0]
         .join(&format!("{}/", support::unique("mtg")))
         .unwrap();
-    d.make_collection(&coll, Kind::Calendar, "Meetings", &["VEVENT"])
+    let display = support::unique("Meetings");
+    d.make_collection(&coll, Kind::Calendar, &display, &["VEVENT"])
         .await
         .unwrap();
     let submission = support::postfix().submission_port();
@@ -209,6 +212,22 @@ async fn setup(server: Server, user: &'static str, version: &'static str) -> Set
     let mut p = Phone::new(&g, &login, &password, &support::unique("dev"));
     p.version = version;
     p.provision().await;
+    let fs = p.folder_sync("0").await;
+    let (adds, _, _) = folder_changes(&fs);
+    let default_name = adds
+        .iter()
+        .find(|f| f.kind == 8)
+        .expect("a default calendar")
+        .name
+        .clone();
+    let default_url = d
+        .discover(&[Kind::Calendar])
+        .await
+        .unwrap()
+        .collections
+        .into_iter()
+        .find(|c| c.display_name.as_deref() == Some(default_name.as_str()))
+        .map(|c| c.url);
     let f = folders(&p).await;
     assert!(!f.calendars.is_empty(), "no calendar folder");
     Setup {
@@ -218,6 +237,7 @@ async fn setup(server: Server, user: &'static str, version: &'static str) -> Set
         f,
         login,
         name: user,
+        default_url,
     }
 }
 
@@ -366,6 +386,64 @@ async fn invitations_answered_from_inbox_and_calendar_on_radicale() {
 #[tokio::test]
 async fn invitations_answered_from_inbox_and_calendar_on_xandikos() {
     invitations_answered_from_inbox_and_calendar(Server::Xandikos, "carol").await;
+}
+
+/// An event already in the default calendar under a name of another client's choosing: the
+/// answer updates it (the server's UID check turns the PUT under `<UID>.ics` away, then the
+/// query finds it), no second copy is made.
+async fn an_event_stored_under_another_name_is_updated(server: Server, user: &'static str) {
+    let s = setup(server, user, "14.1").await;
+    let Some(coll) = s.default_url.clone() else {
+        panic!("the default calendar's collection not found by name");
+    };
+    let uid = format!("{}@example.org", support::unique("other"));
+    let text = invitation("REQUEST", &uid, "Elsewhere", &s.login, "");
+    let stored = text.replace("METHOD:REQUEST\r\n", "");
+    let other = coll
+        .join(&format!("{}.ics", support::unique("client-name")))
+        .unwrap();
+    s.d.put(
+        &other,
+        "text/calendar; charset=utf-8",
+        stored,
+        eas_gateway::dav::Write::Create,
+    )
+    .await
+    .unwrap();
+    support::append(
+        s.name,
+        "INBOX",
+        &[],
+        &mail(&s.login, "Elsewhere", Some(("REQUEST", &text)), false),
+    )
+    .await;
+    let inbox = items(&s.p, &s.f.inbox).await;
+    let (id, _) = by_subject(&inbox, "Elsewhere");
+    let (status, cal_id) = respond(&s.p, 1, &s.f.inbox, id, "").await;
+    assert_eq!(status, "1");
+    assert!(cal_id.is_some());
+    let found = s.d.find_by_uid(&coll, &uid).await.unwrap();
+    assert_eq!(
+        found.len(),
+        1,
+        "one copy: {:?}",
+        found.iter().map(|m| m.url.as_str()).collect::<Vec<_>>()
+    );
+    assert_eq!(found[0].url.path(), other.path());
+    assert_eq!(
+        stored_partstat(&s.d, &uid, &s.login).await.as_deref(),
+        Some("ACCEPTED")
+    );
+}
+
+#[tokio::test]
+async fn an_event_stored_under_another_name_is_updated_on_radicale() {
+    an_event_stored_under_another_name_is_updated(Server::Radicale, "frank").await;
+}
+
+#[tokio::test]
+async fn an_event_stored_under_another_name_is_updated_on_xandikos() {
+    an_event_stored_under_another_name_is_updated(Server::Xandikos, "grace").await;
 }
 
 /// Waits until `user`'s INBOX holds a message whose Subject contains `needle`.

@@ -762,6 +762,18 @@ impl DavClient {
             )
             .await?;
         check("PUT", &a)?;
+        // Xandikos answers a failed precondition (no-uid-conflict) with a 207 holding 412.
+        if a.status == StatusCode::MULTI_STATUS {
+            let ms = xml::parse_multistatus(&a.body)?;
+            if let Some(s) = ms
+                .responses
+                .iter()
+                .filter_map(|r| r.status)
+                .find(|s| !(200..300).contains(s))
+            {
+                status_error("PUT", s)?;
+            }
+        }
         Ok(etag(&a.headers))
     }
 

@@ -154,7 +154,10 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
             }
         };
         let mut result = Element::new(mr::Result);
-        result.push(Element::with_text(mr::RequestId, r.request_id.clone()));
+        // A search result's LongId is not echoed (MS-ASCMD: RequestId only for RequestId).
+        if !r.long_id {
+            result.push(Element::with_text(mr::RequestId, r.request_id.clone()));
+        }
         result.push(Element::with_text(
             mr::Status,
             outcome.status.code().to_string(),
