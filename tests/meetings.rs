@@ -165,7 +165,7 @@ async fn respond(
 async fn stored_partstat(d: &DavClient, uid: &str, user: &str) -> Option<String> {
     let disc = d.discover(&[Kind::Calendar]).await.unwrap();
     for c in disc.collections.iter().filter(|c| c.kind == Kind::Calendar) {
-        for m in d.find_by_uid(&c.url, uid).await.unwrap() {
+        if let Some(m) = d.find_by_uid(&c.url, uid).await.unwrap().first() {
             let ical = ical::parse(m.data.as_deref().unwrap()).unwrap();
             return meeting::partstat_of(&ical, &[user]);
         }

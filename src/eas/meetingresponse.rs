@@ -326,13 +326,13 @@ impl<'c, 'a> Session<'c, 'a> {
         };
         match Class::of(folder.kind) {
             Class::Calendar => {
-                self.from_calendar(&folder, item, response, instance, r)
+                self.answer_event(&folder, item, response, instance, r)
                     .await
             }
             Class::Email if instance.is_some() => Err(Failure::Invalid(
                 "InstanceId names a meeting request mail".into(),
             )),
-            Class::Email => self.from_mail(&folder, item, response, r).await,
+            Class::Email => self.answer_invitation(&folder, item, response, r).await,
             _ => Err(Failure::Invalid("not a mail or calendar folder".into())),
         }
     }
@@ -415,7 +415,7 @@ impl<'c, 'a> Session<'c, 'a> {
         Ok(None)
     }
 
-    async fn from_mail(
+    async fn answer_invitation(
         &mut self,
         folder: &FolderEntry,
         uid: u32,
@@ -426,6 +426,7 @@ impl<'c, 'a> Session<'c, 'a> {
         let email = self.ctx.user.email.clone();
         let emails = [email.as_str()];
         let now = now_utc();
+        let mut sent = false;
         // A PUT refused as a conflict: the event is there under another name; look again.
         for attempt in 0..2 {
             let found = if attempt == 0 {
@@ -441,7 +442,11 @@ impl<'c, 'a> Session<'c, 'a> {
                         s.ical = meeting::to_stored(&inv);
                     }
                     let answered = meeting::respond(&mut s.ical, &emails, response, None, now)?;
-                    match self.put(&s.url, &s.ical, s.etag.as_deref()).await? {
+                    let answer = (r, answered, response, now);
+                    match self
+                        .store_and_reply(&s.url, &s.ical, s.etag.as_deref(), answer, &mut sent)
+                        .await?
+                    {
                         Put::Done => {}
                         // Changed meanwhile: read it again (once).
                         Put::Conflict if attempt == 0 => continue,
@@ -449,7 +454,6 @@ impl<'c, 'a> Session<'c, 'a> {
                             return Err(Failure::Retry("the event keeps changing".into()));
                         }
                     }
-                    self.send_reply(r, &s.ical, answered, response, now).await?;
                     return Ok(Outcome {
                         status: Status::Success,
                         calendar_id: (response != Response::Declined)
@@ -461,7 +465,9 @@ impl<'c, 'a> Session<'c, 'a> {
                     let answered = meeting::respond(&mut ical, &emails, response, None, now)?;
                     if response == Response::Declined {
                         // Declined invitations stay out of the calendar.
-                        self.send_reply(r, &ical, answered, response, now).await?;
+                        if !sent {
+                            send_reply(self.ctx, r, &ical, answered, response, now).await?;
+                        }
                         return Ok(Outcome::status(Status::Success));
                     }
                     let cals = self.calendars().await?;
@@ -471,14 +477,17 @@ impl<'c, 'a> Session<'c, 'a> {
                     let url = conventional(&coll, &inv.uid)
                         .or_else(|| coll.join(&format!("{}.ics", new_uid())).ok())
                         .ok_or_else(|| Failure::Retry("a bad calendar URL".into()))?;
-                    match self.put(&url, &ical, None).await? {
+                    let answer = (r, answered, response, now);
+                    match self
+                        .store_and_reply(&url, &ical, None, answer, &mut sent)
+                        .await?
+                    {
                         Put::Done => {}
                         Put::Conflict if attempt == 0 => continue,
                         Put::Conflict => {
                             return Err(Failure::Retry("the calendar refused the event".into()));
                         }
                     }
-                    self.send_reply(r, &ical, answered, response, now).await?;
                     return Ok(Outcome {
                         status: Status::Success,
                         calendar_id: Some(format!("{}:{}", default.id, item_id(&url))),
@@ -489,7 +498,7 @@ impl<'c, 'a> Session<'c, 'a> {
         Err(Failure::Retry("the event keeps changing".into()))
     }
 
-    async fn from_calendar(
+    async fn answer_event(
         &mut self,
         folder: &FolderEntry,
         item: u32,
@@ -513,6 +522,7 @@ impl<'c, 'a> Session<'c, 'a> {
         let email = self.ctx.user.email.clone();
         let emails = [email.as_str()];
         let now = now_utc();
+        let mut sent = false;
         for _ in 0..2 {
             let m = match dav.get(&url).await {
                 Ok(m) => m,
@@ -522,11 +532,14 @@ impl<'c, 'a> Session<'c, 'a> {
             let mut ical = ical::parse(m.data.as_deref().unwrap_or(""))
                 .map_err(|e| Failure::Invalid(e.to_string()))?;
             let answered = meeting::respond(&mut ical, &emails, response, instance, now)?;
-            match self.put(&url, &ical, m.etag.as_deref()).await? {
+            let answer = (r, answered, response, now);
+            match self
+                .store_and_reply(&url, &ical, m.etag.as_deref(), answer, &mut sent)
+                .await?
+            {
                 Put::Done => {}
                 Put::Conflict => continue,
             }
-            self.send_reply(r, &ical, answered, response, now).await?;
             return Ok(Outcome {
                 status: Status::Success,
                 calendar_id: (response != Response::Declined)
@@ -536,82 +549,116 @@ impl<'c, 'a> Session<'c, 'a> {
         Err(Failure::Retry("the event keeps changing".into()))
     }
 
-    /// PUT with `If-Match` (an ETag) or `If-None-Match: *` (new).
-    async fn put(
+    /// Stores the answered event and, when the phone asked, submits the REPLY, both at once:
+    /// the submission (about 45 ms at the test Postfix, more than the PUT) then costs nothing
+    /// on top. A REPLY sent while the PUT met a conflict is not sent again on the next try
+    /// (`sent`); one sent before a PUT failed for now is sent again when the phone retries
+    /// (an iTIP REPLY says the same twice, harmlessly).
+    async fn store_and_reply(
         &mut self,
         url: &Url,
         ical: &calcard::icalendar::ICalendar,
         etag: Option<&str>,
+        (r, answered, response, now): (&Request, u32, Response, NaiveDateTime),
+        sent: &mut bool,
     ) -> Result<Put, Failure> {
         let dav = self.dav()?;
-        let condition = match etag {
-            Some(e) => Write::Replace(e),
-            None => Write::Create,
+        let ctx = self.ctx;
+        let already = *sent;
+        let reply = async {
+            if already {
+                Ok(())
+            } else {
+                send_reply(ctx, r, ical, answered, response, now).await
+            }
         };
-        match dav.put(url, ICALENDAR, ical::write(ical), condition).await {
-            Ok(_) => Ok(Put::Done),
-            // 412: changed meanwhile, or (new) a member of that name exists; 409/403/400: the
-            // servers' no-uid-conflict (the UID lives under another name).
-            Err(DavError::PreconditionFailed | DavError::Forbidden) => Ok(Put::Conflict),
-            Err(DavError::Status {
-                status: 400 | 409, ..
-            }) => Ok(Put::Conflict),
-            Err(e) if e.is_retryable() => Err(e.into()),
-            Err(e) => Err(Failure::Retry(format!(
-                "calendar server refused the event: {e}"
-            ))),
+        let (stored, replied) = tokio::join!(put(&dav, url, ical, etag), reply);
+        match stored? {
+            Put::Conflict => {
+                *sent = replied.is_ok();
+                Ok(Put::Conflict)
+            }
+            Put::Done => {
+                replied?;
+                Ok(Put::Done)
+            }
         }
     }
+}
 
-    /// Submits the iTIP REPLY when the phone asked for it and the meeting has an organizer.
-    async fn send_reply(
-        &mut self,
-        r: &Request,
-        ical: &calcard::icalendar::ICalendar,
-        answered: u32,
-        response: Response,
-        now: NaiveDateTime,
-    ) -> Result<(), Failure> {
-        let Some(send) = &r.send else {
-            return Ok(());
-        };
-        let Some(organizer) = organizer_of(ical, answered) else {
-            return Ok(());
-        };
-        let ctx = self.ctx;
-        let config = ctx
-            .config
-            .smtp_config()
-            .map_err(|e| Failure::Retry(format!("submission: {e}")))?;
-        let email = &ctx.user.email;
-        let reply = meeting::reply(ical, answered, email, None, response, now)
-            .map_err(|e| Failure::Invalid(e.to_string()))?;
-        let summary = summary_of(ical, answered);
-        let message = reply_message(
-            email,
-            &organizer,
-            &summary,
-            response,
-            send.text.as_deref(),
-            &ical::write(&reply),
-            &config.hello_name,
-            now,
-        );
-        let envelope = Envelope {
-            from: email.clone(),
-            to: vec![organizer],
-        };
-        let login = (ctx.user.login.as_str(), &ctx.user.password);
-        match smtp::submit(&config, Some(login), &envelope, message.as_bytes()).await {
-            Ok(()) => Ok(()),
-            Err(e @ (SubmitError::Unavailable(_) | SubmitError::AuthRejected(_))) => {
-                Err(Failure::Retry(format!("submission: {e}")))
-            }
-            // The answer is stored; a reply the organizer's side refuses for good is logged.
-            Err(e) => {
-                tracing::warn!(error = %e, "the meeting reply was refused");
-                Ok(())
-            }
+/// PUT with `If-Match` (an ETag) or `If-None-Match: *` (new).
+async fn put(
+    dav: &DavClient,
+    url: &Url,
+    ical: &calcard::icalendar::ICalendar,
+    etag: Option<&str>,
+) -> Result<Put, Failure> {
+    let condition = match etag {
+        Some(e) => Write::Replace(e),
+        None => Write::Create,
+    };
+    match dav.put(url, ICALENDAR, ical::write(ical), condition).await {
+        Ok(_) => Ok(Put::Done),
+        // 412: changed meanwhile, or (new) a member of that name exists; 409/403/400: the
+        // servers' no-uid-conflict (the UID lives under another name).
+        Err(DavError::PreconditionFailed | DavError::Forbidden) => Ok(Put::Conflict),
+        Err(DavError::Status {
+            status: 400 | 409, ..
+        }) => Ok(Put::Conflict),
+        Err(e) if e.is_retryable() => Err(e.into()),
+        Err(e) => Err(Failure::Retry(format!(
+            "calendar server refused the event: {e}"
+        ))),
+    }
+}
+
+/// Submits the iTIP REPLY when the phone asked for it and the meeting has an organizer.
+async fn send_reply(
+    ctx: &Context<'_>,
+    r: &Request,
+    ical: &calcard::icalendar::ICalendar,
+    answered: u32,
+    response: Response,
+    now: NaiveDateTime,
+) -> Result<(), Failure> {
+    let Some(send) = &r.send else {
+        return Ok(());
+    };
+    let Some(organizer) = organizer_of(ical, answered) else {
+        return Ok(());
+    };
+    let config = ctx
+        .config
+        .smtp_config()
+        .map_err(|e| Failure::Retry(format!("submission: {e}")))?;
+    let email = &ctx.user.email;
+    let reply = meeting::reply(ical, answered, email, None, response, now)
+        .map_err(|e| Failure::Invalid(e.to_string()))?;
+    let summary = summary_of(ical, answered);
+    let message = reply_message(
+        email,
+        &organizer,
+        &summary,
+        response,
+        send.text.as_deref(),
+        &ical::write(&reply),
+        &config.hello_name,
+        now,
+    );
+    let envelope = Envelope {
+        from: email.clone(),
+        to: vec![organizer],
+    };
+    let login = (ctx.user.login.as_str(), &ctx.user.password);
+    match smtp::submit(&config, Some(login), &envelope, message.as_bytes()).await {
+        Ok(()) => Ok(()),
+        Err(e @ (SubmitError::Unavailable(_) | SubmitError::AuthRejected(_))) => {
+            Err(Failure::Retry(format!("submission: {e}")))
+        }
+        // The answer is stored; a reply the organizer's side refuses for good is logged.
+        Err(e) => {
+            tracing::warn!(error = %e, "the meeting reply was refused");
+            Ok(())
         }
     }
 }
