@@ -15,7 +15,9 @@ use eas::{Gateway, Phone, find_text, folder_changes};
 use eas_gateway::calendar::{ical, meeting};
 use eas_gateway::dav::{DavClient, Kind};
 use eas_testbed::Radicale;
-use eas_wbxml::tags::{airsync as a, airsyncbase as asb, email, meetingresponse as mr};
+use eas_wbxml::tags::{
+    airsync as a, airsyncbase as asb, email, meetingresponse as mr, resolverecipients as rr,
+};
 use eas_wbxml::{Element, Writer};
 use support::dav::{Server, dav, radicale, xandikos};
 
@@ -681,4 +683,122 @@ fn invitation_and_cancellation_fixtures() {
             check_fixture(&format!("{name}.{label}"), &render(&raw, v));
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ResolveRecipients' Availability from the recipient's calendar on the same DAV server.
+
+async fn availability(p: &Phone, to: &str) -> (String, Option<String>) {
+    let xml = format!(
+        r#"<ResolveRecipients xmlns="ResolveRecipients:"><To>{to}</To><Options><Availability><StartTime>2030-06-10T08:00:00.000Z</StartTime><EndTime>2030-06-10T12:00:00.000Z</EndTime></Availability></Options></ResolveRecipients>"#
+    );
+    let answer = p.send("ResolveRecipients", &xml).await;
+    assert_eq!(answer.status, 200);
+    let t = answer.tree();
+    let a = t
+        .child(rr::Response)
+        .and_then(|r| r.child(rr::Recipient))
+        .and_then(|r| r.child(rr::Availability))
+        .unwrap_or_else(|| panic!("{}", answer.xml()));
+    (
+        find_text(a, rr::Status).unwrap(),
+        find_text(a, rr::MergedFreeBusy),
+    )
+}
+
+fn directory_file(names: &[&str]) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("{}.vcf", support::unique("fb-directory")));
+    let mut text = String::new();
+    for n in names {
+        let login = support::user(n).login;
+        text.push_str(&format!(
+            "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:{n} Tester\r\nEMAIL:{login}\r\nEND:VCARD\r\n"
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn free_busy_from_the_recipients_calendar() {
+    let (asker, recipient) = ("heidi", "ivan");
+    let users = [support::user(asker), support::user(recipient)];
+    let own = Radicale::start_with_rights(&users, "authenticated").expect("a Radicale");
+    let (login, password) = support::credentials(asker);
+    let (r_login, r_password) = support::credentials(recipient);
+    let d = dav(&own.url(), &r_login, &r_password);
+    let home = d.discover(&[Kind::Calendar]).await.unwrap().calendar_homes[0].clone();
+    let cal = home.join("cal/").unwrap();
+    d.make_collection(&cal, Kind::Calendar, "Cal", &["VEVENT"])
+        .await
+        .unwrap();
+    for (name, extra, start, end) in [
+        ("busy", "", "090000", "100000"),
+        ("tentative", "STATUS:TENTATIVE\r\n", "100000", "103000"),
+        ("free", "TRANSP:TRANSPARENT\r\n", "110000", "120000"),
+    ] {
+        let text = format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:fb-{name}\r\n\
+DTSTAMP:20300101T000000Z\r\nDTSTART:20300610T{start}Z\r\nDTEND:20300610T{end}Z\r\n{extra}\
+SUMMARY:{name}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        );
+        d.put(
+            &cal.join(&format!("{name}.ics")).unwrap(),
+            "text/calendar",
+            text,
+            eas_gateway::dav::Write::Create,
+        )
+        .await
+        .unwrap();
+    }
+    // The asker's own home exists once asked for.
+    dav(&own.url(), &login, &password)
+        .discover(&[Kind::Calendar])
+        .await
+        .unwrap();
+    let directory = directory_file(&[recipient]);
+    let url = own.url();
+    let g = Gateway::start(support::dovecot().imap_config(), move |c| {
+        c.dav.url = url;
+        c.directory.source = format!("vcard:{}", directory.display());
+    })
+    .await;
+    let mut p = Phone::new(&g, &login, &password, "freebusy");
+    p.provision().await;
+    // Half hours from 08:00: free, free, busy, busy, tentative, free, free (transparent), free.
+    assert_eq!(
+        availability(&p, &r_login).await,
+        ("1".into(), Some("00221000".into()))
+    );
+    // The calendar server gone: ask again later.
+    own.stop();
+    assert_eq!(availability(&p, &r_login).await, ("162".into(), None));
+}
+
+#[tokio::test]
+async fn free_busy_of_a_recipient_whose_calendar_is_not_readable() {
+    // The shared Radicale gives each user their own collections only.
+    let (asker, recipient) = ("judy", "kim");
+    let (login, password) = support::credentials(asker);
+    let (r_login, r_password) = support::credentials(recipient);
+    let d = dav(&radicale().url(), &r_login, &r_password);
+    let home = d.discover(&[Kind::Calendar]).await.unwrap().calendar_homes[0].clone();
+    d.make_collection(
+        &home.join("cal/").unwrap(),
+        Kind::Calendar,
+        "Cal",
+        &["VEVENT"],
+    )
+    .await
+    .unwrap();
+    let directory = directory_file(&[recipient]);
+    let url = radicale().url();
+    let g = Gateway::start(support::dovecot().imap_config(), move |c| {
+        c.dav.url = url;
+        c.directory.source = format!("vcard:{}", directory.display());
+    })
+    .await;
+    let mut p = Phone::new(&g, &login, &password, "freebusy-denied");
+    p.provision().await;
+    assert_eq!(availability(&p, &r_login).await, ("163".into(), None));
 }

@@ -16,6 +16,7 @@
 //! - [`recurrence`]: RRULE ↔ `Recurrence`, EXDATE/RECURRENCE-ID ↔ `Exceptions`.
 //! - [`event`]: VEVENT ↔ Calendar ApplicationData per protocol version, and the merge.
 //! - [`task`]: VTODO ↔ Tasks ApplicationData, and the merge.
+//! - [`freebusy`]: busy periods (VFREEBUSY or events) as ResolveRecipients' MergedFreeBusy.
 //! - [`meeting`]: iTIP invitations, cancellations and replies by mail (MeetingRequest,
 //!   the user's PARTSTAT, the REPLY).
 //! - [`window`]: whether an event (recurring series included) falls in a FilterType window.
@@ -24,6 +25,7 @@
 
 pub mod date;
 pub mod event;
+pub mod freebusy;
 pub mod ical;
 pub mod meeting;
 pub mod recurrence;

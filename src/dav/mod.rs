@@ -729,6 +729,67 @@ impl DavClient {
         Ok(out)
     }
 
+    /// The busy time of a calendar collection in `[start, end)` as the server's VFREEBUSY
+    /// (a `free-busy-query` REPORT, RFC 4791 §7.10); `None` when the server does not answer
+    /// that report (Radicale 3.1 does not) or refuses it.
+    pub async fn free_busy(
+        &self,
+        collection: &Url,
+        start: &str,
+        end: &str,
+    ) -> Result<Option<String>, DavError> {
+        let a = self
+            .send(
+                "REPORT",
+                collection,
+                &[("Depth", "1".into()), ("Content-Type", XML.into())],
+                Some(xml::free_busy_query(start, end)),
+            )
+            .await?;
+        match status_error("REPORT", a.status.as_u16()) {
+            Ok(()) if a.status == StatusCode::OK => {
+                Ok(Some(String::from_utf8_lossy(&a.body).into_owned()))
+            }
+            Ok(()) => Ok(None),
+            Err(e) if e.is_retryable() => Err(e),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The VEVENT objects of a calendar collection with an occurrence in `[start, end)`, with
+    /// their data (a `calendar-query` with a time-range).
+    pub async fn events_between(
+        &self,
+        collection: &Url,
+        start: &str,
+        end: &str,
+    ) -> Result<Vec<Member>, DavError> {
+        let a = self
+            .send(
+                "REPORT",
+                collection,
+                &[("Depth", "1".into()), ("Content-Type", XML.into())],
+                Some(xml::calendar_query_range(start, end)),
+            )
+            .await?;
+        let ms = multistatus("REPORT", a)?;
+        let mut out = Vec::new();
+        for r in ms.responses {
+            let Ok(url) = collection.join(&r.href) else {
+                continue;
+            };
+            let Some(data) = r.prop(xml::CALDAV, "calendar-data").map(|d| d.text.clone()) else {
+                continue;
+            };
+            out.push(Member {
+                etag: r.etag(),
+                url,
+                data: Some(data),
+            });
+        }
+        Ok(out)
+    }
+
     /// GET of one object.
     pub async fn get(&self, url: &Url) -> Result<Member, DavError> {
         let a = self.send("GET", url, &[], None).await?;

@@ -12,6 +12,7 @@ pub mod find;
 pub mod folderchange;
 pub mod folders;
 pub mod foldersync;
+pub mod freebusy;
 pub mod gal;
 pub mod getitemestimate;
 pub mod ids;

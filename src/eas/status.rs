@@ -328,6 +328,12 @@ statuses! {
         ServerError = 6,
         /// The recipient has no valid S/MIME certificate (Certificates).
         NoValidCertificate = 7,
+        /// Availability: the free/busy data could not be retrieved for now (the calendar
+        /// server is down or slow); the client asks again.
+        FreeBusyRetry = 162,
+        /// Availability: free/busy data could not be retrieved for this recipient (their
+        /// calendars are not readable on the user's calendar server).
+        NoFreeBusyData = 163,
     }
 
     /// Status of a contact photo (gal:Picture in Search and Find, Picture in

@@ -27,6 +27,12 @@ pub struct Radicale {
 impl Radicale {
     /// Starts Radicale in a new temporary directory with `users` in its htpasswd file.
     pub fn start(users: &[TestUser]) -> Result<Radicale, TestbedError> {
+        Radicale::start_with_rights(users, "owner_only")
+    }
+
+    /// [`Radicale::start`] with another `[rights] type` (`authenticated`: every user may read
+    /// and write every collection, as for shared calendars and free/busy look-ups).
+    pub fn start_with_rights(users: &[TestUser], rights: &str) -> Result<Radicale, TestbedError> {
         require(RADICALE_BIN, RADICALE_INSTALL_HINT)?;
         let temp = temp_dir("easgw-radicale-")?;
         let dir = temp.path().to_owned();
@@ -47,7 +53,7 @@ impl Radicale {
              [auth]\ntype = htpasswd\nhtpasswd_filename = {users}\nhtpasswd_encryption = plain\n\
              # No delay after a wrong password: the tests try one on purpose.\ndelay = 0\n\
              [storage]\nfilesystem_folder = {storage}\n\
-             [rights]\ntype = owner_only\n\
+             [rights]\ntype = {rights}\n\
              [web]\ntype = none\n\
              [logging]\nlevel = warning\n",
             users = dir.join("users").display(),
