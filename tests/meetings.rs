@@ -689,8 +689,12 @@ fn invitation_and_cancellation_fixtures() {
 // ResolveRecipients' Availability from the recipient's calendar on the same DAV server.
 
 async fn availability(p: &Phone, to: &str) -> (String, Option<String>) {
+    availability_on(p, to, "2030-06-10").await
+}
+
+async fn availability_on(p: &Phone, to: &str, day: &str) -> (String, Option<String>) {
     let xml = format!(
-        r#"<ResolveRecipients xmlns="ResolveRecipients:"><To>{to}</To><Options><Availability><StartTime>2030-06-10T08:00:00.000Z</StartTime><EndTime>2030-06-10T12:00:00.000Z</EndTime></Availability></Options></ResolveRecipients>"#
+        r#"<ResolveRecipients xmlns="ResolveRecipients:"><To>{to}</To><Options><Availability><StartTime>{day}T08:00:00.000Z</StartTime><EndTime>{day}T12:00:00.000Z</EndTime></Availability></Options></ResolveRecipients>"#
     );
     let answer = p.send("ResolveRecipients", &xml).await;
     assert_eq!(answer.status, 200);
@@ -801,4 +805,42 @@ async fn free_busy_of_a_recipient_whose_calendar_is_not_readable() {
     let mut p = Phone::new(&g, &login, &password, "freebusy-denied");
     p.provision().await;
     assert_eq!(availability(&p, &r_login).await, ("163".into(), None));
+}
+
+/// Xandikos answers `free-busy-query` itself (its one principal is everyone's, so the asker's
+/// own free/busy is what can be asked there).
+#[tokio::test]
+async fn free_busy_by_free_busy_query_on_xandikos() {
+    let asker = "lena";
+    let (login, password) = support::credentials(asker);
+    let d = support::dav::client(Server::Xandikos, asker);
+    let home = d.discover(&[Kind::Calendar]).await.unwrap().calendar_homes[0].clone();
+    let cal = home.join(&format!("{}/", support::unique("fb"))).unwrap();
+    d.make_collection(&cal, Kind::Calendar, "FB", &["VEVENT"])
+        .await
+        .unwrap();
+    let text = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\n\
+UID:fb-xandikos\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300701T093000Z\r\n\
+DTEND:20300701T103000Z\r\nSUMMARY:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    d.put(
+        &cal.join("fb.ics").unwrap(),
+        "text/calendar",
+        text.to_owned(),
+        eas_gateway::dav::Write::Create,
+    )
+    .await
+    .unwrap();
+    let directory = directory_file(&[asker]);
+    let url = xandikos().url();
+    let g = Gateway::start(support::dovecot().imap_config(), move |c| {
+        c.dav.url = url;
+        c.directory.source = format!("vcard:{}", directory.display());
+    })
+    .await;
+    let mut p = Phone::new(&g, &login, &password, "freebusy-x");
+    p.provision().await;
+    assert_eq!(
+        availability_on(&p, &login, "2030-07-01").await,
+        ("1".into(), Some("00022000".into()))
+    );
 }
