@@ -28,11 +28,17 @@ pub enum Availability {
     Retry,
 }
 
+/// How long one request's free/busy look-ups may take together; recipients after that get
+/// 162 (ask again) rather than hold the phone's request (up to 100 names, a few round trips
+/// each).
+const BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The free/busy look-ups of one request (the user's own homes found once).
 pub struct FreeBusy {
     dav: DavClient,
     settings: Arc<DavSettings>,
     homes: Option<Vec<Url>>,
+    started: std::time::Instant,
 }
 
 enum Failed {
@@ -87,12 +93,19 @@ impl FreeBusy {
             dav,
             settings,
             homes: None,
+            started: std::time::Instant::now(),
         })
     }
 
     /// The recipient's free/busy in `[from, to)` (unix seconds).
     pub async fn of(&mut self, email: &str, from: i64, to: i64) -> Availability {
-        match self.look(email, from, to).await {
+        let Some(left) = BUDGET.checked_sub(self.started.elapsed()) else {
+            return Availability::Retry;
+        };
+        match tokio::time::timeout(left, self.look(email, from, to))
+            .await
+            .unwrap_or(Err(Failed::Retry))
+        {
             Ok(a) => a,
             Err(Failed::NoData) => Availability::NoData,
             Err(Failed::Retry) => Availability::Retry,
