@@ -70,13 +70,12 @@ async fn ios_setup(version: &'static str, form: QueryForm, user: &str, device: &
         "SendMail",
         "SmartReply",
         "SmartForward",
+        "MeetingResponse",
     ] {
         assert!(commands.split(',').any(|x| x == c), "{commands}");
     }
     assert!(
-        !commands
-            .split(',')
-            .any(|x| x == "ValidateCert" || x == "MeetingResponse"),
+        !commands.split(',').any(|x| x == "ValidateCert"),
         "only implemented commands: {commands}"
     );
 

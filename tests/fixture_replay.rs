@@ -902,3 +902,99 @@ async fn gal_search_resolve_recipients_and_find() {
         "Archive Bot"
     );
 }
+
+/// MeetingResponse: the fixtures' requests as they are (their folders unknown to this device,
+/// a search LongId: status 2 each, the fixtures' shape less CalendarId), then the 16.1
+/// SendResponse fixture on an invitation delivered to the Inbox, with the calendar on the
+/// test Radicale and the reply through the test Postfix: the fixture's shape and status 1.
+#[tokio::test]
+async fn meeting_response() {
+    let user = "quinn";
+    let (login, password) = support::credentials(user);
+    let url = support::dav::radicale().url();
+    let d = support::dav::dav(&url, &login, &password);
+    let home = d
+        .discover(&[eas_gateway::dav::Kind::Calendar])
+        .await
+        .unwrap()
+        .calendar_homes[0]
+        .clone();
+    d.make_collection(
+        &home.join("calendar/").unwrap(),
+        eas_gateway::dav::Kind::Calendar,
+        "Calendar",
+        &["VEVENT"],
+    )
+    .await
+    .unwrap();
+    let submission = support::postfix().submission_port();
+    let g = Gateway::start(support::dovecot().imap_config(), move |c| {
+        c.dav.url = url;
+        c.smtp.host = "127.0.0.1".into();
+        c.smtp.port = submission;
+        c.smtp.security = "none".into();
+        c.smtp.auth = "user".into();
+    })
+    .await;
+    let mut p = phone(&g, user, "REPLAYMEETING", "16.1");
+    provision(&g, &mut p).await;
+    let fs = p.folder_sync("0").await;
+    let (adds, _, _) = eas::folder_changes(&fs);
+    let inbox = adds.iter().find(|f| f.kind == 2).unwrap().id.clone();
+
+    let got = replay_fixture(&p, "MeetingResponse", "meetingresponse.request").await;
+    let want = fixture("meetingresponse.response");
+    assert_shape(
+        "MeetingResponse (unknown items)",
+        &got,
+        &want,
+        &[
+            "MeetingResponse/Result/CalendarId",
+            "MeetingResponse/Result/InstanceId",
+        ],
+        &[],
+    );
+    assert_eq!(texts(&got, "MeetingResponse/Result/Status"), vec!["2", "2"]);
+    let got = replay_fixture(&p, "MeetingResponse", "meetingresponse.request.search").await;
+    let want = fixture("meetingresponse.response.search");
+    assert_shape(
+        "MeetingResponse (LongId)",
+        &got,
+        &want,
+        &["MeetingResponse/Result/CalendarId"],
+        &[],
+    );
+    assert_eq!(text(&got, "MeetingResponse/Result/Status"), "2");
+
+    let organizer = support::user("olivia").login;
+    let invitation = format!(
+        "From: {organizer}\r\nTo: {login}\r\nSubject: Kickoff\r\nMessage-ID: <kickoff@example.org>\r\n\
+MIME-Version: 1.0\r\nContent-Type: text/calendar; method=REQUEST; charset=utf-8\r\n\r\n\
+BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\n\
+UID:kickoff-replay@example.org\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300312T090000Z\r\n\
+DTEND:20300312T100000Z\r\nSUMMARY:Kickoff\r\nORGANIZER:mailto:{organizer}\r\n\
+ATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:{login}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    );
+    let uid = support::append(user, "INBOX", &[], invitation.as_bytes()).await;
+    // The phone has seen the Inbox (the ServerId is `<Inbox>:<UID>`).
+    eas::sync_to_end(&p, &inbox, "0").await;
+    let request_id = format!("{inbox}:{uid}");
+    let mut request = fixture("meetingresponse.request.proposetime");
+    set(&mut request, "MeetingResponse/Request/CollectionId", &inbox);
+    set(
+        &mut request,
+        "MeetingResponse/Request/RequestId",
+        &request_id,
+    );
+    let got = replay_tree(
+        &p,
+        "MeetingResponse",
+        "meetingresponse.request.proposetime",
+        &request,
+    )
+    .await;
+    let want = fixture("meetingresponse.response.proposetime");
+    assert_shape("MeetingResponse (SendResponse)", &got, &want, &[], &[]);
+    assert_eq!(text(&got, "MeetingResponse/Result/Status"), "1");
+    assert_eq!(text(&got, "MeetingResponse/Result/RequestId"), request_id);
+}

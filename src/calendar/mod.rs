@@ -16,13 +16,18 @@
 //! - [`recurrence`]: RRULE ↔ `Recurrence`, EXDATE/RECURRENCE-ID ↔ `Exceptions`.
 //! - [`event`]: VEVENT ↔ Calendar ApplicationData per protocol version, and the merge.
 //! - [`task`]: VTODO ↔ Tasks ApplicationData, and the merge.
+//! - [`freebusy`]: busy periods (VFREEBUSY or events) as ResolveRecipients' MergedFreeBusy.
+//! - [`meeting`]: iTIP invitations, cancellations and replies by mail (MeetingRequest,
+//!   the user's PARTSTAT, the REPLY).
 //! - [`window`]: whether an event (recurring series included) falls in a FilterType window.
 //! - [`ical`]: helpers over `calcard`'s iCalendar model.
 //! - [`date`]: the EAS date forms (compact and extended UTC).
 
 pub mod date;
 pub mod event;
+pub mod freebusy;
 pub mod ical;
+pub mod meeting;
 pub mod recurrence;
 pub mod task;
 pub mod timezone;

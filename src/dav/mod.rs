@@ -735,6 +735,100 @@ impl DavClient {
         Ok(out)
     }
 
+    /// The VEVENT objects of a calendar collection whose UID is `uid`, with their data (one
+    /// `calendar-query` REPORT; servers answer it by reading every object, so callers try
+    /// the conventional `<UID>.ics` with [`DavClient::get`] first).
+    pub async fn find_by_uid(&self, collection: &Url, uid: &str) -> Result<Vec<Member>, DavError> {
+        let a = self
+            .send(
+                "REPORT",
+                collection,
+                &[("Depth", "1".into()), ("Content-Type", XML.into())],
+                Some(xml::calendar_query_uid(uid)),
+            )
+            .await?;
+        let ms = multistatus("REPORT", a)?;
+        let mut out = Vec::new();
+        for r in ms.responses {
+            let Ok(url) = collection.join(&r.href) else {
+                continue;
+            };
+            if url.path() == collection.path() || matches!(r.status, Some(404 | 410)) {
+                continue;
+            }
+            let Some(data) = r.prop(xml::CALDAV, "calendar-data").map(|d| d.text.clone()) else {
+                continue;
+            };
+            out.push(Member {
+                etag: r.etag(),
+                url,
+                data: Some(data),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The busy time of a calendar collection in `[start, end)` as the server's VFREEBUSY
+    /// (a `free-busy-query` REPORT, RFC 4791 §7.10); `None` when the server does not answer
+    /// that report (Radicale 3.1 does not) or refuses it.
+    pub async fn free_busy(
+        &self,
+        collection: &Url,
+        start: &str,
+        end: &str,
+    ) -> Result<Option<String>, DavError> {
+        let a = self
+            .send(
+                "REPORT",
+                collection,
+                &[("Depth", "1".into()), ("Content-Type", XML.into())],
+                Some(xml::free_busy_query(start, end)),
+            )
+            .await?;
+        match status_error("REPORT", a.status.as_u16()) {
+            Ok(()) if a.status == StatusCode::OK => {
+                Ok(Some(String::from_utf8_lossy(&a.body).into_owned()))
+            }
+            Ok(()) => Ok(None),
+            Err(e) if e.is_retryable() => Err(e),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The VEVENT objects of a calendar collection with an occurrence in `[start, end)`, with
+    /// their data (a `calendar-query` with a time-range).
+    pub async fn events_between(
+        &self,
+        collection: &Url,
+        start: &str,
+        end: &str,
+    ) -> Result<Vec<Member>, DavError> {
+        let a = self
+            .send(
+                "REPORT",
+                collection,
+                &[("Depth", "1".into()), ("Content-Type", XML.into())],
+                Some(xml::calendar_query_range(start, end)),
+            )
+            .await?;
+        let ms = multistatus("REPORT", a)?;
+        let mut out = Vec::new();
+        for r in ms.responses {
+            let Ok(url) = collection.join(&r.href) else {
+                continue;
+            };
+            let Some(data) = r.prop(xml::CALDAV, "calendar-data").map(|d| d.text.clone()) else {
+                continue;
+            };
+            out.push(Member {
+                etag: r.etag(),
+                url,
+                data: Some(data),
+            });
+        }
+        Ok(out)
+    }
+
     /// GET of one object.
     pub async fn get(&self, url: &Url) -> Result<Member, DavError> {
         let a = self.send("GET", url, &[], None).await?;
@@ -768,6 +862,18 @@ impl DavClient {
             )
             .await?;
         check("PUT", &a)?;
+        // Xandikos answers a failed precondition (no-uid-conflict) with a 207 holding 412.
+        if a.status == StatusCode::MULTI_STATUS {
+            let ms = xml::parse_multistatus(&a.body)?;
+            if let Some(s) = ms
+                .responses
+                .iter()
+                .filter_map(|r| r.status)
+                .find(|s| !(200..300).contains(s))
+            {
+                status_error("PUT", s)?;
+            }
+        }
         Ok(etag(&a.headers))
     }
 

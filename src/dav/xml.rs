@@ -393,6 +393,40 @@ pub fn calendar_query(component: &str, with_data: bool) -> String {
     out
 }
 
+/// A `calendar-query` for the VEVENT objects whose UID is exactly `uid`, with their data
+/// (RFC 4791 §7.8.6's text-match, `i;octet` so the match is exact).
+pub fn calendar_query_uid(uid: &str) -> String {
+    let mut out = format!(r#"<?xml version="1.0" encoding="utf-8"?><cal:calendar-query {XMLNS}>"#);
+    props(&mut out, &[GETETAG, CALENDAR_DATA]);
+    out.push_str(&format!(
+        r#"<cal:filter><cal:comp-filter name="VCALENDAR"><cal:comp-filter name="VEVENT"><cal:prop-filter name="UID"><cal:text-match collation="i;octet">{}</cal:text-match></cal:prop-filter></cal:comp-filter></cal:comp-filter></cal:filter></cal:calendar-query>"#,
+        escape(uid)
+    ));
+    out
+}
+
+/// A `calendar-query` for the VEVENT objects with an occurrence in `[start, end)` (UTC, basic
+/// form `20300101T000000Z`), with their data.
+pub fn calendar_query_range(start: &str, end: &str) -> String {
+    let mut out = format!(r#"<?xml version="1.0" encoding="utf-8"?><cal:calendar-query {XMLNS}>"#);
+    props(&mut out, &[GETETAG, CALENDAR_DATA]);
+    out.push_str(&format!(
+        r#"<cal:filter><cal:comp-filter name="VCALENDAR"><cal:comp-filter name="VEVENT"><cal:time-range start="{}" end="{}"/></cal:comp-filter></cal:comp-filter></cal:filter></cal:calendar-query>"#,
+        escape(start),
+        escape(end)
+    ));
+    out
+}
+
+/// A `free-busy-query` (RFC 4791 §7.10) for `[start, end)`.
+pub fn free_busy_query(start: &str, end: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?><cal:free-busy-query {XMLNS}><cal:time-range start="{}" end="{}"/></cal:free-busy-query>"#,
+        escape(start),
+        escape(end)
+    )
+}
+
 /// Extended `MKCOL` (RFC 5689) of an address book, or the body of `MKCALENDAR` (RFC 4791)
 /// restricted to `components` (e.g. `VEVENT`, `VTODO`; empty: the server's default).
 pub fn make_collection(kind: Kind, display_name: &str, components: &[&str]) -> String {

@@ -12,10 +12,12 @@ pub mod find;
 pub mod folderchange;
 pub mod folders;
 pub mod foldersync;
+pub mod freebusy;
 pub mod gal;
 pub mod getitemestimate;
 pub mod ids;
 pub mod itemoperations;
+pub mod meetingresponse;
 pub mod moveitems;
 pub mod ping;
 pub mod provision;
@@ -53,6 +55,7 @@ pub const IMPLEMENTED: &[Command] = &[
     Command::Search,
     Command::ResolveRecipients,
     Command::Find,
+    Command::MeetingResponse,
     Command::SendMail,
     Command::SmartReply,
     Command::SmartForward,
@@ -250,6 +253,7 @@ pub async fn dispatch(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Re
         Command::Search => Box::pin(search::run(ctx, &body)).await,
         Command::ResolveRecipients => Box::pin(resolverecipients::run(ctx, &body)).await,
         Command::Find => Box::pin(find::run(ctx, &body)).await,
+        Command::MeetingResponse => Box::pin(meetingresponse::run(ctx, &body)).await,
         other => Err(EasError::NotImplemented(other)),
     }
 }

@@ -5,13 +5,15 @@
 //! without one gets certificate status 7. Exchange's mini-certificate format is its own and
 //! undocumented, so a request for mini certificates (CertificateRetrieval 3) gets the first
 //! full X.509 certificate in `MiniCertificate`, the only form the directory holds.
-//! What the gateway cannot know it says in the protocol's own terms: no free/busy data
-//! (availability answered with every half hour marked "no data"). Up to 100 names per
-//! request, as Exchange allows.
+//! Availability (free/busy) comes from the recipient's calendars on the user's CalDAV server
+//! when the user may read them (`freebusy`): status 163 when not, 162 when the server is down;
+//! without a `[dav]` server every half hour is "no data" (4). Up to 100 names per request, as
+//! Exchange allows.
 
 use eas_wbxml::Element;
 use eas_wbxml::tags::resolverecipients as r;
 
+use super::freebusy::Availability;
 use super::status::ResolveRecipientsStatus;
 use super::{Context, EasError, Reply, child_text, gal, search};
 use crate::directory::{Entry, Resolution};
@@ -55,6 +57,9 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
     };
     let mut budget = gal::PictureBudget::new(request.pictures);
     let mut responses = Vec::with_capacity(request.to.len());
+    let mut free_busy = request
+        .availability
+        .and_then(|_| super::freebusy::FreeBusy::new(ctx));
     for to in &request.to {
         let resolution = match ctx.directory.resolve(to, Some(ctx.directory_asker())).await {
             Ok(r) => r,
@@ -63,7 +68,21 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
                 return Ok(top(ResolveRecipientsStatus::ServerError));
             }
         };
-        responses.push(response(to, resolution, &request, &mut budget));
+        // Free/busy only for a name that resolved to one person, as the spec says.
+        let availability = match (&resolution, request.availability, free_busy.as_mut()) {
+            (Resolution::Resolved(e), Some((start, end)), Some(fb)) => match e.primary_email() {
+                Some(email) => Some(fb.of(email, start, end).await),
+                None => Some(Availability::NoData),
+            },
+            _ => None,
+        };
+        responses.push(response(
+            to,
+            resolution,
+            &request,
+            availability.as_ref(),
+            &mut budget,
+        ));
     }
     let mut children = vec![Element::with_text(
         r::Status,
@@ -141,6 +160,7 @@ fn response(
     to: &str,
     resolution: Resolution,
     request: &Request,
+    availability: Option<&Availability>,
     budget: &mut gal::PictureBudget,
 ) -> Element {
     let (status, count, shown, unique): (ResolveRecipientsStatus, usize, Vec<Entry>, bool) =
@@ -164,7 +184,7 @@ fn response(
         Element::with_text(r::RecipientCount, count.to_string()),
     ];
     for entry in &shown {
-        children.push(recipient(entry, request, unique, budget));
+        children.push(recipient(entry, request, unique, availability, budget));
     }
     Element::with_children(r::Response, children)
 }
@@ -173,6 +193,7 @@ fn recipient(
     entry: &Entry,
     request: &Request,
     unique: bool,
+    availability: Option<&Availability>,
     budget: &mut gal::PictureBudget,
 ) -> Element {
     let mut c = vec![
@@ -184,14 +205,26 @@ fn recipient(
     // Free/busy only for a name that resolved to one person, as the spec says.
     if let (Some((start, end)), true) = (request.availability, unique) {
         let slots = ((end - start) + HALF_HOUR - 1) / HALF_HOUR;
-        c.push(Element::with_children(
-            r::Availability,
-            vec![
+        let children = match availability {
+            Some(Availability::Data(merged)) => vec![
                 Element::with_text(r::Status, ResolveRecipientsStatus::Success.as_str()),
-                // 4 = no data, for every half hour: the gateway has no calendar.
+                Element::with_text(r::MergedFreeBusy, merged.clone()),
+            ],
+            Some(Availability::NoData) => vec![Element::with_text(
+                r::Status,
+                ResolveRecipientsStatus::NoFreeBusyData.as_str(),
+            )],
+            Some(Availability::Retry) => vec![Element::with_text(
+                r::Status,
+                ResolveRecipientsStatus::FreeBusyRetry.as_str(),
+            )],
+            // No calendar server: 4 (no data) for every half hour.
+            None => vec![
+                Element::with_text(r::Status, ResolveRecipientsStatus::Success.as_str()),
                 Element::with_text(r::MergedFreeBusy, "4".repeat(slots as usize)),
             ],
-        ));
+        };
+        c.push(Element::with_children(r::Availability, children));
     }
     if request.certificates != Certificates::None && unique {
         c.push(certificates(entry, request.certificates));

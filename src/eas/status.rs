@@ -297,6 +297,19 @@ statuses! {
         ItemNotFound = 150,
     }
 
+    /// Status (MeetingResponse), MS-ASCMD 2.2.3.177.9: of each Result.
+    pub enum MeetingResponseStatus {
+        /// Success.
+        Success = 1,
+        /// Invalid meeting request: not a meeting this user can answer (unknown item, no
+        /// calendar part, a cancellation, the user's own meeting, a bad UserResponse or
+        /// InstanceId). Not transient.
+        InvalidMeetingRequest = 2,
+        /// An error occurred on the server mailbox: the mail, calendar or submission server
+        /// is down or failing for now. Transient: the phone retries.
+        MailboxError = 3,
+    }
+
     /// Status (ResolveRecipients), MS-ASCMD: of the request, of each Response (one per `To`),
     /// of Availability and of Certificates; one numbering for all of them.
     pub enum ResolveRecipientsStatus {
@@ -315,6 +328,12 @@ statuses! {
         ServerError = 6,
         /// The recipient has no valid S/MIME certificate (Certificates).
         NoValidCertificate = 7,
+        /// Availability: the free/busy data could not be retrieved for now (the calendar
+        /// server is down or slow); the client asks again.
+        FreeBusyRetry = 162,
+        /// Availability: free/busy data could not be retrieved for this recipient (their
+        /// calendars are not readable on the user's calendar server).
+        NoFreeBusyData = 163,
     }
 
     /// Status of a contact photo (gal:Picture in Search and Find, Picture in
@@ -358,6 +377,7 @@ mod test {
         text_is_code(SettingsStatus::ALL);
         text_is_code(ComposeMailStatus::ALL);
         text_is_code(ResolveRecipientsStatus::ALL);
+        text_is_code(MeetingResponseStatus::ALL);
         text_is_code(PictureStatus::ALL);
     }
 

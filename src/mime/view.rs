@@ -127,6 +127,13 @@ fn parser() -> &'static MessageParser {
     &PARSER
 }
 
+/// A mail's iTIP part ([`MessageView::calendar_part`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalendarPart {
+    pub method: Option<String>,
+    pub text: String,
+}
+
 impl std::fmt::Debug for MessageView<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The parsed tree is large and says little; these identify the message.
@@ -315,6 +322,35 @@ impl<'a> MessageView<'a> {
     /// True for S/MIME signed or encrypted messages.
     pub fn is_smime(&self) -> bool {
         self.smime.is_some()
+    }
+
+    /// The first `text/calendar` part (an iTIP invitation, cancellation or reply): its
+    /// `method` parameter and its text. Parts larger than 1 MiB are no invitation anyone
+    /// sends and are not read.
+    pub fn calendar_part(&self) -> Option<CalendarPart> {
+        let m = self.msg.as_ref()?;
+        m.parts.iter().find_map(|p| {
+            let ct = p.content_type()?;
+            if !ct.ctype().eq_ignore_ascii_case("text")
+                || !ct
+                    .subtype()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("calendar"))
+            {
+                return None;
+            }
+            let bytes = match &p.body {
+                PartType::Text(t) => t.as_bytes(),
+                PartType::Binary(b) | PartType::InlineBinary(b) => b.as_ref(),
+                _ => return None,
+            };
+            if bytes.len() > 1 << 20 {
+                return None;
+            }
+            Some(CalendarPart {
+                method: ct.attribute("method").map(str::to_owned),
+                text: String::from_utf8_lossy(bytes).into_owned(),
+            })
+        })
     }
 
     /// `email:MessageClass`.

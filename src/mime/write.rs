@@ -6,7 +6,7 @@
 //! ```text
 //! email:To Cc From Subject ReplyTo DateReceived DisplayTo ThreadTopic Importance Read
 //! airsyncbase:Attachments airsyncbase:Body
-//! email:MessageClass InternetCPID Flag ContentClass
+//! email:MessageClass [MeetingRequest] InternetCPID Flag ContentClass
 //! airsyncbase:NativeBodyType
 //! email2:ConversationId ConversationIndex LastVerbExecuted Sender   (14.0+)
 //! email:Categories                                                    (14.0+)
@@ -68,11 +68,32 @@ impl<'a> ItemOptions<'a> {
     }
 }
 
+/// What a meeting mail (an iTIP invitation, cancellation or reply) changes in its item: the
+/// MessageClass, the calendar ContentClass and, for invitations and cancellations, the
+/// `email:MeetingRequest` element, written by the caller (the calendar mapping is not this
+/// module's) and spliced in after MessageClass.
+#[derive(Debug, Clone, Copy)]
+pub struct Meeting<'a> {
+    pub message_class: &'static str,
+    pub content_class: &'static str,
+    pub request: Option<&'a eas_wbxml::Fragment>,
+}
+
 /// Writes a whole Email item (the children of `<ApplicationData>`).
 pub fn write_application_data<W: Write>(
     w: &mut Writer<W>,
     view: &MessageView<'_>,
     opts: &ItemOptions<'_>,
+) -> Result<(), EncodeError> {
+    write_application_data_with(w, view, opts, None)
+}
+
+/// [`write_application_data`] for a meeting mail.
+pub fn write_application_data_with<W: Write>(
+    w: &mut Writer<W>,
+    view: &MessageView<'_>,
+    opts: &ItemOptions<'_>,
+    meeting: Option<&Meeting<'_>>,
 ) -> Result<(), EncodeError> {
     let v = opts.version;
     optional(w, email::To, view.to())?;
@@ -94,10 +115,23 @@ pub fn write_application_data<W: Write>(
         v,
     );
     write_body(w, &body)?;
-    w.text_element(email::MessageClass, view.message_class())?;
+    match meeting {
+        Some(m) => {
+            w.text_element(email::MessageClass, m.message_class)?;
+            if let Some(request) = m.request {
+                w.splice(request)?;
+            }
+        }
+        None => {
+            w.text_element(email::MessageClass, view.message_class())?;
+        }
+    }
     w.text_element(email::InternetCPID, INTERNET_CPID_UTF8)?;
     write_flag(w, view.flags())?;
-    w.text_element(email::ContentClass, CONTENT_CLASS)?;
+    w.text_element(
+        email::ContentClass,
+        meeting.map_or(CONTENT_CLASS, |m| m.content_class),
+    )?;
     w.text_element(asb::NativeBodyType, digit(view.native_body_type().code()))?;
     if v.has_email2() {
         w.opaque_element(email2::ConversationId, &view.conversation_id())?;

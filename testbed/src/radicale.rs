@@ -27,13 +27,27 @@ pub struct Radicale {
 impl Radicale {
     /// Starts Radicale in a new temporary directory with `users` in its htpasswd file.
     pub fn start(users: &[TestUser]) -> Result<Radicale, TestbedError> {
-        Radicale::start_with_hook(users, None)
+        Radicale::start_with(users, "owner_only", None)
     }
 
     /// [`Radicale::start`] with a `[storage] hook`: the command Radicale runs after every
     /// change (`%(user)s` is the user who made it), as a deployment configures it.
     pub fn start_with_hook(
         users: &[TestUser],
+        hook: Option<&str>,
+    ) -> Result<Radicale, TestbedError> {
+        Radicale::start_with(users, "owner_only", hook)
+    }
+
+    /// [`Radicale::start`] with another `[rights] type` (`authenticated`: every user may read
+    /// and write every collection, as for shared calendars and free/busy look-ups).
+    pub fn start_with_rights(users: &[TestUser], rights: &str) -> Result<Radicale, TestbedError> {
+        Radicale::start_with(users, rights, None)
+    }
+
+    fn start_with(
+        users: &[TestUser],
+        rights: &str,
         hook: Option<&str>,
     ) -> Result<Radicale, TestbedError> {
         require(RADICALE_BIN, RADICALE_INSTALL_HINT)?;
@@ -63,7 +77,7 @@ impl Radicale {
              [auth]\ntype = htpasswd\nhtpasswd_filename = {users}\nhtpasswd_encryption = plain\n\
              # No delay after a wrong password: the tests try one on purpose.\ndelay = 0\n\
              [storage]\nfilesystem_folder = {storage}\n{hook}\
-             [rights]\ntype = owner_only\n\
+             [rights]\ntype = {rights}\n\
              [web]\ntype = none\n\
              [logging]\nlevel = warning\n",
             users = dir.join("users").display(),

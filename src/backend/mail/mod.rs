@@ -8,6 +8,7 @@
 //! the phone wants moves) and 16.x draft Adds ([`drafts`]).
 
 pub mod drafts;
+pub mod meeting;
 pub mod render;
 
 use eas_wbxml::Element;

@@ -57,7 +57,13 @@ impl RenderContext<'_> {
         // Attachment bytes are never part of an item: parse without them.
         let skeleton = mime::skeleton::skeleton(raw);
         let view = MessageView::parse_with_skeleton(raw, skeleton.as_deref(), meta(m));
-        mime::write_application_data(&mut w, &view, &options)?;
+        let meeting = super::meeting::of(&view, options.version);
+        mime::write::write_application_data_with(
+            &mut w,
+            &view,
+            &options,
+            meeting.as_ref().map(|m| m.as_meeting()).as_ref(),
+        )?;
         w.into_fragment()
     }
 }
