@@ -13,24 +13,32 @@ use crate::dav::{DavClient, DavSettings, http_client};
 use crate::secret::Secret;
 use crate::state::FolderEntry;
 
-/// The DAV settings and the HTTP client (one connection pool for all users), made once per
-/// configuration (a process has one; the tests run several gateways side by side).
-pub(super) fn shared(ctx: &Context<'_>) -> Result<(Arc<DavSettings>, reqwest::Client), EasError> {
-    type Made = (Arc<DavSettings>, reqwest::Client);
-    static SHARED: Mutex<Vec<(String, Made)>> = Mutex::new(Vec::new());
+/// The DAV settings and the HTTP client of one gateway (one connection pool for all its
+/// users), made at first use and again when a reload changed `[dav]`. Held by the gateway,
+/// not the process: a client's pooled connections belong to the runtime that opened them, and
+/// the tests run gateways on several runtimes side by side (a process-wide client handed a
+/// connection of a finished test's runtime to the next: "dispatch task is gone").
+#[derive(Default)]
+pub struct DavShared(Mutex<Option<(String, Made)>>);
+
+type Made = (Arc<DavSettings>, reqwest::Client);
+
+pub(super) fn shared(ctx: &Context<'_>) -> Result<Made, EasError> {
     let settings = ctx
         .config
         .dav_settings()
         .map_err(|e| EasError::Internal(e.to_string()))?
         .ok_or_else(|| EasError::Internal("no [dav] url configured".into()))?;
     let key = format!("{settings:?}");
-    let mut made = SHARED.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, m)) = made.iter().find(|(k, _)| *k == key) {
+    let mut made = ctx.dav.0.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((k, m)) = made.as_ref()
+        && *k == key
+    {
         return Ok(m.clone());
     }
     let http = http_client(&settings).map_err(|e| EasError::Internal(e.to_string()))?;
     let m = (Arc::new(settings), http);
-    made.push((key, m.clone()));
+    *made = Some((key, m.clone()));
     Ok(m)
 }
 

@@ -126,6 +126,7 @@ pub struct Context<'a> {
     pub pool: &'a std::sync::Arc<crate::mailstore::SessionPool>,
     pub directory: &'a crate::directory::Directory,
     pub read_ahead: &'a crate::eas::sync::read_ahead::ReadAhead,
+    pub dav: &'a contacts::DavShared,
 }
 
 impl Context<'_> {

@@ -52,6 +52,8 @@ pub struct AppState {
     pub directory: Arc<crate::directory::Directory>,
     /// Sync pages computed before the phone asks for them.
     pub read_ahead: crate::eas::sync::read_ahead::ReadAhead,
+    /// The DAV client of the commands (`eas::contacts::shared`).
+    pub dav: crate::eas::contacts::DavShared,
     /// Told by `systemctl reload` (SIGHUP): re-read the certificate now, changed or not.
     pub tls_reload: Arc<tokio::sync::Notify>,
 }
@@ -89,6 +91,7 @@ impl AppState {
             hub,
             pool,
             read_ahead: crate::eas::sync::read_ahead::ReadAhead::new(),
+            dav: Default::default(),
             tls_reload: Arc::new(tokio::sync::Notify::new()),
         })
     }
@@ -483,6 +486,7 @@ async fn run_as(
         pool: &state.pool,
         directory: &state.directory,
         read_ahead: &state.read_ahead,
+        dav: &state.dav,
     };
     let reply = eas::dispatch(&mut ctx, tree).await?;
     // Only a command that ran is remembered; a refused request leaves the state as it was.
