@@ -859,3 +859,76 @@ async fn a_change_on_the_carddav_server_shows_after_the_refresh_and_an_outage_ke
     assert!(found.is_empty());
     radicale.stop();
 }
+
+/// Waits until the source has finished `n` refreshes (the ones after the first run in the
+/// background), for at most 30 s; then its count of full reads.
+async fn reads_after(source: &eas_gateway::directory::carddav::DavSource, n: u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (refreshes, reads) = source.refreshes_and_reads();
+        if refreshes >= n {
+            assert_eq!(refreshes, n, "one refresh per interval");
+            return reads;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "refresh {n} never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_unchanged_sync_token_spares_the_full_read() {
+    let radicale =
+        Radicale::start(&[eas_testbed::TestUser::new(GAL_READER, GAL_READER_PASSWORD)]).unwrap();
+    let d = dav_client(&radicale, GAL_READER, GAL_READER_PASSWORD);
+    let book = address_book(&d, "people", &[("pia.vcf", &card("pia", "Pia Token"))]).await;
+    let mut config = Config::default();
+    config.directory.dav = vec![dav_source(&book, 1)];
+    let directory = config.directory.build().unwrap();
+    let eas_gateway::directory::Backend::Dav(source) = &directory.sources()[0] else {
+        panic!("not the CardDAV source");
+    };
+    let names = |found: Vec<eas_gateway::directory::Entry>| {
+        found
+            .into_iter()
+            .map(|e| e.display_name)
+            .collect::<Vec<_>>()
+    };
+
+    assert_eq!(
+        names(directory.search("token", None).await.unwrap()),
+        ["Pia Token"]
+    );
+    assert_eq!(
+        reads_after(source, 1).await,
+        1,
+        "the first lookup reads the book"
+    );
+    // Unchanged: the interval's check asks for the token and reads nothing more.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    directory.search("token", None).await.unwrap();
+    assert_eq!(
+        reads_after(source, 2).await,
+        1,
+        "the token alone was asked for"
+    );
+    // Changed: the next check reads the book again, and the lookup after it sees the change.
+    d.put(
+        &book.join("paul.vcf").unwrap(),
+        "text/vcard",
+        card("paul", "Paul Token"),
+        Write::Create,
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    directory.search("token", None).await.unwrap();
+    assert_eq!(reads_after(source, 3).await, 2);
+    assert_eq!(
+        names(directory.search("token", None).await.unwrap()),
+        ["Paul Token", "Pia Token"]
+    );
+    radicale.stop();
+}

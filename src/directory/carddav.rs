@@ -15,6 +15,7 @@
 //! ORG, TITLE, NICKNAME, X-OFFICE, inline PHOTO (sent within the request's photo limits).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -73,6 +74,9 @@ struct Inner {
     state: Mutex<State>,
     /// One read of the server at a time.
     reading: tokio::sync::Mutex<()>,
+    /// Refreshes finished (whatever their outcome) and, of those, full reads of the book.
+    refreshes: AtomicU64,
+    reads: AtomicU64,
 }
 
 struct State {
@@ -138,12 +142,23 @@ impl DavSource {
                     failing: false,
                 }),
                 reading: tokio::sync::Mutex::new(()),
+                refreshes: AtomicU64::new(0),
+                reads: AtomicU64::new(0),
             }),
         })
     }
 
     pub fn name(&self) -> String {
         format!("dav:{}", self.inner.name)
+    }
+
+    /// How many refreshes have finished and how many of them read the whole book: a check
+    /// that found the token unchanged reads nothing more.
+    pub fn refreshes_and_reads(&self) -> (u64, u64) {
+        (
+            self.inner.refreshes.load(Ordering::Relaxed),
+            self.inner.reads.load(Ordering::Relaxed),
+        )
     }
 
     /// Every card, from the cached copy; a copy that is due is checked in the background.
@@ -192,6 +207,11 @@ impl Inner {
         let result = self.read(known.filter(|_| held)).await;
         let mut s = self.lock();
         s.checking = false;
+        if matches!(result, Ok(Some(_))) {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+        }
+        // Counted under the lock, so whoever sees the count sees the state it left.
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(read) => {
                 if s.failing {
