@@ -139,6 +139,8 @@ pub struct DirectoryConfig {
     pub sql: Vec<crate::directory::sql::SqlConfig>,
     /// `[[directory.ldap]]`: LDAP searches.
     pub ldap: Vec<crate::directory::ldap::LdapConfig>,
+    /// `[[directory.dav]]`: shared address books on the DAV server, read as a service account.
+    pub dav: Vec<crate::directory::carddav::DavDirectoryConfig>,
     /// Seconds one source may take to answer one lookup; a slower one is left out of the answer.
     pub timeout_secs: u64,
 }
@@ -149,6 +151,7 @@ impl Default for DirectoryConfig {
             source: "none".into(),
             sql: Vec::new(),
             ldap: Vec::new(),
+            dav: Vec::new(),
             timeout_secs: 5,
         }
     }
@@ -201,11 +204,11 @@ impl Default for DavSection {
 }
 
 impl DirectoryConfig {
-    /// The combined directory: the file first, then the SQL sources, then the LDAP ones, in
-    /// the order written (an earlier source's entry for an address wins).
+    /// The combined directory: the file first, then the SQL sources, then the LDAP ones, then
+    /// the CardDAV ones, each in the order written (an earlier source's entry for an address wins).
     pub fn build(&self) -> Result<crate::directory::Directory, crate::directory::DirectoryError> {
         use crate::directory::{
-            Backend, Source, file::FileSource, ldap::LdapSource, sql::SqlSource,
+            Backend, Source, carddav::DavSource, file::FileSource, ldap::LdapSource, sql::SqlSource,
         };
         let mut sources = Vec::new();
         match Source::parse(&self.source)? {
@@ -217,6 +220,9 @@ impl DirectoryConfig {
         }
         for ldap in &self.ldap {
             sources.push(Backend::Ldap(Box::new(LdapSource::new(ldap)?)));
+        }
+        for dav in &self.dav {
+            sources.push(Backend::Dav(DavSource::new(dav)?));
         }
         Ok(crate::directory::Directory::with_sources(
             sources,
@@ -657,6 +663,11 @@ impl Config {
         }
         for ldap in &self.directory.ldap {
             if let Err(e) = crate::directory::ldap::LdapSource::new(ldap) {
+                return bad(e.to_string());
+            }
+        }
+        for dav in &self.directory.dav {
+            if let Err(e) = crate::directory::carddav::DavSource::new(dav) {
                 return bad(e.to_string());
             }
         }

@@ -48,6 +48,14 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     // push wakes devices; to tell whether news is news for a device it reads the mailbox's
     // counters through the same pooled sessions the commands use.
     ("push", "mailstore", "STATUS over the shared session pool"),
+    // A shared CardDAV address book is a directory source; it is read with the same DAV
+    // client as the user's contacts. dav knows nothing of the directory, so the order stays
+    // one way (eas -> directory -> dav -> secret/metrics).
+    (
+        "directory",
+        "dav",
+        "a shared address book read over the DAV client",
+    ),
 ];
 
 /// Edges the layers would allow but the design does not.

@@ -2,7 +2,8 @@
 //! the real gateway over HTTP, with the directory in a private MariaDB (the seed guides'
 //! `mailserver.virtual_users` table, queried as docs/directory-sources.md shows) and a
 //! private OpenLDAP slapd (an `inetOrgPerson` tree), each alone, combined, and with one of
-//! them down.
+//! them down; and a shared address book on a private Radicale read by a service account
+//! (found, resolved, refreshed after a change, kept while the server is down).
 
 mod eas;
 mod support;
@@ -11,9 +12,13 @@ use std::sync::OnceLock;
 
 use eas::{Gateway, Phone, find_text};
 use eas_gateway::config::Config;
+use eas_gateway::dav::{DavClient, DavSettings, Kind, Write, http_client};
+use eas_gateway::directory::carddav::DavDirectoryConfig;
 use eas_gateway::directory::ldap::{Attributes, LdapConfig};
 use eas_gateway::directory::sql::SqlConfig;
+use eas_gateway::secret::Secret;
 use eas_testbed::Postgres;
+use eas_testbed::Radicale;
 use eas_testbed::mariadb::MariaDb;
 use eas_testbed::slapd::Slapd;
 use eas_wbxml::Element;
@@ -524,4 +529,406 @@ async fn check_reports_each_source_with_a_count_and_a_sample() {
     );
     assert!(text.contains("entries, e.g. "), "{text}");
     assert!(text.contains("ldap:ldap://127.0.0.1"), "{text}");
+}
+
+/// The service account the gateway reads shared address books as.
+const GAL_READER: &str = "galreader";
+const GAL_READER_PASSWORD: &str = "gal-Reader-Secret-1";
+
+const DANA: &str = "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:dana\r\nFN:Dana Davbook\r\nN:Davbook;Dana;;;\r\n\
+EMAIL;TYPE=INTERNET:dana@example.com\r\nTEL;TYPE=WORK:+1 555 0301\r\nTEL;TYPE=CELL:+1 555 0302\r\n\
+ORG:Shared Co;Buying\r\nTITLE:Buyer\r\nX-OFFICE:C-3\r\nPHOTO;ENCODING=b;TYPE=JPEG:/9j/4AAQ\r\n\
+END:VCARD\r\n";
+const DARIO: &str = "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:dario\r\nFN:Dario Davbook\r\n\
+N:Davbook;Dario;;;\r\nEMAIL:dario@example.com\r\nEND:VCARD\r\n";
+
+fn card(uid: &str, name: &str) -> String {
+    format!(
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:{uid}\r\nFN:{name}\r\nEMAIL:{uid}@example.com\r\nEND:VCARD\r\n"
+    )
+}
+
+/// A DAV client as `user` on `radicale` (to fill the address book as its owner would).
+fn dav_client(radicale: &Radicale, user: &str, password: &str) -> DavClient {
+    let mut s = DavSettings::new(reqwest::Url::parse(&radicale.url()).unwrap());
+    s.timeout = std::time::Duration::from_secs(10);
+    let s = std::sync::Arc::new(s);
+    DavClient::new(
+        http_client(&s).unwrap(),
+        s,
+        user,
+        Secret::new(password.to_owned()),
+    )
+}
+
+/// Makes the address book `name` in `owner`'s home and puts `cards` (file name, vCard) in it.
+async fn address_book(d: &DavClient, name: &str, cards: &[(&str, &str)]) -> reqwest::Url {
+    let disc = d.discover(&[Kind::AddressBook]).await.unwrap();
+    let book = disc.addressbook_homes[0].join(&format!("{name}/")).unwrap();
+    d.make_collection(&book, Kind::AddressBook, name, &[])
+        .await
+        .unwrap();
+    for (file, text) in cards {
+        d.put(
+            &book.join(file).unwrap(),
+            "text/vcard",
+            (*text).to_owned(),
+            Write::Create,
+        )
+        .await
+        .unwrap();
+    }
+    book
+}
+
+fn reader_password_file() -> std::path::PathBuf {
+    static FILE: OnceLock<std::path::PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let path =
+            std::env::temp_dir().join(format!("easgw-dir-galreader-{}.secret", std::process::id()));
+        std::fs::write(&path, format!("{GAL_READER_PASSWORD}\n")).unwrap();
+        path
+    })
+    .clone()
+}
+
+fn dav_source(book: &reqwest::Url, refresh_secs: u64) -> DavDirectoryConfig {
+    DavDirectoryConfig {
+        url: book.to_string(),
+        user: GAL_READER.into(),
+        password_file: reader_password_file(),
+        refresh_secs,
+        timeout_secs: 5,
+        tls_insecure: false,
+    }
+}
+
+/// One Radicale for the binary where every authenticated user may read every collection
+/// (`[rights] type = authenticated`): erin keeps the shared address book in her home, the
+/// gateway reads it as the service account.
+async fn shared_book() -> &'static reqwest::Url {
+    static BOOK: tokio::sync::OnceCell<reqwest::Url> = tokio::sync::OnceCell::const_new();
+    BOOK.get_or_init(|| async {
+        let (owner, owner_password) = support::credentials("erin");
+        let radicale = Radicale::start_with_rights(
+            &[
+                support::user("erin"),
+                eas_testbed::TestUser::new(GAL_READER, GAL_READER_PASSWORD),
+            ],
+            "authenticated",
+        )
+        .unwrap_or_else(|e| panic!("the test Radicale could not be started: {e}"))
+        .leak_until_exit();
+        let d = dav_client(radicale, &owner, &owner_password);
+        address_book(
+            &d,
+            "shared-gal",
+            &[("dana.vcf", DANA), ("dario.vcf", DARIO)],
+        )
+        .await
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_shared_carddav_address_book_is_the_gal_and_resolves_recipients() {
+    let book = shared_book().await;
+    let gw = gateway(|c| c.directory.dav = vec![dav_source(book, 300)]).await;
+    let p = phone(&gw, "frank").await;
+
+    let (status, found) = gal(&p, "davbook").await;
+    assert_eq!(status, "1");
+    assert_eq!(found, vec!["dana@example.com", "dario@example.com"]);
+    let t = p
+        .send("Search", &gal_query("dana", "<Picture/>"))
+        .await
+        .tree();
+    let store = t.child(s::Response).unwrap().child(s::Store).unwrap();
+    let props = store
+        .child(s::Result)
+        .unwrap()
+        .child(s::Properties)
+        .unwrap();
+    assert_eq!(
+        find_text(props, g::DisplayName).as_deref(),
+        Some("Dana Davbook")
+    );
+    assert_eq!(find_text(props, g::FirstName).as_deref(), Some("Dana"));
+    assert_eq!(find_text(props, g::LastName).as_deref(), Some("Davbook"));
+    assert_eq!(find_text(props, g::Phone).as_deref(), Some("+1 555 0301"));
+    assert_eq!(
+        find_text(props, g::MobilePhone).as_deref(),
+        Some("+1 555 0302")
+    );
+    assert_eq!(find_text(props, g::Company).as_deref(), Some("Shared Co"));
+    assert_eq!(find_text(props, g::Title).as_deref(), Some("Buyer"));
+    assert_eq!(find_text(props, g::Office).as_deref(), Some("C-3"));
+    let picture = props.child(g::Picture).expect("a picture");
+    assert_eq!(find_text(picture, g::Status).as_deref(), Some("1"));
+    assert_eq!(
+        picture.child(g::Data).unwrap().opaque().unwrap(),
+        &PHOTO[..]
+    );
+    // The request's photo limits hold for this source too.
+    let t = p
+        .send(
+            "Search",
+            &gal_query("dana", "<Picture><MaxSize>3</MaxSize></Picture>"),
+        )
+        .await
+        .tree();
+    let xml = eas_wbxml::to_xml(&t);
+    let store = t.child(s::Response).unwrap().child(s::Store).unwrap();
+    let picture = store
+        .child(s::Result)
+        .and_then(|r| r.child(s::Properties))
+        .and_then(|p| p.child(g::Picture))
+        .unwrap_or_else(|| panic!("no picture status: {xml}"));
+    assert_eq!(
+        find_text(picture, g::Status).as_deref(),
+        Some("174"),
+        "{xml}"
+    );
+
+    let rr = p
+        .send(
+            "ResolveRecipients",
+            r#"<ResolveRecipients xmlns="ResolveRecipients:"><To>DANA@example.com</To><To>Dario Davbook</To><To>davbook</To></ResolveRecipients>"#,
+        )
+        .await
+        .tree();
+    let xml = eas_wbxml::to_xml(&rr);
+    let answers: Vec<(String, String)> = rr
+        .children_with(r::Response)
+        .map(|x| {
+            (
+                find_text(x, r::Status).unwrap_or_default(),
+                find_text(x, r::EmailAddress).unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(answers[0], ("1".into(), "dana@example.com".into()), "{xml}");
+    assert_eq!(
+        answers[1],
+        ("1".into(), "dario@example.com".into()),
+        "{xml}"
+    );
+    // Two people named "davbook": ambiguous, both offered.
+    assert_eq!(answers[2].0, "2", "{xml}");
+}
+
+#[tokio::test]
+async fn check_reports_the_carddav_source_with_a_count_and_a_sample() {
+    let book = shared_book().await;
+    let mut config = Config::default();
+    config.directory.dav = vec![dav_source(book, 300)];
+    let mut out = Vec::new();
+    let ok = eas_gateway::cli::check_directory::directory(&config, None, &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(ok, "{text}");
+    assert!(text.contains("directory dav:http://127.0.0.1:"), "{text}");
+    assert!(
+        text.contains(" as galreader: ok, 2 entries, e.g. "),
+        "{text}"
+    );
+    assert!(text.contains("<dana@example.com>"), "{text}");
+    assert!(
+        !text.contains(GAL_READER_PASSWORD),
+        "the password is never shown: {text}"
+    );
+
+    // A wrong password is a problem the check names, without the password.
+    let wrong = std::env::temp_dir().join(format!("easgw-dir-wrong-{}.secret", std::process::id()));
+    std::fs::write(&wrong, "not-the-password\n").unwrap();
+    config.directory.dav[0].password_file = wrong;
+    let mut out = Vec::new();
+    let ok = eas_gateway::cli::check_directory::directory(&config, None, &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(!ok, "{text}");
+    assert!(text.contains("problem") && text.contains("401"), "{text}");
+    assert!(!text.contains("not-the-password"), "{text}");
+}
+
+/// Asks until `query` finds `expected` (the refresh runs in the background, after the lookup
+/// that found the copy due), for at most 30 s.
+async fn gal_until(p: &Phone, query: &str, expected: &[&str]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, found) = gal(p, query).await;
+        if status == "1" && found == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{query:?} still finds {found:?} (status {status}), not {expected:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_change_on_the_carddav_server_shows_after_the_refresh_and_an_outage_keeps_the_gal() {
+    // A Radicale of this test's own, since it is stopped half way; the book in the service
+    // account's own home (`owner_only`).
+    let radicale =
+        Radicale::start(&[eas_testbed::TestUser::new(GAL_READER, GAL_READER_PASSWORD)]).unwrap();
+    let d = dav_client(&radicale, GAL_READER, GAL_READER_PASSWORD);
+    let book = address_book(&d, "people", &[("olga.vcf", &card("olga", "Olga Refresh"))]).await;
+    let gw = gateway(|c| {
+        c.directory.dav = vec![dav_source(&book, 1)];
+        c.directory.timeout_secs = 3;
+    })
+    .await;
+    let p = phone(&gw, "grace").await;
+    assert_eq!(
+        gal(&p, "refresh").await,
+        ("1".into(), vec!["olga@example.com".into()])
+    );
+
+    // Added and removed on the server: seen after the next token check.
+    d.put(
+        &book.join("otto.vcf").unwrap(),
+        "text/vcard",
+        card("otto", "Otto Refresh"),
+        Write::Create,
+    )
+    .await
+    .unwrap();
+    gal_until(&p, "refresh", &["olga@example.com", "otto@example.com"]).await;
+    d.delete(&book.join("olga.vcf").unwrap(), None)
+        .await
+        .unwrap();
+    gal_until(&p, "refresh", &["otto@example.com"]).await;
+
+    // The server goes away: past several refresh intervals the last copy still answers,
+    // GAL search and ResolveRecipients alike.
+    radicale.pause();
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        assert_eq!(
+            gal(&p, "otto").await,
+            ("1".into(), vec!["otto@example.com".into()])
+        );
+    }
+    let rr = p
+        .send(
+            "ResolveRecipients",
+            r#"<ResolveRecipients xmlns="ResolveRecipients:"><To>Otto Refresh</To></ResolveRecipients>"#,
+        )
+        .await
+        .tree();
+    let xml = eas_wbxml::to_xml(&rr);
+    let response = rr.child(r::Response).unwrap();
+    assert_eq!(
+        find_text(response, r::Status).as_deref(),
+        Some("1"),
+        "{xml}"
+    );
+    assert_eq!(
+        find_text(response, r::EmailAddress).as_deref(),
+        Some("otto@example.com")
+    );
+
+    // Back: the next check reads it again, and a change shows.
+    radicale.resume().unwrap();
+    d.put(
+        &book.join("olga.vcf").unwrap(),
+        "text/vcard",
+        card("olga", "Olga Refresh"),
+        Write::Create,
+    )
+    .await
+    .unwrap();
+    gal_until(&p, "refresh", &["olga@example.com", "otto@example.com"]).await;
+
+    // A gateway that never read the book while the server is down: a retryable server
+    // error, never an empty GAL.
+    radicale.pause();
+    let gw_down = gateway(|c| {
+        c.directory.dav = vec![dav_source(&book, 1)];
+        c.directory.timeout_secs = 3;
+    })
+    .await;
+    let p = phone(&gw_down, "heidi").await;
+    let (status, found) = gal(&p, "refresh").await;
+    assert_eq!(status, "3", "Search's server error");
+    assert!(found.is_empty());
+    radicale.stop();
+}
+
+/// Waits until the source has finished `n` refreshes (the ones after the first run in the
+/// background), for at most 30 s; then its count of full reads.
+async fn reads_after(source: &eas_gateway::directory::carddav::DavSource, n: u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (refreshes, reads) = source.refreshes_and_reads();
+        if refreshes >= n {
+            assert_eq!(refreshes, n, "one refresh per interval");
+            return reads;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "refresh {n} never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_unchanged_sync_token_spares_the_full_read() {
+    let radicale =
+        Radicale::start(&[eas_testbed::TestUser::new(GAL_READER, GAL_READER_PASSWORD)]).unwrap();
+    let d = dav_client(&radicale, GAL_READER, GAL_READER_PASSWORD);
+    let book = address_book(&d, "people", &[("pia.vcf", &card("pia", "Pia Token"))]).await;
+    let mut config = Config::default();
+    config.directory.dav = vec![dav_source(&book, 1)];
+    let directory = config.directory.build().unwrap();
+    let eas_gateway::directory::Backend::Dav(source) = &directory.sources()[0] else {
+        panic!("not the CardDAV source");
+    };
+    let names = |found: Vec<eas_gateway::directory::Entry>| {
+        found
+            .into_iter()
+            .map(|e| e.display_name)
+            .collect::<Vec<_>>()
+    };
+
+    assert_eq!(
+        names(directory.search("token", None).await.unwrap()),
+        ["Pia Token"]
+    );
+    assert_eq!(
+        reads_after(source, 1).await,
+        1,
+        "the first lookup reads the book"
+    );
+    // Unchanged: the interval's check asks for the token and reads nothing more.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    directory.search("token", None).await.unwrap();
+    assert_eq!(
+        reads_after(source, 2).await,
+        1,
+        "the token alone was asked for"
+    );
+    // Changed: the next check reads the book again, and the lookup after it sees the change.
+    d.put(
+        &book.join("paul.vcf").unwrap(),
+        "text/vcard",
+        card("paul", "Paul Token"),
+        Write::Create,
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    directory.search("token", None).await.unwrap();
+    assert_eq!(reads_after(source, 3).await, 2);
+    assert_eq!(
+        names(directory.search("token", None).await.unwrap()),
+        ["Paul Token", "Pia Token"]
+    );
+    radicale.stop();
 }

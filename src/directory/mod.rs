@@ -1,6 +1,7 @@
 //! The address book behind GAL search, Find's GAL part and ResolveRecipients, combined from
 //! any number of sources: a vCard or CSV file ([`file`]), a SQL query against MySQL/MariaDB
-//! or PostgreSQL ([`sql`]), and LDAP directories ([`ldap`]).
+//! or PostgreSQL ([`sql`]), LDAP directories ([`ldap`]) and shared CardDAV address books on
+//! the DAV server ([`carddav`]).
 //!
 //! Owns the matching rules, which are the same whatever a source is: Exchange's ambiguous-name
 //! resolution (every word of the query is the start of a name, an alias or an address), and
@@ -10,6 +11,7 @@
 //! is the lookup an error, which the commands turn into their retryable status.
 //! Knows nothing of EAS elements, IMAP or HTTP.
 
+pub mod carddav;
 pub mod file;
 pub mod ldap;
 pub mod sql;
@@ -38,6 +40,8 @@ pub enum DirectoryError {
     Sql { name: String, message: String },
     #[error("LDAP directory {name}: {message}")]
     Ldap { name: String, message: String },
+    #[error("CardDAV directory {name}: {message}")]
+    Dav { name: String, message: String },
     #[error("directory {0}: no answer within the deadline")]
     Timeout(String),
     #[error("directory source {name}: {message}")]
@@ -192,6 +196,7 @@ pub enum Backend {
     File(file::FileSource),
     Sql(sql::SqlSource),
     Ldap(Box<ldap::LdapSource>),
+    Dav(carddav::DavSource),
 }
 
 impl Backend {
@@ -201,11 +206,13 @@ impl Backend {
             Backend::File(f) => f.name(),
             Backend::Sql(s) => s.name(),
             Backend::Ldap(l) => l.name(),
+            Backend::Dav(d) => d.name(),
         }
     }
 
     /// Candidates for the query; the caller applies the matching rules, so a source may
-    /// return more than matches (the file and SQL sources return everything they hold).
+    /// return more than matches (the file, SQL and CardDAV sources return everything they
+    /// hold).
     async fn candidates(
         &self,
         query: &Query,
@@ -214,6 +221,7 @@ impl Backend {
         match self {
             Backend::File(f) => f.entries(),
             Backend::Sql(s) => s.entries().await,
+            Backend::Dav(d) => d.entries().await,
             Backend::Ldap(l) => l
                 .search(query, asker)
                 .await
@@ -230,6 +238,7 @@ impl Backend {
         let all = match self {
             Backend::File(f) => f.entries()?,
             Backend::Sql(s) => s.entries().await?,
+            Backend::Dav(d) => d.entries().await?,
             Backend::Ldap(l) => Arc::new(Entries::new(l.list(asker).await?)),
         };
         Ok((all.len(), all.list.first().cloned()))
