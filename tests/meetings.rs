@@ -730,6 +730,52 @@ async fn a_cancellation_removed_from_the_calendar_by_the_phone() {
     assert!(text.contains("RRULE:FREQ=WEEKLY;COUNT=4"), "{text}");
 }
 
+/// The UIDs of `user`'s messages in `mailbox` whose Subject contains `needle` (none when the
+/// mailbox does not exist).
+async fn in_mailbox(user: &str, mailbox: &str, needle: &str) -> Vec<u32> {
+    let mut s = support::session(user).await;
+    if s.select(mailbox).await.is_err() {
+        return Vec::new();
+    }
+    let found = s
+        .uid_search(&eas_gateway::imap::SearchKey::Header(
+            "Subject".into(),
+            needle.into(),
+        ))
+        .await
+        .expect("SEARCH")
+        .uids;
+    let _ = s.logout().await;
+    found.iter().collect()
+}
+
+/// The trash the device knows was deleted on the server: the answer still counts, and the
+/// invitation is never lost: it stays in the Inbox when the MOVE is refused, or is in a Trash
+/// the server made again (the test Dovecot's Trash is `auto = subscribe`, so it does that).
+#[tokio::test]
+async fn an_invitation_is_kept_when_the_trash_is_gone() {
+    let s = setup(Server::Radicale, "sam", "14.1").await;
+    let subject = support::unique("Kept");
+    let uid = format!("{}@example.org", support::unique("kept"));
+    let text = invitation("REQUEST", &uid, &subject, &s.login, "");
+    support::append(
+        s.name,
+        "INBOX",
+        &[],
+        &mail(&s.login, &subject, Some(("REQUEST", &text)), false),
+    )
+    .await;
+    let inbox = items(&s.p, &s.f.inbox).await;
+    let (id, _) = by_subject(&inbox, &subject);
+    support::delete(s.name, "Trash").await;
+    let (status, cal_id) = respond(&s.p, 1, &s.f.inbox, id, "").await;
+    assert_eq!(status, "1");
+    assert!(cal_id.is_some());
+    let kept = in_mailbox(s.name, "INBOX", &subject).await.len()
+        + in_mailbox(s.name, "Trash", &subject).await.len();
+    assert_eq!(kept, 1, "the invitation is lost or doubled");
+}
+
 #[tokio::test]
 async fn a_calendar_server_that_went_away_is_a_retry() {
     let user = support::user("erin");
