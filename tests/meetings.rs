@@ -313,6 +313,12 @@ async fn invitations_answered_from_inbox_and_calendar(server: Server, user: &'st
     let mreq = invite
         .child(email::MeetingRequest)
         .unwrap_or_else(|| panic!("{}", eas_wbxml::to_xml(invite)));
+    // The calendar part is the meeting, not also an `.ics` attachment (as with Exchange).
+    assert!(
+        invite.child(asb::Attachments).is_none(),
+        "{}",
+        eas_wbxml::to_xml(invite)
+    );
     assert_eq!(
         find_text(mreq, email::StartTime).as_deref(),
         Some("20300610T090000Z")
