@@ -71,6 +71,7 @@ Content-Transfer-Encoding: {cte}\r\n\r\n{body}\r\n--b1--\r\n"
 /// The phone's Inbox and default calendar ids after FolderSync.
 struct Folders {
     inbox: String,
+    trash: String,
     calendars: Vec<String>,
 }
 
@@ -79,6 +80,12 @@ async fn folders(p: &Phone) -> Folders {
     let (adds, _, _) = folder_changes(&fs);
     Folders {
         inbox: adds.iter().find(|f| f.kind == 2).expect("Inbox").id.clone(),
+        trash: adds
+            .iter()
+            .find(|f| f.kind == 4)
+            .expect("Deleted Items")
+            .id
+            .clone(),
         calendars: {
             let mut c: Vec<_> = adds
                 .iter()
@@ -92,6 +99,11 @@ async fn folders(p: &Phone) -> Folders {
 
 /// Every item of a mail or calendar folder, synced from key 0: (ServerId, ApplicationData).
 async fn items(p: &Phone, coll: &str) -> Vec<(String, Element)> {
+    items_and_key(p, coll).await.0
+}
+
+/// [`items`] and the SyncKey they leave the folder at.
+async fn items_and_key(p: &Phone, coll: &str) -> (Vec<(String, Element)>, String) {
     let first = p
         .send(
             "Sync",
@@ -129,7 +141,35 @@ async fn items(p: &Phone, coll: &str) -> Vec<(String, Element)> {
             break;
         }
     }
-    out
+    (out, key)
+}
+
+/// One Sync of a folder carrying the phone's `commands`; the Status of each Response.
+async fn sync_commands(p: &Phone, coll: &str, key: &str, commands: &str) -> Vec<String> {
+    let xml = format!(
+        r#"<Sync xmlns="AirSync:" xmlns:airsyncbase="AirSyncBase:" xmlns:calendar="Calendar:"><Collections><Collection><SyncKey>{key}</SyncKey><CollectionId>{coll}</CollectionId><Commands>{commands}</Commands></Collection></Collections></Sync>"#
+    );
+    let answer = p.send("Sync", &xml).await;
+    assert_eq!(answer.status, 200, "{}", answer.xml());
+    let t = answer.tree();
+    let c = t
+        .child(a::Collections)
+        .and_then(|c| c.child(a::Collection))
+        .unwrap_or_else(|| panic!("{}", answer.xml()));
+    assert_eq!(
+        find_text(c, a::Status).as_deref(),
+        Some("1"),
+        "{}",
+        answer.xml()
+    );
+    c.child(a::Responses)
+        .map(|r| {
+            r.children()
+                .iter()
+                .map(|x| find_text(x, a::Status).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn by_subject<'a>(items: &'a [(String, Element)], subject: &str) -> &'a (String, Element) {
@@ -273,6 +313,12 @@ async fn invitations_answered_from_inbox_and_calendar(server: Server, user: &'st
     let mreq = invite
         .child(email::MeetingRequest)
         .unwrap_or_else(|| panic!("{}", eas_wbxml::to_xml(invite)));
+    // The calendar part is the meeting, not also an `.ics` attachment (as with Exchange).
+    assert!(
+        invite.child(asb::Attachments).is_none(),
+        "{}",
+        eas_wbxml::to_xml(invite)
+    );
     assert_eq!(
         find_text(mreq, email::StartTime).as_deref(),
         Some("20300610T090000Z")
@@ -343,8 +389,18 @@ async fn invitations_answered_from_inbox_and_calendar(server: Server, user: &'st
         stored_partstat(&s.d, &uid, &s.login).await.as_deref(),
         Some("DECLINED")
     );
-    // Accepting again from the inbox finds the stored event (no second copy).
-    let (status, again) = respond(&s.p, 1, &s.f.inbox, invite_id, "").await;
+    // The answered invitation went to Deleted Items, as with Exchange; answering it again
+    // from there finds the stored event (no second copy) and leaves the mail there.
+    let inbox_now = items(&s.p, &s.f.inbox).await;
+    assert!(
+        !inbox_now
+            .iter()
+            .any(|(_, d)| find_text(d, email::Subject).as_deref() == Some("Planning")),
+        "the answered invitation is still in the Inbox"
+    );
+    let trash = items(&s.p, &s.f.trash).await;
+    let (trashed_id, _) = by_subject(&trash, "Planning");
+    let (status, again) = respond(&s.p, 1, &s.f.trash, trashed_id, "").await;
     assert_eq!(
         (status.as_str(), again.as_deref()),
         ("1", Some(cal_id.as_str()))
@@ -359,6 +415,9 @@ async fn invitations_answered_from_inbox_and_calendar(server: Server, user: &'st
     let (status, none) = respond(&s.p, 3, &s.f.inbox, decline_id, "").await;
     assert_eq!((status.as_str(), none), ("1", None));
     assert_eq!(stored_partstat(&s.d, &declined_uid, &s.login).await, None);
+    let trash = items(&s.p, &s.f.trash).await;
+    by_subject(&trash, "Offsite");
+    by_subject(&trash, "Planning");
 
     // Bad requests: status 2.
     let (cancel_id, _) = by_subject(&inbox, "Gone");
@@ -450,10 +509,15 @@ async fn an_event_stored_under_another_name_is_updated_on_xandikos() {
 
 /// Waits until `user`'s INBOX holds a message whose Subject contains `needle`.
 async fn arrival(user: &str, needle: &str) -> Vec<u8> {
+    arrival_in(user, "INBOX", needle).await
+}
+
+/// Waits until `user`'s `mailbox` holds a message whose Subject contains `needle`.
+async fn arrival_in(user: &str, mailbox: &str, needle: &str) -> Vec<u8> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let mut s = support::session(user).await;
-        s.select("INBOX").await.expect("SELECT");
+        s.select(mailbox).await.expect("SELECT");
         let found = s
             .uid_search(&eas_gateway::imap::SearchKey::Header(
                 "Subject".into(),
@@ -534,6 +598,12 @@ async fn a_16_1_phone_sends_the_reply_to_the_organizer() {
     assert_eq!(status, "1");
     let cal_id = cal_id.expect("CalendarId");
     let raw = arrival(ORGANIZER, &format!("Accepted: {summary}")).await;
+    // The reply's copy is filed in the user's Sent, as SendMail files a sent mail.
+    let copy = arrival_in(s.name, "Sent", &format!("Accepted: {summary}")).await;
+    assert!(
+        matches!(calendar_of(&copy).method, meeting::Method::Reply(3)),
+        "the Sent copy carries the REPLY"
+    );
     let reply = calendar_of(&raw);
     assert!(
         matches!(reply.method, meeting::Method::Reply(3)),
@@ -578,6 +648,138 @@ async fn a_16_1_phone_sends_the_reply_to_the_organizer() {
     )
     .await;
     assert_eq!(status, "2");
+}
+
+/// A cancellation is shown (MeetingResponse refuses it, as MS-ASCMD has it only for
+/// requests); the phone's "Remove from calendar" is a Sync Delete of the event in the
+/// calendar folder, which deletes it on the CalDAV server, and for one occurrence of a series
+/// (RECURRENCE-ID in the CANCEL) a 16.x Delete with InstanceId, which makes it an EXDATE.
+#[tokio::test]
+async fn a_cancellation_removed_from_the_calendar_by_the_phone() {
+    let s = setup(Server::Radicale, "rosa", "16.1").await;
+    let single = format!("{}@example.org", support::unique("one"));
+    let series = format!("{}@example.org", support::unique("ser"));
+    let (one_subject, series_subject) = (support::unique("Review"), support::unique("Sync-up"));
+    for (uid, subject, extra) in [
+        (&single, &one_subject, ""),
+        (&series, &series_subject, "RRULE:FREQ=WEEKLY;COUNT=4\r\n"),
+    ] {
+        let text = invitation("REQUEST", uid, subject, &s.login, extra);
+        support::append(
+            s.name,
+            "INBOX",
+            &[],
+            &mail(&s.login, subject, Some(("REQUEST", &text)), false),
+        )
+        .await;
+    }
+    let inbox = items(&s.p, &s.f.inbox).await;
+    let mut cal_ids = Vec::new();
+    for subject in [&one_subject, &series_subject] {
+        let (id, _) = by_subject(&inbox, subject);
+        let (status, cal_id) = respond(&s.p, 1, &s.f.inbox, id, "").await;
+        assert_eq!(status, "1");
+        cal_ids.push(cal_id.expect("CalendarId"));
+    }
+    let occurrence = "RECURRENCE-ID:20300617T090000Z\r\n";
+    for (uid, subject, extra) in [
+        (&single, format!("Canceled: {one_subject}"), ""),
+        (&series, format!("Canceled: {series_subject}"), occurrence),
+    ] {
+        let text = invitation("CANCEL", uid, "x", &s.login, extra)
+            .replace("SEQUENCE:0", "SEQUENCE:1\r\nSTATUS:CANCELLED");
+        support::append(
+            s.name,
+            "INBOX",
+            &[],
+            &mail(&s.login, &subject, Some(("CANCEL", &text)), false),
+        )
+        .await;
+    }
+    let inbox = items(&s.p, &s.f.inbox).await;
+    let (cancel_id, whole) = by_subject(&inbox, &format!("Canceled: {one_subject}"));
+    assert_eq!(
+        find_text(whole, email::MessageClass).as_deref(),
+        Some("IPM.Schedule.Meeting.Canceled")
+    );
+    let (_, one) = by_subject(&inbox, &format!("Canceled: {series_subject}"));
+    let mreq = one.child(email::MeetingRequest).expect("MeetingRequest");
+    assert_eq!(find_text(mreq, email::InstanceType).as_deref(), Some("3"));
+    // No MeetingResponse for a cancellation.
+    let (status, _) = respond(&s.p, 1, &s.f.inbox, cancel_id, "").await;
+    assert_eq!(status, "2");
+
+    // "Remove from calendar": the event deleted, the one occurrence deleted by InstanceId.
+    let cal_folder = cal_ids[0].split(':').next().unwrap().to_owned();
+    assert!(cal_ids[1].starts_with(&format!("{cal_folder}:")));
+    let (_, key) = items_and_key(&s.p, &cal_folder).await;
+    let statuses = sync_commands(
+        &s.p,
+        &cal_folder,
+        &key,
+        &format!(
+            "<Delete><ServerId>{}</ServerId></Delete><Delete><ServerId>{}</ServerId><airsyncbase:InstanceId>2030-06-17T09:00:00.000Z</airsyncbase:InstanceId></Delete>",
+            cal_ids[0], cal_ids[1]
+        ),
+    )
+    .await;
+    assert!(statuses.iter().all(|s| s == "1"), "{statuses:?}");
+    assert_eq!(stored_partstat(&s.d, &single, &s.login).await, None);
+    let coll = s.default_url.clone().expect("the default calendar");
+    let stored = s.d.find_by_uid(&coll, &series).await.unwrap();
+    let text = stored[0].data.clone().unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("EXDATE") && l.contains("20300617")),
+        "{text}"
+    );
+    assert!(text.contains("RRULE:FREQ=WEEKLY;COUNT=4"), "{text}");
+}
+
+/// The UIDs of `user`'s messages in `mailbox` whose Subject contains `needle` (none when the
+/// mailbox does not exist).
+async fn in_mailbox(user: &str, mailbox: &str, needle: &str) -> Vec<u32> {
+    let mut s = support::session(user).await;
+    if s.select(mailbox).await.is_err() {
+        return Vec::new();
+    }
+    let found = s
+        .uid_search(&eas_gateway::imap::SearchKey::Header(
+            "Subject".into(),
+            needle.into(),
+        ))
+        .await
+        .expect("SEARCH")
+        .uids;
+    let _ = s.logout().await;
+    found.iter().collect()
+}
+
+/// The trash the device knows was deleted on the server: the answer still counts, and the
+/// invitation is never lost: it stays in the Inbox when the MOVE is refused, or is in a Trash
+/// the server made again (the test Dovecot's Trash is `auto = subscribe`, so it does that).
+#[tokio::test]
+async fn an_invitation_is_kept_when_the_trash_is_gone() {
+    let s = setup(Server::Radicale, "sam", "14.1").await;
+    let subject = support::unique("Kept");
+    let uid = format!("{}@example.org", support::unique("kept"));
+    let text = invitation("REQUEST", &uid, &subject, &s.login, "");
+    support::append(
+        s.name,
+        "INBOX",
+        &[],
+        &mail(&s.login, &subject, Some(("REQUEST", &text)), false),
+    )
+    .await;
+    let inbox = items(&s.p, &s.f.inbox).await;
+    let (id, _) = by_subject(&inbox, &subject);
+    support::delete(s.name, "Trash").await;
+    let (status, cal_id) = respond(&s.p, 1, &s.f.inbox, id, "").await;
+    assert_eq!(status, "1");
+    assert!(cal_id.is_some());
+    let kept = in_mailbox(s.name, "INBOX", &subject).await.len()
+        + in_mailbox(s.name, "Trash", &subject).await.len();
+    assert_eq!(kept, 1, "the invitation is lost or doubled");
 }
 
 #[tokio::test]

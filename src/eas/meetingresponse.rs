@@ -8,7 +8,8 @@
 //! tentatively accepts an invitation that was only in the inbox (a declined one is not stored,
 //! and the answer carries no CalendarId, as MS-ASCMD says), and, when the phone asks (16.x
 //! SendResponse; older phones send the reply themselves with SendMail), the iTIP REPLY is
-//! submitted to the organizer over `[smtp]`.
+//! submitted to the organizer over `[smtp]` and a copy filed in the user's Sent folder. An
+//! invitation answered from a mail folder is then moved to Deleted Items, as Exchange does.
 //!
 //! Finding the stored event by UID is what costs: a `calendar-query` on the UID makes Radicale
 //! read every object of the collection. So the conventional name `<collection>/<UID>.ics` (the
@@ -124,6 +125,8 @@ struct Session<'c, 'a> {
     dav: Option<DavClient>,
     mail: Option<Mailstore>,
     calendars: Option<Vec<FolderEntry>>,
+    /// The REPLY mails submitted, filed in Sent when the command ends.
+    sent: Vec<String>,
 }
 
 pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasError> {
@@ -139,6 +142,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         dav: None,
         mail: None,
         calendars: None,
+        sent: Vec::new(),
     };
     let mut out = Element::new(mr::MeetingResponse);
     for r in &requests {
@@ -167,6 +171,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         }
         out.push(result);
     }
+    session.file_sent().await;
     if let Some(m) = session.mail.take() {
         m.close().await;
     }
@@ -200,6 +205,22 @@ fn conventional(collection: &Url, uid: &str) -> Option<Url> {
         }
     }
     collection.join(&format!("{name}.ics")).ok()
+}
+
+/// The device's newest folder list (empty before its first FolderSync).
+fn device_folders(ctx: &Context<'_>) -> Result<Vec<FolderEntry>, Failure> {
+    let device = ctx.device_key();
+    let fail = |e: crate::state::StateError| Failure::Retry(e.to_string());
+    Ok(
+        match ctx.store.latest_hierarchy_key(device).map_err(fail)? {
+            Some(k) => ctx
+                .store
+                .hierarchy(device, k)
+                .map_err(fail)?
+                .unwrap_or_default(),
+            None => Vec::new(),
+        },
+    )
 }
 
 fn url_of(f: &FolderEntry) -> Option<Url> {
@@ -252,18 +273,7 @@ impl<'c, 'a> Session<'c, 'a> {
         }
         let ctx = self.ctx;
         let device = ctx.device_key();
-        let known = match ctx
-            .store
-            .latest_hierarchy_key(device)
-            .map_err(|e| Failure::Retry(e.to_string()))?
-        {
-            Some(k) => ctx
-                .store
-                .hierarchy(device, k)
-                .map_err(|e| Failure::Retry(e.to_string()))?
-                .unwrap_or_default(),
-            None => Vec::new(),
-        };
+        let known = device_folders(ctx)?;
         let mut cals: Vec<FolderEntry> = known
             .into_iter()
             .filter(|f| Class::of(f.kind) == Class::Calendar)
@@ -332,8 +342,39 @@ impl<'c, 'a> Session<'c, 'a> {
             Class::Email if instance.is_some() => Err(Failure::Invalid(
                 "InstanceId names a meeting request mail".into(),
             )),
-            Class::Email => self.answer_invitation(&folder, item, response, r).await,
+            Class::Email => {
+                let outcome = self.answer_invitation(&folder, item, response, r).await?;
+                self.put_away(&folder, item).await;
+                Ok(outcome)
+            }
             _ => Err(Failure::Invalid("not a mail or calendar folder".into())),
+        }
+    }
+
+    /// Moves an answered invitation to Deleted Items, as Exchange does: phones expect it gone
+    /// from the Inbox (the next Sync there deletes it, the Deleted Items' next Sync adds it).
+    /// Best effort, the answer stands either way: with no Deleted Items folder known to the
+    /// device, or a MOVE the server refuses (the mailbox is gone), the mail stays where it is,
+    /// since IMAP MOVE is all or nothing.
+    async fn put_away(&mut self, folder: &FolderEntry, uid: u32) {
+        if folder.kind == kinds::DELETED_ITEMS {
+            return;
+        }
+        let trash = match device_folders(self.ctx) {
+            Ok(all) => all.into_iter().find(|f| f.kind == kinds::DELETED_ITEMS),
+            Err(Failure::Retry(why) | Failure::Invalid(why)) => {
+                tracing::warn!(why = %why, "answered; the invitation stays (no folder list)");
+                return;
+            }
+        };
+        let (Some(trash), Some(store)) = (trash, self.mail.as_mut()) else {
+            return;
+        };
+        if let Err(e) = store
+            .move_to(&folder.imap_name, uid, &trash.imap_name)
+            .await
+        {
+            tracing::warn!(error = %e, "answered; the invitation could not be moved to the trash");
         }
     }
 
@@ -466,7 +507,9 @@ impl<'c, 'a> Session<'c, 'a> {
                     if response == Response::Declined {
                         // Declined invitations stay out of the calendar.
                         if !sent {
-                            send_reply(self.ctx, r, &ical, answered, response, now).await?;
+                            let copy =
+                                send_reply(self.ctx, r, &ical, answered, response, now).await?;
+                            self.sent.extend(copy);
                         }
                         return Ok(Outcome::status(Status::Success));
                     }
@@ -567,12 +610,15 @@ impl<'c, 'a> Session<'c, 'a> {
         let already = *sent;
         let reply = async {
             if already {
-                Ok(())
+                Ok(None)
             } else {
                 send_reply(ctx, r, ical, answered, response, now).await
             }
         };
         let (stored, replied) = tokio::join!(put(&dav, url, ical, etag), reply);
+        if let Ok(Some(copy)) = &replied {
+            self.sent.push(copy.clone());
+        }
         match stored? {
             Put::Conflict => {
                 *sent = replied.is_ok();
@@ -581,6 +627,33 @@ impl<'c, 'a> Session<'c, 'a> {
             Put::Done => {
                 replied?;
                 Ok(Put::Done)
+            }
+        }
+    }
+
+    /// Files the REPLY mails sent in the user's Sent folder, as SendMail files a sent mail
+    /// (Exchange keeps meeting responses in Sent Items too). The replies are out: a copy that
+    /// cannot be filed is logged, the answers stand.
+    async fn file_sent(&mut self) {
+        if self.sent.is_empty() {
+            return;
+        }
+        if self.mail.is_none() {
+            match self.ctx.mailstore().await {
+                Ok(m) => self.mail = Some(m),
+                Err(e) => {
+                    tracing::warn!(error = %e, "replied, but no copy filed in Sent (mailbox)");
+                    return;
+                }
+            }
+        }
+        let Some(store) = self.mail.as_mut() else {
+            return;
+        };
+        let mailbox = super::send::sent_mailbox(self.ctx, store).await;
+        for copy in std::mem::take(&mut self.sent) {
+            if let Err(e) = store.append_sent(&mailbox, copy.as_bytes()).await {
+                tracing::warn!(error = %e, "replied, but the copy could not be filed in Sent");
             }
         }
     }
@@ -612,7 +685,8 @@ async fn put(
     }
 }
 
-/// Submits the iTIP REPLY when the phone asked for it and the meeting has an organizer.
+/// Submits the iTIP REPLY when the phone asked for it and the meeting has an organizer; the
+/// mail that went out, for the Sent folder.
 async fn send_reply(
     ctx: &Context<'_>,
     r: &Request,
@@ -620,12 +694,12 @@ async fn send_reply(
     answered: u32,
     response: Response,
     now: NaiveDateTime,
-) -> Result<(), Failure> {
+) -> Result<Option<String>, Failure> {
     let Some(send) = &r.send else {
-        return Ok(());
+        return Ok(None);
     };
     let Some(organizer) = organizer_of(ical, answered) else {
-        return Ok(());
+        return Ok(None);
     };
     let config = ctx
         .config
@@ -651,14 +725,14 @@ async fn send_reply(
     };
     let login = (ctx.user.login.as_str(), &ctx.user.password);
     match smtp::submit(&config, Some(login), &envelope, message.as_bytes()).await {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(Some(message)),
         Err(e @ (SubmitError::Unavailable(_) | SubmitError::AuthRejected(_))) => {
             Err(Failure::Retry(format!("submission: {e}")))
         }
         // The answer is stored; a reply the organizer's side refuses for good is logged.
         Err(e) => {
             tracing::warn!(error = %e, "the meeting reply was refused");
-            Ok(())
+            Ok(None)
         }
     }
 }

@@ -508,7 +508,7 @@ fn locate(ctx: &Context<'_>, source: &Source) -> Result<Option<(String, u32)>, E
 
 /// Where the Sent copy goes: the Sent folder the device knows, else the server's `\Sent`,
 /// else `Sent`.
-async fn sent_mailbox(ctx: &Context<'_>, store: &mut Mailstore) -> String {
+pub(super) async fn sent_mailbox(ctx: &Context<'_>, store: &mut Mailstore) -> String {
     if let Some(m) = sent_of_device(ctx) {
         return m;
     }

@@ -328,8 +328,39 @@ impl<'a> MessageView<'a> {
     /// `method` parameter and its text. Parts larger than 1 MiB are no invitation anyone
     /// sends and are not read.
     pub fn calendar_part(&self) -> Option<CalendarPart> {
+        self.calendar_part_with_id().map(|(_, part)| part)
+    }
+
+    /// The attachments a phone is shown: for a meeting mail (`meeting`: its calendar part was
+    /// read as one) without the calendar part, which the phone shows as the meeting already
+    /// (Exchange lists no `.ics` for it either); every attachment otherwise.
+    pub fn listed_attachments(&self, meeting: bool) -> Cow<'_, [AttachmentInfo]> {
+        let hidden = if meeting {
+            self.calendar_part_with_id().and_then(|(id, _)| {
+                self.paths
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .map(|(_, path)| path.clone())
+            })
+        } else {
+            None
+        };
+        match hidden {
+            Some(path) if self.attachments.iter().any(|a| a.path == path) => Cow::Owned(
+                self.attachments
+                    .iter()
+                    .filter(|a| a.path != path)
+                    .cloned()
+                    .collect(),
+            ),
+            _ => Cow::Borrowed(&self.attachments),
+        }
+    }
+
+    /// [`Self::calendar_part`] and the id of its part in the parsed message.
+    fn calendar_part_with_id(&self) -> Option<(u32, CalendarPart)> {
         let m = self.msg.as_ref()?;
-        m.parts.iter().find_map(|p| {
+        m.parts.iter().enumerate().find_map(|(id, p)| {
             let ct = p.content_type()?;
             if !ct.ctype().eq_ignore_ascii_case("text")
                 || !ct
@@ -346,10 +377,13 @@ impl<'a> MessageView<'a> {
             if bytes.len() > 1 << 20 {
                 return None;
             }
-            Some(CalendarPart {
-                method: ct.attribute("method").map(str::to_owned),
-                text: String::from_utf8_lossy(bytes).into_owned(),
-            })
+            Some((
+                id as u32,
+                CalendarPart {
+                    method: ct.attribute("method").map(str::to_owned),
+                    text: String::from_utf8_lossy(bytes).into_owned(),
+                },
+            ))
         })
     }
 

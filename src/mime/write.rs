@@ -107,7 +107,11 @@ pub fn write_application_data_with<W: Write>(
     // Always sent: old Android clients take a missing Importance for "low".
     w.text_element(email::Importance, digit(view.importance() as u8))?;
     w.text_element(email::Read, bool_str(view.flags().read))?;
-    write_attachments(w, view.attachments(), opts.file_reference_prefix)?;
+    write_attachments(
+        w,
+        &view.listed_attachments(meeting.is_some()),
+        opts.file_reference_prefix,
+    )?;
     let body = view.body_for(
         opts.body_preferences,
         opts.mime_support,
