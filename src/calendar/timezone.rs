@@ -152,6 +152,28 @@ impl TimeZoneInfo {
     /// transitions. A zone that changed its standard offset for good during the year is given
     /// the offset it ends the year with.
     pub fn from_iana(tz: Tz, year: i32) -> TimeZoneInfo {
+        // Finding a year's transitions walks it a day at a time (about 50 µs), and every
+        // event of a calendar asks for its zone's value: most of a Sync page's own work
+        // before this was kept. Zones × years in use are few; the bound only guards memory.
+        static KNOWN: std::sync::LazyLock<
+            std::sync::Mutex<std::collections::HashMap<(Tz, i32), TimeZoneInfo>>,
+        > = std::sync::LazyLock::new(Default::default);
+        const MAX_KNOWN: usize = 4096;
+        let key = (tz, year);
+        if let Some(info) = KNOWN.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return info;
+        }
+        let info = Self::read_iana(tz, year);
+        if let Ok(mut known) = KNOWN.lock() {
+            if known.len() >= MAX_KNOWN {
+                known.clear();
+            }
+            known.insert(key, info.clone());
+        }
+        info
+    }
+
+    fn read_iana(tz: Tz, year: i32) -> TimeZoneInfo {
         let name = tz.name();
         let transitions = transitions_in(tz, year);
         let dst_pair = transitions.iter().find_map(|t| {

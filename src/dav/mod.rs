@@ -276,6 +276,12 @@ impl DavClient {
         let result = self.exchange(method, url, headers, body).await;
         // Failed requests count too: a slow or refusing server is what the histogram is for.
         crate::metrics::dav_round_trip(method, started.elapsed());
+        tracing::debug!(
+            method,
+            path = url.path(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "DAV round trip"
+        );
         result
     }
 

@@ -12,7 +12,8 @@ use crate::dav::{DavClient, Kind};
 use crate::state::FolderEntry;
 
 impl engine::Store for CalendarItems {
-    const LOOKS_AHEAD: bool = true;
+    const CHECKS_LAST_PAGE: bool = false;
+    const LISTING_READS_STATE: bool = true;
 
     async fn open(
         ctx: &Context<'_>,

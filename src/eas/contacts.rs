@@ -56,7 +56,8 @@ fn open_with(
 }
 
 impl engine::Store for ContactItems {
-    const LOOKS_AHEAD: bool = true;
+    const CHECKS_LAST_PAGE: bool = false;
+    const LISTING_READS_STATE: bool = true;
 
     async fn open(ctx: &Context<'_>, _hierarchy: &[FolderEntry]) -> Result<ContactItems, EasError> {
         let (settings, http) = shared(ctx)?;

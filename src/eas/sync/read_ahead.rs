@@ -72,10 +72,6 @@ pub struct Page {
     /// The head of the collection's token as read before the listing: the last page is used
     /// only while a fresh look reads the same.
     pub listed: Vec<u8>,
-    /// For the last page of a store that looks itself ([`super::engine::Store::LOOKS_AHEAD`]):
-    /// the head of the token the pager read after computing it, which the request compares
-    /// with `listed` instead of looking again.
-    pub looked: Option<Vec<u8>>,
     /// Operations in the page, and whether more follow it.
     pub len: usize,
     pub more: bool,
@@ -286,7 +282,6 @@ mod test {
                 since: 0,
             },
             listed: Vec::new(),
-            looked: None,
             len: 0,
             more: true,
             items: Rendered::default(),
