@@ -349,8 +349,7 @@ async fn initial(phone: &Phone, folder: &str, options: &str, window: usize) -> (
 async fn through_gateway(
     gw: &Gateway,
     user: &TestUser,
-    kind: u8,
-    name: &str,
+    (kind, name): (u8, &str),
     options: &str,
     rounds: usize,
     idle: usize,
@@ -498,7 +497,7 @@ async fn main() {
         );
         let (one, batched, none) = direct(&http, &book, auth, rounds, idle).await;
         let (gw_first, gw_none) =
-            through_gateway(&gw, &user, 9, "contacts", body, rounds, idle, window).await;
+            through_gateway(&gw, &user, (9, "contacts"), body, rounds, idle, window).await;
         ratios(one, batched, none, gw_first, gw_none);
     }
     if events == 0 {
