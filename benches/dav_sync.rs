@@ -511,8 +511,7 @@ async fn main() {
     let (gw_first, gw_none) = through_gateway(
         &gw,
         &user,
-        8,
-        "calendar",
+        (8, "calendar"),
         calendar_options,
         rounds,
         idle,
