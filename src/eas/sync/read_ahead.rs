@@ -13,9 +13,10 @@
 //! each next snapshot with the same code the Sync command stores it with), with the same
 //! options and window and no client commands. The folder state every page records is the one
 //! read before the pager's listing, so whatever changes during the paging is found by the Sync
-//! after it — nothing is missed, at worst announced at the end of the paging; the last page is
-//! checked against a STATUS and computed afresh when anything moved, since the phone will not
-//! come back by itself. Anything else drops the pager and the request computes its page itself.
+//! after it — nothing is missed, at worst announced by the phone's next Ping; a store whose look
+//! is cheap (mail: one STATUS) also checks the last page against a fresh look and computes it
+//! afresh when anything moved, so the paging ends fresh (`engine::Store::CHECKS_LAST_PAGE`).
+//! Anything else drops the pager and the request computes its page itself.
 //!
 //! Owns the table of pagers and their bounds (at most [`MAX_PAGERS`] at once, each ended
 //! after [`TTL`] without a request). Must not touch the state store: the snapshot a pager
