@@ -1271,13 +1271,15 @@ async fn run(
             tokio::time::sleep(Duration::from_millis(500)).await;
             now = gateway.counts().await;
         }
+        // Without the pooled sessions: what the waiting phones alone cost.
         println!(
             "at rest ({:.0} s after all Pings were held): {} Pings waiting, IMAP connections {} \
-             (push source) + {} (pooled)",
+             (push source) + {} (pooled); VmRSS {:.1} MiB",
             started.elapsed().as_secs_f64(),
             now.0,
             now.1,
-            now.2
+            now.2,
+            mib(gateway.kib("VmRSS:"))
         );
         Some((now.1, now.2))
     };
