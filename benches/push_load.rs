@@ -485,16 +485,45 @@ impl Target {
 /// Why the gateway answered Pings 503, for the error that ends the run: its connection cap
 /// (`limits.max_connections`, lowered at start to half its open-file limit) or the
 /// held-request caps, with the figures that decide it.
-fn refusal(gateway: &Target, refused: u64, waiting: usize, devices: usize) -> String {
+async fn refusal(gateway: &Target, refused: u64, waiting: usize, devices: usize) -> String {
     let mut why = format!(
         "the gateway refused {refused} Pings with 503 while {waiting} of {devices} were held; \
          the run cannot hold them all"
     );
-    let pid = match gateway {
-        Target::InProcess(_) => "self".to_string(),
-        Target::Child(g, _) => g.pid().to_string(),
+    // Which limit: the gateway's own counters.
+    let (pid, by_limit) = match gateway {
+        Target::InProcess(g) => {
+            let c = &g.state.limits.counters;
+            let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            (
+                "self".to_string(),
+                vec![
+                    format!("connections {}", n(&c.refused_connections)),
+                    format!("held_requests_per_user {}", n(&c.refused_held_user)),
+                    format!("held_requests_per_address {}", n(&c.refused_held_address)),
+                ],
+            )
+        }
+        Target::Child(g, client) => {
+            let text = match client.get(format!("{}/metrics", g.base)).send().await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            let lines = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("eas_limit_refusals_total{limit=\""))
+                .map(|l| l.replacen("\"} ", " ", 1))
+                .collect();
+            (g.pid().to_string(), lines)
+        }
     };
-    if let Some(files) = nofile_of(&pid) {
+    if !by_limit.is_empty() {
+        why += &format!(" (refused by limit: {})", by_limit.join(", "));
+    }
+    let connections_cap = by_limit
+        .iter()
+        .any(|l| l.starts_with("connections ") && l != "connections 0");
+    if let Some(files) = nofile_of(&pid).filter(|_| connections_cap || by_limit.is_empty()) {
         why += &format!(
             ". Its open-file limit is {files}, and it lowers limits.max_connections to half of \
              that ({}; src/http/serve.rs) so the other half stays for IMAP sessions: {devices} \
@@ -1229,7 +1258,7 @@ async fn run(
             // Refused Pings come back every 500 ms and are refused again: waiting longer
             // would only hang. Say which limit it was.
             shared.stopping.store(true, Ordering::Relaxed);
-            return Err(refusal(&gateway, refused, w, args.devices).into());
+            return Err(refusal(&gateway, refused, w, args.devices).await.into());
         }
         if Instant::now() > deadline {
             return Err(format!(
