@@ -21,6 +21,13 @@
 //!    directory, `push.min_heartbeat_secs = 10`.
 //! 3. Sets up `--devices` simulated iPhones spread round-robin over `--users` users (device
 //!    `i` belongs to user `i % users`): Provision, FolderSync, Sync of the Inbox to the end.
+//!    Device `i` connects from loopback address `127.0.0.(1 + i % --source-addrs)`, bound
+//!    before connecting: one address gives at most the ephemeral port range's worth of
+//!    connections to the gateway (about 28,000 on Debian), so past that the tool picks more
+//!    addresses by itself. A run the open-file limits cannot hold (ours, or the child
+//!    gateway's, which lowers its connection cap to half its limit) is refused before setup
+//!    with the reason, and Pings the gateway answers 503 end the run with the limit that
+//!    refused them instead of waiting.
 //! 4. Starts the floor: for each of the first `--floor-users` users, a bare IDLE-on-INBOX
 //!    client and (with NOTIFY) a bare NOTIFY client, both our own [`Session`].
 //! 5. Holds a Ping (`--heartbeat`, Inbox) on every device. After every answer the device
@@ -122,6 +129,9 @@ struct Args {
     ramp: u64,
     /// Run the gateway as a child process (`eas-gateway serve`) instead of in this one.
     separate: bool,
+    /// Loopback addresses the phones connect from (127.0.0.1, .2, …); 0: as many as the
+    /// ephemeral port range needs.
+    source_addrs: usize,
 }
 
 const USAGE: &str = "\
@@ -142,7 +152,10 @@ usage: cargo bench --bench push_load -- [options]
                          `eas-gateway serve` as a child (own RSS and file descriptors; counts
                          from /metrics) (inproc)
   --source imap|events|both[,...]  push.source: IMAP watchers, Dovecot's events, or both;
-                         several run one after the other and are compared (imap)";
+                         several run one after the other and are compared (imap)
+  --source-addrs N       loopback addresses the phones connect from (127.0.0.1, 127.0.0.2,
+                         ...), each phone bound to one before connecting; 0 picks as many as
+                         the ephemeral port range (net.ipv4.ip_local_port_range) needs (0)";
 
 impl Args {
     fn parse() -> Result<Args> {
@@ -160,6 +173,7 @@ impl Args {
             seed: 1,
             separate: false,
             ramp: 500,
+            source_addrs: 0,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -195,6 +209,7 @@ impl Args {
                 "--drain" => args.drain = value()?.parse()?,
                 "--seed" => args.seed = value()?.parse()?,
                 "--ramp" => args.ramp = value()?.parse()?,
+                "--source-addrs" => args.source_addrs = value()?.parse()?,
                 "--gateway" => {
                     args.separate = match value()?.as_str() {
                         "inproc" => false,
@@ -216,6 +231,17 @@ impl Args {
             return Err("--rate and --setup-concurrency must be positive".into());
         }
         args.floor_users = args.floor_users.min(args.users);
+        if args.source_addrs > 250 {
+            return Err("--source-addrs: at most 250 (127.0.0.1 to 127.0.0.250)".into());
+        }
+        if args.source_addrs == 0 {
+            // Every phone keeps one connection, bound to its source address before connecting,
+            // so each address gives it at most the ephemeral range's ports; keep a tenth spare
+            // for the short connections of setup and re-Pings.
+            let ports = ephemeral_ports();
+            let per_addr = (ports - ports / 10).max(1);
+            args.source_addrs = (args.devices + 200).div_ceil(per_addr).clamp(1, 250);
+        }
         Ok(args)
     }
 }
@@ -258,6 +284,34 @@ fn raise_nofile(want: u64) -> u64 {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
     }
     lim.rlim_cur
+}
+
+/// Ports in net.ipv4.ip_local_port_range: how many connections one source address can bind
+/// to one destination.
+fn ephemeral_ports() -> usize {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|v| v.parse::<usize>().ok());
+            Some(it.next()??..=it.next()??)
+        })
+        .map_or(28_232, |r| r.count())
+}
+
+/// The soft RLIMIT_NOFILE of a process, from /proc/<pid>/limits.
+fn nofile_of(pid: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The loopback address phones of source `i` connect from: 127.0.0.1, 127.0.0.2, …
+fn source_addr(i: usize) -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, 1 + (i % 250) as u8])
 }
 
 /// A field of /proc/self/status in KiB (VmRSS, VmHWM).
@@ -428,6 +482,67 @@ impl Target {
     }
 }
 
+/// Why the gateway answered Pings 503, for the error that ends the run: its connection cap
+/// (`limits.max_connections`, lowered at start to half its open-file limit) or the
+/// held-request caps, with the figures that decide it.
+async fn refusal(gateway: &Target, refused: u64, waiting: usize, devices: usize) -> String {
+    let mut why = format!(
+        "the gateway refused {refused} Pings with 503 while {waiting} of {devices} were held; \
+         the run cannot hold them all"
+    );
+    // Which limit: the gateway's own counters.
+    let (pid, by_limit) = match gateway {
+        Target::InProcess(g) => {
+            let c = &g.state.limits.counters;
+            let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            (
+                "self".to_string(),
+                vec![
+                    format!("connections {}", n(&c.refused_connections)),
+                    format!("held_requests_per_user {}", n(&c.refused_held_user)),
+                    format!("held_requests_per_address {}", n(&c.refused_held_address)),
+                ],
+            )
+        }
+        Target::Child(g, client) => {
+            let text = match client.get(format!("{}/metrics", g.base)).send().await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            let lines = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("eas_limit_refusals_total{limit=\""))
+                .map(|l| l.replacen("\"} ", " ", 1))
+                .collect();
+            (g.pid().to_string(), lines)
+        }
+    };
+    if !by_limit.is_empty() {
+        why += &format!(" (refused by limit: {})", by_limit.join(", "));
+    }
+    let connections_cap = by_limit
+        .iter()
+        .any(|l| l.starts_with("connections ") && l != "connections 0");
+    if let Some(files) = nofile_of(&pid).filter(|_| connections_cap || by_limit.is_empty()) {
+        why += &format!(
+            ". Its open-file limit is {files}, and it lowers limits.max_connections to half of \
+             that ({}; src/http/serve.rs) so the other half stays for IMAP sessions: {devices} \
+             held Pings need an open-file limit of at least {} (raise the hard limit as root, \
+             or LimitNOFILE= under systemd), or run with --devices below {}",
+            files / 2,
+            2 * (devices as u64 + 10),
+            files / 2 - 10
+        );
+    }
+    if let Target::Child(g, _) = gateway {
+        let log = std::fs::read_to_string(g.log_path()).unwrap_or_default();
+        if let Some(line) = log.lines().find(|l| l.contains("max_connections")) {
+            why += &format!("\ngateway log: {}", line.trim());
+        }
+    }
+    why
+}
+
 /// What a phone sends when it syncs the Inbox after a Ping: from key 0 bare, then changes
 /// with WindowSize 100 and 512 bytes of plain text.
 const SYNC_OPTIONS: &str = "<GetChanges>1</GetChanges><WindowSize>100</WindowSize><Options>\
@@ -505,6 +620,8 @@ struct Counters {
     failed_measured: AtomicU64,
     sync_failed: AtomicU64,
     append_failed: AtomicU64,
+    /// Pings answered 503: the gateway's connection or held-request limits refused them.
+    refused: AtomicU64,
 }
 
 struct Shared {
@@ -577,6 +694,9 @@ async fn device_loop(mut d: Device, heartbeat: u64, shared: Arc<Shared>) {
                 }
             },
             Ok(answer) => {
+                if answer.status == 503 {
+                    c.refused.fetch_add(1, Ordering::Relaxed);
+                }
                 shared.fail(&c.failed, format!("Ping: HTTP {}", answer.status));
                 tokio::time::sleep(pause).await;
                 continue;
@@ -765,6 +885,7 @@ fn main() -> Result<()> {
     // the short connections of setup and re-Pings; Dovecot inherits the limit.
     let want_fds = (args.devices * 3 + args.users * 2 + args.floor_users * 4 + 20_000) as u64;
     let nofile = raise_nofile(want_fds);
+    preflight(&args, nofile)?;
     // Users of their own for each run, so every run starts from the same mailboxes.
     let runs = args.sources.len();
     let users_of_run: Vec<Vec<TestUser>> = (0..runs)
@@ -799,7 +920,8 @@ fn main() -> Result<()> {
     };
     println!(
         "push_load: {cpus} CPUs; sources {:?}; {} devices over {} users; mode {:?}; {} APPEND/s \
-         for {} s; heartbeat {} s; bare clients on {} users; RLIMIT_NOFILE {nofile}; Dovecot {:?}",
+         for {} s; heartbeat {} s; bare clients on {} users; RLIMIT_NOFILE {nofile}; phones \
+         from {} loopback address(es) (127.0.0.1..{}); Dovecot {:?}",
         args.sources.iter().map(|s| s.name()).collect::<Vec<_>>(),
         args.devices,
         args.users,
@@ -808,6 +930,8 @@ fn main() -> Result<()> {
         args.duration,
         args.heartbeat,
         args.floor_users,
+        args.source_addrs,
+        source_addr(args.source_addrs - 1),
         tuning
     );
     // Every IDLE or NOTIFY connection is an imap process with an inotify instance of its own,
@@ -859,6 +983,69 @@ fn main() -> Result<()> {
     }
     if summaries.len() > 1 {
         compare(&summaries);
+    }
+    Ok(())
+}
+
+/// Refuses, before the long setup, a run this machine's open-file limit cannot hold, with the
+/// reason. Our own sockets: one per phone, the bare clients, setup and APPENDs; with the
+/// gateway in this process also its end of every connection and its IMAP sessions. A child
+/// gateway inherits our limit and takes half of it for connections (`limits.max_connections`
+/// is lowered to that at start), so it refuses Pings past that.
+///
+/// Why the phones are not spread over several processes when one cannot hold them: a held
+/// Ping costs the gateway two open files' worth of limit (its connection, and the half kept
+/// for IMAP sessions) against the phones' one, so on one machine, where both live under the
+/// same hard limit, the gateway's cap binds first; a hard limit high enough for the gateway
+/// is high enough for this process too.
+fn preflight(args: &Args, nofile: u64) -> Result<()> {
+    let per_user = if args.mode == Mode::Notify { 2 } else { 1 };
+    let mut own = args.devices + args.floor_users * per_user + args.setup_concurrency * 2 + 1_000;
+    if !args.separate {
+        // The gateway's end of each connection, its watchers and pooled sessions.
+        own += args.devices + 2 * args.users;
+    }
+    let hard = {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit only writes the struct we pass.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+        lim.rlim_max
+    };
+    if (nofile as usize) < own {
+        return Err(format!(
+            "this process may open {nofile} files (hard limit {hard}) but the run needs about \
+             {own}: one socket per phone, the bare IMAP clients, setup and APPENDs{}. Raise \
+             the hard limit (as root: `ulimit -Hn`, prlimit, LimitNOFILE=) or run fewer \
+             --devices{}",
+            if args.separate {
+                ""
+            } else {
+                ", and the in-process gateway's end of each connection and its IMAP sessions"
+            },
+            if args.separate {
+                ""
+            } else {
+                " (or --gateway process)"
+            }
+        )
+        .into());
+    }
+    let gateway_cap = nofile / 2;
+    if args.separate && (args.devices as u64) + 1 > gateway_cap {
+        return Err(format!(
+            "the gateway will start with this process's open-file limit, {nofile} (hard limit \
+             {hard}), and lower limits.max_connections to half of it, {gateway_cap} \
+             (src/http/serve.rs), so it would refuse Pings past that: {} held Pings (and this \
+             tool's /metrics connection) need a limit of at least {}. Raise the hard limit (as \
+             root: `ulimit -Hn`, prlimit, LimitNOFILE=) or run with --devices {} or fewer",
+            args.devices,
+            2 * (args.devices as u64 + 1),
+            gateway_cap - 1
+        )
+        .into());
     }
     Ok(())
 }
@@ -951,9 +1138,16 @@ async fn run(
     } else {
         Target::InProcess(start_gateway(imap.clone(), args.heartbeat, push).await?)
     };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(args.heartbeat + 120))
-        .build()?;
+    // One client (and connection pool) per source address; phone `i` uses address
+    // `i % source_addrs`, so each address carries devices / source_addrs connections.
+    let clients = (0..args.source_addrs)
+        .map(|i| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(args.heartbeat + 120))
+                .local_address(source_addr(i))
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let shared = Arc::new(Shared {
         counters: Counters::default(),
         failures: Mutex::new(BTreeMap::new()),
@@ -973,7 +1167,7 @@ async fn run(
             index,
             user,
             phone: Phone::with_client(
-                client.clone(),
+                clients[index % clients.len()].clone(),
                 gateway.base(),
                 &users[user].login,
                 &users[user].password,
@@ -1059,6 +1253,13 @@ async fn run(
         if (w, c) == want {
             break;
         }
+        let refused = shared.counters.refused.load(Ordering::Relaxed);
+        if refused > 0 {
+            // Refused Pings come back every 500 ms and are refused again: waiting longer
+            // would only hang. Say which limit it was.
+            shared.stopping.store(true, Ordering::Relaxed);
+            return Err(refusal(&gateway, refused, w, args.devices).await.into());
+        }
         if Instant::now() > deadline {
             return Err(format!(
                 "after 300 s: (waiting devices, IMAP connections) = {:?}, want {want:?}",
@@ -1099,13 +1300,15 @@ async fn run(
             tokio::time::sleep(Duration::from_millis(500)).await;
             now = gateway.counts().await;
         }
+        // Without the pooled sessions: what the waiting phones alone cost.
         println!(
             "at rest ({:.0} s after all Pings were held): {} Pings waiting, IMAP connections {} \
-             (push source) + {} (pooled)",
+             (push source) + {} (pooled); VmRSS {:.1} MiB",
             started.elapsed().as_secs_f64(),
             now.0,
             now.1,
-            now.2
+            now.2,
+            mib(gateway.kib("VmRSS:"))
         );
         Some((now.1, now.2))
     };

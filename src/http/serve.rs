@@ -158,6 +158,13 @@ impl Drop for AbortOnDrop {
 /// Lowers `limits.max_connections` to half the open-file limit: past that, accepting fails
 /// (EMFILE) and IMAP logins with it, for everybody; under it, the extra phones get a clear
 /// 503 and the other half stays for IMAP sessions, push watchers and files.
+///
+/// The same half with `push.source = "dovecot-events"`, although a waiting phone then holds
+/// no IMAP connection: IMAP sockets go per user, not per phone, and after a restart every
+/// user's first Ping starts a look whose session stays in the pool for a minute (up to four
+/// per user while its phones Sync). With one phone per user that is one IMAP socket per
+/// connection, so no smaller reserve is safe without knowing the ratio. A file limit that is
+/// not used costs nothing, so more phones want a higher LimitNOFILE, not a larger share.
 fn fit_connections_to_open_files(gate: &ConnectionGate) {
     let Some(files) = open_file_limit() else {
         return;
