@@ -413,6 +413,69 @@ async fn top_shows_a_running_gateway() {
     );
 }
 
+/// Started from a shell whose soft open-file limit is low (1,024 allows 512 phones), the
+/// gateway raises it to the hard limit, as systemd's `LimitNOFILE=` would set both.
+#[tokio::test]
+async fn serve_raises_its_soft_open_file_limit_to_the_hard_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[imap]\nhost = \"127.0.0.1\"\nport = {}\n\
+             security = \"none\"\n[state]\nurl = \"sqlite:{}\"\n",
+            support::dovecot().imap_port(),
+            dir.path().join("state.db").display()
+        ),
+    )
+    .unwrap();
+    let limits = |pid: u32| -> (String, String) {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_owned();
+        let mut v = line["Max open files".len()..].split_whitespace();
+        (v.next().unwrap().into(), v.next().unwrap().into())
+    };
+    let (_, hard) = limits(std::process::id());
+    assert_ne!(hard, "1024", "this test needs a hard limit above 1,024");
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 1024 && exec {BIN} serve --config {}",
+            config.display()
+        ))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "serve did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (soft, child_hard) = limits(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(child_hard, hard);
+    assert_eq!(soft, hard, "the soft limit raised to the hard one");
+}
+
 /// `systemctl reload` (SIGHUP) with a broken file keeps the running configuration and says
 /// why; with a valid, changed file it names what waits for a restart.
 #[tokio::test]

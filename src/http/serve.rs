@@ -69,6 +69,7 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, Serve
 pub async fn serve(state: Arc<AppState>, handle: Handle) -> Result<(), ServeError> {
     let addr = state.config.server.listen;
     let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    raise_open_file_limit();
     fit_connections_to_open_files(&state.limits.connections);
     match (&state.config.server.tls_cert, &state.config.server.tls_key) {
         (Some(cert), Some(key)) => {
@@ -179,6 +180,36 @@ fn fit_connections_to_open_files(gate: &ConnectionGate) {
              (systemd: LimitNOFILE=) to serve more phones"
         );
         gate.set_max(fits);
+    }
+}
+
+/// Raises the soft open-file limit to the hard one. Every held Ping is a connection, and a
+/// gateway started from a shell keeps the shell's soft limit (often 1,024: 512 phones) while
+/// the hard one allows far more; systemd's `LimitNOFILE=` sets both, so this changes nothing
+/// there. Failing leaves the limit as it was (the cap below then says so in the log).
+fn raise_open_file_limit() {
+    let mut now = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct they are given.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut now) == 0
+            && now.rlim_cur < now.rlim_max
+            && libc::setrlimit(
+                libc::RLIMIT_NOFILE,
+                &libc::rlimit {
+                    rlim_cur: now.rlim_max,
+                    rlim_max: now.rlim_max,
+                },
+            ) == 0
+    };
+    if raised {
+        tracing::info!(
+            from = now.rlim_cur,
+            to = now.rlim_max,
+            "open-file limit raised to its hard limit"
+        );
     }
 }
 
