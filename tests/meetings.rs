@@ -2,8 +2,9 @@
 //! meeting requests, MeetingResponse from the Inbox and from the calendar sets the user's
 //! PARTSTAT in the event on the private Radicale and Xandikos (read back straight from the
 //! server), a 16.1 phone's SendResponse sends the iTIP REPLY through the private Postfix to the
-//! organizer's Inbox, cancellations show as such, bad requests get status 2 and a calendar
-//! server that went away status 3. Also the invitation and cancellation fixtures
+//! organizer's Inbox (a COUNTER when it proposes a new time), an invitation found by Search is
+//! answered by its LongId, cancellations show as such, bad requests get status 2 and a
+//! calendar server that went away status 3. Also the invitation and cancellation fixtures
 //! (fixtures/calendar/invitation.*, cancellation.*): the Email item rendered byte for byte.
 
 mod eas;
