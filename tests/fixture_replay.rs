@@ -906,9 +906,9 @@ async fn gal_search_resolve_recipients_and_find() {
 /// MeetingResponse: the fixtures' requests as they are (their folders unknown to this device,
 /// a LongId of another server's form: status 2 each, the fixtures' shape less CalendarId),
 /// then on invitations delivered to the Inbox, with the calendar on the test Radicale and
-/// replies through the test Postfix: the 16.1 SendResponse fixture (a proposed new time) and
-/// the LongId fixture with this gateway's LongId of the mail (what its Search gives): the
-/// fixtures' shapes (no RequestId for a LongId) and status 1.
+/// replies through the test Postfix: the 16.1 SendResponse fixture (a proposed new time), the
+/// refused proposal (status 2) and the LongId fixture with this gateway's LongId of the mail
+/// (what its Search gives): the fixtures' shapes (no RequestId for a LongId) and status 1.
 #[tokio::test]
 async fn meeting_response() {
     let user = "quinn";
@@ -1004,6 +1004,26 @@ ATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:{login}\r\nEND:VEVENT\r\nEND:VCA
         .replace("kickoff", "review")
         .replace("Kickoff", "Review");
     let uid = support::append(user, "INBOX", &[], invitation.as_bytes()).await;
+    // A proposal ending before it starts is refused, and leaves the invitation as it was.
+    let request_id = format!("{inbox}:{uid}");
+    let mut request = fixture("meetingresponse.request.badproposal");
+    set(&mut request, "MeetingResponse/Request/CollectionId", &inbox);
+    set(
+        &mut request,
+        "MeetingResponse/Request/RequestId",
+        &request_id,
+    );
+    let got = replay_tree(
+        &p,
+        "MeetingResponse",
+        "meetingresponse.request.badproposal",
+        &request,
+    )
+    .await;
+    let want = fixture("meetingresponse.response.badproposal");
+    assert_shape("MeetingResponse (bad proposal)", &got, &want, &[], &[]);
+    assert_eq!(text(&got, "MeetingResponse/Result/Status"), "2");
+    assert_eq!(text(&got, "MeetingResponse/Result/RequestId"), request_id);
     let mut request = fixture("meetingresponse.request.search");
     set(
         &mut request,
