@@ -904,9 +904,11 @@ async fn gal_search_resolve_recipients_and_find() {
 }
 
 /// MeetingResponse: the fixtures' requests as they are (their folders unknown to this device,
-/// a search LongId: status 2 each, the fixtures' shape less CalendarId), then the 16.1
-/// SendResponse fixture on an invitation delivered to the Inbox, with the calendar on the
-/// test Radicale and the reply through the test Postfix: the fixture's shape and status 1.
+/// a LongId of another server's form: status 2 each, the fixtures' shape less CalendarId),
+/// then on invitations delivered to the Inbox, with the calendar on the test Radicale and
+/// replies through the test Postfix: the 16.1 SendResponse fixture (a proposed new time), the
+/// refused proposal (status 2) and the LongId fixture with this gateway's LongId of the mail
+/// (what its Search gives): the fixtures' shapes (no RequestId for a LongId) and status 1.
 #[tokio::test]
 async fn meeting_response() {
     let user = "quinn";
@@ -997,4 +999,45 @@ ATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:{login}\r\nEND:VEVENT\r\nEND:VCA
     assert_shape("MeetingResponse (SendResponse)", &got, &want, &[], &[]);
     assert_eq!(text(&got, "MeetingResponse/Result/Status"), "1");
     assert_eq!(text(&got, "MeetingResponse/Result/RequestId"), request_id);
+
+    let invitation = invitation
+        .replace("kickoff", "review")
+        .replace("Kickoff", "Review");
+    let uid = support::append(user, "INBOX", &[], invitation.as_bytes()).await;
+    // A proposal ending before it starts is refused, and leaves the invitation as it was.
+    let request_id = format!("{inbox}:{uid}");
+    let mut request = fixture("meetingresponse.request.badproposal");
+    set(&mut request, "MeetingResponse/Request/CollectionId", &inbox);
+    set(
+        &mut request,
+        "MeetingResponse/Request/RequestId",
+        &request_id,
+    );
+    let got = replay_tree(
+        &p,
+        "MeetingResponse",
+        "meetingresponse.request.badproposal",
+        &request,
+    )
+    .await;
+    let want = fixture("meetingresponse.response.badproposal");
+    assert_shape("MeetingResponse (bad proposal)", &got, &want, &[], &[]);
+    assert_eq!(text(&got, "MeetingResponse/Result/Status"), "2");
+    assert_eq!(text(&got, "MeetingResponse/Result/RequestId"), request_id);
+    let mut request = fixture("meetingresponse.request.search");
+    set(
+        &mut request,
+        "MeetingResponse/Request/search:LongId",
+        &format!("{inbox}:{uid}"),
+    );
+    let got = replay_tree(
+        &p,
+        "MeetingResponse",
+        "meetingresponse.request.search",
+        &request,
+    )
+    .await;
+    let want = fixture("meetingresponse.response.search");
+    assert_shape("MeetingResponse (LongId)", &got, &want, &[], &[]);
+    assert_eq!(text(&got, "MeetingResponse/Result/Status"), "1");
 }

@@ -2,8 +2,9 @@
 //! meeting requests, MeetingResponse from the Inbox and from the calendar sets the user's
 //! PARTSTAT in the event on the private Radicale and Xandikos (read back straight from the
 //! server), a 16.1 phone's SendResponse sends the iTIP REPLY through the private Postfix to the
-//! organizer's Inbox, cancellations show as such, bad requests get status 2 and a calendar
-//! server that went away status 3. Also the invitation and cancellation fixtures
+//! organizer's Inbox (a COUNTER when it proposes a new time), an invitation found by Search is
+//! answered by its LongId, cancellations show as such, bad requests get status 2 and a
+//! calendar server that went away status 3. Also the invitation and cancellation fixtures
 //! (fixtures/calendar/invitation.*, cancellation.*): the Email item rendered byte for byte.
 
 mod eas;
@@ -16,7 +17,7 @@ use eas_gateway::calendar::{ical, meeting};
 use eas_gateway::dav::{DavClient, Kind};
 use eas_testbed::Radicale;
 use eas_wbxml::tags::{
-    airsync as a, airsyncbase as asb, email, meetingresponse as mr, resolverecipients as rr,
+    airsync as a, airsyncbase as asb, email, meetingresponse as mr, resolverecipients as rr, search,
 };
 use eas_wbxml::{Element, Writer};
 use support::dav::{Server, dav, radicale, xandikos};
@@ -1044,5 +1045,325 @@ DTEND:20300701T103000Z\r\nSUMMARY:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
     assert_eq!(
         availability_on(&p, &login, "2030-07-01").await,
         ("1".into(), Some("00022000".into()))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// MeetingResponse by a Search result's LongId, and a 16.x proposal of another time.
+
+/// One MeetingResponse request naming the invitation by LongId; (Status, CalendarId, whether
+/// the Result carries a RequestId).
+async fn respond_by_long_id(
+    p: &Phone,
+    response: u8,
+    long_id: &str,
+    extra: &str,
+) -> (String, Option<String>, bool) {
+    let xml = format!(
+        r#"<MeetingResponse xmlns="MeetingResponse:" xmlns:search="Search:" xmlns:airsyncbase="AirSyncBase:"><Request><UserResponse>{response}</UserResponse><search:LongId>{long_id}</search:LongId>{extra}</Request></MeetingResponse>"#
+    );
+    let answer = p.send("MeetingResponse", &xml).await;
+    assert_eq!(answer.status, 200, "{}", answer.xml());
+    let t = answer.tree();
+    let r = t
+        .child(mr::Result)
+        .unwrap_or_else(|| panic!("{}", answer.xml()));
+    (
+        find_text(r, mr::Status).unwrap(),
+        find_text(r, mr::CalendarId),
+        r.child(mr::RequestId).is_some(),
+    )
+}
+
+/// The LongIds a mailbox Search of the Inbox gives for `word`.
+async fn search_long_ids(p: &Phone, inbox: &str, word: &str) -> Vec<String> {
+    let xml = format!(
+        r#"<Search xmlns="Search:" xmlns:airsync="AirSync:"><Store><Name>Mailbox</Name><Query><And><airsync:Class>Email</airsync:Class><airsync:CollectionId>{inbox}</airsync:CollectionId><FreeText>{word}</FreeText></And></Query><Options><Range>0-9</Range></Options></Store></Search>"#
+    );
+    let answer = p.send("Search", &xml).await;
+    assert_eq!(answer.status, 200, "{}", answer.xml());
+    let t = answer.tree();
+    let mut out = Vec::new();
+    let mut stack = vec![&t];
+    while let Some(e) = stack.pop() {
+        if e.tag == search::LongId {
+            out.push(e.text().unwrap_or_default().to_owned());
+        }
+        stack.extend(e.children().iter());
+    }
+    out
+}
+
+/// An invitation found by Search is answered by its LongId as by its CollectionId +
+/// RequestId: PARTSTAT in the CalDAV event, the REPLY at the organizer, the invitation in
+/// Deleted Items; the Result has no RequestId. An unknown or malformed LongId is status 2.
+#[tokio::test]
+async fn an_invitation_found_by_search_is_answered_by_long_id() {
+    let s = setup(Server::Radicale, "tina", "16.1").await;
+    let summary = support::unique("Roadmap");
+    let uid = format!("{}@example.org", support::unique("lid"));
+    let text = invitation("REQUEST", &uid, &summary, &s.login, "");
+    support::append(
+        s.name,
+        "INBOX",
+        &[],
+        &mail(&s.login, &summary, Some(("REQUEST", &text)), false),
+    )
+    .await;
+    // The phone knows the folders but has never synced the Inbox: the mail comes from Search.
+    let found = search_long_ids(&s.p, &s.f.inbox, &summary).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let send = "<SendResponse><airsyncbase:Body><airsyncbase:Type>1</airsyncbase:Type><airsyncbase:Data>Count me in</airsyncbase:Data></airsyncbase:Body></SendResponse>";
+    let (status, cal_id, echoed) = respond_by_long_id(&s.p, 1, &found[0], send).await;
+    assert_eq!(status, "1");
+    assert!(!echoed, "a LongId is not echoed as a RequestId");
+    let cal_id = cal_id.expect("CalendarId");
+    assert!(
+        s.f.calendars
+            .iter()
+            .any(|c| cal_id.starts_with(&format!("{c}:")))
+    );
+    assert_eq!(
+        stored_partstat(&s.d, &uid, &s.login).await.as_deref(),
+        Some("ACCEPTED")
+    );
+    let raw = arrival(ORGANIZER, &format!("Accepted: {summary}")).await;
+    let reply = calendar_of(&raw);
+    assert!(matches!(reply.method, meeting::Method::Reply(3)));
+    assert_eq!(reply.uid, uid);
+    assert!(in_mailbox(s.name, "INBOX", &summary).await.is_empty());
+    assert_eq!(in_mailbox(s.name, "Trash", &summary).await.len(), 1);
+
+    // Gone now (moved), unknown, of another form, or with a RequestId as well: 2.
+    let unknown = format!("{}:1", s.f.inbox.parse::<u64>().unwrap() + 9999);
+    let both = format!("<RequestId>{}</RequestId>", found[0]);
+    for (long_id, extra) in [
+        (found[0].as_str(), ""),
+        (unknown.as_str(), ""),
+        ("L10:3312", ""),
+        ("", ""),
+        (found[0].as_str(), both.as_str()),
+    ] {
+        let xml = format!(
+            r#"<MeetingResponse xmlns="MeetingResponse:" xmlns:search="Search:"><Request><UserResponse>2</UserResponse><search:LongId>{long_id}</search:LongId>{extra}</Request></MeetingResponse>"#
+        );
+        let t = s.p.send("MeetingResponse", &xml).await.tree();
+        let r = t.child(mr::Result).expect("Result");
+        assert_eq!(
+            find_text(r, mr::Status).as_deref(),
+            Some("2"),
+            "{long_id:?} {extra:?}"
+        );
+        assert!(r.child(mr::CalendarId).is_none());
+    }
+}
+
+/// The text of an iTIP part's property lines starting with `name` (`DTSTART:` …).
+fn lines_of(written: &str, name: &str) -> Vec<String> {
+    written
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .map(|l| l.trim_end().to_owned())
+        .collect()
+}
+
+/// The iTIP part of a mail as text.
+fn itip_text(raw: &[u8]) -> String {
+    let view = eas_gateway::mime::MessageView::parse(
+        raw,
+        eas_gateway::mime::MessageMeta {
+            flags: vec![],
+            internal_date: 0,
+            size: raw.len() as u64,
+        },
+    );
+    let part = view.calendar_part().expect("a calendar part");
+    assert_eq!(
+        part.method
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref(),
+        Some("COUNTER")
+    );
+    part.text.clone()
+}
+
+/// The stored event's text (None: not stored).
+async fn stored_text(d: &DavClient, uid: &str) -> Option<String> {
+    let disc = d.discover(&[Kind::Calendar]).await.unwrap();
+    for c in disc.collections.iter().filter(|c| c.kind == Kind::Calendar) {
+        if let Some(m) = d.find_by_uid(&c.url, uid).await.unwrap().first() {
+            return m.data.clone();
+        }
+    }
+    None
+}
+
+/// A 16.1 phone proposes another time: the organizer gets an iTIP COUNTER with the proposed
+/// DTSTART/DTEND (and the original as X-MS-OLK-ORIGINALSTART/END), from the Inbox and from
+/// the calendar; the user's event keeps its time with the user's PARTSTAT; the Sent copy is
+/// the COUNTER. A proposal ending before it starts, with an acceptance, from a 14.1 phone or
+/// for a meeting that disallows it is status 2, and nothing is sent or stored.
+#[tokio::test]
+async fn a_16_1_phone_proposes_a_new_time() {
+    let mut s = setup(Server::Radicale, "uma", "16.1").await;
+    let summary = support::unique("Budget");
+    let other = support::unique("Retro");
+    let uid = format!("{}@example.org", support::unique("pro"));
+    let other_uid = format!("{}@example.org", support::unique("pro"));
+    let strict = support::unique("Strict");
+    let strict_uid = format!("{}@example.org", support::unique("str"));
+    for (subject, uid, extra) in [
+        (&summary, &uid, ""),
+        (&other, &other_uid, ""),
+        (
+            &strict,
+            &strict_uid,
+            "X-MICROSOFT-DISALLOW-COUNTER:TRUE\r\n",
+        ),
+    ] {
+        let text = invitation("REQUEST", uid, subject, &s.login, extra);
+        support::append(
+            s.name,
+            "INBOX",
+            &[],
+            &mail(&s.login, subject, Some(("REQUEST", &text)), false),
+        )
+        .await;
+    }
+    let inbox = items(&s.p, &s.f.inbox).await;
+    let (id, _) = by_subject(&inbox, &summary);
+    let propose = |start: &str, end: &str| {
+        let end = if end.is_empty() {
+            String::new()
+        } else {
+            format!("<ProposedEndTime>{end}</ProposedEndTime>")
+        };
+        format!(
+            "<SendResponse><airsyncbase:Body><airsyncbase:Type>1</airsyncbase:Type><airsyncbase:Data>Later?</airsyncbase:Data></airsyncbase:Body><ProposedStartTime>{start}</ProposedStartTime>{end}</SendResponse>"
+        )
+    };
+
+    // Refused: an end before the start, an acceptance, a meeting that disallows it.
+    for (answer, id, send) in [
+        (2, id, propose("20300610T113000Z", "20300610T103000Z")),
+        (1, id, propose("20300610T113000Z", "20300610T123000Z")),
+        (
+            3,
+            id,
+            "<SendResponse><ProposedEndTime>20300610T123000Z</ProposedEndTime></SendResponse>"
+                .to_owned(),
+        ),
+        (
+            2,
+            &by_subject(&inbox, &strict).0,
+            propose("20300610T113000Z", ""),
+        ),
+    ] {
+        let (status, cal_id) = respond(&s.p, answer, &s.f.inbox, id, &send).await;
+        assert_eq!((status.as_str(), cal_id), ("2", None), "{send}");
+    }
+    // Below 16.0 there are no proposals.
+    s.p.version = "14.1";
+    let (status, _) = respond(
+        &s.p,
+        2,
+        &s.f.inbox,
+        id,
+        &propose("20300610T113000Z", "20300610T123000Z"),
+    )
+    .await;
+    assert_eq!(status, "2");
+    s.p.version = "16.1";
+    assert_eq!(stored_partstat(&s.d, &uid, &s.login).await, None);
+    assert!(stored_partstat(&s.d, &strict_uid, &s.login).await.is_none());
+
+    // From the Inbox, tentatively, 11:30 to 12:30 instead of 9 to 10.
+    let (status, cal_id) = respond(
+        &s.p,
+        2,
+        &s.f.inbox,
+        id,
+        &propose("20300610T113000Z", "20300610T123000Z"),
+    )
+    .await;
+    assert_eq!(status, "1");
+    assert!(cal_id.is_some());
+    let raw = arrival(ORGANIZER, &format!("New Time Proposed: {summary}")).await;
+    let counter = itip_text(&raw);
+    assert_eq!(
+        lines_of(&counter, "METHOD:"),
+        ["METHOD:COUNTER"],
+        "{counter}"
+    );
+    assert_eq!(
+        lines_of(&counter, "DTSTART"),
+        ["DTSTART:20300610T113000Z"],
+        "{counter}"
+    );
+    assert_eq!(
+        lines_of(&counter, "DTEND"),
+        ["DTEND:20300610T123000Z"],
+        "{counter}"
+    );
+    assert_eq!(
+        lines_of(&counter, "X-MS-OLK-ORIGINALSTART"),
+        ["X-MS-OLK-ORIGINALSTART:20300610T090000Z"]
+    );
+    assert!(counter.contains(&format!("UID:{uid}")), "{counter}");
+    assert!(
+        counter.contains(&format!("PARTSTAT=TENTATIVE:mailto:{}", s.login)),
+        "{counter}"
+    );
+    // The user's event keeps the organizer's time, with the user's answer.
+    let stored = stored_text(&s.d, &uid).await.expect("stored");
+    assert!(stored.contains("DTSTART:20300610T090000Z"), "{stored}");
+    assert_eq!(
+        stored_partstat(&s.d, &uid, &s.login).await.as_deref(),
+        Some("TENTATIVE")
+    );
+    let copy = arrival_in(s.name, "Sent", &format!("New Time Proposed: {summary}")).await;
+    assert_eq!(
+        lines_of(&itip_text(&copy), "DTSTART"),
+        ["DTSTART:20300610T113000Z"]
+    );
+
+    // From the calendar, declining, with a start only: the meeting keeps its hour.
+    let (oid, _) = by_subject(&inbox, &other);
+    let (status, cal_id) = respond(&s.p, 1, &s.f.inbox, oid, "").await;
+    assert_eq!(status, "1");
+    let cal_id = cal_id.expect("CalendarId");
+    let cal_folder = cal_id.split(':').next().unwrap().to_owned();
+    let (status, _) = respond(
+        &s.p,
+        3,
+        &cal_folder,
+        &cal_id,
+        &propose("2030-06-11T14:00:00.000Z", ""),
+    )
+    .await;
+    assert_eq!(status, "1");
+    let raw = arrival(ORGANIZER, &format!("New Time Proposed: {other}")).await;
+    let counter = itip_text(&raw);
+    assert_eq!(
+        lines_of(&counter, "DTSTART"),
+        ["DTSTART:20300611T140000Z"],
+        "{counter}"
+    );
+    assert_eq!(
+        lines_of(&counter, "DTEND"),
+        ["DTEND:20300611T150000Z"],
+        "{counter}"
+    );
+    assert!(counter.contains("PARTSTAT=DECLINED"), "{counter}");
+    assert_eq!(
+        stored_partstat(&s.d, &other_uid, &s.login).await.as_deref(),
+        Some("DECLINED")
+    );
+    assert!(
+        stored_text(&s.d, &other_uid)
+            .await
+            .unwrap()
+            .contains("DTSTART:20300610T090000Z")
     );
 }

@@ -3,8 +3,9 @@
 //! Owns three things: reading the `text/calendar` part of an invitation or cancellation
 //! ([`parse`]) into what the Email item's `email:MeetingRequest` carries ([`write_meeting_request`],
 //! [`message_class`]); setting the user's own PARTSTAT in a calendar object when they answer
-//! ([`respond`]); and the iTIP REPLY that tells the organizer ([`reply`]). No I/O: the mail, the
-//! DAV server and SMTP are the command's.
+//! ([`respond`]); and the iTIP REPLY that tells the organizer ([`reply`]), or the COUNTER when
+//! the user proposes another time ([`Proposal`]). No I/O: the mail, the DAV server and SMTP are
+//! the command's.
 
 use std::io::Write;
 
@@ -69,6 +70,28 @@ impl Response {
             Response::Declined => "Declined",
         }
     }
+}
+
+/// Another time the attendee proposes (MeetingResponse 16.x `ProposedStartTime` and
+/// `ProposedEndTime`, UTC). Without an end the meeting keeps its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proposal {
+    pub start: NaiveDateTime,
+    pub end: Option<NaiveDateTime>,
+}
+
+/// Whether the organizer forbade proposing new times (X-MICROSOFT-DISALLOW-COUNTER on the
+/// first VEVENT), as Outlook marks such meetings.
+pub fn disallows_counter(ical: &ICalendar) -> bool {
+    ical::children_of(ical, &ICalendarComponentType::VEvent)
+        .first()
+        .and_then(|id| {
+            ical::text(
+                &ical.components[*id as usize],
+                &ICalendarProperty::Other("X-MICROSOFT-DISALLOW-COUNTER".into()),
+            )
+        })
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("TRUE"))
 }
 
 /// Why an answer cannot be applied (MeetingResponse status 2: not a meeting to answer).
@@ -383,18 +406,7 @@ fn override_for(ical: &ICalendar, instance: NaiveDateTime, year: i32) -> Option<
         .into_iter()
         .find(|id| {
             let c = &ical.components[*id as usize];
-            ical::date_prop(c, &ICalendarProperty::RecurrenceId).is_some_and(|dp| {
-                let utc = if dp.is_utc {
-                    dp.value
-                } else {
-                    dp.tzid
-                        .as_deref()
-                        .and_then(|t| Zone::from_tzid(ical, t, year))
-                        .unwrap_or(Zone::Utc)
-                        .to_utc(dp.value)
-                };
-                utc == instance
-            })
+            utc_of(ical, c, &ICalendarProperty::RecurrenceId, year) == Some(instance)
         })
 }
 
@@ -468,12 +480,18 @@ pub fn respond(
 /// The iTIP REPLY for the answer `respond` recorded in `ical` for the VEVENT `answered`:
 /// the same UID, SEQUENCE and RECURRENCE-ID, the ORGANIZER, the user's ATTENDEE with its
 /// PARTSTAT alone, a fresh DTSTAMP (RFC 5546 §3.2.3).
+///
+/// With a `proposal` it is a COUNTER instead (RFC 5546 §3.2.7): the same, with the proposed
+/// DTSTART and DTEND, and the meeting's own times as X-MS-OLK-ORIGINALSTART/-END, which is
+/// how Outlook and Exchange write and read a new time proposal (MS-OXCICAL), so an Outlook
+/// organizer sees "new time proposed" and the original next to it.
 pub fn reply(
     ical: &ICalendar,
     answered: u32,
     user_email: &str,
     user_name: Option<&str>,
     response: Response,
+    proposal: Option<Proposal>,
     now: NaiveDateTime,
 ) -> Result<ICalendar, CalendarError> {
     let src = ical
@@ -482,10 +500,14 @@ pub fn reply(
         .ok_or(CalendarError::NoComponent("VEVENT"))?;
     let mut out = super::event::new_calendar();
     if let Some(root) = out.components.first_mut() {
-        root.entries.push(
-            ICalendarEntry::new(ICalendarProperty::Method)
-                .with_value(ICalendarValue::Method(ICalendarMethod::Reply)),
-        );
+        root.entries
+            .push(ICalendarEntry::new(ICalendarProperty::Method).with_value(
+                ICalendarValue::Method(if proposal.is_some() {
+                    ICalendarMethod::Counter
+                } else {
+                    ICalendarMethod::Reply
+                }),
+            ));
     }
     let mut ev = calcard::icalendar::ICalendarComponent::new(ICalendarComponentType::VEvent);
     for prop in [
@@ -498,6 +520,9 @@ pub fn reply(
         if let Some(e) = src.property(&prop) {
             ev.entries.push(e.clone());
         }
+    }
+    if let Some(p) = proposal {
+        counter_times(ical, src, p, &mut ev);
     }
     ev.entries
         .push(ICalendarEntry::new(ICalendarProperty::Dtstamp).with_value(ical::utc_value(now)));
@@ -525,6 +550,74 @@ pub fn reply(
     }
     ical::add_child(&mut out, 0, ev);
     Ok(out)
+}
+
+/// The proposed times of a COUNTER, and the original ones in Outlook's properties.
+fn counter_times(
+    ical: &ICalendar,
+    src: &calcard::icalendar::ICalendarComponent,
+    p: Proposal,
+    ev: &mut calcard::icalendar::ICalendarComponent,
+) {
+    let year = p.start.year();
+    let start = utc_of(ical, src, &ICalendarProperty::Dtstart, year);
+    let end = utc_of(ical, src, &ICalendarProperty::Dtend, year);
+    ev.entries
+        .push(ICalendarEntry::new(ICalendarProperty::Dtstart).with_value(ical::utc_value(p.start)));
+    // No end proposed: the meeting keeps its length.
+    let proposed_end = p
+        .end
+        .or_else(|| Some(p.start + (end? - start?)).filter(|e| *e >= p.start));
+    match proposed_end {
+        Some(e) => ev
+            .entries
+            .push(ICalendarEntry::new(ICalendarProperty::Dtend).with_value(ical::utc_value(e))),
+        None => {
+            if let Some(d) = src.property(&ICalendarProperty::Duration) {
+                ev.entries.push(d.clone());
+            }
+        }
+    }
+    for (prop, original, name) in [
+        (ICalendarProperty::Dtstart, start, "X-MS-OLK-ORIGINALSTART"),
+        (ICalendarProperty::Dtend, end, "X-MS-OLK-ORIGINALEND"),
+    ] {
+        let Some(dp) = ical::date_prop(src, &prop) else {
+            continue;
+        };
+        // Written as text: calcard writes an unknown property's value only in that form. An
+        // all-day meeting's original dates stay dates.
+        let value = if dp.is_date {
+            dp.value.format("%Y%m%d").to_string()
+        } else if let Some(t) = original {
+            date::compact(t)
+        } else {
+            continue;
+        };
+        ev.entries.push(
+            ICalendarEntry::new(ICalendarProperty::Other(name.into()))
+                .with_value(ICalendarValue::Text(value)),
+        );
+    }
+}
+
+/// A DATE-TIME property of `c` as UTC (a floating time taken as UTC).
+fn utc_of(
+    ical: &ICalendar,
+    c: &calcard::icalendar::ICalendarComponent,
+    prop: &ICalendarProperty,
+    year: i32,
+) -> Option<NaiveDateTime> {
+    let dp = ical::date_prop(c, prop)?;
+    Some(if dp.is_utc {
+        dp.value
+    } else {
+        dp.tzid
+            .as_deref()
+            .and_then(|t| Zone::from_tzid(ical, t, year))
+            .unwrap_or(Zone::Utc)
+            .to_utc(dp.value)
+    })
 }
 
 /// Copies component `id` of `from` (with its children) under `parent` of `to`.
@@ -591,6 +684,7 @@ ATTENDEE;PARTSTAT=ACCEPTED:mailto:carl@example.org\r\nEND:VEVENT\r\nEND:VCALENDA
                 "bob@example.com",
                 None,
                 Response::Tentative,
+                None,
                 now,
             )
             .unwrap(),
@@ -665,6 +759,7 @@ ATTENDEE;PARTSTAT=ACCEPTED:mailto:carl@example.org\r\nEND:VEVENT\r\nEND:VCALENDA
                 "bob@example.com",
                 Some("Bob"),
                 Response::Declined,
+                None,
                 now,
             )
             .unwrap(),
@@ -675,6 +770,57 @@ ATTENDEE;PARTSTAT=ACCEPTED:mailto:carl@example.org\r\nEND:VEVENT\r\nEND:VCALENDA
             partstat_of(&stored, &["bob@example.com"]).as_deref(),
             Some("NEEDS-ACTION")
         );
+    }
+
+    #[test]
+    fn a_new_time_is_a_counter() {
+        let text = INVITE.replace(
+            "DTSTART:20261120T100000Z\r\nDTEND:20261120T110000Z",
+            "DTSTART;TZID=Europe/Berlin:20261120T110000\r\nDTEND;TZID=Europe/Berlin:20261120T120000",
+        );
+        let inv = parse(&text, None, &["bob@example.com"], 2026).unwrap();
+        let mut stored = to_stored(&inv);
+        let now = date::parse("20261102T080000Z").unwrap();
+        let at = respond(
+            &mut stored,
+            &["bob@example.com"],
+            Response::Tentative,
+            None,
+            now,
+        )
+        .unwrap();
+        let start = date::parse("20261120T133000Z").unwrap();
+        // Without an end the meeting keeps its hour.
+        for end in [None, date::parse("20261120T143000Z")] {
+            let proposal = Proposal { start, end };
+            let r = ical::write(
+                &reply(
+                    &stored,
+                    at,
+                    "bob@example.com",
+                    None,
+                    Response::Tentative,
+                    Some(proposal),
+                    now,
+                )
+                .unwrap(),
+            );
+            assert!(r.contains("METHOD:COUNTER"), "{r}");
+            assert!(r.contains("DTSTART:20261120T133000Z"), "{r}");
+            assert!(r.contains("DTEND:20261120T143000Z"), "{r}");
+            assert!(r.contains("X-MS-OLK-ORIGINALSTART:20261120T100000Z"), "{r}");
+            assert!(r.contains("X-MS-OLK-ORIGINALEND:20261120T110000Z"), "{r}");
+            assert!(r.contains("PARTSTAT=TENTATIVE"), "{r}");
+        }
+        // The stored event keeps its time.
+        assert!(ical::write(&stored).contains("DTSTART;TZID=Europe/Berlin:20261120T110000"));
+        assert!(!disallows_counter(&stored));
+        let text = INVITE.replace(
+            "SUMMARY:Planning",
+            "SUMMARY:Planning\r\nX-MICROSOFT-DISALLOW-COUNTER:TRUE",
+        );
+        let inv = parse(&text, None, &["bob@example.com"], 2026).unwrap();
+        assert!(disallows_counter(&inv.ical) && inv.disallow_new_time);
     }
 
     #[test]

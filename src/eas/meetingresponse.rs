@@ -1,6 +1,7 @@
 //! MeetingResponse: the user accepts, tentatively accepts or declines a meeting, named by the
-//! invitation mail (a mail folder's CollectionId + RequestId) or by the event (a calendar
-//! folder's), with 16.x InstanceId (one occurrence) and SendResponse (also tell the organizer).
+//! invitation mail (a mail folder's CollectionId + RequestId, or a Search result's LongId) or
+//! by the event (a calendar folder's), with 16.x InstanceId (one occurrence) and SendResponse
+//! (also tell the organizer, maybe proposing another time).
 //!
 //! Owns the command's flow and statuses. The invitation is read from the mail's `text/calendar`
 //! part, the user's PARTSTAT set ([`crate::calendar::meeting::respond`]) in the stored event
@@ -11,6 +12,15 @@
 //! submitted to the organizer over `[smtp]` and a copy filed in the user's Sent folder. An
 //! invitation answered from a mail folder is then moved to Deleted Items, as Exchange does.
 //!
+//! A LongId is what Search gives a mail (its ServerId, `<folder>:<uid>`), so it names the same
+//! folder and item as that CollectionId + RequestId would, and is answered the same way; the
+//! Result then has no RequestId (MS-ASCMD echoes RequestId only when the request had one).
+//!
+//! A 16.x SendResponse with ProposedStartTime (and ProposedEndTime) on a tentative or declined
+//! answer sends an iTIP COUNTER with the proposed times instead of the REPLY
+//! ([`meeting::reply`]); the user's own event keeps the organizer's time with the user's
+//! PARTSTAT, since only the organizer can move the meeting.
+//!
 //! Finding the stored event by UID is what costs: a `calendar-query` on the UID makes Radicale
 //! read every object of the collection. So the conventional name `<collection>/<UID>.ics` (the
 //! name this command and most clients give) is tried first with a GET in each of the device's
@@ -20,8 +30,10 @@
 //! state store, so no discovery PROPFIND runs when the device has done FolderSync.
 //!
 //! Statuses (MS-ASCMD 2.2.3.177.9): 1 done; 2 not a meeting to answer (unknown folder or item,
-//! a mail without a calendar part or with a cancellation, a bad UserResponse or InstanceId,
-//! the user's own meeting); 3 the mailbox, the calendar server or the submission server is
+//! an unknown or malformed LongId, a mail without a calendar part or with a cancellation, a bad
+//! UserResponse or InstanceId, the user's own meeting, a proposal that is malformed, ends
+//! before it starts, comes with an acceptance, from a phone below 16.0 or for a meeting whose
+//! organizer disallows new times); 3 the mailbox, the calendar server or the submission server is
 //! unreachable or failing for now (retry).
 
 use chrono::{Datelike, NaiveDateTime};
@@ -31,11 +43,12 @@ use reqwest::Url;
 
 use super::ids::{CollectionId, ServerId};
 use super::status::MeetingResponseStatus as Status;
+use super::version::ProtocolVersion;
 use super::{Context, EasError, Reply, sync};
 use crate::backend::calendar as store;
 use crate::backend::davitems::{assign_ids, new_uid};
 use crate::backend::kinds::{self, Class};
-use crate::calendar::meeting::{self, Invitation, MeetingError, Method, Response};
+use crate::calendar::meeting::{self, Invitation, MeetingError, Method, Proposal, Response};
 use crate::calendar::{date, ical};
 use crate::dav::{DavClient, DavError, Kind, Member, Write};
 use crate::mailstore::Mailstore;
@@ -50,13 +63,35 @@ struct Request {
     response: Option<Response>,
     collection: Option<CollectionId>,
     long_id: bool,
+    /// Both a LongId and a CollectionId or RequestId, which MS-ASCMD forbids.
+    mixed_ids: bool,
+    /// The RequestId as sent: the Result echoes it, and only it (never a LongId).
+    echo: Option<String>,
     instance: Option<Result<NaiveDateTime, ()>>,
     send: Option<SendResponse>,
 }
 
-/// 16.x `<SendResponse>`: the phone wants the organizer told, with its text if any.
+/// 16.x `<SendResponse>`: the phone wants the organizer told, with its text if any and
+/// maybe another time (Err: a time that does not parse, or an end without a start).
 struct SendResponse {
     text: Option<String>,
+    proposal: Option<Result<Proposal, ()>>,
+}
+
+fn proposal(s: &Element) -> Option<Result<Proposal, ()>> {
+    let start = text(s, mr::ProposedStartTime);
+    let end = text(s, mr::ProposedEndTime);
+    if start.is_none() && end.is_none() {
+        return None;
+    }
+    let parse = |t: Option<&str>| t.map(|t| date::parse(t).ok_or(())).transpose();
+    Some((|| {
+        let start = parse(start)?.ok_or(())?;
+        Ok(Proposal {
+            start,
+            end: parse(end)?,
+        })
+    })())
 }
 
 fn text(e: &Element, tag: Tag) -> Option<&str> {
@@ -73,12 +108,18 @@ fn read(e: &Element) -> Request {
         response: text(e, mr::UserResponse).and_then(Response::from_code),
         collection: text(e, mr::CollectionId).and_then(|t| CollectionId::try_from(t).ok()),
         long_id: e.child(search::LongId).is_some(),
+        mixed_ids: e.child(search::LongId).is_some()
+            && (e.child(mr::RequestId).is_some() || e.child(mr::CollectionId).is_some()),
+        echo: e
+            .child(mr::RequestId)
+            .map(|r| r.text().unwrap_or_default().trim().to_owned()),
         instance: text(e, mr::InstanceId).map(|t| date::parse(t).ok_or(())),
         send: e.child(mr::SendResponse).map(|s| SendResponse {
             text: s
                 .child(asb::Body)
                 .and_then(|b| text(b, asb::Data))
                 .map(str::to_owned),
+            proposal: proposal(s),
         }),
     }
 }
@@ -159,8 +200,8 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
         };
         let mut result = Element::new(mr::Result);
         // A search result's LongId is not echoed (MS-ASCMD: RequestId only for RequestId).
-        if !r.long_id {
-            result.push(Element::with_text(mr::RequestId, r.request_id.clone()));
+        if let Some(id) = &r.echo {
+            result.push(Element::with_text(mr::RequestId, id.clone()));
         }
         result.push(Element::with_text(
             mr::Status,
@@ -317,14 +358,23 @@ impl<'c, 'a> Session<'c, 'a> {
         let Some(response) = r.response else {
             return Err(Failure::Invalid("UserResponse".into()));
         };
-        if r.long_id {
-            return Err(Failure::Invalid(
-                "LongId (search results) not supported".into(),
-            ));
-        }
-        let folder = sync::current_folder(self.ctx, r.collection)
+        let collection = if r.long_id {
+            if r.mixed_ids {
+                return Err(Failure::Invalid(
+                    "LongId with CollectionId or RequestId".into(),
+                ));
+            }
+            // The folder is the one the id names, as for ItemOperations and SmartReply.
+            let id = ServerId::try_from(r.request_id.as_str())
+                .map_err(|_| Failure::Invalid("malformed LongId".into()))?;
+            Some(id.folder())
+        } else {
+            r.collection
+        };
+        self.check_proposal(r, response)?;
+        let folder = sync::current_folder(self.ctx, collection)
             .map_err(|e| Failure::Retry(e.to_string()))?
-            .ok_or_else(|| Failure::Invalid("unknown CollectionId".into()))?;
+            .ok_or_else(|| Failure::Invalid("unknown CollectionId or LongId".into()))?;
         let item = ServerId::try_from(r.request_id.as_str())
             .ok()
             .and_then(|s| s.uid_in(CollectionId::new(folder.id)))
@@ -349,6 +399,28 @@ impl<'c, 'a> Session<'c, 'a> {
             }
             _ => Err(Failure::Invalid("not a mail or calendar folder".into())),
         }
+    }
+
+    /// Refuses a new time that cannot be proposed (status 2): ProposedStartTime is 16.0's, it
+    /// goes with a tentative or declined answer (accepting a time and asking for another says
+    /// two things), and the end may not come before the start.
+    fn check_proposal(&self, r: &Request, response: Response) -> Result<(), Failure> {
+        let Some(p) = r.send.as_ref().and_then(|s| s.proposal) else {
+            return Ok(());
+        };
+        let p = p.map_err(|()| Failure::Invalid("ProposedStartTime/EndTime".into()))?;
+        if self.ctx.version < ProtocolVersion::V16_0 {
+            return Err(Failure::Invalid("a new time proposed below 16.0".into()));
+        }
+        if response == Response::Accepted {
+            return Err(Failure::Invalid(
+                "a new time proposed with an acceptance".into(),
+            ));
+        }
+        if p.end.is_some_and(|e| e < p.start) {
+            return Err(Failure::Invalid("a proposed end before its start".into()));
+        }
+        Ok(())
     }
 
     /// Moves an answered invitation to Deleted Items, as Exchange does: phones expect it gone
@@ -464,6 +536,9 @@ impl<'c, 'a> Session<'c, 'a> {
         r: &Request,
     ) -> Result<Outcome, Failure> {
         let inv = self.invitation(folder, uid).await?;
+        if proposes(r) && inv.disallow_new_time {
+            return Err(Failure::Invalid("the organizer disallows new times".into()));
+        }
         let email = self.ctx.user.email.clone();
         let emails = [email.as_str()];
         let now = now_utc();
@@ -574,6 +649,9 @@ impl<'c, 'a> Session<'c, 'a> {
             };
             let mut ical = ical::parse(m.data.as_deref().unwrap_or(""))
                 .map_err(|e| Failure::Invalid(e.to_string()))?;
+            if proposes(r) && meeting::disallows_counter(&ical) {
+                return Err(Failure::Invalid("the organizer disallows new times".into()));
+            }
             let answered = meeting::respond(&mut ical, &emails, response, instance, now)?;
             let answer = (r, answered, response, now);
             match self
@@ -706,14 +784,15 @@ async fn send_reply(
         .smtp_config()
         .map_err(|e| Failure::Retry(format!("submission: {e}")))?;
     let email = &ctx.user.email;
-    let reply = meeting::reply(ical, answered, email, None, response, now)
+    let proposal = send.proposal.and_then(Result::ok);
+    let reply = meeting::reply(ical, answered, email, None, response, proposal, now)
         .map_err(|e| Failure::Invalid(e.to_string()))?;
     let summary = summary_of(ical, answered);
     let message = reply_message(
         email,
         &organizer,
         &summary,
-        response,
+        (response, proposal),
         send.text.as_deref(),
         &ical::write(&reply),
         &config.hello_name,
@@ -740,6 +819,11 @@ async fn send_reply(
 enum Put {
     Done,
     Conflict,
+}
+
+/// Whether the request proposes another time (checked by [`Session::check_proposal`]).
+fn proposes(r: &Request) -> bool {
+    r.send.as_ref().is_some_and(|s| s.proposal.is_some())
 }
 
 fn stored(folder: FolderEntry, m: Member, uid: &str) -> Option<Stored> {
@@ -796,13 +880,14 @@ fn summary_of(ical: &calcard::icalendar::ICalendar, id: u32) -> String {
         .to_owned()
 }
 
-/// The reply mail: a short text and the REPLY as `text/calendar; method=REPLY` (RFC 6047).
+/// The reply mail: a short text and the REPLY as `text/calendar; method=REPLY` (RFC 6047),
+/// or with a proposal the COUNTER, under the subject Outlook gives one.
 #[allow(clippy::too_many_arguments)]
 fn reply_message(
     from: &str,
     to: &str,
     summary: &str,
-    response: Response,
+    (response, proposal): (Response, Option<Proposal>),
     note: Option<&str>,
     calendar: &str,
     host: &str,
@@ -814,10 +899,11 @@ fn reply_message(
     let mut m = String::new();
     m.push_str(&header::mailbox("From", None, from));
     m.push_str(&header::mailbox("To", None, to));
-    m.push_str(&header::text(
-        "Subject",
-        &format!("{}: {summary}", response.word()),
-    ));
+    let subject = match proposal {
+        Some(_) => format!("New Time Proposed: {summary}"),
+        None => format!("{}: {summary}", response.word()),
+    };
+    m.push_str(&header::text("Subject", &subject));
     m.push_str(&header::text(
         "Date",
         &crate::mime::date::rfc5322_date(unix),
@@ -837,6 +923,20 @@ fn reply_message(
     if response == Response::Tentative {
         text = format!("{from} has tentatively accepted the invitation.");
     }
+    if let Some(p) = proposal {
+        text.push_str(&format!(
+            "\r\n\r\nProposed new time: {} UTC",
+            p.start.format("%Y-%m-%d %H:%M")
+        ));
+        if let Some(e) = p.end {
+            text.push_str(&format!(" to {} UTC", e.format("%Y-%m-%d %H:%M")));
+        }
+    }
+    let method = if proposal.is_some() {
+        "COUNTER"
+    } else {
+        "REPLY"
+    };
     if let Some(n) = note.map(str::trim).filter(|n| !n.is_empty()) {
         text.push_str("\r\n\r\n");
         text.push_str(n);
@@ -846,7 +946,7 @@ fn reply_message(
         base64_lines(text.as_bytes())
     ));
     m.push_str(&format!(
-        "--{boundary}\r\nContent-Type: text/calendar; charset=utf-8; method=REPLY\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+        "--{boundary}\r\nContent-Type: text/calendar; charset=utf-8; method={method}\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
         base64_lines(calendar.as_bytes())
     ));
     m.push_str(&format!("--{boundary}--\r\n"));
@@ -886,7 +986,7 @@ mod tests {
             "bob@example.com",
             "olga@example.org",
             "Planning",
-            Response::Accepted,
+            (Response::Accepted, None),
             Some("see you"),
             "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n",
             "gw.example.com",
@@ -895,5 +995,54 @@ mod tests {
         assert!(m.contains("Subject: Accepted: Planning\r\n"), "{m}");
         assert!(m.contains("method=REPLY"), "{m}");
         assert!(m.contains("To: olga@example.org\r\n"), "{m}");
+        let p = Proposal {
+            start: date::parse("20261120T133000Z").unwrap(),
+            end: None,
+        };
+        let m = reply_message(
+            "bob@example.com",
+            "olga@example.org",
+            "Planning",
+            (Response::Tentative, Some(p)),
+            None,
+            "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n",
+            "gw.example.com",
+            now,
+        );
+        assert!(
+            m.contains("Subject: New Time Proposed: Planning\r\n"),
+            "{m}"
+        );
+        assert!(m.contains("method=COUNTER"), "{m}");
+    }
+
+    #[test]
+    fn proposals_read() {
+        let send = |inner: &str| {
+            let xml = format!(
+                r#"<MeetingResponse xmlns="MeetingResponse:"><Request><SendResponse>{inner}</SendResponse></Request></MeetingResponse>"#
+            );
+            let tree = eas_wbxml::from_xml(&xml).unwrap();
+            read(tree.child(mr::Request).unwrap())
+                .send
+                .unwrap()
+                .proposal
+        };
+        assert_eq!(send(""), None);
+        let p = send("<ProposedStartTime>20300610T093000Z</ProposedStartTime>")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (p.start, p.end),
+            (date::parse("20300610T093000Z").unwrap(), None)
+        );
+        assert_eq!(
+            send("<ProposedEndTime>20300610T093000Z</ProposedEndTime>"),
+            Some(Err(()))
+        );
+        assert_eq!(
+            send("<ProposedStartTime>soon</ProposedStartTime>"),
+            Some(Err(()))
+        );
     }
 }
