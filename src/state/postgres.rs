@@ -36,8 +36,9 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Row, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Row, Transaction};
 
 use super::schema::{self, DEVICE_TABLES, Dialect};
 use super::{
@@ -66,7 +67,11 @@ const LOCK_CLASS: i32 = 0x6561_7367;
 const LOCK_MIGRATE: i32 = 1;
 const LOCK_ADMIN_CHANGES: i32 = 2;
 
-type Tx = Transaction<'static, sqlx::Postgres>;
+type Tx<'c> = Transaction<'c, sqlx::Postgres>;
+type Conn = PoolConnection<sqlx::Postgres>;
+
+/// A kept connection unused for this long goes back to the pool, which closes it when idle.
+const KEPT_IDLE: Duration = Duration::from_secs(300);
 
 /// The database's clock in Unix seconds: what dates the nodes' heartbeats and waits, so the
 /// nodes' own clocks need not agree.
@@ -80,8 +85,23 @@ pub struct PgStore {
     runtime: Option<tokio::runtime::Runtime>,
     /// When the database was last found away (see [`FAIL_FAST`]).
     down_since: Mutex<Option<Instant>>,
+    /// Connections between calls (see [`Kept`]).
+    kept: Mutex<Kept>,
 }
 
+/// Connections the store keeps between calls instead of giving them back to the pool: sqlx
+/// pings every connection it gets back (a second round trip per call, on the store's
+/// threads), which measured as about half of what a short call cost. A kept connection is
+/// still counted by the pool (its permit stays taken), so the pool's limit holds; a call that
+/// finds none kept waits on the pool, and while one does, connections go back to the pool
+/// instead of being kept, so that it gets one.
+#[derive(Default)]
+struct Kept {
+    /// Most recently used last, with when it was put back.
+    idle: Vec<(Conn, Instant)>,
+    /// Calls waiting on the pool for a connection.
+    waiting: usize,
+}
 fn db(e: sqlx::Error) -> StateError {
     if is_unavailable(&e) {
         StateError::Unavailable(e.to_string())
@@ -187,10 +207,11 @@ impl PgStore {
             pool: Some(pool),
             runtime: Some(runtime),
             down_since: Mutex::new(None),
+            kept: Mutex::new(Kept::default()),
         };
         // Timers are made inside the future: only there is the store's runtime current.
         let migrated =
-            store.run(async { tokio::time::timeout(OPEN_TIMEOUT, migrate(store.pool())).await });
+            store.run(|| async { tokio::time::timeout(OPEN_TIMEOUT, migrate(store.pool())).await });
         match migrated {
             Ok(Ok(())) => Ok(store),
             Ok(Err(e)) => {
@@ -210,8 +231,9 @@ impl PgStore {
         self.pool.as_ref().expect("the pool lives until drop")
     }
 
-    /// Runs `fut` to completion on the store's runtime, from whatever thread calls.
-    fn run<T: Send>(&self, fut: impl Future<Output = T> + Send) -> T {
+    /// Runs the future `make` makes to completion on the store's runtime, from whatever
+    /// thread calls. The future is made on the thread that runs it, so it need not be `Send`.
+    fn run<T: Send, Fut: Future<Output = T>>(&self, make: impl FnOnce() -> Fut + Send) -> T {
         let handle = self
             .runtime
             .as_ref()
@@ -221,26 +243,25 @@ impl PgStore {
             // A worker of the gateway's runtime: hand its other tasks to another thread while
             // this one waits for the database.
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-                tokio::task::block_in_place(|| handle.block_on(fut))
+                tokio::task::block_in_place(|| handle.block_on(make()))
             }
             // A current-thread runtime (tests) cannot block in place, and no runtime may be
             // started from inside one: wait on a thread of our own.
             Ok(_) => std::thread::scope(|s| {
-                s.spawn(|| handle.block_on(fut))
+                s.spawn(|| handle.block_on(make()))
                     .join()
                     .unwrap_or_else(|p| std::panic::resume_unwind(p))
             }),
-            Err(_) => handle.block_on(fut),
+            Err(_) => handle.block_on(make()),
         }
     }
 
-    /// One store call: `op` run on the pool (once more if it met a dead connection), bounded
-    /// by [`CALL_TIMEOUT`], its error sorted into unavailable or not.
-    fn call<T, F, Fut>(&self, op: F) -> Result<T, StateError>
+    /// One store call: `op` run on a connection (once more on another if it met a dead
+    /// one), bounded by [`CALL_TIMEOUT`], its error sorted into unavailable or not.
+    fn call<T, F>(&self, op: F) -> Result<T, StateError>
     where
         T: Send,
-        F: Fn(PgPool) -> Fut + Sync,
-        Fut: Future<Output = Result<T, sqlx::Error>> + Send,
+        F: AsyncFn(&mut PgConnection) -> Result<T, sqlx::Error> + Sync,
     {
         {
             let down = lock(&self.down_since);
@@ -250,20 +271,10 @@ impl PgStore {
                 ));
             }
         }
-        let pool = self.pool().clone();
-        // After a restart of the server every idle pooled connection is dead, and each is
-        // found out only by using it (and then closed): go on until a live one answers.
-        let tries = pool.options().get_max_connections() + 1;
-        let attempt = async {
-            let mut tried = 1;
-            loop {
-                match op(pool.clone()).await {
-                    Err(e) if is_dead_connection(&e) && tried < tries => tried += 1,
-                    other => break other,
-                }
-            }
-        };
-        let result = match self.run(async { tokio::time::timeout(CALL_TIMEOUT, attempt).await }) {
+        // Timers are made inside the future: only there is the store's runtime current.
+        let result = match self
+            .run(|| async { tokio::time::timeout(CALL_TIMEOUT, self.attempt(&op)).await })
+        {
             Ok(result) => result.map_err(db),
             Err(_) => Err(StateError::Unavailable(format!(
                 "no answer from the database within {CALL_TIMEOUT:?}"
@@ -277,14 +288,99 @@ impl PgStore {
         result
     }
 
+    async fn attempt<T, F>(&self, op: &F) -> Result<T, sqlx::Error>
+    where
+        F: AsyncFn(&mut PgConnection) -> Result<T, sqlx::Error>,
+    {
+        // After a restart of the server every kept or idle pooled connection is dead, and
+        // each is found out only by using it: go on until a live one answers.
+        let tries = self.pool().options().get_max_connections() + 1;
+        let mut tried = 1;
+        loop {
+            let mut conn = self.checkout().await?;
+            match op(&mut conn).await {
+                Ok(v) => {
+                    self.checkin(conn);
+                    return Ok(v);
+                }
+                Err(e) if is_dead_connection(&e) => {
+                    conn.close_on_drop();
+                    drop(conn);
+                    if tried >= tries {
+                        return Err(e);
+                    }
+                    tried += 1;
+                }
+                // Back to the pool, which tests it (a transaction the error left open is
+                // rolled back there) before anyone gets it again.
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A kept connection, or one from the pool.
+    async fn checkout(&self) -> Result<Conn, sqlx::Error> {
+        {
+            let mut kept = lock(&self.kept);
+            // Ones unused for long go back to the pool, which closes them as idle; the
+            // oldest are at the front.
+            let stale = kept
+                .idle
+                .iter()
+                .take_while(|(_, at)| at.elapsed() > KEPT_IDLE)
+                .count();
+            let stale: Vec<_> = kept.idle.drain(..stale).collect();
+            let found = kept.idle.pop();
+            if found.is_none() {
+                kept.waiting += 1;
+            }
+            drop(kept);
+            drop(stale);
+            if let Some((conn, _)) = found {
+                return Ok(conn);
+            }
+        }
+        // Counted down however the wait ends, a timeout of the whole call included.
+        struct Waiting<'a>(&'a Mutex<Kept>);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                lock(self.0).waiting -= 1;
+            }
+        }
+        let _waiting = Waiting(&self.kept);
+        self.pool().acquire().await
+    }
+
+    /// Keeps a connection that served a call, unless a call is waiting on the pool.
+    fn checkin(&self, conn: Conn) {
+        let mut kept = lock(&self.kept);
+        if kept.waiting == 0 {
+            kept.idle.push((conn, Instant::now()));
+        } else {
+            drop(kept);
+            drop(conn);
+        }
+    }
+
     fn shutdown(&mut self) {
         if let Some(runtime) = self.runtime.take() {
             if let Some(pool) = self.pool.take() {
+                let kept: Vec<Conn> = std::mem::take(&mut lock(&self.kept).idle)
+                    .into_iter()
+                    .map(|(c, _)| c)
+                    .collect();
                 // Closing says goodbye to the server (no "connection reset" in its log); bounded,
                 // as the server may be the reason we are closing.
                 let close = async move {
+                    let close_all = async {
+                        // The pool's close waits for the connections kept out of it.
+                        for conn in kept {
+                            let _ = conn.close().await;
+                        }
+                        pool.close().await;
+                    };
                     // (Made here, not outside the future, for the runtime's timer.)
-                    let _ = tokio::time::timeout(Duration::from_secs(2), pool.close()).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), close_all).await;
                 };
                 match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
                     Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
@@ -365,7 +461,7 @@ async fn migrate(pool: &PgPool) -> Result<(), StateError> {
 }
 
 /// Serialises the multi-statement writes of one device across connections and nodes.
-async fn lock_device(tx: &mut Tx, key: &DeviceKey) -> Result<(), sqlx::Error> {
+async fn lock_device(tx: &mut Tx<'_>, key: &DeviceKey) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || E'\\n' || $2, 0))")
         .bind(&key.user)
         .bind(&key.device_id)
@@ -474,7 +570,7 @@ fn bind_device<'q>(
         .bind(&d.protocol_version)
 }
 
-async fn record_admin_change(tx: &mut Tx, key: &DeviceKey) -> Result<(), sqlx::Error> {
+async fn record_admin_change(tx: &mut Tx<'_>, key: &DeviceKey) -> Result<(), sqlx::Error> {
     // Held to the commit: numbers are handed out and become visible in the same order.
     sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
         .bind(LOCK_CLASS)
@@ -495,7 +591,7 @@ async fn record_admin_change(tx: &mut Tx, key: &DeviceKey) -> Result<(), sqlx::E
     Ok(())
 }
 
-async fn delete_device_in(tx: &mut Tx, key: &DeviceKey) -> Result<u64, sqlx::Error> {
+async fn delete_device_in(tx: &mut Tx<'_>, key: &DeviceKey) -> Result<u64, sqlx::Error> {
     lock_device(tx, key).await?;
     let mut n = 0;
     for table in DEVICE_TABLES {
@@ -512,7 +608,7 @@ async fn delete_device_in(tx: &mut Tx, key: &DeviceKey) -> Result<u64, sqlx::Err
 }
 
 async fn put_collection_in(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     key: &DeviceKey,
     folder: u32,
     sync_key: u32,
@@ -575,7 +671,7 @@ fn folder_from_row(r: &PgRow) -> Result<FolderEntry, sqlx::Error> {
 }
 
 async fn insert_hierarchy(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     key: &DeviceKey,
     sync_key: u32,
     folders: &[FolderEntry],
@@ -619,17 +715,14 @@ impl StateStore for PgStore {
     fn device(&self, key: &DeviceKey) -> Result<Option<Device>, StateError> {
         let sql =
             format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE \"user\" = $1 AND device_id = $2");
-        self.call(|pool| {
-            let sql = &sql;
-            async move {
-                sqlx::query(sql)
-                    .bind(&key.user)
-                    .bind(&key.device_id)
-                    .fetch_optional(&pool)
-                    .await?
-                    .map(|r| device_from_row(&r))
-                    .transpose()
-            }
+        self.call(async |c| {
+            sqlx::query(&sql)
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .fetch_optional(&mut *c)
+                .await?
+                .map(|r| device_from_row(&r))
+                .transpose()
         })
     }
 
@@ -639,17 +732,14 @@ impl StateStore for PgStore {
              $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, 1) \
              ON CONFLICT (\"user\", device_id) DO NOTHING"
         );
-        self.call(|pool| {
-            let sql = &sql;
-            async move {
-                let r = bind_device(sqlx::query(sql), d).execute(&pool).await?;
-                Ok(r.rows_affected() == 1)
-            }
+        self.call(async |c| {
+            let r = bind_device(sqlx::query(&sql), d).execute(&mut *c).await?;
+            Ok(r.rows_affected() == 1)
         })
     }
 
     fn update_device(&self, d: &Device) -> Result<bool, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             let r = bind_device(
                 sqlx::query(
                     "UPDATE devices SET device_type = $3, model = $4, imei = $5, \
@@ -663,7 +753,7 @@ impl StateStore for PgStore {
                 d,
             )
             .bind(d.version as i64)
-            .execute(&pool)
+            .execute(&mut *c)
             .await?;
             Ok(r.rows_affected() == 1)
         })
@@ -671,8 +761,8 @@ impl StateStore for PgStore {
 
     fn set_wipe(&self, key: &DeviceKey, wipe: WipeState) -> Result<bool, StateError> {
         let (kind, status) = wipe_to_row(wipe);
-        self.call(|pool| async move {
-            let mut tx = pool.begin().await?;
+        self.call(async |c| {
+            let mut tx = c.begin().await?;
             let n = sqlx::query(
                 "UPDATE devices SET wipe = $3, wipe_status = $4, version = version + 1 \
                  WHERE \"user\" = $1 AND device_id = $2",
@@ -698,23 +788,20 @@ impl StateStore for PgStore {
             "SELECT {DEVICE_COLUMNS} FROM devices WHERE $1::text IS NULL OR \"user\" = $1 \
              ORDER BY \"user\" COLLATE \"C\", device_id COLLATE \"C\""
         );
-        self.call(|pool| {
-            let sql = &sql;
-            async move {
-                sqlx::query(sql)
-                    .bind(user)
-                    .fetch_all(&pool)
-                    .await?
-                    .iter()
-                    .map(device_from_row)
-                    .collect()
-            }
+        self.call(async |c| {
+            sqlx::query(&sql)
+                .bind(user)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(device_from_row)
+                .collect()
         })
     }
 
     fn delete_device(&self, key: &DeviceKey) -> Result<bool, StateError> {
-        self.call(|pool| async move {
-            let mut tx = pool.begin().await?;
+        self.call(async |c| {
+            let mut tx = c.begin().await?;
             let n = delete_device_in(&mut tx, key).await?;
             tx.commit().await?;
             Ok(n > 0)
@@ -722,8 +809,8 @@ impl StateStore for PgStore {
     }
 
     fn remove_device(&self, key: &DeviceKey) -> Result<bool, StateError> {
-        self.call(|pool| async move {
-            let mut tx = pool.begin().await?;
+        self.call(async |c| {
+            let mut tx = c.begin().await?;
             let existed = delete_device_in(&mut tx, key).await? > 0;
             if existed {
                 record_admin_change(&mut tx, key).await?;
@@ -734,9 +821,9 @@ impl StateStore for PgStore {
     }
 
     fn admin_changes(&self, after: Option<u64>) -> Result<(u64, Vec<DeviceKey>), StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM admin_changes")
-                .fetch_one(&pool)
+                .fetch_one(&mut *c)
                 .await?;
             let newest = u64::try_from(newest).map_err(|_| decode_err("sequence", newest))?;
             let Some(after) = after else {
@@ -748,7 +835,7 @@ impl StateStore for PgStore {
             )
             .bind(after as i64)
             .bind(newest as i64)
-            .fetch_all(&pool)
+            .fetch_all(&mut *c)
             .await?
             .iter()
             .map(|r| {
@@ -763,7 +850,7 @@ impl StateStore for PgStore {
     }
 
     fn folder_id(&self, key: &DeviceKey, mailbox: &str) -> Result<u32, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             let select = "SELECT id FROM folder_ids \
                           WHERE \"user\" = $1 AND device_id = $2 AND mailbox = $3";
             // Most calls find the id: one statement, no lock.
@@ -771,12 +858,12 @@ impl StateStore for PgStore {
                 .bind(&key.user)
                 .bind(&key.device_id)
                 .bind(mailbox)
-                .fetch_optional(&pool)
+                .fetch_optional(&mut *c)
                 .await?;
             let id = match found {
                 Some(id) => id,
                 None => {
-                    let mut tx = pool.begin().await?;
+                    let mut tx = c.begin().await?;
                     lock_device(&mut tx, key).await?;
                     let again: Option<i64> = sqlx::query_scalar(select)
                         .bind(&key.user)
@@ -813,8 +900,8 @@ impl StateStore for PgStore {
         id: u32,
         mailbox: &str,
     ) -> Result<(), StateError> {
-        self.call(|pool| async move {
-            let mut tx = pool.begin().await?;
+        self.call(async |c| {
+            let mut tx = c.begin().await?;
             lock_device(&mut tx, key).await?;
             // Whatever held the new identity before (a folder deleted earlier) gives it up.
             sqlx::query(
@@ -846,7 +933,7 @@ impl StateStore for PgStore {
         key: &DeviceKey,
         sync_key: u32,
     ) -> Result<Option<Vec<FolderEntry>>, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             // The key row and the folders in one statement (one round trip): a key with no
             // folders gives one row of NULLs.
             let rows = sqlx::query(
@@ -858,7 +945,7 @@ impl StateStore for PgStore {
             .bind(&key.user)
             .bind(&key.device_id)
             .bind(i64::from(sync_key))
-            .fetch_all(&pool)
+            .fetch_all(&mut *c)
             .await?;
             if rows.is_empty() {
                 return Ok(None);
@@ -874,13 +961,13 @@ impl StateStore for PgStore {
     }
 
     fn latest_hierarchy_key(&self, key: &DeviceKey) -> Result<Option<u32>, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             let k: Option<i64> = sqlx::query_scalar(
                 "SELECT MAX(sync_key) FROM hierarchy_keys WHERE \"user\" = $1 AND device_id = $2",
             )
             .bind(&key.user)
             .bind(&key.device_id)
-            .fetch_one(&pool)
+            .fetch_one(&mut *c)
             .await?;
             k.map(|k| u32::try_from(k).map_err(|_| decode_err("sync key", k)))
                 .transpose()
@@ -893,8 +980,8 @@ impl StateStore for PgStore {
         sync_key: u32,
         folders: &[FolderEntry],
     ) -> Result<(), StateError> {
-        self.call(|pool| async move {
-            let mut tx = pool.begin().await?;
+        self.call(async |c| {
+            let mut tx = c.begin().await?;
             lock_device(&mut tx, key).await?;
             let keep_from = sync_key.saturating_sub(1);
             for table in ["hierarchy", "hierarchy_keys"] {
@@ -915,8 +1002,8 @@ impl StateStore for PgStore {
     }
 
     fn reset_hierarchy(&self, key: &DeviceKey) -> Result<(), StateError> {
-        self.call(|pool| async move {
-            let mut tx = pool.begin().await?;
+        self.call(async |c| {
+            let mut tx = c.begin().await?;
             lock_device(&mut tx, key).await?;
             for table in ["hierarchy", "hierarchy_keys"] {
                 sqlx::query(&format!(
@@ -932,7 +1019,7 @@ impl StateStore for PgStore {
     }
 
     fn next_collection_key(&self, key: &DeviceKey, folder: u32) -> Result<u32, StateError> {
-        self.call(|pool| async move { next_key_in(&pool, key, folder).await })
+        self.call(async |c| next_key_in(&mut *c, key, folder).await)
     }
 
     fn collection_state(
@@ -941,7 +1028,7 @@ impl StateStore for PgStore {
         folder: u32,
         sync_key: u32,
     ) -> Result<Option<Vec<u8>>, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             sqlx::query_scalar(
                 "SELECT snapshot FROM collection_state \
                  WHERE \"user\" = $1 AND device_id = $2 AND folder = $3 AND sync_key = $4",
@@ -950,7 +1037,7 @@ impl StateStore for PgStore {
             .bind(&key.device_id)
             .bind(i64::from(folder))
             .bind(i64::from(sync_key))
-            .fetch_optional(&pool)
+            .fetch_optional(&mut *c)
             .await
         })
     }
@@ -963,8 +1050,8 @@ impl StateStore for PgStore {
         keep: Option<u32>,
         snapshot: &[u8],
     ) -> Result<(), StateError> {
-        self.call(|pool| async move {
-            let mut tx = pool.begin().await?;
+        self.call(async |c| {
+            let mut tx = c.begin().await?;
             lock_device(&mut tx, key).await?;
             put_collection_in(&mut tx, key, folder, sync_key, keep, snapshot).await?;
             tx.commit().await
@@ -978,8 +1065,8 @@ impl StateStore for PgStore {
         keep: Option<u32>,
         snapshot: &[u8],
     ) -> Result<u32, StateError> {
-        self.call(|pool| async move {
-            let mut tx = pool.begin().await?;
+        self.call(async |c| {
+            let mut tx = c.begin().await?;
             lock_device(&mut tx, key).await?;
             let sync_key = next_key_in(&mut *tx, key, folder).await?;
             put_collection_in(&mut tx, key, folder, sync_key, keep, snapshot).await?;
@@ -989,7 +1076,7 @@ impl StateStore for PgStore {
     }
 
     fn collection_keys(&self, key: &DeviceKey, folder: u32) -> Result<Vec<u32>, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             let keys: Vec<i64> = sqlx::query_scalar(
                 "SELECT sync_key FROM collection_state \
                  WHERE \"user\" = $1 AND device_id = $2 AND folder = $3 ORDER BY sync_key",
@@ -997,7 +1084,7 @@ impl StateStore for PgStore {
             .bind(&key.user)
             .bind(&key.device_id)
             .bind(i64::from(folder))
-            .fetch_all(&pool)
+            .fetch_all(&mut *c)
             .await?;
             keys.into_iter()
                 .map(|k| u32::try_from(k).map_err(|_| decode_err("sync key", k)))
@@ -1006,14 +1093,14 @@ impl StateStore for PgStore {
     }
 
     fn collection_key_times(&self, key: &DeviceKey) -> Result<Vec<(u32, u64)>, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             sqlx::query(
                 "SELECT folder, last_key_at FROM collection_keys \
                  WHERE \"user\" = $1 AND device_id = $2 ORDER BY folder",
             )
             .bind(&key.user)
             .bind(&key.device_id)
-            .fetch_all(&pool)
+            .fetch_all(&mut *c)
             .await?
             .iter()
             .map(|r| Ok((get_u32(r, 0)?, get_u64(r, 1)?)))
@@ -1028,7 +1115,7 @@ impl StateStore for PgStore {
         sync_key: u32,
         snapshot: &[u8],
     ) -> Result<(), StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             sqlx::query(
                 "UPDATE collection_state SET snapshot = $5 \
                  WHERE \"user\" = $1 AND device_id = $2 AND folder = $3 AND sync_key = $4",
@@ -1038,14 +1125,14 @@ impl StateStore for PgStore {
             .bind(i64::from(folder))
             .bind(i64::from(sync_key))
             .bind(snapshot)
-            .execute(&pool)
+            .execute(&mut *c)
             .await
             .map(|_| ())
         })
     }
 
     fn reset_collection(&self, key: &DeviceKey, folder: u32) -> Result<(), StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             sqlx::query(
                 "DELETE FROM collection_state WHERE \"user\" = $1 AND device_id = $2 \
                  AND folder = $3",
@@ -1053,14 +1140,14 @@ impl StateStore for PgStore {
             .bind(&key.user)
             .bind(&key.device_id)
             .bind(i64::from(folder))
-            .execute(&pool)
+            .execute(&mut *c)
             .await
             .map(|_| ())
         })
     }
 
     fn memo(&self, key: &DeviceKey, name: &str) -> Result<Option<Vec<u8>>, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             sqlx::query_scalar(
                 "SELECT value FROM device_memos \
                  WHERE \"user\" = $1 AND device_id = $2 AND name = $3",
@@ -1068,13 +1155,13 @@ impl StateStore for PgStore {
             .bind(&key.user)
             .bind(&key.device_id)
             .bind(name)
-            .fetch_optional(&pool)
+            .fetch_optional(&mut *c)
             .await
         })
     }
 
     fn put_memo(&self, key: &DeviceKey, name: &str, value: &[u8]) -> Result<(), StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             sqlx::query(
                 "INSERT INTO device_memos (\"user\", device_id, name, value, at) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (\"user\", device_id, name) \
@@ -1085,14 +1172,14 @@ impl StateStore for PgStore {
             .bind(name)
             .bind(value)
             .bind(super::unix_now() as i64)
-            .execute(&pool)
+            .execute(&mut *c)
             .await
             .map(|_| ())
         })
     }
 
     fn note_wait(&self, key: &DeviceKey, node: &str) -> Result<(), StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             sqlx::query(&format!(
                 "INSERT INTO waits (\"user\", device_id, node, at) VALUES ($1, $2, $3, {DB_NOW}) \
                  ON CONFLICT (\"user\", device_id) DO UPDATE SET node = EXCLUDED.node, at = EXCLUDED.at"
@@ -1100,7 +1187,7 @@ impl StateStore for PgStore {
             .bind(&key.user)
             .bind(&key.device_id)
             .bind(node)
-            .execute(&pool)
+            .execute(&mut *c)
             .await
             .map(|_| ())
         })
@@ -1111,9 +1198,9 @@ impl StateStore for PgStore {
         node: &str,
         since: Option<u64>,
     ) -> Result<(u64, Vec<DeviceKey>), StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             let now: i64 = sqlx::query_scalar(&format!("SELECT {DB_NOW}"))
-                .fetch_one(&pool)
+                .fetch_one(&mut *c)
                 .await?;
             let now = u64::try_from(now).map_err(|_| decode_err("time", now))?;
             let Some(since) = since else {
@@ -1124,7 +1211,7 @@ impl StateStore for PgStore {
                 sqlx::query("SELECT \"user\", device_id FROM waits WHERE at >= $1 AND node <> $2")
                     .bind(since.saturating_sub(1) as i64)
                     .bind(node)
-                    .fetch_all(&pool)
+                    .fetch_all(&mut *c)
                     .await?
                     .iter()
                     .map(|r| {
@@ -1139,11 +1226,11 @@ impl StateStore for PgStore {
     }
 
     fn expire_memos(&self, name: &str, written_before: u64) -> Result<usize, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             let n = sqlx::query("DELETE FROM device_memos WHERE name = $1 AND at < $2")
                 .bind(name)
                 .bind(written_before as i64)
-                .execute(&pool)
+                .execute(&mut *c)
                 .await?
                 .rows_affected();
             Ok(n as usize)
@@ -1158,8 +1245,8 @@ impl StateStore for PgStore {
         stale_after: u64,
         node: &str,
     ) -> Result<SendClaim, StateError> {
-        self.call(|pool| async move {
-            let mut tx = pool.begin().await?;
+        self.call(async |c| {
+            let mut tx = c.begin().await?;
             // Two nodes given the same retried SendMail decide one after the other.
             lock_device(&mut tx, key).await?;
             sqlx::query(
@@ -1226,7 +1313,7 @@ impl StateStore for PgStore {
         now: u64,
         node: &str,
     ) -> Result<bool, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             let n = sqlx::query(
                 "UPDATE sent_client_ids SET state = 'committing', at = $4 \
                  WHERE \"user\" = $1 AND device_id = $2 AND client_id = $3 \
@@ -1237,7 +1324,7 @@ impl StateStore for PgStore {
             .bind(client_id)
             .bind(now as i64)
             .bind(node)
-            .execute(&pool)
+            .execute(&mut *c)
             .await?
             .rows_affected();
             Ok(n == 1)
@@ -1252,7 +1339,7 @@ impl StateStore for PgStore {
         now: u64,
         node: &str,
     ) -> Result<(), StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             if sent {
                 sqlx::query(
                     "UPDATE sent_client_ids SET state = 'sent', at = $4 \
@@ -1263,7 +1350,7 @@ impl StateStore for PgStore {
                 .bind(client_id)
                 .bind(now as i64)
                 .bind(node)
-                .execute(&pool)
+                .execute(&mut *c)
                 .await?;
             } else {
                 sqlx::query(
@@ -1275,7 +1362,7 @@ impl StateStore for PgStore {
                 .bind(&key.device_id)
                 .bind(client_id)
                 .bind(node)
-                .execute(&pool)
+                .execute(&mut *c)
                 .await?;
             }
             Ok(())
@@ -1283,19 +1370,19 @@ impl StateStore for PgStore {
     }
 
     fn node_alive(&self, node: &str) -> Result<(), StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             sqlx::query(&format!(
                 "INSERT INTO nodes (node, alive_at) VALUES ($1, {DB_NOW}) \
                  ON CONFLICT (node) DO UPDATE SET alive_at = EXCLUDED.alive_at"
             ))
             .bind(node)
-            .execute(&pool)
+            .execute(&mut *c)
             .await?;
             // Nodes gone for a day are forgotten (their claims expired long before).
             sqlx::query(&format!(
                 "DELETE FROM nodes WHERE alive_at < {DB_NOW} - 86400"
             ))
-            .execute(&pool)
+            .execute(&mut *c)
             .await?;
             Ok(())
         })
@@ -1310,119 +1397,112 @@ impl StateStore for PgStore {
         let sql = format!(
             "SELECT * FROM ({union}) k ORDER BY \"user\" COLLATE \"C\", device_id COLLATE \"C\""
         );
-        self.call(|pool| {
-            let sql = &sql;
-            async move {
-                sqlx::query(sql)
-                    .fetch_all(&pool)
-                    .await?
-                    .iter()
-                    .map(|r| {
-                        Ok(DeviceKey {
-                            user: r.try_get(0)?,
-                            device_id: r.try_get(1)?,
-                        })
+        self.call(async |c| {
+            sqlx::query(&sql)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(DeviceKey {
+                        user: r.try_get(0)?,
+                        device_id: r.try_get(1)?,
                     })
-                    .collect()
-            }
+                })
+                .collect()
         })
     }
 
     fn export_device(&self, key: &DeviceKey) -> Result<DeviceExport, StateError> {
         let device_sql =
             format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE \"user\" = $1 AND device_id = $2");
-        self.call(|pool| {
-            let device_sql = &device_sql;
-            async move {
-                // One snapshot of the database for all the reads.
-                let mut tx = pool.begin().await?;
-                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .execute(&mut *tx)
-                    .await?;
-                let rows =
-                    |sql: &'static str| sqlx::query(sql).bind(&key.user).bind(&key.device_id);
-                let device = rows_opt_device(&mut tx, device_sql, key).await?;
-                let folder_ids = rows(
-                    "SELECT id, mailbox FROM folder_ids WHERE \"user\" = $1 AND device_id = $2 \
-                     ORDER BY id",
+        self.call(async |c| {
+            // One snapshot of the database for all the reads.
+            let mut tx = c.begin().await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+            let rows = |sql: &'static str| sqlx::query(sql).bind(&key.user).bind(&key.device_id);
+            let device = rows_opt_device(&mut tx, &device_sql, key).await?;
+            let folder_ids = rows(
+                "SELECT id, mailbox FROM folder_ids WHERE \"user\" = $1 AND device_id = $2 \
+                 ORDER BY id",
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((get_u32(r, 0)?, r.try_get(1)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            let hierarchy_keys = rows(
+                "SELECT sync_key FROM hierarchy_keys WHERE \"user\" = $1 AND device_id = $2 \
+                 ORDER BY sync_key",
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| get_u32(r, 0))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            let mut hierarchies = Vec::new();
+            for sync_key in hierarchy_keys {
+                let folders = rows(
+                    "SELECT id, parent, display_name, kind, imap_name, uidvalidity \
+                     FROM hierarchy WHERE \"user\" = $1 AND device_id = $2 \
+                     AND sync_key = $3 ORDER BY id",
                 )
+                .bind(i64::from(sync_key))
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
-                .map(|r| Ok((get_u32(r, 0)?, r.try_get(1)?)))
+                .map(folder_from_row)
                 .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                let hierarchy_keys = rows(
-                    "SELECT sync_key FROM hierarchy_keys WHERE \"user\" = $1 AND device_id = $2 \
-                     ORDER BY sync_key",
-                )
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| get_u32(r, 0))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                let mut hierarchies = Vec::new();
-                for sync_key in hierarchy_keys {
-                    let folders = rows(
-                        "SELECT id, parent, display_name, kind, imap_name, uidvalidity \
-                         FROM hierarchy WHERE \"user\" = $1 AND device_id = $2 \
-                         AND sync_key = $3 ORDER BY id",
-                    )
-                    .bind(i64::from(sync_key))
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .iter()
-                    .map(folder_from_row)
-                    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                    hierarchies.push((sync_key, folders));
-                }
-                let collection_keys = rows(
-                    "SELECT folder, last_key, last_key_at FROM collection_keys \
-                     WHERE \"user\" = $1 AND device_id = $2 ORDER BY folder",
-                )
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| Ok((get_u32(r, 0)?, get_u32(r, 1)?, get_u64(r, 2)?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                let collections = rows(
-                    "SELECT folder, sync_key, snapshot FROM collection_state \
-                     WHERE \"user\" = $1 AND device_id = $2 ORDER BY folder, sync_key",
-                )
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| Ok((get_u32(r, 0)?, get_u32(r, 1)?, r.try_get(2)?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                let memos = rows(
-                    "SELECT name, value, at FROM device_memos \
-                     WHERE \"user\" = $1 AND device_id = $2 ORDER BY name COLLATE \"C\"",
-                )
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, get_u64(r, 2)?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                let client_ids = rows(
-                    "SELECT client_id, state, at FROM sent_client_ids \
-                     WHERE \"user\" = $1 AND device_id = $2 ORDER BY client_id COLLATE \"C\"",
-                )
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, get_u64(r, 2)?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                tx.commit().await?;
-                Ok(DeviceExport {
-                    key: key.clone(),
-                    device,
-                    folder_ids,
-                    hierarchies,
-                    collection_keys,
-                    collections,
-                    memos,
-                    client_ids,
-                })
+                hierarchies.push((sync_key, folders));
             }
+            let collection_keys = rows(
+                "SELECT folder, last_key, last_key_at FROM collection_keys \
+                 WHERE \"user\" = $1 AND device_id = $2 ORDER BY folder",
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((get_u32(r, 0)?, get_u32(r, 1)?, get_u64(r, 2)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            let collections = rows(
+                "SELECT folder, sync_key, snapshot FROM collection_state \
+                 WHERE \"user\" = $1 AND device_id = $2 ORDER BY folder, sync_key",
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((get_u32(r, 0)?, get_u32(r, 1)?, r.try_get(2)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            let memos = rows(
+                "SELECT name, value, at FROM device_memos \
+                 WHERE \"user\" = $1 AND device_id = $2 ORDER BY name COLLATE \"C\"",
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, get_u64(r, 2)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            let client_ids = rows(
+                "SELECT client_id, state, at FROM sent_client_ids \
+                 WHERE \"user\" = $1 AND device_id = $2 ORDER BY client_id COLLATE \"C\"",
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, get_u64(r, 2)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            tx.commit().await?;
+            Ok(DeviceExport {
+                key: key.clone(),
+                device,
+                folder_ids,
+                hierarchies,
+                collection_keys,
+                collections,
+                memos,
+                client_ids,
+            })
         })
     }
 
@@ -1431,107 +1511,104 @@ impl StateStore for PgStore {
             "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
              $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
         );
-        self.call(|pool| {
-            let device_sql = &device_sql;
-            async move {
-                let key = &e.key;
-                let mut tx = pool.begin().await?;
-                lock_device(&mut tx, key).await?;
-                for table in DEVICE_TABLES {
-                    let exists: Option<i32> = sqlx::query_scalar(&format!(
-                        "SELECT 1 FROM {table} WHERE \"user\" = $1 AND device_id = $2 LIMIT 1"
-                    ))
-                    .bind(&key.user)
-                    .bind(&key.device_id)
-                    .fetch_optional(&mut *tx)
+        self.call(async |c| {
+            let key = &e.key;
+            let mut tx = c.begin().await?;
+            lock_device(&mut tx, key).await?;
+            for table in DEVICE_TABLES {
+                let exists: Option<i32> = sqlx::query_scalar(&format!(
+                    "SELECT 1 FROM {table} WHERE \"user\" = $1 AND device_id = $2 LIMIT 1"
+                ))
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if exists.is_some() {
+                    return Ok(false);
+                }
+            }
+            if let Some(d) = &e.device {
+                bind_device(sqlx::query(&device_sql), d)
+                    .bind(d.version as i64)
+                    .execute(&mut *tx)
                     .await?;
-                    if exists.is_some() {
-                        return Ok(false);
-                    }
-                }
-                if let Some(d) = &e.device {
-                    bind_device(sqlx::query(device_sql), d)
-                        .bind(d.version as i64)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for (id, mailbox) in &e.folder_ids {
-                    sqlx::query(
-                        "INSERT INTO folder_ids (\"user\", device_id, id, mailbox) \
+            }
+            for (id, mailbox) in &e.folder_ids {
+                sqlx::query(
+                    "INSERT INTO folder_ids (\"user\", device_id, id, mailbox) \
                          VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(&key.user)
-                    .bind(&key.device_id)
-                    .bind(i64::from(*id))
-                    .bind(mailbox)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for (sync_key, folders) in &e.hierarchies {
-                    insert_hierarchy(&mut tx, key, *sync_key, folders).await?;
-                }
-                for (folder, last_key, at) in &e.collection_keys {
-                    sqlx::query(
-                        "INSERT INTO collection_keys (\"user\", device_id, folder, last_key, \
+                )
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .bind(i64::from(*id))
+                .bind(mailbox)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for (sync_key, folders) in &e.hierarchies {
+                insert_hierarchy(&mut tx, key, *sync_key, folders).await?;
+            }
+            for (folder, last_key, at) in &e.collection_keys {
+                sqlx::query(
+                    "INSERT INTO collection_keys (\"user\", device_id, folder, last_key, \
                          last_key_at) VALUES ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(&key.user)
-                    .bind(&key.device_id)
-                    .bind(i64::from(*folder))
-                    .bind(i64::from(*last_key))
-                    .bind(*at as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for (folder, sync_key, snapshot) in &e.collections {
-                    sqlx::query(
-                        "INSERT INTO collection_state \
+                )
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .bind(i64::from(*folder))
+                .bind(i64::from(*last_key))
+                .bind(*at as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for (folder, sync_key, snapshot) in &e.collections {
+                sqlx::query(
+                    "INSERT INTO collection_state \
                          (\"user\", device_id, folder, sync_key, snapshot) \
                          VALUES ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(&key.user)
-                    .bind(&key.device_id)
-                    .bind(i64::from(*folder))
-                    .bind(i64::from(*sync_key))
-                    .bind(snapshot)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for (name, value, at) in &e.memos {
-                    sqlx::query(
-                        "INSERT INTO device_memos (\"user\", device_id, name, value, at) \
-                         VALUES ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(&key.user)
-                    .bind(&key.device_id)
-                    .bind(name)
-                    .bind(value)
-                    .bind(*at as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for (client_id, state, at) in &e.client_ids {
-                    sqlx::query(
-                        "INSERT INTO sent_client_ids (\"user\", device_id, client_id, state, at) \
-                         VALUES ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(&key.user)
-                    .bind(&key.device_id)
-                    .bind(client_id)
-                    .bind(state)
-                    .bind(*at as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(true)
+                )
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .bind(i64::from(*folder))
+                .bind(i64::from(*sync_key))
+                .bind(snapshot)
+                .execute(&mut *tx)
+                .await?;
             }
+            for (name, value, at) in &e.memos {
+                sqlx::query(
+                    "INSERT INTO device_memos (\"user\", device_id, name, value, at) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .bind(name)
+                .bind(value)
+                .bind(*at as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for (client_id, state, at) in &e.client_ids {
+                sqlx::query(
+                    "INSERT INTO sent_client_ids (\"user\", device_id, client_id, state, at) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .bind(client_id)
+                .bind(state)
+                .bind(*at as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
         })
     }
 }
 
 async fn rows_opt_device(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     sql: &str,
     key: &DeviceKey,
 ) -> Result<Option<Device>, sqlx::Error> {
