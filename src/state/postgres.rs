@@ -32,12 +32,10 @@
 //! the store answers "unavailable" at once for [`FAIL_FAST`] instead of making every request
 //! wait for the pool's timeout; then the next call tries again, so service resumes by itself.
 
-use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{Connection, Row, Transaction};
 
 use super::schema::{self, DEVICE_TABLES, Dialect};
@@ -59,8 +57,6 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// After the database was found away, calls within this time fail at once.
 pub const FAIL_FAST: Duration = Duration::from_millis(500);
-/// How long opening the store waits for the database at start.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// First key of the two-key advisory locks this store takes (`'easg'`); the second says which.
 const LOCK_CLASS: i32 = 0x6561_7367;
@@ -68,10 +64,8 @@ const LOCK_MIGRATE: i32 = 1;
 const LOCK_ADMIN_CHANGES: i32 = 2;
 
 type Tx<'c> = Transaction<'c, sqlx::Postgres>;
-type Conn = PoolConnection<sqlx::Postgres>;
-
-/// A kept connection unused for this long goes back to the pool, which closes it when idle.
-const KEPT_IDLE: Duration = Duration::from_secs(300);
+/// A free connection unused for this long is closed.
+const KEPT_IDLE: Duration = Duration::from_secs(600);
 
 /// The database's clock in Unix seconds: what dates the nodes' heartbeats and waits, so the
 /// nodes' own clocks need not agree.
@@ -79,29 +73,100 @@ const DB_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()))::BIGINT";
 
 /// PostgreSQL-backed state.
 pub struct PgStore {
-    /// `None` only while dropping (the pool is closed inside its runtime).
-    pool: Option<PgPool>,
-    /// The runtime the pool's connections live on. `None` only while dropping.
-    runtime: Option<tokio::runtime::Runtime>,
+    options: PgConnectOptions,
+    max_connections: usize,
+    /// The connections, with how many are open (idle or in a call).
+    conns: Mutex<Conns>,
+    /// Signalled when a connection becomes free or one fewer is open.
+    freed: Condvar,
     /// When the database was last found away (see [`FAIL_FAST`]).
     down_since: Mutex<Option<Instant>>,
-    /// Connections between calls (see [`Kept`]).
-    kept: Mutex<Kept>,
 }
 
-/// Connections the store keeps between calls instead of giving them back to the pool: sqlx
-/// pings every connection it gets back (a second round trip per call, on the store's
-/// threads), which measured as about half of what a short call cost. A kept connection is
-/// still counted by the pool (its permit stays taken), so the pool's limit holds; a call that
-/// finds none kept waits on the pool, and while one does, connections go back to the pool
-/// instead of being kept, so that it gets one.
 #[derive(Default)]
-struct Kept {
-    /// Most recently used last, with when it was put back.
-    idle: Vec<(Conn, Instant)>,
-    /// Calls waiting on the pool for a connection.
-    waiting: usize,
+struct Conns {
+    /// Free connections, most recently used last.
+    idle: Vec<Slot>,
+    /// Idle, in a call, or being opened.
+    open: usize,
 }
+
+/// One connection and the current-thread runtime its socket is registered with. A call
+/// drives that runtime itself (`block_on` on the calling thread), so the database's answer
+/// wakes the caller directly: one thread wake-up per round trip, where a shared runtime of
+/// the store's took two (its I/O thread, then the caller), and a pool that pings every
+/// connection given back to it a second round trip per call.
+struct Slot {
+    /// `None` only while dropping (the connection goes before its runtime).
+    conn: Option<PgConnection>,
+    runtime: Option<tokio::runtime::Runtime>,
+    /// When it was last given back.
+    used: Instant,
+}
+
+impl Slot {
+    fn open(options: &PgConnectOptions, deadline: Instant) -> Result<Slot, StateError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StateError::Database(format!("starting a database runtime: {e}")))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Timers are made inside the future: only there is this runtime current.
+        let conn = runtime
+            .block_on(async {
+                tokio::time::timeout(
+                    left.min(ACQUIRE_TIMEOUT),
+                    PgConnection::connect_with(options),
+                )
+                .await
+            })
+            .map_err(|_| {
+                StateError::Unavailable(format!(
+                    "no connection to the database within {ACQUIRE_TIMEOUT:?}"
+                ))
+            })?
+            .map_err(db)?;
+        Ok(Slot {
+            conn: Some(conn),
+            runtime: Some(runtime),
+            used: Instant::now(),
+        })
+    }
+
+    /// Runs `fut` made from the connection to completion, within `left`; None when it took
+    /// longer (the connection is then in an unknown state).
+    fn run<T, F>(&mut self, left: Duration, op: F) -> Option<T>
+    where
+        F: AsyncFnOnce(&mut PgConnection) -> T,
+    {
+        let (Some(runtime), Some(conn)) = (&self.runtime, &mut self.conn) else {
+            unreachable!("a slot has both until dropped");
+        };
+        runtime
+            .block_on(async { tokio::time::timeout(left, op(conn)).await })
+            .ok()
+    }
+
+    /// Says goodbye to the server (no "connection reset" in its log), briefly.
+    fn close(mut self) {
+        if let (Some(conn), Some(runtime)) = (self.conn.take(), &self.runtime) {
+            let _ = runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(2), conn.close()).await
+            });
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        drop(self.conn.take());
+        if let Some(runtime) = self.runtime.take() {
+            // Dropping a runtime blocks, which is refused inside an async context.
+            runtime.shutdown_background();
+        }
+    }
+}
+
 fn db(e: sqlx::Error) -> StateError {
     if is_unavailable(&e) {
         StateError::Unavailable(e.to_string())
@@ -184,75 +249,32 @@ impl PgStore {
         // Prepared statements are cached per connection by sqlx; the application name shows
         // in pg_stat_activity, so an operator sees which connections are the gateway's.
         let options = options.application_name("eas-gateway");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("eas-state-pg")
-            .enable_all()
-            .build()
-            .map_err(|e| StateError::Database(format!("starting the database runtime: {e}")))?;
-        // The pool spawns its upkeep tasks where it is made: on its own runtime.
-        let entered = runtime.enter();
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .min_connections(0)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .idle_timeout(Duration::from_secs(600))
-            // A ping before every call would double its round trips; a dead connection is
-            // instead met by the call, which then runs again on a fresh one (see `call`), and
-            // sqlx tests connections when they come back to the pool.
-            .test_before_acquire(false)
-            .connect_lazy_with(options);
-        drop(entered);
-        let mut store = PgStore {
-            pool: Some(pool),
-            runtime: Some(runtime),
+        let store = PgStore {
+            options,
+            max_connections: max_connections.max(1) as usize,
+            conns: Mutex::new(Conns::default()),
+            freed: Condvar::new(),
             down_since: Mutex::new(None),
-            kept: Mutex::new(Kept::default()),
         };
-        // Timers are made inside the future: only there is the store's runtime current.
-        let migrated =
-            store.run(|| async { tokio::time::timeout(OPEN_TIMEOUT, migrate(store.pool())).await });
-        match migrated {
+        match store.call(async |c| migrate(c).await) {
             Ok(Ok(())) => Ok(store),
-            Ok(Err(e)) => {
-                store.shutdown();
-                Err(e)
-            }
-            Err(_) => {
-                store.shutdown();
-                Err(StateError::Unavailable(format!(
-                    "no answer from the database within {OPEN_TIMEOUT:?}"
-                )))
-            }
+            Ok(Err(e)) | Err(e) => Err(e),
         }
     }
 
-    fn pool(&self) -> &PgPool {
-        self.pool.as_ref().expect("the pool lives until drop")
-    }
-
-    /// Runs the future `make` makes to completion on the store's runtime, from whatever
-    /// thread calls. The future is made on the thread that runs it, so it need not be `Send`.
-    fn run<T: Send, Fut: Future<Output = T>>(&self, make: impl FnOnce() -> Fut + Send) -> T {
-        let handle = self
-            .runtime
-            .as_ref()
-            .expect("the runtime lives until drop")
-            .handle();
+    /// Runs `f` where it may block: off the async worker (`block_in_place`, so the worker's
+    /// other requests go on meanwhile), on a thread of our own from a current-thread runtime
+    /// (which cannot block in place, and inside which no runtime may be driven), or right
+    /// here on a plain thread such as the CLI's.
+    fn blocking<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            // A worker of the gateway's runtime: hand its other tasks to another thread while
-            // this one waits for the database.
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-                tokio::task::block_in_place(|| handle.block_on(make()))
-            }
-            // A current-thread runtime (tests) cannot block in place, and no runtime may be
-            // started from inside one: wait on a thread of our own.
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
             Ok(_) => std::thread::scope(|s| {
-                s.spawn(|| handle.block_on(make()))
+                s.spawn(f)
                     .join()
                     .unwrap_or_else(|p| std::panic::resume_unwind(p))
             }),
-            Err(_) => handle.block_on(make()),
+            Err(_) => f(),
         }
     }
 
@@ -271,15 +293,7 @@ impl PgStore {
                 ));
             }
         }
-        // Timers are made inside the future: only there is the store's runtime current.
-        let result = match self
-            .run(|| async { tokio::time::timeout(CALL_TIMEOUT, self.attempt(&op)).await })
-        {
-            Ok(result) => result.map_err(db),
-            Err(_) => Err(StateError::Unavailable(format!(
-                "no answer from the database within {CALL_TIMEOUT:?}"
-            ))),
-        };
+        let result = self.blocking(|| self.attempt(&op));
         let mut down = lock(&self.down_since);
         match &result {
             Err(StateError::Unavailable(_)) => *down = Some(Instant::now()),
@@ -288,114 +302,117 @@ impl PgStore {
         result
     }
 
-    async fn attempt<T, F>(&self, op: &F) -> Result<T, sqlx::Error>
+    fn attempt<T, F>(&self, op: &F) -> Result<T, StateError>
     where
         F: AsyncFn(&mut PgConnection) -> Result<T, sqlx::Error>,
     {
-        // After a restart of the server every kept or idle pooled connection is dead, and
-        // each is found out only by using it: go on until a live one answers.
-        let tries = self.pool().options().get_max_connections() + 1;
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        let timed_out = || {
+            StateError::Unavailable(format!(
+                "no answer from the database within {CALL_TIMEOUT:?}"
+            ))
+        };
+        // After a restart of the server every idle connection is dead, and each is found
+        // out only by using it: go on until a live one answers.
+        let tries = self.max_connections + 1;
         let mut tried = 1;
         loop {
-            let mut conn = self.checkout().await?;
-            match op(&mut conn).await {
-                Ok(v) => {
-                    self.checkin(conn);
+            let mut slot = self.checkout(deadline)?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            match slot.run(left, async |c| op(c).await) {
+                None => {
+                    self.discard(slot);
+                    return Err(timed_out());
+                }
+                Some(Ok(v)) => {
+                    self.checkin(slot);
                     return Ok(v);
                 }
-                Err(e) if is_dead_connection(&e) => {
-                    conn.close_on_drop();
-                    drop(conn);
+                Some(Err(e)) if is_dead_connection(&e) => {
+                    self.discard(slot);
                     if tried >= tries {
-                        return Err(e);
+                        return Err(db(e));
                     }
                     tried += 1;
                 }
-                // Back to the pool, which tests it (a transaction the error left open is
-                // rolled back there) before anyone gets it again.
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// A kept connection, or one from the pool.
-    async fn checkout(&self) -> Result<Conn, sqlx::Error> {
-        {
-            let mut kept = lock(&self.kept);
-            // Ones unused for long go back to the pool, which closes them as idle; the
-            // oldest are at the front.
-            let stale = kept
-                .idle
-                .iter()
-                .take_while(|(_, at)| at.elapsed() > KEPT_IDLE)
-                .count();
-            let stale: Vec<_> = kept.idle.drain(..stale).collect();
-            let found = kept.idle.pop();
-            if found.is_none() {
-                kept.waiting += 1;
-            }
-            drop(kept);
-            drop(stale);
-            if let Some((conn, _)) = found {
-                return Ok(conn);
-            }
-        }
-        // Counted down however the wait ends, a timeout of the whole call included.
-        struct Waiting<'a>(&'a Mutex<Kept>);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                lock(self.0).waiting -= 1;
-            }
-        }
-        let _waiting = Waiting(&self.kept);
-        self.pool().acquire().await
-    }
-
-    /// Keeps a connection that served a call, unless a call is waiting on the pool.
-    fn checkin(&self, conn: Conn) {
-        let mut kept = lock(&self.kept);
-        if kept.waiting == 0 {
-            kept.idle.push((conn, Instant::now()));
-        } else {
-            drop(kept);
-            drop(conn);
-        }
-    }
-
-    fn shutdown(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            if let Some(pool) = self.pool.take() {
-                let kept: Vec<Conn> = std::mem::take(&mut lock(&self.kept).idle)
-                    .into_iter()
-                    .map(|(c, _)| c)
-                    .collect();
-                // Closing says goodbye to the server (no "connection reset" in its log); bounded,
-                // as the server may be the reason we are closing.
-                let close = async move {
-                    let close_all = async {
-                        // The pool's close waits for the connections kept out of it.
-                        for conn in kept {
-                            let _ = conn.close().await;
-                        }
-                        pool.close().await;
-                    };
-                    // (Made here, not outside the future, for the runtime's timer.)
-                    let _ = tokio::time::timeout(Duration::from_secs(2), close_all).await;
-                };
-                match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-                    Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-                        tokio::task::block_in_place(|| runtime.block_on(close))
+                Some(Err(e)) => {
+                    // Kept only if it still answers (a transaction the error left open is
+                    // rolled back on the way, as sqlx queued that when it was dropped).
+                    let ping = async |c: &mut PgConnection| c.ping().await;
+                    match slot.run(Duration::from_secs(1), ping) {
+                        Some(Ok(())) => self.checkin(slot),
+                        _ => self.discard(slot),
                     }
-                    Ok(_) => {
-                        std::thread::scope(|s| {
-                            s.spawn(|| runtime.block_on(close));
-                        });
-                    }
-                    Err(_) => runtime.block_on(close),
+                    return Err(db(e));
                 }
             }
-            // Dropping a runtime blocks, which is refused inside an async context.
-            runtime.shutdown_background();
+        }
+    }
+
+    /// A free connection, a new one if fewer than the limit are open, or the next one
+    /// given back within [`ACQUIRE_TIMEOUT`].
+    fn checkout(&self, deadline: Instant) -> Result<Slot, StateError> {
+        let waited_until = (Instant::now() + ACQUIRE_TIMEOUT).min(deadline);
+        let mut conns = lock(&self.conns);
+        loop {
+            // Ones unused for long are closed; the oldest are at the front.
+            let stale = conns
+                .idle
+                .iter()
+                .take_while(|s| s.used.elapsed() > KEPT_IDLE)
+                .count();
+            if stale > 0 {
+                let stale: Vec<Slot> = conns.idle.drain(..stale).collect();
+                conns.open -= stale.len();
+                drop(conns);
+                stale.into_iter().for_each(Slot::close);
+                conns = lock(&self.conns);
+                continue;
+            }
+            if let Some(slot) = conns.idle.pop() {
+                return Ok(slot);
+            }
+            if conns.open < self.max_connections {
+                conns.open += 1;
+                drop(conns);
+                return Slot::open(&self.options, deadline).inspect_err(|_| {
+                    lock(&self.conns).open -= 1;
+                    self.freed.notify_one();
+                });
+            }
+            let left = waited_until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StateError::Unavailable(format!(
+                    "no free database connection within {ACQUIRE_TIMEOUT:?}"
+                )));
+            }
+            conns = self
+                .freed
+                .wait_timeout(conns, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    fn checkin(&self, mut slot: Slot) {
+        slot.used = Instant::now();
+        lock(&self.conns).idle.push(slot);
+        self.freed.notify_one();
+    }
+
+    /// Drops a connection that failed or is in an unknown state.
+    fn discard(&self, slot: Slot) {
+        lock(&self.conns).open -= 1;
+        self.freed.notify_one();
+        drop(slot);
+    }
+
+    /// Closes the free connections (one in a call is dropped when it ends, as the store is
+    /// then gone).
+    fn shutdown(&mut self) {
+        let idle = std::mem::take(&mut lock(&self.conns).idle);
+        if !idle.is_empty() {
+            self.blocking(|| idle.into_iter().for_each(Slot::close));
         }
     }
 }
@@ -412,52 +429,54 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Applies the migrations this database lacks, in one transaction, under a lock so that two
 /// nodes starting at once do not both migrate.
-async fn migrate(pool: &PgPool) -> Result<(), StateError> {
-    let mut tx = pool.begin().await.map_err(db)?;
+async fn migrate(c: &mut PgConnection) -> Result<Result<(), StateError>, sqlx::Error> {
+    let mut tx = c.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
         .bind(LOCK_CLASS)
         .bind(LOCK_MIGRATE)
         .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
     sqlx::Executor::execute(
         &mut *tx,
         "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
     )
-    .await
-    .map_err(db)?;
+    .await?;
     let found: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_version")
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
     let found = match found {
-        Some(v) => usize::try_from(v)
-            .map_err(|_| StateError::Database(format!("schema version {v} is not one")))?,
+        Some(v) => match usize::try_from(v) {
+            Ok(v) => v,
+            Err(_) => {
+                return Ok(Err(StateError::Database(format!(
+                    "schema version {v} is not one"
+                ))));
+            }
+        },
         None => {
             sqlx::query("INSERT INTO schema_version (version) VALUES (0)")
                 .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+                .await?;
             0
         }
     };
-    schema::check_version(found)?;
+    if let Err(e) = schema::check_version(found) {
+        return Ok(Err(e));
+    }
     for (i, sql) in schema::migrations(Dialect::Postgres)
         .iter()
         .enumerate()
         .skip(found)
     {
         // A plain string runs as a simple query, which may hold several statements.
-        sqlx::Executor::execute(&mut *tx, sql.as_str())
-            .await
-            .map_err(db)?;
+        sqlx::Executor::execute(&mut *tx, sql.as_str()).await?;
         sqlx::query("UPDATE schema_version SET version = $1")
             .bind((i + 1) as i64)
             .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .await?;
     }
-    tx.commit().await.map_err(db)
+    tx.commit().await?;
+    Ok(Ok(()))
 }
 
 /// Serialises the multi-statement writes of one device across connections and nodes.
