@@ -778,13 +778,35 @@ impl Bench {
         let log = std::fs::read(pg.log_path())?;
         set("-1")?;
         let log = String::from_utf8_lossy(&log[from as usize..]);
-        println!(
-            "  pg-trace: {} no-change Syncs in {:.2} ms (logging slows them), statements:",
-            self.args.pg_trace,
-            ms(wall)
-        );
+        // "duration: 0.019 ms  execute sqlx_s_2: SELECT …": one line per protocol step
+        // (parse, bind, execute); a statement is its execute.
+        let (mut server_ms, mut statements) = (0.0, Vec::new());
         for line in log.lines() {
-            println!("    {line}");
+            let Some((_, rest)) = line.split_once("duration: ") else {
+                continue;
+            };
+            let Some((d, step)) = rest.split_once(" ms  ") else {
+                continue;
+            };
+            server_ms += d.parse::<f64>().unwrap_or(0.0);
+            if let Some(sql) = step.strip_prefix("execute ") {
+                let sql = sql.split_once(": ").map_or(sql, |(_, s)| s);
+                statements.push(sql.chars().take(90).collect::<String>());
+            }
+        }
+        let n = self.args.pg_trace;
+        println!(
+            "  pg-trace: {n} no-change Syncs in {:.2} ms (logging slows them): {} statements \
+             ({:.1} a Sync), server time {:.3} ms a Sync (parse + bind + execute); the last \
+             Sync's:",
+            ms(wall),
+            statements.len(),
+            statements.len() as f64 / n as f64,
+            server_ms / n as f64
+        );
+        let per = statements.len() / n.max(1);
+        for sql in &statements[statements.len() - per..] {
+            println!("    {sql}");
         }
         Ok(())
     }
