@@ -1,17 +1,20 @@
-//! The shared [`StateStore`]: PostgreSQL through `sqlx`'s pool, for several gateway nodes on
-//! one database (`state.url = "postgres://…"`).
+//! The shared [`StateStore`]: PostgreSQL through `sqlx`, for several gateway nodes on one
+//! database (`state.url = "postgres://…"`).
 //!
-//! Owns the pool, the translation of each store call into statements, and what a call does
-//! when the database is away. Knows nothing of EAS beyond the trait; the schema is
-//! [`schema`]'s, the same list SQLite applies, versioned in the one-row table
+//! Owns the store's connections, the translation of each store call into statements, and
+//! what a call does when the database is away. Knows nothing of EAS beyond the trait; the
+//! schema is [`schema`]'s, the same list SQLite applies, versioned in the one-row table
 //! `schema_version`.
 //!
 //! **Sync calls on an async driver.** The trait is synchronous (the SQLite store answers in
-//! microseconds), the driver async. The store owns a small runtime of its own that runs the
-//! pool's connections; a call blocks its thread on that runtime (`block_in_place` on a
-//! multi-threaded runtime, so the worker's other requests go on meanwhile; a scoped thread on
-//! a current-thread runtime; directly on a plain thread such as the CLI's). Keeping the pool
-//! on its own runtime makes it independent of whichever runtime, or none, the caller has.
+//! microseconds), the driver async. Each connection lives on a current-thread runtime of its
+//! own, and a call drives that runtime on the calling thread (`block_in_place` first on a
+//! multi-threaded runtime, so the worker's other requests go on meanwhile; a scoped thread
+//! on a current-thread runtime; directly on a plain thread such as the CLI's): the
+//! database's answer wakes the caller itself. The store keeps its connections (up to
+//! [`MAX_CONNECTIONS`]) rather than using sqlx's pool, which pings every connection given
+//! back to it. Both cost a no-change Sync about half its time (docs/benchmarks.md, "State in
+//! PostgreSQL against SQLite").
 //!
 //! **Concurrency between nodes.** Two nodes may run requests of the same device at once (a
 //! phone's Ping on one, its Sync on another after a failover). Every multi-statement write
@@ -21,16 +24,16 @@
 //! a global advisory lock so their sequence numbers become visible in order (a poller that
 //! saw number 10 never later finds a 9 committed behind it).
 //!
-//! **The database away.** Connection failures, a pool with no connection in time and the
-//! server's shutdown and start-up errors become [`StateError::Unavailable`], which requests
-//! answer with HTTP 503 and Retry-After. A call that met a dead pooled connection (the
-//! server restarted since it was opened) is tried again on another one (the dead one is
-//! closed); such an error means the statement never reached a live server, except when the
-//! server died in the very moment it committed, where the retry can repeat a write (a key
-//! counter bumped twice, which is harmless; a ClientId claim found "in progress", which makes
-//! the phone retry after the claim expires, never a second send). After a failure
-//! the store answers "unavailable" at once for [`FAIL_FAST`] instead of making every request
-//! wait for the pool's timeout; then the next call tries again, so service resumes by itself.
+//! **The database away.** Connection failures, no free connection in time and the server's
+//! shutdown and start-up errors become [`StateError::Unavailable`], which requests answer
+//! with HTTP 503 and Retry-After. A call that met a dead kept connection (the server
+//! restarted since it was opened) is tried again on another one (the dead one is dropped);
+//! such an error means the statement never reached a live server, except when the server
+//! died in the very moment it committed, where the retry can repeat a write (a key counter
+//! bumped twice, which is harmless; a ClientId claim found "in progress", which makes the
+//! phone retry after the claim expires, never a second send). After a failure the store
+//! answers "unavailable" at once for [`FAIL_FAST`] instead of making every request wait for
+//! a connection's timeout; then the next call tries again, so service resumes by itself.
 
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -199,7 +202,7 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
-/// A dead pooled connection: the call never reached the server, so running it again on a
+/// A dead kept connection: the call never reached the server, so running it again on a
 /// fresh connection is safe.
 fn is_dead_connection(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Io(_))
@@ -241,7 +244,7 @@ impl PgStore {
         Self::open_with(url, MAX_CONNECTIONS)
     }
 
-    /// [`PgStore::open`] with another pool size.
+    /// [`PgStore::open`] with another connection limit.
     pub fn open_with(url: &str, max_connections: u32) -> Result<PgStore, StateError> {
         let options: PgConnectOptions = url
             .parse()
