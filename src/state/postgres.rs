@@ -160,6 +160,25 @@ impl Slot {
     }
 }
 
+/// A connection out of the store for a call: discarded when dropped, unless given back.
+struct Lent<'a>(&'a PgStore, Option<Slot>);
+
+impl Lent<'_> {
+    fn give_back(mut self) {
+        if let Some(slot) = self.1.take() {
+            self.0.checkin(slot);
+        }
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.1.take() {
+            self.0.discard(slot);
+        }
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         drop(self.conn.take());
@@ -320,19 +339,19 @@ impl PgStore {
         let tries = self.max_connections + 1;
         let mut tried = 1;
         loop {
-            let mut slot = self.checkout(deadline)?;
+            // Dropped unless given back: a connection in an unknown state (a timeout, an
+            // error, a panic) is never used again.
+            let mut lent = Lent(self, Some(self.checkout(deadline)?));
+            let slot = lent.1.as_mut().expect("lent until given back");
             let left = deadline.saturating_duration_since(Instant::now());
             match slot.run(left, async |c| op(c).await) {
-                None => {
-                    self.discard(slot);
-                    return Err(timed_out());
-                }
+                None => return Err(timed_out()),
                 Some(Ok(v)) => {
-                    self.checkin(slot);
+                    lent.give_back();
                     return Ok(v);
                 }
                 Some(Err(e)) if is_dead_connection(&e) => {
-                    self.discard(slot);
+                    drop(lent);
                     if tried >= tries {
                         return Err(db(e));
                     }
@@ -342,9 +361,8 @@ impl PgStore {
                     // Kept only if it still answers (a transaction the error left open is
                     // rolled back on the way, as sqlx queued that when it was dropped).
                     let ping = async |c: &mut PgConnection| c.ping().await;
-                    match slot.run(Duration::from_secs(1), ping) {
-                        Some(Ok(())) => self.checkin(slot),
-                        _ => self.discard(slot),
+                    if let Some(Ok(())) = slot.run(Duration::from_secs(1), ping) {
+                        lent.give_back();
                     }
                     return Err(db(e));
                 }
