@@ -5,6 +5,8 @@
 //!
 //! `cargo bench --bench state_calls -- [--iterations N]`
 //!
+//! PostgreSQL is reached over loopback TCP, and also through its Unix socket.
+//!
 //! The calls are the ones a no-change Sync makes, in its order (see docs/benchmarks.md,
 //! "State in PostgreSQL against SQLite"), each timed alone, then the whole sequence.
 
@@ -176,6 +178,14 @@ fn main() -> Result<()> {
             ))?,
         ),
         ("PostgreSQL", state::open(&pg.fresh_database()?)?),
+        // The same server through its Unix socket (in the cluster's directory), as a
+        // gateway on the database's machine could reach it.
+        ("PostgreSQL, Unix socket", {
+            let url = pg.fresh_database()?;
+            let dir = pg.log_path();
+            let dir = dir.parent().ok_or("the cluster has no directory")?;
+            state::open(&format!("{url}?host={}", dir.display()))?
+        }),
     ];
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -195,13 +205,13 @@ fn main() -> Result<()> {
         let plain = measure(store.as_ref(), &fixture, iterations)?;
         rows.push((format!("{name}, plain thread"), plain));
     }
-    print!("{:<28}", "");
+    print!("{:<40}", "");
     for (call, _) in CALLS {
         print!(" | {call}");
     }
     println!(" | the sequence");
     for (name, row) in rows {
-        print!("{name:<28}");
+        print!("{name:<40}");
         for v in row {
             print!(" | {v:.0}");
         }

@@ -85,6 +85,7 @@ struct Args {
     probe: bool,
     read_ahead: bool,
     postgres: bool,
+    pg_socket: bool,
     pg_trace: usize,
 }
 
@@ -98,6 +99,7 @@ usage: cargo bench --bench sync_load -- [initial] [idle] [memory] [search] [opti
                         = false)
   --postgres            state in a private PostgreSQL cluster (eas_testbed::Postgres, on
                         loopback) instead of SQLite in a temporary directory
+  --pg-socket           with --postgres: reach it through its Unix socket, not loopback TCP
   --pg-trace N          idle, with --postgres: after the timed Syncs, N more with every
                         statement logged with its duration, and that log printed
   --idle-sizes A,B,..   idle: mailbox sizes (1000,10000)
@@ -130,6 +132,7 @@ impl Args {
             probe: false,
             read_ahead: true,
             postgres: false,
+            pg_socket: false,
             pg_trace: 0,
         };
         let mut it = std::env::args().skip(1);
@@ -146,6 +149,7 @@ impl Args {
                 "--probe" => args.probe = true,
                 "--no-read-ahead" => args.read_ahead = false,
                 "--postgres" => args.postgres = true,
+                "--pg-socket" => args.pg_socket = true,
                 "--pg-trace" => args.pg_trace = value()?.parse()?,
                 "--search-sizes" => {
                     args.search_sizes = value()?
@@ -1118,6 +1122,12 @@ fn main() -> Result<()> {
             None
         };
         let state_url = match &postgres {
+            Some(pg) if args.pg_socket => {
+                // The socket is in the cluster's directory, next to its log.
+                let log = pg.log_path();
+                let dir = log.parent().ok_or("the cluster has no directory")?;
+                Some(format!("{}?host={}", pg.fresh_database()?, dir.display()))
+            }
             Some(pg) => Some(pg.fresh_database()?),
             None => None,
         };
@@ -1128,7 +1138,10 @@ fn main() -> Result<()> {
             gateway,
             args: args.clone(),
             devices: 0,
-            postgres: postgres.zip(state_url.and_then(|u| u.rsplit('/').next().map(str::to_owned))),
+            postgres: postgres.zip(state_url.and_then(|u| {
+                let path = u.split('?').next()?;
+                path.rsplit('/').next().map(str::to_owned)
+            })),
         };
         if args.initial {
             bench.initial().await?;
