@@ -85,6 +85,8 @@ struct Args {
     probe: bool,
     read_ahead: bool,
     postgres: bool,
+    pg_socket: bool,
+    pg_trace: usize,
 }
 
 const USAGE: &str = "\
@@ -97,6 +99,9 @@ usage: cargo bench --bench sync_load -- [initial] [idle] [memory] [search] [opti
                         = false)
   --postgres            state in a private PostgreSQL cluster (eas_testbed::Postgres, on
                         loopback) instead of SQLite in a temporary directory
+  --pg-socket           with --postgres: reach it through its Unix socket, not loopback TCP
+  --pg-trace N          idle, with --postgres: after the timed Syncs, N more with every
+                        statement logged with its duration, and that log printed
   --idle-sizes A,B,..   idle: mailbox sizes (1000,10000)
   --iterations N        idle: no-change Syncs per size (500)
   --setup-window N      idle: WindowSize of the one-off full sync before measuring (512)
@@ -127,6 +132,8 @@ impl Args {
             probe: false,
             read_ahead: true,
             postgres: false,
+            pg_socket: false,
+            pg_trace: 0,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -142,6 +149,8 @@ impl Args {
                 "--probe" => args.probe = true,
                 "--no-read-ahead" => args.read_ahead = false,
                 "--postgres" => args.postgres = true,
+                "--pg-socket" => args.pg_socket = true,
+                "--pg-trace" => args.pg_trace = value()?.parse()?,
                 "--search-sizes" => {
                     args.search_sizes = value()?
                         .split(',')
@@ -567,6 +576,9 @@ struct Bench {
     gateway: Gateway,
     args: Args,
     devices: usize,
+    /// With --postgres: the cluster and the state database's name. After the gateway, so it
+    /// is dropped after it.
+    postgres: Option<(eas_testbed::Postgres, String)>,
 }
 
 impl Bench {
@@ -718,6 +730,9 @@ impl Bench {
                     times.push(took);
                 }
             }
+            if self.args.pg_trace > 0 {
+                self.pg_trace(&phone, &request).await?;
+            }
             let (floor, kept) = imap_floor(&self.dovecot.imap_config(), &user).await?;
             let [p50, p95, p99] = percentiles(&mut times);
             println!(
@@ -736,6 +751,66 @@ impl Bench {
                 ms(kept),
                 ms(snapshot_decode(n))
             );
+        }
+        Ok(())
+    }
+
+    /// Logs every statement of `--pg-trace` more no-change Syncs, with its duration, and
+    /// prints that log: which calls a Sync makes, and what the server spends on each.
+    async fn pg_trace(&self, phone: &Phone, request: &[u8]) -> Result<()> {
+        let Some((pg, db)) = &self.postgres else {
+            return Err("--pg-trace needs --postgres".into());
+        };
+        let set = |value: &str| -> Result<()> {
+            // ALTER SYSTEM refuses to run in a transaction block: one statement per psql.
+            pg.psql(
+                db,
+                &format!("ALTER SYSTEM SET log_min_duration_statement = {value}"),
+            )?;
+            pg.psql(db, "SELECT pg_reload_conf()")?;
+            // Backends read the reloaded file at their next command; give the signal time.
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(())
+        };
+        set("0")?;
+        let from = std::fs::metadata(pg.log_path())?.len();
+        let started = Instant::now();
+        for _ in 0..self.args.pg_trace {
+            timed_post(phone, "Sync", request.to_vec()).await?;
+        }
+        let wall = started.elapsed();
+        let log = std::fs::read(pg.log_path())?;
+        set("-1")?;
+        let log = String::from_utf8_lossy(&log[from as usize..]);
+        // "duration: 0.019 ms  execute sqlx_s_2: SELECT …": one line per protocol step
+        // (parse, bind, execute); a statement is its execute.
+        let (mut server_ms, mut statements) = (0.0, Vec::new());
+        for line in log.lines() {
+            let Some((_, rest)) = line.split_once("duration: ") else {
+                continue;
+            };
+            let Some((d, step)) = rest.split_once(" ms  ") else {
+                continue;
+            };
+            server_ms += d.parse::<f64>().unwrap_or(0.0);
+            if let Some(sql) = step.strip_prefix("execute ") {
+                let sql = sql.split_once(": ").map_or(sql, |(_, s)| s);
+                statements.push(sql.chars().take(90).collect::<String>());
+            }
+        }
+        let n = self.args.pg_trace;
+        println!(
+            "  pg-trace: {n} no-change Syncs in {:.2} ms (logging slows them): {} statements \
+             ({:.1} a Sync), server time {:.3} ms a Sync (parse + bind + execute); the last \
+             Sync's:",
+            ms(wall),
+            statements.len(),
+            statements.len() as f64 / n as f64,
+            server_ms / n as f64
+        );
+        let per = statements.len() / n.max(1);
+        for sql in &statements[statements.len() - per..] {
+            println!("    {sql}");
         }
         Ok(())
     }
@@ -1040,22 +1115,33 @@ fn main() -> Result<()> {
             ..Default::default()
         };
         let dovecot = Dovecot::start_tuned(&[], &tuning)?;
-        // Kept alive for the whole run (dropped after the gateway, at the end of `main`).
+        // Kept alive for the whole run (in `bench`, dropped after the gateway).
         let postgres = if args.postgres {
             Some(eas_testbed::Postgres::start()?)
         } else {
             None
         };
         let state_url = match &postgres {
+            Some(pg) if args.pg_socket => {
+                // The socket is in the cluster's directory, next to its log.
+                let log = pg.log_path();
+                let dir = log.parent().ok_or("the cluster has no directory")?;
+                Some(format!("{}?host={}", pg.fresh_database()?, dir.display()))
+            }
             Some(pg) => Some(pg.fresh_database()?),
             None => None,
         };
-        let gateway = start_gateway(dovecot.imap_config(), args.read_ahead, state_url).await?;
+        let gateway =
+            start_gateway(dovecot.imap_config(), args.read_ahead, state_url.clone()).await?;
         let mut bench = Bench {
             dovecot,
             gateway,
             args: args.clone(),
             devices: 0,
+            postgres: postgres.zip(state_url.and_then(|u| {
+                let path = u.split('?').next()?;
+                path.rsplit('/').next().map(str::to_owned)
+            })),
         };
         if args.initial {
             bench.initial().await?;

@@ -577,3 +577,71 @@ fn a_database_that_is_not_there_is_unavailable() {
         StateError::UnsupportedUrl(_)
     ));
 }
+
+/// More calls at once than the store has connections: each waits for one given back, none
+/// fails, and the database never sees more connections than the limit. A call that fails
+/// (here a constraint the statement breaks) leaves the store as usable as before.
+#[test]
+fn postgres_calls_share_the_connection_limit() {
+    let pg = Postgres::shared();
+    let url = pg.fresh_database().unwrap();
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let store = PgStore::open_with(&url, 2).unwrap();
+    let key = |i: usize| DeviceKey {
+        user: "limit@example.com".into(),
+        device_id: format!("D{i}"),
+    };
+    let barrier = Barrier::new(8);
+    let most = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (store, barrier, most, name) = (&store, &barrier, &most, &name);
+            s.spawn(move || {
+                barrier.wait();
+                for n in 0..40u32 {
+                    let value = format!("{t}-{n}").into_bytes();
+                    store.put_memo(&key(t), "m", &value).unwrap();
+                    assert_eq!(store.memo(&key(t), "m").unwrap(), Some(value));
+                    if t == 0 && n % 10 == 0 {
+                        let open: usize = pg
+                            .psql(
+                                name,
+                                &format!(
+                                    "SELECT count(*) FROM pg_stat_activity \
+                                     WHERE application_name = 'eas-gateway' AND datname = '{name}'"
+                                ),
+                            )
+                            .unwrap()
+                            .parse()
+                            .unwrap();
+                        most.fetch_max(open, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert!(
+        most.load(std::sync::atomic::Ordering::Relaxed) <= 2,
+        "more connections than the limit"
+    );
+    // A write the database refuses (a check constraint added behind the store's back; not a
+    // dead connection): the error comes back, and the next calls work.
+    let mut d = Device::new(key(0), "iPhone");
+    d.device_type = "x".repeat(10);
+    assert!(store.insert_device(&d).unwrap());
+    pg.psql(
+        &name,
+        "ALTER TABLE devices ADD CONSTRAINT short_model CHECK (length(model) < 5)",
+    )
+    .unwrap();
+    let mut long = store.device(&key(0)).unwrap().unwrap();
+    long.info.model = Some("a model name too long".into());
+    let err = store
+        .update_device(&long)
+        .expect_err("the check let it pass");
+    assert!(!err.is_unavailable(), "{err}");
+    for t in 0..8 {
+        assert!(store.memo(&key(t), "m").unwrap().is_some());
+    }
+    assert_eq!(store.device(&key(0)).unwrap().unwrap().info.model, None);
+}

@@ -1,17 +1,20 @@
-//! The shared [`StateStore`]: PostgreSQL through `sqlx`'s pool, for several gateway nodes on
-//! one database (`state.url = "postgres://…"`).
+//! The shared [`StateStore`]: PostgreSQL through `sqlx`, for several gateway nodes on one
+//! database (`state.url = "postgres://…"`).
 //!
-//! Owns the pool, the translation of each store call into statements, and what a call does
-//! when the database is away. Knows nothing of EAS beyond the trait; the schema is
-//! [`schema`]'s, the same list SQLite applies, versioned in the one-row table
+//! Owns the store's connections, the translation of each store call into statements, and
+//! what a call does when the database is away. Knows nothing of EAS beyond the trait; the
+//! schema is [`schema`]'s, the same list SQLite applies, versioned in the one-row table
 //! `schema_version`.
 //!
 //! **Sync calls on an async driver.** The trait is synchronous (the SQLite store answers in
-//! microseconds), the driver async. The store owns a small runtime of its own that runs the
-//! pool's connections; a call blocks its thread on that runtime (`block_in_place` on a
-//! multi-threaded runtime, so the worker's other requests go on meanwhile; a scoped thread on
-//! a current-thread runtime; directly on a plain thread such as the CLI's). Keeping the pool
-//! on its own runtime makes it independent of whichever runtime, or none, the caller has.
+//! microseconds), the driver async. Each connection lives on a current-thread runtime of its
+//! own, and a call drives that runtime on the calling thread (`block_in_place` first on a
+//! multi-threaded runtime, so the worker's other requests go on meanwhile; a scoped thread
+//! on a current-thread runtime; directly on a plain thread such as the CLI's): the
+//! database's answer wakes the caller itself. The store keeps its connections (up to
+//! [`MAX_CONNECTIONS`]) rather than using sqlx's pool, which pings every connection given
+//! back to it. Both cost a no-change Sync about half its time (docs/benchmarks.md, "State in
+//! PostgreSQL against SQLite").
 //!
 //! **Concurrency between nodes.** Two nodes may run requests of the same device at once (a
 //! phone's Ping on one, its Sync on another after a failover). Every multi-statement write
@@ -21,23 +24,22 @@
 //! a global advisory lock so their sequence numbers become visible in order (a poller that
 //! saw number 10 never later finds a 9 committed behind it).
 //!
-//! **The database away.** Connection failures, a pool with no connection in time and the
-//! server's shutdown and start-up errors become [`StateError::Unavailable`], which requests
-//! answer with HTTP 503 and Retry-After. A call that met a dead pooled connection (the
-//! server restarted since it was opened) is tried again on another one (the dead one is
-//! closed); such an error means the statement never reached a live server, except when the
-//! server died in the very moment it committed, where the retry can repeat a write (a key
-//! counter bumped twice, which is harmless; a ClientId claim found "in progress", which makes
-//! the phone retry after the claim expires, never a second send). After a failure
-//! the store answers "unavailable" at once for [`FAIL_FAST`] instead of making every request
-//! wait for the pool's timeout; then the next call tries again, so service resumes by itself.
+//! **The database away.** Connection failures, no free connection in time and the server's
+//! shutdown and start-up errors become [`StateError::Unavailable`], which requests answer
+//! with HTTP 503 and Retry-After. A call that met a dead kept connection (the server
+//! restarted since it was opened) is tried again on another one (the dead one is dropped);
+//! such an error means the statement never reached a live server, except when the server
+//! died in the very moment it committed, where the retry can repeat a write (a key counter
+//! bumped twice, which is harmless; a ClientId claim found "in progress", which makes the
+//! phone retry after the claim expires, never a second send). After a failure the store
+//! answers "unavailable" at once for [`FAIL_FAST`] instead of making every request wait for
+//! a connection's timeout; then the next call tries again, so service resumes by itself.
 
-use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Row, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
+use sqlx::{Connection, Row, Transaction};
 
 use super::schema::{self, DEVICE_TABLES, Dialect};
 use super::{
@@ -58,15 +60,15 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// After the database was found away, calls within this time fail at once.
 pub const FAIL_FAST: Duration = Duration::from_millis(500);
-/// How long opening the store waits for the database at start.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// First key of the two-key advisory locks this store takes (`'easg'`); the second says which.
 const LOCK_CLASS: i32 = 0x6561_7367;
 const LOCK_MIGRATE: i32 = 1;
 const LOCK_ADMIN_CHANGES: i32 = 2;
 
-type Tx = Transaction<'static, sqlx::Postgres>;
+type Tx<'c> = Transaction<'c, sqlx::Postgres>;
+/// A free connection unused for this long is closed.
+const KEPT_IDLE: Duration = Duration::from_secs(600);
 
 /// The database's clock in Unix seconds: what dates the nodes' heartbeats and waits, so the
 /// nodes' own clocks need not agree.
@@ -74,12 +76,117 @@ const DB_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()))::BIGINT";
 
 /// PostgreSQL-backed state.
 pub struct PgStore {
-    /// `None` only while dropping (the pool is closed inside its runtime).
-    pool: Option<PgPool>,
-    /// The runtime the pool's connections live on. `None` only while dropping.
-    runtime: Option<tokio::runtime::Runtime>,
+    options: PgConnectOptions,
+    max_connections: usize,
+    /// The connections, with how many are open (idle or in a call).
+    conns: Mutex<Conns>,
+    /// Signalled when a connection becomes free or one fewer is open.
+    freed: Condvar,
     /// When the database was last found away (see [`FAIL_FAST`]).
     down_since: Mutex<Option<Instant>>,
+}
+
+#[derive(Default)]
+struct Conns {
+    /// Free connections, most recently used last.
+    idle: Vec<Slot>,
+    /// Idle, in a call, or being opened.
+    open: usize,
+}
+
+/// One connection and the current-thread runtime its socket is registered with. A call
+/// drives that runtime itself (`block_on` on the calling thread), so the database's answer
+/// wakes the caller directly: one thread wake-up per round trip, where a shared runtime of
+/// the store's took two (its I/O thread, then the caller), and a pool that pings every
+/// connection given back to it a second round trip per call.
+struct Slot {
+    /// `None` only while dropping (the connection goes before its runtime).
+    conn: Option<PgConnection>,
+    runtime: Option<tokio::runtime::Runtime>,
+    /// When it was last given back.
+    used: Instant,
+}
+
+impl Slot {
+    fn open(options: &PgConnectOptions, deadline: Instant) -> Result<Slot, StateError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StateError::Database(format!("starting a database runtime: {e}")))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Timers are made inside the future: only there is this runtime current.
+        let conn = runtime
+            .block_on(async {
+                tokio::time::timeout(
+                    left.min(ACQUIRE_TIMEOUT),
+                    PgConnection::connect_with(options),
+                )
+                .await
+            })
+            .map_err(|_| {
+                StateError::Unavailable(format!(
+                    "no connection to the database within {ACQUIRE_TIMEOUT:?}"
+                ))
+            })?
+            .map_err(db)?;
+        Ok(Slot {
+            conn: Some(conn),
+            runtime: Some(runtime),
+            used: Instant::now(),
+        })
+    }
+
+    /// Runs `fut` made from the connection to completion, within `left`; None when it took
+    /// longer (the connection is then in an unknown state).
+    fn run<T, F>(&mut self, left: Duration, op: F) -> Option<T>
+    where
+        F: AsyncFnOnce(&mut PgConnection) -> T,
+    {
+        let (Some(runtime), Some(conn)) = (&self.runtime, &mut self.conn) else {
+            unreachable!("a slot has both until dropped");
+        };
+        runtime
+            .block_on(async { tokio::time::timeout(left, op(conn)).await })
+            .ok()
+    }
+
+    /// Says goodbye to the server (no "connection reset" in its log), briefly.
+    fn close(mut self) {
+        if let (Some(conn), Some(runtime)) = (self.conn.take(), &self.runtime) {
+            let _ = runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(2), conn.close()).await
+            });
+        }
+    }
+}
+
+/// A connection out of the store for a call: discarded when dropped, unless given back.
+struct Lent<'a>(&'a PgStore, Option<Slot>);
+
+impl Lent<'_> {
+    fn give_back(mut self) {
+        if let Some(slot) = self.1.take() {
+            self.0.checkin(slot);
+        }
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.1.take() {
+            self.0.discard(slot);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        drop(self.conn.take());
+        if let Some(runtime) = self.runtime.take() {
+            // Dropping a runtime blocks, which is refused inside an async context.
+            runtime.shutdown_background();
+        }
+    }
 }
 
 fn db(e: sqlx::Error) -> StateError {
@@ -114,7 +221,7 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
-/// A dead pooled connection: the call never reached the server, so running it again on a
+/// A dead kept connection: the call never reached the server, so running it again on a
 /// fresh connection is safe.
 fn is_dead_connection(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Io(_))
@@ -156,7 +263,7 @@ impl PgStore {
         Self::open_with(url, MAX_CONNECTIONS)
     }
 
-    /// [`PgStore::open`] with another pool size.
+    /// [`PgStore::open`] with another connection limit.
     pub fn open_with(url: &str, max_connections: u32) -> Result<PgStore, StateError> {
         let options: PgConnectOptions = url
             .parse()
@@ -164,83 +271,41 @@ impl PgStore {
         // Prepared statements are cached per connection by sqlx; the application name shows
         // in pg_stat_activity, so an operator sees which connections are the gateway's.
         let options = options.application_name("eas-gateway");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("eas-state-pg")
-            .enable_all()
-            .build()
-            .map_err(|e| StateError::Database(format!("starting the database runtime: {e}")))?;
-        // The pool spawns its upkeep tasks where it is made: on its own runtime.
-        let entered = runtime.enter();
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .min_connections(0)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .idle_timeout(Duration::from_secs(600))
-            // A ping before every call would double its round trips; a dead connection is
-            // instead met by the call, which then runs again on a fresh one (see `call`), and
-            // sqlx tests connections when they come back to the pool.
-            .test_before_acquire(false)
-            .connect_lazy_with(options);
-        drop(entered);
-        let mut store = PgStore {
-            pool: Some(pool),
-            runtime: Some(runtime),
+        let store = PgStore {
+            options,
+            max_connections: max_connections.max(1) as usize,
+            conns: Mutex::new(Conns::default()),
+            freed: Condvar::new(),
             down_since: Mutex::new(None),
         };
-        // Timers are made inside the future: only there is the store's runtime current.
-        let migrated =
-            store.run(async { tokio::time::timeout(OPEN_TIMEOUT, migrate(store.pool())).await });
-        match migrated {
+        match store.call(async |c| migrate(c).await) {
             Ok(Ok(())) => Ok(store),
-            Ok(Err(e)) => {
-                store.shutdown();
-                Err(e)
-            }
-            Err(_) => {
-                store.shutdown();
-                Err(StateError::Unavailable(format!(
-                    "no answer from the database within {OPEN_TIMEOUT:?}"
-                )))
-            }
+            Ok(Err(e)) | Err(e) => Err(e),
         }
     }
 
-    fn pool(&self) -> &PgPool {
-        self.pool.as_ref().expect("the pool lives until drop")
-    }
-
-    /// Runs `fut` to completion on the store's runtime, from whatever thread calls.
-    fn run<T: Send>(&self, fut: impl Future<Output = T> + Send) -> T {
-        let handle = self
-            .runtime
-            .as_ref()
-            .expect("the runtime lives until drop")
-            .handle();
+    /// Runs `f` where it may block: off the async worker (`block_in_place`, so the worker's
+    /// other requests go on meanwhile), on a thread of our own from a current-thread runtime
+    /// (which cannot block in place, and inside which no runtime may be driven), or right
+    /// here on a plain thread such as the CLI's.
+    fn blocking<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            // A worker of the gateway's runtime: hand its other tasks to another thread while
-            // this one waits for the database.
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-                tokio::task::block_in_place(|| handle.block_on(fut))
-            }
-            // A current-thread runtime (tests) cannot block in place, and no runtime may be
-            // started from inside one: wait on a thread of our own.
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
             Ok(_) => std::thread::scope(|s| {
-                s.spawn(|| handle.block_on(fut))
+                s.spawn(f)
                     .join()
                     .unwrap_or_else(|p| std::panic::resume_unwind(p))
             }),
-            Err(_) => handle.block_on(fut),
+            Err(_) => f(),
         }
     }
 
-    /// One store call: `op` run on the pool (once more if it met a dead connection), bounded
-    /// by [`CALL_TIMEOUT`], its error sorted into unavailable or not.
-    fn call<T, F, Fut>(&self, op: F) -> Result<T, StateError>
+    /// One store call: `op` run on a connection (once more on another if it met a dead
+    /// one), bounded by [`CALL_TIMEOUT`], its error sorted into unavailable or not.
+    fn call<T, F>(&self, op: F) -> Result<T, StateError>
     where
         T: Send,
-        F: Fn(PgPool) -> Fut + Sync,
-        Fut: Future<Output = Result<T, sqlx::Error>> + Send,
+        F: AsyncFn(&mut PgConnection) -> Result<T, sqlx::Error> + Sync,
     {
         {
             let down = lock(&self.down_since);
@@ -250,25 +315,7 @@ impl PgStore {
                 ));
             }
         }
-        let pool = self.pool().clone();
-        // After a restart of the server every idle pooled connection is dead, and each is
-        // found out only by using it (and then closed): go on until a live one answers.
-        let tries = pool.options().get_max_connections() + 1;
-        let attempt = async {
-            let mut tried = 1;
-            loop {
-                match op(pool.clone()).await {
-                    Err(e) if is_dead_connection(&e) && tried < tries => tried += 1,
-                    other => break other,
-                }
-            }
-        };
-        let result = match self.run(async { tokio::time::timeout(CALL_TIMEOUT, attempt).await }) {
-            Ok(result) => result.map_err(db),
-            Err(_) => Err(StateError::Unavailable(format!(
-                "no answer from the database within {CALL_TIMEOUT:?}"
-            ))),
-        };
+        let result = self.blocking(|| self.attempt(&op));
         let mut down = lock(&self.down_since);
         match &result {
             Err(StateError::Unavailable(_)) => *down = Some(Instant::now()),
@@ -277,29 +324,116 @@ impl PgStore {
         result
     }
 
-    fn shutdown(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            if let Some(pool) = self.pool.take() {
-                // Closing says goodbye to the server (no "connection reset" in its log); bounded,
-                // as the server may be the reason we are closing.
-                let close = async move {
-                    // (Made here, not outside the future, for the runtime's timer.)
-                    let _ = tokio::time::timeout(Duration::from_secs(2), pool.close()).await;
-                };
-                match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-                    Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-                        tokio::task::block_in_place(|| runtime.block_on(close))
+    fn attempt<T, F>(&self, op: &F) -> Result<T, StateError>
+    where
+        F: AsyncFn(&mut PgConnection) -> Result<T, sqlx::Error>,
+    {
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        let timed_out = || {
+            StateError::Unavailable(format!(
+                "no answer from the database within {CALL_TIMEOUT:?}"
+            ))
+        };
+        // After a restart of the server every idle connection is dead, and each is found
+        // out only by using it: go on until a live one answers.
+        let tries = self.max_connections + 1;
+        let mut tried = 1;
+        loop {
+            // Dropped unless given back: a connection in an unknown state (a timeout, an
+            // error, a panic) is never used again.
+            let mut lent = Lent(self, Some(self.checkout(deadline)?));
+            let slot = lent.1.as_mut().expect("lent until given back");
+            let left = deadline.saturating_duration_since(Instant::now());
+            match slot.run(left, async |c| op(c).await) {
+                None => return Err(timed_out()),
+                Some(Ok(v)) => {
+                    lent.give_back();
+                    return Ok(v);
+                }
+                Some(Err(e)) if is_dead_connection(&e) => {
+                    drop(lent);
+                    if tried >= tries {
+                        return Err(db(e));
                     }
-                    Ok(_) => {
-                        std::thread::scope(|s| {
-                            s.spawn(|| runtime.block_on(close));
-                        });
+                    tried += 1;
+                }
+                Some(Err(e)) => {
+                    // Kept only if it still answers (a transaction the error left open is
+                    // rolled back on the way, as sqlx queued that when it was dropped).
+                    let ping = async |c: &mut PgConnection| c.ping().await;
+                    if let Some(Ok(())) = slot.run(Duration::from_secs(1), ping) {
+                        lent.give_back();
                     }
-                    Err(_) => runtime.block_on(close),
+                    return Err(db(e));
                 }
             }
-            // Dropping a runtime blocks, which is refused inside an async context.
-            runtime.shutdown_background();
+        }
+    }
+
+    /// A free connection, a new one if fewer than the limit are open, or the next one
+    /// given back within [`ACQUIRE_TIMEOUT`].
+    fn checkout(&self, deadline: Instant) -> Result<Slot, StateError> {
+        let waited_until = (Instant::now() + ACQUIRE_TIMEOUT).min(deadline);
+        let mut conns = lock(&self.conns);
+        loop {
+            // Ones unused for long are closed; the oldest are at the front.
+            let stale = conns
+                .idle
+                .iter()
+                .take_while(|s| s.used.elapsed() > KEPT_IDLE)
+                .count();
+            if stale > 0 {
+                let stale: Vec<Slot> = conns.idle.drain(..stale).collect();
+                conns.open -= stale.len();
+                drop(conns);
+                stale.into_iter().for_each(Slot::close);
+                conns = lock(&self.conns);
+                continue;
+            }
+            if let Some(slot) = conns.idle.pop() {
+                return Ok(slot);
+            }
+            if conns.open < self.max_connections {
+                conns.open += 1;
+                drop(conns);
+                return Slot::open(&self.options, deadline).inspect_err(|_| {
+                    lock(&self.conns).open -= 1;
+                    self.freed.notify_one();
+                });
+            }
+            let left = waited_until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StateError::Unavailable(format!(
+                    "no free database connection within {ACQUIRE_TIMEOUT:?}"
+                )));
+            }
+            conns = self
+                .freed
+                .wait_timeout(conns, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    fn checkin(&self, mut slot: Slot) {
+        slot.used = Instant::now();
+        lock(&self.conns).idle.push(slot);
+        self.freed.notify_one();
+    }
+
+    /// Drops a connection that failed or is in an unknown state.
+    fn discard(&self, slot: Slot) {
+        lock(&self.conns).open -= 1;
+        self.freed.notify_one();
+        drop(slot);
+    }
+
+    /// Closes the free connections (one in a call is dropped when it ends, as the store is
+    /// then gone).
+    fn shutdown(&mut self) {
+        let idle = std::mem::take(&mut lock(&self.conns).idle);
+        if !idle.is_empty() {
+            self.blocking(|| idle.into_iter().for_each(Slot::close));
         }
     }
 }
@@ -316,56 +450,58 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Applies the migrations this database lacks, in one transaction, under a lock so that two
 /// nodes starting at once do not both migrate.
-async fn migrate(pool: &PgPool) -> Result<(), StateError> {
-    let mut tx = pool.begin().await.map_err(db)?;
+async fn migrate(c: &mut PgConnection) -> Result<Result<(), StateError>, sqlx::Error> {
+    let mut tx = c.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
         .bind(LOCK_CLASS)
         .bind(LOCK_MIGRATE)
         .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
     sqlx::Executor::execute(
         &mut *tx,
         "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
     )
-    .await
-    .map_err(db)?;
+    .await?;
     let found: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_version")
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await?;
     let found = match found {
-        Some(v) => usize::try_from(v)
-            .map_err(|_| StateError::Database(format!("schema version {v} is not one")))?,
+        Some(v) => match usize::try_from(v) {
+            Ok(v) => v,
+            Err(_) => {
+                return Ok(Err(StateError::Database(format!(
+                    "schema version {v} is not one"
+                ))));
+            }
+        },
         None => {
             sqlx::query("INSERT INTO schema_version (version) VALUES (0)")
                 .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+                .await?;
             0
         }
     };
-    schema::check_version(found)?;
+    if let Err(e) = schema::check_version(found) {
+        return Ok(Err(e));
+    }
     for (i, sql) in schema::migrations(Dialect::Postgres)
         .iter()
         .enumerate()
         .skip(found)
     {
         // A plain string runs as a simple query, which may hold several statements.
-        sqlx::Executor::execute(&mut *tx, sql.as_str())
-            .await
-            .map_err(db)?;
+        sqlx::Executor::execute(&mut *tx, sql.as_str()).await?;
         sqlx::query("UPDATE schema_version SET version = $1")
             .bind((i + 1) as i64)
             .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .await?;
     }
-    tx.commit().await.map_err(db)
+    tx.commit().await?;
+    Ok(Ok(()))
 }
 
 /// Serialises the multi-statement writes of one device across connections and nodes.
-async fn lock_device(tx: &mut Tx, key: &DeviceKey) -> Result<(), sqlx::Error> {
+async fn lock_device(tx: &mut Tx<'_>, key: &DeviceKey) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || E'\\n' || $2, 0))")
         .bind(&key.user)
         .bind(&key.device_id)
@@ -474,7 +610,7 @@ fn bind_device<'q>(
         .bind(&d.protocol_version)
 }
 
-async fn record_admin_change(tx: &mut Tx, key: &DeviceKey) -> Result<(), sqlx::Error> {
+async fn record_admin_change(tx: &mut Tx<'_>, key: &DeviceKey) -> Result<(), sqlx::Error> {
     // Held to the commit: numbers are handed out and become visible in the same order.
     sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
         .bind(LOCK_CLASS)
@@ -495,7 +631,7 @@ async fn record_admin_change(tx: &mut Tx, key: &DeviceKey) -> Result<(), sqlx::E
     Ok(())
 }
 
-async fn delete_device_in(tx: &mut Tx, key: &DeviceKey) -> Result<u64, sqlx::Error> {
+async fn delete_device_in(tx: &mut Tx<'_>, key: &DeviceKey) -> Result<u64, sqlx::Error> {
     lock_device(tx, key).await?;
     let mut n = 0;
     for table in DEVICE_TABLES {
@@ -512,7 +648,7 @@ async fn delete_device_in(tx: &mut Tx, key: &DeviceKey) -> Result<u64, sqlx::Err
 }
 
 async fn put_collection_in(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     key: &DeviceKey,
     folder: u32,
     sync_key: u32,
@@ -575,7 +711,7 @@ fn folder_from_row(r: &PgRow) -> Result<FolderEntry, sqlx::Error> {
 }
 
 async fn insert_hierarchy(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     key: &DeviceKey,
     sync_key: u32,
     folders: &[FolderEntry],
@@ -619,17 +755,14 @@ impl StateStore for PgStore {
     fn device(&self, key: &DeviceKey) -> Result<Option<Device>, StateError> {
         let sql =
             format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE \"user\" = $1 AND device_id = $2");
-        self.call(|pool| {
-            let sql = &sql;
-            async move {
-                sqlx::query(sql)
-                    .bind(&key.user)
-                    .bind(&key.device_id)
-                    .fetch_optional(&pool)
-                    .await?
-                    .map(|r| device_from_row(&r))
-                    .transpose()
-            }
+        self.call(async |c| {
+            sqlx::query(&sql)
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .fetch_optional(&mut *c)
+                .await?
+                .map(|r| device_from_row(&r))
+                .transpose()
         })
     }
 
@@ -639,17 +772,14 @@ impl StateStore for PgStore {
              $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, 1) \
              ON CONFLICT (\"user\", device_id) DO NOTHING"
         );
-        self.call(|pool| {
-            let sql = &sql;
-            async move {
-                let r = bind_device(sqlx::query(sql), d).execute(&pool).await?;
-                Ok(r.rows_affected() == 1)
-            }
+        self.call(async |c| {
+            let r = bind_device(sqlx::query(&sql), d).execute(&mut *c).await?;
+            Ok(r.rows_affected() == 1)
         })
     }
 
     fn update_device(&self, d: &Device) -> Result<bool, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             let r = bind_device(
                 sqlx::query(
                     "UPDATE devices SET device_type = $3, model = $4, imei = $5, \
@@ -663,7 +793,7 @@ impl StateStore for PgStore {
                 d,
             )
             .bind(d.version as i64)
-            .execute(&pool)
+            .execute(&mut *c)
             .await?;
             Ok(r.rows_affected() == 1)
         })
@@ -671,8 +801,8 @@ impl StateStore for PgStore {
 
     fn set_wipe(&self, key: &DeviceKey, wipe: WipeState) -> Result<bool, StateError> {
         let (kind, status) = wipe_to_row(wipe);
-        self.call(|pool| async move {
-            let mut tx = pool.begin().await?;
+        self.call(async |c| {
+            let mut tx = c.begin().await?;
             let n = sqlx::query(
                 "UPDATE devices SET wipe = $3, wipe_status = $4, version = version + 1 \
                  WHERE \"user\" = $1 AND device_id = $2",
@@ -698,23 +828,20 @@ impl StateStore for PgStore {
             "SELECT {DEVICE_COLUMNS} FROM devices WHERE $1::text IS NULL OR \"user\" = $1 \
              ORDER BY \"user\" COLLATE \"C\", device_id COLLATE \"C\""
         );
-        self.call(|pool| {
-            let sql = &sql;
-            async move {
-                sqlx::query(sql)
-                    .bind(user)
-                    .fetch_all(&pool)
-                    .await?
-                    .iter()
-                    .map(device_from_row)
-                    .collect()
-            }
+        self.call(async |c| {
+            sqlx::query(&sql)
+                .bind(user)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(device_from_row)
+                .collect()
         })
     }
 
     fn delete_device(&self, key: &DeviceKey) -> Result<bool, StateError> {
-        self.call(|pool| async move {
-            let mut tx = pool.begin().await?;
+        self.call(async |c| {
+            let mut tx = c.begin().await?;
             let n = delete_device_in(&mut tx, key).await?;
             tx.commit().await?;
             Ok(n > 0)
@@ -722,8 +849,8 @@ impl StateStore for PgStore {
     }
 
     fn remove_device(&self, key: &DeviceKey) -> Result<bool, StateError> {
-        self.call(|pool| async move {
-            let mut tx = pool.begin().await?;
+        self.call(async |c| {
+            let mut tx = c.begin().await?;
             let existed = delete_device_in(&mut tx, key).await? > 0;
             if existed {
                 record_admin_change(&mut tx, key).await?;
@@ -734,9 +861,9 @@ impl StateStore for PgStore {
     }
 
     fn admin_changes(&self, after: Option<u64>) -> Result<(u64, Vec<DeviceKey>), StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM admin_changes")
-                .fetch_one(&pool)
+                .fetch_one(&mut *c)
                 .await?;
             let newest = u64::try_from(newest).map_err(|_| decode_err("sequence", newest))?;
             let Some(after) = after else {
@@ -748,7 +875,7 @@ impl StateStore for PgStore {
             )
             .bind(after as i64)
             .bind(newest as i64)
-            .fetch_all(&pool)
+            .fetch_all(&mut *c)
             .await?
             .iter()
             .map(|r| {
@@ -763,7 +890,7 @@ impl StateStore for PgStore {
     }
 
     fn folder_id(&self, key: &DeviceKey, mailbox: &str) -> Result<u32, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             let select = "SELECT id FROM folder_ids \
                           WHERE \"user\" = $1 AND device_id = $2 AND mailbox = $3";
             // Most calls find the id: one statement, no lock.
@@ -771,12 +898,12 @@ impl StateStore for PgStore {
                 .bind(&key.user)
                 .bind(&key.device_id)
                 .bind(mailbox)
-                .fetch_optional(&pool)
+                .fetch_optional(&mut *c)
                 .await?;
             let id = match found {
                 Some(id) => id,
                 None => {
-                    let mut tx = pool.begin().await?;
+                    let mut tx = c.begin().await?;
                     lock_device(&mut tx, key).await?;
                     let again: Option<i64> = sqlx::query_scalar(select)
                         .bind(&key.user)
@@ -813,8 +940,8 @@ impl StateStore for PgStore {
         id: u32,
         mailbox: &str,
     ) -> Result<(), StateError> {
-        self.call(|pool| async move {
-            let mut tx = pool.begin().await?;
+        self.call(async |c| {
+            let mut tx = c.begin().await?;
             lock_device(&mut tx, key).await?;
             // Whatever held the new identity before (a folder deleted earlier) gives it up.
             sqlx::query(
@@ -846,7 +973,7 @@ impl StateStore for PgStore {
         key: &DeviceKey,
         sync_key: u32,
     ) -> Result<Option<Vec<FolderEntry>>, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             // The key row and the folders in one statement (one round trip): a key with no
             // folders gives one row of NULLs.
             let rows = sqlx::query(
@@ -858,7 +985,7 @@ impl StateStore for PgStore {
             .bind(&key.user)
             .bind(&key.device_id)
             .bind(i64::from(sync_key))
-            .fetch_all(&pool)
+            .fetch_all(&mut *c)
             .await?;
             if rows.is_empty() {
                 return Ok(None);
@@ -874,13 +1001,13 @@ impl StateStore for PgStore {
     }
 
     fn latest_hierarchy_key(&self, key: &DeviceKey) -> Result<Option<u32>, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             let k: Option<i64> = sqlx::query_scalar(
                 "SELECT MAX(sync_key) FROM hierarchy_keys WHERE \"user\" = $1 AND device_id = $2",
             )
             .bind(&key.user)
             .bind(&key.device_id)
-            .fetch_one(&pool)
+            .fetch_one(&mut *c)
             .await?;
             k.map(|k| u32::try_from(k).map_err(|_| decode_err("sync key", k)))
                 .transpose()
@@ -893,8 +1020,8 @@ impl StateStore for PgStore {
         sync_key: u32,
         folders: &[FolderEntry],
     ) -> Result<(), StateError> {
-        self.call(|pool| async move {
-            let mut tx = pool.begin().await?;
+        self.call(async |c| {
+            let mut tx = c.begin().await?;
             lock_device(&mut tx, key).await?;
             let keep_from = sync_key.saturating_sub(1);
             for table in ["hierarchy", "hierarchy_keys"] {
@@ -915,8 +1042,8 @@ impl StateStore for PgStore {
     }
 
     fn reset_hierarchy(&self, key: &DeviceKey) -> Result<(), StateError> {
-        self.call(|pool| async move {
-            let mut tx = pool.begin().await?;
+        self.call(async |c| {
+            let mut tx = c.begin().await?;
             lock_device(&mut tx, key).await?;
             for table in ["hierarchy", "hierarchy_keys"] {
                 sqlx::query(&format!(
@@ -932,7 +1059,7 @@ impl StateStore for PgStore {
     }
 
     fn next_collection_key(&self, key: &DeviceKey, folder: u32) -> Result<u32, StateError> {
-        self.call(|pool| async move { next_key_in(&pool, key, folder).await })
+        self.call(async |c| next_key_in(&mut *c, key, folder).await)
     }
 
     fn collection_state(
@@ -941,7 +1068,7 @@ impl StateStore for PgStore {
         folder: u32,
         sync_key: u32,
     ) -> Result<Option<Vec<u8>>, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             sqlx::query_scalar(
                 "SELECT snapshot FROM collection_state \
                  WHERE \"user\" = $1 AND device_id = $2 AND folder = $3 AND sync_key = $4",
@@ -950,7 +1077,7 @@ impl StateStore for PgStore {
             .bind(&key.device_id)
             .bind(i64::from(folder))
             .bind(i64::from(sync_key))
-            .fetch_optional(&pool)
+            .fetch_optional(&mut *c)
             .await
         })
     }
@@ -963,8 +1090,8 @@ impl StateStore for PgStore {
         keep: Option<u32>,
         snapshot: &[u8],
     ) -> Result<(), StateError> {
-        self.call(|pool| async move {
-            let mut tx = pool.begin().await?;
+        self.call(async |c| {
+            let mut tx = c.begin().await?;
             lock_device(&mut tx, key).await?;
             put_collection_in(&mut tx, key, folder, sync_key, keep, snapshot).await?;
             tx.commit().await
@@ -978,8 +1105,8 @@ impl StateStore for PgStore {
         keep: Option<u32>,
         snapshot: &[u8],
     ) -> Result<u32, StateError> {
-        self.call(|pool| async move {
-            let mut tx = pool.begin().await?;
+        self.call(async |c| {
+            let mut tx = c.begin().await?;
             lock_device(&mut tx, key).await?;
             let sync_key = next_key_in(&mut *tx, key, folder).await?;
             put_collection_in(&mut tx, key, folder, sync_key, keep, snapshot).await?;
@@ -989,7 +1116,7 @@ impl StateStore for PgStore {
     }
 
     fn collection_keys(&self, key: &DeviceKey, folder: u32) -> Result<Vec<u32>, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             let keys: Vec<i64> = sqlx::query_scalar(
                 "SELECT sync_key FROM collection_state \
                  WHERE \"user\" = $1 AND device_id = $2 AND folder = $3 ORDER BY sync_key",
@@ -997,7 +1124,7 @@ impl StateStore for PgStore {
             .bind(&key.user)
             .bind(&key.device_id)
             .bind(i64::from(folder))
-            .fetch_all(&pool)
+            .fetch_all(&mut *c)
             .await?;
             keys.into_iter()
                 .map(|k| u32::try_from(k).map_err(|_| decode_err("sync key", k)))
@@ -1006,14 +1133,14 @@ impl StateStore for PgStore {
     }
 
     fn collection_key_times(&self, key: &DeviceKey) -> Result<Vec<(u32, u64)>, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             sqlx::query(
                 "SELECT folder, last_key_at FROM collection_keys \
                  WHERE \"user\" = $1 AND device_id = $2 ORDER BY folder",
             )
             .bind(&key.user)
             .bind(&key.device_id)
-            .fetch_all(&pool)
+            .fetch_all(&mut *c)
             .await?
             .iter()
             .map(|r| Ok((get_u32(r, 0)?, get_u64(r, 1)?)))
@@ -1028,7 +1155,7 @@ impl StateStore for PgStore {
         sync_key: u32,
         snapshot: &[u8],
     ) -> Result<(), StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             sqlx::query(
                 "UPDATE collection_state SET snapshot = $5 \
                  WHERE \"user\" = $1 AND device_id = $2 AND folder = $3 AND sync_key = $4",
@@ -1038,14 +1165,14 @@ impl StateStore for PgStore {
             .bind(i64::from(folder))
             .bind(i64::from(sync_key))
             .bind(snapshot)
-            .execute(&pool)
+            .execute(&mut *c)
             .await
             .map(|_| ())
         })
     }
 
     fn reset_collection(&self, key: &DeviceKey, folder: u32) -> Result<(), StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             sqlx::query(
                 "DELETE FROM collection_state WHERE \"user\" = $1 AND device_id = $2 \
                  AND folder = $3",
@@ -1053,14 +1180,14 @@ impl StateStore for PgStore {
             .bind(&key.user)
             .bind(&key.device_id)
             .bind(i64::from(folder))
-            .execute(&pool)
+            .execute(&mut *c)
             .await
             .map(|_| ())
         })
     }
 
     fn memo(&self, key: &DeviceKey, name: &str) -> Result<Option<Vec<u8>>, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             sqlx::query_scalar(
                 "SELECT value FROM device_memos \
                  WHERE \"user\" = $1 AND device_id = $2 AND name = $3",
@@ -1068,13 +1195,13 @@ impl StateStore for PgStore {
             .bind(&key.user)
             .bind(&key.device_id)
             .bind(name)
-            .fetch_optional(&pool)
+            .fetch_optional(&mut *c)
             .await
         })
     }
 
     fn put_memo(&self, key: &DeviceKey, name: &str, value: &[u8]) -> Result<(), StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             sqlx::query(
                 "INSERT INTO device_memos (\"user\", device_id, name, value, at) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (\"user\", device_id, name) \
@@ -1085,14 +1212,14 @@ impl StateStore for PgStore {
             .bind(name)
             .bind(value)
             .bind(super::unix_now() as i64)
-            .execute(&pool)
+            .execute(&mut *c)
             .await
             .map(|_| ())
         })
     }
 
     fn note_wait(&self, key: &DeviceKey, node: &str) -> Result<(), StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             sqlx::query(&format!(
                 "INSERT INTO waits (\"user\", device_id, node, at) VALUES ($1, $2, $3, {DB_NOW}) \
                  ON CONFLICT (\"user\", device_id) DO UPDATE SET node = EXCLUDED.node, at = EXCLUDED.at"
@@ -1100,7 +1227,7 @@ impl StateStore for PgStore {
             .bind(&key.user)
             .bind(&key.device_id)
             .bind(node)
-            .execute(&pool)
+            .execute(&mut *c)
             .await
             .map(|_| ())
         })
@@ -1111,9 +1238,9 @@ impl StateStore for PgStore {
         node: &str,
         since: Option<u64>,
     ) -> Result<(u64, Vec<DeviceKey>), StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             let now: i64 = sqlx::query_scalar(&format!("SELECT {DB_NOW}"))
-                .fetch_one(&pool)
+                .fetch_one(&mut *c)
                 .await?;
             let now = u64::try_from(now).map_err(|_| decode_err("time", now))?;
             let Some(since) = since else {
@@ -1124,7 +1251,7 @@ impl StateStore for PgStore {
                 sqlx::query("SELECT \"user\", device_id FROM waits WHERE at >= $1 AND node <> $2")
                     .bind(since.saturating_sub(1) as i64)
                     .bind(node)
-                    .fetch_all(&pool)
+                    .fetch_all(&mut *c)
                     .await?
                     .iter()
                     .map(|r| {
@@ -1139,11 +1266,11 @@ impl StateStore for PgStore {
     }
 
     fn expire_memos(&self, name: &str, written_before: u64) -> Result<usize, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             let n = sqlx::query("DELETE FROM device_memos WHERE name = $1 AND at < $2")
                 .bind(name)
                 .bind(written_before as i64)
-                .execute(&pool)
+                .execute(&mut *c)
                 .await?
                 .rows_affected();
             Ok(n as usize)
@@ -1158,8 +1285,8 @@ impl StateStore for PgStore {
         stale_after: u64,
         node: &str,
     ) -> Result<SendClaim, StateError> {
-        self.call(|pool| async move {
-            let mut tx = pool.begin().await?;
+        self.call(async |c| {
+            let mut tx = c.begin().await?;
             // Two nodes given the same retried SendMail decide one after the other.
             lock_device(&mut tx, key).await?;
             sqlx::query(
@@ -1226,7 +1353,7 @@ impl StateStore for PgStore {
         now: u64,
         node: &str,
     ) -> Result<bool, StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             let n = sqlx::query(
                 "UPDATE sent_client_ids SET state = 'committing', at = $4 \
                  WHERE \"user\" = $1 AND device_id = $2 AND client_id = $3 \
@@ -1237,7 +1364,7 @@ impl StateStore for PgStore {
             .bind(client_id)
             .bind(now as i64)
             .bind(node)
-            .execute(&pool)
+            .execute(&mut *c)
             .await?
             .rows_affected();
             Ok(n == 1)
@@ -1252,7 +1379,7 @@ impl StateStore for PgStore {
         now: u64,
         node: &str,
     ) -> Result<(), StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             if sent {
                 sqlx::query(
                     "UPDATE sent_client_ids SET state = 'sent', at = $4 \
@@ -1263,7 +1390,7 @@ impl StateStore for PgStore {
                 .bind(client_id)
                 .bind(now as i64)
                 .bind(node)
-                .execute(&pool)
+                .execute(&mut *c)
                 .await?;
             } else {
                 sqlx::query(
@@ -1275,7 +1402,7 @@ impl StateStore for PgStore {
                 .bind(&key.device_id)
                 .bind(client_id)
                 .bind(node)
-                .execute(&pool)
+                .execute(&mut *c)
                 .await?;
             }
             Ok(())
@@ -1283,19 +1410,19 @@ impl StateStore for PgStore {
     }
 
     fn node_alive(&self, node: &str) -> Result<(), StateError> {
-        self.call(|pool| async move {
+        self.call(async |c| {
             sqlx::query(&format!(
                 "INSERT INTO nodes (node, alive_at) VALUES ($1, {DB_NOW}) \
                  ON CONFLICT (node) DO UPDATE SET alive_at = EXCLUDED.alive_at"
             ))
             .bind(node)
-            .execute(&pool)
+            .execute(&mut *c)
             .await?;
             // Nodes gone for a day are forgotten (their claims expired long before).
             sqlx::query(&format!(
                 "DELETE FROM nodes WHERE alive_at < {DB_NOW} - 86400"
             ))
-            .execute(&pool)
+            .execute(&mut *c)
             .await?;
             Ok(())
         })
@@ -1310,119 +1437,112 @@ impl StateStore for PgStore {
         let sql = format!(
             "SELECT * FROM ({union}) k ORDER BY \"user\" COLLATE \"C\", device_id COLLATE \"C\""
         );
-        self.call(|pool| {
-            let sql = &sql;
-            async move {
-                sqlx::query(sql)
-                    .fetch_all(&pool)
-                    .await?
-                    .iter()
-                    .map(|r| {
-                        Ok(DeviceKey {
-                            user: r.try_get(0)?,
-                            device_id: r.try_get(1)?,
-                        })
+        self.call(async |c| {
+            sqlx::query(&sql)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(DeviceKey {
+                        user: r.try_get(0)?,
+                        device_id: r.try_get(1)?,
                     })
-                    .collect()
-            }
+                })
+                .collect()
         })
     }
 
     fn export_device(&self, key: &DeviceKey) -> Result<DeviceExport, StateError> {
         let device_sql =
             format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE \"user\" = $1 AND device_id = $2");
-        self.call(|pool| {
-            let device_sql = &device_sql;
-            async move {
-                // One snapshot of the database for all the reads.
-                let mut tx = pool.begin().await?;
-                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .execute(&mut *tx)
-                    .await?;
-                let rows =
-                    |sql: &'static str| sqlx::query(sql).bind(&key.user).bind(&key.device_id);
-                let device = rows_opt_device(&mut tx, device_sql, key).await?;
-                let folder_ids = rows(
-                    "SELECT id, mailbox FROM folder_ids WHERE \"user\" = $1 AND device_id = $2 \
-                     ORDER BY id",
+        self.call(async |c| {
+            // One snapshot of the database for all the reads.
+            let mut tx = c.begin().await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+            let rows = |sql: &'static str| sqlx::query(sql).bind(&key.user).bind(&key.device_id);
+            let device = rows_opt_device(&mut tx, &device_sql, key).await?;
+            let folder_ids = rows(
+                "SELECT id, mailbox FROM folder_ids WHERE \"user\" = $1 AND device_id = $2 \
+                 ORDER BY id",
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((get_u32(r, 0)?, r.try_get(1)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            let hierarchy_keys = rows(
+                "SELECT sync_key FROM hierarchy_keys WHERE \"user\" = $1 AND device_id = $2 \
+                 ORDER BY sync_key",
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| get_u32(r, 0))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            let mut hierarchies = Vec::new();
+            for sync_key in hierarchy_keys {
+                let folders = rows(
+                    "SELECT id, parent, display_name, kind, imap_name, uidvalidity \
+                     FROM hierarchy WHERE \"user\" = $1 AND device_id = $2 \
+                     AND sync_key = $3 ORDER BY id",
                 )
+                .bind(i64::from(sync_key))
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
-                .map(|r| Ok((get_u32(r, 0)?, r.try_get(1)?)))
+                .map(folder_from_row)
                 .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                let hierarchy_keys = rows(
-                    "SELECT sync_key FROM hierarchy_keys WHERE \"user\" = $1 AND device_id = $2 \
-                     ORDER BY sync_key",
-                )
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| get_u32(r, 0))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                let mut hierarchies = Vec::new();
-                for sync_key in hierarchy_keys {
-                    let folders = rows(
-                        "SELECT id, parent, display_name, kind, imap_name, uidvalidity \
-                         FROM hierarchy WHERE \"user\" = $1 AND device_id = $2 \
-                         AND sync_key = $3 ORDER BY id",
-                    )
-                    .bind(i64::from(sync_key))
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .iter()
-                    .map(folder_from_row)
-                    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                    hierarchies.push((sync_key, folders));
-                }
-                let collection_keys = rows(
-                    "SELECT folder, last_key, last_key_at FROM collection_keys \
-                     WHERE \"user\" = $1 AND device_id = $2 ORDER BY folder",
-                )
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| Ok((get_u32(r, 0)?, get_u32(r, 1)?, get_u64(r, 2)?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                let collections = rows(
-                    "SELECT folder, sync_key, snapshot FROM collection_state \
-                     WHERE \"user\" = $1 AND device_id = $2 ORDER BY folder, sync_key",
-                )
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| Ok((get_u32(r, 0)?, get_u32(r, 1)?, r.try_get(2)?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                let memos = rows(
-                    "SELECT name, value, at FROM device_memos \
-                     WHERE \"user\" = $1 AND device_id = $2 ORDER BY name COLLATE \"C\"",
-                )
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, get_u64(r, 2)?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                let client_ids = rows(
-                    "SELECT client_id, state, at FROM sent_client_ids \
-                     WHERE \"user\" = $1 AND device_id = $2 ORDER BY client_id COLLATE \"C\"",
-                )
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, get_u64(r, 2)?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                tx.commit().await?;
-                Ok(DeviceExport {
-                    key: key.clone(),
-                    device,
-                    folder_ids,
-                    hierarchies,
-                    collection_keys,
-                    collections,
-                    memos,
-                    client_ids,
-                })
+                hierarchies.push((sync_key, folders));
             }
+            let collection_keys = rows(
+                "SELECT folder, last_key, last_key_at FROM collection_keys \
+                 WHERE \"user\" = $1 AND device_id = $2 ORDER BY folder",
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((get_u32(r, 0)?, get_u32(r, 1)?, get_u64(r, 2)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            let collections = rows(
+                "SELECT folder, sync_key, snapshot FROM collection_state \
+                 WHERE \"user\" = $1 AND device_id = $2 ORDER BY folder, sync_key",
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((get_u32(r, 0)?, get_u32(r, 1)?, r.try_get(2)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            let memos = rows(
+                "SELECT name, value, at FROM device_memos \
+                 WHERE \"user\" = $1 AND device_id = $2 ORDER BY name COLLATE \"C\"",
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, get_u64(r, 2)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            let client_ids = rows(
+                "SELECT client_id, state, at FROM sent_client_ids \
+                 WHERE \"user\" = $1 AND device_id = $2 ORDER BY client_id COLLATE \"C\"",
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, get_u64(r, 2)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            tx.commit().await?;
+            Ok(DeviceExport {
+                key: key.clone(),
+                device,
+                folder_ids,
+                hierarchies,
+                collection_keys,
+                collections,
+                memos,
+                client_ids,
+            })
         })
     }
 
@@ -1431,107 +1551,104 @@ impl StateStore for PgStore {
             "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
              $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
         );
-        self.call(|pool| {
-            let device_sql = &device_sql;
-            async move {
-                let key = &e.key;
-                let mut tx = pool.begin().await?;
-                lock_device(&mut tx, key).await?;
-                for table in DEVICE_TABLES {
-                    let exists: Option<i32> = sqlx::query_scalar(&format!(
-                        "SELECT 1 FROM {table} WHERE \"user\" = $1 AND device_id = $2 LIMIT 1"
-                    ))
-                    .bind(&key.user)
-                    .bind(&key.device_id)
-                    .fetch_optional(&mut *tx)
+        self.call(async |c| {
+            let key = &e.key;
+            let mut tx = c.begin().await?;
+            lock_device(&mut tx, key).await?;
+            for table in DEVICE_TABLES {
+                let exists: Option<i32> = sqlx::query_scalar(&format!(
+                    "SELECT 1 FROM {table} WHERE \"user\" = $1 AND device_id = $2 LIMIT 1"
+                ))
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if exists.is_some() {
+                    return Ok(false);
+                }
+            }
+            if let Some(d) = &e.device {
+                bind_device(sqlx::query(&device_sql), d)
+                    .bind(d.version as i64)
+                    .execute(&mut *tx)
                     .await?;
-                    if exists.is_some() {
-                        return Ok(false);
-                    }
-                }
-                if let Some(d) = &e.device {
-                    bind_device(sqlx::query(device_sql), d)
-                        .bind(d.version as i64)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for (id, mailbox) in &e.folder_ids {
-                    sqlx::query(
-                        "INSERT INTO folder_ids (\"user\", device_id, id, mailbox) \
+            }
+            for (id, mailbox) in &e.folder_ids {
+                sqlx::query(
+                    "INSERT INTO folder_ids (\"user\", device_id, id, mailbox) \
                          VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(&key.user)
-                    .bind(&key.device_id)
-                    .bind(i64::from(*id))
-                    .bind(mailbox)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for (sync_key, folders) in &e.hierarchies {
-                    insert_hierarchy(&mut tx, key, *sync_key, folders).await?;
-                }
-                for (folder, last_key, at) in &e.collection_keys {
-                    sqlx::query(
-                        "INSERT INTO collection_keys (\"user\", device_id, folder, last_key, \
+                )
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .bind(i64::from(*id))
+                .bind(mailbox)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for (sync_key, folders) in &e.hierarchies {
+                insert_hierarchy(&mut tx, key, *sync_key, folders).await?;
+            }
+            for (folder, last_key, at) in &e.collection_keys {
+                sqlx::query(
+                    "INSERT INTO collection_keys (\"user\", device_id, folder, last_key, \
                          last_key_at) VALUES ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(&key.user)
-                    .bind(&key.device_id)
-                    .bind(i64::from(*folder))
-                    .bind(i64::from(*last_key))
-                    .bind(*at as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for (folder, sync_key, snapshot) in &e.collections {
-                    sqlx::query(
-                        "INSERT INTO collection_state \
+                )
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .bind(i64::from(*folder))
+                .bind(i64::from(*last_key))
+                .bind(*at as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for (folder, sync_key, snapshot) in &e.collections {
+                sqlx::query(
+                    "INSERT INTO collection_state \
                          (\"user\", device_id, folder, sync_key, snapshot) \
                          VALUES ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(&key.user)
-                    .bind(&key.device_id)
-                    .bind(i64::from(*folder))
-                    .bind(i64::from(*sync_key))
-                    .bind(snapshot)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for (name, value, at) in &e.memos {
-                    sqlx::query(
-                        "INSERT INTO device_memos (\"user\", device_id, name, value, at) \
-                         VALUES ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(&key.user)
-                    .bind(&key.device_id)
-                    .bind(name)
-                    .bind(value)
-                    .bind(*at as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for (client_id, state, at) in &e.client_ids {
-                    sqlx::query(
-                        "INSERT INTO sent_client_ids (\"user\", device_id, client_id, state, at) \
-                         VALUES ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(&key.user)
-                    .bind(&key.device_id)
-                    .bind(client_id)
-                    .bind(state)
-                    .bind(*at as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(true)
+                )
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .bind(i64::from(*folder))
+                .bind(i64::from(*sync_key))
+                .bind(snapshot)
+                .execute(&mut *tx)
+                .await?;
             }
+            for (name, value, at) in &e.memos {
+                sqlx::query(
+                    "INSERT INTO device_memos (\"user\", device_id, name, value, at) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .bind(name)
+                .bind(value)
+                .bind(*at as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for (client_id, state, at) in &e.client_ids {
+                sqlx::query(
+                    "INSERT INTO sent_client_ids (\"user\", device_id, client_id, state, at) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .bind(client_id)
+                .bind(state)
+                .bind(*at as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
         })
     }
 }
 
 async fn rows_opt_device(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     sql: &str,
     key: &DeviceKey,
 ) -> Result<Option<Device>, sqlx::Error> {
