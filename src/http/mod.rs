@@ -493,7 +493,7 @@ async fn run_as(
     ctx.device.last_seen = unix_now();
     ctx.device.device_type = line.device_type.clone();
     ctx.device.protocol_version = Some(version.as_str().to_owned());
-    let saved = match crate::state::save_device(state.store.as_ref(), &original, &ctx.device) {
+    let saved = match save_unless_unchanged(state.store.as_ref(), &original, &ctx.device) {
         Ok(saved) => saved,
         // The database went away while the command ran (a Ping held across a restart). If
         // the request changed nothing but when the device was last seen, its answer is still
@@ -592,6 +592,40 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, HttpError> {
             HttpError::BadRequest(format!("body: {e}"))
         }
     })
+}
+
+/// How old the stored `last_seen` may be before a request that changed nothing else of its
+/// device writes it: when a device was last seen is for the admin (`devices list`), to the
+/// minute; a write per request was most of what a GAL search or a no-change Sync cost the
+/// store beyond its reads.
+const LAST_SEEN_GRANULARITY_SECS: u64 = 60;
+
+/// Saves the device as the request leaves it, unless the request changed nothing but its
+/// bookkeeping, the stored `last_seen` is recent, and the record is still the one the request
+/// read (one read instead of a write). A record changed meanwhile (an admin's wipe during a
+/// held Ping, another node) goes through [`crate::state::save_device`], which merges and
+/// reports the race, so the answer follows the record as it now is.
+fn save_unless_unchanged(
+    store: &dyn crate::state::StateStore,
+    original: &Device,
+    updated: &Device,
+) -> Result<Saved, crate::state::StateError> {
+    let recent = updated.last_seen.saturating_sub(original.last_seen) < LAST_SEEN_GRANULARITY_SECS;
+    if recent
+        && updated.device_type == original.device_type
+        && updated.protocol_version == original.protocol_version
+        && only_bookkeeping_changed(original, updated)
+    {
+        if let Some(current) = store.device(&updated.key)? {
+            if current.version == original.version {
+                return Ok(Saved::Stored {
+                    device: Box::new(current),
+                    raced: false,
+                });
+            }
+        }
+    }
+    crate::state::save_device(store, original, updated)
 }
 
 /// Whether a request changed nothing of its device but the bookkeeping every request does
@@ -696,6 +730,77 @@ mod test {
             client_address(&config, Some(ip("10.0.0.1")), &junk),
             ip("10.0.0.1")
         );
+    }
+}
+
+#[cfg(test)]
+mod last_seen {
+    use super::*;
+    use crate::state::DeviceKey;
+
+    fn stored(store: &dyn crate::state::StateStore) -> Device {
+        let key = DeviceKey {
+            user: "u".into(),
+            device_id: "d".into(),
+        };
+        let fresh = Device::new(key.clone(), "Phone");
+        match crate::state::save_device(store, &fresh, &fresh).unwrap() {
+            Saved::Stored { .. } => {}
+            Saved::Removed => panic!("removed"),
+        }
+        store.device(&key).unwrap().unwrap()
+    }
+
+    /// A request that changed only when its device was last seen, a moment after the stored
+    /// time, writes nothing; past the granularity, or with anything else changed, it writes;
+    /// a record another writer changed meanwhile goes through the merge and reports the race.
+    #[test]
+    fn bookkeeping_is_written_only_when_it_matters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            crate::state::open(&format!("sqlite:{}", dir.path().join("s.db").display())).unwrap();
+        let store = store.as_ref();
+        let original = stored(store);
+        let mut seen = original.clone();
+        seen.last_seen = original.last_seen + 5;
+        save_unless_unchanged(store, &original, &seen).unwrap();
+        let now = store.device(&original.key).unwrap().unwrap();
+        assert_eq!(
+            now.version, original.version,
+            "no write for a recent last_seen"
+        );
+        assert_eq!(now.last_seen, original.last_seen);
+
+        seen.last_seen = original.last_seen + LAST_SEEN_GRANULARITY_SECS;
+        save_unless_unchanged(store, &original, &seen).unwrap();
+        let now = store.device(&original.key).unwrap().unwrap();
+        assert_eq!(
+            now.version,
+            original.version + 1,
+            "written past the granularity"
+        );
+        assert_eq!(now.last_seen, seen.last_seen);
+
+        let mut other = now.clone();
+        other.protocol_version = Some("16.1".into());
+        save_unless_unchanged(store, &now, &other).unwrap();
+        let after = store.device(&now.key).unwrap().unwrap();
+        assert_eq!(
+            after.protocol_version.as_deref(),
+            Some("16.1"),
+            "a real change is written"
+        );
+
+        // Another writer moved the record after this request read `after`.
+        let mut admin = after.clone();
+        admin.device_type = "Changed".into();
+        crate::state::save_device(store, &after, &admin).unwrap();
+        let mut mine = after.clone();
+        mine.last_seen += 1;
+        match save_unless_unchanged(store, &after, &mine).unwrap() {
+            Saved::Stored { raced, .. } => assert!(raced, "the race is reported"),
+            Saved::Removed => panic!("removed"),
+        }
     }
 }
 
