@@ -30,7 +30,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Datelike, NaiveDateTime};
 use eas_wbxml::Element;
 
-use super::davitems::{DavToken, added, assign_ids, fnv64, fold_of, new_uid};
+use super::davitems::{
+    DavToken, added, assign_ids, delete_member, fnv64, fold_of, new_uid, refused_by_server,
+};
 use super::snapshot::{self, Snapshot};
 use super::{
     AddContext, Added, BackendError, Changed, CollectionRef, Fold, ItemId, ItemStore, Listing,
@@ -437,19 +439,6 @@ fn decide(m: &Member, since: u64) -> bool {
     inside
 }
 
-/// A refusal by the server of a write (too large, forbidden, out of quota, invalid).
-fn refused_by_server(e: &DavError) -> bool {
-    matches!(
-        e,
-        DavError::Forbidden
-            | DavError::InsufficientStorage
-            | DavError::Status {
-                status: 400..=499,
-                ..
-            }
-    )
-}
-
 /// The token of the calendar or task folder at `locator` whose collection's sync token (or
 /// CTag) is `sync`, made as [`ItemStore::state`] makes it: what a push source's reading is
 /// compared with.
@@ -672,11 +661,7 @@ impl ItemStore for CalendarItems {
         let Some(m) = self.member(c, id).await? else {
             return Ok(());
         };
-        match self.dav.delete(&m.url, m.etag.as_deref()).await {
-            // Changed meanwhile: it stays, and reaches the phone again as new.
-            Ok(()) | Err(DavError::NotFound | DavError::PreconditionFailed) => {}
-            Err(e) => return Err(e.into()),
-        }
+        delete_member(&self.dav, &m).await?;
         if let Some(l) = self.listed.get_mut(&c.id) {
             l.members.remove(&id);
         }

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use eas_wbxml::Element;
 
 pub use super::davitems::{DavToken, assign_ids, fold_of};
-use super::davitems::{added, new_uid};
+use super::davitems::{added, delete_member, new_uid, refused_by_server};
 use super::snapshot::{self, Snapshot};
 use super::{
     AddContext, Added, BackendError, Changed, CollectionRef, Fold, ItemId, ItemStore, Listing,
@@ -341,13 +341,7 @@ impl ItemStore for ContactItems {
             Err(DavError::PreconditionFailed) => Ok(Changed::To(old)),
             Err(DavError::NotFound) => Ok(Changed::Gone),
             // Refused by the server (too large, forbidden, out of quota): its version stays.
-            Err(
-                DavError::Forbidden
-                | DavError::InsufficientStorage
-                | DavError::Status {
-                    status: 400..=499, ..
-                },
-            ) => Ok(refused),
+            Err(e) if refused_by_server(&e) => Ok(refused),
             Err(e) => Err(e.into()),
         }
     }
@@ -361,11 +355,7 @@ impl ItemStore for ContactItems {
         let Some(m) = self.member(c, id).await? else {
             return Ok(());
         };
-        match self.dav.delete(&m.url, m.etag.as_deref()).await {
-            // Changed meanwhile: it stays, and reaches the phone again as new.
-            Ok(()) | Err(DavError::NotFound | DavError::PreconditionFailed) => {}
-            Err(e) => return Err(e.into()),
-        }
+        delete_member(&self.dav, &m).await?;
         if let Some(l) = self.listed.get_mut(&c.id) {
             l.members.remove(&id);
         }
@@ -393,15 +383,7 @@ impl ItemStore for ContactItems {
             .await
         {
             Ok(e) => e,
-            Err(
-                DavError::Forbidden
-                | DavError::InsufficientStorage
-                | DavError::Status {
-                    status: 400..=499, ..
-                },
-            ) => {
-                return Ok(Added::Refused);
-            }
+            Err(e) if refused_by_server(&e) => return Ok(Added::Refused),
             Err(e) => return Err(e.into()),
         };
         // The id comes from the listing the new member is part of.

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use super::snapshot::{get, put};
-use super::{Added, Fold, ItemId, Token};
-use crate::dav::Member;
+use super::{Added, BackendError, Fold, ItemId, Token};
+use crate::dav::{DavClient, DavError, Member};
 
 /// 64-bit FNV-1a: stable across builds and machines (ids and folds are stored).
 pub fn fnv64(parts: &[&[u8]]) -> u64 {
@@ -144,4 +144,27 @@ pub fn new_uid() -> String {
         (u16::from_be_bytes([b[8], b[9]]) & 0x3fff) | 0x8000,
         u64::from_be_bytes([0, 0, b[10], b[11], b[12], b[13], b[14], b[15]])
     )
+}
+
+/// A refusal by the server of a write (too large, forbidden, out of quota, invalid): the
+/// server's version stays and the phone is told so per item, the folder goes on.
+pub fn refused_by_server(e: &DavError) -> bool {
+    matches!(
+        e,
+        DavError::Forbidden
+            | DavError::InsufficientStorage
+            | DavError::Status {
+                status: 400..=499,
+                ..
+            }
+    )
+}
+
+/// A phone's Delete of a listed member: DELETE with its ETag. Gone already, or changed
+/// meanwhile (412), is no failure: a changed member stays and reaches the phone again as new.
+pub async fn delete_member(dav: &DavClient, m: &Member) -> Result<(), BackendError> {
+    match dav.delete(&m.url, m.etag.as_deref()).await {
+        Ok(()) | Err(DavError::NotFound | DavError::PreconditionFailed) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
