@@ -825,9 +825,18 @@ mod future_size {
             "127.0.0.1".parse().unwrap(),
             Request::new(axum::body::Body::empty()),
         );
-        eprintln!(
-            "route future {route_size} bytes, activesync future {} bytes",
-            std::mem::size_of_val(&fut)
+        let activesync_size = std::mem::size_of_val(&fut);
+        eprintln!("route future {route_size} bytes, activesync future {activesync_size} bytes");
+        // The test profile's sizes on 2026-12-05 (760 and 4,264 bytes; 536 and 2,765 when the
+        // boxing was introduced on 2026-11-30): a held Ping keeps both for its whole wait, so
+        // growth past these bounds costs every waiting phone and must be a decision.
+        assert!(
+            route_size <= 1024,
+            "route future grew to {route_size} bytes"
+        );
+        assert!(
+            activesync_size <= 4608,
+            "activesync future grew to {activesync_size} bytes"
         );
     }
 }
