@@ -547,7 +547,7 @@ async fn node_refusals(client: &reqwest::Client, base: &str) -> Vec<String> {
 enum Target {
     InProcess(Gateway),
     Child(ChildGateway, reqwest::Client),
-    Cluster(Cluster),
+    Cluster(Box<Cluster>),
 }
 
 impl Target {
@@ -1332,7 +1332,9 @@ async fn run(
     }
     let gateway = if args.nodes > 0 {
         let nofile = nofile_of("self").unwrap_or(1024);
-        Target::Cluster(start_cluster(args, imap.clone(), push, nofile).await?)
+        Target::Cluster(Box::new(
+            start_cluster(args, imap.clone(), push, nofile).await?,
+        ))
     } else if args.separate {
         Target::Child(
             child_gateway(imap.clone(), args.heartbeat, push, Placement::default()).await?,
