@@ -136,6 +136,9 @@ struct Args {
     /// Child gateways on one PostgreSQL database behind a private nginx (the shipped
     /// several-nodes recipe); 0: one gateway, SQLite, phones straight to it.
     nodes: usize,
+    /// One child gateway without nginx, but on a private PostgreSQL database (what a node of
+    /// `--nodes` stores its state in), to tell the store's cost from nginx's.
+    postgres: bool,
 }
 
 const USAGE: &str = "\
@@ -164,7 +167,9 @@ usage: cargo bench --bench push_load -- [options]
                          database behind a private nginx running docs/deploy/nginx.conf with
                          the upstream block of docs/deploy/nginx-nodes.conf (users hashed to
                          nodes by their Authorization header); phones connect to nginx over
-                         TLS. 1 is one node behind the same nginx. 0: no nginx (0)";
+                         TLS. 1 is one node behind the same nginx. 0: no nginx (0)
+  --state sqlite|postgres  with --gateway process and no --nodes: the one gateway's state
+                         in SQLite, or in a private PostgreSQL like the nodes' (sqlite)";
 
 impl Args {
     fn parse() -> Result<Args> {
@@ -184,6 +189,7 @@ impl Args {
             ramp: 500,
             source_addrs: 0,
             nodes: 0,
+            postgres: false,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -221,6 +227,13 @@ impl Args {
                 "--ramp" => args.ramp = value()?.parse()?,
                 "--source-addrs" => args.source_addrs = value()?.parse()?,
                 "--nodes" => args.nodes = value()?.parse()?,
+                "--state" => {
+                    args.postgres = match value()?.as_str() {
+                        "sqlite" => false,
+                        "postgres" => true,
+                        other => return Err(format!("unknown state {other:?}").into()),
+                    }
+                }
                 "--gateway" => {
                     args.separate = match value()?.as_str() {
                         "inproc" => false,
@@ -242,8 +255,8 @@ impl Args {
             return Err("--rate and --setup-concurrency must be positive".into());
         }
         args.floor_users = args.floor_users.min(args.users);
-        if args.nodes > 0 && !args.separate {
-            return Err("--nodes needs --gateway process".into());
+        if (args.nodes > 0 || args.postgres) && !args.separate {
+            return Err("--nodes and --state need --gateway process".into());
         }
         if args.source_addrs > 250 {
             return Err("--source-addrs: at most 250 (127.0.0.1 to 127.0.0.250)".into());
@@ -1330,14 +1343,22 @@ async fn run(
             );
         }
     }
+    // Declared before the gateway, so dropped after it.
+    let mut _postgres = None;
     let gateway = if args.nodes > 0 {
         let nofile = nofile_of("self").unwrap_or(1024);
         Target::Cluster(Box::new(
             start_cluster(args, imap.clone(), push, nofile).await?,
         ))
     } else if args.separate {
+        let mut at = Placement::default();
+        if args.postgres {
+            let pg = tokio::task::block_in_place(Postgres::start)?;
+            at.state_url = Some(pg.fresh_database()?);
+            _postgres = Some(pg);
+        }
         Target::Child(
-            child_gateway(imap.clone(), args.heartbeat, push, Placement::default()).await?,
+            child_gateway(imap.clone(), args.heartbeat, push, at).await?,
             reqwest::Client::new(),
         )
     } else {
