@@ -64,7 +64,8 @@ use std::time::{Duration, Instant};
 
 use eas_gateway::config::{Config, PushSource};
 use eas_gateway::imap::{IdleEnd, ImapConfig, Notice, Session};
-use eas_testbed::{ChildGateway, Dovecot, Gateway, Phone, TestUser, Tuning};
+use eas_testbed::nginx::{Nginx, NginxTuning};
+use eas_testbed::{ChildGateway, Dovecot, Gateway, Phone, Placement, Postgres, TestUser, Tuning};
 use eas_wbxml::Element;
 use eas_wbxml::tags::ping as pg;
 use rand::{Rng as _, SeedableRng as _};
@@ -132,6 +133,12 @@ struct Args {
     /// Loopback addresses the phones connect from (127.0.0.1, .2, …); 0: as many as the
     /// ephemeral port range needs.
     source_addrs: usize,
+    /// Child gateways on one PostgreSQL database behind a private nginx (the shipped
+    /// several-nodes recipe); 0: one gateway, SQLite, phones straight to it.
+    nodes: usize,
+    /// One child gateway without nginx, but on a private PostgreSQL database (what a node of
+    /// `--nodes` stores its state in), to tell the store's cost from nginx's.
+    postgres: bool,
 }
 
 const USAGE: &str = "\
@@ -155,7 +162,14 @@ usage: cargo bench --bench push_load -- [options]
                          several run one after the other and are compared (imap)
   --source-addrs N       loopback addresses the phones connect from (127.0.0.1, 127.0.0.2,
                          ...), each phone bound to one before connecting; 0 picks as many as
-                         the ephemeral port range (net.ipv4.ip_local_port_range) needs (0)";
+                         the ephemeral port range (net.ipv4.ip_local_port_range) needs (0)
+  --nodes N              with --gateway process: N gateways sharing a private PostgreSQL
+                         database behind a private nginx running docs/deploy/nginx.conf with
+                         the upstream block of docs/deploy/nginx-nodes.conf (users hashed to
+                         nodes by their Authorization header); phones connect to nginx over
+                         TLS. 1 is one node behind the same nginx. 0: no nginx (0)
+  --state sqlite|postgres  with --gateway process and no --nodes: the one gateway's state
+                         in SQLite, or in a private PostgreSQL like the nodes' (sqlite)";
 
 impl Args {
     fn parse() -> Result<Args> {
@@ -174,6 +188,8 @@ impl Args {
             separate: false,
             ramp: 500,
             source_addrs: 0,
+            nodes: 0,
+            postgres: false,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -210,6 +226,14 @@ impl Args {
                 "--seed" => args.seed = value()?.parse()?,
                 "--ramp" => args.ramp = value()?.parse()?,
                 "--source-addrs" => args.source_addrs = value()?.parse()?,
+                "--nodes" => args.nodes = value()?.parse()?,
+                "--state" => {
+                    args.postgres = match value()?.as_str() {
+                        "sqlite" => false,
+                        "postgres" => true,
+                        other => return Err(format!("unknown state {other:?}").into()),
+                    }
+                }
                 "--gateway" => {
                     args.separate = match value()?.as_str() {
                         "inproc" => false,
@@ -231,6 +255,9 @@ impl Args {
             return Err("--rate and --setup-concurrency must be positive".into());
         }
         args.floor_users = args.floor_users.min(args.users);
+        if (args.nodes > 0 || args.postgres) && !args.separate {
+            return Err("--nodes and --state need --gateway process".into());
+        }
         if args.source_addrs > 250 {
             return Err("--source-addrs: at most 250 (127.0.0.1 to 127.0.0.250)".into());
         }
@@ -404,7 +431,12 @@ async fn start_gateway(imap: ImapConfig, heartbeat: u64, push: &PushSetup) -> Re
 }
 
 /// `eas-gateway serve` as a child process, with the same settings as [`start_gateway`].
-async fn child_gateway(imap: ImapConfig, heartbeat: u64, push: &PushSetup) -> Result<ChildGateway> {
+async fn child_gateway(
+    imap: ImapConfig,
+    heartbeat: u64,
+    push: &PushSetup,
+    at: Placement,
+) -> Result<ChildGateway> {
     let extra = format!(
         "[limits]\nheld_requests_per_address = 100000000\nmax_connections = 100000000\n\
          [push]\nmin_heartbeat_secs = 10\nmax_heartbeat_secs = {}\n{}",
@@ -415,13 +447,120 @@ async fn child_gateway(imap: ImapConfig, heartbeat: u64, push: &PushSetup) -> Re
     // then the wrapper's, not the gateway's.
     let wrap = std::env::var("PUSH_LOAD_WRAP").unwrap_or_default();
     let words: Vec<&str> = wrap.split_whitespace().collect();
-    Ok(ChildGateway::start(env!("CARGO_BIN_EXE_eas-gateway"), &words, &imap, &extra).await?)
+    Ok(
+        ChildGateway::start_at(env!("CARGO_BIN_EXE_eas-gateway"), &words, &imap, &extra, at)
+            .await?,
+    )
+}
+
+/// `--nodes N`: child gateways sharing one PostgreSQL database, behind one nginx.
+struct Cluster {
+    nodes: Vec<ChildGateway>,
+    nginx: Nginx,
+    /// nginx's URL, where the phones go.
+    base: String,
+    client: reqwest::Client,
+    /// Declared last, so dropped last: the nodes stop before their database does.
+    _postgres: Postgres,
+}
+
+/// nginx's settings for `devices` held Pings: every one is two connections in a worker (the
+/// phone's and the upstream one), each an open file, and a worker may open no more than the
+/// hard limit of the process that starts nginx (20,000 here), so the workers share them out
+/// (`reuseport` spreads new connections over them).
+fn nginx_tuning(nofile: u64) -> NginxTuning {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(2) as u32;
+    NginxTuning {
+        worker_processes: workers,
+        worker_connections: nofile.saturating_sub(100).clamp(1024, 1 << 20) as u32,
+        worker_rlimit_nofile: Some(nofile),
+        reuseport: true,
+    }
+}
+
+/// Starts a private PostgreSQL with a fresh database, `n` child gateways on it and nginx in
+/// front of them.
+async fn start_cluster(
+    args: &Args,
+    imap: ImapConfig,
+    push: &PushSetup,
+    nofile: u64,
+) -> Result<Cluster> {
+    let postgres = tokio::task::block_in_place(Postgres::start)?;
+    let url = postgres.fresh_database()?;
+    let mut nodes = Vec::new();
+    for _ in 0..args.nodes {
+        let at = Placement {
+            state_url: Some(url.clone()),
+            port: None,
+        };
+        nodes.push(child_gateway(imap.clone(), args.heartbeat, push, at).await?);
+    }
+    let addrs: Vec<SocketAddr> = nodes
+        .iter()
+        .map(|n| SocketAddr::from(([127, 0, 0, 1], n.port)))
+        .collect();
+    let tuning = nginx_tuning(nofile);
+    // nginx is tied to the thread that starts it (PR_SET_PDEATHSIG): this one, block_on's.
+    let nginx = tokio::task::block_in_place(|| Nginx::start_tuned(&addrs, &tuning, true));
+    println!(
+        "cluster: {} gateway(s) on ports {:?}, state {url}; nginx {} ({} workers, \
+         worker_connections {}, worker_rlimit_nofile {:?}, reuseport)",
+        nodes.len(),
+        nodes.iter().map(|n| n.port).collect::<Vec<_>>(),
+        nginx.base(),
+        tuning.worker_processes,
+        tuning.worker_connections,
+        tuning.worker_rlimit_nofile
+    );
+    Ok(Cluster {
+        base: nginx.base(),
+        nodes,
+        nginx,
+        client: reqwest::Client::new(),
+        _postgres: postgres,
+    })
+}
+
+/// The /metrics gauges the tool reads: (waiting devices, push-source IMAP connections, pooled
+/// IMAP sessions); usize::MAX for one it could not read.
+async fn node_counts(client: &reqwest::Client, base: &str) -> (usize, usize, usize) {
+    let text = match client.get(format!("{base}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let gauge = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(usize::MAX, |v| v as usize)
+    };
+    (
+        gauge("eas_push_waiting"),
+        gauge("eas_push_imap_connections"),
+        gauge("eas_imap_pooled_sessions"),
+    )
+}
+
+/// The refusals by limit a node's /metrics reports.
+async fn node_refusals(client: &reqwest::Client, base: &str) -> Vec<String> {
+    let text = match client.get(format!("{base}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    text.lines()
+        .filter_map(|l| l.strip_prefix("eas_limit_refusals_total{limit=\""))
+        .map(|l| l.replacen("\"} ", " ", 1))
+        .collect()
 }
 
 /// The gateway under test, wherever it runs.
 enum Target {
     InProcess(Gateway),
     Child(ChildGateway, reqwest::Client),
+    Cluster(Box<Cluster>),
 }
 
 impl Target {
@@ -429,41 +568,70 @@ impl Target {
         match self {
             Target::InProcess(g) => &g.base,
             Target::Child(g, _) => &g.base,
+            Target::Cluster(c) => &c.base,
         }
     }
 
-    /// (waiting devices, IMAP connections held by the push source, pooled IMAP sessions).
+    /// (waiting devices, IMAP connections held by the push source, pooled IMAP sessions),
+    /// summed over the nodes.
     async fn counts(&self) -> (usize, usize, usize) {
+        let per = self.per_node().await;
+        let sum = |f: fn(&(usize, usize, usize)) -> usize| {
+            per.iter()
+                .map(f)
+                .try_fold(0usize, |a, v| (v != usize::MAX).then_some(a + v))
+                .unwrap_or(usize::MAX)
+        };
+        (sum(|c| c.0), sum(|c| c.1), sum(|c| c.2))
+    }
+
+    /// [`Target::counts`] of each node (one for a single gateway).
+    async fn per_node(&self) -> Vec<(usize, usize, usize)> {
         match self {
             Target::InProcess(g) => {
                 let (w, c) = g.state.hub.counts();
-                (w, c, g.state.pool.len())
+                vec![(w, c, g.state.pool.len())]
             }
-            Target::Child(g, client) => {
-                let text = match client.get(format!("{}/metrics", g.base)).send().await {
-                    Ok(r) => r.text().await.unwrap_or_default(),
-                    Err(_) => String::new(),
-                };
-                let gauge = |name: &str| {
-                    text.lines()
-                        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-                        .and_then(|v| v.trim().parse::<f64>().ok())
-                        .map_or(usize::MAX, |v| v as usize)
-                };
-                (
-                    gauge("eas_push_waiting"),
-                    gauge("eas_push_imap_connections"),
-                    gauge("eas_imap_pooled_sessions"),
-                )
+            Target::Child(g, client) => vec![node_counts(client, &g.base).await],
+            Target::Cluster(c) => {
+                let mut out = Vec::new();
+                for n in &c.nodes {
+                    out.push(node_counts(&c.client, &n.base).await);
+                }
+                out
             }
         }
     }
 
-    /// VmRSS or VmHWM of the process the gateway runs in.
+    /// VmRSS or VmHWM of the process the gateway runs in (summed over the nodes).
     fn kib(&self, field: &str) -> u64 {
+        self.node_kib(field).iter().sum()
+    }
+
+    /// VmRSS or VmHWM of each node's process.
+    fn node_kib(&self, field: &str) -> Vec<u64> {
         match self {
-            Target::InProcess(_) => status_kib(field),
-            Target::Child(g, _) => proc_status_kib(&g.pid().to_string(), field),
+            Target::InProcess(_) => vec![status_kib(field)],
+            Target::Child(g, _) => vec![proc_status_kib(&g.pid().to_string(), field)],
+            Target::Cluster(c) => c
+                .nodes
+                .iter()
+                .map(|n| proc_status_kib(&n.pid().to_string(), field))
+                .collect(),
+        }
+    }
+
+    /// nginx's VmRSS (master and workers summed), in KiB; 0 without nginx.
+    fn nginx_kib(&self) -> u64 {
+        match self {
+            Target::Cluster(c) => {
+                let mut pids: Vec<u32> = c.nginx.pid().into_iter().collect();
+                pids.extend(c.nginx.worker_pids());
+                pids.iter()
+                    .map(|p| proc_status_kib(&p.to_string(), "VmRSS:"))
+                    .sum()
+            }
+            _ => 0,
         }
     }
 
@@ -471,6 +639,7 @@ impl Target {
         match self {
             Target::InProcess(g) => g.state.hub.shutdown(),
             Target::Child(g, _) => g.terminate(),
+            Target::Cluster(c) => c.nodes.iter().for_each(ChildGateway::terminate),
         }
     }
 
@@ -478,6 +647,16 @@ impl Target {
         match self {
             Target::InProcess(_) => "this process: the gateway, the phones and the bare clients",
             Target::Child(..) => "the gateway's own process (eas-gateway serve)",
+            Target::Cluster(_) => "the gateways' own processes, summed over the nodes",
+        }
+    }
+
+    /// The child processes, for their logs and open-file limits.
+    fn children(&self) -> Vec<&ChildGateway> {
+        match self {
+            Target::InProcess(_) => Vec::new(),
+            Target::Child(g, _) => vec![g],
+            Target::Cluster(c) => c.nodes.iter().collect(),
         }
     }
 }
@@ -504,17 +683,15 @@ async fn refusal(gateway: &Target, refused: u64, waiting: usize, devices: usize)
                 ],
             )
         }
-        Target::Child(g, client) => {
-            let text = match client.get(format!("{}/metrics", g.base)).send().await {
-                Ok(r) => r.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            };
-            let lines = text
-                .lines()
-                .filter_map(|l| l.strip_prefix("eas_limit_refusals_total{limit=\""))
-                .map(|l| l.replacen("\"} ", " ", 1))
-                .collect();
-            (g.pid().to_string(), lines)
+        Target::Child(g, client) => (g.pid().to_string(), node_refusals(client, &g.base).await),
+        Target::Cluster(c) => {
+            let mut lines = Vec::new();
+            for (i, n) in c.nodes.iter().enumerate() {
+                for l in node_refusals(&c.client, &n.base).await {
+                    lines.push(format!("node {i} {l}"));
+                }
+            }
+            (c.nodes[0].pid().to_string(), lines)
         }
     };
     if !by_limit.is_empty() {
@@ -522,7 +699,7 @@ async fn refusal(gateway: &Target, refused: u64, waiting: usize, devices: usize)
     }
     let connections_cap = by_limit
         .iter()
-        .any(|l| l.starts_with("connections ") && l != "connections 0");
+        .any(|l| l.contains("connections ") && !l.ends_with("connections 0"));
     if let Some(files) = nofile_of(&pid).filter(|_| connections_cap || by_limit.is_empty()) {
         why += &format!(
             ". Its open-file limit is {files}, and it lowers limits.max_connections to half of \
@@ -534,11 +711,23 @@ async fn refusal(gateway: &Target, refused: u64, waiting: usize, devices: usize)
             files / 2 - 10
         );
     }
-    if let Target::Child(g, _) = gateway {
+    for g in gateway.children() {
         let log = std::fs::read_to_string(g.log_path()).unwrap_or_default();
         if let Some(line) = log.lines().find(|l| l.contains("max_connections")) {
             why += &format!("\ngateway log: {}", line.trim());
         }
+    }
+    if let Target::Cluster(c) = gateway {
+        why += &format!(
+            "\nnginx {}",
+            c.nginx
+                .error_log()
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
     why
 }
@@ -1034,7 +1223,31 @@ fn preflight(args: &Args, nofile: u64) -> Result<()> {
         .into());
     }
     let gateway_cap = nofile / 2;
-    if args.separate && (args.devices as u64) + 1 > gateway_cap {
+    if args.nodes > 0 {
+        // nginx: two connections per held Ping, shared over its workers, each worker under
+        // the same limit; the nodes: their share of the users' devices (the hash is not
+        // exact, so a tenth spare), each under its own cap.
+        let workers = nginx_tuning(nofile).worker_processes as u64;
+        let nginx_files = 2 * args.devices as u64 + 200;
+        if nginx_files > workers * nofile.saturating_sub(100) {
+            return Err(format!(
+                "nginx needs two connections per held Ping ({nginx_files} in all) and its \
+                 {workers} workers may each open {nofile} files (worker_rlimit_nofile cannot \
+                 exceed the hard limit {hard}): run fewer --devices"
+            )
+            .into());
+        }
+        let per_node = (args.devices as u64).div_ceil(args.nodes as u64) * 11 / 10;
+        if per_node + 1 > gateway_cap {
+            return Err(format!(
+                "each node starts with the open-file limit {nofile} and lowers \
+                 limits.max_connections to half of it, {gateway_cap}; about {per_node} held \
+                 Pings per node over {} nodes would not fit: more --nodes or fewer --devices",
+                args.nodes
+            )
+            .into());
+        }
+    } else if args.separate && (args.devices as u64) + 1 > gateway_cap {
         return Err(format!(
             "the gateway will start with this process's open-file limit, {nofile} (hard limit \
              {hard}), and lower limits.max_connections to half of it, {gateway_cap} \
@@ -1130,9 +1343,22 @@ async fn run(
             );
         }
     }
-    let gateway = if args.separate {
+    // Declared before the gateway, so dropped after it.
+    let mut _postgres = None;
+    let gateway = if args.nodes > 0 {
+        let nofile = nofile_of("self").unwrap_or(1024);
+        Target::Cluster(Box::new(
+            start_cluster(args, imap.clone(), push, nofile).await?,
+        ))
+    } else if args.separate {
+        let mut at = Placement::default();
+        if args.postgres {
+            let pg = tokio::task::block_in_place(Postgres::start)?;
+            at.state_url = Some(pg.fresh_database()?);
+            _postgres = Some(pg);
+        }
         Target::Child(
-            child_gateway(imap.clone(), args.heartbeat, push).await?,
+            child_gateway(imap.clone(), args.heartbeat, push, at).await?,
             reqwest::Client::new(),
         )
     } else {
@@ -1142,9 +1368,13 @@ async fn run(
     // `i % source_addrs`, so each address carries devices / source_addrs connections.
     let clients = (0..args.source_addrs)
         .map(|i| {
-            reqwest::Client::builder()
+            let builder = match &gateway {
+                // TLS to nginx, trusting its certificate.
+                Target::Cluster(c) => c.nginx.client_builder(Some(source_addr(i))),
+                _ => reqwest::Client::builder().local_address(source_addr(i)),
+            };
+            builder
                 .timeout(Duration::from_secs(args.heartbeat + 120))
-                .local_address(source_addr(i))
                 .build()
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -1250,6 +1480,8 @@ async fn run(
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let (w, c, _) = gateway.counts().await;
+        // Several nodes: a user whose devices were split over two nodes would have a watcher
+        // on each, so the sum would stay above the users and the run end here, saying so.
         if (w, c) == want {
             break;
         }
@@ -1262,8 +1494,10 @@ async fn run(
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "after 300 s: (waiting devices, IMAP connections) = {:?}, want {want:?}",
-                (w, c)
+                "after 300 s: (waiting devices, IMAP connections) = {:?}, want {want:?}; per \
+                 node (waiting, push-source IMAP, pooled): {:?}",
+                (w, c),
+                gateway.per_node().await
             )
             .into());
         }
@@ -1289,6 +1523,21 @@ async fn run(
         "IMAP connections held by the gateway with all Pings waiting: {held_conns} (push source) \
          + {held_pooled} (sessions pooled for the next request, closed after 60 s idle)"
     );
+    let held_nodes = gateway.per_node().await;
+    let held_node_kib = gateway.node_kib("VmRSS:");
+    if let Target::Cluster(_) = &*gateway {
+        for (i, ((w, c, p), kib)) in held_nodes.iter().zip(&held_node_kib).enumerate() {
+            println!(
+                "  node {i}: {w} Pings waiting, {c} push-source IMAP connections, {p} pooled; \
+                 VmRSS {:.1} MiB",
+                mib(*kib)
+            );
+        }
+        println!(
+            "  nginx (master + workers): VmRSS {:.1} MiB",
+            mib(gateway.nginx_kib())
+        );
+    }
     // With events nothing needs IMAP while phones wait: once the pool's idle minute is over
     // the gateway holds no IMAP connection at all.
     let rest = if push.source == Source::Imap {
@@ -1321,14 +1570,31 @@ async fn run(
             let (mut wmin, mut wmax, mut cmin, mut cmax, mut rss) =
                 (usize::MAX, 0, usize::MAX, 0, 0u64);
             let (mut pmin, mut pmax) = (usize::MAX, 0);
+            // Per node: (waiting min, max, push-source IMAP min, max, VmRSS max).
+            let mut nodes: Vec<(usize, usize, usize, usize, u64)> = Vec::new();
             while sampling.load(Ordering::Relaxed) {
-                let (w, c, p) = gateway.counts().await;
+                let per = gateway.per_node().await;
+                let kib = gateway.node_kib("VmRSS:");
+                nodes.resize(per.len(), (usize::MAX, 0, usize::MAX, 0, 0));
+                for ((n, (w, c, _)), k) in nodes.iter_mut().zip(&per).zip(&kib) {
+                    *n = (
+                        n.0.min(*w),
+                        n.1.max(*w),
+                        n.2.min(*c),
+                        n.3.max(*c),
+                        n.4.max(*k),
+                    );
+                }
+                let sum = |f: fn(&(usize, usize, usize)) -> usize| {
+                    per.iter().map(f).fold(0usize, |a, v| a.saturating_add(v))
+                };
+                let (w, c, p) = (sum(|x| x.0), sum(|x| x.1), sum(|x| x.2));
                 (wmin, wmax, cmin, cmax) = (wmin.min(w), wmax.max(w), cmin.min(c), cmax.max(c));
                 (pmin, pmax) = (pmin.min(p), pmax.max(p));
-                rss = rss.max(gateway.kib("VmRSS:"));
+                rss = rss.max(kib.iter().sum());
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            (wmin, wmax, cmin, cmax, rss, pmin, pmax)
+            (wmin, wmax, cmin, cmax, rss, pmin, pmax, nodes)
         })
     };
 
@@ -1389,13 +1655,28 @@ async fn run(
     }
     tokio::time::sleep(Duration::from_millis(1_000).min(Duration::from_secs(args.drain))).await;
     sampling.store(false, Ordering::Relaxed);
-    let (wmin, wmax, cmin, cmax, rss_max, pmin, pmax) = sampler.await?;
+    let (wmin, wmax, cmin, cmax, rss_max, pmin, pmax, node_samples) = sampler.await?;
     let (dc_procs, dc_kib) = dovecot_processes(dovecot.pid());
 
     // Stop: the hub answers the held Pings, the bare clients end their IDLE.
     shared.stopping.store(true, Ordering::Relaxed);
     // Read before the stop: a child gateway exits after answering.
     let hwm = gateway.kib("VmHWM:");
+    let node_hwm = gateway.node_kib("VmHWM:");
+    let nginx_kib = gateway.nginx_kib();
+    let nginx_errors = match &*gateway {
+        Target::Cluster(c) => {
+            let log =
+                std::fs::read_to_string(c.nginx.dir.path().join("error.log")).unwrap_or_default();
+            let bad: Vec<String> = log
+                .lines()
+                .filter(|l| l.contains("[error]") || l.contains("[alert]") || l.contains("[crit]"))
+                .map(str::to_owned)
+                .collect();
+            Some(bad)
+        }
+        _ => None,
+    };
     gateway.shutdown();
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(30), async {
@@ -1427,10 +1708,16 @@ async fn run(
             println!("  x{n}: {l}");
         }
     }
-    if let Target::Child(g, _) = &*gateway {
+    for (i, g) in gateway.children().into_iter().enumerate() {
         let (n, first) = g.log_summary();
-        println!("gateway log: {n} WARN/ERROR lines");
+        println!("gateway log (node {i}): {n} WARN/ERROR lines");
         for l in first {
+            println!("  {l}");
+        }
+    }
+    if let Some(bad) = &nginx_errors {
+        println!("nginx error log: {} error/alert/crit lines", bad.len());
+        for l in bad.iter().take(5) {
             println!("  {l}");
         }
     }
@@ -1556,12 +1843,54 @@ async fn run(
         "Dovecot: {dc_procs} processes, {:.0} MiB RSS summed",
         mib(dc_kib)
     );
+    if args.nodes > 0 {
+        println!(
+            "\nnodes (behind nginx; users hashed by Authorization): sum of watchers with all \
+             Pings held {held_conns} for {} users",
+            args.users
+        );
+        println!(
+            "  {:<5} {:>12} {:>12} {:>16} {:>16} {:>10} {:>10} {:>10}",
+            "node",
+            "held Pings",
+            "held IMAP",
+            "waiting during",
+            "IMAP during",
+            "RSS held",
+            "RSS max",
+            "VmHWM"
+        );
+        for (i, (((w, c, _), kib), s)) in held_nodes
+            .iter()
+            .zip(&held_node_kib)
+            .zip(&node_samples)
+            .enumerate()
+        {
+            println!(
+                "  {i:<5} {w:>12} {c:>12} {:>16} {:>16} {:>10.1} {:>10.1} {:>10.1}",
+                format!("{}..{}", s.0, s.1),
+                format!("{}..{}", s.2, s.3),
+                mib(*kib),
+                mib(s.4),
+                mib(node_hwm.get(i).copied().unwrap_or(0))
+            );
+        }
+        println!(
+            "  nginx (master + workers) VmRSS before the stop: {:.1} MiB",
+            mib(nginx_kib)
+        );
+    }
     let notify = floor.get(&Bare::Notify).copied().flatten();
     if let (Some(g), Some(n)) = (gw, notify) {
         println!(
-            "\nRESULT {}: gateway p50 {:.1} / p99 {:.1} ms; NOTIFY p50 {:.1} / p99 {:.1} ms; \
+            "\nRESULT {}{}: gateway p50 {:.1} / p99 {:.1} ms; NOTIFY p50 {:.1} / p99 {:.1} ms; \
              gateway - NOTIFY: p50 {:+.1} ms, p99 {:+.1} ms",
             push.source.name(),
+            if args.nodes > 0 {
+                format!(" ({} node(s) behind nginx)", args.nodes)
+            } else {
+                String::new()
+            },
             g.1,
             g.3,
             n.1,

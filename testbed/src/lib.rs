@@ -26,7 +26,8 @@
 //! `postgres` on a free loopback port) for the PostgreSQL state store's tests.
 //!
 //! Submodules: `config` renders `dovecot.conf`; `postfix` runs Postfix; `postgres` runs
-//! PostgreSQL; `radicale` and `xandikos` run the DAV servers; `gateway` and `phone`
+//! PostgreSQL; `nginx` runs nginx with the shipped configuration in front of gateways;
+//! `radicale` and `xandikos` run the DAV servers; `gateway` and `phone`
 //! are the gateway in process and the simulated phone; `account` decides which OS users Dovecot
 //! runs as (an unprivileged `easgw-mail` owns the mail when we are root; the current user
 //! when we are not); `process` keeps the master process tied to us so it cannot outlive the
@@ -39,6 +40,7 @@ mod gateway;
 pub mod logs;
 mod maildir;
 pub mod mariadb;
+pub mod nginx;
 mod phone;
 mod postfix;
 pub mod postgres;
