@@ -413,27 +413,48 @@ async fn top_shows_a_running_gateway() {
     );
 }
 
+/// A loopback port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The smallest `serve` configuration: listening on `port`, the test Dovecot, state in `dir`.
+fn serve_config(dir: &std::path::Path, port: u16) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[imap]\nhost = \"127.0.0.1\"\nport = {}\n\
+         security = \"none\"\n[state]\nurl = \"sqlite:{}\"\n",
+        support::dovecot().imap_port(),
+        dir.join("state.db").display()
+    )
+}
+
+/// Waits until a started `serve` accepts connections on `port` (at most 10 s).
+async fn listening(port: u16) {
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "serve did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Started from a shell whose soft open-file limit is low (1,024 allows 512 phones), the
 /// gateway raises it to the hard limit, as systemd's `LimitNOFILE=` would set both.
 #[tokio::test]
 async fn serve_raises_its_soft_open_file_limit_to_the_hard_one() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[imap]\nhost = \"127.0.0.1\"\nport = {}\n\
-             security = \"none\"\n[state]\nurl = \"sqlite:{}\"\n",
-            support::dovecot().imap_port(),
-            dir.path().join("state.db").display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, serve_config(dir.path(), port)).unwrap();
     let limits = |pid: u32| -> (String, String) {
         let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
         let line = text
@@ -458,17 +479,7 @@ async fn serve_raises_its_soft_open_file_limit_to_the_hard_one() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "serve did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    listening(port).await;
     let (soft, child_hard) = limits(child.id());
     let _ = child.kill();
     let _ = child.wait();
@@ -481,18 +492,9 @@ async fn serve_raises_its_soft_open_file_limit_to_the_hard_one() {
 #[tokio::test]
 async fn reload_with_a_broken_configuration_keeps_the_running_one() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let config = dir.path().join("gateway.toml");
-    let good = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\n[imap]\nhost = \"127.0.0.1\"\nport = {}\n\
-         security = \"none\"\n[state]\nurl = \"sqlite:{}\"\n",
-        support::dovecot().imap_port(),
-        dir.path().join("state.db").display()
-    );
+    let good = serve_config(dir.path(), port);
     std::fs::write(&config, &good).unwrap();
     let log_path = dir.path().join("log");
     let log = std::fs::File::create(&log_path).unwrap();
@@ -504,17 +506,7 @@ async fn reload_with_a_broken_configuration_keeps_the_running_one() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "serve did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    listening(port).await;
     let hup = |pid: u32| {
         // SAFETY: kill(2) on our own child.
         unsafe {
@@ -565,11 +557,7 @@ async fn reload_with_a_broken_configuration_keeps_the_running_one() {
 #[tokio::test]
 async fn serve_logs_json_lines_when_asked() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let log_path = dir.path().join("log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(BIN)
@@ -594,17 +582,7 @@ async fn serve_logs_json_lines_when_asked() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "serve did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    listening(port).await;
     let (login, password) = support::credentials("carol");
     let r = reqwest::Client::new()
         .request(
