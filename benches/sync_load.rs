@@ -785,6 +785,9 @@ impl Bench {
         // "duration: 0.019 ms  execute sqlx_s_2: SELECT …": one line per protocol step
         // (parse, bind, execute); a statement is its execute.
         let (mut server_ms, mut statements) = (0.0, Vec::new());
+        // What each protocol step took, summed: (step, ms); a statement's text follows its
+        // execute step.
+        let mut steps: Vec<(String, f64)> = Vec::new();
         for line in log.lines() {
             let Some((_, rest)) = line.split_once("duration: ") else {
                 continue;
@@ -792,12 +795,26 @@ impl Bench {
             let Some((d, step)) = rest.split_once(" ms  ") else {
                 continue;
             };
-            server_ms += d.parse::<f64>().unwrap_or(0.0);
+            let d = d.parse::<f64>().unwrap_or(0.0);
+            server_ms += d;
+            let kind = step.split_whitespace().next().unwrap_or("").to_owned();
+            match steps.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, sum)) => *sum += d,
+                None => steps.push((kind, d)),
+            }
             if let Some(sql) = step.strip_prefix("execute ") {
                 let sql = sql.split_once(": ").map_or(sql, |(_, s)| s);
                 statements.push(sql.chars().take(90).collect::<String>());
             }
         }
+        let per_sync: Vec<String> = steps
+            .iter()
+            .map(|(k, ms)| format!("{k} {:.3} ms", ms / self.args.pg_trace.max(1) as f64))
+            .collect();
+        println!(
+            "  pg-trace: server time a Sync by step: {}",
+            per_sync.join(", ")
+        );
         let n = self.args.pg_trace;
         println!(
             "  pg-trace: {n} no-change Syncs in {:.2} ms (logging slows them): {} statements \

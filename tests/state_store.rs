@@ -13,7 +13,7 @@ use eas_gateway::state::postgres::PgStore;
 use eas_gateway::state::sqlite::SqliteStore;
 use eas_gateway::state::{
     self, CLIENT_ID_RETENTION_SECS, Device, DeviceKey, FolderEntry, Saved, SendClaim, StateError,
-    StateStore, WipeState,
+    StateStore, Wants, WipeState,
 };
 use eas_testbed::Postgres;
 
@@ -62,6 +62,9 @@ both!(
     a_dead_nodes_claim_is_taken_over_before_the_handover_only,
     waits_noted_on_other_nodes_are_found,
     memos_expire_by_age,
+    a_load_reads_what_was_asked_in_one_call,
+    memos_are_written_with_the_device_read,
+    what_another_node_wrote_is_seen_by_the_next_request,
     an_export_imports_identically,
     two_nodes_never_both_win,
 );
@@ -392,6 +395,220 @@ fn memos_expire_by_age(b: &Backend) {
     assert_eq!(store.expire_memos("last", u64::MAX >> 2).unwrap(), 1);
     assert_eq!(store.memo(&key("a"), "last").unwrap(), None);
     assert!(store.memo(&key("a"), "other").unwrap().is_some());
+}
+
+/// `load` answers exactly what it was asked for, from one consistent view: the device, the
+/// memos that exist of those named, the newest hierarchy key with its folders (none, or an
+/// empty list), the snapshots that exist of the keys named; another user's state never.
+fn a_load_reads_what_was_asked_in_one_call(b: &Backend) {
+    let store = (b.open)();
+    let (a, bob) = (key("alice"), key("bob"));
+    let nothing = store.load(&a, &Wants::default()).unwrap();
+    assert_eq!(nothing, Default::default());
+    let all = Wants {
+        device: true,
+        memos: vec!["m1", "m2", "absent"],
+        hierarchy: true,
+        snapshots: vec![(2, 1), (3, 1), (2, 99)],
+    };
+    let empty = store.load(&a, &all).unwrap();
+    assert_eq!(empty, Default::default(), "a device with no state");
+
+    let mut d = Device::new(a.clone(), "iPhone");
+    d.info.model = Some("Ünïcode ✓".into());
+    d.policy_key = Some(u32::MAX);
+    d.wipe = WipeState::Acknowledged {
+        account_only: true,
+        status: 2,
+    };
+    assert!(store.insert_device(&d).unwrap());
+    d.version = 1;
+    store.put_memo(&a, "m1", b"one").unwrap();
+    store.put_memo(&a, "m2", b"").unwrap();
+    store.put_memo(&a, "m3", b"not asked").unwrap();
+    store.put_memo(&bob, "m1", b"bob's").unwrap();
+    store.put_hierarchy(&a, 1, &[folder(9, "Old")]).unwrap();
+    store
+        .put_hierarchy(&a, 2, &[folder(3, "B"), folder(1, "INBOX"), folder(2, "A")])
+        .unwrap();
+    store.put_hierarchy(&bob, 7, &[folder(4, "Bob's")]).unwrap();
+    let k = store.mint_collection_state(&a, 2, None, b"snap").unwrap();
+    let big: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    let k3 = store.mint_collection_state(&a, 3, None, &big).unwrap();
+    store.mint_collection_state(&bob, 2, None, b"bob").unwrap();
+    let wants = Wants {
+        snapshots: vec![(2, k), (3, k3), (2, k + 100), (4, k)],
+        ..all.clone()
+    };
+    let mut got = store.load(&a, &wants).unwrap();
+    got.memos.sort();
+    got.snapshots.sort();
+    assert_eq!(got.device, Some(d.clone()));
+    assert_eq!(
+        got.memos,
+        vec![
+            ("m1".to_owned(), b"one".to_vec()),
+            ("m2".to_owned(), Vec::new())
+        ]
+    );
+    assert_eq!(
+        got.hierarchy,
+        Some((2, vec![folder(1, "INBOX"), folder(2, "A"), folder(3, "B")])),
+        "the newest key's folders, by id"
+    );
+    assert_eq!(
+        got.snapshots,
+        vec![(2, k, b"snap".to_vec()), (3, k3, big)],
+        "the snapshots that exist"
+    );
+    // Only what is asked.
+    let only = store
+        .load(
+            &a,
+            &Wants {
+                memos: vec!["m3"],
+                ..Wants::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(only.device, None);
+    assert_eq!(only.memos, vec![("m3".to_owned(), b"not asked".to_vec())]);
+    assert_eq!((only.hierarchy, only.snapshots.len()), (None, 0));
+    // A newest key with no folders is a key, with an empty list.
+    store.put_hierarchy(&a, 3, &[]).unwrap();
+    let h = Wants {
+        hierarchy: true,
+        ..Wants::default()
+    };
+    assert_eq!(store.load(&a, &h).unwrap().hierarchy, Some((3, Vec::new())));
+    assert_eq!(store.load(&bob, &h).unwrap().hierarchy.unwrap().0, 7);
+}
+
+/// A memo as `put_memos_and_read_device` takes it.
+fn m<'a>(name: &'a str, value: &'a [u8]) -> (&'a str, &'a [u8]) {
+    (name, value)
+}
+
+/// `put_memos_and_read_device` writes every memo (the last value of a name given twice), and
+/// returns the device as it is; with no memos it is a read of the device.
+fn memos_are_written_with_the_device_read(b: &Backend) {
+    let store = (b.open)();
+    let a = key("alice");
+    assert_eq!(store.put_memos_and_read_device(&a, &[]).unwrap(), None);
+    assert_eq!(
+        store
+            .put_memos_and_read_device(&a, &[m("x", b"1"), m("y", b"2"), m("x", b"3")])
+            .unwrap(),
+        None,
+        "memos of a device without a record are written all the same"
+    );
+    assert_eq!(store.memo(&a, "x").unwrap().as_deref(), Some(&b"3"[..]));
+    assert_eq!(store.memo(&a, "y").unwrap().as_deref(), Some(&b"2"[..]));
+    let mut d = Device::new(a.clone(), "iPhone");
+    store.insert_device(&d).unwrap();
+    d.version = 1;
+    let big: Vec<u8> = (0..1 << 20).map(|i| (i % 13) as u8).collect();
+    assert_eq!(
+        store
+            .put_memos_and_read_device(&a, &[m("y", &big), m("z", b"")])
+            .unwrap(),
+        Some(d.clone())
+    );
+    assert_eq!(store.memo(&a, "y").unwrap(), Some(big));
+    assert_eq!(store.memo(&a, "z").unwrap(), Some(Vec::new()));
+    assert_eq!(store.memo(&a, "x").unwrap().as_deref(), Some(&b"3"[..]));
+    // Written now: expiring by age finds them new.
+    assert_eq!(store.expire_memos("z", state::unix_now() - 60).unwrap(), 0);
+    assert_eq!(store.put_memos_and_read_device(&a, &[]).unwrap(), Some(d));
+}
+
+/// Two nodes on one database: what one writes between two requests of a device (memos, a
+/// new folder list, a new key's snapshot, the admin's wipe) is what the other's next request
+/// loads — nothing a node read for an earlier request answers a later one.
+fn what_another_node_wrote_is_seen_by_the_next_request(b: &Backend) {
+    let (node_a, node_b) = ((b.open)(), (b.open)());
+    let k = key("alice");
+    let fresh = Device::new(k.clone(), "iPhone");
+    state::save_device(node_a.as_ref(), &fresh, &fresh).unwrap();
+    node_a.put_hierarchy(&k, 1, &[folder(1, "INBOX")]).unwrap();
+    let k1 = node_a.mint_collection_state(&k, 1, None, b"one").unwrap();
+    let wants = Wants {
+        device: true,
+        memos: vec!["sync.collections", "sync.last"],
+        hierarchy: true,
+        snapshots: vec![(1, k1)],
+    };
+    // A request on node A ends: its memos written, the device read back.
+    let first = node_a.load(&k, &wants).unwrap();
+    let version = first.device.as_ref().unwrap().version;
+    let seen = node_a
+        .put_memos_and_read_device(&k, &[m("sync.collections", b"a"), m("sync.last", b"a")])
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.version, version);
+
+    // The device's next request goes to node B, which writes everything anew.
+    let on_b = node_b.load(&k, &wants).unwrap();
+    assert_eq!(on_b.memos.len(), 2);
+    node_b
+        .put_memos_and_read_device(&k, &[m("sync.collections", b"b")])
+        .unwrap();
+    node_b
+        .put_hierarchy(&k, 2, &[folder(1, "INBOX"), folder(2, "New")])
+        .unwrap();
+    let k2 = node_b
+        .mint_collection_state(&k, 1, Some(k1), b"two")
+        .unwrap();
+    assert!(
+        node_b
+            .set_wipe(
+                &k,
+                WipeState::Requested {
+                    account_only: false
+                }
+            )
+            .unwrap()
+    );
+
+    // And the next on node A sees all of it.
+    let again = node_a
+        .load(
+            &k,
+            &Wants {
+                snapshots: vec![(1, k1), (1, k2)],
+                ..wants.clone()
+            },
+        )
+        .unwrap();
+    let device = again.device.unwrap();
+    assert!(device.version > version, "the admin's write is seen");
+    assert_eq!(
+        device.wipe,
+        WipeState::Requested {
+            account_only: false
+        }
+    );
+    let mut memos = again.memos;
+    memos.sort();
+    assert_eq!(
+        memos,
+        vec![
+            ("sync.collections".to_owned(), b"b".to_vec()),
+            ("sync.last".to_owned(), b"a".to_vec())
+        ]
+    );
+    assert_eq!(again.hierarchy.unwrap().0, 2);
+    let mut snapshots = again.snapshots;
+    snapshots.sort();
+    assert_eq!(
+        snapshots,
+        vec![(1, k1, b"one".to_vec()), (1, k2, b"two".to_vec())]
+    );
+    // The end of a request on node A reads the record node B changed: its version moved,
+    // so the request's compare-and-set cannot miss the wipe.
+    let end = node_a.put_memos_and_read_device(&k, &[]).unwrap().unwrap();
+    assert_eq!(end.version, device.version);
+    assert_ne!(end.version, version);
 }
 
 /// Everything `state migrate` copies: written into one store, exported, imported into a

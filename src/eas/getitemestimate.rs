@@ -17,10 +17,7 @@ pub async fn run(ctx: &mut Context<'_>, body: &Element) -> Result<Reply, EasErro
             GetItemEstimateStatus::InvalidCollection,
         )));
     };
-    let hierarchy = match ctx.store.latest_hierarchy_key(&ctx.device.key)? {
-        Some(k) => ctx.store.hierarchy(&ctx.device.key, k)?.unwrap_or_default(),
-        None => Vec::new(),
-    };
+    let hierarchy = ctx.folders()?;
     let mut stores = Stores::default();
     let mut responses = Vec::new();
     for c in collections.children_with(g::Collection) {

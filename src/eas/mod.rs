@@ -21,6 +21,7 @@ pub mod meetingresponse;
 pub mod moveitems;
 pub mod ping;
 pub mod provision;
+pub mod reads;
 pub mod request;
 pub mod resolverecipients;
 pub mod search;
@@ -127,6 +128,9 @@ pub struct Context<'a> {
     pub directory: &'a crate::directory::Directory,
     pub read_ahead: &'a crate::eas::sync::read_ahead::ReadAhead,
     pub dav: &'a contacts::DavShared,
+    /// What the request loaded with its device and has not read yet, and the memos it writes
+    /// when it ends ([`reads`]). Boxed: a held Ping keeps its context for minutes.
+    pub reads: Box<reads::Reads>,
 }
 
 impl Context<'_> {
@@ -148,6 +152,39 @@ impl Context<'_> {
     pub fn note_wait(&self) -> Result<(), EasError> {
         self.store.note_wait(&self.device.key, self.hub.node())?;
         Ok(())
+    }
+
+    /// A memo of the device: as this request wrote it, as loaded at its start, or from the
+    /// store.
+    pub fn memo(&self, name: &'static str) -> Result<Option<Vec<u8>>, StateError> {
+        self.reads.memo(self.store, &self.device.key, name)
+    }
+
+    /// Keeps a memo for the device, written when the request ends (with the device record's
+    /// check, in one store call); an error then fails the request.
+    pub fn put_memo_later(&self, name: &'static str, value: Vec<u8>) {
+        self.reads.put_memo_later(name, value);
+    }
+
+    /// The device's newest folder list (empty when it has none).
+    pub fn folders(&self) -> Result<Vec<crate::state::FolderEntry>, StateError> {
+        self.reads.hierarchy(self.store, &self.device.key)
+    }
+
+    /// The snapshot a collection's SyncKey names.
+    pub fn collection_state(
+        &self,
+        folder: u32,
+        sync_key: u32,
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        self.reads
+            .collection_state(self.store, &self.device.key, folder, sync_key)
+    }
+
+    /// Loads what the command will read next in one store call (what is loaded and unread
+    /// already is not read again).
+    pub fn load(&self, wants: crate::state::Wants) -> Result<(), StateError> {
+        self.reads.load(self.store, &self.device.key, wants)
     }
 
     /// What the push sources need to watch this user's mailboxes.

@@ -24,7 +24,8 @@ use crate::mailstore::FolderState;
 use crate::push::Signal;
 use crate::state::FolderEntry;
 
-const MEMO: &str = "ping.last";
+/// The last Ping's parameters, which an empty Ping repeats.
+pub const MEMO: &str = "ping.last";
 
 /// The parameters of a Ping, as sent or as remembered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -94,11 +95,8 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<Element>) -> Result<Reply, 
         Ok(watch) => watch,
         Err(refused) => return Ok(refused),
     };
+    let hierarchy = ctx.folders()?;
     let device = &ctx.device.key;
-    let hierarchy = match ctx.store.latest_hierarchy_key(device)? {
-        Some(k) => ctx.store.hierarchy(device, k)?.unwrap_or_default(),
-        None => Vec::new(),
-    };
     let Some(folders) = watched(&hierarchy, &ids) else {
         // A folder the device's hierarchy does not have: it must FolderSync first.
         return Ok(answer(PingStatus::FolderSyncRequired, Vec::new()));
@@ -138,8 +136,7 @@ struct Watch {
 fn read_params(ctx: &Context<'_>, body: Option<Element>) -> Result<Result<Watch, Reply>, EasError> {
     let device = &ctx.device.key;
     let remembered = ctx
-        .store
-        .memo(device, MEMO)?
+        .memo(MEMO)?
         .and_then(|b| Element::decode(&b).ok())
         .and_then(|e| Params::parse(&e).ok())
         .unwrap_or_default();

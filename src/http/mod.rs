@@ -478,13 +478,16 @@ async fn run_as(
         user: user.key.clone(),
         device_id: line.device_id.clone(),
     };
-    let device = match state.store.device(&key).map_err(HttpError::from)? {
-        Some(device) => device,
-        None => {
+    // The device and what its command reads first, in one store call (one round trip to a
+    // shared database); nothing of it outlives this request (see `eas::reads`).
+    // One statement: the loaded record is a temporary of it, not a local kept in the future.
+    let (device, reads) = match load(state.store.as_ref(), &key, line.command, tree.as_ref())? {
+        (Some(device), reads) => (device, reads),
+        (None, reads) => {
             if let Some(refusal) = admit_new_device(state, &key.user, line.command, version)? {
                 return Ok(refusal);
             }
-            Device::new(key, &line.device_type)
+            (Device::new(key, &line.device_type), reads)
         }
     };
     // What the request saw, so that only what it changes is written back (see save_device).
@@ -502,20 +505,27 @@ async fn run_as(
         directory: &state.directory,
         read_ahead: &state.read_ahead,
         dav: &state.dav,
+        reads,
     };
     let reply = eas::dispatch(&mut ctx, tree).await?;
     // Only a command that ran is remembered; a refused request leaves the state as it was.
     ctx.device.last_seen = unix_now();
     ctx.device.device_type = line.device_type.clone();
     ctx.device.protocol_version = Some(version.as_str().to_owned());
-    let saved = match save_unless_unchanged(state.store.as_ref(), &original, &ctx.device) {
+    let memos = ctx.reads.take_pending();
+    let memos: Vec<(&str, &[u8])> = memos.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+    let saved = match save_unless_unchanged(state.store.as_ref(), &original, &ctx.device, &memos) {
         Ok(saved) => saved,
         // The database went away while the command ran (a Ping held across a restart). If
         // the request changed nothing but when the device was last seen, its answer is still
         // right: deliver it (a Ping answered at its heartbeat) rather than make the phone ask
-        // again. A change that matters (a policy key, a wipe acknowledged) must be stored
-        // first, so that request gets the retryable error.
-        Err(e) if e.is_unavailable() && only_bookkeeping_changed(&original, &ctx.device) => {
+        // again. A change that matters (a policy key, a wipe acknowledged, a memo the command
+        // keeps) must be stored first, so that request gets the retryable error.
+        Err(e)
+            if e.is_unavailable()
+                && memos.is_empty()
+                && only_bookkeeping_changed(&original, &ctx.device) =>
+        {
             tracing::warn!(error = %e, "device record not updated (last seen); answering anyway");
             Saved::Stored {
                 device: Box::new(ctx.device.clone()),
@@ -557,6 +567,21 @@ async fn run_as(
         Reply::Empty => wbxml_response(Vec::new()),
         Reply::Bytes(bytes) => wbxml_response(bytes),
     })
+}
+
+/// The device and what its command reads first, in one store call. Not inline in `run_as`:
+/// what was asked and loaded would take room in the request's future for as long as a held
+/// Ping waits.
+fn load(
+    store: &dyn StateStore,
+    key: &DeviceKey,
+    command: Command,
+    tree: Option<&Element>,
+) -> Result<(Option<Device>, Box<eas::reads::Reads>), HttpError> {
+    let wants = eas::reads::wants(command, tree);
+    let mut loaded = store.load(key, &wants)?;
+    let device = loaded.device.take();
+    Ok((device, Box::new(eas::reads::Reads::new(wants, loaded))))
 }
 
 /// A command's answer, or what the device record as it now is demands instead. Provision's own
@@ -615,15 +640,18 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, HttpError> {
 /// store beyond its reads.
 const LAST_SEEN_GRANULARITY_SECS: u64 = 60;
 
-/// Saves the device as the request leaves it, unless the request changed nothing but its
-/// bookkeeping, the stored `last_seen` is recent, and the record is still the one the request
-/// read (one read instead of a write). A record changed meanwhile (an admin's wipe during a
-/// held Ping, another node) goes through [`crate::state::save_device`], which merges and
-/// reports the race, so the answer follows the record as it now is.
+/// Writes the memos the command kept, then saves the device as the request leaves it — unless
+/// the request changed nothing but its bookkeeping, the stored `last_seen` is recent, and the
+/// record is still the one the request read: then the memos' write reads the record back in
+/// the same call, and nothing else is written (a no-change Sync's whole end is one round
+/// trip). A record changed meanwhile (an admin's wipe during a held Ping, another node) goes
+/// through [`crate::state::save_device`], which merges and reports the race, so the answer
+/// follows the record as it now is.
 fn save_unless_unchanged(
     store: &dyn crate::state::StateStore,
     original: &Device,
     updated: &Device,
+    memos: &[(&str, &[u8])],
 ) -> Result<Saved, crate::state::StateError> {
     let recent = updated.last_seen.saturating_sub(original.last_seen) < LAST_SEEN_GRANULARITY_SECS;
     if recent
@@ -631,7 +659,7 @@ fn save_unless_unchanged(
         && updated.protocol_version == original.protocol_version
         && only_bookkeeping_changed(original, updated)
     {
-        if let Some(current) = store.device(&updated.key)? {
+        if let Some(current) = store.put_memos_and_read_device(&updated.key, memos)? {
             if current.version == original.version {
                 return Ok(Saved::Stored {
                     device: Box::new(current),
@@ -639,6 +667,8 @@ fn save_unless_unchanged(
                 });
             }
         }
+    } else if !memos.is_empty() {
+        store.put_memos_and_read_device(&updated.key, memos)?;
     }
     crate::state::save_device(store, original, updated)
 }
@@ -778,7 +808,7 @@ mod last_seen {
         let original = stored(store);
         let mut seen = original.clone();
         seen.last_seen = original.last_seen + 5;
-        save_unless_unchanged(store, &original, &seen).unwrap();
+        save_unless_unchanged(store, &original, &seen, &[]).unwrap();
         let now = store.device(&original.key).unwrap().unwrap();
         assert_eq!(
             now.version, original.version,
@@ -787,7 +817,7 @@ mod last_seen {
         assert_eq!(now.last_seen, original.last_seen);
 
         seen.last_seen = original.last_seen + LAST_SEEN_GRANULARITY_SECS;
-        save_unless_unchanged(store, &original, &seen).unwrap();
+        save_unless_unchanged(store, &original, &seen, &[]).unwrap();
         let now = store.device(&original.key).unwrap().unwrap();
         assert_eq!(
             now.version,
@@ -798,7 +828,7 @@ mod last_seen {
 
         let mut other = now.clone();
         other.protocol_version = Some("16.1".into());
-        save_unless_unchanged(store, &now, &other).unwrap();
+        save_unless_unchanged(store, &now, &other, &[]).unwrap();
         let after = store.device(&now.key).unwrap().unwrap();
         assert_eq!(
             after.protocol_version.as_deref(),
@@ -812,7 +842,7 @@ mod last_seen {
         crate::state::save_device(store, &after, &admin).unwrap();
         let mut mine = after.clone();
         mine.last_seen += 1;
-        match save_unless_unchanged(store, &after, &mine).unwrap() {
+        match save_unless_unchanged(store, &after, &mine, &[]).unwrap() {
             Saved::Stored { raced, .. } => assert!(raced, "the race is reported"),
             Saved::Removed => panic!("removed"),
         }

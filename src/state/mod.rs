@@ -299,8 +299,58 @@ pub struct DeviceExport {
     pub client_ids: Vec<(String, String, u64)>,
 }
 
+/// What a request reads of its device's state in one call ([`StateStore::load`]): the
+/// commands ask for what they will read, so that a request starts with one round trip to a
+/// shared database instead of one per read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wants {
+    /// The device record.
+    pub device: bool,
+    /// Memos by name.
+    pub memos: Vec<&'static str>,
+    /// The newest hierarchy key with its snapshot.
+    pub hierarchy: bool,
+    /// Collection snapshots by `(folder, sync key)`.
+    pub snapshots: Vec<(u32, u32)>,
+}
+
+impl Wants {
+    /// Whether nothing is asked for.
+    pub fn is_empty(&self) -> bool {
+        !self.device && self.memos.is_empty() && !self.hierarchy && self.snapshots.is_empty()
+    }
+}
+
+/// The answer to [`StateStore::load`]: what was asked for and exists, all read in one
+/// transaction (one consistent view of the device's state).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Loaded {
+    pub device: Option<Device>,
+    /// `(name, value)` of the asked memos that exist.
+    pub memos: Vec<(String, Vec<u8>)>,
+    /// The newest hierarchy key and its folders (by id), when asked and there is one.
+    pub hierarchy: Option<(u32, Vec<FolderEntry>)>,
+    /// `(folder, sync key, snapshot)` of the asked snapshots that exist.
+    pub snapshots: Vec<(u32, u32, Vec<u8>)>,
+}
+
 /// Where per-device state lives.
 pub trait StateStore: Send + Sync {
+    /// Several reads of one device in one call: on PostgreSQL one statement (one round
+    /// trip), on SQLite one read transaction. What a request starts from (the device, the
+    /// memos and snapshots its command reads) comes from here, read afresh for every request:
+    /// with several nodes on one database nothing read here may be kept for a later request.
+    fn load(&self, key: &DeviceKey, wants: &Wants) -> Result<Loaded, StateError>;
+    /// Writes memos (all or none; a name given twice keeps its last value) and returns the
+    /// device record as it is after them, in one call (PostgreSQL: one statement). What a
+    /// request ends with: the memos its command keeps, and the record to compare with the
+    /// one the request started from (see `save_device`'s compare-and-set).
+    fn put_memos_and_read_device(
+        &self,
+        key: &DeviceKey,
+        memos: &[(&str, &[u8])],
+    ) -> Result<Option<Device>, StateError>;
+
     /// The device, if it was seen before.
     fn device(&self, key: &DeviceKey) -> Result<Option<Device>, StateError>;
     /// Stores a device seen for the first time (version 1). False, writing nothing, when the

@@ -553,33 +553,109 @@ const DEVICE_COLUMNS: &str = "\"user\", device_id, device_type, model, imei, fri
      version";
 
 fn device_from_row(r: &PgRow) -> Result<Device, sqlx::Error> {
-    let wipe: String = r.try_get(15)?;
+    device_at(r, 0)
+}
+
+/// The device whose [`DEVICE_COLUMNS`] start at column `at`.
+fn device_at(r: &PgRow, at: usize) -> Result<Device, sqlx::Error> {
+    let wipe: String = r.try_get(at + 15)?;
     Ok(Device {
         key: DeviceKey {
-            user: r.try_get(0)?,
-            device_id: r.try_get(1)?,
+            user: r.try_get(at)?,
+            device_id: r.try_get(at + 1)?,
         },
-        device_type: r.try_get(2)?,
+        device_type: r.try_get(at + 2)?,
         info: DeviceInfo {
-            model: r.try_get(3)?,
-            imei: r.try_get(4)?,
-            friendly_name: r.try_get(5)?,
-            os: r.try_get(6)?,
-            os_language: r.try_get(7)?,
-            phone_number: r.try_get(8)?,
-            user_agent: r.try_get(9)?,
-            mobile_operator: r.try_get(10)?,
-            enable_outbound_sms: r.try_get(11)?,
+            model: r.try_get(at + 3)?,
+            imei: r.try_get(at + 4)?,
+            friendly_name: r.try_get(at + 5)?,
+            os: r.try_get(at + 6)?,
+            os_language: r.try_get(at + 7)?,
+            phone_number: r.try_get(at + 8)?,
+            user_agent: r.try_get(at + 9)?,
+            mobile_operator: r.try_get(at + 10)?,
+            enable_outbound_sms: r.try_get(at + 11)?,
         },
-        policy_key: get_opt_u32(r, 12)?,
-        pending_policy_key: get_opt_u32(r, 13)?,
-        policy_hash: r.try_get(14)?,
-        wipe: wipe_from_row(&wipe, r.try_get(16)?),
-        first_seen: get_u64(r, 17)?,
-        last_seen: get_u64(r, 18)?,
-        protocol_version: r.try_get(19)?,
-        version: get_u64(r, 20)?,
+        policy_key: get_opt_u32(r, at + 12)?,
+        pending_policy_key: get_opt_u32(r, at + 13)?,
+        policy_hash: r.try_get(at + 14)?,
+        wipe: wipe_from_row(&wipe, r.try_get(at + 16)?),
+        first_seen: get_u64(r, at + 17)?,
+        last_seen: get_u64(r, at + 18)?,
+        protocol_version: r.try_get(at + 19)?,
+        version: get_u64(r, at + 20)?,
     })
+}
+
+/// [`DEVICE_COLUMNS`] as typed NULLs, for the rows of [`LOAD`] that are not the device.
+const NO_DEVICE: &str = "NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, \
+     NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, \
+     NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::bigint, NULL::bigint, \
+     NULL::bigint, NULL::text, NULL::bigint";
+
+/// [`StateStore::load`] as one statement, so a request's reads cost one round trip: every
+/// part is a branch of one `UNION ALL`, its rows of one shape — the part (0 device, 1 memo,
+/// 2 hierarchy, 3 snapshot), the device's columns (1–21), five numbers (22–26), two texts
+/// (27, 28) and bytes (29). $1 user, $2 device, $3 memo names, $4/$5 snapshots' folders and
+/// keys, $6 the device asked for, $7 the hierarchy asked for. One text whatever is asked, so
+/// the server plans it once per connection.
+fn load_sql() -> String {
+    format!(
+        "SELECT 0::bigint, {DEVICE_COLUMNS}, NULL::bigint, NULL::bigint, NULL::bigint, \
+         NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::bytea \
+         FROM devices WHERE $6 AND \"user\" = $1 AND device_id = $2 \
+         UNION ALL \
+         SELECT 1, {NO_DEVICE}, NULL, NULL, NULL, NULL, NULL, name, NULL, value \
+         FROM device_memos WHERE \"user\" = $1 AND device_id = $2 AND name = ANY($3::text[]) \
+         UNION ALL \
+         SELECT 2, {NO_DEVICE}, k.sync_key, h.id, h.parent, h.kind, h.uidvalidity, \
+         h.display_name, h.imap_name, NULL \
+         FROM hierarchy_keys k LEFT JOIN hierarchy h ON h.\"user\" = k.\"user\" \
+         AND h.device_id = k.device_id AND h.sync_key = k.sync_key \
+         WHERE $7 AND k.\"user\" = $1 AND k.device_id = $2 AND k.sync_key = \
+         (SELECT MAX(sync_key) FROM hierarchy_keys WHERE \"user\" = $1 AND device_id = $2) \
+         UNION ALL \
+         SELECT 3, {NO_DEVICE}, s.folder, s.sync_key, NULL, NULL, NULL, NULL, NULL, s.snapshot \
+         FROM collection_state s \
+         WHERE s.\"user\" = $1 AND s.device_id = $2 AND (s.folder, s.sync_key) IN \
+         (SELECT * FROM UNNEST($4::bigint[], $5::bigint[]))"
+    )
+}
+
+/// Reads the rows of [`load_sql`] into what was asked for.
+fn loaded_from_rows(rows: &[PgRow]) -> Result<super::Loaded, sqlx::Error> {
+    let mut loaded = super::Loaded::default();
+    let mut hierarchy: Option<(u32, Vec<FolderEntry>)> = None;
+    for r in rows {
+        let part: i64 = r.try_get(0)?;
+        match part {
+            0 => loaded.device = Some(device_at(r, 1)?),
+            1 => loaded.memos.push((r.try_get(27)?, r.try_get(29)?)),
+            2 => {
+                let key = get_u32(r, 22)?;
+                let folders = &mut hierarchy.get_or_insert_with(|| (key, Vec::new())).1;
+                // A key without folders gives one row of NULLs.
+                if r.try_get::<Option<i64>, _>(23)?.is_some() {
+                    folders.push(FolderEntry {
+                        id: get_u32(r, 23)?,
+                        parent: get_u32(r, 24)?,
+                        kind: get_u8(r, 25)?,
+                        uidvalidity: get_u32(r, 26)?,
+                        display_name: r.try_get(27)?,
+                        imap_name: r.try_get(28)?,
+                    });
+                }
+            }
+            _ => loaded
+                .snapshots
+                .push((get_u32(r, 22)?, get_u32(r, 23)?, r.try_get(29)?)),
+        }
+    }
+    if let Some((_, folders)) = &mut hierarchy {
+        folders.sort_by_key(|f| f.id);
+    }
+    loaded.hierarchy = hierarchy;
+    Ok(loaded)
 }
 
 /// Binds the device's columns as $1..$20 in [`DEVICE_COLUMNS`] order (the version left out).
@@ -752,6 +828,69 @@ async fn insert_hierarchy(
 }
 
 impl StateStore for PgStore {
+    fn load(&self, key: &DeviceKey, wants: &super::Wants) -> Result<super::Loaded, StateError> {
+        if wants.is_empty() {
+            return Ok(super::Loaded::default());
+        }
+        let sql = load_sql();
+        let folders: Vec<i64> = wants.snapshots.iter().map(|s| s.0.into()).collect();
+        let keys: Vec<i64> = wants.snapshots.iter().map(|s| s.1.into()).collect();
+        self.call(async |c| {
+            let rows = sqlx::query(&sql)
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .bind(&wants.memos)
+                .bind(&folders)
+                .bind(&keys)
+                .bind(wants.device)
+                .bind(wants.hierarchy)
+                .fetch_all(&mut *c)
+                .await?;
+            loaded_from_rows(&rows)
+        })
+    }
+
+    fn put_memos_and_read_device(
+        &self,
+        key: &DeviceKey,
+        memos: &[(&str, &[u8])],
+    ) -> Result<Option<Device>, StateError> {
+        // A name twice in one INSERT … ON CONFLICT would be refused ("cannot affect row a
+        // second time"): the last value wins, as it would written one after the other.
+        let mut names: Vec<&str> = Vec::with_capacity(memos.len());
+        let mut values: Vec<&[u8]> = Vec::with_capacity(memos.len());
+        for &(name, value) in memos.iter().rev() {
+            if !names.contains(&name) {
+                names.push(name);
+                values.push(value);
+            }
+        }
+        // One statement, so one round trip: the memos written by a data-modifying WITH (run
+        // to completion whether or not the query reads it), the device read after. The read
+        // sees the database as the statement began, like a read right before the writes: the
+        // compare-and-set on its version that follows is what guards the record.
+        let sql = format!(
+            "WITH written AS (INSERT INTO device_memos (\"user\", device_id, name, value, at) \
+             SELECT $1, $2, m.name, m.value, $5 FROM UNNEST($3::text[], $4::bytea[]) AS m(name, value) \
+             ON CONFLICT (\"user\", device_id, name) \
+             DO UPDATE SET value = EXCLUDED.value, at = EXCLUDED.at) \
+             SELECT {DEVICE_COLUMNS} FROM devices WHERE \"user\" = $1 AND device_id = $2"
+        );
+        let now = super::unix_now() as i64;
+        self.call(async |c| {
+            sqlx::query(&sql)
+                .bind(&key.user)
+                .bind(&key.device_id)
+                .bind(&names)
+                .bind(&values)
+                .bind(now)
+                .fetch_optional(&mut *c)
+                .await?
+                .map(|r| device_from_row(&r))
+                .transpose()
+        })
+    }
+
     fn device(&self, key: &DeviceKey) -> Result<Option<Device>, StateError> {
         let sql =
             format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE \"user\" = $1 AND device_id = $2");

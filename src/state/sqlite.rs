@@ -236,7 +236,130 @@ fn record_admin_change(tx: &rusqlite::Transaction<'_>, key: &DeviceKey) -> rusql
     Ok(())
 }
 
+/// Keeps the last value of a memo name given twice (the order a caller wrote them in).
+fn last_of_each<'a>(memos: &[(&'a str, &'a [u8])]) -> Vec<(&'a str, &'a [u8])> {
+    let mut out: Vec<(&str, &[u8])> = Vec::with_capacity(memos.len());
+    for &(name, value) in memos.iter().rev() {
+        if !out.iter().any(|(n, _)| *n == name) {
+            out.push((name, value));
+        }
+    }
+    out.reverse();
+    out
+}
+
+fn folder_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FolderEntry> {
+    Ok(FolderEntry {
+        id: r.get(0)?,
+        parent: r.get(1)?,
+        display_name: r.get(2)?,
+        kind: r.get(3)?,
+        imap_name: r.get(4)?,
+        uidvalidity: r.get(5)?,
+    })
+}
+
 impl StateStore for SqliteStore {
+    fn load(&self, key: &DeviceKey, wants: &super::Wants) -> Result<super::Loaded, StateError> {
+        // Several statements, one read transaction: the same consistent view PostgreSQL's one
+        // statement gives (each call costs SQLite microseconds, so nothing is gained by
+        // folding them further).
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let mut loaded = super::Loaded::default();
+            if wants.device {
+                loaded.device = tx
+                    .prepare_cached(&format!(
+                        "SELECT {DEVICE_COLUMNS} FROM devices WHERE user = ?1 AND device_id = ?2"
+                    ))?
+                    .query_row(params![key.user, key.device_id], device_from_row)
+                    .optional()?;
+            }
+            for name in &wants.memos {
+                let value: Option<Vec<u8>> = tx
+                    .prepare_cached(
+                        "SELECT value FROM device_memos \
+                         WHERE user = ?1 AND device_id = ?2 AND name = ?3",
+                    )?
+                    .query_row(params![key.user, key.device_id, name], |r| r.get(0))
+                    .optional()?;
+                if let Some(value) = value {
+                    if !loaded.memos.iter().any(|(n, _)| n == name) {
+                        loaded.memos.push(((*name).to_owned(), value));
+                    }
+                }
+            }
+            if wants.hierarchy {
+                let newest: Option<u32> = tx
+                    .prepare_cached(
+                        "SELECT MAX(sync_key) FROM hierarchy_keys WHERE user = ?1 AND device_id = ?2",
+                    )?
+                    .query_row(params![key.user, key.device_id], |r| r.get(0))?;
+                if let Some(k) = newest {
+                    let mut stmt = tx.prepare_cached(
+                        "SELECT id, parent, display_name, kind, imap_name, uidvalidity \
+                         FROM hierarchy WHERE user = ?1 AND device_id = ?2 AND sync_key = ?3 \
+                         ORDER BY id",
+                    )?;
+                    let folders = stmt
+                        .query_map(params![key.user, key.device_id, k], folder_from_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    loaded.hierarchy = Some((k, folders));
+                }
+            }
+            for &(folder, sync_key) in &wants.snapshots {
+                if loaded
+                    .snapshots
+                    .iter()
+                    .any(|(f, k, _)| (*f, *k) == (folder, sync_key))
+                {
+                    continue;
+                }
+                let snapshot: Option<Vec<u8>> = tx
+                    .prepare_cached(
+                        "SELECT snapshot FROM collection_state \
+                         WHERE user = ?1 AND device_id = ?2 AND folder = ?3 AND sync_key = ?4",
+                    )?
+                    .query_row(params![key.user, key.device_id, folder, sync_key], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                if let Some(snapshot) = snapshot {
+                    loaded.snapshots.push((folder, sync_key, snapshot));
+                }
+            }
+            tx.commit()?;
+            Ok(loaded)
+        })
+    }
+
+    fn put_memos_and_read_device(
+        &self,
+        key: &DeviceKey,
+        memos: &[(&str, &[u8])],
+    ) -> Result<Option<Device>, StateError> {
+        let memos = last_of_each(memos);
+        let now = super::unix_now() as i64;
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for (name, value) in &memos {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO device_memos (user, device_id, name, value, at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![key.user, key.device_id, name, value, now])?;
+            }
+            let device = tx
+                .prepare_cached(&format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE user = ?1 AND device_id = ?2"
+                ))?
+                .query_row(params![key.user, key.device_id], device_from_row)
+                .optional()?;
+            tx.commit()?;
+            Ok(device)
+        })
+    }
+
     fn device(&self, key: &DeviceKey) -> Result<Option<Device>, StateError> {
         self.with(|c| {
             c.prepare_cached(&format!(

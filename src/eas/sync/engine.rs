@@ -366,10 +366,7 @@ fn known_snapshot<T: Token>(
     let Some(key) = plan.request.sync_key.id().and_then(SyncKey::stored) else {
         return Ok(None);
     };
-    let Some(bytes) = ctx
-        .store
-        .collection_state(&ctx.device.key, plan.folder.id, key)?
-    else {
+    let Some(bytes) = ctx.collection_state(plan.folder.id, key)? else {
         return Ok(None);
     };
     Ok(Snapshot::decode_header(&bytes).map(|header| Known { key, bytes, header }))

@@ -43,6 +43,26 @@ const MEMO_LAST: &str = "sync.last";
 /// The bytes of the last answer to client commands, kept apart from [`MEMO_LAST`] because
 /// they hold message content: the gateway deletes them [`RESEND_WINDOW_SECS`] after writing.
 pub const MEMO_LAST_RESPONSE: &str = "sync.last.response";
+/// The memos a Sync reads first, loaded with the device when the request starts.
+pub const MEMOS_READ_FIRST: [&str; 2] = [MEMO_LAST, MEMO_COLLECTIONS];
+
+/// The `(folder, key)` of every snapshot a Sync body presents a key for, loaded with the
+/// device when the request starts. An empty or partial Sync takes the rest from its memo
+/// (then loaded in one more call, [`RequestPlan::new`]).
+pub fn presented_keys(body: &Element) -> Vec<(u32, u32)> {
+    let Some(collections) = body.child(a::Collections) else {
+        return Vec::new();
+    };
+    collections
+        .children_with(a::Collection)
+        .filter_map(|c| {
+            let folder = CollectionId::try_from(super::child_text(c, a::CollectionId)?).ok()?;
+            let key = SyncKey::try_from(super::child_text(c, a::SyncKey)?).ok()?;
+            Some((folder.number(), key.stored()?))
+        })
+        .collect()
+}
+
 /// How long the answer to client commands is kept for an identical retry. A phone that lost
 /// an answer retries as soon as it has a connection again, normally within seconds; later, the
 /// retry is answered "invalid SyncKey" (status 3, resync the folder) instead, which never
@@ -92,8 +112,7 @@ pub async fn run(ctx: &mut Context<'_>, body: Option<&Element>) -> Result<Reply,
 /// The answer again, byte for byte, when `fingerprint` is that of a retried request whose
 /// answer was lost (or "start over" once the kept answer expired); None for any other request.
 fn replay(ctx: &Context<'_>, fingerprint: Option<&[u8]>) -> Result<Option<Reply>, EasError> {
-    let device = &ctx.device.key;
-    let (Some(fp), Some(last)) = (fingerprint, ctx.store.memo(device, MEMO_LAST)?) else {
+    let (Some(fp), Some(last)) = (fingerprint, ctx.memo(MEMO_LAST)?) else {
         return Ok(None);
     };
     let Some(last) = LastAnswer::decode(&last).filter(|l| l.fingerprint == fp) else {
@@ -102,7 +121,7 @@ fn replay(ctx: &Context<'_>, fingerprint: Option<&[u8]>) -> Result<Option<Reply>
     if !last.still_latest(ctx)? {
         return Ok(None);
     }
-    Ok(Some(match ctx.store.memo(device, MEMO_LAST_RESPONSE)? {
+    Ok(Some(match ctx.memo(MEMO_LAST_RESPONSE)? {
         Some(response) => {
             tracing::info!("resending the answer to a retried Sync");
             Reply::Bytes(response)
@@ -130,10 +149,7 @@ fn read_request(
         }
         None => SyncRequest::default(),
     };
-    let cached = ctx
-        .store
-        .memo(&ctx.device.key, MEMO_COLLECTIONS)?
-        .and_then(|b| Cached::decode(&b));
+    let cached = ctx.memo(MEMO_COLLECTIONS)?.and_then(|b| Cached::decode(&b));
     if body.is_none() || req.partial {
         let Some(cached) = cached else {
             return Ok(Err(top_status(SyncStatus::IncompleteRequest)));
@@ -164,11 +180,21 @@ struct RequestPlan {
 
 impl RequestPlan {
     async fn new(ctx: &Context<'_>, req: &SyncRequest) -> Result<RequestPlan, EasError> {
-        let device = &ctx.device.key;
-        let hierarchy = match ctx.store.latest_hierarchy_key(device)? {
-            Some(k) => ctx.store.hierarchy(device, k)?.unwrap_or_default(),
-            None => Vec::new(),
-        };
+        // The folder list and the presented keys' snapshots in one store call; a Sync whose
+        // body named them all had them loaded with its device already (no call here).
+        ctx.load(crate::state::Wants {
+            hierarchy: true,
+            snapshots: req
+                .collections
+                .iter()
+                .filter_map(|c| {
+                    let folder = c.collection_id.id()?.number();
+                    Some((folder, c.sync_key.id()?.stored()?))
+                })
+                .collect(),
+            ..Default::default()
+        })?;
+        let hierarchy = ctx.folders()?;
         let ready = take_ready_pages(ctx, req, &hierarchy).await;
         let window_total = req
             .window_size
@@ -376,15 +402,14 @@ fn remember_answer(
     response: &[u8],
     has_commands: bool,
 ) -> Result<(), EasError> {
-    let device = &ctx.device.key;
     // Only an answer to client commands is kept whole: applying them again would not give
     // the same answer (a second Add, a Delete of what is gone). A retried request without
     // commands is answered afresh from its key's snapshot, which is still kept (the
     // previous key stays valid until the device uses the new one), with the same items;
     // storing every page (about 1 MB each during an initial sync) cost 3-10 ms a page.
+    // Both written when the request ends, in one transaction.
     let last = if has_commands {
-        // The content first: a memo naming keys without it would answer "resync".
-        ctx.store.put_memo(device, MEMO_LAST_RESPONSE, response)?;
+        ctx.put_memo_later(MEMO_LAST_RESPONSE, response.to_vec());
         LastAnswer {
             fingerprint,
             keys: outcome
@@ -400,14 +425,13 @@ fn remember_answer(
             keys: Vec::new(),
         }
     };
-    ctx.store.put_memo(device, MEMO_LAST, &last.encode())?;
+    ctx.put_memo_later(MEMO_LAST, last.encode());
     Ok(())
 }
 
 fn remember_collections(ctx: &Context<'_>, req: &SyncRequest) -> Result<(), EasError> {
     let cached = Cached::from_request(req);
-    ctx.store
-        .put_memo(&ctx.device.key, MEMO_COLLECTIONS, &cached.encode())?;
+    ctx.put_memo_later(MEMO_COLLECTIONS, cached.encode());
     Ok(())
 }
 
@@ -506,26 +530,13 @@ pub fn current_folder(
     let Some(id) = collection_id else {
         return Ok(None);
     };
-    let device = &ctx.device.key;
-    Ok(match ctx.store.latest_hierarchy_key(device)? {
-        Some(k) => ctx
-            .store
-            .hierarchy(device, k)?
-            .unwrap_or_default()
-            .into_iter()
-            .find(|f| f.id == id.number()),
-        None => None,
-    })
+    Ok(ctx.folders()?.into_iter().find(|f| f.id == id.number()))
 }
 
 /// Every folder below `parent` in the device's newest folder list, deepest first (so they
 /// can be deleted in order).
 pub fn descendants(ctx: &Context<'_>, parent: u32) -> Result<Vec<FolderEntry>, EasError> {
-    let device = &ctx.device.key;
-    let all = match ctx.store.latest_hierarchy_key(device)? {
-        Some(k) => ctx.store.hierarchy(device, k)?.unwrap_or_default(),
-        None => Vec::new(),
-    };
+    let all = ctx.folders()?;
     let mut out = Vec::new();
     let mut frontier = vec![parent];
     while let Some(p) = frontier.pop() {
@@ -602,8 +613,7 @@ pub fn cached_options(
     collection_id: &Presented<CollectionId>,
 ) -> Result<Options, EasError> {
     Ok(ctx
-        .store
-        .memo(&ctx.device.key, MEMO_COLLECTIONS)?
+        .memo(MEMO_COLLECTIONS)?
         .and_then(|b| Cached::decode(&b))
         .and_then(|c| {
             c.collections
