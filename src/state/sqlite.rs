@@ -950,16 +950,7 @@ impl StateStore for SqliteStore {
                          FROM hierarchy WHERE user = ?1 AND device_id = ?2 AND sync_key = ?3 \
                          ORDER BY id",
                     )?
-                    .query_map(params![key.user, key.device_id, sync_key], |r| {
-                        Ok(FolderEntry {
-                            id: r.get(0)?,
-                            parent: r.get(1)?,
-                            display_name: r.get(2)?,
-                            kind: r.get(3)?,
-                            imap_name: r.get(4)?,
-                            uidvalidity: r.get(5)?,
-                        })
-                    })?
+                    .query_map(params![key.user, key.device_id, sync_key], folder_from_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 hierarchies.push((sync_key, folders));
             }
