@@ -125,6 +125,8 @@ struct Args {
     floor_users: usize,
     setup_concurrency: usize,
     drain: u64,
+    /// Seconds to wait between all Pings held and the first APPEND.
+    settle: u64,
     seed: u64,
     /// First Pings started per second (0: all at once).
     ramp: u64,
@@ -152,6 +154,9 @@ usage: cargo bench --bench push_load -- [options]
   --floor-users K        users with a bare IDLE and a bare NOTIFY client (250)
   --setup-concurrency C  devices set up at once (64)
   --drain S              seconds to wait for the last answers after the APPENDs (10)
+  --settle S             seconds to wait once all Pings are held (and, with events, at
+                         rest) before the first APPEND, so that the answers are not timed
+                         on a machine still busy with 10,000 TLS handshakes (0)
   --seed X               random seed for the choice of users (1)
   --ramp P               first Pings started per second; 0 starts all at once, like phones
                          after a gateway restart (500)
@@ -184,6 +189,7 @@ impl Args {
             floor_users: 250,
             setup_concurrency: 64,
             drain: 10,
+            settle: 0,
             seed: 1,
             separate: false,
             ramp: 500,
@@ -223,6 +229,7 @@ impl Args {
                 "--floor-users" => args.floor_users = value()?.parse()?,
                 "--setup-concurrency" => args.setup_concurrency = value()?.parse()?,
                 "--drain" => args.drain = value()?.parse()?,
+                "--settle" => args.settle = value()?.parse()?,
                 "--seed" => args.seed = value()?.parse()?,
                 "--ramp" => args.ramp = value()?.parse()?,
                 "--source-addrs" => args.source_addrs = value()?.parse()?,
@@ -1561,6 +1568,20 @@ async fn run(
         );
         Some((now.1, now.2))
     };
+
+    if args.settle > 0 {
+        tokio::time::sleep(Duration::from_secs(args.settle)).await;
+    }
+    println!(
+        "APPENDs start {:.0} s after all Pings were held; load average {}",
+        started.elapsed().saturating_sub(held_after).as_secs_f64(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split(' ')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
 
     // Sample the hub and our memory while mail arrives.
     let sampling = Arc::new(AtomicBool::new(true));

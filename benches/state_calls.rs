@@ -70,7 +70,26 @@ fn update_device(s: &dyn StateStore, f: &Fixture) -> Result<()> {
     Ok(())
 }
 
-const CALLS: [Call; 7] = [
+/// What a Sync request loads first since the reads were gathered (one statement on
+/// PostgreSQL): the device, its two memos, the newest folder list and one key's snapshot.
+fn load_for_sync(s: &dyn StateStore, f: &Fixture) -> Result<()> {
+    let loaded = s.load(
+        &f.key,
+        &state::Wants {
+            device: true,
+            memos: vec![MEMO_SMALL, MEMO_LAST],
+            hierarchy: true,
+            snapshots: vec![(f.folder, f.sync_key)],
+        },
+    )?;
+    if loaded.device.is_none() || loaded.snapshots.len() != 1 {
+        return Err("load missed the device or the snapshot".into());
+    }
+    Ok(())
+}
+
+const CALLS: [Call; 8] = [
+    ("load (a Sync's)", load_for_sync),
     ("device", device),
     ("memo", memo),
     ("latest_hierarchy_key", latest_hierarchy_key),

@@ -58,6 +58,11 @@ struct Inner {
     loaded: Loaded,
     /// Memos to write when the request ends, in the order written.
     pending: Vec<(&'static str, Vec<u8>)>,
+    /// Each memo's value as the store last answered it to this request, so that a memo
+    /// written back unchanged is not written at all.
+    answered: Vec<(&'static str, Option<Vec<u8>>)>,
+    /// The command said it changed no state of the device but the memos it keeps.
+    no_other_writes: bool,
 }
 
 impl Reads {
@@ -72,6 +77,8 @@ impl Reads {
                 unread: wants,
                 loaded,
                 pending: Vec::new(),
+                answered: Vec::new(),
+                no_other_writes: false,
             }),
         }
     }
@@ -141,10 +148,14 @@ impl Reads {
             if let Some(i) = inner.unread.memos.iter().position(|m| *m == name) {
                 inner.unread.memos.swap_remove(i);
                 let found = inner.loaded.memos.iter().position(|(n, _)| n == name);
-                return Ok(found.map(|i| inner.loaded.memos.swap_remove(i).1));
+                let value = found.map(|i| inner.loaded.memos.swap_remove(i).1);
+                inner.note_answered(name, &value);
+                return Ok(value);
             }
         }
-        store.memo(key, name)
+        let value = store.memo(key, name)?;
+        self.inner().note_answered(name, &value);
+        Ok(value)
     }
 
     /// Writes a memo when the request ends, with the device's check (one call for both).
@@ -152,9 +163,37 @@ impl Reads {
         self.inner().pending.push((name, value));
     }
 
-    /// The memos to write, taken.
+    /// The memos to write, taken: each name's last value, and none that is what the store
+    /// answered this request (a no-change Sync keeps the same two memos it read). Rewriting
+    /// an unchanged value would only restore it over what another request wrote meanwhile,
+    /// which is newer.
     pub fn take_pending(&self) -> Vec<(&'static str, Vec<u8>)> {
-        std::mem::take(&mut self.inner().pending)
+        let mut inner = self.inner();
+        let pending = std::mem::take(&mut inner.pending);
+        let mut last: Vec<(&'static str, Vec<u8>)> = Vec::with_capacity(pending.len());
+        for (name, value) in pending {
+            last.retain(|(n, _)| *n != name);
+            last.push((name, value));
+        }
+        last.retain(|(name, value)| {
+            !inner
+                .answered
+                .iter()
+                .any(|(n, v)| n == name && v.as_deref() == Some(value.as_slice()))
+        });
+        last
+    }
+
+    /// The command changed no state of the device in the store but the memos it keeps (a
+    /// Sync that minted no key and applied nothing): with no memo to write either, the
+    /// request's end need not touch the store (`http`).
+    pub fn note_no_other_writes(&self) {
+        self.inner().no_other_writes = true;
+    }
+
+    /// See [`Reads::note_no_other_writes`].
+    pub fn no_other_writes(&self) -> bool {
+        self.inner().no_other_writes
     }
 
     /// The newest folder list (empty when the device has none): as loaded (once), or from the
@@ -209,6 +248,14 @@ impl Reads {
             }
         }
         store.collection_state(key, folder, sync_key)
+    }
+}
+
+impl Inner {
+    /// Keeps the store's latest answer for `name` to this request.
+    fn note_answered(&mut self, name: &'static str, value: &Option<Vec<u8>>) {
+        self.answered.retain(|(n, _)| *n != name);
+        self.answered.push((name, value.clone()));
     }
 }
 
@@ -311,7 +358,59 @@ mod test {
         assert_eq!(reads.memo(store, &key, "c").unwrap().unwrap(), b"mine too");
         assert_eq!(store.memo(&key, "c").unwrap(), None, "not written yet");
         let pending = reads.take_pending();
-        assert_eq!(pending.len(), 2);
+        assert_eq!(
+            pending,
+            vec![("c", b"mine too".to_vec())],
+            "the last value only"
+        );
         assert!(reads.take_pending().is_empty());
+    }
+
+    /// A memo written back as the store answered it is not written; one that changed, or that
+    /// the store did not have, is.
+    #[test]
+    fn unchanged_memos_are_not_written_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            crate::state::open(&format!("sqlite:{}", dir.path().join("s.db").display())).unwrap();
+        let store = store.as_ref();
+        let key = DeviceKey {
+            user: "u".into(),
+            device_id: "d".into(),
+        };
+        store.put_memo(&key, "same", b"1").unwrap();
+        store.put_memo(&key, "reread", b"1").unwrap();
+        store.put_memo(&key, "changed", b"1").unwrap();
+        store.put_memo(&key, "read late", b"1").unwrap();
+        let wants = Wants {
+            device: true,
+            memos: vec!["same", "reread", "changed", "new"],
+            ..Wants::default()
+        };
+        let reads = Reads::new(wants.clone(), store.load(&key, &wants).unwrap());
+        for name in ["same", "reread", "changed", "new", "read late"] {
+            reads.memo(store, &key, name).unwrap();
+        }
+        // Another writer; the request reads the memo again and sees it.
+        store.put_memo(&key, "reread", b"2").unwrap();
+        assert_eq!(reads.memo(store, &key, "reread").unwrap().unwrap(), b"2");
+
+        reads.put_memo_later("same", b"1".to_vec());
+        reads.put_memo_later("reread", b"1".to_vec());
+        reads.put_memo_later("changed", b"2".to_vec());
+        reads.put_memo_later("new", b"1".to_vec());
+        reads.put_memo_later("read late", b"1".to_vec());
+        reads.put_memo_later("never read", b"1".to_vec());
+        let mut names: Vec<_> = reads.take_pending().into_iter().map(|(n, _)| n).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["changed", "never read", "new", "reread"]);
+
+        // A value changed and changed back is as the store has it.
+        reads.put_memo_later("changed", b"3".to_vec());
+        reads.put_memo_later("changed", b"1".to_vec());
+        assert!(reads.take_pending().is_empty());
+        assert!(!reads.no_other_writes());
+        reads.note_no_other_writes();
+        assert!(reads.no_other_writes());
     }
 }

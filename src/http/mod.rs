@@ -481,6 +481,7 @@ async fn run_as(
     // The device and what its command reads first, in one store call (one round trip to a
     // shared database); nothing of it outlives this request (see `eas::reads`).
     // One statement: the loaded record is a temporary of it, not a local kept in the future.
+    let loaded_at = std::time::Instant::now();
     let (device, reads) = match load(state.store.as_ref(), &key, line.command, tree.as_ref())? {
         (Some(device), reads) => (device, reads),
         (None, reads) => {
@@ -514,7 +515,13 @@ async fn run_as(
     ctx.device.protocol_version = Some(version.as_str().to_owned());
     let memos = ctx.reads.take_pending();
     let memos: Vec<(&str, &[u8])> = memos.iter().map(|(n, v)| (*n, v.as_slice())).collect();
-    let saved = match save_unless_unchanged(state.store.as_ref(), &original, &ctx.device, &memos) {
+    let saved = match save_unless_unchanged(
+        state.store.as_ref(),
+        &original,
+        &ctx.device,
+        &memos,
+        ctx.reads.no_other_writes() && loaded_at.elapsed() < UNCHECKED_END_WITHIN,
+    ) {
         Ok(saved) => saved,
         // The database went away while the command ran (a Ping held across a restart). If
         // the request changed nothing but when the device was last seen, its answer is still
@@ -640,18 +647,26 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, HttpError> {
 /// store beyond its reads.
 const LAST_SEEN_GRANULARITY_SECS: u64 = 60;
 
+/// How long after loading its device a request that wrote nothing may end without reading the
+/// record back. A change made meanwhile (an admin's wipe) is not overwritten, since nothing
+/// is written, and reaches the phone with its next request; a longer request (a held Sync
+/// or Ping) reads it back so that its own answer carries it.
+const UNCHECKED_END_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Writes the memos the command kept, then saves the device as the request leaves it — unless
 /// the request changed nothing but its bookkeeping, the stored `last_seen` is recent, and the
 /// record is still the one the request read: then the memos' write reads the record back in
 /// the same call, and nothing else is written (a no-change Sync's whole end is one round
 /// trip). A record changed meanwhile (an admin's wipe during a held Ping, another node) goes
 /// through [`crate::state::save_device`], which merges and reports the race, so the answer
-/// follows the record as it now is.
+/// follows the record as it now is. A short request that wrote nothing at all, and has no
+/// memo to write (`unchecked`, see [`UNCHECKED_END_WITHIN`]), ends without a store call.
 fn save_unless_unchanged(
     store: &dyn crate::state::StateStore,
     original: &Device,
     updated: &Device,
     memos: &[(&str, &[u8])],
+    unchecked: bool,
 ) -> Result<Saved, crate::state::StateError> {
     let recent = updated.last_seen.saturating_sub(original.last_seen) < LAST_SEEN_GRANULARITY_SECS;
     if recent
@@ -659,6 +674,12 @@ fn save_unless_unchanged(
         && updated.protocol_version == original.protocol_version
         && only_bookkeeping_changed(original, updated)
     {
+        if unchecked && memos.is_empty() {
+            return Ok(Saved::Stored {
+                device: Box::new(original.clone()),
+                raced: false,
+            });
+        }
         if let Some(current) = store.put_memos_and_read_device(&updated.key, memos)? {
             if current.version == original.version {
                 return Ok(Saved::Stored {
@@ -808,7 +829,7 @@ mod last_seen {
         let original = stored(store);
         let mut seen = original.clone();
         seen.last_seen = original.last_seen + 5;
-        save_unless_unchanged(store, &original, &seen, &[]).unwrap();
+        save_unless_unchanged(store, &original, &seen, &[], false).unwrap();
         let now = store.device(&original.key).unwrap().unwrap();
         assert_eq!(
             now.version, original.version,
@@ -817,7 +838,7 @@ mod last_seen {
         assert_eq!(now.last_seen, original.last_seen);
 
         seen.last_seen = original.last_seen + LAST_SEEN_GRANULARITY_SECS;
-        save_unless_unchanged(store, &original, &seen, &[]).unwrap();
+        save_unless_unchanged(store, &original, &seen, &[], false).unwrap();
         let now = store.device(&original.key).unwrap().unwrap();
         assert_eq!(
             now.version,
@@ -828,7 +849,7 @@ mod last_seen {
 
         let mut other = now.clone();
         other.protocol_version = Some("16.1".into());
-        save_unless_unchanged(store, &now, &other, &[]).unwrap();
+        save_unless_unchanged(store, &now, &other, &[], false).unwrap();
         let after = store.device(&now.key).unwrap().unwrap();
         assert_eq!(
             after.protocol_version.as_deref(),
@@ -842,10 +863,39 @@ mod last_seen {
         crate::state::save_device(store, &after, &admin).unwrap();
         let mut mine = after.clone();
         mine.last_seen += 1;
-        match save_unless_unchanged(store, &after, &mine, &[]).unwrap() {
+        match save_unless_unchanged(store, &after, &mine, &[], false).unwrap() {
             Saved::Stored { raced, .. } => assert!(raced, "the race is reported"),
             Saved::Removed => panic!("removed"),
         }
+
+        // A short request that wrote nothing ends without a call: an admin's change made
+        // meanwhile is neither reported nor overwritten, and the next request loads it.
+        let before = store.device(&now.key).unwrap().unwrap();
+        let mut wiped = before.clone();
+        wiped.wipe = crate::state::WipeState::Requested {
+            account_only: false,
+        };
+        crate::state::save_device(store, &before, &wiped).unwrap();
+        let mut mine = before.clone();
+        mine.last_seen += 1;
+        match save_unless_unchanged(store, &before, &mine, &[], true).unwrap() {
+            Saved::Stored { raced, .. } => assert!(!raced, "no call, so no race seen"),
+            Saved::Removed => panic!("removed"),
+        }
+        let stored = store.device(&now.key).unwrap().unwrap();
+        assert_eq!(
+            stored.wipe,
+            crate::state::WipeState::Requested {
+                account_only: false
+            },
+            "kept"
+        );
+        // With a memo to write it reads the record back as before.
+        match save_unless_unchanged(store, &before, &mine, &[("m", b"1")], true).unwrap() {
+            Saved::Stored { raced, .. } => assert!(raced, "the race is reported"),
+            Saved::Removed => panic!("removed"),
+        }
+        assert_eq!(store.memo(&now.key, "m").unwrap().unwrap(), b"1");
     }
 }
 

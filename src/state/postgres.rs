@@ -1244,13 +1244,39 @@ impl StateStore for PgStore {
         keep: Option<u32>,
         snapshot: &[u8],
     ) -> Result<u32, StateError> {
+        // One statement (one round trip, where BEGIN, the lock, the key, the old snapshots'
+        // delete, the snapshot and COMMIT took six each page of an initial sync): atomic by
+        // itself, so no request sees the key without its snapshot. The device's lock is
+        // taken first (the key's insert reads from it), so the statement still runs after,
+        // never amid, another request's multi-statement write of the device. Its other parts
+        // see the database as the statement began: a snapshot another request minted while
+        // this one waited is not deleted here but by the folder's next mint.
+        let now = super::unix_now() as i64;
         self.call(async |c| {
-            let mut tx = c.begin().await?;
-            lock_device(&mut tx, key).await?;
-            let sync_key = next_key_in(&mut *tx, key, folder).await?;
-            put_collection_in(&mut tx, key, folder, sync_key, keep, snapshot).await?;
-            tx.commit().await?;
-            Ok(sync_key)
+            let k: i64 = sqlx::query_scalar(
+                "WITH locked AS (SELECT pg_advisory_xact_lock(\
+                 hashtextextended($1 || E'\\n' || $2, 0))), \
+                 k AS (INSERT INTO collection_keys (\"user\", device_id, folder, last_key, last_key_at) \
+                 SELECT $1, $2, $3, 1, $4 FROM locked ON CONFLICT (\"user\", device_id, folder) \
+                 DO UPDATE SET last_key = collection_keys.last_key + 1, last_key_at = $4 \
+                 RETURNING last_key), \
+                 gone AS (DELETE FROM collection_state WHERE \"user\" = $1 AND device_id = $2 \
+                 AND folder = $3 AND sync_key != $5 AND sync_key NOT IN (SELECT last_key FROM k)), \
+                 put AS (INSERT INTO collection_state (\"user\", device_id, folder, sync_key, snapshot) \
+                 SELECT $1, $2, $3, last_key, $6 FROM k \
+                 ON CONFLICT (\"user\", device_id, folder, sync_key) \
+                 DO UPDATE SET snapshot = EXCLUDED.snapshot) \
+                 SELECT last_key FROM k",
+            )
+            .bind(&key.user)
+            .bind(&key.device_id)
+            .bind(i64::from(folder))
+            .bind(now)
+            .bind(i64::from(keep.unwrap_or(0)))
+            .bind(snapshot)
+            .fetch_one(&mut *c)
+            .await?;
+            u32::try_from(k).map_err(|_| decode_err("sync key", k))
         })
     }
 

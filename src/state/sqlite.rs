@@ -1,11 +1,16 @@
 //! The embedded [`StateStore`]: one SQLite file in WAL mode, schema ([`schema`]) versioned
 //! with `PRAGMA user_version`.
+//!
+//! A transaction that writes begins `IMMEDIATE`, taking the write lock before its first read:
+//! a deferred one that read first and another process (the CLI) wrote meanwhile cannot
+//! upgrade its stale read to a write and fails at once with "database is locked", without
+//! waiting out the busy timeout. The read-only ones (`load`, `export_device`) stay deferred.
 
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::schema::{self, DEVICE_TABLES, Dialect};
 use super::{
@@ -341,7 +346,7 @@ impl StateStore for SqliteStore {
         let memos = last_of_each(memos);
         let now = super::unix_now() as i64;
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for (name, value) in &memos {
                 tx.prepare_cached(
                     "INSERT OR REPLACE INTO device_memos (user, device_id, name, value, at) \
@@ -398,7 +403,7 @@ impl StateStore for SqliteStore {
     fn set_wipe(&self, key: &DeviceKey, wipe: WipeState) -> Result<bool, StateError> {
         let (kind, status) = wipe_to_row(wipe);
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let n = tx
                 .prepare_cached(
                     "UPDATE devices SET wipe = ?3, wipe_status = ?4, version = version + 1 \
@@ -417,7 +422,7 @@ impl StateStore for SqliteStore {
         let existed = self.delete_device(key)?;
         if existed {
             self.with(|c| {
-                let tx = c.transaction()?;
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 record_admin_change(&tx, key)?;
                 tx.commit()
             })?;
@@ -461,7 +466,7 @@ impl StateStore for SqliteStore {
 
     fn delete_device(&self, key: &DeviceKey) -> Result<bool, StateError> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut n = 0;
             for table in DEVICE_TABLES {
                 n += tx
@@ -477,7 +482,7 @@ impl StateStore for SqliteStore {
 
     fn folder_id(&self, key: &DeviceKey, mailbox: &str) -> Result<u32, StateError> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let existing: Option<u32> = tx
                 .prepare_cached(
                     "SELECT id FROM folder_ids WHERE user = ?1 AND device_id = ?2 AND mailbox = ?3",
@@ -518,7 +523,7 @@ impl StateStore for SqliteStore {
         mailbox: &str,
     ) -> Result<(), StateError> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // Whatever held the new identity before (a folder deleted earlier) gives it up.
             tx.prepare_cached(
                 "DELETE FROM folder_ids WHERE user = ?1 AND device_id = ?2 AND mailbox = ?3 \
@@ -576,7 +581,7 @@ impl StateStore for SqliteStore {
         folders: &[FolderEntry],
     ) -> Result<(), StateError> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let keep_from = sync_key.saturating_sub(1);
             for table in ["hierarchy", "hierarchy_keys"] {
                 tx.prepare_cached(&format!(
@@ -619,7 +624,7 @@ impl StateStore for SqliteStore {
 
     fn next_collection_key(&self, key: &DeviceKey, folder: u32) -> Result<u32, StateError> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.prepare_cached(
                 "INSERT INTO collection_keys (user, device_id, folder, last_key, last_key_at) \
                  VALUES (?1, ?2, ?3, 1, ?4) ON CONFLICT (user, device_id, folder) \
@@ -669,7 +674,7 @@ impl StateStore for SqliteStore {
         snapshot: &[u8],
     ) -> Result<(), StateError> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.prepare_cached(
                 "DELETE FROM collection_state WHERE user = ?1 AND device_id = ?2 \
                  AND folder = ?3 AND sync_key != ?4",
@@ -791,7 +796,7 @@ impl StateStore for SqliteStore {
         node: &str,
     ) -> Result<SendClaim, StateError> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.prepare_cached("DELETE FROM sent_client_ids WHERE user = ?1 AND device_id = ?2 AND at < ?3")?.execute(
                 params![
                     key.user,
@@ -872,7 +877,7 @@ impl StateStore for SqliteStore {
         snapshot: &[u8],
     ) -> Result<u32, StateError> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let sync_key: u32 = tx
                 .prepare_cached(
                     "INSERT INTO collection_keys (user, device_id, folder, last_key, \
@@ -998,7 +1003,7 @@ impl StateStore for SqliteStore {
 
     fn import_device(&self, e: &DeviceExport) -> Result<bool, StateError> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let k = params![e.key.user, e.key.device_id];
             for table in DEVICE_TABLES {
                 let exists: Option<i64> = tx
@@ -1085,7 +1090,7 @@ impl StateStore for SqliteStore {
 
     fn reset_hierarchy(&self, key: &DeviceKey) -> Result<(), StateError> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for table in ["hierarchy", "hierarchy_keys"] {
                 tx.prepare_cached(&format!(
                     "DELETE FROM {table} WHERE user = ?1 AND device_id = ?2"

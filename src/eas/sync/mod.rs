@@ -386,6 +386,16 @@ fn respond(
             c.sync_key = o.sync_key.clone();
         }
     }
+    if !has_commands
+        && outcome
+            .iter()
+            .all(|o| o.new_key.is_none() && o.status == SyncStatus::Success)
+    {
+        // No key minted or reused, no collection reset, nothing applied: the store holds
+        // what it held (a no-change Sync). With its memos unchanged too, the request's end
+        // need not reach the store at all.
+        ctx.reads.note_no_other_writes();
+    }
     remember_collections(ctx, req)?;
     let response = write_response(outcome)?;
     if let Some(fp) = fingerprint {
