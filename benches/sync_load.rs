@@ -100,8 +100,9 @@ usage: cargo bench --bench sync_load -- [initial] [idle] [memory] [search] [opti
   --postgres            state in a private PostgreSQL cluster (eas_testbed::Postgres, on
                         loopback) instead of SQLite in a temporary directory
   --pg-socket           with --postgres: reach it through its Unix socket, not loopback TCP
-  --pg-trace N          idle, with --postgres: after the timed Syncs, N more with every
-                        statement logged with its duration, and that log printed
+  --pg-trace N          with --postgres; idle: after the timed Syncs, N more with every
+                        statement logged with its duration, and that log printed; initial:
+                        one more initial sync so logged, summed by statement (N > 0)
   --idle-sizes A,B,..   idle: mailbox sizes (1000,10000)
   --iterations N        idle: no-change Syncs per size (500)
   --setup-window N      idle: WindowSize of the one-off full sync before measuring (512)
@@ -676,6 +677,9 @@ impl Bench {
                 per_batch.wall.as_secs_f64() / raw.wall.as_secs_f64()
             );
         }
+        if self.args.pg_trace > 0 {
+            self.pg_trace_initial(&user).await?;
+        }
         ratios.sort_by(f64::total_cmp);
         let median = ratios[ratios.len() / 2];
         // On a shared machine a round can be slowed by neighbours; the fastest round of each
@@ -755,79 +759,99 @@ impl Bench {
         Ok(())
     }
 
-    /// Logs every statement of `--pg-trace` more no-change Syncs, with its duration, and
-    /// prints that log: which calls a Sync makes, and what the server spends on each.
-    async fn pg_trace(&self, phone: &Phone, request: &[u8]) -> Result<()> {
+    /// Turns statement logging on (`log_min_duration_statement = 0`) and returns where the
+    /// server's log stands, for [`Bench::pg_log_end`].
+    fn pg_log_start(&self) -> Result<u64> {
+        self.pg_log_set("0")?;
+        let Some((pg, _)) = &self.postgres else {
+            return Err("--pg-trace needs --postgres".into());
+        };
+        Ok(std::fs::metadata(pg.log_path())?.len())
+    }
+
+    /// Turns statement logging off and returns what the server logged since `from`.
+    fn pg_log_end(&self, from: u64) -> Result<String> {
+        let Some((pg, _)) = &self.postgres else {
+            return Err("--pg-trace needs --postgres".into());
+        };
+        let log = std::fs::read(pg.log_path())?;
+        self.pg_log_set("-1")?;
+        Ok(String::from_utf8_lossy(&log[from as usize..]).into_owned())
+    }
+
+    fn pg_log_set(&self, value: &str) -> Result<()> {
         let Some((pg, db)) = &self.postgres else {
             return Err("--pg-trace needs --postgres".into());
         };
-        let set = |value: &str| -> Result<()> {
-            // ALTER SYSTEM refuses to run in a transaction block: one statement per psql.
-            pg.psql(
-                db,
-                &format!("ALTER SYSTEM SET log_min_duration_statement = {value}"),
-            )?;
-            pg.psql(db, "SELECT pg_reload_conf()")?;
-            // Backends read the reloaded file at their next command; give the signal time.
-            std::thread::sleep(Duration::from_millis(300));
-            Ok(())
-        };
-        set("0")?;
-        let from = std::fs::metadata(pg.log_path())?.len();
+        // ALTER SYSTEM refuses to run in a transaction block: one statement per psql.
+        pg.psql(
+            db,
+            &format!("ALTER SYSTEM SET log_min_duration_statement = {value}"),
+        )?;
+        pg.psql(db, "SELECT pg_reload_conf()")?;
+        // Backends read the reloaded file at their next command; give the signal time.
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(())
+    }
+
+    /// Logs every statement of `--pg-trace` more no-change Syncs, with its duration, and
+    /// prints that log: which calls a Sync makes, and what the server spends on each.
+    async fn pg_trace(&self, phone: &Phone, request: &[u8]) -> Result<()> {
+        let from = self.pg_log_start()?;
         let started = Instant::now();
         for _ in 0..self.args.pg_trace {
             timed_post(phone, "Sync", request.to_vec()).await?;
         }
         let wall = started.elapsed();
-        let log = std::fs::read(pg.log_path())?;
-        set("-1")?;
-        let log = String::from_utf8_lossy(&log[from as usize..]);
-        // "duration: 0.019 ms  execute sqlx_s_2: SELECT …": one line per protocol step
-        // (parse, bind, execute); a statement is its execute.
-        let (mut server_ms, mut statements) = (0.0, Vec::new());
-        // What each protocol step took, summed: (step, ms); a statement's text follows its
-        // execute step.
-        let mut steps: Vec<(String, f64)> = Vec::new();
-        for line in log.lines() {
-            let Some((_, rest)) = line.split_once("duration: ") else {
-                continue;
-            };
-            let Some((d, step)) = rest.split_once(" ms  ") else {
-                continue;
-            };
-            let d = d.parse::<f64>().unwrap_or(0.0);
-            server_ms += d;
-            let kind = step.split_whitespace().next().unwrap_or("").to_owned();
-            match steps.iter_mut().find(|(k, _)| *k == kind) {
-                Some((_, sum)) => *sum += d,
-                None => steps.push((kind, d)),
-            }
-            if let Some(sql) = step.strip_prefix("execute ") {
-                let sql = sql.split_once(": ").map_or(sql, |(_, s)| s);
-                statements.push(sql.chars().take(90).collect::<String>());
-            }
-        }
-        let per_sync: Vec<String> = steps
-            .iter()
-            .map(|(k, ms)| format!("{k} {:.3} ms", ms / self.args.pg_trace.max(1) as f64))
-            .collect();
+        let trace = PgTrace::parse(&self.pg_log_end(from)?);
+        let n = self.args.pg_trace;
         println!(
             "  pg-trace: server time a Sync by step: {}",
-            per_sync.join(", ")
+            trace.steps_per(n)
         );
-        let n = self.args.pg_trace;
         println!(
             "  pg-trace: {n} no-change Syncs in {:.2} ms (logging slows them): {} statements \
              ({:.1} a Sync), server time {:.3} ms a Sync (parse + bind + execute); the last \
              Sync's:",
             ms(wall),
-            statements.len(),
-            statements.len() as f64 / n as f64,
-            server_ms / n as f64
+            trace.statements.len(),
+            trace.statements.len() as f64 / n as f64,
+            trace.server_ms / n as f64
         );
-        let per = statements.len() / n.max(1);
-        for sql in &statements[statements.len() - per..] {
+        let per = trace.statements.len() / n.max(1);
+        for (sql, _) in &trace.statements[trace.statements.len() - per..] {
             println!("    {sql}");
+        }
+        Ok(())
+    }
+
+    /// One more initial sync (not timed against raw IMAP) with every statement logged: what
+    /// the server spends a page, by statement.
+    async fn pg_trace_initial(&mut self, user: &TestUser) -> Result<()> {
+        let from = self.pg_log_start()?;
+        let started = Instant::now();
+        let (phone, inbox) = self.phone(user).await?;
+        let s = sync_all(&phone, &inbox, 100, |_, _| {}).await?;
+        let wall = started.elapsed();
+        let trace = PgTrace::parse(&self.pg_log_end(from)?);
+        let pages = s.pages.max(1);
+        println!(
+            "  pg-trace: one more initial sync, {} pages in {:.2} s (logging slows it): {} \
+             statements ({:.1} a page), server time {:.3} ms a page; by step: {}",
+            s.pages,
+            wall.as_secs_f64(),
+            trace.statements.len(),
+            trace.statements.len() as f64 / pages as f64,
+            trace.server_ms / pages as f64,
+            trace.steps_per(pages)
+        );
+        println!("  pg-trace: execute time by statement, a page (count a page, ms a page):");
+        for (sql, count, total) in trace.by_statement() {
+            println!(
+                "    {:5.2} x {:7.3} ms  {sql}",
+                count as f64 / pages as f64,
+                total / pages as f64
+            );
         }
         Ok(())
     }
@@ -1332,4 +1356,71 @@ async fn raw_probe(cfg: &ImapConfig, user: &TestUser) -> Result<()> {
     let _ = q.logout().await;
     let _ = s.logout().await;
     Ok(())
+}
+
+/// A PostgreSQL log with `log_min_duration_statement = 0`, taken apart.
+struct PgTrace {
+    /// Every logged protocol step's duration, summed.
+    server_ms: f64,
+    /// Each statement's text (first 90 characters) and its execute step's duration.
+    statements: Vec<(String, f64)>,
+    /// Time by protocol step (parse, bind, execute), summed.
+    steps: Vec<(String, f64)>,
+}
+
+impl PgTrace {
+    /// Lines as "duration: 0.019 ms  execute sqlx_s_2: SELECT …": one a protocol step; a
+    /// statement is its execute step.
+    fn parse(log: &str) -> PgTrace {
+        let mut t = PgTrace {
+            server_ms: 0.0,
+            statements: Vec::new(),
+            steps: Vec::new(),
+        };
+        for line in log.lines() {
+            let Some((_, rest)) = line.split_once("duration: ") else {
+                continue;
+            };
+            let Some((d, step)) = rest.split_once(" ms  ") else {
+                continue;
+            };
+            let d = d.parse::<f64>().unwrap_or(0.0);
+            t.server_ms += d;
+            let kind = step.split_whitespace().next().unwrap_or("").to_owned();
+            match t.steps.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, sum)) => *sum += d,
+                None => t.steps.push((kind, d)),
+            }
+            if let Some(sql) = step.strip_prefix("execute ") {
+                let sql = sql.split_once(": ").map_or(sql, |(_, s)| s);
+                t.statements.push((sql.chars().take(90).collect(), d));
+            }
+        }
+        t
+    }
+
+    fn steps_per(&self, n: usize) -> String {
+        let per: Vec<String> = self
+            .steps
+            .iter()
+            .map(|(k, ms)| format!("{k} {:.3} ms", ms / n.max(1) as f64))
+            .collect();
+        per.join(", ")
+    }
+
+    /// (statement, how many, execute ms in all), the costliest first.
+    fn by_statement(&self) -> Vec<(String, usize, f64)> {
+        let mut by: Vec<(String, usize, f64)> = Vec::new();
+        for (sql, d) in &self.statements {
+            match by.iter_mut().find(|(s, _, _)| s == sql) {
+                Some((_, n, sum)) => {
+                    *n += 1;
+                    *sum += d;
+                }
+                None => by.push((sql.clone(), 1, *d)),
+            }
+        }
+        by.sort_by(|a, b| b.2.total_cmp(&a.2));
+        by
+    }
 }

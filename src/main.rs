@@ -170,8 +170,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Threads the runtime may start for blocking work: the state store's calls leave their
+/// worker through `block_in_place`, each on a thread of its own while it waits. On PostgreSQL
+/// a call waits a round trip and, in a burst, for one of the store's 16 connections, so 500
+/// Pings a second once kept 512 threads (Tokio's default cap) blocked, most of them queued
+/// for a connection, and the allocator kept what they had used after they exited (see
+/// docs/benchmarks.md, "What a PostgreSQL node's held Ping costs"). Past this cap a store
+/// call blocks its worker instead, which is the back-pressure a full store needs anyway.
+const MAX_BLOCKING_THREADS: usize = 64;
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .enable_all()
         .build()?)
 }

@@ -5,7 +5,10 @@
 //!
 //! On PostgreSQL every store call is a round trip; a no-change Sync made nine, one per read or
 //! write, and spent most of its time waiting for them (docs/benchmarks.md, "State in
-//! PostgreSQL against SQLite"). Now it makes two.
+//! PostgreSQL against SQLite"). Now it makes one: the load, since a memo written back with
+//! the value the store gave this request is dropped ([`Reads::take_pending`]) and a short
+//! request that writes nothing ends without reading its device back (`http`'s
+//! `save_unless_unchanged`); a Sync that changed a memo makes two.
 //!
 //! Nothing here outlives the request. Several nodes share the database, and another node (or
 //! the admin) may change a device between two of its requests, so a node keeps no device
@@ -275,19 +278,25 @@ fn dedup<T: PartialEq>(v: &mut Vec<T>) {
 mod test {
     use super::*;
 
+    /// A SQLite store in a temporary directory (kept while the guard lives) and a device key.
+    fn temp_store() -> (tempfile::TempDir, std::sync::Arc<dyn StateStore>, DeviceKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            crate::state::open(&format!("sqlite:{}", dir.path().join("s.db").display())).unwrap();
+        let key = DeviceKey {
+            user: "u".into(),
+            device_id: "d".into(),
+        };
+        (dir, store, key)
+    }
+
     /// A value loaded at the start answers the first read only; the next read, and a read of
     /// what was not loaded, go to the store and see what others wrote meanwhile. A memo the
     /// request keeps answers its own later reads and is written only when taken.
     #[test]
     fn loaded_values_answer_once_and_are_never_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            crate::state::open(&format!("sqlite:{}", dir.path().join("s.db").display())).unwrap();
+        let (_dir, store, key) = temp_store();
         let store = store.as_ref();
-        let key = DeviceKey {
-            user: "u".into(),
-            device_id: "d".into(),
-        };
         store.put_memo(&key, "a", b"1").unwrap();
         store.put_hierarchy(&key, 1, &[]).unwrap();
         let k = store.mint_collection_state(&key, 5, None, b"s1").unwrap();
@@ -370,14 +379,8 @@ mod test {
     /// the store did not have, is.
     #[test]
     fn unchanged_memos_are_not_written_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            crate::state::open(&format!("sqlite:{}", dir.path().join("s.db").display())).unwrap();
+        let (_dir, store, key) = temp_store();
         let store = store.as_ref();
-        let key = DeviceKey {
-            user: "u".into(),
-            device_id: "d".into(),
-        };
         store.put_memo(&key, "same", b"1").unwrap();
         store.put_memo(&key, "reread", b"1").unwrap();
         store.put_memo(&key, "changed", b"1").unwrap();
