@@ -86,6 +86,7 @@ struct Args {
     read_ahead: bool,
     postgres: bool,
     pg_socket: bool,
+    pg_sql: Vec<String>,
     pg_trace: usize,
 }
 
@@ -100,6 +101,8 @@ usage: cargo bench --bench sync_load -- [initial] [idle] [memory] [search] [opti
   --postgres            state in a private PostgreSQL cluster (eas_testbed::Postgres, on
                         loopback) instead of SQLite in a temporary directory
   --pg-socket           with --postgres: reach it through its Unix socket, not loopback TCP
+  --pg-sql STATEMENT    with --postgres: run it on the state database once the gateway has
+                        created its tables (a storage setting to try); may be repeated
   --pg-trace N          with --postgres; idle: after the timed Syncs, N more with every
                         statement logged with its duration, and that log printed; initial:
                         one more initial sync so logged, summed by statement (N > 0)
@@ -134,6 +137,7 @@ impl Args {
             read_ahead: true,
             postgres: false,
             pg_socket: false,
+            pg_sql: Vec::new(),
             pg_trace: 0,
         };
         let mut it = std::env::args().skip(1);
@@ -151,6 +155,7 @@ impl Args {
                 "--no-read-ahead" => args.read_ahead = false,
                 "--postgres" => args.postgres = true,
                 "--pg-socket" => args.pg_socket = true,
+                "--pg-sql" => args.pg_sql.push(value()?),
                 "--pg-trace" => args.pg_trace = value()?.parse()?,
                 "--search-sizes" => {
                     args.search_sizes = value()?
@@ -1184,6 +1189,12 @@ fn main() -> Result<()> {
                 path.rsplit('/').next().map(str::to_owned)
             })),
         };
+        if let Some((pg, db)) = &bench.postgres {
+            for sql in &args.pg_sql {
+                pg.psql(db, sql)?;
+                println!("  pg-sql: {sql}");
+            }
+        }
         if args.initial {
             bench.initial().await?;
         }
