@@ -764,30 +764,30 @@ impl Bench {
         Ok(())
     }
 
+    /// The cluster and the state database's name, which `--pg-trace` needs.
+    fn pg(&self) -> Result<(&eas_testbed::Postgres, &str)> {
+        match &self.postgres {
+            Some((pg, db)) => Ok((pg, db)),
+            None => Err("--pg-trace needs --postgres".into()),
+        }
+    }
+
     /// Turns statement logging on (`log_min_duration_statement = 0`) and returns where the
     /// server's log stands, for [`Bench::pg_log_end`].
     fn pg_log_start(&self) -> Result<u64> {
         self.pg_log_set("0")?;
-        let Some((pg, _)) = &self.postgres else {
-            return Err("--pg-trace needs --postgres".into());
-        };
-        Ok(std::fs::metadata(pg.log_path())?.len())
+        Ok(std::fs::metadata(self.pg()?.0.log_path())?.len())
     }
 
     /// Turns statement logging off and returns what the server logged since `from`.
     fn pg_log_end(&self, from: u64) -> Result<String> {
-        let Some((pg, _)) = &self.postgres else {
-            return Err("--pg-trace needs --postgres".into());
-        };
-        let log = std::fs::read(pg.log_path())?;
+        let log = std::fs::read(self.pg()?.0.log_path())?;
         self.pg_log_set("-1")?;
         Ok(String::from_utf8_lossy(&log[from as usize..]).into_owned())
     }
 
     fn pg_log_set(&self, value: &str) -> Result<()> {
-        let Some((pg, db)) = &self.postgres else {
-            return Err("--pg-trace needs --postgres".into());
-        };
+        let (pg, db) = self.pg()?;
         // ALTER SYSTEM refuses to run in a transaction block: one statement per psql.
         pg.psql(
             db,
@@ -1189,11 +1189,10 @@ fn main() -> Result<()> {
                 path.rsplit('/').next().map(str::to_owned)
             })),
         };
-        if let Some((pg, db)) = &bench.postgres {
-            for sql in &args.pg_sql {
-                pg.psql(db, sql)?;
-                println!("  pg-sql: {sql}");
-            }
+        for sql in &args.pg_sql {
+            let (pg, db) = bench.pg().map_err(|_| "--pg-sql needs --postgres")?;
+            pg.psql(db, sql)?;
+            println!("  pg-sql: {sql}");
         }
         if args.initial {
             bench.initial().await?;
