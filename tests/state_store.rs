@@ -761,6 +761,54 @@ fn postgres_refuses_a_newer_schema() {
     assert!(matches!(err, StateError::NewerSchema { .. }), "{err}");
 }
 
+/// Snapshots and memos are compressed with lz4 (Debian's server has it), the values of
+/// before the migration still read back, and a store on SQLite is at the same version.
+#[test]
+fn postgres_compresses_snapshots_with_lz4() {
+    let pg = Postgres::shared();
+    let url = pg.fresh_database().unwrap();
+    let name = url.rsplit('/').next().unwrap();
+    let store = PgStore::open(&url).unwrap();
+    for (table, column) in [("collection_state", "snapshot"), ("device_memos", "value")] {
+        let method = pg
+            .psql(
+                name,
+                &format!(
+                    "SELECT attcompression FROM pg_attribute \
+                     WHERE attrelid = '{table}'::regclass AND attname = '{column}'"
+                ),
+            )
+            .unwrap();
+        assert_eq!(method, "l", "{table}.{column}");
+    }
+    // Compressible and larger than the 2 KB at which PostgreSQL compresses a row.
+    let snapshot: Vec<u8> = (0..40_000u32).flat_map(|i| (i / 7).to_le_bytes()).collect();
+    let k = key("lz4");
+    store
+        .insert_device(&Device::new(k.clone(), "iPhone"))
+        .unwrap();
+    let sync_key = store.mint_collection_state(&k, 3, None, &snapshot).unwrap();
+    let stored = pg
+        .psql(
+            name,
+            "SELECT pg_column_compression(snapshot), octet_length(snapshot) > \
+             pg_column_size(snapshot) FROM collection_state",
+        )
+        .unwrap();
+    assert_eq!(stored, "lz4|t");
+    assert_eq!(
+        store.collection_state(&k, 3, sync_key).unwrap().as_deref(),
+        Some(&snapshot[..])
+    );
+    let dir = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(dir.path().join("state.db")).unwrap());
+    let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+    let version: usize = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, state::schema::VERSION);
+}
+
 /// Two nodes starting at the same moment on an empty database: one migrates, the other
 /// waits for it and finds the schema done.
 #[test]
