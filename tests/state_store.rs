@@ -761,26 +761,24 @@ fn postgres_refuses_a_newer_schema() {
     assert!(matches!(err, StateError::NewerSchema { .. }), "{err}");
 }
 
-/// Snapshots and memos are compressed with lz4 (Debian's server has it), the values of
-/// before the migration still read back, and a store on SQLite is at the same version.
+/// Snapshots and memos are compressed with lz4 (Debian's server has it), set again at the
+/// next start on a database made before (or set back by hand), without a schema version.
 #[test]
 fn postgres_compresses_snapshots_with_lz4() {
     let pg = Postgres::shared();
     let url = pg.fresh_database().unwrap();
     let name = url.rsplit('/').next().unwrap();
+    let methods = || {
+        pg.psql(
+            name,
+            "SELECT string_agg(attname || '=' || attcompression::text, ',' ORDER BY attname) \
+             FROM pg_attribute WHERE (attrelid, attname) IN \
+             (('collection_state'::regclass, 'snapshot'), ('device_memos'::regclass, 'value'))",
+        )
+        .unwrap()
+    };
     let store = PgStore::open(&url).unwrap();
-    for (table, column) in [("collection_state", "snapshot"), ("device_memos", "value")] {
-        let method = pg
-            .psql(
-                name,
-                &format!(
-                    "SELECT attcompression FROM pg_attribute \
-                     WHERE attrelid = '{table}'::regclass AND attname = '{column}'"
-                ),
-            )
-            .unwrap();
-        assert_eq!(method, "l", "{table}.{column}");
-    }
+    assert_eq!(methods(), "snapshot=l,value=l");
     // Compressible and larger than the 2 KB at which PostgreSQL compresses a row.
     let snapshot: Vec<u8> = (0..40_000u32).flat_map(|i| (i / 7).to_le_bytes()).collect();
     let k = key("lz4");
@@ -796,17 +794,102 @@ fn postgres_compresses_snapshots_with_lz4() {
         )
         .unwrap();
     assert_eq!(stored, "lz4|t");
+    drop(store);
+
+    // A database of before: pglz, and a value written with it, which still reads back.
+    pg.psql(
+        name,
+        "ALTER TABLE collection_state ALTER COLUMN snapshot SET COMPRESSION pglz; \
+         ALTER TABLE device_memos ALTER COLUMN value SET COMPRESSION pglz",
+    )
+    .unwrap();
+    let store = PgStore::open(&url).unwrap();
+    store.mint_collection_state(&k, 4, None, &snapshot).unwrap();
+    drop(store);
+    assert_eq!(
+        pg.psql(
+            name,
+            "SELECT string_agg(pg_column_compression(snapshot), ',' ORDER BY folder) \
+             FROM collection_state"
+        )
+        .unwrap(),
+        "lz4,lz4",
+        "the store set lz4 again before writing"
+    );
+    pg.psql(
+        name,
+        "ALTER TABLE collection_state ALTER COLUMN snapshot SET COMPRESSION pglz",
+    )
+    .unwrap();
+    // An old-style value: rewritten while the column said pglz.
+    pg.psql(
+        name,
+        "UPDATE collection_state SET snapshot = snapshot || ''::bytea WHERE folder = 3",
+    )
+    .unwrap();
+    let version_before = pg.psql(name, "SELECT version FROM schema_version").unwrap();
+    let store = PgStore::open(&url).unwrap();
+    assert_eq!(methods(), "snapshot=l,value=l");
+    assert_eq!(
+        pg.psql(
+            name,
+            "SELECT pg_column_compression(snapshot) FROM collection_state WHERE folder = 3"
+        )
+        .unwrap(),
+        "pglz"
+    );
+    assert_eq!(
+        store.collection_state(&k, 3, sync_key).unwrap().as_deref(),
+        Some(&snapshot[..]),
+        "a pglz value reads back"
+    );
+    assert_eq!(
+        pg.psql(name, "SELECT version FROM schema_version").unwrap(),
+        version_before,
+        "a storage setting is not a schema version"
+    );
+}
+
+/// Where lz4 cannot be set (here: a role that may use the tables but does not own them, as
+/// with a server without lz4 the statement fails), the store starts all the same and keeps
+/// pglz.
+#[test]
+fn postgres_without_lz4_starts_with_pglz() {
+    let pg = Postgres::shared();
+    let url = pg.fresh_database().unwrap();
+    let name = url.rsplit('/').next().unwrap();
+    drop(PgStore::open(&url).unwrap());
+    let role = format!("user_of_{name}");
+    pg.psql(
+        name,
+        &format!(
+            "ALTER TABLE collection_state ALTER COLUMN snapshot SET COMPRESSION pglz; \
+             CREATE ROLE {role} LOGIN; GRANT CREATE, USAGE ON SCHEMA public TO {role}; \
+             GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}; \
+             GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"
+        ),
+    )
+    .unwrap();
+    let url = url.replacen(&format!("{}@", Postgres::USER), &format!("{role}@"), 1);
+    let store = PgStore::open(&url).unwrap();
+    let k = key("pglz");
+    store
+        .insert_device(&Device::new(k.clone(), "iPhone"))
+        .unwrap();
+    let snapshot: Vec<u8> = (0..40_000u32).flat_map(|i| (i / 7).to_le_bytes()).collect();
+    let sync_key = store.mint_collection_state(&k, 3, None, &snapshot).unwrap();
     assert_eq!(
         store.collection_state(&k, 3, sync_key).unwrap().as_deref(),
         Some(&snapshot[..])
     );
-    let dir = tempfile::tempdir().unwrap();
-    drop(SqliteStore::open(dir.path().join("state.db")).unwrap());
-    let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
-    let version: usize = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, state::schema::VERSION);
+    assert_eq!(
+        pg.psql(
+            name,
+            "SELECT pg_column_compression(snapshot) FROM collection_state"
+        )
+        .unwrap(),
+        "pglz"
+    );
 }
 
 /// Two nodes starting at the same moment on an empty database: one migrates, the other

@@ -496,8 +496,43 @@ async fn migrate(c: &mut PgConnection) -> Result<Result<(), StateError>, sqlx::E
             .execute(&mut *tx)
             .await?;
     }
+    compress_with_lz4(&mut tx).await?;
     tx.commit().await?;
     Ok(Ok(()))
+}
+
+/// The columns that grow with a mailbox — a page's snapshot (up to tens of KB) and the memos a
+/// Sync keeps — compressed with lz4 rather than the default pglz: minting a key, which writes
+/// one snapshot and deletes the one before, takes the server half as long
+/// (docs/benchmarks.md, "State in PostgreSQL against SQLite").
+///
+/// A storage setting, not a schema step: it changes how values are kept, not what the tables
+/// mean, and a gateway that does not know of it reads them the same, so it does not raise
+/// the schema version (which would stop an older node of a cluster being upgraded from
+/// starting again). Set at every start where missing, so databases made before it get it too;
+/// values written before keep pglz until rewritten. A server without lz4 (built without it,
+/// or older than 14) or a role that does not own the tables keeps pglz and works the same: an
+/// optimisation must not stop a gateway from starting. `EXECUTE`, so that even the
+/// statement's parsing happens inside the handler.
+async fn compress_with_lz4(tx: &mut Transaction<'_, sqlx::Postgres>) -> Result<(), sqlx::Error> {
+    // Looked up first, so that a start where both are set takes no table lock; inside the
+    // block, as `attcompression` exists only from PostgreSQL 14 on.
+    sqlx::Executor::execute(
+        &mut **tx,
+        "DO $$ DECLARE missing bigint; BEGIN \
+         EXECUTE 'SELECT count(*) FROM pg_attribute WHERE (attrelid, attname) IN \
+         ((''collection_state''::regclass, ''snapshot''), (''device_memos''::regclass, ''value'')) \
+         AND attcompression IS DISTINCT FROM ''l''' INTO missing; \
+         IF missing > 0 THEN \
+         EXECUTE 'ALTER TABLE collection_state ALTER COLUMN snapshot SET COMPRESSION lz4'; \
+         EXECUTE 'ALTER TABLE device_memos ALTER COLUMN value SET COMPRESSION lz4'; \
+         END IF; \
+         EXCEPTION WHEN OTHERS THEN \
+         RAISE NOTICE 'snapshots stay compressed with pglz: %', SQLERRM; \
+         END $$",
+    )
+    .await?;
+    Ok(())
 }
 
 /// Serialises the multi-statement writes of one device across connections and nodes.

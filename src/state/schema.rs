@@ -10,9 +10,7 @@
 //! PostgreSQL reserves the word; SQLite reads the quoted name as the same column.
 //!
 //! Each entry upgrades the schema by one version; never change what an entry that has
-//! shipped creates: add an entry. An entry may concern one store only (how PostgreSQL
-//! stores a column); the other store then applies nothing for it but still counts the
-//! version, so both stores of one binary are at the same version.
+//! shipped creates: add an entry.
 
 /// Which SQL the migrations are rendered for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,17 +19,8 @@ pub enum Dialect {
     Postgres,
 }
 
-/// One version step: for both stores, or for PostgreSQL alone.
-enum Step {
-    Both(&'static str),
-    Postgres(&'static str),
-}
-
-use Step::{Both, Postgres};
-
-const MIGRATIONS: &[Step] = &[
-    Both(
-        r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE devices (
         "user" TEXT NOT NULL,
         device_id TEXT NOT NULL,
@@ -75,9 +64,7 @@ const MIGRATIONS: &[Step] = &[
         PRIMARY KEY ("user", device_id, sync_key)
     );
 "#,
-    ),
-    Both(
-        r#"
+    r#"
     -- Per-collection Sync snapshots: what the device was told, under each live SyncKey.
     CREATE TABLE collection_state (
         "user" TEXT NOT NULL,
@@ -104,9 +91,7 @@ const MIGRATIONS: &[Step] = &[
         PRIMARY KEY ("user", device_id, name)
     );
 "#,
-    ),
-    Both(
-        r#"
+    r#"
     -- SendMail/SmartReply/SmartForward ClientIds: 'sending' while a submission runs, 'sent'
     -- once the SMTP server accepted it, so a retried request is not sent twice.
     CREATE TABLE sent_client_ids (
@@ -118,9 +103,7 @@ const MIGRATIONS: &[Step] = &[
         PRIMARY KEY ("user", device_id, client_id)
     );
 "#,
-    ),
-    Both(
-        r#"
+    r#"
     -- Every write of a device row bumps its version; writers compare it, so a request that
     -- loaded the row an hour ago cannot overwrite what the admin or another request wrote.
     ALTER TABLE devices ADD COLUMN version {INT} NOT NULL DEFAULT 1;
@@ -136,17 +119,13 @@ const MIGRATIONS: &[Step] = &[
         at {INT} NOT NULL
     );
 "#,
-    ),
-    Both(
-        r#"
+    r#"
     -- What `devices list` and `devices show` tell an admin: the EAS version a device speaks,
     -- and when each folder last got a new SyncKey (the last Sync that brought or sent news).
     ALTER TABLE devices ADD COLUMN protocol_version TEXT;
     ALTER TABLE collection_keys ADD COLUMN last_key_at {INT} NOT NULL DEFAULT 0;
 "#,
-    ),
-    Both(
-        r#"
+    r#"
     -- Several nodes on one database: the newest held request (Ping, waiting Sync) of each
     -- device and the node it waits on. A node holding an older one of the device ends it,
     -- as one node's push hub does when the newer request comes to it. Only the shared store
@@ -169,26 +148,6 @@ const MIGRATIONS: &[Step] = &[
     );
     ALTER TABLE sent_client_ids ADD COLUMN owner TEXT;
 "#,
-    ),
-    Postgres(
-        r#"
-    -- The values that grow with a mailbox, a page's snapshot (up to tens of KB) and the Sync's
-    -- resend memo, compressed with lz4 instead of pglz: minting a key, which writes one and
-    -- deletes the one before, took half as long on the server (docs/benchmarks.md, "State
-    -- in PostgreSQL against SQLite"). Values written before keep pglz until rewritten, which
-    -- PostgreSQL reads the same. A server built without lz4 (or older than 14) keeps pglz:
-    -- an optimisation must not stop a gateway from starting. EXECUTE, so that even the
-    -- statement's parsing is inside the handler.
-    DO $$
-    BEGIN
-        EXECUTE 'ALTER TABLE collection_state ALTER COLUMN snapshot SET COMPRESSION lz4';
-        EXECUTE 'ALTER TABLE device_memos ALTER COLUMN value SET COMPRESSION lz4';
-    EXCEPTION WHEN feature_not_supported OR syntax_error THEN
-        RAISE NOTICE 'lz4 compression not available: snapshots stay pglz (%)', SQLERRM;
-    END
-    $$;
-"#,
-    ),
 ];
 
 /// The schema version this binary writes: the number of migrations.
@@ -202,12 +161,10 @@ pub fn migrations(dialect: Dialect) -> Vec<String> {
     };
     MIGRATIONS
         .iter()
-        .map(|step| match (step, dialect) {
-            (Both(m), _) | (Postgres(m), Dialect::Postgres) => m
-                .replace("{INT}", int)
+        .map(|m| {
+            m.replace("{INT}", int)
                 .replace("{BLOB}", blob)
-                .replace("{SERIAL}", serial),
-            (Postgres(_), Dialect::Sqlite) => String::new(),
+                .replace("{SERIAL}", serial)
         })
         .collect()
 }
