@@ -892,6 +892,50 @@ fn postgres_without_lz4_starts_with_pglz() {
     );
 }
 
+/// A node starting while another holds the snapshot table (here a lock held by hand) does
+/// not wait for it, nor make the other nodes' requests wait behind it, beyond 2 s: it starts
+/// with pglz and sets lz4 at a later start.
+#[test]
+fn postgres_lz4_does_not_wait_for_a_busy_table() {
+    let pg = Postgres::shared();
+    let url = pg.fresh_database().unwrap();
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    drop(PgStore::open(&url).unwrap());
+    pg.psql(
+        &name,
+        "ALTER TABLE collection_state ALTER COLUMN snapshot SET COMPRESSION pglz",
+    )
+    .unwrap();
+    let method = || {
+        pg.psql(
+            &name,
+            "SELECT attcompression::text FROM pg_attribute \
+             WHERE attrelid = 'collection_state'::regclass AND attname = 'snapshot'",
+        )
+        .unwrap()
+    };
+    std::thread::scope(|s| {
+        let holder = s.spawn(|| {
+            pg.psql(
+                &name,
+                "BEGIN; LOCK TABLE collection_state IN ACCESS SHARE MODE; \
+                 SELECT pg_sleep(6); COMMIT",
+            )
+            .unwrap()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        let started = std::time::Instant::now();
+        let store = PgStore::open(&url).unwrap();
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(4), "{took:?}");
+        assert_eq!(method(), "p", "left for a later start");
+        drop(store);
+        holder.join().unwrap();
+    });
+    drop(PgStore::open(&url).unwrap());
+    assert_eq!(method(), "l");
+}
+
 /// Two nodes starting at the same moment on an empty database: one migrates, the other
 /// waits for it and finds the schema done.
 #[test]

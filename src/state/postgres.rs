@@ -516,7 +516,9 @@ async fn migrate(c: &mut PgConnection) -> Result<Result<(), StateError>, sqlx::E
 /// statement's parsing happens inside the handler.
 async fn compress_with_lz4(tx: &mut Transaction<'_, sqlx::Postgres>) -> Result<(), sqlx::Error> {
     // Looked up first, so that a start where both are set takes no table lock; inside the
-    // block, as `attcompression` exists only from PostgreSQL 14 on.
+    // block, as `attcompression` exists only from PostgreSQL 14 on. The ALTER waits for the
+    // other nodes' transactions on the table and makes their next ones wait behind it: at
+    // most 2 s, then this start leaves it to the next one.
     sqlx::Executor::execute(
         &mut **tx,
         "DO $$ DECLARE missing bigint; BEGIN \
@@ -524,6 +526,7 @@ async fn compress_with_lz4(tx: &mut Transaction<'_, sqlx::Postgres>) -> Result<(
          ((''collection_state''::regclass, ''snapshot''), (''device_memos''::regclass, ''value'')) \
          AND attcompression IS DISTINCT FROM ''l''' INTO missing; \
          IF missing > 0 THEN \
+         EXECUTE 'SET LOCAL lock_timeout = ''2s'''; \
          EXECUTE 'ALTER TABLE collection_state ALTER COLUMN snapshot SET COMPRESSION lz4'; \
          EXECUTE 'ALTER TABLE device_memos ALTER COLUMN value SET COMPRESSION lz4'; \
          END IF; \
