@@ -936,6 +936,105 @@ fn postgres_lz4_does_not_wait_for_a_busy_table() {
     assert_eq!(method(), "l");
 }
 
+/// A node taken for dead while it is alive: its 'committing' is being written (here by hand,
+/// in a transaction held open) when another node's retry looks at the claim. The retry waits
+/// for that write and finds the claim in progress; it does not take it over and overwrite
+/// it, which would have both nodes send the message.
+#[test]
+fn postgres_claim_does_not_overwrite_a_commit_in_flight() {
+    let pg = Postgres::shared();
+    let url = pg.fresh_database().unwrap();
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let store = PgStore::open(&url).unwrap();
+    let k = key("inflight");
+    let now = state::unix_now();
+    // node-a never says it is alive: to node-b its 'sending' claim is a dead node's.
+    assert_eq!(
+        store
+            .claim_client_id(&k, "cid", now, 600, "node-a")
+            .unwrap(),
+        SendClaim::Claimed
+    );
+    std::thread::scope(|s| {
+        let committer = s.spawn(|| {
+            pg.psql(
+                &name,
+                "BEGIN; UPDATE sent_client_ids SET state = 'committing' WHERE client_id = 'cid'; \
+                 SELECT pg_sleep(2); COMMIT",
+            )
+            .unwrap()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        assert_eq!(
+            store
+                .claim_client_id(&k, "cid", now, 600, "node-b")
+                .unwrap(),
+            SendClaim::InProgress,
+            "node-b took over a claim whose commit was in flight"
+        );
+        committer.join().unwrap();
+    });
+    assert_eq!(
+        pg.psql(&name, "SELECT state || ' ' || owner FROM sent_client_ids")
+            .unwrap(),
+        "committing node-a"
+    );
+}
+
+/// A session that holds a device's lock and does not let go (a node frozen in the middle of
+/// a write): a write of that device elsewhere answers "unavailable" (a retry) once the
+/// server's statement timeout ends its wait, leaves no session of its own waiting on the
+/// server, and the node goes on serving other devices at once.
+#[test]
+fn postgres_a_stuck_device_lock_costs_one_device() {
+    let pg = Postgres::shared();
+    let url = pg.fresh_database().unwrap();
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let store = PgStore::open(&url).unwrap();
+    let stuck = key("stuck");
+    let other = key("other");
+    std::thread::scope(|s| {
+        let holder = s.spawn(|| {
+            pg.psql(
+                &name,
+                "SELECT pg_advisory_lock(hashtextextended('stuck' || E'\\n' || 'dev1', 0)); \
+                 SELECT pg_sleep(14)",
+            )
+            .unwrap()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let started = std::time::Instant::now();
+        let err = store
+            .mint_collection_state(&stuck, 1, None, b"snapshot")
+            .expect_err("wrote past a held device lock");
+        assert!(err.is_unavailable(), "{err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the server ended the wait, not the client: {:?}",
+            started.elapsed()
+        );
+        let waiting = pg
+            .psql(
+                &name,
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE application_name = 'eas-gateway' AND wait_event_type = 'Lock'",
+            )
+            .unwrap();
+        assert_eq!(
+            waiting, "0",
+            "a session of the store still waits on the server"
+        );
+        // Another device's write goes through at once: no node-wide "unavailable".
+        store
+            .mint_collection_state(&other, 1, None, b"snapshot")
+            .unwrap();
+        holder.join().unwrap();
+    });
+    store
+        .mint_collection_state(&stuck, 1, None, b"snapshot")
+        .unwrap();
+}
+
 /// Two nodes starting at the same moment on an empty database: one migrates, the other
 /// waits for it and finds the schema done.
 #[test]

@@ -33,7 +33,11 @@
 //! bumped twice, which is harmless; a ClientId claim found "in progress", which makes the
 //! phone retry after the claim expires, never a second send). After a failure the store
 //! answers "unavailable" at once for [`FAIL_FAST`] instead of making every request wait for
-//! a connection's timeout; then the next call tries again, so service resumes by itself.
+//! a connection's timeout; then the next call tries again, so service resumes by itself. An
+//! error of one call alone (a deadlock, a device lock held too long by a stuck session) is
+//! "unavailable" to its request but does not start that window. The server is told to end
+//! what a stuck or gone node leaves behind ([`SESSION_SETTINGS`]), so a device whose writer
+//! froze mid-transaction is free again within seconds, not when TCP notices.
 
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -47,6 +51,23 @@ use super::{
     DeviceKey, FolderEntry, NODE_LEASE_SECS, SendClaim, StateError, StateStore, StoredClaim,
     WipeState, claim_decision,
 };
+
+/// Set on every connection, so that the server itself ends what a gone or stuck node left:
+/// without them a session whose client gave up (a call's timeout, a node's host lost in the
+/// middle of a transaction) keeps waiting, or keeps the device's advisory lock, until TCP
+/// notices, by default hours later, and every other node's writes of that device wait for it.
+/// - `statement_timeout` below [`CALL_TIMEOUT`]: the server cancels a statement the caller
+///   is about to give up on (a lock held elsewhere), answered as "unavailable" (a retry).
+/// - `idle_in_transaction_session_timeout`: a transaction nobody drives any more (its node
+///   frozen or cut off) is rolled back and its locks released; ours never pause.
+/// - TCP keepalives: a session of a host that vanished is closed within about 2 minutes.
+const SESSION_SETTINGS: [(&str, &str); 5] = [
+    ("statement_timeout", "9s"),
+    ("idle_in_transaction_session_timeout", "15s"),
+    ("tcp_keepalives_idle", "60"),
+    ("tcp_keepalives_interval", "10"),
+    ("tcp_keepalives_count", "6"),
+];
 
 /// Connections a gateway keeps to the database at most. Calls are short (one or a few round
 /// trips), so a few connections serve thousands of phones; PostgreSQL's default allows 100
@@ -160,6 +181,22 @@ impl Slot {
     }
 }
 
+/// A call's error, and whether it says the database is away (so that the next calls answer
+/// at once for [`FAIL_FAST`]) rather than that this call alone failed.
+struct Failed {
+    error: StateError,
+    away: bool,
+}
+
+impl From<sqlx::Error> for Failed {
+    fn from(e: sqlx::Error) -> Failed {
+        Failed {
+            away: is_unavailable(&e) && !is_contention(&e),
+            error: db(e),
+        }
+    }
+}
+
 /// A connection out of the store for a call: discarded when dropped, unless given back.
 struct Lent<'a>(&'a PgStore, Option<Slot>);
 
@@ -207,13 +244,15 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(d) => d.code().is_some_and(|c| {
             // 08: connection exception; 57P01-03: admin shutdown, crash shutdown, cannot
-            // connect now (starting up); 53300: too many connections; 40001/40P01: a
-            // serialization failure or deadlock, which a retry resolves.
+            // connect now (starting up); 57P05: idle session timeout; 53300: too many
+            // connections; 25006: read-only (a standby, during a database failover); and
+            // what concerns this call alone (see `is_contention`).
             c.starts_with("08")
                 || matches!(
                     &*c,
-                    "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+                    "57P01" | "57P02" | "57P03" | "57P05" | "53300" | "25006"
                 )
+                || is_contention(e)
         }),
         // A connection the server closed under us reads as a protocol error in some paths.
         sqlx::Error::Protocol(m) => m.contains("closed") || m.contains("EOF"),
@@ -221,13 +260,23 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
+/// An error of this call alone, which a retry resolves while the database serves others: a
+/// serialization failure or deadlock (40001, 40P01), a lock not had in time (55P03), a
+/// statement cancelled by `statement_timeout` (57014, mostly a device lock held by a stuck
+/// session). It does not make the node answer every call "unavailable" for [`FAIL_FAST`].
+fn is_contention(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d)
+        if d.code().is_some_and(|c| matches!(&*c, "40001" | "40P01" | "55P03" | "57014")))
+}
+
 /// A dead kept connection: the call never reached the server, so running it again on a
-/// fresh connection is safe.
+/// fresh connection is safe. (57P05: the server closed a session idle for its
+/// `idle_session_timeout`.)
 fn is_dead_connection(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Io(_))
         || matches!(e, sqlx::Error::Protocol(m) if m.contains("closed") || m.contains("EOF"))
         || matches!(e, sqlx::Error::Database(d)
-            if d.code().is_some_and(|c| matches!(&*c, "57P01" | "57P02")))
+            if d.code().is_some_and(|c| matches!(&*c, "57P01" | "57P02" | "57P05")))
 }
 
 fn decode_err(what: &str, v: i64) -> sqlx::Error {
@@ -270,7 +319,9 @@ impl PgStore {
             .map_err(|e| StateError::Database(format!("state.url: {e}")))?;
         // Prepared statements are cached per connection by sqlx; the application name shows
         // in pg_stat_activity, so an operator sees which connections are the gateway's.
-        let options = options.application_name("eas-gateway");
+        let options = options
+            .application_name("eas-gateway")
+            .options(SESSION_SETTINGS);
         let store = PgStore {
             options,
             max_connections: max_connections.max(1) as usize,
@@ -317,22 +368,28 @@ impl PgStore {
         }
         let result = self.blocking(|| self.attempt(&op));
         let mut down = lock(&self.down_since);
-        match &result {
-            Err(StateError::Unavailable(_)) => *down = Some(Instant::now()),
-            _ => *down = None,
+        match result {
+            Ok(v) => {
+                *down = None;
+                Ok(v)
+            }
+            Err(Failed { error, away }) => {
+                *down = away.then(Instant::now);
+                Err(error)
+            }
         }
-        result
     }
 
-    fn attempt<T, F>(&self, op: &F) -> Result<T, StateError>
+    fn attempt<T, F>(&self, op: &F) -> Result<T, Failed>
     where
         F: AsyncFn(&mut PgConnection) -> Result<T, sqlx::Error>,
     {
         let deadline = Instant::now() + CALL_TIMEOUT;
-        let timed_out = || {
-            StateError::Unavailable(format!(
+        let timed_out = || Failed {
+            error: StateError::Unavailable(format!(
                 "no answer from the database within {CALL_TIMEOUT:?}"
-            ))
+            )),
+            away: true,
         };
         // After a restart of the server every idle connection is dead, and each is found
         // out only by using it: go on until a live one answers.
@@ -341,7 +398,11 @@ impl PgStore {
         loop {
             // Dropped unless given back: a connection in an unknown state (a timeout, an
             // error, a panic) is never used again.
-            let mut lent = Lent(self, Some(self.checkout(deadline)?));
+            let slot = self.checkout(deadline).map_err(|error| Failed {
+                away: error.is_unavailable(),
+                error,
+            })?;
+            let mut lent = Lent(self, Some(slot));
             let slot = lent.1.as_mut().expect("lent until given back");
             let left = deadline.saturating_duration_since(Instant::now());
             match slot.run(left, async |c| op(c).await) {
@@ -353,7 +414,7 @@ impl PgStore {
                 Some(Err(e)) if is_dead_connection(&e) => {
                     drop(lent);
                     if tried >= tries {
-                        return Err(db(e));
+                        return Err(Failed::from(e));
                     }
                     tried += 1;
                 }
@@ -364,7 +425,7 @@ impl PgStore {
                     if let Some(Ok(())) = slot.run(Duration::from_secs(1), ping) {
                         lent.give_back();
                     }
-                    return Err(db(e));
+                    return Err(Failed::from(e));
                 }
             }
         }
@@ -516,9 +577,10 @@ async fn migrate(c: &mut PgConnection) -> Result<Result<(), StateError>, sqlx::E
 /// statement's parsing happens inside the handler.
 async fn compress_with_lz4(tx: &mut Transaction<'_, sqlx::Postgres>) -> Result<(), sqlx::Error> {
     // Looked up first, so that a start where both are set takes no table lock; inside the
-    // block, as `attcompression` exists only from PostgreSQL 14 on. The ALTER waits for the
-    // other nodes' transactions on the table and makes their next ones wait behind it: at
-    // most 2 s, then this start leaves it to the next one.
+    // block, as `attcompression` exists only from PostgreSQL 14 on. Setting the default
+    // first finds a server without lz4 before any table is locked. Each ALTER waits for the
+    // other nodes' transactions on its table and makes their next ones wait behind it: at
+    // most 1 s a table, then this start leaves it to the next one.
     sqlx::Executor::execute(
         &mut **tx,
         "DO $$ DECLARE missing bigint; BEGIN \
@@ -526,7 +588,8 @@ async fn compress_with_lz4(tx: &mut Transaction<'_, sqlx::Postgres>) -> Result<(
          ((''collection_state''::regclass, ''snapshot''), (''device_memos''::regclass, ''value'')) \
          AND attcompression IS DISTINCT FROM ''l''' INTO missing; \
          IF missing > 0 THEN \
-         EXECUTE 'SET LOCAL lock_timeout = ''2s'''; \
+         EXECUTE 'SET LOCAL default_toast_compression = ''lz4'''; \
+         EXECUTE 'SET LOCAL lock_timeout = ''1s'''; \
          EXECUTE 'ALTER TABLE collection_state ALTER COLUMN snapshot SET COMPRESSION lz4'; \
          EXECUTE 'ALTER TABLE device_memos ALTER COLUMN value SET COMPRESSION lz4'; \
          END IF; \
@@ -1500,13 +1563,18 @@ impl StateStore for PgStore {
             .bind(now.saturating_sub(CLIENT_ID_RETENTION_SECS) as i64)
             .execute(&mut *tx)
             .await?;
-            // With whether the claim's node said it was alive within the lease.
+            // With whether the claim's node said it was alive within the lease. The row is
+            // locked and read as last committed: `commit_client_id` and `finish_client_id`
+            // take no device lock, so a plain read could see 'sending' while the owner's
+            // 'committing' is being written, and the upsert below would then overwrite it
+            // (a node taken for dead while alive, both sending).
             let found = sqlx::query(
                 &format!(
                     "SELECT c.state, c.at, c.owner, \
                      COALESCE(n.alive_at >= {DB_NOW} - $4, false) FROM sent_client_ids c \
                      LEFT JOIN nodes n ON n.node = c.owner \
-                     WHERE c.\"user\" = $1 AND c.device_id = $2 AND c.client_id = $3"
+                     WHERE c.\"user\" = $1 AND c.device_id = $2 AND c.client_id = $3 \
+                     FOR UPDATE OF c"
                 ),
             )
             .bind(&key.user)
