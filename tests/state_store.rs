@@ -740,12 +740,38 @@ fn two_nodes_never_both_win(b: &Backend) {
 
 // What only one of the stores has.
 
-#[test]
-fn postgres_refuses_a_newer_schema() {
+/// A new database on the shared cluster: the cluster, the database's URL and its name (what
+/// `psql` takes).
+fn fresh_pg() -> (&'static Postgres, String, String) {
     let pg = Postgres::shared();
     let url = pg.fresh_database().unwrap();
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    (pg, url, name)
+}
+
+/// Runs `sql` with `psql` in a session of its own (one that takes a lock and sleeps, standing
+/// for a stuck or slow node) and, once it has had time to take the lock, `f`; returns `f`'s
+/// answer once both are done.
+fn while_psql_runs<T: Send>(
+    pg: &Postgres,
+    name: &str,
+    sql: &str,
+    f: impl FnOnce() -> T + Send,
+) -> T {
+    std::thread::scope(|s| {
+        let session = s.spawn(|| pg.psql(name, sql).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let answer = f();
+        session.join().unwrap();
+        answer
+    })
+}
+
+#[test]
+fn postgres_refuses_a_newer_schema() {
+    let (pg, url, name) = fresh_pg();
+    let name = name.as_str();
     drop(PgStore::open(&url).unwrap());
-    let name = url.rsplit('/').next().unwrap();
     let version: usize = pg
         .psql(name, "SELECT version FROM schema_version")
         .unwrap()
@@ -765,9 +791,8 @@ fn postgres_refuses_a_newer_schema() {
 /// next start on a database made before (or set back by hand), without a schema version.
 #[test]
 fn postgres_compresses_snapshots_with_lz4() {
-    let pg = Postgres::shared();
-    let url = pg.fresh_database().unwrap();
-    let name = url.rsplit('/').next().unwrap();
+    let (pg, url, name) = fresh_pg();
+    let name = name.as_str();
     let methods = || {
         pg.psql(
             name,
@@ -855,9 +880,8 @@ fn postgres_compresses_snapshots_with_lz4() {
 /// pglz.
 #[test]
 fn postgres_without_lz4_starts_with_pglz() {
-    let pg = Postgres::shared();
-    let url = pg.fresh_database().unwrap();
-    let name = url.rsplit('/').next().unwrap();
+    let (pg, url, name) = fresh_pg();
+    let name = name.as_str();
     drop(PgStore::open(&url).unwrap());
     let role = format!("user_of_{name}");
     pg.psql(
@@ -893,13 +917,11 @@ fn postgres_without_lz4_starts_with_pglz() {
 }
 
 /// A node starting while another holds the snapshot table (here a lock held by hand) does
-/// not wait for it, nor make the other nodes' requests wait behind it, beyond 2 s: it starts
-/// with pglz and sets lz4 at a later start.
+/// not wait for it, nor make the other nodes' requests wait behind it, beyond a second a
+/// table: it starts with pglz and sets lz4 at a later start.
 #[test]
 fn postgres_lz4_does_not_wait_for_a_busy_table() {
-    let pg = Postgres::shared();
-    let url = pg.fresh_database().unwrap();
-    let name = url.rsplit('/').next().unwrap().to_owned();
+    let (pg, url, name) = fresh_pg();
     drop(PgStore::open(&url).unwrap());
     pg.psql(
         &name,
@@ -914,23 +936,14 @@ fn postgres_lz4_does_not_wait_for_a_busy_table() {
         )
         .unwrap()
     };
-    std::thread::scope(|s| {
-        let holder = s.spawn(|| {
-            pg.psql(
-                &name,
-                "BEGIN; LOCK TABLE collection_state IN ACCESS SHARE MODE; \
-                 SELECT pg_sleep(6); COMMIT",
-            )
-            .unwrap()
-        });
-        std::thread::sleep(std::time::Duration::from_millis(1000));
+    let hold = "BEGIN; LOCK TABLE collection_state IN ACCESS SHARE MODE; \
+                SELECT pg_sleep(6); COMMIT";
+    while_psql_runs(pg, &name, hold, || {
         let started = std::time::Instant::now();
-        let store = PgStore::open(&url).unwrap();
+        drop(PgStore::open(&url).unwrap());
         let took = started.elapsed();
         assert!(took < std::time::Duration::from_secs(4), "{took:?}");
         assert_eq!(method(), "p", "left for a later start");
-        drop(store);
-        holder.join().unwrap();
     });
     drop(PgStore::open(&url).unwrap());
     assert_eq!(method(), "l");
@@ -942,9 +955,7 @@ fn postgres_lz4_does_not_wait_for_a_busy_table() {
 /// it, which would have both nodes send the message.
 #[test]
 fn postgres_claim_does_not_overwrite_a_commit_in_flight() {
-    let pg = Postgres::shared();
-    let url = pg.fresh_database().unwrap();
-    let name = url.rsplit('/').next().unwrap().to_owned();
+    let (pg, url, name) = fresh_pg();
     let store = PgStore::open(&url).unwrap();
     let k = key("inflight");
     let now = state::unix_now();
@@ -955,25 +966,18 @@ fn postgres_claim_does_not_overwrite_a_commit_in_flight() {
             .unwrap(),
         SendClaim::Claimed
     );
-    std::thread::scope(|s| {
-        let committer = s.spawn(|| {
-            pg.psql(
-                &name,
-                "BEGIN; UPDATE sent_client_ids SET state = 'committing' WHERE client_id = 'cid'; \
-                 SELECT pg_sleep(2); COMMIT",
-            )
+    let commit = "BEGIN; UPDATE sent_client_ids SET state = 'committing' WHERE client_id = 'cid'; \
+                  SELECT pg_sleep(2); COMMIT";
+    let claim = while_psql_runs(pg, &name, commit, || {
+        store
+            .claim_client_id(&k, "cid", now, 600, "node-b")
             .unwrap()
-        });
-        std::thread::sleep(std::time::Duration::from_millis(700));
-        assert_eq!(
-            store
-                .claim_client_id(&k, "cid", now, 600, "node-b")
-                .unwrap(),
-            SendClaim::InProgress,
-            "node-b took over a claim whose commit was in flight"
-        );
-        committer.join().unwrap();
     });
+    assert_eq!(
+        claim,
+        SendClaim::InProgress,
+        "node-b took over a claim whose commit was in flight"
+    );
     assert_eq!(
         pg.psql(&name, "SELECT state || ' ' || owner FROM sent_client_ids")
             .unwrap(),
@@ -987,22 +991,13 @@ fn postgres_claim_does_not_overwrite_a_commit_in_flight() {
 /// server, and the node goes on serving other devices at once.
 #[test]
 fn postgres_a_stuck_device_lock_costs_one_device() {
-    let pg = Postgres::shared();
-    let url = pg.fresh_database().unwrap();
-    let name = url.rsplit('/').next().unwrap().to_owned();
+    let (pg, url, name) = fresh_pg();
     let store = PgStore::open(&url).unwrap();
     let stuck = key("stuck");
     let other = key("other");
-    std::thread::scope(|s| {
-        let holder = s.spawn(|| {
-            pg.psql(
-                &name,
-                "SELECT pg_advisory_lock(hashtextextended('stuck' || E'\\n' || 'dev1', 0)); \
-                 SELECT pg_sleep(14)",
-            )
-            .unwrap()
-        });
-        std::thread::sleep(std::time::Duration::from_millis(700));
+    let hold = "SELECT pg_advisory_lock(hashtextextended('stuck' || E'\\n' || 'dev1', 0)); \
+                SELECT pg_sleep(14)";
+    while_psql_runs(pg, &name, hold, || {
         let started = std::time::Instant::now();
         let err = store
             .mint_collection_state(&stuck, 1, None, b"snapshot")
@@ -1028,7 +1023,6 @@ fn postgres_a_stuck_device_lock_costs_one_device() {
         store
             .mint_collection_state(&other, 1, None, b"snapshot")
             .unwrap();
-        holder.join().unwrap();
     });
     store
         .mint_collection_state(&stuck, 1, None, b"snapshot")
@@ -1074,9 +1068,7 @@ fn a_database_that_is_not_there_is_unavailable() {
 /// (here a constraint the statement breaks) leaves the store as usable as before.
 #[test]
 fn postgres_calls_share_the_connection_limit() {
-    let pg = Postgres::shared();
-    let url = pg.fresh_database().unwrap();
-    let name = url.rsplit('/').next().unwrap().to_owned();
+    let (pg, url, name) = fresh_pg();
     let store = PgStore::open_with(&url, 2).unwrap();
     let key = |i: usize| DeviceKey {
         user: "limit@example.com".into(),
